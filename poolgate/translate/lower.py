@@ -1,0 +1,196 @@
+"""Lower a resolved Graph to the IR: Envoy listeners per Gateway port, virtual hosts per hostname in Gateway API
+precedence, routes per rule match, clusters per pool, Service and picker."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import defaultdict
+
+from poolgate.api.gateway import HeaderModifier, RouteFilter, RouteMatch
+from poolgate.translate import ir, naming
+from poolgate.translate.hostnames import matches, specificity
+from poolgate.translate.options import TranslateOptions
+from poolgate.translate.resolve import Attachment, Graph, ListenerState, PoolTarget, ResolvedRule, ServiceTarget
+
+MODEL_NAME_HEADER = "x-gateway-model-name"
+PATH_ORDER = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
+
+
+def lower(graph: Graph, options: TranslateOptions, gateways: set[tuple[str, str]] | None = None) -> ir.IR:
+    """The IR for this controller's Gateways (all, or those named in `gateways`)."""
+    out = ir.IR()
+    for state in graph.gateways:
+        gw = state.gateway
+        if gateways is not None and (gw.namespace, gw.name) not in gateways:
+            continue
+        by_port: dict[int, list[ListenerState]] = defaultdict(list)
+        for ls in state.listeners:
+            if ls.valid:
+                by_port[ls.listener.port].append(ls)
+        for port, listeners in sorted(by_port.items()):
+            vhosts = tuple(_virtual_hosts(listeners, out, options))
+            model_routing = any(name == MODEL_NAME_HEADER for vh in vhosts for r in vh.routes
+                                for _, name, _ in r.match.headers)
+            out.listeners.append(ir.Listener(naming.listener_name(gw.namespace, gw.name, port), port, vhosts,
+                                             model_routing))
+            if model_routing:
+                out.clusters[naming.MODEL_ROUTER_CLUSTER] = ir.Cluster(
+                    naming.MODEL_ROUTER_CLUSTER, "model-router", (options.model_router,), http2=True)
+    return out
+
+
+# --- virtual hosts ------------------------------------------------------------------------------------------------
+
+def _virtual_hosts(listeners: list[ListenerState], out: ir.IR, options: TranslateOptions):
+    domains = {ls.listener.hostname or "*" for ls in listeners}
+    domains |= {h for ls in listeners for att in ls.attached for h in att.hostnames}
+    for domain in sorted(domains, key=lambda d: (specificity(d), d)):
+        claiming = min((ls for ls in listeners if matches(ls.listener.hostname or "*", domain)),
+                       key=lambda ls: specificity(ls.listener.hostname or "*"))
+        entries = []
+        for att in claiming.attached:
+            covering = [h for h in att.hostnames if matches(h, domain)]
+            if covering:
+                entries.append((min(specificity(h) for h in covering), att))
+        routes = _routes(entries, out, options)
+        yield ir.VirtualHost(domain, (domain,), tuple(routes))
+
+
+def _routes(entries: list[tuple[tuple[int, int], Attachment]], out: ir.IR, options: TranslateOptions):
+    keyed = []
+    for host_rank, att in entries:
+        route = att.route.route
+        age = (route.metadata.creation_timestamp or "", route.namespace, route.name)
+        for rule in att.route.rules:
+            action = _action(rule, out, options)
+            filters = rule.rule.filters
+            for j, match in enumerate(rule.rule.matches):
+                key = (host_rank, PATH_ORDER[match.path.type], -len(match.path.value), match.method is None,
+                       -len(match.headers), -len(match.query_params), age, rule.index, j)
+                name = f"{route.namespace}/{route.name}/rule/{rule.index}/match/{j}"
+                keyed.append((key, ir.Route(name, _match(match), _with_rewrite(action, filters, match),
+                                            _header_mods(filters, "RequestHeaderModifier"),
+                                            _header_mods(filters, "ResponseHeaderModifier"))))
+    keyed.sort(key=lambda kv: kv[0])
+    return [route for _, route in keyed]
+
+
+def _match(match: RouteMatch) -> ir.Match:
+    seen: set[str] = set()
+    headers = []
+    for h in match.headers:                      # the first match of a header name wins (Gateway API)
+        if h.name.lower() not in seen:
+            seen.add(h.name.lower())
+            headers.append((h.type, h.name.lower(), h.value))
+    return ir.Match(match.path.type, match.path.value, tuple(headers),
+                    tuple((q.type, q.name, q.value) for q in match.query_params), match.method)
+
+
+def _header_mods(filters: list[RouteFilter], kind: str) -> ir.HeaderMods:
+    for f in filters:
+        if f.type == kind:
+            mod: HeaderModifier = f.request_header_modifier if kind == "RequestHeaderModifier" else f.response_header_modifier
+            return ir.HeaderMods(tuple((h.name, h.value) for h in mod.set), tuple((h.name, h.value) for h in mod.add),
+                                 tuple(mod.remove))
+    return ir.HeaderMods()
+
+
+# --- actions ------------------------------------------------------------------------------------------------------
+
+def _action(rule: ResolvedRule, out: ir.IR, options: TranslateOptions):
+    if rule.unsupported:
+        return ir.DirectResponse(500, f"poolgate: this route rule is not served: {rule.unsupported}")
+    redirect = next((f.request_redirect for f in rule.rule.filters if f.type == "RequestRedirect"), None)
+    if redirect is not None:
+        path = (redirect.path.type, redirect.path.replace_full_path if redirect.path.type == "ReplaceFullPath"
+                else redirect.path.replace_prefix_match) if redirect.path else None
+        return ir.Redirect(redirect.scheme, redirect.hostname, redirect.port, path, redirect.status_code)
+    backends = tuple(b for b in (_backend(rb, out, options) for rb in rule.backends) if b.weight > 0)
+    if not backends:
+        return ir.DirectResponse(500, "poolgate: no backend with a weight above 0 for this route rule")
+    if len(backends) == 1 and backends[0].cluster is None:
+        return ir.DirectResponse(500, "poolgate: the backend of this route rule is invalid; see the HTTPRoute status")
+    timeouts = rule.rule.timeouts
+    return ir.Forward(backends, _seconds(timeouts.request) if timeouts and timeouts.request else 0.0,
+                      _seconds(timeouts.backend_request) if timeouts and timeouts.backend_request else 0.0)
+
+
+def _with_rewrite(action, filters: list[RouteFilter], match: RouteMatch):
+    rewrite = next((f.url_rewrite for f in filters if f.type == "URLRewrite"), None)
+    if rewrite is None or not isinstance(action, ir.Forward):
+        return action
+    path = None
+    if rewrite.path is not None:
+        if rewrite.path.type == "ReplacePrefixMatch":
+            if match.path.type != "PathPrefix":
+                return ir.DirectResponse(500, "poolgate: ReplacePrefixMatch needs a PathPrefix match")
+            path = ("ReplacePrefixMatch", rewrite.path.replace_prefix_match)
+        else:
+            path = ("ReplaceFullPath", rewrite.path.replace_full_path)
+    return ir.Forward(action.backends, action.timeout_s, action.per_try_timeout_s, rewrite.hostname, path)
+
+
+def _backend(resolved, out: ir.IR, options: TranslateOptions) -> ir.Backend:
+    ref = resolved.ref
+    target = resolved.target
+    request = _header_mods(ref.filters, "RequestHeaderModifier")
+    response = _header_mods(ref.filters, "ResponseHeaderModifier")
+    if isinstance(target, PoolTarget) and target.servable:
+        cluster = _pool_cluster(target, out, options)
+        picker = _picker_call(target, out, options) if target.picker else None
+        return ir.Backend(cluster, ref.weight, picker, request, response)
+    if isinstance(target, ServiceTarget):
+        service = target.service
+        name = naming.service_cluster(service.namespace, service.name, target.port)
+        out.clusters[name] = ir.Cluster(name, "service", (_service_address(service, target.port, options),),
+                                        dns=_uses_dns(service, options))
+        return ir.Backend(name, ref.weight, None, request, response)
+    return ir.Backend(None, ref.weight)
+
+
+def _pool_cluster(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> str:
+    pool = target.pool
+    name = naming.pool_cluster(pool.namespace, pool.name)
+    ports = [p.number for p in pool.spec.target_ports]
+    if options.endpoints == "dns":
+        host = f"{naming.pool_endpoints_service(pool.name)}.{pool.namespace}.svc.{options.cluster_domain}"
+        addresses = tuple(ir.Address(host, port) for port in ports)
+    else:
+        addresses = tuple(ir.Address(pod.status.pod_ip, port) for pod, port in target.endpoints)
+    out.clusters[name] = ir.Cluster(name, "pool", addresses, dns=options.endpoints == "dns",
+                                    http2=pool.spec.app_protocol == "kubernetes.io/h2c",
+                                    override_host=target.picker is not None)
+    return name
+
+
+def _picker_call(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> ir.PickerCall:
+    picker = target.picker
+    service = picker.service
+    name = naming.picker_cluster(service.namespace, service.name, picker.port)
+    out.clusters[name] = ir.Cluster(name, "picker", (_service_address(service, picker.port, options),),
+                                    dns=_uses_dns(service, options), http2=True, tls=options.picker_tls)
+    return ir.PickerCall(name, f"{target.pool.namespace}/{target.pool.name}", picker.failure_open)
+
+
+def _uses_dns(service, options: TranslateOptions) -> bool:
+    return options.endpoints == "dns" or not _is_ip(service.spec.cluster_ip)
+
+
+def _service_address(service, port: int, options: TranslateOptions) -> ir.Address:
+    if not _uses_dns(service, options):
+        return ir.Address(service.spec.cluster_ip, port)
+    return ir.Address(f"{service.name}.{service.namespace}.svc.{options.cluster_domain}", port)
+
+
+def _is_ip(value: str | None) -> bool:
+    try:
+        ipaddress.ip_address(value or "")
+        return True
+    except ValueError:
+        return False
+
+
+def _seconds(duration: str) -> float:
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|h|m|s)", duration))

@@ -1,0 +1,419 @@
+"""Emit Envoy configuration from the IR, as typed protobuf messages of Envoy's own API (xds-protos), then as the
+JSON/YAML shapes Envoy loads: a standalone bootstrap, or file-based dynamic resources (LDS/CDS files)."""
+
+from __future__ import annotations
+
+import re
+
+from google.protobuf import json_format
+from google.protobuf.any_pb2 import Any
+from google.protobuf.message import Message
+
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, extension_pb2, grpc_service_pb2
+from envoy.config.core.v3 import protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2, processing_mode_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.http.early_header_mutation.header_mutation.v3 import header_mutation_pb2
+from envoy.extensions.load_balancing_policies.least_request.v3 import least_request_pb2
+from envoy.extensions.load_balancing_policies.override_host.v3 import override_host_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import http_status_pb2
+
+from poolgate.translate import ir, naming
+from poolgate.translate.options import TranslateOptions
+
+DESTINATION_HEADER = "x-gateway-destination-endpoint"
+LB_METADATA_NAMESPACE = "envoy.lb"
+SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"
+POOL_METADATA_KEY = "x-poolgate-pool"          # gRPC initial metadata naming the pool a picker call is for
+CALLOUT_METADATA_KEY = "x-poolgate-callout"    # gRPC initial metadata naming the callout ("model-router")
+EPP_FILTER = "poolgate.endpoint_picker"
+MODEL_ROUTER_FILTER = "poolgate.model_router"
+# Headers only the picker (or the model router) may set: removed from client requests before any filter runs.
+PICKER_ONLY_HEADERS = (DESTINATION_HEADER, "x-gateway-destination-endpoint-served",
+                       "x-gateway-destination-endpoint-subset")
+MODEL_ROUTER_ONLY_HEADERS = ("x-gateway-model-name", "x-gateway-base-model-name")
+
+
+def _any(message: Message) -> Any:
+    packed = Any()
+    packed.Pack(message)
+    return packed
+
+
+def _duration(seconds: float):
+    from google.protobuf.duration_pb2 import Duration
+    d = Duration()
+    d.FromNanoseconds(int(round(seconds * 1e9)))
+    return d
+
+
+def to_dict(message: Message) -> dict:
+    """A message as the JSON object Envoy reads (proto field names)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+# --- listeners ----------------------------------------------------------------------------------------------------
+
+def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> listener_pb2.Listener:
+    """An Envoy listener with one HTTP connection manager serving the listener's virtual hosts."""
+    namespace, gateway = lst.name.split("/")[1:3]
+    uses_picker = any(isinstance(r.action, ir.Forward) and any(b.picker for b in r.action.backends)
+                      for vh in lst.virtual_hosts for r in vh.routes)
+    pickers = [c for c in model.clusters.values() if c.role == "picker"]
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=lst.name.replace("/", "_"),
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        route_config=route_configuration(lst, options),
+        strip_any_host_port=True,
+        normalize_path={"value": True},
+        merge_slashes=True,
+        path_with_escaped_slashes_action=hcm_pb2.HttpConnectionManager.UNESCAPE_AND_REDIRECT,
+        early_header_mutation_extensions=[_strip_headers(lst.model_routing)],
+    )
+    if lst.model_routing:
+        hcm.http_filters.append(hcm_pb2.HttpFilter(name=MODEL_ROUTER_FILTER, typed_config=_any(_model_router(options))))
+    if uses_picker:
+        hcm.http_filters.append(hcm_pb2.HttpFilter(
+            name=EPP_FILTER, disabled=True, typed_config=_any(_endpoint_picker(pickers[0].name, options))))
+    hcm.http_filters.append(hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())))
+    out = listener_pb2.Listener(
+        name=lst.name,
+        address=address_pb2.Address(socket_address=address_pb2.SocketAddress(
+            address=options.bind_address(namespace, gateway), port_value=lst.port)),
+        filter_chains=[listener_components_pb2.FilterChain(filters=[listener_components_pb2.Filter(
+            name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))])],
+    )
+    out.per_connection_buffer_limit_bytes.value = options.buffer_limit_bytes
+    return out
+
+
+def _strip_headers(model_routing: bool) -> extension_pb2.TypedExtensionConfig:
+    headers = PICKER_ONLY_HEADERS + (MODEL_ROUTER_ONLY_HEADERS if model_routing else ())
+    mutation = header_mutation_pb2.HeaderMutation(
+        mutations=[mutation_rules_pb2.HeaderMutation(remove=h) for h in headers])
+    return extension_pb2.TypedExtensionConfig(name="poolgate.strip_picker_headers", typed_config=_any(mutation))
+
+
+def _grpc_service(cluster: str, timeout_s: float, metadata: dict[str, str]) -> grpc_service_pb2.GrpcService:
+    service = grpc_service_pb2.GrpcService(envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster),
+                                           timeout=_duration(timeout_s))
+    for key, value in metadata.items():
+        service.initial_metadata.append(base_pb2.HeaderValue(key=key, value=value))
+    return service
+
+
+def _processing_mode(options: TranslateOptions, request_body: bool, response: bool,
+                     fail_open: bool = False) -> processing_mode_pb2.ProcessingMode:
+    """What Envoy sends the picker. Request bodies stream full-duplex (or are buffered when configured, and always
+    for FailOpen pools: Envoy can fall back only while the body is still buffered); response bodies always stream."""
+    mode = processing_mode_pb2.ProcessingMode
+    duplex = options.body_mode == "FULL_DUPLEX_STREAMED" and not fail_open
+    body_mode = mode.FULL_DUPLEX_STREAMED if duplex else mode.BUFFERED
+    return mode(
+        request_header_mode=mode.SEND,
+        request_body_mode=body_mode if request_body else mode.NONE,
+        request_trailer_mode=mode.SEND if duplex and request_body else mode.SKIP,
+        response_header_mode=mode.SEND if response else mode.SKIP,
+        response_body_mode=mode.FULL_DUPLEX_STREAMED if response else mode.NONE,
+        response_trailer_mode=mode.SEND if response else mode.SKIP,
+    )
+
+
+def _endpoint_picker(default_cluster: str, options: TranslateOptions) -> ext_proc_pb2.ExternalProcessor:
+    """The endpoint-picker ext_proc filter, disabled unless a route enables it for its pool's picker."""
+    config = ext_proc_pb2.ExternalProcessor(
+        grpc_service=_grpc_service(default_cluster, options.picker_timeout_s, {}),
+        failure_mode_allow=False,
+        processing_mode=_processing_mode(options, request_body=True, response=True),
+        message_timeout=_duration(options.picker_timeout_s),
+        metadata_options=ext_proc_pb2.MetadataOptions(
+            forwarding_namespaces=ext_proc_pb2.MetadataOptions.MetadataNamespaces(
+                untyped=[LB_METADATA_NAMESPACE, SUBSET_HINT_NAMESPACE]),
+            receiving_namespaces=ext_proc_pb2.MetadataOptions.MetadataNamespaces(untyped=[LB_METADATA_NAMESPACE])),
+        route_cache_action=ext_proc_pb2.ExternalProcessor.RETAIN,
+        status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
+    )
+    return config
+
+
+def _model_router(options: TranslateOptions) -> ext_proc_pb2.ExternalProcessor:
+    """The body-based model router: reads `model` from the body, sets X-Gateway-Model-Name, re-picks the route."""
+    return ext_proc_pb2.ExternalProcessor(
+        grpc_service=_grpc_service(naming.MODEL_ROUTER_CLUSTER, options.picker_timeout_s,
+                                   {CALLOUT_METADATA_KEY: "model-router"}),
+        failure_mode_allow=False,
+        processing_mode=_processing_mode(options, request_body=True, response=False),
+        message_timeout=_duration(options.picker_timeout_s),
+        route_cache_action=ext_proc_pb2.ExternalProcessor.CLEAR,
+        status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
+    )
+
+
+def _picker_override(call: ir.PickerCall | None, options: TranslateOptions) -> ext_proc_pb2.ExtProcPerRoute:
+    if call is None:
+        return ext_proc_pb2.ExtProcPerRoute(disabled=True)
+    overrides = ext_proc_pb2.ExtProcOverrides(
+        grpc_service=_grpc_service(call.cluster, options.picker_timeout_s, {POOL_METADATA_KEY: call.pool}))
+    overrides.failure_mode_allow.value = call.failure_open
+    if call.failure_open:
+        overrides.processing_mode.CopyFrom(_processing_mode(options, request_body=True, response=True, fail_open=True))
+    return ext_proc_pb2.ExtProcPerRoute(overrides=overrides)
+
+
+# --- routes -------------------------------------------------------------------------------------------------------
+
+def route_configuration(lst: ir.Listener, options: TranslateOptions) -> route_pb2.RouteConfiguration:
+    """The listener's routes: one virtual host per hostname, routes in Gateway API precedence."""
+    config = route_pb2.RouteConfiguration(name=lst.name)
+    config.validate_clusters.value = False   # invalid backends name an undefined cluster on purpose (-> 500)
+    for vh in lst.virtual_hosts:
+        config.virtual_hosts.append(route_components_pb2.VirtualHost(
+            name=f"{lst.name}/{vh.name}", domains=list(vh.domains), routes=[_route(r, options) for r in vh.routes]))
+    return config
+
+
+def _string_match(kind: str, value: str) -> string_pb2.StringMatcher:
+    if kind == "RegularExpression":
+        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=value))
+    return string_pb2.StringMatcher(exact=value)
+
+
+def _route_match(match: ir.Match) -> route_components_pb2.RouteMatch:
+    out = route_components_pb2.RouteMatch()
+    if match.path_type == "Exact":
+        out.path = match.path
+    elif match.path_type == "RegularExpression":
+        out.safe_regex.regex = match.path
+    elif match.path == "/" or match.path.endswith("/"):
+        out.prefix = match.path
+    else:
+        out.path_separated_prefix = match.path
+    for kind, name, value in match.headers:
+        out.headers.append(route_components_pb2.HeaderMatcher(name=name, string_match=_string_match(kind, value)))
+    if match.method:
+        out.headers.append(route_components_pb2.HeaderMatcher(name=":method", string_match=_string_match("Exact", match.method)))
+    for kind, name, value in match.query_params:
+        out.query_parameters.append(route_components_pb2.QueryParameterMatcher(
+            name=name, string_match=_string_match(kind, value)))
+    return out
+
+
+def _header_options(mods: ir.HeaderMods) -> list[base_pb2.HeaderValueOption]:
+    action = base_pb2.HeaderValueOption
+    out = [action(header=base_pb2.HeaderValue(key=k, value=v), append_action=action.OVERWRITE_IF_EXISTS_OR_ADD)
+           for k, v in mods.set]
+    out += [action(header=base_pb2.HeaderValue(key=k, value=v), append_action=action.APPEND_IF_EXISTS_OR_ADD)
+            for k, v in mods.add]
+    return out
+
+
+def _route(route: ir.Route, options: TranslateOptions) -> route_components_pb2.Route:
+    out = route_components_pb2.Route(name=route.name, match=_route_match(route.match))
+    out.request_headers_to_add.extend(_header_options(route.request_headers))
+    out.request_headers_to_remove.extend(route.request_headers.remove)
+    out.response_headers_to_add.extend(_header_options(route.response_headers))
+    out.response_headers_to_remove.extend(route.response_headers.remove)
+    action = route.action
+    if isinstance(action, ir.DirectResponse):
+        out.direct_response.status = action.status
+        out.direct_response.body.inline_string = action.body
+    elif isinstance(action, ir.Redirect):
+        _redirect(out.redirect, action, route.match)
+    else:
+        _forward(out, action, route.match, options)
+    return out
+
+
+def _redirect(out: route_components_pb2.RedirectAction, action: ir.Redirect, match: ir.Match) -> None:
+    codes = {301: out.MOVED_PERMANENTLY, 302: out.FOUND, 303: out.SEE_OTHER, 307: out.TEMPORARY_REDIRECT,
+             308: out.PERMANENT_REDIRECT}
+    out.response_code = codes[action.status_code]
+    if action.scheme:
+        out.scheme_redirect = action.scheme
+    if action.hostname:
+        out.host_redirect = action.hostname
+    if action.port:
+        out.port_redirect = action.port
+    if action.path_rewrite:
+        kind, value = action.path_rewrite
+        if kind == "ReplaceFullPath":
+            out.path_redirect = value
+        else:
+            out.regex_rewrite.CopyFrom(_prefix_rewrite(match.path, value))
+
+
+def _prefix_rewrite(prefix: str, replacement: str) -> regex_pb2.RegexMatchAndSubstitute:
+    """Replace a matched path prefix (up to a segment boundary) the way Gateway API defines it:
+    /foo -> /bar turns /foo/x into /bar/x; /foo -> / turns /foo/x into /x."""
+    stem = re.escape(prefix.rstrip("/"))
+    kept = replacement.rstrip("/")
+    if kept:
+        pattern, substitution = f"^{stem}(/.*)?$", kept + r"\1"
+    else:
+        pattern, substitution = f"^{stem}/*(.*)$", r"/\1"
+    return regex_pb2.RegexMatchAndSubstitute(pattern=regex_pb2.RegexMatcher(regex=pattern), substitution=substitution)
+
+
+def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Match, options: TranslateOptions) -> None:
+    route = out.route
+    route.timeout.CopyFrom(_duration(action.timeout_s))
+    if action.host_rewrite:
+        route.host_rewrite_literal = action.host_rewrite
+    if action.path_rewrite:
+        kind, value = action.path_rewrite
+        if kind == "ReplaceFullPath":
+            route.regex_rewrite.CopyFrom(regex_pb2.RegexMatchAndSubstitute(
+                pattern=regex_pb2.RegexMatcher(regex="^/.*$"), substitution=value))
+        else:
+            route.regex_rewrite.CopyFrom(_prefix_rewrite(match.path, value))
+    backends = action.backends
+    pickers = [b.picker for b in backends if b.picker]
+    if pickers:
+        # Enable the (by default disabled) picker filter on this route; each pool's own picker is set per cluster.
+        out.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(route_components_pb2.FilterConfig(
+            config=_any(_picker_override(pickers[0], options)))))
+        retry = route.retry_policy
+        retry.retry_on = "connect-failure,refused-stream,reset-before-request"
+        retry.num_retries.value = options.retries
+    if action.per_try_timeout_s:
+        route.retry_policy.per_try_timeout.CopyFrom(_duration(action.per_try_timeout_s))
+    single = backends[0]
+    if len(backends) == 1 and not (single.request_headers or single.response_headers):
+        route.cluster = single.cluster
+        return
+    route.cluster_not_found_response_code = route_components_pb2.RouteAction.INTERNAL_SERVER_ERROR
+    for backend in backends:
+        weight = route_components_pb2.WeightedCluster.ClusterWeight(
+            name=backend.cluster or naming.INVALID_BACKEND_CLUSTER)
+        weight.weight.value = backend.weight
+        weight.request_headers_to_add.extend(_header_options(backend.request_headers))
+        weight.request_headers_to_remove.extend(backend.request_headers.remove)
+        weight.response_headers_to_add.extend(_header_options(backend.response_headers))
+        weight.response_headers_to_remove.extend(backend.response_headers.remove)
+        if pickers:
+            weight.typed_per_filter_config[EPP_FILTER].CopyFrom(
+                _any(_picker_override(backend.picker, options)))
+        route.weighted_clusters.clusters.append(weight)
+
+
+# --- clusters -----------------------------------------------------------------------------------------------------
+
+def _typed_policy(name: str, message: Message) -> cluster_pb2.LoadBalancingPolicy.Policy:
+    return cluster_pb2.LoadBalancingPolicy.Policy(
+        typed_extension_config=extension_pb2.TypedExtensionConfig(name=name, typed_config=_any(message)))
+
+
+def _least_request() -> cluster_pb2.LoadBalancingPolicy:
+    return cluster_pb2.LoadBalancingPolicy(policies=[_typed_policy(
+        "envoy.load_balancing_policies.least_request", least_request_pb2.LeastRequest())])
+
+
+def _override_host() -> cluster_pb2.LoadBalancingPolicy:
+    """Send each request to the endpoint the picker chose (header or envoy.lb metadata, first reachable entry of
+    its list), falling back to least-request when the picker gave none: only pool members are ever reachable."""
+    source = override_host_pb2.OverrideHost.OverrideHostSource
+    config = override_host_pb2.OverrideHost(
+        override_host_sources=[
+            source(header=DESTINATION_HEADER),
+            source(metadata={"key": LB_METADATA_NAMESPACE, "path": [{"key": DESTINATION_HEADER}]}),
+        ],
+        fallback_policy=_least_request(),
+    )
+    return cluster_pb2.LoadBalancingPolicy(policies=[_typed_policy(
+        "envoy.load_balancing_policies.override_host", config)])
+
+
+def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
+    """An Envoy cluster for a pool, a Service, a picker or the model router."""
+    out = cluster_pb2.Cluster(
+        name=c.name,
+        type=cluster_pb2.Cluster.STRICT_DNS if c.dns else cluster_pb2.Cluster.STATIC,
+        connect_timeout=_duration(options.connect_timeout_s),
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(cluster_name=c.name, endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[
+                endpoint_components_pb2.LbEndpoint(endpoint=endpoint_components_pb2.Endpoint(
+                    address=address_pb2.Address(socket_address=address_pb2.SocketAddress(
+                        address=a.host, port_value=a.port))))
+                for a in c.addresses])]),
+    )
+    if c.dns:
+        out.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
+    if c.role == "pool":
+        out.load_balancing_policy.CopyFrom(_override_host() if c.override_host else _least_request())
+        out.per_connection_buffer_limit_bytes.value = options.buffer_limit_bytes
+    if c.role in ("pool", "service"):
+        # Inference traffic is long-lived and highly concurrent: Envoy's default limit of 1,024 would queue it.
+        thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds()
+        for field in ("max_connections", "max_pending_requests", "max_requests"):
+            getattr(thresholds, field).value = 100_000
+        out.circuit_breakers.thresholds.append(thresholds)
+    if c.http2:
+        protocol = http_protocol_options_pb2.HttpProtocolOptions(
+            explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+                http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
+        out.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].CopyFrom(
+            _any(protocol))
+    if c.tls:
+        out.transport_socket.name = "envoy.transport_sockets.tls"
+        out.transport_socket.typed_config.Pack(tls_pb2.UpstreamTlsContext(
+            common_tls_context=tls_pb2.CommonTlsContext(alpn_protocols=["h2"])))
+    return out
+
+
+# --- whole configurations -----------------------------------------------------------------------------------------
+
+def resources(model: ir.IR, options: TranslateOptions) -> tuple[list[dict], list[dict]]:
+    """The listeners and clusters of the IR as Envoy JSON objects."""
+    listeners = [to_dict(listener(lst, model, options)) for lst in model.listeners]
+    clusters = [to_dict(cluster(c, options)) for _, c in sorted(model.clusters.items())]
+    return listeners, clusters
+
+
+def _base_bootstrap(options: TranslateOptions) -> dict:
+    return {
+        "node": {"id": "poolgate", "cluster": "poolgate"},
+        "admin": {"address": {"socket_address": {"address": options.admin_address.host,
+                                                 "port_value": options.admin_address.port}}},
+    }
+
+
+def bootstrap(model: ir.IR, options: TranslateOptions) -> dict:
+    """A complete standalone Envoy bootstrap (static listeners and clusters)."""
+    listeners, clusters = resources(model, options)
+    out = _base_bootstrap(options)
+    out["static_resources"] = {"listeners": listeners, "clusters": clusters}
+    return out
+
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+
+
+def dynamic_bootstrap(config_dir: str, options: TranslateOptions) -> dict:
+    """A bootstrap that loads listeners and clusters from `config_dir`/lds.yaml and cds.yaml and reloads them when
+    the directory is swapped atomically (how a mounted ConfigMap or `poolgate up` updates Envoy without a restart)."""
+    def source(file: str) -> dict:
+        return {"path_config_source": {"path": f"{config_dir}/{file}", "watched_directory": {"path": config_dir}},
+                "resource_api_version": "V3"}
+    out = _base_bootstrap(options)
+    out["dynamic_resources"] = {"lds_config": source("lds.yaml"), "cds_config": source("cds.yaml")}
+    return out
+
+
+def discovery_files(model: ir.IR, options: TranslateOptions) -> dict[str, dict]:
+    """The contents of lds.yaml and cds.yaml for `dynamic_bootstrap`."""
+    listeners, clusters = resources(model, options)
+    return {
+        "lds.yaml": {"resources": [{"@type": LISTENER_TYPE, **item} for item in listeners]},
+        "cds.yaml": {"resources": [{"@type": CLUSTER_TYPE, **item} for item in clusters]},
+    }

@@ -1,0 +1,84 @@
+"""`poolgate translate`: Gateway API / InferencePool objects in, Envoy configuration (and status) out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+Translate Gateway API and Inference Extension objects (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
+InferencePool, InferenceObjective, InferenceModelRewrite, Services, Pods) into Envoy configuration.
+
+With --out DIR it writes:
+  DIR/bootstrap.yaml          a complete standalone bootstrap (`envoy -c DIR/bootstrap.yaml` runs it)
+  DIR/bootstrap-dynamic.yaml  a bootstrap that loads DIR/xds/lds.yaml and DIR/xds/cds.yaml and reloads them
+  DIR/xds/                    the listeners and clusters, swapped atomically on every write
+Without --out the standalone bootstrap is printed. --status prints the computed status of every GatewayClass,
+Gateway, HTTPRoute and InferencePool of poolgate's class as a JSON list.
+
+Exit codes: 0 success, 1 invalid input (each problem names the object and field), 2 bad usage."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("-f", "--file", dest="files", action="append", required=True, metavar="FILE",
+                        help="YAML file of objects (repeatable; multi-document files and kind: List are read)")
+    parser.add_argument("--out", metavar="DIR", help="directory to write the Envoy configuration into")
+    parser.add_argument("--status", action="store_true", help="print the computed status objects as JSON")
+    parser.add_argument("--endpoints", choices=["static", "dns"], default="static",
+                        help="static: pool endpoints from the Pods given (standalone, default); dns: from the "
+                             "headless Service poolgate creates per pool (Kubernetes)")
+    parser.add_argument("--body-mode", choices=["duplex", "buffered"], default="duplex",
+                        help="how Envoy streams request bodies to the picker (default: duplex = FULL_DUPLEX_STREAMED)")
+    parser.add_argument("--validate", action="store_true",
+                        help="also check the standalone bootstrap with `envoy --mode validate` (needs --out)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from poolgate.api import InvalidObjects, load_files
+    from poolgate.envoy import validate
+    from poolgate.translate import TranslateOptions, translate, xds
+    from poolgate.translate.output import swap_directory, to_yaml, write_yaml
+
+    try:
+        objects = load_files(args.files)
+    except InvalidObjects as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    options = TranslateOptions(endpoints=args.endpoints,
+                               body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED")
+    translation = translate(objects, options)
+    conflicts = translation.bind_conflicts()
+    for conflict in conflicts:
+        print(f"error: {conflict}", file=sys.stderr)
+    if conflicts:
+        return 1
+    if not translation.ir.listeners:
+        print("warning: no Gateway of class with controllerName poolgate.dev/gateway-controller has a valid "
+              "listener; the configuration has no listeners", file=sys.stderr)
+    if args.out:
+        out = Path(args.out).resolve()
+        write_yaml(out / "bootstrap.yaml", translation.bootstrap())
+        write_yaml(out / "bootstrap-dynamic.yaml", xds.dynamic_bootstrap(str(out / "xds"), options))
+        swap_directory(out / "xds", translation.discovery_files())
+        print(f"wrote {out}/bootstrap.yaml, {out}/bootstrap-dynamic.yaml and {out}/xds/", file=sys.stderr)
+        if args.validate:
+            ok, output = validate(out / "bootstrap.yaml")
+            if not ok:
+                print(f"error: Envoy rejected the configuration:\n{output}", file=sys.stderr)
+                return 1
+            print("envoy --mode validate: OK", file=sys.stderr)
+    elif args.validate:
+        print("error: --validate needs --out", file=sys.stderr)
+        return 2
+    if args.status:
+        print(json.dumps(translation.status(), indent=2))
+    elif not args.out:
+        sys.stdout.write(to_yaml(translation.bootstrap()))
+    return 0
