@@ -37,3 +37,14 @@ def dns_label(*parts: str, max_length: int = 63) -> str:
 def pool_endpoints_service(pool: str) -> str:
     """The headless Service poolgate creates to publish a pool's endpoints to Envoy in Kubernetes."""
     return dns_label(pool, "endpoints")
+
+
+MANAGED_PICKER_ANNOTATION = "poolgate.dev/managed-picker"          # "true": poolgate deploys the pool's picker
+PROFILE_ANNOTATION = "poolgate.dev/scheduling-profile"             # scheduling profile of a managed picker
+FAILURE_MODE_ANNOTATION = "poolgate.dev/failure-mode"              # FailOpen | FailClose for a managed picker
+MANAGED_PICKER_PORT = 9002
+
+
+def managed_picker(pool: str) -> str:
+    """Name of the Deployment, Service and ConfigMap of the picker poolgate manages for a pool."""
+    return dns_label(pool, "epp")

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from poolgate.api import Gateway, HTTPRoute, InferencePool, Pod, Service
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
 from poolgate.api.gateway import BackendRef, Listener, ParentReference, RouteRule
+from poolgate.api.inference import EndpointPickerRef, Port
 from poolgate.translate import conditions as c
+from poolgate.translate import naming
 from poolgate.translate.conditions import Cond
 from poolgate.translate.hostnames import effective_hostnames
 from poolgate.translate.snapshot import Snapshot
@@ -255,7 +257,7 @@ def _resolve_backend(snap: Snapshot, pools: dict, route: HTTPRoute, ref: Backend
 
 
 def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
-    ref = pool.spec.endpoint_picker_ref
+    ref = effective_picker_ref(pool)
     endpoints = snap.pool_endpoints(pool)
     accepted = Cond.true(c.ACCEPTED, c.R_ACCEPTED, "InferencePool is accepted")
     if ref is None:
@@ -281,6 +283,18 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
     picker = Picker(service, ref.port.number, ref.failure_mode == "FailOpen")
     return PoolTarget(pool, endpoints, picker, accepted,
                       Cond.true(c.RESOLVED_REFS, c.R_RESOLVED_REFS, "endpointPickerRef is resolved"))
+
+
+def effective_picker_ref(pool: InferencePool) -> EndpointPickerRef | None:
+    """The pool's endpointPickerRef; for a pool that asks poolgate to manage its picker (annotation
+    poolgate.dev/managed-picker: "true") and names none, the Service poolgate deploys for it."""
+    ref = pool.spec.endpoint_picker_ref
+    annotations = pool.metadata.annotations
+    if ref is not None or annotations.get(naming.MANAGED_PICKER_ANNOTATION, "").lower() != "true":
+        return ref
+    failure_mode = "FailOpen" if annotations.get(naming.FAILURE_MODE_ANNOTATION) == "FailOpen" else "FailClose"
+    return EndpointPickerRef(name=naming.managed_picker(pool.name), port=Port(number=naming.MANAGED_PICKER_PORT),
+                             failure_mode=failure_mode)
 
 
 def _route_resolved_refs(route: ResolvedRoute) -> Cond:

@@ -279,3 +279,14 @@ def test_two_gateways_on_one_port_conflict_unless_bound_apart():
     assert translate(objects).bind_conflicts() == ["Gateway default/b and Gateway default/a both listen on 0.0.0.0:8080"]
     apart = TranslateOptions(bind_addresses={("default", "a"): "127.0.1.1", ("default", "b"): "127.0.1.2"})
     assert translate(objects, apart).bind_conflicts() == []
+
+
+def test_managed_picker_annotation_implies_the_managed_picker_service(envoy_validate):
+    managed = pool(picker=None)
+    managed["metadata"]["annotations"] = {"poolgate.dev/managed-picker": "true", "poolgate.dev/failure-mode": "FailOpen"}
+    objects = build(gateway_class(), gateway(), route(), managed, service("pool-epp"), pod("p0", "10.0.0.1"))
+    boot = translate(objects).bootstrap()
+    envoy_validate(boot)
+    overrides = routes(boot)[0]["typed_per_filter_config"]["poolgate.endpoint_picker"]["config"]["overrides"]
+    assert overrides["grpc_service"]["envoy_grpc"]["cluster_name"] == "poolgate/picker/default/pool-epp/9002"
+    assert overrides["failure_mode_allow"] is True
