@@ -1,0 +1,393 @@
+"""The engine model of one simulated vLLM/SGLang server: continuous batching over steps, on any clock.
+
+Each engine step serves, like vLLM's scheduler, first the running requests (one decode token each, then the next
+chunk of any unfinished prefill) and then admits waiting requests in FIFO order while there are free sequence slots
+(`max_num_seqs`), token budget (`max_num_batched_tokens`) and KV blocks for the whole request (prompt plus output).
+A request for a LoRA adapter is skipped (stays waiting, in order) while `max_loras` other adapters fill the batch;
+a request that does not fit in the KV cache blocks the queue behind it.
+
+Step time = decode part + prefill part:
+- decode part, when the step decodes n requests: `decode_step * (1 + (n-1)/(max_num_seqs-1) * (full_batch_slowdown-1))`;
+- prefill part, when the step computes prompt tokens: `prefill_overhead + uncached prompt tokens * prefill_per_token
+  + lora_load per adapter that had to be loaded`.
+A request's first token comes at the end of the step that completes its prefill, then one token per step.
+
+The engine does not tick token by token: between events (an arrival that could join, a prefill, a finish) the batch
+is constant, so it schedules one timer at the end of a span of identical decode steps. Requests that stream
+(`on_tokens`) are served step by step so that each token can be delivered on time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from prometheus_client.samples import Sample
+
+from simulator.clock import Clock, TimerHandle
+from simulator.config import ServerConfig
+from simulator.kvcache import KVCache
+from simulator.lora import AdapterSlots
+from simulator.metrics import EngineStats, gauge_families
+from simulator.request import Request
+from simulator.tokens import Prompt
+
+log = logging.getLogger("poolgate.simulator")
+
+_LORA_INFO_SERIES = 16  # newest lora_requests_info label sets kept, like the series a vLLM pod accumulates
+
+
+class UnknownModelError(LookupError):
+    """The request names neither the base model nor a loaded adapter."""
+
+
+class InvalidRequestError(ValueError):
+    """The request can never be served (too long for the model or the KV cache, nothing to generate...)."""
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """The scheduler state a metrics scrape would show."""
+
+    waiting: int
+    running: int
+    kv_cache_usage: float
+    running_adapters: tuple[str, ...]
+    waiting_adapters: tuple[str, ...]
+
+
+@dataclass(eq=False, slots=True)
+class _Span:
+    start: float
+    step_time: float
+    steps: int
+    decoders: list[Request]
+    prefill: list[tuple[Request, int]]
+    timer: TimerHandle | None = None
+
+    @property
+    def end(self) -> float:
+        return self.start + self.steps * self.step_time
+
+
+class ServerModel:
+    """One simulated model server: catalog (base model + LoRA adapters), scheduler, KV cache and statistics."""
+
+    def __init__(self, clock: Clock, config: ServerConfig = ServerConfig(),
+                 adapters: Mapping[str, str] | None = None, name: str = "") -> None:
+        self.clock = clock
+        self.config = config
+        self.name = name
+        self.stats = EngineStats()
+        self.kv = KVCache(config.num_gpu_blocks)
+        self.slots = AdapterSlots(config.max_loras)
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self._adapters: dict[str, str] = {}
+        self._running_adapters: dict[str, int] = {}
+        self._waiting_adapters: dict[str, int] = {}
+        self._lora_info: dict[tuple[str, str], float] = {}
+        self._span: _Span | None = None
+        self._wakeup: TimerHandle | None = None
+        self._advancing = False
+        self._next_id = 0
+        for adapter, path in (adapters or {}).items():
+            self.load_adapter(adapter, path)
+        self._touch_lora_info()
+
+    # -- catalog ---------------------------------------------------------------------------------------------
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """Loaded LoRA adapters: name -> path."""
+        return dict(self._adapters)
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Register a LoRA adapter (it is loaded onto the GPU on first use); ValueError if it cannot be."""
+        if self.config.max_loras == 0:
+            raise ValueError("LoRA is disabled on this server (max_loras is 0)")
+        if name == self.config.model or name in self._adapters:
+            raise ValueError(f"The lora adapter '{name}' has already been loaded.")
+        self._adapters[name] = path
+
+    def unload_adapter(self, name: str) -> None:
+        """Remove a LoRA adapter (requests already accepted still finish); UnknownModelError if not loaded."""
+        if name not in self._adapters:
+            raise UnknownModelError(f"The lora adapter '{name}' cannot be found.")
+        del self._adapters[name]
+        self.slots.drop(name)
+
+    def resolve(self, model: str | None) -> str | None:
+        """Return the adapter a model name stands for (None for the base model); UnknownModelError otherwise."""
+        if model is None or model == self.config.model:
+            return None
+        if model in self._adapters:
+            return model
+        raise UnknownModelError(f"The model `{model}` does not exist.")
+
+    # -- requests --------------------------------------------------------------------------------------------
+
+    def submit(self, prompt: Prompt, max_tokens: int, model: str | None = None,
+               on_finish: Callable[[Request], None] | None = None,
+               on_tokens: Callable[[Request], None] | None = None,
+               output_tokens: int | None = None) -> Request:
+        """Accept a request now; the engine generates `output_tokens` (default `max_tokens`) tokens.
+
+        `on_finish(request)` runs when the last token is out; `on_tokens(request)` (streaming) runs whenever new
+        tokens are out, at each step. Raises UnknownModelError or InvalidRequestError instead of accepting.
+        """
+        config = self.config
+        adapter = self.resolve(model)
+        target = max_tokens if output_tokens is None else min(output_tokens, max_tokens)
+        if target < 1:
+            raise InvalidRequestError("max_tokens must be at least 1")
+        if prompt.num_tokens < 1:
+            raise InvalidRequestError("The prompt is empty.")
+        if prompt.num_tokens + max_tokens > config.max_model_len:
+            raise InvalidRequestError(
+                f"This model's maximum context length is {config.max_model_len} tokens. However, you requested "
+                f"{prompt.num_tokens + max_tokens} tokens ({prompt.num_tokens} in the messages, {max_tokens} in the "
+                f"completion). Please reduce the length of the messages or completion.")
+        total_blocks = math.ceil((prompt.num_tokens + target) / config.block_size)
+        if total_blocks > config.num_gpu_blocks:
+            raise InvalidRequestError(
+                f"The request needs {total_blocks} KV cache blocks but the server has {config.num_gpu_blocks}.")
+        hashes = prompt.block_hashes(config.block_size, adapter or config.model) if config.prefix_caching else ()
+        self._next_id += 1
+        request = Request(id=self._next_id, model=model or config.model, adapter=adapter,
+                          prompt_tokens=prompt.num_tokens, max_tokens=max_tokens, target_tokens=target,
+                          arrival=self.clock.now(), block_hashes=hashes, total_blocks=total_blocks,
+                          on_finish=on_finish, on_tokens=on_tokens)
+        self.waiting.append(request)
+        if adapter is not None:
+            _count(self._waiting_adapters, adapter, +1)
+            self._touch_lora_info()
+        if not self._advancing:  # (between two spans the engine looks at the queue anyway)
+            if self._span is None:
+                self._wake()
+            elif len(self.running) < config.max_num_seqs:
+                self._end_span_at_next_step(request.arrival)
+        return request
+
+    def abort(self, request: Request) -> None:
+        """Stop serving a request (the client went away); its callbacks will not run.
+
+        A waiting request leaves at once; a running one frees its resources at the end of the current step.
+        """
+        if request.done or request.aborted:
+            return
+        request.aborted = True
+        if request in self.waiting:
+            self.waiting.remove(request)
+            request.finished_at = self.clock.now()
+            if request.adapter is not None:
+                _count(self._waiting_adapters, request.adapter, -1)
+                self._touch_lora_info()
+        elif self._span is not None and not self._advancing:
+            self._end_span_at_next_step(self.clock.now())
+
+    def close(self) -> None:
+        """Abort every request and stop the engine's timer (the server is shutting down)."""
+        for timer in (self._wakeup, self._span and self._span.timer):
+            if timer is not None:
+                timer.cancel()
+        self._span = self._wakeup = None
+        now = self.clock.now()
+        for request in self.running:
+            request.aborted = True
+            self._retire(request, now)
+        for request in self.waiting:
+            request.aborted = True
+            request.finished_at = now
+        self.waiting.clear()
+        self.running.clear()
+        self._waiting_adapters.clear()
+
+    # -- state -----------------------------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing is waiting or running."""
+        return not self.waiting and not self.running
+
+    def gauges(self) -> Gauges:
+        """Return the current queue, batch, KV-cache and LoRA state."""
+        return Gauges(waiting=len(self.waiting), running=len(self.running), kv_cache_usage=self.kv.usage(),
+                      running_adapters=tuple(sorted(self._running_adapters)),
+                      waiting_adapters=tuple(sorted(self._waiting_adapters)))
+
+    def lora_info_series(self) -> list[tuple[str, str, float]]:
+        """The `lora_requests_info` series, oldest first: (running adapters, waiting adapters, Unix time)."""
+        return [(running, waiting, stamp) for (running, waiting), stamp in self._lora_info.items()]
+
+    def gauge_samples(self) -> list[Sample]:
+        """The samples of the gauge families a scrape of this server shows (waiting, running, KV usage,
+        cache_config_info, lora_requests_info), under the engine's metric names."""
+        return [sample for family in gauge_families(self) for sample in family.samples]
+
+    # -- the engine loop -------------------------------------------------------------------------------------
+
+    def _start_span(self, now: float) -> None:
+        config = self.config
+        budget = config.max_num_batched_tokens
+        decoders = [request for request in self.running if not request.prefill_left]
+        budget -= len(decoders)
+        prefill: list[tuple[Request, int]] = []
+        for request in self.running:
+            if request.prefill_left and budget > 0:
+                take = min(request.prefill_left, budget)
+                prefill.append((request, take))
+                budget -= take
+        loads = self._admit(now, budget, prefill)
+        self._touch_lora_info()
+        if not decoders and not prefill:
+            self._span = None
+            return
+        step_time = config.decode_step_time(len(decoders)) if decoders else 0.0
+        if prefill:
+            step_time += (config.prefill_overhead + sum(take for _, take in prefill) * config.prefill_per_token
+                          + loads * config.lora_load)
+            steps = 1
+        elif any(request.on_tokens is not None for request in decoders):
+            steps = 1
+        else:
+            steps = min(request.target_tokens - request.output_tokens for request in decoders)
+        span = _Span(now, step_time, steps, decoders, prefill)
+        span.timer = self.clock.call_at(span.end, self._end_span)
+        self._span = span
+
+    def _admit(self, now: float, budget: int, prefill: list[tuple[Request, int]]) -> int:
+        """Move waiting requests into the batch; returns how many adapters had to be loaded."""
+        config, kv = self.config, self.kv
+        loads = 0
+        skipped: list[Request] = []
+        while self.waiting and budget > 0 and len(self.running) < config.max_num_seqs:
+            request = self.waiting[0]
+            adapter = request.adapter
+            if adapter is not None and not self.slots.can_run(adapter, self._running_adapters):
+                skipped.append(self.waiting.popleft())
+                continue
+            hashes = request.block_hashes
+            cached_blocks = kv.cached_prefix(hashes[:(request.prompt_tokens - 1) // config.block_size])
+            if not kv.allocate(hashes, request.total_blocks):
+                break
+            self.waiting.popleft()
+            request.admitted_at = now
+            request.cached_tokens = cached_blocks * config.block_size
+            request.prefill_left = request.prompt_tokens - request.cached_tokens
+            self.stats.on_admit(request)
+            if adapter is not None:
+                _count(self._waiting_adapters, adapter, -1)
+                loads += self.slots.activate(adapter, self._running_adapters)
+                _count(self._running_adapters, adapter, +1)
+            self.running.append(request)
+            take = min(request.prefill_left, budget)
+            prefill.append((request, take))
+            budget -= take
+        self.waiting.extendleft(reversed(skipped))
+        return loads
+
+    def _wake(self) -> None:
+        """The engine is idle and work arrived: start a step once every arrival of this instant is queued."""
+        if self._wakeup is None:
+            self._wakeup = self.clock.call_at(self.clock.now(), self._on_wakeup)
+
+    def _on_wakeup(self) -> None:
+        self._wakeup = None
+        if self._span is None:
+            self._start_span(self.clock.now())
+
+    def _end_span_at_next_step(self, now: float) -> None:
+        """The batch is about to change (a newcomer could join, a request left): stop the span at the next step."""
+        span = self._span
+        if span.steps <= 1 or span.step_time <= 0:
+            return
+        steps_done = max(1, math.ceil((now - span.start) / span.step_time - 1e-9))
+        if steps_done >= span.steps:
+            return
+        span.timer.cancel()
+        span.steps = steps_done
+        span.timer = self.clock.call_at(span.end, self._end_span)
+
+    def _end_span(self) -> None:
+        span, now = self._span, self.clock.now()
+        steps, gap = span.steps, span.step_time
+        for request in span.decoders:
+            request.output_tokens += steps
+            request.record_gaps(gap, steps)
+        first_tokens = []
+        for request, take in span.prefill:
+            request.prefill_left -= take
+            if not request.prefill_left:
+                request.output_tokens = 1
+                request.first_token_at = now
+                first_tokens.append(request)
+        self.stats.on_span(len(span.decoders) * steps, gap, first_tokens)
+        finished = [r for r in self.running if r.aborted or r.output_tokens >= r.target_tokens]
+        for request in finished:
+            self._retire(request, now)
+        if finished:
+            self.running = [r for r in self.running if r.finished_at is None]
+        self._advancing = True
+        try:
+            error = self._notify(span.decoders + first_tokens)
+        finally:
+            self._advancing = False
+        self._start_span(now)
+        if error is not None:
+            raise error
+
+    def _retire(self, request: Request, now: float) -> None:
+        self.kv.release(request.block_hashes, request.total_blocks)
+        if request.adapter is not None:
+            _count(self._running_adapters, request.adapter, -1)
+        request.finished_at = now
+        if not request.aborted:
+            self.stats.on_finish(request)
+
+    def _notify(self, requests: list[Request]) -> BaseException | None:
+        """Run the callbacks of requests that made progress; returns the first exception a callback raised."""
+        error = None
+        for request in requests:
+            if request.aborted:
+                continue
+            callback = request.on_finish if request.done else request.on_tokens
+            if callback is None:
+                continue
+            try:
+                callback(request)
+            except Exception as exc:  # the engine must go on for every other request
+                log.exception("request callback failed", extra={"server": self.name, "request": request.id})
+                error = error or exc
+        return error
+
+    def _touch_lora_info(self) -> None:
+        """Stamp the current (running, waiting) adapter sets with the time, as vLLM does at every step.
+
+        A later state always gets a larger value, even within one instant, so that the newest series is the
+        current state.
+        """
+        if self.config.max_loras == 0:
+            return
+        key = (",".join(sorted(self._running_adapters)), ",".join(sorted(self._waiting_adapters)))
+        info = self._lora_info
+        stamp = self.clock.timestamp()
+        if info:
+            newest_key, newest = next(reversed(info.items()))
+            if newest_key != key:
+                stamp = max(stamp, newest + 1e-6)
+        info.pop(key, None)
+        info[key] = stamp
+        if len(info) > _LORA_INFO_SERIES:
+            del info[next(iter(info))]
+
+
+def _count(counts: dict[str, int], key: str, delta: int) -> None:
+    value = counts.get(key, 0) + delta
+    if value:
+        counts[key] = value
+    else:
+        del counts[key]

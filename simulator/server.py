@@ -1,0 +1,268 @@
+"""The HTTP face of simulated servers: an OpenAI/vLLM-compatible aiohttp app per server, on the wall clock.
+
+Start servers inside a running asyncio loop:
+
+    async with SimulatedServers(["127.0.0.10:8000", "127.0.0.11:8000"], ServerConfig(), {"ad1": "/lora/ad1"}) as pods:
+        print(pods.addresses)          # ["127.0.0.10:8000", "127.0.0.11:8000"]
+        pods[0].model.gauges()         # the engine behind the first one
+
+or one at a time with `server = SimulatedServer("127.0.0.10:0"); await server.start(); ...; await server.stop()`
+(port 0 picks a free port; `server.address` tells which).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from simulator.clock import WallClock
+from simulator.metrics import registry_for
+from simulator.model import InvalidRequestError, ServerConfig, ServerModel, UnknownModelError
+from simulator.protocol import ApiError, ChunkWriter, completion_body, error_body, parse_generation, response_id
+
+log = logging.getLogger("poolgate.simulator")
+
+SERVED_BY_HEADER = "x-poolgate-served-by"
+ECHO_SET_HEADER = "X-Echo-Set-Header"
+_MAX_BODY = 64 * 1024 * 1024
+_SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get to finish when a server stops
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split `ip:port` (or `[ipv6]:port`) into host and port; ValueError if malformed."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected ip:port, not {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+class SimulatedServer:
+    """One simulated model server listening on its own address."""
+
+    def __init__(self, listen: str, config: ServerConfig = ServerConfig(),
+                 adapters: Mapping[str, str] | None = None) -> None:
+        self.host, self.port = parse_listen(listen)
+        self.model = ServerModel(WallClock(), config, adapters, name=listen)
+        self._registry = registry_for(self.model)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def address(self) -> str:
+        """`ip:port` the server listens on (the real port once started, when asked for port 0)."""
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Start listening (inside the running loop)."""
+        app = web.Application(middlewares=[self._errors], client_max_size=_MAX_BODY)
+        app.on_response_prepare.append(self._stamp_headers)
+        app.add_routes([
+            web.post("/v1/chat/completions", self._chat),
+            web.post("/v1/completions", self._completions),
+            web.get("/v1/models", self._models),
+            web.post("/v1/load_lora_adapter", self._load_adapter),
+            web.post("/v1/unload_lora_adapter", self._unload_adapter),
+            web.get("/health", self._health),
+            web.get("/metrics", self._metrics),
+        ])
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        log.info("simulated server listening", extra={
+            "address": self.address, "model": self.model.config.model, "engine": self.model.config.engine,
+            "adapters": sorted(self.model.adapters)})
+
+    async def stop(self) -> None:
+        """Stop listening and abort whatever is still in flight."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self.model.close()
+            log.info("simulated server stopped", extra={"address": self.address})
+
+    async def __aenter__(self) -> SimulatedServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.stop()
+
+    # -- cross-cutting ---------------------------------------------------------------------------------------
+
+    async def _stamp_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[SERVED_BY_HEADER] = self.address
+        for item in request.headers.getall(ECHO_SET_HEADER, ()):
+            for pair in item.split(","):
+                name, sep, value = pair.partition(":")
+                if sep and name.strip():
+                    response.headers[name.strip()] = value.strip()
+
+    @web.middleware
+    async def _errors(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _json(exc.body(), exc.status)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _json(error_body(exc.status, exc.reason), exc.status)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("request failed", extra={"address": self.address, "path": request.path})
+            return _json(error_body(500, "internal error in the simulated server"), 500)
+
+    # -- generation ------------------------------------------------------------------------------------------
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        spec = parse_generation(await request.read(), chat)
+        progress = asyncio.Event()
+
+        def wake(_: Any) -> None:
+            progress.set()
+
+        try:
+            sim = self.model.submit(spec.prompt, spec.max_tokens, spec.model, on_finish=wake,
+                                    on_tokens=wake if spec.stream else None, output_tokens=spec.output_tokens)
+        except UnknownModelError as exc:
+            raise ApiError(404, str(exc), "model") from None
+        except InvalidRequestError as exc:
+            raise ApiError(400, str(exc)) from None
+        completion_id = response_id(chat)
+        try:
+            if not spec.stream:
+                await progress.wait()
+                return _json(completion_body(spec, sim, completion_id))
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            await response.prepare(request)
+            writer = ChunkWriter(spec, completion_id)
+            while not sim.done:
+                await progress.wait()
+                progress.clear()
+                await response.write(writer.events(sim))
+            await response.write_eof()
+            return response
+        finally:
+            if not sim.done:
+                self.model.abort(sim)
+            log.debug("request served", extra={
+                "address": self.address, "model": spec.model, "prompt_tokens": sim.prompt_tokens,
+                "completion_tokens": sim.output_tokens, "cached_tokens": sim.cached_tokens, "ttft": sim.ttft,
+                "aborted": sim.aborted})
+
+    # -- catalog and operations ------------------------------------------------------------------------------
+
+    async def _models(self, request: web.Request) -> web.Response:
+        config, created = self.model.config, int(time.time())
+        entries = [(config.model, config.model, None)]
+        entries += [(name, path, config.model) for name, path in self.model.adapters.items()]
+        data = [{"id": name, "object": "model", "created": created, "owned_by": "vllm", "root": root,
+                 "parent": parent, "max_model_len": config.max_model_len} for name, root, parent in entries]
+        return _json({"object": "list", "data": data})
+
+    async def _load_adapter(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        name, path = body.get("lora_name"), body.get("lora_path")
+        if not isinstance(name, str) or not name or not isinstance(path, str) or not path:
+            raise ApiError(400, "Both `lora_name` and `lora_path` must be provided.", "lora_name")
+        try:
+            self.model.load_adapter(name, path)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), "lora_name") from None
+        log.info("lora adapter loaded", extra={"address": self.address, "adapter": name, "path": path})
+        return web.Response(text=f"Success: LoRA adapter '{name}' added successfully.")
+
+    async def _unload_adapter(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        name = body.get("lora_name")
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, "`lora_name` must be provided.", "lora_name")
+        try:
+            self.model.unload_adapter(name)
+        except UnknownModelError as exc:
+            raise ApiError(404, str(exc), "lora_name") from None
+        log.info("lora adapter unloaded", extra={"address": self.address, "adapter": name})
+        return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class SimulatedServers:
+    """Several simulated servers in this process, started and stopped together."""
+
+    def __init__(self, listens: Sequence[str], config: ServerConfig = ServerConfig(),
+                 adapters: Mapping[str, str] | None = None) -> None:
+        self.servers = [SimulatedServer(listen, config, adapters) for listen in listens]
+
+    @property
+    def addresses(self) -> list[str]:
+        """`ip:port` of every server, in order."""
+        return [server.address for server in self.servers]
+
+    async def start(self) -> None:
+        """Start every server; if one cannot listen, stop the others and raise."""
+        try:
+            for server in self.servers:
+                await server.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop every server."""
+        for server in self.servers:
+            await server.stop()
+
+    async def __aenter__(self) -> SimulatedServers:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.stop()
+
+    def __getitem__(self, index: int) -> SimulatedServer:
+        return self.servers[index]
+
+    def __iter__(self) -> Iterator[SimulatedServer]:
+        return iter(self.servers)
+
+    def __len__(self) -> int:
+        return len(self.servers)
+
+
+def _json(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return body
