@@ -1,0 +1,208 @@
+"""Engine-specific metric names and their mapping onto the picker's endpoint metrics.
+
+A pod says which inference engine it runs with the label `llm-d.ai/engine-type` (the label the llm-d router's
+metrics extractor reads; its older Gateway API Inference Extension spelling `inference.networking.k8s.io/engine-type`
+is read when the first is absent). Values are the upstream engine names `vllm`, `sglang` and `trtllm-serve`;
+a pod without the label, or with an engine name poolgate does not know, is read as vLLM.
+
+The exchange format is an iterable of `prometheus_client.samples.Sample` (name, labels, value): the scraper parses
+`/metrics` text into samples, the simulator hands its samples over directly. `read_samples` turns them into an
+`EngineReading`; it needs the three core signals (waiting, running, KV-cache use) and treats cache geometry and LoRA
+state as optional.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+ENGINE_LABEL = "llm-d.ai/engine-type"
+LEGACY_ENGINE_LABEL = "inference.networking.k8s.io/engine-type"
+DEFAULT_ENGINE = "vllm"
+
+
+class MetricsError(ValueError):
+    """A metrics payload that cannot be read: unparsable text or a missing core metric."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineMetricNames:
+    """The metric names one engine exposes for the signals the picker reads."""
+
+    engine: str
+    waiting: str
+    running: str
+    kv_usage: tuple[str, ...]  # the first name present wins (vLLM renamed its gauge)
+    cache_info: str | None = None  # an info gauge whose labels carry the cache geometry
+    block_size_label: str = "block_size"
+    num_blocks_label: str = "num_gpu_blocks"
+    block_size_gauge: str | None = None  # geometry as plain gauges instead of info labels
+    num_blocks_gauge: str | None = None
+    lora_info: str | None = None
+
+    def names(self) -> tuple[str, ...]:
+        """Every metric name this engine's mapping reads."""
+        optional = (self.cache_info, self.block_size_gauge, self.num_blocks_gauge, self.lora_info)
+        return (self.waiting, self.running, *self.kv_usage, *(name for name in optional if name))
+
+
+ENGINES: dict[str, EngineMetricNames] = {
+    "vllm": EngineMetricNames(
+        engine="vllm",
+        waiting="vllm:num_requests_waiting",
+        running="vllm:num_requests_running",
+        kv_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+        cache_info="vllm:cache_config_info",
+        lora_info="vllm:lora_requests_info",
+    ),
+    "sglang": EngineMetricNames(
+        engine="sglang",
+        waiting="sglang:num_queue_reqs",
+        running="sglang:num_running_reqs",
+        kv_usage=("sglang:token_usage",),
+        cache_info="sglang:cache_config_info",
+        block_size_label="page_size",
+        num_blocks_label="num_pages",
+        block_size_gauge="sglang:page_size",
+        num_blocks_gauge="sglang:num_pages",
+    ),
+    "trtllm-serve": EngineMetricNames(
+        engine="trtllm-serve",
+        waiting="trtllm_num_requests_waiting",
+        running="trtllm_num_requests_running",
+        kv_usage=("trtllm_kv_cache_utilization",),
+        block_size_gauge="trtllm_kv_cache_tokens_per_block",
+        num_blocks_gauge="trtllm_kv_cache_max_blocks",
+    ),
+}
+
+
+def engine_name(labels: Mapping[str, str]) -> str:
+    """Return the engine a pod's labels name (`llm-d.ai/engine-type`, then the legacy label), `vllm` if none."""
+    name = labels.get(ENGINE_LABEL) or labels.get(LEGACY_ENGINE_LABEL) or DEFAULT_ENGINE
+    return name if name in ENGINES else DEFAULT_ENGINE
+
+
+@dataclass(frozen=True, slots=True)
+class LoraState:
+    """The LoRA adapters of one engine: slots and which adapters run or wait to be loaded."""
+
+    max_lora: int
+    running: frozenset[str]
+    waiting: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineReading:
+    """One good reading of an engine's metrics; None means the engine did not report that signal."""
+
+    waiting: int
+    running: int
+    kv_usage: float
+    block_size: int | None = None
+    num_gpu_blocks: int | None = None
+    lora: LoraState | None = None
+
+
+def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineReading:
+    """Map an engine's samples onto an `EngineReading`; raises MetricsError when a core metric is missing.
+
+    Gauges that appear more than once (several label sets) are read from their first series, except the vLLM
+    LoRA info gauge whose value is a timestamp: its newest series wins.
+    """
+    first: dict[str, Sample] = {}
+    lora_sample: Sample | None = None
+    wanted = set(names.names())
+    for sample in samples:
+        name = sample.name
+        if name not in wanted:
+            continue
+        if name == names.lora_info:
+            if lora_sample is None or sample.value >= lora_sample.value:
+                lora_sample = sample
+        elif name not in first:
+            first[name] = sample
+
+    kv_name = next((name for name in names.kv_usage if name in first), None)
+    missing = [name for name in (names.waiting, names.running) if name not in first]
+    if kv_name is None:
+        missing.append(" or ".join(names.kv_usage))
+    if missing:
+        raise MetricsError(f"{names.engine} metrics missing: {', '.join(missing)}")
+
+    block_size, num_blocks = _cache_geometry(names, first)
+    return EngineReading(
+        waiting=_count(first[names.waiting]),
+        running=_count(first[names.running]),
+        kv_usage=min(1.0, max(0.0, float(first[kv_name].value))),
+        block_size=block_size,
+        num_gpu_blocks=num_blocks,
+        lora=_lora_state(lora_sample) if lora_sample is not None else None,
+    )
+
+
+def parse_metrics_text(names: EngineMetricNames, text: str) -> list[Sample]:
+    """Parse Prometheus text, keeping only the series this engine's mapping reads; raises MetricsError if unparsable."""
+    relevant = "\n".join(_line_pattern(names).findall(text))
+    try:
+        return [sample for family in text_string_to_metric_families(relevant) for sample in family.samples]
+    except (ValueError, IndexError, KeyError) as error:  # the parser's ways of rejecting malformed lines
+        raise MetricsError(f"unparsable metrics text: {error}") from error
+
+
+_LINE_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _line_pattern(names: EngineMetricNames) -> re.Pattern[str]:
+    """A pattern that finds the sample lines of the metrics an engine mapping reads (comments are skipped)."""
+    pattern = _LINE_PATTERNS.get(names.engine)
+    if pattern is None:
+        alternatives = "|".join(re.escape(name) for name in names.names())
+        pattern = re.compile(rf"^(?:{alternatives})[{{ \t].*$", re.MULTILINE)
+        _LINE_PATTERNS[names.engine] = pattern
+    return pattern
+
+
+def _count(sample: Sample) -> int:
+    value = float(sample.value)
+    if value != value or value < 0:  # NaN or negative
+        raise MetricsError(f"{sample.name} has an invalid value {sample.value!r}")
+    return int(value)
+
+
+def _positive_int(text: str | float | None) -> int | None:
+    try:
+        value = int(float(text))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def _cache_geometry(names: EngineMetricNames, first: dict[str, Sample]) -> tuple[int | None, int | None]:
+    block_size = num_blocks = None
+    if names.cache_info and names.cache_info in first:
+        labels = first[names.cache_info].labels
+        block_size = _positive_int(labels.get(names.block_size_label))
+        num_blocks = _positive_int(labels.get(names.num_blocks_label))
+    if block_size is None and names.block_size_gauge in first:
+        block_size = _positive_int(first[names.block_size_gauge].value)
+    if num_blocks is None and names.num_blocks_gauge in first:
+        num_blocks = _positive_int(first[names.num_blocks_gauge].value)
+    return block_size, num_blocks
+
+
+def _adapters(csv: str | None) -> frozenset[str]:
+    return frozenset(name.strip() for name in (csv or "").split(",") if name.strip())
+
+
+def _lora_state(sample: Sample) -> LoraState:
+    labels = sample.labels
+    return LoraState(
+        max_lora=_positive_int(labels.get("max_lora")) or 0,
+        running=_adapters(labels.get("running_lora_adapters")),
+        waiting=_adapters(labels.get("waiting_lora_adapters")),
+    )

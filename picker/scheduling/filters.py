@@ -1,0 +1,82 @@
+"""Filter plugins: the request's routing hints and the freshness of metrics.
+
+- `subset-filter`: keeps the endpoints named by the proxy's subset hint (`ip` = every port of that address,
+  `ip:port` = that endpoint); a hint that is present but names no known endpoint leaves nothing (-> 503).
+  The scheduler always runs it first.
+- `header-based-testing-filter`: the same for the conformance steering list (`test-epp-endpoint-selection`);
+  the scheduler always runs it second. It only acts when the server put the list on the request, which it should
+  do only when conformance test hooks are enabled.
+- `stale-metrics-filter`: drops endpoints whose last good scrape is older than `maxAge` (or that were never
+  scraped), but only when at least one candidate is fresh, so a pool whose scraping fails keeps serving.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from picker.pool.state import Endpoint
+from picker.scheduling.framework import CycleState, Filter
+
+
+def _split_address(entry: str) -> tuple[str, str | None]:
+    """Split `ip`, `ip:port`, `[v6]` or `[v6]:port` into (address, port or None)."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        address, _, rest = entry[1:].partition("]")
+        return address, rest[1:] if rest.startswith(":") else None
+    if entry.count(":") == 1:
+        address, port = entry.split(":")
+        return address, port
+    return entry, None
+
+
+def select_addresses(endpoints: Sequence[Endpoint], entries: Sequence[str]) -> list[Endpoint]:
+    """Keep the endpoints named by `ip` (all its ports) or `ip:port` entries, in candidate order."""
+    addresses: set[str] = set()
+    exact: set[tuple[str, str]] = set()
+    for entry in entries:
+        address, port = _split_address(entry)
+        if not address:
+            continue
+        if port is None:
+            addresses.add(address)
+        else:
+            exact.add((address, port))
+    return [e for e in endpoints if e.address in addresses or (e.address, str(e.port)) in exact]
+
+
+class SubsetFilter(Filter):
+    """Keeps only the endpoints of the proxy's subset hint, when the request carries one."""
+
+    type_name = "subset-filter"
+
+    def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
+        subset = cycle.request.subset
+        return endpoints if subset is None else select_addresses(endpoints, subset)
+
+
+class HeaderBasedTestingFilter(Filter):
+    """Keeps only the endpoints of the conformance steering list, when the request carries one."""
+
+    type_name = "header-based-testing-filter"
+
+    def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
+        steering = cycle.request.steering
+        return endpoints if steering is None else select_addresses(endpoints, steering)
+
+
+class StaleMetricsFilter(Filter):
+    """Drops endpoints with metrics older than `max_age` seconds, unless that would drop every candidate."""
+
+    type_name = "stale-metrics-filter"
+
+    def __init__(self, name: str = "", *, max_age: float = 1.0) -> None:
+        super().__init__(name)
+        if max_age <= 0:
+            raise ValueError("maxAge must be positive")
+        self.max_age = max_age
+
+    def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
+        oldest = cycle.now - self.max_age
+        fresh = [e for e in endpoints if e.metrics.updated_at is not None and e.metrics.updated_at >= oldest]
+        return fresh if fresh else endpoints

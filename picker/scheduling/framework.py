@@ -1,0 +1,167 @@
+"""The scheduling framework: plugin interfaces, the per-request cycle state, profiles and decisions.
+
+A profile runs filters, then weighted scorers, then one picker:
+
+- a `Filter` narrows the candidate endpoints;
+- a `Scorer` gives each candidate a score, clamped to [0, 1], multiplied by the scorer's weight and summed
+  (weights are not normalised);
+- a `Picker` ranks candidates by the summed scores and returns the best `count` (primary + fallbacks).
+
+Every plugin may also implement lifecycle hooks, called by the `Scheduler` only for plugins that override them:
+`after_pick` (right after a request is scheduled: prefix-index credit, LRU updates), `on_first_token`,
+`on_complete`, `response_headers` (headers to add to the client response, e.g. a session token) and
+`endpoint_removed`.
+
+Plugins see candidates as sequences of `picker.pool.Endpoint` and return lists aligned with them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+from picker.pool.state import Endpoint, InflightTicket, PoolState
+from picker.scheduling.request import SchedulingRequest
+
+if TYPE_CHECKING:
+    from picker.scheduling.prefix import PrefixIndex, PrefixMatch
+
+
+class CycleState:
+    """Everything one scheduling cycle shares between plugins: the request, the clock time and scratch data."""
+
+    __slots__ = ("request", "now", "pool", "data", "_prefix")
+
+    def __init__(self, request: SchedulingRequest, now: float, pool: PoolState) -> None:
+        self.request = request
+        self.now = now
+        self.pool = pool
+        self.data: dict[str, Any] = {}  # plugin name -> whatever the plugin keeps for this request
+        self._prefix: dict[int, PrefixMatch] = {}
+
+    def prefix_match(self, index: PrefixIndex, endpoints: Sequence[Endpoint]) -> PrefixMatch:
+        """The request's prefix hashes and per-endpoint matches in `index`, computed once per cycle."""
+        match = self._prefix.get(id(index))
+        if match is None:
+            match = index.match(self.request, endpoints)
+            self._prefix[id(index)] = match
+        return match
+
+    def computed_prefix(self, index: PrefixIndex) -> PrefixMatch | None:
+        """The prefix match of `index` if some plugin computed it during this cycle, else None."""
+        return self._prefix.get(id(index))
+
+    def end(self) -> None:
+        """Drop what only the scheduling step needed (the prefix hashes), keeping `data` for later hooks."""
+        self._prefix.clear()
+
+
+class Outcome(enum.Enum):
+    """How a scheduling cycle ended."""
+
+    PICKED = "picked"
+    SHED = "shed"  # priority < 0 under saturation: answer 429
+    NO_ENDPOINT = "no_endpoint"  # no ready or eligible endpoint: answer 503
+
+
+@dataclass(slots=True)
+class Decision:
+    """The result of scheduling one request.
+
+    `endpoints` holds the ranked `ip:port` keys (primary first, then fallbacks) when `outcome` is PICKED;
+    `ticket` books the request on the primary until `Scheduler.on_complete`.
+    """
+
+    outcome: Outcome
+    request: SchedulingRequest
+    profile: str
+    endpoints: tuple[str, ...] = ()
+    reason: str = ""
+    ticket: InflightTicket | None = None
+    cycle: CycleState | None = None
+    served: str | None = None
+    first_token_at: float | None = None
+
+    @property
+    def primary(self) -> str | None:
+        """The chosen endpoint, or None if none was picked."""
+        return self.endpoints[0] if self.endpoints else None
+
+    @property
+    def destination(self) -> str:
+        """The value of `x-gateway-destination-endpoint`: the ranked endpoints joined by commas."""
+        return ",".join(self.endpoints)
+
+
+class Plugin:
+    """Base of every plugin: a type name (as in EndpointPickerConfig) and an instance name."""
+
+    type_name: ClassVar[str] = ""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name or self.type_name
+
+    def after_pick(self, cycle: CycleState, decision: Decision) -> None:
+        """Called after a request was scheduled (outcome PICKED)."""
+
+    def on_first_token(self, decision: Decision, ttft: float) -> None:
+        """Called when the first response token of a scheduled request arrived, `ttft` seconds after dispatch."""
+
+    def on_complete(self, decision: Decision, now: float) -> None:
+        """Called when the response of a scheduled request ended."""
+
+    def response_headers(self, decision: Decision, served: str) -> dict[str, str]:
+        """Headers to add to the client response once `served` is known to have served the request."""
+        return {}
+
+    def endpoint_removed(self, key: str) -> None:
+        """Called when an endpoint left the pool."""
+
+    def prefix_indexes(self) -> tuple[PrefixIndex, ...]:
+        """The shared prefix indexes this plugin reads (they join the profile as plugins)."""
+        return ()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class Filter(Plugin):
+    """Narrows the candidates; returning an empty sequence means no endpoint is eligible."""
+
+    def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
+        raise NotImplementedError
+
+
+class Scorer(Plugin):
+    """Scores candidates; the list is aligned with `endpoints` (values are clamped to [0, 1] by the scheduler)."""
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        raise NotImplementedError
+
+
+class Picker(Plugin):
+    """Ranks candidates by their summed scores; returns the indexes of the best `count`, best first."""
+
+    def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class Profile:
+    """Filters -> weighted scorers -> picker, plus the plugins that only take part through hooks."""
+
+    name: str
+    filters: list[Filter]
+    scorers: list[tuple[Scorer, float]]
+    picker: Picker
+    extra: list[Plugin] = field(default_factory=list)
+
+    def plugins(self) -> list[Plugin]:
+        """Every plugin of the profile once, including the prefix indexes its plugins read."""
+        seen: dict[int, Plugin] = {}
+        for plugin in [*self.filters, *(s for s, _ in self.scorers), self.picker, *self.extra]:
+            seen.setdefault(id(plugin), plugin)
+            for index in plugin.prefix_indexes():
+                seen.setdefault(id(index), index)
+        return list(seen.values())

@@ -1,0 +1,93 @@
+"""Picker plugins: turn summed scores into a ranked list of endpoints (primary first, then fallbacks).
+
+- `max-score-picker`: highest score first; equal scores are ordered uniformly at random (the distribution of
+  "shuffle, then stable sort by score", computed by sampling only the tied groups that reach the top `count`);
+- `random-picker`: uniformly random, scores ignored;
+- `weighted-random-picker`: random with probability proportional to score (A-Res reservoir keys u^(1/score));
+  when every score is 0 it behaves like `random-picker`;
+- `round-robin-picker`: cycles through the candidates in pool order, scores ignored.
+
+Every picker draws from the `random.Random` it was built with, so runs are reproducible with a seeded RNG.
+The upstream parameter `maxNumOfEndpoints` is accepted for compatibility and ignored: the scheduler asks for
+1 + its configured number of fallbacks.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from picker.pool.state import Endpoint
+from picker.scheduling.framework import CycleState, Picker
+
+
+class MaxScorePicker(Picker):
+    """Best score first, ties broken uniformly at random."""
+
+    type_name = "max-score-picker"
+
+    def __init__(self, name: str = "", *, rng: random.Random) -> None:
+        super().__init__(name)
+        self.rng = rng
+
+    def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
+        n = len(scores)
+        order = sorted(range(n), key=scores.__getitem__, reverse=True)  # stable: ties keep candidate order
+        picked: list[int] = []
+        start = 0
+        while start < n and len(picked) < count:
+            tied = scores[order[start]]
+            end = start + 1
+            while end < n and scores[order[end]] == tied:
+                end += 1
+            need = count - len(picked)
+            group = order[start:end]
+            picked.extend(self.rng.sample(group, min(need, len(group))) if len(group) > 1 else group)
+            start = end
+        return picked
+
+
+class RandomPicker(Picker):
+    """Uniformly random endpoints, scores ignored."""
+
+    type_name = "random-picker"
+
+    def __init__(self, name: str = "", *, rng: random.Random) -> None:
+        super().__init__(name)
+        self.rng = rng
+
+    def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
+        return self.rng.sample(range(len(endpoints)), min(count, len(endpoints)))
+
+
+class WeightedRandomPicker(Picker):
+    """Random endpoints with probability proportional to their scores."""
+
+    type_name = "weighted-random-picker"
+
+    def __init__(self, name: str = "", *, rng: random.Random) -> None:
+        super().__init__(name)
+        self.rng = rng
+
+    def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
+        if not any(score > 0 for score in scores):
+            return self.rng.sample(range(len(endpoints)), min(count, len(endpoints)))
+        rand = self.rng.random
+        keys = [(rand() or 1e-10) ** (1.0 / score) if score > 0 else 0.0 for score in scores]
+        return sorted(range(len(keys)), key=keys.__getitem__, reverse=True)[:count]
+
+
+class RoundRobinPicker(Picker):
+    """Takes turns over the candidates, in pool order."""
+
+    type_name = "round-robin-picker"
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        self._turn = 0
+
+    def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
+        n = len(endpoints)
+        first = self._turn % n
+        self._turn = first + 1
+        return [(first + i) % n for i in range(min(count, n))]

@@ -1,0 +1,219 @@
+"""Approximate prefix-cache affinity, as the reference picker does it: hashed character blocks and per-endpoint LRUs.
+
+Hashing: the prompt bytes (see `PromptInput`) are cut into blocks of `block_size_tokens x 4` bytes (16 x 4 = 64 by
+default; with auto-tuning the block size comes from the first candidate's reported `block_size`); at most 256
+blocks are hashed and a trailing partial block is hashed too. Hashes are chained xxHash64 values: the seed is
+xxh64(target model + cache_salt) and block i hashes to xxh64(block bytes + little-endian 8-byte hash of block i-1).
+
+Index: per endpoint an LRU of block hashes whose capacity is the endpoint's `num_gpu_blocks` at the time its LRU is
+created (auto-tuning; 31,250 otherwise). After a pick, every block of the request is credited to the chosen
+endpoint: the picker assumes the server now caches the whole prompt and is never told of evictions. An endpoint's
+match is the number of the request's blocks it holds among the leading blocks that some endpoint holds (the
+walk stops at the first block no endpoint holds); the prefix score is match / total blocks.
+
+Memory: one dict maps each block hash to a bitmask of the endpoints holding it, and each endpoint has an
+OrderedDict LRU sharing the hash objects, about 200 bytes per (endpoint, block) entry.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+import xxhash
+
+from picker.pool.state import Endpoint
+from picker.scheduling.framework import CycleState, Decision, Plugin
+from picker.scheduling.request import CHARS_PER_TOKEN, SchedulingRequest
+
+DEFAULT_BLOCK_SIZE_TOKENS = 16
+DEFAULT_MAX_PREFIX_BLOCKS = 256
+DEFAULT_LRU_CAPACITY = 31250
+
+_hash = xxhash.xxh64_intdigest
+_pack_u64 = struct.Struct("<Q").pack
+
+
+def prefix_hashes(data: bytes, model: str, cache_salt: str, block_bytes: int, max_blocks: int) -> list[int]:
+    """Return the chained block hashes of `data` (see the module docstring)."""
+    previous = _hash((model + cache_salt).encode("utf-8"))
+    end = min(len(data), block_bytes * max_blocks)
+    hashes = []
+    for start in range(0, end, block_bytes):
+        previous = _hash(data[start:start + block_bytes] + _pack_u64(previous))
+        hashes.append(previous)
+    return hashes
+
+
+@dataclass(slots=True)
+class PrefixMatch:
+    """A request's block hashes and, per endpoint key, how many of them the index credits to that endpoint."""
+
+    hashes: list[int]
+    block_bytes: int
+    matched: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """How many blocks the request has."""
+        return len(self.hashes)
+
+    def ratio(self, key: str) -> float:
+        """The prefix-cache score of an endpoint: matched blocks / total blocks (0 for an empty prompt)."""
+        return self.matched.get(key, 0) / len(self.hashes) if self.hashes else 0.0
+
+    def cached_tokens(self, key: str) -> int:
+        """Estimated prompt tokens an endpoint already caches (matched blocks, in tokens)."""
+        return self.matched.get(key, 0) * self.block_bytes // CHARS_PER_TOKEN
+
+
+class PrefixIndex(Plugin):
+    """The shared approximate prefix-cache index of a set of profiles (EndpointPickerConfig type
+    `approx-prefix-cache-producer`); scorers that read it add it to their profile, which credits picks to it."""
+
+    type_name = "approx-prefix-cache-producer"
+
+    def __init__(self, name: str = "", *, block_size_tokens: int = DEFAULT_BLOCK_SIZE_TOKENS,
+                 hash_block_bytes: int | None = None, max_prefix_blocks: int = DEFAULT_MAX_PREFIX_BLOCKS,
+                 lru_capacity: int = DEFAULT_LRU_CAPACITY, auto_tune: bool = True) -> None:
+        super().__init__(name)
+        if min(block_size_tokens, max_prefix_blocks, lru_capacity, hash_block_bytes or 1) <= 0:
+            raise ValueError("prefix index sizes must be positive")
+        self.block_size_tokens = block_size_tokens
+        self.hash_block_bytes = hash_block_bytes  # fixed block size in bytes (disables block-size auto-tuning)
+        self.max_prefix_blocks = max_prefix_blocks
+        self.lru_capacity = lru_capacity
+        self.auto_tune = auto_tune
+        self._owners: dict[int, int] = {}  # block hash -> bitmask of endpoint slots holding it
+        self._slots: dict[str, int] = {}  # endpoint key -> slot
+        self._slot_keys: list[str | None] = []  # slot -> endpoint key
+        self._lrus: list[OrderedDict[int, None] | None] = []  # slot -> LRU of block hashes
+        self._capacity: list[int] = []
+        self._free: list[int] = []
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def block_bytes(self, endpoints: Sequence[Endpoint]) -> int:
+        """The hash block size in bytes for these candidates (auto-tuned from the first one's block size)."""
+        if self.hash_block_bytes:
+            return self.hash_block_bytes
+        if self.auto_tune and endpoints and endpoints[0].metrics.block_size > 0:
+            return endpoints[0].metrics.block_size * CHARS_PER_TOKEN
+        return self.block_size_tokens * CHARS_PER_TOKEN
+
+    def match(self, request: SchedulingRequest, endpoints: Sequence[Endpoint]) -> PrefixMatch:
+        """Hash the request's prompt and find how many of its leading blocks each endpoint holds."""
+        block_bytes = self.block_bytes(endpoints)
+        prompt = request.prompt
+        hashes = prefix_hashes(prompt.data, request.target_model, prompt.cache_salt, block_bytes,
+                               self.max_prefix_blocks)
+        return PrefixMatch(hashes, block_bytes, self.matches(hashes))
+
+    def matches(self, hashes: Sequence[int]) -> dict[str, int]:
+        """Per endpoint key, how many of the leading hashes (up to the first one nobody holds) it holds."""
+        owners = self._owners
+        segments: list[tuple[int, int]] = []  # runs of equal owner masks: (mask, length)
+        mask_run, run = 0, 0
+        for block_hash in hashes:
+            mask = owners.get(block_hash, 0)
+            if not mask:
+                break
+            if mask == mask_run:
+                run += 1
+            else:
+                if run:
+                    segments.append((mask_run, run))
+                mask_run, run = mask, 1
+        if run:
+            segments.append((mask_run, run))
+        counts: dict[str, int] = {}
+        slot_keys = self._slot_keys
+        for mask, length in segments:
+            while mask:
+                low = mask & -mask
+                key = slot_keys[low.bit_length() - 1]
+                counts[key] = counts.get(key, 0) + length  # type: ignore[index]
+                mask ^= low
+        return counts
+
+    def block_count(self, key: str) -> int:
+        """How many blocks the index credits to an endpoint."""
+        slot = self._slots.get(key)
+        lru = self._lrus[slot] if slot is not None else None
+        return len(lru) if lru is not None else 0
+
+    def capacity(self, key: str) -> int | None:
+        """The LRU capacity of an endpoint, or None if nothing was credited to it yet."""
+        slot = self._slots.get(key)
+        return None if slot is None else self._capacity[slot]
+
+    def tracked_endpoints(self) -> list[str]:
+        """The keys of the endpoints the index holds blocks for."""
+        return list(self._slots)
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    def credit(self, key: str, hashes: Sequence[int], capacity: int | None = None) -> None:
+        """Record that an endpoint caches these blocks (most recent last); evicts its least recently used ones."""
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._allocate(key, capacity if capacity and capacity > 0 else self.lru_capacity)
+        lru = self._lrus[slot]
+        assert lru is not None
+        limit = self._capacity[slot]
+        bit = 1 << slot
+        owners = self._owners
+        for block_hash in hashes:
+            if block_hash in lru:
+                lru.move_to_end(block_hash)
+                continue
+            lru[block_hash] = None
+            owners[block_hash] = owners.get(block_hash, 0) | bit
+            if len(lru) > limit:
+                evicted, _ = lru.popitem(last=False)
+                self._drop_owner(evicted, bit)
+
+    def endpoint_removed(self, key: str) -> None:
+        """Forget every block credited to an endpoint that left the pool."""
+        slot = self._slots.pop(key, None)
+        if slot is None:
+            return
+        lru = self._lrus[slot]
+        bit = 1 << slot
+        for block_hash in lru or ():
+            self._drop_owner(block_hash, bit)
+        self._lrus[slot] = None
+        self._slot_keys[slot] = None
+        self._free.append(slot)
+
+    def after_pick(self, cycle: CycleState, decision: Decision) -> None:
+        """Credit all of the request's blocks to the primary endpoint (if this cycle hashed the request)."""
+        match = cycle.computed_prefix(self)
+        if match is None or not match.hashes or decision.primary is None:
+            return
+        endpoint = cycle.pool.get(decision.primary)
+        capacity = endpoint.metrics.num_gpu_blocks if (self.auto_tune and endpoint is not None) else 0
+        self.credit(decision.primary, match.hashes, capacity or self.lru_capacity)
+
+    def _allocate(self, key: str, capacity: int) -> int:
+        if self._free:
+            slot = self._free.pop()
+            self._slot_keys[slot] = key
+            self._lrus[slot] = OrderedDict()
+            self._capacity[slot] = capacity
+        else:
+            slot = len(self._slot_keys)
+            self._slot_keys.append(key)
+            self._lrus.append(OrderedDict())
+            self._capacity.append(capacity)
+        self._slots[key] = slot
+        return slot
+
+    def _drop_owner(self, block_hash: int, bit: int) -> None:
+        mask = self._owners.get(block_hash, 0) & ~bit
+        if mask:
+            self._owners[block_hash] = mask
+        else:
+            self._owners.pop(block_hash, None)

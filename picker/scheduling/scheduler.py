@@ -1,0 +1,139 @@
+"""The scheduler: runs one profile for a request against a pool and manages the request's lifecycle hooks.
+
+    scheduler = Scheduler(pool, profile, saturation=config.saturation, fallbacks=2)
+    decision = scheduler.schedule(request, now=pool.clock())
+    if decision.outcome is Outcome.PICKED:
+        header_value = decision.destination                 # "ip:port,ip:port,ip:port"
+        ...
+        scheduler.on_served(decision, served_key)           # when the proxy reports the served endpoint
+        scheduler.on_first_token(decision, now)             # first response bytes (feeds TTFT learning)
+        headers = scheduler.response_headers(decision, served_key)   # e.g. the session token
+        scheduler.on_complete(decision, now)                # response ended or failed: releases in-flight
+    elif decision.outcome is Outcome.SHED: ...              # 429
+    else: ...                                               # NO_ENDPOINT: 503
+
+Order of a cycle: no endpoint in the pool -> NO_ENDPOINT; priority < 0 and pool saturated -> SHED; the subset
+hint and conformance steering filters, then the profile's filters (an empty result -> NO_ENDPOINT); the weighted
+scorers; the picker ranks 1 + `fallbacks` endpoints; the request is booked in flight on the primary; the
+plugins' `after_pick` hooks run. `now` is always passed in: the scheduler never reads a clock.
+"""
+
+from __future__ import annotations
+
+from itertools import repeat
+from operator import add, mul
+from typing import Sequence
+
+from picker.pool.state import Endpoint, PoolState
+from picker.scheduling.filters import HeaderBasedTestingFilter, SubsetFilter
+from picker.scheduling.framework import CycleState, Decision, Outcome, Plugin, Profile
+from picker.scheduling.request import SchedulingRequest
+from picker.scheduling.saturation import SaturationDetector, UtilizationDetector
+
+
+def _overrides(plugin: Plugin, hook: str) -> bool:
+    return getattr(type(plugin), hook) is not getattr(Plugin, hook)
+
+
+class Scheduler:
+    """Schedules requests onto a pool with one profile (see the module docstring)."""
+
+    def __init__(self, pool: PoolState, profile: Profile, *, saturation: SaturationDetector | None = None,
+                 fallbacks: int = 2) -> None:
+        if fallbacks < 0:
+            raise ValueError("fallbacks must not be negative")
+        self.pool = pool
+        self.profile = profile
+        self.saturation = saturation if saturation is not None else UtilizationDetector()
+        self.fallbacks = fallbacks
+        self._filters = [SubsetFilter(), HeaderBasedTestingFilter(), *profile.filters]
+        self._scorers = [(scorer, float(weight)) for scorer, weight in profile.scorers if weight]
+        plugins = profile.plugins()
+        self._after_pick = [p for p in plugins if _overrides(p, "after_pick")]
+        self._first_token = [p for p in plugins if _overrides(p, "on_first_token")]
+        self._complete = [p for p in plugins if _overrides(p, "on_complete")]
+        self._headers = [p for p in plugins if _overrides(p, "response_headers")]
+        self._removed = [p for p in plugins if _overrides(p, "endpoint_removed")]
+        if self._removed:
+            pool.subscribe(removed=self._endpoint_removed)
+
+    def _endpoint_removed(self, key: str) -> None:
+        for plugin in self._removed:
+            plugin.endpoint_removed(key)
+
+    def schedule(self, request: SchedulingRequest, now: float) -> Decision:
+        """Choose the endpoints for a request at clock time `now`; see `Decision` for the outcome."""
+        profile = self.profile.name
+        endpoints = self.pool.endpoints()
+        if not endpoints:
+            return Decision(Outcome.NO_ENDPOINT, request, profile, reason="the pool has no ready endpoint")
+        if request.priority < 0 and self.saturation.saturation(endpoints, now) >= 1.0:
+            return Decision(Outcome.SHED, request, profile, reason="the pool is saturated")
+        cycle = CycleState(request, now, self.pool)
+        candidates, totals, rejected_by = self._score(cycle)
+        if not candidates:
+            return Decision(Outcome.NO_ENDPOINT, request, profile, reason=f"no endpoint passed {rejected_by}",
+                            cycle=cycle)
+        ranked = self.profile.picker.pick(cycle, candidates, totals, 1 + self.fallbacks)
+        keys = tuple(candidates[i].key for i in ranked)
+        ticket = self.pool.dispatch(keys[0], request.prompt.estimated_tokens, now)
+        decision = Decision(Outcome.PICKED, request, profile, keys, ticket=ticket, cycle=cycle)
+        for plugin in self._after_pick:
+            plugin.after_pick(cycle, decision)
+        cycle.end()
+        return decision
+
+    def explain(self, request: SchedulingRequest, now: float) -> dict[str, float]:
+        """The summed weighted score of every candidate that passes the filters, without picking or booking."""
+        candidates, totals, _ = self._score(CycleState(request, now, self.pool))
+        return {endpoint.key: total for endpoint, total in zip(candidates, totals)}
+
+    def _score(self, cycle: CycleState) -> tuple[Sequence[Endpoint], list[float], str]:
+        """Run the filters and the weighted scorers; returns (candidates, totals, name of an emptying filter)."""
+        candidates: Sequence[Endpoint] = self.pool.endpoints()
+        for plugin in self._filters:
+            candidates = plugin.filter(cycle, candidates)
+            if not candidates:
+                return (), [], plugin.name
+        totals = [0.0] * len(candidates)
+        for scorer, weight in self._scorers:
+            scores = scorer.score(cycle, candidates)
+            if scores and (min(scores) < 0.0 or max(scores) > 1.0):
+                scores = [0.0 if s < 0.0 else 1.0 if s > 1.0 else s for s in scores]
+            if weight != 1.0:
+                scores = list(map(mul, scores, repeat(weight)))
+            totals = list(map(add, totals, scores))
+        return candidates, totals, ""
+
+    def on_served(self, decision: Decision, served: str) -> None:
+        """Record the endpoint the proxy actually used; a fallback takes over the primary's in-flight booking."""
+        decision.served = served
+        ticket = decision.ticket
+        if ticket is not None and not ticket.released and served != ticket.endpoint_key:
+            self.pool.release(ticket)
+            decision.ticket = self.pool.dispatch(served, ticket.prompt_tokens, ticket.dispatched_at)
+
+    def on_first_token(self, decision: Decision, now: float) -> None:
+        """Record the arrival of the first response token (once); plugins learn from the TTFT."""
+        if decision.first_token_at is not None or decision.ticket is None:
+            return
+        decision.first_token_at = now
+        ttft = now - decision.ticket.dispatched_at
+        for plugin in self._first_token:
+            plugin.on_first_token(decision, ttft)
+
+    def on_complete(self, decision: Decision, now: float) -> None:
+        """Release the request's in-flight booking when its response ended (or failed); idempotent."""
+        ticket = decision.ticket
+        if ticket is None or ticket.released:
+            return
+        self.pool.release(ticket)
+        for plugin in self._complete:
+            plugin.on_complete(decision, now)
+
+    def response_headers(self, decision: Decision, served: str) -> dict[str, str]:
+        """Headers the profile's plugins want on the client response (e.g. `x-session-token`)."""
+        headers: dict[str, str] = {}
+        for plugin in self._headers:
+            headers.update(plugin.response_headers(decision, served))
+        return headers

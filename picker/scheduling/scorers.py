@@ -1,0 +1,210 @@
+"""Scorer plugins with the reference picker's semantics (type names as in EndpointPickerConfig).
+
+- `queue-scorer`: min-max over scraped candidates of waiting requests, (max - q) / (max - min), all equal -> 1.0;
+  never-scraped endpoints score 0 and take no part in the range.
+- `kv-cache-utilization-scorer`: 1 - KV-cache usage (never scraped: 0).
+- `running-requests-size-scorer`: the same min-max over running requests.
+- `active-request-scorer`: from the picker's own in-flight counts: <= idleThreshold -> 1.0,
+  else (max - n) / max x maxBusyScore.
+- `prefix-cache-scorer`: matched prefix blocks / request blocks, from the shared prefix index.
+- `lora-affinity-scorer`: adapter running 1.0; room to load one (running + waiting adapters < max) 0.8;
+  adapter waiting 0.6; else 0.
+- `session-affinity-scorer`: 1.0 for the endpoint the session token names, 0 elsewhere. The token is
+  base64(`ip:port`) of the endpoint that served the session's previous request; it goes back to the client in a
+  response header and the client replays it.
+- `no-hit-lru-scorer`: for a request no candidate has any prefix of ("cold"), endpoints that never took a cold
+  request score highest, then the least recently used for cold requests; other requests score 0.5 everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import OrderedDict
+from itertools import repeat
+from operator import attrgetter
+from typing import Sequence
+
+from picker.pool.state import Endpoint
+from picker.scheduling.framework import CycleState, Decision, Scorer
+from picker.scheduling.prefix import PrefixIndex
+
+SESSION_TOKEN_HEADER = "x-session-token"
+_key = attrgetter("key")
+
+
+def _min_max_inverse(values: list[int | None]) -> list[float]:
+    """Score lower values higher: (max - v) / (max - min), 1.0 when all equal, 0 for missing values."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return [0.0] * len(values)
+    low, high = min(present), max(present)
+    if low == high:
+        return [0.0 if v is None else 1.0 for v in values]
+    span = high - low
+    return [0.0 if v is None else (high - v) / span for v in values]
+
+
+class QueueScorer(Scorer):
+    """Prefers endpoints with fewer waiting requests (min-max normalised)."""
+
+    type_name = "queue-scorer"
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        return _min_max_inverse([e.metrics.waiting if e.metrics.updated_at is not None else None
+                                 for e in endpoints])
+
+
+class KvCacheUtilizationScorer(Scorer):
+    """Prefers endpoints with free KV cache: 1 - usage."""
+
+    type_name = "kv-cache-utilization-scorer"
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        return [1.0 - e.metrics.kv_usage if e.metrics.updated_at is not None else 0.0 for e in endpoints]
+
+
+class RunningRequestsScorer(Scorer):
+    """Prefers endpoints with fewer running requests (min-max normalised)."""
+
+    type_name = "running-requests-size-scorer"
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        return _min_max_inverse([e.metrics.running for e in endpoints])
+
+
+class ActiveRequestScorer(Scorer):
+    """Prefers endpoints with fewer requests in flight from this picker (its own counters, no scrape lag)."""
+
+    type_name = "active-request-scorer"
+
+    def __init__(self, name: str = "", *, idle_threshold: int = 0, max_busy_score: float = 1.0) -> None:
+        super().__init__(name)
+        if idle_threshold < 0 or not 0.0 <= max_busy_score <= 1.0:
+            raise ValueError("idleThreshold must be >= 0 and maxBusyScore within [0, 1]")
+        self.idle_threshold = idle_threshold
+        self.max_busy_score = max_busy_score
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        counts = [e.inflight for e in endpoints]
+        busiest = max(counts, default=0)
+        idle = self.idle_threshold
+        return [1.0 if n <= idle else (busiest - n) / busiest * self.max_busy_score for n in counts]
+
+
+class PrefixCacheScorer(Scorer):
+    """Prefers endpoints that (probably) cache a longer prefix of the prompt."""
+
+    type_name = "prefix-cache-scorer"
+
+    def __init__(self, name: str = "", *, index: PrefixIndex) -> None:
+        super().__init__(name)
+        self.index = index
+
+    def prefix_indexes(self) -> tuple[PrefixIndex, ...]:
+        return (self.index,)
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        match = cycle.prefix_match(self.index, endpoints)
+        if not match.matched:
+            return [0.0] * len(endpoints)
+        total = len(match.hashes)
+        return [blocks / total for blocks in map(match.matched.get, map(_key, endpoints), repeat(0))]
+
+
+class LoraAffinityScorer(Scorer):
+    """Prefers endpoints where the requested adapter is loaded, or can be."""
+
+    type_name = "lora-affinity-scorer"
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        model = cycle.request.target_model
+        scores = []
+        for e in endpoints:
+            m = e.metrics
+            if model in m.running_adapters:
+                scores.append(1.0)
+            elif len(m.running_adapters) + len(m.waiting_adapters) < m.max_lora:
+                scores.append(0.8)
+            elif model in m.waiting_adapters:
+                scores.append(0.6)
+            else:
+                scores.append(0.0)
+        return scores
+
+
+def encode_session_token(key: str) -> str:
+    """The session token that routes a client's next requests to endpoint `key`."""
+    return base64.b64encode(key.encode()).decode()
+
+
+def decode_session_token(token: str) -> str | None:
+    """The endpoint key a session token names, or None if it is not valid base64 text."""
+    try:
+        return base64.b64decode(token, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+class SessionAffinityScorer(Scorer):
+    """Sends a session's requests back to the endpoint that served its previous one."""
+
+    type_name = "session-affinity-scorer"
+
+    def __init__(self, name: str = "", *, header_name: str = SESSION_TOKEN_HEADER) -> None:
+        super().__init__(name)
+        self.header_name = header_name.lower()
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        token = cycle.request.headers.get(self.header_name)
+        key = decode_session_token(token) if token else None
+        return [1.0 if e.key == key else 0.0 for e in endpoints]
+
+    def response_headers(self, decision: Decision, served: str) -> dict[str, str]:
+        return {self.header_name: encode_session_token(served)}
+
+
+class NoHitLruScorer(Scorer):
+    """Spreads cold requests (no prefix hit anywhere) over the endpoints least recently given a cold request."""
+
+    type_name = "no-hit-lru-scorer"
+
+    def __init__(self, name: str = "", *, index: PrefixIndex, lru_size: int = 1024) -> None:
+        super().__init__(name)
+        if lru_size <= 0:
+            raise ValueError("lruSize must be positive")
+        self.index = index
+        self.lru_size = lru_size
+        self._cold: OrderedDict[str, None] = OrderedDict()  # endpoint keys, least recently cold-picked first
+
+    def prefix_indexes(self) -> tuple[PrefixIndex, ...]:
+        return (self.index,)
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        matched = cycle.prefix_match(self.index, endpoints).matched
+        cold = not any(matched.get(e.key) for e in endpoints)
+        cycle.data[self.name] = cold
+        n = len(endpoints)
+        if not cold:
+            return [0.5] * n
+        if n == 1:
+            return [1.0]
+        positions = {key: i for i, key in enumerate(self._cold)}
+        never_used = [e for e in endpoints if e.key not in positions]
+        scores = {}
+        for rank, e in enumerate(never_used):
+            scores[e.key] = 1.0 - rank / (n - 1)
+        for e in endpoints:
+            if e.key in positions:
+                scores[e.key] = max(0.0, 1.0 - (len(never_used) + positions[e.key]) / (n - 1))
+        return [scores[e.key] for e in endpoints]
+
+    def after_pick(self, cycle: CycleState, decision: Decision) -> None:
+        if cycle.data.get(self.name) and decision.primary is not None:
+            self._cold.pop(decision.primary, None)
+            self._cold[decision.primary] = None
+            if len(self._cold) > self.lru_size:
+                self._cold.popitem(last=False)
+
+    def endpoint_removed(self, key: str) -> None:
+        self._cold.pop(key, None)

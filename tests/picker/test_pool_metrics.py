@@ -1,0 +1,108 @@
+"""Engine metric mappings: label choice, sample reading and Prometheus text parsing."""
+
+import pytest
+from prometheus_client.samples import Sample
+
+from picker.pool.metrics import (ENGINES, MetricsError, engine_name, parse_metrics_text, read_samples)
+
+
+def s(name, value, **labels):
+    return Sample(name, labels, value, None, None)
+
+
+def test_engine_label_prefers_llmd_label_then_legacy_then_vllm():
+    both = {"llm-d.ai/engine-type": "sglang", "inference.networking.k8s.io/engine-type": "vllm"}
+    assert engine_name(both) == "sglang"
+    assert engine_name({"inference.networking.k8s.io/engine-type": "trtllm-serve"}) == "trtllm-serve"
+    assert engine_name({}) == "vllm"
+    assert engine_name({"llm-d.ai/engine-type": "no-such-engine"}) == "vllm"
+
+
+def test_vllm_reading_with_cache_geometry_and_newest_lora_series():
+    reading = read_samples(ENGINES["vllm"], [
+        s("vllm:num_requests_waiting", 3.0, model_name="m"),
+        s("vllm:num_requests_running", 7.0, model_name="m"),
+        s("vllm:kv_cache_usage_perc", 0.42),
+        s("vllm:cache_config_info", 1.0, block_size="16", num_gpu_blocks="2048"),
+        s("vllm:lora_requests_info", 1.7e9 + 2, max_lora="4", running_lora_adapters="b, c", waiting_lora_adapters=""),
+        s("vllm:lora_requests_info", 1.7e9 + 1, max_lora="2", running_lora_adapters="a", waiting_lora_adapters="x"),
+        s("vllm:prefix_cache_hits_total", 99.0),
+    ])
+    assert (reading.waiting, reading.running, reading.kv_usage) == (3, 7, 0.42)
+    assert (reading.block_size, reading.num_gpu_blocks) == (16, 2048)
+    assert reading.lora.max_lora == 4
+    assert reading.lora.running == frozenset({"b", "c"}) and reading.lora.waiting == frozenset()
+
+
+def test_vllm_falls_back_to_gpu_cache_usage_perc():
+    reading = read_samples(ENGINES["vllm"], [
+        s("vllm:num_requests_waiting", 0), s("vllm:num_requests_running", 1), s("vllm:gpu_cache_usage_perc", 0.25)])
+    assert reading.kv_usage == 0.25
+    assert reading.block_size is None and reading.lora is None
+
+
+def test_new_kv_name_wins_over_old_one():
+    reading = read_samples(ENGINES["vllm"], [
+        s("vllm:num_requests_waiting", 0), s("vllm:num_requests_running", 0),
+        s("vllm:gpu_cache_usage_perc", 0.9), s("vllm:kv_cache_usage_perc", 0.1)])
+    assert reading.kv_usage == 0.1
+
+
+def test_sglang_and_trtllm_names():
+    sglang = read_samples(ENGINES["sglang"], [
+        s("sglang:num_queue_reqs", 2), s("sglang:num_running_reqs", 5), s("sglang:token_usage", 0.5),
+        s("sglang:cache_config_info", 1, page_size="1", num_pages="9000")])
+    assert (sglang.waiting, sglang.running, sglang.kv_usage) == (2, 5, 0.5)
+    assert (sglang.block_size, sglang.num_gpu_blocks) == (1, 9000)
+    trt = read_samples(ENGINES["trtllm-serve"], [
+        s("trtllm_num_requests_waiting", 1), s("trtllm_num_requests_running", 4),
+        s("trtllm_kv_cache_utilization", 0.75),
+        s("trtllm_kv_cache_tokens_per_block", 32), s("trtllm_kv_cache_max_blocks", 5000)])
+    assert (trt.waiting, trt.running, trt.kv_usage, trt.block_size, trt.num_gpu_blocks) == (1, 4, 0.75, 32, 5000)
+
+
+def test_missing_core_metric_is_an_error_naming_it():
+    with pytest.raises(MetricsError, match="vllm:num_requests_running"):
+        read_samples(ENGINES["vllm"], [s("vllm:num_requests_waiting", 0), s("vllm:kv_cache_usage_perc", 0.1)])
+    with pytest.raises(MetricsError, match="kv_cache_usage_perc or vllm:gpu_cache_usage_perc"):
+        read_samples(ENGINES["vllm"], [s("vllm:num_requests_waiting", 0), s("vllm:num_requests_running", 0)])
+
+
+def test_negative_or_nan_counts_are_rejected():
+    with pytest.raises(MetricsError):
+        read_samples(ENGINES["vllm"], [s("vllm:num_requests_waiting", -1), s("vllm:num_requests_running", 0),
+                                       s("vllm:kv_cache_usage_perc", 0.0)])
+    with pytest.raises(MetricsError):
+        read_samples(ENGINES["vllm"], [s("vllm:num_requests_waiting", float("nan")),
+                                       s("vllm:num_requests_running", 0), s("vllm:kv_cache_usage_perc", 0.0)])
+
+
+VLLM_TEXT = """\
+# HELP vllm:num_requests_waiting Number of requests waiting.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="llama"} 4.0
+vllm:num_requests_waiting_by_reason{reason="capacity"} 9.0
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="llama"} 2.0
+vllm:kv_cache_usage_perc{model_name="llama"} 0.5
+vllm:time_to_first_token_seconds_bucket{le="0.1"} 3.0
+vllm:cache_config_info{block_size="16",num_gpu_blocks="1000"} 1.0
+vllm:lora_requests_info{max_lora="1",running_lora_adapters="sql",waiting_lora_adapters=""} 1.7e+09
+"""
+
+
+def test_parse_text_keeps_only_mapped_series():
+    samples = parse_metrics_text(ENGINES["vllm"], VLLM_TEXT)
+    names = {sample.name for sample in samples}
+    assert "vllm:time_to_first_token_seconds_bucket" not in names
+    reading = read_samples(ENGINES["vllm"], samples)
+    assert (reading.waiting, reading.running, reading.kv_usage, reading.num_gpu_blocks) == (4, 2, 0.5, 1000)
+    assert reading.lora.running == frozenset({"sql"})
+
+
+def test_garbage_text_yields_no_reading():
+    samples = parse_metrics_text(ENGINES["vllm"], "<html>not metrics</html>\n\x00\x01")
+    with pytest.raises(MetricsError):
+        read_samples(ENGINES["vllm"], samples)
+    with pytest.raises(MetricsError):
+        parse_metrics_text(ENGINES["vllm"], 'vllm:num_requests_waiting{model_name="x"} notanumber\n')

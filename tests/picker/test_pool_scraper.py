@@ -1,0 +1,175 @@
+"""The metrics scraper against real aiohttp servers on loopback addresses (one address per simulated pod)."""
+
+import asyncio
+import logging
+
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from picker.pool import EndpointSpec, MetricsScraper, PoolState
+
+
+class FakePod:
+    """An HTTP server on its own loopback address whose /metrics answer the test controls."""
+
+    def __init__(self, address):
+        self.address = address
+        self.mode = "ok"
+        self.waiting = 0
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.release = asyncio.Event()
+        self.runner = None
+        self.port = None
+
+    async def metrics(self, request):
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.mode == "hang":
+                await self.release.wait()
+            if self.mode == "500":
+                return web.Response(status=500, text="internal error")
+            if self.mode == "garbage":
+                return web.Response(text="<html>\x00 this is not prometheus {{{ </html>")
+            return web.Response(text=(
+                "# TYPE vllm:num_requests_waiting gauge\n"
+                f'vllm:num_requests_waiting{{model_name="m"}} {self.waiting}\n'
+                'vllm:num_requests_running{model_name="m"} 1\n'
+                'vllm:kv_cache_usage_perc{model_name="m"} 0.25\n'))
+        finally:
+            self.in_flight -= 1
+
+    async def start(self):
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics)
+        self.runner = web.AppRunner(app, handler_cancellation=True)  # like a real server, notice disconnects
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.address, 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def spec(self):
+        return EndpointSpec(self.address, self.port, pod_name=f"pod-{self.address}")
+
+    async def stop(self):
+        self.release.set()
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def pods():
+    started = []
+
+    async def make(address):
+        pod = await FakePod(address).start()
+        started.append(pod)
+        return pod
+
+    yield make
+    for pod in started:
+        await pod.stop()
+
+
+async def until(condition, timeout=3.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def errors(registry, reason):
+    return registry.get_sample_value("inference_extension_metrics_scrape_errors_total", {"reason": reason}) or 0.0
+
+
+async def test_scrapes_keep_last_good_values_through_500s_and_recover(pods, caplog):
+    a, b = await pods("127.0.0.21"), await pods("127.0.0.22")
+    a.waiting, b.waiting = 3, 8
+    pool = PoolState()
+    pool.set_endpoints([a.spec, b.spec])
+    registry = CollectorRegistry()
+    caplog.set_level(logging.INFO, logger="picker.pool.scraper")
+    async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=registry) as scraper:
+        ea, eb = pool.get(a.spec.key), pool.get(b.spec.key)
+        await until(lambda: ea.metrics.updated_at is not None and eb.metrics.updated_at is not None)
+        assert (ea.metrics.waiting, eb.metrics.waiting, eb.metrics.kv_usage) == (3, 8, 0.25)
+        assert scraper.polled_endpoints() == {a.spec.key, b.spec.key}
+
+        b.mode = "500"
+        await until(lambda: eb.metrics.scrape_errors >= 3)
+        stale_since = eb.metrics.updated_at
+        assert eb.metrics.waiting == 8 and "HTTP 500" in eb.metrics.last_error
+        assert eb.metrics_age(pool.clock()) > 0.04
+        assert ea.metrics.updated_at > stale_since  # the healthy pod keeps being scraped
+        assert errors(registry, "http_status") >= 3
+
+        b.mode, b.waiting = "ok", 1
+        await until(lambda: eb.metrics.waiting == 1)
+        assert eb.metrics.scrape_errors == 0
+    failing = [r for r in caplog.records if r.getMessage().startswith("metrics scrape failing")]
+    recovered = [r for r in caplog.records if r.getMessage().startswith("metrics scrape recovered")]
+    assert len(failing) == 1 and failing[0].endpoint == b.spec.key  # once per transition, not per failure
+    assert len(recovered) == 1
+
+
+async def test_garbage_text_counts_as_invalid_metrics(pods):
+    pod = await pods("127.0.0.23")
+    pod.waiting = 5
+    pool = PoolState()
+    pool.set_endpoints([pod.spec])
+    registry = CollectorRegistry()
+    async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=registry):
+        endpoint = pool.get(pod.spec.key)
+        await until(lambda: endpoint.metrics.updated_at is not None)
+        pod.mode = "garbage"
+        await until(lambda: endpoint.metrics.scrape_errors >= 2)
+        assert endpoint.metrics.waiting == 5
+        assert errors(registry, "invalid_metrics") >= 2
+
+
+async def test_hanging_pod_times_out_with_one_scrape_in_flight(pods):
+    slow, fast = await pods("127.0.0.24"), await pods("127.0.0.25")
+    slow.mode = "hang"
+    pool = PoolState()
+    pool.set_endpoints([slow.spec, fast.spec])
+    registry = CollectorRegistry()
+    async with MetricsScraper(pool, interval=0.01, timeout=0.15, registry=registry):
+        await until(lambda: errors(registry, "timeout") >= 3)
+        fast_scrapes = fast.requests
+    assert slow.max_in_flight == 1  # never more than one scrape in flight on a slow pod
+    assert slow.requests <= 4
+    assert fast_scrapes > 10  # the slow pod does not hold up the others
+    assert pool.get(slow.spec.key).metrics.updated_at is None
+
+
+async def test_refused_connection_is_counted(pods):
+    pool = PoolState()
+    pool.set_endpoints([EndpointSpec("127.0.0.26", 9)])  # nothing listens there
+    registry = CollectorRegistry()
+    async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=registry):
+        await until(lambda: errors(registry, "connection") >= 2)
+    assert pool.get("127.0.0.26:9").metrics.scrape_errors >= 2
+
+
+async def test_polling_follows_pool_membership(pods):
+    a, b = await pods("127.0.0.27"), await pods("127.0.0.28")
+    pool = PoolState()
+    pool.set_endpoints([a.spec])
+    async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=CollectorRegistry()) as scraper:
+        await until(lambda: a.requests >= 2)
+        pool.upsert(b.spec)
+        await until(lambda: pool.get(b.spec.key).metrics.updated_at is not None)
+        assert scraper.polled_endpoints() == {a.spec.key, b.spec.key}
+        pool.remove(a.spec.key)
+        assert scraper.polled_endpoints() == {b.spec.key}
+        await asyncio.sleep(0.05)
+        seen = a.requests
+        await asyncio.sleep(0.1)
+        assert a.requests == seen  # no more scrapes of a departed endpoint
+    assert not scraper.running and scraper.polled_endpoints() == set()
