@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers: `poolgate bench picker | routing | overhead | control-plane | faults`."""

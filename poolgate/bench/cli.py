@@ -1,0 +1,19 @@
+"""`poolgate bench`: one subcommand per benchmark; each prints a table and can write JSON rows."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# benchmark -> (module with configure(parser), one-line help)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "picker": ("poolgate.bench.picker", "scheduling decisions per second and latency, request parsing cost"),
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Benchmarks that print numbers (and with --json FILE write them as rows)."
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for name, (module, help_text) in BENCHMARKS.items():
+        bench = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).configure(bench)

@@ -1,0 +1,26 @@
+"""Shared output of the benchmarks: a rich table of rows, and the rows as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+
+def print_table(title: str, rows: Iterable[dict], columns: Sequence[str], console: Console | None = None) -> None:
+    """Print the given columns of the rows as a table ("-" where a row has no such value)."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column not in ("benchmark", "profile", "picker", "workload",
+                                                                   "mode", "scenario") else "left")
+    for row in rows:
+        table.add_row(*("-" if row.get(c) is None else str(row[c]) for c in columns))
+    (console or Console()).print(table)
+
+
+def write_json(path: str | Path, rows: list[dict]) -> None:
+    """Write the rows as a JSON list."""
+    Path(path).write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
