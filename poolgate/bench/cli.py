@@ -8,6 +8,7 @@ import importlib
 # benchmark -> (module with configure(parser), one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "picker": ("poolgate.bench.picker", "scheduling decisions per second and latency, request parsing cost"),
+    "control-plane": ("poolgate.bench.control_plane", "translation time and memory for growing inputs"),
 }
 
 

@@ -43,3 +43,15 @@ def specificity(hostname: str) -> tuple[int, int]:
     if hostname == "*":
         return (2, 0)
     return (1 if hostname.startswith("*.") else 0, -len(hostname))
+
+
+def covering_patterns(hostname: str) -> list[str]:
+    """Every hostname pattern that covers `hostname`: itself, each wildcard of a parent domain, and "*"."""
+    if hostname == "*":
+        return ["*"]
+    labels = hostname.split(".")
+    start = 1 if hostname.startswith("*.") else 0
+    out = [hostname]
+    out += ["*." + ".".join(labels[i:]) for i in range(start + 1, len(labels))]
+    out.append("*")
+    return out

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from poolgate.api.gateway import HeaderModifier, RouteFilter, RouteMatch
 from poolgate.translate import ir, naming
-from poolgate.translate.hostnames import matches, specificity
+from poolgate.translate.hostnames import covering_patterns, matches, specificity
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.resolve import Attachment, Graph, ListenerState, PoolTarget, ResolvedRule, ServiceTarget
 
@@ -45,15 +45,22 @@ def lower(graph: Graph, options: TranslateOptions, gateways: set[tuple[str, str]
 def _virtual_hosts(listeners: list[ListenerState], out: ir.IR, options: TranslateOptions):
     domains = {ls.listener.hostname or "*" for ls in listeners}
     domains |= {h for ls in listeners for att in ls.attached for h in att.hostnames}
+    # attachments by (listener, hostname they serve), so each domain looks up only the patterns covering it
+    serving: dict[tuple[int, str], list[Attachment]] = defaultdict(list)
+    for ls in listeners:
+        for att in ls.attached:
+            for hostname in att.hostnames:
+                serving[(id(ls), hostname)].append(att)
     for domain in sorted(domains, key=lambda d: (specificity(d), d)):
         claiming = min((ls for ls in listeners if matches(ls.listener.hostname or "*", domain)),
                        key=lambda ls: specificity(ls.listener.hostname or "*"))
-        entries = []
-        for att in claiming.attached:
-            covering = [h for h in att.hostnames if matches(h, domain)]
-            if covering:
-                entries.append((min(specificity(h) for h in covering), att))
-        routes = _routes(entries, out, options)
+        best: dict[int, tuple[tuple[int, int], Attachment]] = {}
+        for pattern in covering_patterns(domain):
+            for att in serving.get((id(claiming), pattern), ()):
+                rank = specificity(pattern)
+                if id(att) not in best or rank < best[id(att)][0]:
+                    best[id(att)] = (rank, att)
+        routes = _routes(list(best.values()), out, options)
         yield ir.VirtualHost(domain, (domain,), tuple(routes))
 
 
@@ -152,6 +159,8 @@ def _backend(resolved, out: ir.IR, options: TranslateOptions) -> ir.Backend:
 def _pool_cluster(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> str:
     pool = target.pool
     name = naming.pool_cluster(pool.namespace, pool.name)
+    if name in out.clusters:
+        return name
     ports = [p.number for p in pool.spec.target_ports]
     if options.endpoints == "dns":
         host = f"{naming.pool_endpoints_service(pool.name)}.{pool.namespace}.svc.{options.cluster_domain}"

@@ -32,6 +32,7 @@ class Snapshot:
     pods: dict[str, list[Pod]] = field(default_factory=lambda: defaultdict(list))
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     controller_name: str = CONTROLLER_NAME
+    _pod_index: dict | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, objects: Iterable[KubeObject], controller_name: str = CONTROLLER_NAME) -> "Snapshot":
@@ -92,13 +93,28 @@ class Snapshot:
         pod serves (all, or those named by the active-ports annotation), sorted by pod name then port."""
         selector = pool.spec.selector.match_labels
         ports = [p.number for p in pool.spec.target_ports]
+        by_label = self._ready_pods_by_label()
+        candidates = min((by_label.get((pool.namespace, k, v), ()) for k, v in selector.items()), key=len)
         endpoints = []
-        for pod in sorted(self.pods.get(pool.namespace, ()), key=lambda p: p.name):
-            if not pod.ready or any(pod.metadata.labels.get(k) != v for k, v in selector.items()):
+        for pod in sorted(candidates, key=lambda p: p.name):
+            if any(pod.metadata.labels.get(k) != v for k, v in selector.items()):
                 continue
             active = _active_ports(pod)
             endpoints.extend((pod, port) for port in ports if active is None or port in active)
         return endpoints
+
+
+    def _ready_pods_by_label(self) -> dict[tuple[str, str, str], list[Pod]]:
+        """Ready pods indexed by (namespace, label key, label value), built once per snapshot."""
+        if self._pod_index is None:
+            index: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
+            for namespace, pods in self.pods.items():
+                for pod in pods:
+                    if pod.ready:
+                        for key, value in pod.metadata.labels.items():
+                            index[(namespace, key, value)].append(pod)
+            self._pod_index = index
+        return self._pod_index
 
 
 def _active_ports(pod: Pod) -> set[int] | None:

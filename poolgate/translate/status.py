@@ -13,7 +13,7 @@ from poolgate.api import KubeObject
 from poolgate.api.base import GATEWAY_GROUP
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
-from poolgate.translate.resolve import Graph, GatewayState, ResolvedRoute
+from poolgate.translate.resolve import Graph, GatewayState, PoolTarget, ResolvedRoute
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 POOL_API_VERSION = "inference.networking.k8s.io/v1"
@@ -55,7 +55,21 @@ def compute_status(graph: Graph, options: StatusOptions | None = None) -> list[d
            if gc.spec.controller_name == graph.snapshot.controller_name]
     out += [gateway_status(state, options) for state in graph.gateways]
     out += [route_status(graph, route, options.now) for route in graph.routes]
-    out += [pool_status(graph, key, options.now) for key in sorted(graph.pools)]
+    referencing = _pool_references(graph)
+    out += [pool_status(graph, key, referencing.get(key, {}), options.now) for key in sorted(graph.pools)]
+    return out
+
+
+def _pool_references(graph: Graph) -> dict[tuple[str, str], dict[tuple[str, str], list[bool]]]:
+    """pool -> Gateway (namespace, name) -> whether each route of that Gateway that references the pool is accepted."""
+    out: dict[tuple[str, str], dict[tuple[str, str], list[bool]]] = {}
+    for route in graph.routes:
+        pools = {(b.target.pool.namespace, b.target.pool.name) for rule in route.rules for b in rule.backends
+                 if isinstance(b.target, PoolTarget)}
+        for key in pools:
+            for result in route.parents:
+                gateway = (result.gateway.namespace, result.gateway.name)
+                out.setdefault(key, {}).setdefault(gateway, []).append(result.accepted.status)
     return out
 
 
@@ -149,19 +163,13 @@ def _key(ref: dict, default_namespace: str) -> tuple:
             ref.get("name"), ref.get("sectionName"), ref.get("port"))
 
 
-def pool_status(graph: Graph, key: tuple[str, str], now: str) -> dict:
-    """InferencePool status.parents: one entry per Gateway of ours whose routes reference the pool (Accepted when
-    at least one such route is accepted there), other controllers' entries kept, none when unreferenced."""
+def pool_status(graph: Graph, key: tuple[str, str], referencing: dict[tuple[str, str], list[bool]], now: str) -> dict:
+    """InferencePool status.parents: one entry per Gateway of ours whose routes reference the pool (`referencing`:
+    Gateway -> whether each such route is accepted there; Accepted when one is), other controllers' entries kept,
+    none when unreferenced."""
     target = graph.pools[key]
     pool = target.pool
     ours = graph.snapshot.controller_name
-    referencing: dict[tuple[str, str], list[bool]] = {}
-    for route in graph.routes:
-        if not any(b.target is target for rule in route.rules for b in rule.backends):
-            continue
-        for result in route.parents:
-            gw_key = (result.gateway.namespace, result.gateway.name)
-            referencing.setdefault(gw_key, []).append(result.accepted.status)
     previous = [p.to_json() for p in pool.status.parents]
     kept = [p for p in previous if p.get("controllerName") != ours]
     old = {(p["parentRef"].get("namespace") or pool.namespace, p["parentRef"]["name"]): p
