@@ -82,3 +82,43 @@ class Namespace(KubeObject):
     @property
     def ref(self) -> str:
         return f"Namespace {self.name}"
+
+
+class ContainerPort(ApiModel):
+    container_port: int = Field(ge=1, le=65535)
+    name: str | None = None
+
+
+class Container(ApiModel):
+    name: str
+    image: str = ""
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    ports: list[ContainerPort] = Field(default_factory=list)
+
+
+class PodTemplateMeta(ApiModel):
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PodSpec(ApiModel):
+    containers: list[Container] = Field(default_factory=list)
+
+
+class PodTemplate(ApiModel):
+    metadata: PodTemplateMeta = Field(default_factory=PodTemplateMeta)
+    spec: PodSpec = Field(default_factory=PodSpec)
+
+
+class DeploymentSpec(ApiModel):
+    replicas: int = Field(default=1, ge=0)
+    template: PodTemplate = Field(default_factory=PodTemplate)
+
+
+class Deployment(KubeObject):
+    """A Deployment: `poolgate up` runs the replicas of one whose container is `poolgate sim` as simulated pods."""
+
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["Deployment"] = "Deployment"
+    spec: DeploymentSpec = Field(default_factory=DeploymentSpec)

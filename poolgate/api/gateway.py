@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
 from poolgate.api.base import (
-    GATEWAY_GROUP, ApiModel, ControllerName, Duration, Group, HeaderName, Hostname, KubeObject, Kind, LabelSelector,
-    Namespace, ObjectName, PortNumber, PreciseHostname, SectionName,
+    GATEWAY_GROUP, HOSTNAME, ApiModel, ControllerName, Duration, Group, HeaderName, Hostname, KubeObject, Kind,
+    LabelSelector, Namespace, ObjectName, PortNumber, PreciseHostname, SectionName, duration_seconds, unique,
 )
 
 GatewayApiVersion = Literal["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
@@ -64,18 +66,54 @@ class AllowedRoutes(ApiModel):
     kinds: Annotated[list[RouteGroupKind], Field(max_length=8)] = Field(default_factory=list)
 
 
+class SecretObjectReference(ApiModel):
+    group: Group = ""
+    kind: Kind = "Secret"
+    name: ObjectName
+    namespace: Namespace | None = None
+
+
+class ListenerTLS(ApiModel):
+    mode: Literal["Terminate", "Passthrough"] = "Terminate"
+    certificate_refs: Annotated[list[SecretObjectReference], Field(max_length=64)] = Field(default_factory=list)
+    options: Annotated[dict[str, Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=16)] = \
+        Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _terminate_has_certificates(self) -> "ListenerTLS":
+        if self.mode == "Terminate" and not self.certificate_refs and not self.options:
+            raise ValueError("certificateRefs or options must be specified when mode is Terminate")
+        return self
+
+
 class Listener(ApiModel):
     name: SectionName
     hostname: Hostname | None = None
     port: PortNumber
-    protocol: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    tls: dict[str, Any] | None = None
+    protocol: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=(
+        r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|"
+        r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9]+$"))]
+    tls: ListenerTLS | None = None
     allowed_routes: AllowedRoutes = Field(default_factory=AllowedRoutes)
 
 
 class GatewayAddress(ApiModel):
-    type: str = "IPAddress"
+    type: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=(
+        r"^Hostname|IPAddress|NamedAddress|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/"
+        r"[A-Za-z0-9\/\-._~%!$&'()*+,;=:]+$"))] = "IPAddress"
     value: Annotated[str, StringConstraints(max_length=253)] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_type(self) -> "GatewayAddress":
+        if self.value is not None and self.type == "IPAddress":
+            try:
+                ipaddress.ip_address(self.value)
+            except ValueError:
+                raise ValueError("value: an IPAddress value must be an IPv4 or IPv6 address") from None
+        if self.value is not None and self.type == "Hostname" and not re.match(HOSTNAME, self.value):
+            raise ValueError("value: Hostname value must be empty or contain only valid characters "
+                             f"(matching {HOSTNAME})")
+        return self
 
 
 class GatewaySpec(ApiModel):
@@ -96,6 +134,14 @@ class GatewaySpec(ApiModel):
                 raise ValueError(f"listeners[{i}].hostname: hostname must not be specified for protocols ['TCP', 'UDP']")
             if listener.protocol in ("HTTP", "TCP", "UDP") and listener.tls is not None:
                 raise ValueError(f"listeners[{i}].tls: tls must not be specified for protocols ['HTTP', 'TCP', 'UDP']")
+            if listener.protocol == "HTTPS" and listener.tls is not None and listener.tls.mode != "Terminate":
+                raise ValueError(f"listeners[{i}].tls: tls mode must be Terminate for protocol HTTPS")
+            if listener.protocol == "TLS" and listener.tls is None:
+                raise ValueError(f"listeners[{i}].tls: tls mode must be set for protocol TLS")
+        for address_type in ("IPAddress", "Hostname"):
+            values = [a.value for a in self.addresses if a.type == address_type and a.value is not None]
+            if len(values) != len(set(values)):
+                raise ValueError(f"addresses: {address_type} values must be unique")
         return self
 
 
@@ -119,6 +165,9 @@ class ParentReference(ApiModel):
     port: PortNumber | None = None
 
 
+PATH_CHARACTERS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$")
+
+
 class PathMatch(ApiModel):
     type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
     value: Annotated[str, StringConstraints(max_length=1024)] = "/"
@@ -133,6 +182,9 @@ class PathMatch(ApiModel):
                     raise ValueError(f"value must not contain '{bad}' when type one of ['Exact', 'PathPrefix']")
             if self.value.endswith(("/..", "/.")):
                 raise ValueError("value must not end with '/..' or '/.' when type one of ['Exact', 'PathPrefix']")
+            if not PATH_CHARACTERS.match(self.value):
+                raise ValueError(f"value must only contain valid characters (matching {PATH_CHARACTERS.pattern}) "
+                                 "for types ['Exact', 'PathPrefix']")
         return self
 
 
@@ -150,8 +202,8 @@ class QueryParamMatch(ApiModel):
 
 class RouteMatch(ApiModel):
     path: PathMatch = Field(default_factory=PathMatch)
-    headers: Annotated[list[HeaderMatch], Field(max_length=16)] = Field(default_factory=list)
-    query_params: Annotated[list[QueryParamMatch], Field(max_length=16)] = Field(default_factory=list)
+    headers: Annotated[list[HeaderMatch], Field(max_length=16), unique("name")] = Field(default_factory=list)
+    query_params: Annotated[list[QueryParamMatch], Field(max_length=16), unique("name")] = Field(default_factory=list)
     method: HttpMethod | None = None
 
 
@@ -161,9 +213,9 @@ class HeaderValue(ApiModel):
 
 
 class HeaderModifier(ApiModel):
-    set: Annotated[list[HeaderValue], Field(max_length=16)] = Field(default_factory=list)
-    add: Annotated[list[HeaderValue], Field(max_length=16)] = Field(default_factory=list)
-    remove: Annotated[list[str], Field(max_length=16)] = Field(default_factory=list)
+    set: Annotated[list[HeaderValue], Field(max_length=16), unique("name")] = Field(default_factory=list)
+    add: Annotated[list[HeaderValue], Field(max_length=16), unique("name")] = Field(default_factory=list)
+    remove: Annotated[list[str], Field(max_length=16), unique()] = Field(default_factory=list)
 
 
 class PathModifier(ApiModel):
@@ -207,9 +259,27 @@ class BackendObjectReference(ApiModel):
         return self
 
 
+class Fraction(ApiModel):
+    numerator: Annotated[int, Field(ge=0)]
+    denominator: Annotated[int, Field(ge=1)] = 100
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> "Fraction":
+        if self.numerator > self.denominator:
+            raise ValueError("numerator must be less than or equal to denominator")
+        return self
+
+
 class RequestMirror(ApiModel):
     backend_ref: BackendObjectReference
     percent: Annotated[int, Field(ge=0, le=100)] | None = None
+    fraction: Fraction | None = None
+
+    @model_validator(mode="after")
+    def _percent_or_fraction(self) -> "RequestMirror":
+        if self.percent is not None and self.fraction is not None:
+            raise ValueError("Only one of percent or fraction may be specified in HTTPRequestMirrorFilter")
+        return self
 
 
 class LocalObjectReference(ApiModel):
@@ -274,6 +344,19 @@ class RouteTimeouts(ApiModel):
     request: Duration | None = None
     backend_request: Duration | None = None
 
+    @model_validator(mode="after")
+    def _backend_within_request(self) -> "RouteTimeouts":
+        if self.request is not None and self.backend_request is not None and duration_seconds(self.request) != 0 \
+                and duration_seconds(self.backend_request) > duration_seconds(self.request):
+            raise ValueError("backendRequest timeout cannot be longer than request timeout")
+        return self
+
+
+def _replaces_prefix(route_filter: RouteFilter) -> bool:
+    """Whether a filter rewrites or redirects by replacing the matched path prefix."""
+    config = route_filter.url_rewrite or route_filter.request_redirect
+    return config is not None and config.path is not None and config.path.type == "ReplacePrefixMatch"
+
 
 def _default_matches() -> list[RouteMatch]:
     return [RouteMatch()]
@@ -291,6 +374,11 @@ class RouteRule(ApiModel):
         _check_filter_list(self.filters)
         if self.backend_refs and any(f.type == "RequestRedirect" for f in self.filters):
             raise ValueError("RequestRedirect filter must not be used together with backendRefs")
+        filters = self.filters + [f for backend in self.backend_refs for f in backend.filters]
+        one_prefix_match = len(self.matches) == 1 and self.matches[0].path.type == "PathPrefix"
+        if any(_replaces_prefix(f) for f in filters) and not one_prefix_match:
+            raise ValueError("When using a URLRewrite or RequestRedirect filter with path.replacePrefixMatch, "
+                             "exactly one PathPrefix match must be specified")
         return self
 
 
@@ -310,6 +398,14 @@ class HTTPRouteSpec(ApiModel):
         names = [rule.name for rule in self.rules if rule.name]
         if len(names) != len(set(names)):
             raise ValueError("rules: Rule name must be unique within the route")
+        parents = [((p.group, p.kind, p.name, p.namespace or ""), p.section_name or "") for p in self.parent_refs]
+        for parent, section in parents:
+            if any(other == parent and bool(other_section) != bool(section) for other, other_section in parents):
+                raise ValueError("parentRefs: sectionName must be specified when parentRefs includes 2 or more "
+                                 "references to the same parent")
+        if len(parents) != len(set(parents)):
+            raise ValueError("parentRefs: sectionName must be unique when parentRefs includes 2 or more references "
+                             "to the same parent")
         return self
 
 
@@ -318,7 +414,7 @@ class HTTPRoute(KubeObject):
 
     api_version: GatewayApiVersion
     kind: Literal["HTTPRoute"] = "HTTPRoute"
-    spec: HTTPRouteSpec = Field(default_factory=HTTPRouteSpec)
+    spec: HTTPRouteSpec
     status: dict[str, Any] = Field(default_factory=dict)
 
 

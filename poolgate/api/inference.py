@@ -3,13 +3,13 @@ InferenceModelRewrite (inference.networking.x-k8s.io/v1alpha2 and llm-d.ai/v1alp
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from poolgate.api.base import (
-    GATEWAY_GROUP, INFERENCE_GROUP, ApiModel, Condition, ControllerName, Group, KubeObject, Kind, LabelValue,
-    Namespace, ObjectName, PortNumber,
+    GATEWAY_GROUP, INFERENCE_GROUP, ApiModel, Condition, Conditions, ControllerName, Group, Int32, KubeObject,
+    Kind, LabelValue, Namespace, ObjectName, PortNumber, cel_rules, list_type,
 )
 
 # Pod annotations listing the target ports a pod actually serves (comma-separated, a subset of the pool's
@@ -29,6 +29,10 @@ class PoolSelector(ApiModel):
 
 
 class EndpointPickerRef(ApiModel):
+    model_config = ConfigDict(json_schema_extra=cel_rules((
+        "self.kind != 'Service' || has(self.port)",
+        "port is required when kind is 'Service' or unspecified (defaults to 'Service')")))
+
     group: Group = ""
     kind: Kind = "Service"
     name: ObjectName
@@ -44,7 +48,9 @@ class EndpointPickerRef(ApiModel):
 
 class InferencePoolSpec(ApiModel):
     selector: PoolSelector
-    target_ports: Annotated[list[Port], Field(min_length=1, max_length=8)]
+    target_ports: Annotated[list[Port], Field(min_length=1, max_length=8, json_schema_extra={
+        **list_type("atomic"),
+        **cel_rules(("self.all(p1, self.exists_one(p2, p1.number==p2.number))", "port number must be unique"))})]
     app_protocol: Literal["http", "kubernetes.io/h2c"] = "http"
     endpoint_picker_ref: EndpointPickerRef | None = None
 
@@ -66,11 +72,12 @@ class ParentGatewayReference(ApiModel):
 class PoolParentStatus(ApiModel):
     parent_ref: ParentGatewayReference
     controller_name: ControllerName | None = None
-    conditions: Annotated[list[Condition], Field(max_length=8)] = Field(default_factory=list)
+    conditions: Conditions = Field(default_factory=list)
 
 
 class InferencePoolStatus(ApiModel):
-    parents: Annotated[list[PoolParentStatus], Field(max_length=32)] = Field(default_factory=list)
+    parents: Annotated[list[PoolParentStatus], Field(max_length=32, json_schema_extra=list_type("atomic"))] = \
+        Field(default_factory=list)
 
 
 class InferencePool(KubeObject):
@@ -89,8 +96,18 @@ class PoolReference(ApiModel):
 
 
 class InferenceObjectiveSpec(ApiModel):
-    priority: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] | None = None
+    priority: Int32 | None = None
     pool_ref: PoolReference
+
+
+def pending(condition_type: str) -> Condition:
+    """The condition the API server gives a new InferenceObjective / InferenceModelRewrite until a controller acts."""
+    return Condition(type=condition_type, status="Unknown", reason="Pending", message="Waiting for controller",
+                     last_transition_time="1970-01-01T00:00:00Z")
+
+
+class InferenceObjectiveStatus(ApiModel):
+    conditions: Conditions = [pending("Ready")]
 
 
 class InferenceObjective(KubeObject):
@@ -99,7 +116,7 @@ class InferenceObjective(KubeObject):
     api_version: ObjectiveApiVersion
     kind: Literal["InferenceObjective"] = "InferenceObjective"
     spec: InferenceObjectiveSpec
-    status: dict[str, Any] = Field(default_factory=dict)
+    status: InferenceObjectiveStatus = Field(default_factory=InferenceObjectiveStatus)
 
 
 class ModelMatch(ApiModel):
@@ -113,7 +130,7 @@ class RewriteMatch(ApiModel):
 
 class RewriteTarget(ApiModel):
     model_rewrite: str
-    weight: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    weight: Annotated[int, Field(ge=1, le=1_000_000, json_schema_extra={"format": "int32"})] | None = None
 
 
 class RewriteRule(ApiModel):
@@ -133,10 +150,14 @@ class InferenceModelRewriteSpec(ApiModel):
     rules: list[RewriteRule]
 
 
+class InferenceModelRewriteStatus(ApiModel):
+    conditions: Conditions = [pending("Accepted")]
+
+
 class InferenceModelRewrite(KubeObject):
     """An InferenceModelRewrite: rewrites the requested model name to weighted targets (canaries, aliases)."""
 
     api_version: ObjectiveApiVersion
     kind: Literal["InferenceModelRewrite"] = "InferenceModelRewrite"
     spec: InferenceModelRewriteSpec
-    status: dict[str, Any] = Field(default_factory=dict)
+    status: InferenceModelRewriteStatus = Field(default_factory=InferenceModelRewriteStatus)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -10,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from poolgate.api.base import KubeObject
-from poolgate.api.core import Namespace, Pod, Service
+from poolgate.api.core import Deployment, Namespace, Pod, Service
 from poolgate.api.gateway import GatewayClass, Gateway, HTTPRoute, ReferenceGrant
 from poolgate.api.inference import InferenceModelRewrite, InferenceObjective, InferencePool
 
@@ -26,6 +28,7 @@ KINDS: dict[str, tuple[type[KubeObject], tuple[str, ...]]] = {
     "Service": (Service, ("v1",)),
     "Pod": (Pod, ("v1",)),
     "Namespace": (Namespace, ("v1",)),
+    "Deployment": (Deployment, ("apps/v1",)),
 }
 
 
@@ -100,10 +103,29 @@ def parse_object(raw: object, source: str = "input") -> KubeObject | None:
         ]) from None
 
 
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: validating thousands of objects that all stay alive otherwise triggers
+    repeated full collections, which made parsing 10,000 pods 2.3x slower (grows faster than linear)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_objects(raws: Iterable[tuple[str, object]]) -> tuple[list[KubeObject], list[Problem]]:
     """Validate many (source, raw) objects: the valid ones and every problem found in the others."""
     objects: list[KubeObject] = []
     problems: list[Problem] = []
+    with _gc_paused():
+        _parse_into(raws, objects, problems)
+    return objects, problems
+
+
+def _parse_into(raws: Iterable[tuple[str, object]], objects: list[KubeObject], problems: list[Problem]) -> None:
     for source, raw in raws:
         try:
             obj = parse_object(raw, source)
@@ -112,7 +134,6 @@ def parse_objects(raws: Iterable[tuple[str, object]]) -> tuple[list[KubeObject],
             continue
         if obj is not None:
             objects.append(obj)
-    return objects, problems
 
 
 def read_documents(path: str | Path) -> list[tuple[str, object]]:

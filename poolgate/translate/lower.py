@@ -4,9 +4,9 @@ precedence, routes per rule match, clusters per pool, Service and picker."""
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections import defaultdict
 
+from poolgate.api.base import duration_seconds
 from poolgate.api.gateway import HeaderModifier, RouteFilter, RouteMatch
 from poolgate.translate import ir, naming
 from poolgate.translate.hostnames import covering_patterns, matches, specificity
@@ -119,8 +119,8 @@ def _action(rule: ResolvedRule, out: ir.IR, options: TranslateOptions):
     if len(backends) == 1 and backends[0].cluster is None:
         return ir.DirectResponse(500, "poolgate: the backend of this route rule is invalid; see the HTTPRoute status")
     timeouts = rule.rule.timeouts
-    return ir.Forward(backends, _seconds(timeouts.request) if timeouts and timeouts.request else 0.0,
-                      _seconds(timeouts.backend_request) if timeouts and timeouts.backend_request else 0.0)
+    return ir.Forward(backends, duration_seconds(timeouts.request) if timeouts and timeouts.request else 0.0,
+                      duration_seconds(timeouts.backend_request) if timeouts and timeouts.backend_request else 0.0)
 
 
 def _with_rewrite(action, filters: list[RouteFilter], match: RouteMatch):
@@ -200,6 +200,3 @@ def _is_ip(value: str | None) -> bool:
         return False
 
 
-def _seconds(duration: str) -> float:
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|h|m|s)", duration))
