@@ -27,11 +27,14 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
+from xds.type.v3 import typed_struct_pb2
 
 from poolgate.translate import ir, naming
 from poolgate.translate.options import TranslateOptions
 
 DESTINATION_HEADER = "x-gateway-destination-endpoint"
+SERVED_KEY = "x-gateway-destination-endpoint-served"
+OVERRIDE_HOST_TYPE = "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"
 LB_METADATA_NAMESPACE = "envoy.lb"
 SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"
 POOL_METADATA_KEY = "x-poolgate-pool"          # gRPC initial metadata naming the pool a picker call is for
@@ -39,7 +42,7 @@ CALLOUT_METADATA_KEY = "x-poolgate-callout"    # gRPC initial metadata naming th
 EPP_FILTER = "poolgate.endpoint_picker"
 MODEL_ROUTER_FILTER = "poolgate.model_router"
 # Headers only the picker (or the model router) may set: removed from client requests before any filter runs.
-PICKER_ONLY_HEADERS = (DESTINATION_HEADER, "x-gateway-destination-endpoint-served",
+PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY,
                        "x-gateway-destination-endpoint-subset")
 MODEL_ROUTER_ONLY_HEADERS = ("x-gateway-model-name", "x-gateway-base-model-name")
 
@@ -320,7 +323,8 @@ def _least_request() -> cluster_pb2.LoadBalancingPolicy:
 
 def _override_host() -> cluster_pb2.LoadBalancingPolicy:
     """Send each request to the endpoint the picker chose (header or envoy.lb metadata, first reachable entry of
-    its list), falling back to least-request when the picker gave none: only pool members are ever reachable."""
+    its list), falling back to least-request when the picker gave none: only pool members are ever reachable. The
+    endpoint that served is written back to envoy.lb metadata, which the picker reads on the response path."""
     source = override_host_pb2.OverrideHost.OverrideHostSource
     config = override_host_pb2.OverrideHost(
         override_host_sources=[
@@ -329,8 +333,15 @@ def _override_host() -> cluster_pb2.LoadBalancingPolicy:
         ],
         fallback_policy=_least_request(),
     )
-    return cluster_pb2.LoadBalancingPolicy(policies=[_typed_policy(
-        "envoy.load_balancing_policies.override_host", config)])
+    # `selected_host_key` is newer than the xds-protos release: the checked message goes into a TypedStruct with
+    # that field added, which Envoy converts (and checks) against its own descriptors.
+    fields = to_dict(config)
+    fields["selected_host_key"] = {"key": LB_METADATA_NAMESPACE, "path": [{"key": SERVED_KEY}]}
+    typed = typed_struct_pb2.TypedStruct(type_url=OVERRIDE_HOST_TYPE)
+    typed.value.update(fields)
+    return cluster_pb2.LoadBalancingPolicy(policies=[cluster_pb2.LoadBalancingPolicy.Policy(
+        typed_extension_config=extension_pb2.TypedExtensionConfig(
+            name="envoy.load_balancing_policies.override_host", typed_config=_any(typed)))])
 
 
 def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:

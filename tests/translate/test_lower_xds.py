@@ -35,10 +35,13 @@ def test_pool_cluster_has_ready_pod_endpoints_and_override_host(envoy_validate):
     assert endpoints(cluster) == ["10.0.0.1:8000", "10.0.0.2:8000"]
     policy = cluster["load_balancing_policy"]["policies"][0]["typed_extension_config"]
     assert policy["name"] == "envoy.load_balancing_policies.override_host"
-    sources = policy["typed_config"]["override_host_sources"]
+    assert policy["typed_config"]["type_url"].endswith("override_host.v3.OverrideHost")
+    config = policy["typed_config"]["value"]
+    sources = config["override_host_sources"]
     assert sources[0] == {"header": "x-gateway-destination-endpoint"}
     assert sources[1]["metadata"] == {"key": "envoy.lb", "path": [{"key": "x-gateway-destination-endpoint"}]}
-    assert "fallback_policy" in policy["typed_config"]
+    assert "fallback_policy" in config
+    assert config["selected_host_key"] == {"key": "envoy.lb", "path": [{"key": "x-gateway-destination-endpoint-served"}]}
 
 
 def test_three_target_ports_and_active_ports_annotation(envoy_validate):
