@@ -125,10 +125,11 @@ class Graph:
     pools: dict[tuple[str, str], PoolTarget]
 
 
-def resolve(snap: Snapshot) -> Graph:
-    """Resolve every object in the snapshot that concerns this controller's Gateways."""
+def resolve(snap: Snapshot, protocols: tuple[str, ...] = SUPPORTED_PROTOCOLS) -> Graph:
+    """Resolve every object in the snapshot that concerns this controller's Gateways; `protocols` are the listener
+    protocols the data plane serves (poolgate's Envoy: HTTP; Envoy Gateway also terminates HTTPS)."""
     pools = {key: _resolve_pool(snap, pool) for key, pool in sorted(snap.pools.items())}
-    gateways = [GatewayState(gw, _listener_states(gw)) for gw in snap.our_gateways()]
+    gateways = [GatewayState(gw, _listener_states(gw, protocols)) for gw in snap.our_gateways()]
     by_key = {(g.gateway.namespace, g.gateway.name): g for g in gateways}
     routes = []
     for _, route in sorted(snap.routes.items()):
@@ -149,16 +150,17 @@ def resolve(snap: Snapshot) -> Graph:
 
 # --- listeners ----------------------------------------------------------------------------------------------------
 
-def _listener_states(gateway: Gateway) -> list[ListenerState]:
+def _listener_states(gateway: Gateway, protocols: tuple[str, ...]) -> list[ListenerState]:
     protocols_by_port: dict[int, set[str]] = {}
     for listener in gateway.spec.listeners:
         protocols_by_port.setdefault(listener.port, set()).add(listener.protocol)
     states = []
     for listener in gateway.spec.listeners:
         conds = []
-        if listener.protocol not in SUPPORTED_PROTOCOLS:
+        if listener.protocol not in protocols:
             conds.append(Cond.false(c.ACCEPTED, c.R_UNSUPPORTED_PROTOCOL,
-                                    f"protocol {listener.protocol} is not supported; poolgate serves HTTP listeners"))
+                                    f"protocol {listener.protocol} is not supported; poolgate serves "
+                                    f"{' and '.join(protocols)} listeners"))
         elif len(protocols_by_port[listener.port]) > 1:
             conds.append(Cond.false(c.ACCEPTED, c.R_PROTOCOL_CONFLICT,
                                     f"port {listener.port} is used by listeners of different protocols"))

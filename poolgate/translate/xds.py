@@ -27,14 +27,12 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
-from xds.type.v3 import typed_struct_pb2
 
 from poolgate.translate import ir, naming
 from poolgate.translate.options import TranslateOptions
 
 DESTINATION_HEADER = "x-gateway-destination-endpoint"
 SERVED_KEY = "x-gateway-destination-endpoint-served"
-OVERRIDE_HOST_TYPE = "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"
 LB_METADATA_NAMESPACE = "envoy.lb"
 SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"
 POOL_METADATA_KEY = "x-poolgate-pool"          # gRPC initial metadata naming the pool a picker call is for
@@ -323,8 +321,7 @@ def _least_request() -> cluster_pb2.LoadBalancingPolicy:
 
 def _override_host() -> cluster_pb2.LoadBalancingPolicy:
     """Send each request to the endpoint the picker chose (header or envoy.lb metadata, first reachable entry of
-    its list), falling back to least-request when the picker gave none: only pool members are ever reachable. The
-    endpoint that served is written back to envoy.lb metadata, which the picker reads on the response path."""
+    its list), falling back to least-request when the picker gave none: only pool members are ever reachable."""
     source = override_host_pb2.OverrideHost.OverrideHostSource
     config = override_host_pb2.OverrideHost(
         override_host_sources=[
@@ -333,15 +330,16 @@ def _override_host() -> cluster_pb2.LoadBalancingPolicy:
         ],
         fallback_policy=_least_request(),
     )
-    # `selected_host_key` is newer than the xds-protos release: the checked message goes into a TypedStruct with
-    # that field added, which Envoy converts (and checks) against its own descriptors.
-    fields = to_dict(config)
-    fields["selected_host_key"] = {"key": LB_METADATA_NAMESPACE, "path": [{"key": SERVED_KEY}]}
-    typed = typed_struct_pb2.TypedStruct(type_url=OVERRIDE_HOST_TYPE)
-    typed.value.update(fields)
-    return cluster_pb2.LoadBalancingPolicy(policies=[cluster_pb2.LoadBalancingPolicy.Policy(
-        typed_extension_config=extension_pb2.TypedExtensionConfig(
-            name="envoy.load_balancing_policies.override_host", typed_config=_any(typed)))])
+    return cluster_pb2.LoadBalancingPolicy(policies=[_typed_policy(
+        "envoy.load_balancing_policies.override_host", config)])
+
+
+def _report_served_endpoint(cluster_json: dict) -> None:
+    """Have the override_host policy write the endpoint that served into envoy.lb metadata, which the picker reads
+    on the response path. `selected_host_key` (Envoy >= 1.38) is newer than the xds-protos release, so it is added to
+    the JSON form; Envoy checks it against its own descriptors when it loads the configuration."""
+    policy = cluster_json["load_balancing_policy"]["policies"][0]["typed_extension_config"]["typed_config"]
+    policy["selected_host_key"] = {"key": LB_METADATA_NAMESPACE, "path": [{"key": SERVED_KEY}]}
 
 
 def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
@@ -383,10 +381,18 @@ def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
 
 # --- whole configurations -----------------------------------------------------------------------------------------
 
+def cluster_json(c: ir.Cluster, options: TranslateOptions) -> dict:
+    """A cluster as the JSON object Envoy loads."""
+    out = to_dict(cluster(c, options))
+    if c.override_host:
+        _report_served_endpoint(out)
+    return out
+
+
 def resources(model: ir.IR, options: TranslateOptions) -> tuple[list[dict], list[dict]]:
     """The listeners and clusters of the IR as Envoy JSON objects."""
     listeners = [to_dict(listener(lst, model, options)) for lst in model.listeners]
-    clusters = [to_dict(cluster(c, options)) for _, c in sorted(model.clusters.items())]
+    clusters = [cluster_json(c, options) for _, c in sorted(model.clusters.items())]
     return listeners, clusters
 
 

@@ -35,8 +35,8 @@ def test_pool_cluster_has_ready_pod_endpoints_and_override_host(envoy_validate):
     assert endpoints(cluster) == ["10.0.0.1:8000", "10.0.0.2:8000"]
     policy = cluster["load_balancing_policy"]["policies"][0]["typed_extension_config"]
     assert policy["name"] == "envoy.load_balancing_policies.override_host"
-    assert policy["typed_config"]["type_url"].endswith("override_host.v3.OverrideHost")
-    config = policy["typed_config"]["value"]
+    config = policy["typed_config"]
+    assert config["@type"].endswith("override_host.v3.OverrideHost")
     sources = config["override_host_sources"]
     assert sources[0] == {"header": "x-gateway-destination-endpoint"}
     assert sources[1]["metadata"] == {"key": "envoy.lb", "path": [{"key": "x-gateway-destination-endpoint"}]}
@@ -108,6 +108,16 @@ def test_fail_open_and_fail_close(envoy_validate):
     assert base["processing_mode"]["request_body_mode"] == "FULL_DUPLEX_STREAMED"
     assert base["processing_mode"]["request_trailer_mode"] == "SEND"
     assert base["metadata_options"]["receiving_namespaces"]["untyped"] == ["envoy.lb"]
+
+
+def test_output_is_byte_identical_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    outputs = {subprocess.run([sys.executable, "-m", "poolgate.cli", "translate", "-f", "examples/weighted-pools.yaml"],
+                              capture_output=True, text=True, cwd=REPO, check=True).stdout for _ in range(3)}
+    assert len(outputs) == 1
 
 
 def test_buffered_body_mode(envoy_validate):
