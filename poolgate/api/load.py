@@ -84,7 +84,7 @@ def parse_object(raw: object, source: str = "input") -> KubeObject | None:
     if not isinstance(raw, dict):
         raise InvalidObjects([Problem(source, "<document>", "", f"expected a mapping (a Kubernetes object), got {type(raw).__name__}")])
     kind = raw.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         return None
     model, versions = KINDS[kind]
     api_version = raw.get("apiVersion")

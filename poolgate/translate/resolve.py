@@ -303,7 +303,7 @@ def _route_resolved_refs(route: ResolvedRoute) -> Cond:
     problems = [b.problem for rule in route.rules for b in rule.backends if b.problem is not None]
     if not problems:
         return Cond.true(c.RESOLVED_REFS, c.R_RESOLVED_REFS, "All references are resolved")
-    return Cond.false(c.RESOLVED_REFS, problems[0].reason, "; ".join(p.message for p in problems))
+    return Cond.false(c.RESOLVED_REFS, problems[0].reason, "; ".join(dict.fromkeys(p.message for p in problems)))
 
 
 def _partially_invalid(route: ResolvedRoute) -> Cond | None:

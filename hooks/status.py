@@ -1,0 +1,63 @@
+"""Status the hooks write: poolgate's own `status.parents` entries merged into the observed status, and conditions
+that report an object poolgate cannot read.
+
+HTTPRoute and InferencePool status is shared with other Gateway implementations. Metacontroller replaces the whole
+status with what a hook returns, so the hooks return the observed status with only poolgate's entries replaced;
+other controllers' entries go back exactly as they were observed (the write is an update at the observed
+resourceVersion, so a concurrent write by another controller makes it conflict and retry, never lose theirs)."""
+
+from __future__ import annotations
+
+from poolgate.api import Problem
+from poolgate.translate.conditions import Cond
+from poolgate.translate.snapshot import CONTROLLER_NAME
+from poolgate.translate.status import conditions_json
+
+from hooks.raw import integer, items, mapping
+
+MAX_MESSAGE = 32768   # metav1.Condition message limit
+
+
+def is_ours(entry: object) -> bool:
+    return isinstance(entry, dict) and entry.get("controllerName") == CONTROLLER_NAME
+
+
+def observed_parents(obj: dict) -> list:
+    """The observed `status.parents` list of a raw object ([] when absent or not a list)."""
+    return items(mapping(obj.get("status")).get("parents"))
+
+
+def with_parents(obj: dict, ours: list[dict]) -> dict | None:
+    """The object's whole status with poolgate's `parents` entries replaced by `ours` and every other entry kept
+    as observed; None (leave the status alone) when poolgate has no entry before or after."""
+    observed = observed_parents(obj)
+    if not ours and not any(is_ours(entry) for entry in observed):
+        return None
+    status = dict(mapping(obj.get("status")))
+    status["parents"] = [entry for entry in observed if not is_ours(entry)] + ours
+    return status
+
+
+def computed_entries(status_objects: list[dict], kind: str, namespace: str, name: str) -> list[dict]:
+    """poolgate's `status.parents` entries for one object, from the translator's status objects."""
+    for item in status_objects:
+        meta = item["metadata"]
+        if item["kind"] == kind and meta["name"] == name and meta.get("namespace", "") == namespace:
+            return [entry for entry in item["status"].get("parents", []) if is_ours(entry)]
+    return []
+
+
+def problems_message(problems: list[Problem]) -> str:
+    """One condition message naming every invalid field: `field: problem; field: problem`."""
+    text = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems)
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+
+
+def generation(obj: dict) -> int:
+    """metadata.generation of a raw object (0 when missing or not a number)."""
+    return integer(obj["metadata"].get("generation"))
+
+
+def conditions(conds: list[Cond], obj: dict, previous: object, now: str) -> list[dict]:
+    """metav1.Conditions for a raw object, keeping a previous condition's lastTransitionTime while its status holds."""
+    return conditions_json(conds, generation(obj), items(previous), now)

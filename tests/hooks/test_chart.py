@@ -1,0 +1,130 @@
+"""The Helm chart (helm/poolgate) and the DecoratorControllers (metacontroller/), with the real helm binary: lint,
+render, validate every rendered object against the Kubernetes schemas or its CRD, and check the pieces agree with
+each other (paths the app serves, settings the hooks read, CRDs of crds/)."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+
+import pytest
+import yaml
+
+from hooks.app import HOOKS
+from hooks.settings import HookSettings, load_settings
+from tests.conftest import REPO
+from tests.hooks.helm import helm
+
+CHART = REPO / "helm" / "poolgate"
+CONTROLLERS = sorted((REPO / "metacontroller").glob("*.yaml"))
+
+
+def render(*args: str, chart=CHART, release: str = "poolgate", namespace: str = "poolgate-system") -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(helm("template", release, str(chart), "--namespace", namespace, *args))
+            if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict]:
+    return render()
+
+
+def of_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def test_chart_lints_clean():
+    assert "0 chart(s) failed" in helm("lint", str(CHART), "--strict")
+
+
+def test_every_rendered_object_is_valid(rendered, schemas):
+    kinds = sorted({obj["kind"] for obj in rendered})
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition",
+                     "DecoratorController", "Deployment", "GatewayClass", "Service", "ServiceAccount"]
+    for obj in rendered:
+        schemas.validate(obj)
+
+
+def test_hooks_deployment_runs_poolgate_hooks_behind_its_service(rendered):
+    deployment = of_kind(rendered, "Deployment")[0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/poolgate/poolgate:0.1.0"
+    assert container["args"][0] == "hooks" and "--settings=/etc/poolgate/hooks/settings.yaml" in container["args"]
+    service = next(s for s in of_kind(rendered, "Service") if s["metadata"]["name"] == "poolgate-hooks")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_rendered_settings_are_what_the_hooks_read(tmp_path):
+    objects = render("--set", "envoy.image.tag=v1.41.0", "--set", "picker.profile=llmd-default",
+                     "--set", "envoy.serviceType=ClusterIP", "--set", "image.tag=1.2.3")
+    config_map = next(c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "poolgate-hooks")
+    path = tmp_path / "settings.yaml"
+    path.write_text(config_map["data"]["settings.yaml"])
+    settings = load_settings(path)
+    assert settings == HookSettings(envoy_image="envoyproxy/envoy:v1.41.0", picker_profile="llmd-default",
+                                    gateway_service_type="ClusterIP", poolgate_image="ghcr.io/poolgate/poolgate:1.2.3")
+
+
+def test_metacontroller_manifests_call_exactly_the_paths_the_app_serves(schemas):
+    called = set()
+    for path in CONTROLLERS:
+        controller = yaml.safe_load(path.read_text())
+        schemas.validate(controller)
+        for hook in controller["spec"]["hooks"].values():
+            assert hook["version"] == "v2"
+            assert hook["webhook"]["service"] == {"name": "poolgate-hooks", "namespace": "poolgate-system", "port": 80}
+            called.add(hook["webhook"]["path"])
+    assert called == set(HOOKS)
+
+
+def test_chart_controllers_are_the_manifests_pointed_at_the_release():
+    objects = render("--set", "hooks.service.port=8081", release="gw", namespace="infra")
+    rendered = {c["metadata"]["name"]: c for c in of_kind(objects, "DecoratorController")}
+    assert len(rendered) == len(CONTROLLERS)
+    for path in CONTROLLERS:
+        source = yaml.safe_load(path.read_text())
+        controller = rendered[source["metadata"]["name"]]
+        for name, hook in controller["spec"]["hooks"].items():
+            assert hook["webhook"].pop("service") == {"name": "gw-poolgate-hooks", "namespace": "infra", "port": 8081}
+            source["spec"]["hooks"][name]["webhook"].pop("service")
+        assert controller["spec"] == source["spec"]
+        assert controller["metadata"]["labels"]["app.kubernetes.io/instance"] == "gw"
+
+
+def test_crds_of_the_repository_are_installed_kept_and_can_be_left_out(rendered):
+    sources = [doc for path in sorted((REPO / "crds").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
+               if doc]
+    crds = {crd["metadata"]["name"]: crd for crd in of_kind(rendered, "CustomResourceDefinition")}
+    assert sorted(crds) == sorted(doc["metadata"]["name"] for doc in sources)
+    for source in sources:
+        crd = crds[source["metadata"]["name"]]
+        assert crd["spec"] == source["spec"]
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not of_kind(render("--set", "crds.install=false"), "CustomResourceDefinition")
+    assert not of_kind(render("--set", "gatewayClass.create=false"), "GatewayClass")
+    assert not of_kind(render("--set", "metacontroller.rbac.create=false"), "ClusterRole")
+
+
+def test_multi_document_crd_files_render_unchanged(tmp_path, reference_crds):
+    """The chart reads crds/ through a symlink; here it points at a file holding three CRDs (Metacontroller's)."""
+    chart = tmp_path / "poolgate"
+    shutil.copytree(CHART, chart, symlinks=True)
+    (chart / "files" / "crds").unlink()
+    (chart / "files" / "crds").symlink_to(reference_crds / "metacontroller")
+    (chart / "files" / "metacontroller").unlink()
+    (chart / "files" / "metacontroller").symlink_to(REPO / "metacontroller")
+    sources = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(
+        (reference_crds / "metacontroller" / "metacontroller-crds-v1.yaml").read_text()) if doc}
+    crds = {crd["metadata"]["name"]: crd for crd in of_kind(render(chart=chart), "CustomResourceDefinition")}
+    assert sorted(crds) == sorted(sources) and len(crds) == 3
+    for name, crd in crds.items():
+        assert crd["spec"] == sources[name]["spec"]
+
+
+def test_packaged_chart_carries_the_linked_files(tmp_path):
+    helm("package", str(CHART), "-d", str(tmp_path))
+    with tarfile.open(next(tmp_path.glob("poolgate-*.tgz"))) as archive:
+        names = set(archive.getnames())
+    for path in [*sorted((REPO / "crds").glob("*.yaml")), *CONTROLLERS]:
+        assert f"poolgate/files/{path.parent.name}/{path.name}" in names

@@ -1,0 +1,79 @@
+"""The Envoy ConfigMap a Gateway gets runs in the real Envoy binary with the container's arguments, reports ready on
+the readiness port, and picks up new listeners when its directory is swapped the way the kubelet updates a ConfigMap
+volume (no restart)."""
+
+from __future__ import annotations
+
+import copy
+import socket
+import subprocess
+import time
+import urllib.request
+
+import yaml
+
+from hooks import envoy, gateway
+from hooks.settings import HookSettings
+from poolgate.envoy import envoy_binary
+from poolgate.translate.output import swap_directory
+from tests.hooks import cases
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def config_files(listener_port: int, config_dir: str, admin_port: int, ready_port: int) -> dict[str, object]:
+    """The Gateway's ConfigMap files for gw-b listening on `listener_port`, with the bootstrap pointed at
+    `config_dir` and admin/readiness moved to free ports (the only changes from the cluster's files)."""
+    request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-b"])
+    request["parent"]["spec"]["listeners"][0]["port"] = listener_port
+    config_map = next(a for a in gateway.sync(request, HookSettings())["attachments"] if a["kind"] == "ConfigMap")
+    files = {name: yaml.safe_load(text) for name, text in config_map["data"].items()}
+    assert files["bootstrap.yaml"] == envoy.bootstrap(HookSettings())
+    bootstrap = envoy.bootstrap(HookSettings(), config_dir)
+    bootstrap["admin"]["address"]["socket_address"]["port_value"] = admin_port
+    bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = ready_port
+    files["bootstrap.yaml"] = bootstrap
+    return files
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status, response.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def wait_for(predicate, timeout_s: float = 15.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_config_map_runs_in_envoy_and_reloads_on_an_atomic_swap(tmp_path):
+    config_dir = tmp_path / "envoy"
+    admin, ready, first, second = free_port(), free_port(), free_port(), free_port()
+    swap_directory(config_dir, config_files(first, str(config_dir), admin, ready))
+    process = subprocess.Popen([envoy_binary(), *envoy.envoy_args(str(config_dir), "warning")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: get(f"http://127.0.0.1:{ready}/ready")[0] == 200)
+        listeners = get(f"http://127.0.0.1:{admin}/listeners")[1]
+        assert f"poolgate/default/gw-b/{first}::0.0.0.0:{first}" in listeners
+        swap_directory(config_dir, config_files(second, str(config_dir), admin, ready))
+        listeners = wait_for(lambda: (text := get(f"http://127.0.0.1:{admin}/listeners")[1])
+                             and f"gw-b/{second}::" in text and f"gw-b/{first}::" not in text and text)
+        assert f"poolgate/default/gw-b/{second}::0.0.0.0:{second}" in listeners
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert "error" not in output.lower(), output
