@@ -16,6 +16,11 @@ With --out DIR it writes:
 Without --out the standalone bootstrap is printed. --status prints the computed status of every GatewayClass,
 Gateway, HTTPRoute and InferencePool of poolgate's class as a JSON list.
 
+With --target envoy-gateway it serves the InferencePools through a cluster's Envoy Gateway instead (Gateways of
+class controllerName gateway.envoyproxy.io/gatewayclass-controller): it prints the Envoy Gateway resources as
+multi-document YAML (--out DIR writes DIR/envoy-gateway.yaml), or with --status the InferencePool and HTTPRoute
+status. See docs/envoy-gateway.md.
+
 Exit codes: 0 success, 1 invalid input (each problem names the object and field), 2 bad usage."""
 
 
@@ -31,6 +36,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "headless Service poolgate creates per pool (Kubernetes)")
     parser.add_argument("--body-mode", choices=["duplex", "buffered"], default="duplex",
                         help="how Envoy streams request bodies to the picker (default: duplex = FULL_DUPLEX_STREAMED)")
+    parser.add_argument("--target", choices=["envoy", "envoy-gateway"], default="envoy",
+                        help="envoy: poolgate's own Envoy configuration (default); envoy-gateway: resources for a "
+                             "cluster's Envoy Gateway")
+    parser.add_argument("--gateway-class", metavar="NAME",
+                        help="with --target envoy-gateway: class of the Gateways poolgate creates (default: the class "
+                             "of the user's Gateway)")
     parser.add_argument("--validate", action="store_true",
                         help="also check the standalone bootstrap with `envoy --mode validate` (needs --out)")
     parser.set_defaults(run=run)
@@ -51,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 1
+    if args.target == "envoy-gateway":
+        from poolgate.egtarget.command import run as run_envoy_gateway
+        return run_envoy_gateway(args, objects)
     options = TranslateOptions(endpoints=args.endpoints,
                                body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED")
     translation = translate(objects, options)

@@ -1,0 +1,151 @@
+"""A running endpoint picker: discovery feeding the pools, the gRPC servers, and the Prometheus endpoint.
+
+    picker = Picker(PickerOptions(objects_file="objects.yaml", grpc_port=0, health_port=0, metrics_port=0))
+    await picker.start()          # first view loaded, servers listening (ports in picker.ports())
+    ...
+    await picker.stop()
+
+`serve(options)` runs one until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+
+from picker.discovery.files import ObjectsFile
+from picker.discovery.kube import KubeSource, api_client
+from picker.discovery.view import PickerView
+from picker.server.exchange import ExchangeSettings
+from picker.server.metrics import PickerMetrics, PoolCollector
+from picker.server.pools import PoolRegistry, PoolSettings, ProfileSource
+from picker.server.service import ExternalProcessor, Listen, PickerServer, load_key_pair, self_signed_key_pair
+
+log = logging.getLogger("poolgate.picker")
+
+
+@dataclass
+class PickerOptions:
+    """Everything `poolgate picker` can be told (see `picker.cli` for the meaning of each)."""
+
+    host: str = "0.0.0.0"
+    grpc_port: int = 9002
+    health_port: int = 9003
+    metrics_port: int | None = 9090          # None: no metrics endpoint
+    pools: list[str] | None = None           # None: every pool of the objects file
+    objects_file: str | None = None          # None: watch Kubernetes
+    kubeconfig: str | None = None
+    config_file: str | None = None
+    profile: str | None = None
+    role: str = "endpoint-picker"
+    fallbacks: int = 2
+    max_body_bytes: int = 10 * 1024 * 1024
+    refresh_metrics_interval: float = 0.05
+    secure_serving: bool = False
+    cert_path: str | None = None
+    conformance_steering: bool = False
+    kube_client: object | None = field(default=None, repr=False)   # a kubernetes ApiClient (tests)
+
+    @property
+    def model_router(self) -> bool:
+        return self.role in ("model-router", "both")
+
+    @property
+    def endpoint_picker(self) -> bool:
+        return self.role in ("endpoint-picker", "both")
+
+
+class Picker:
+    """Discovery, pools, servers and metrics of one picker process."""
+
+    def __init__(self, options: PickerOptions, registry: CollectorRegistry | None = None) -> None:
+        self.options = options
+        self.registry = registry or CollectorRegistry()
+        config_text = Path(options.config_file).read_text() if options.config_file else None
+        settings = PoolSettings(ProfileSource(config_text, options.profile), fallbacks=options.fallbacks,
+                                scrape_interval=options.refresh_metrics_interval)
+        self.pools = PoolRegistry(settings, self.registry)
+        self.metrics = PickerMetrics(self.registry)
+        self.registry.register(PoolCollector(self.pools.labelled_states))
+        ProcessCollector(registry=self.registry)
+        processor = ExternalProcessor(self.pools, self.metrics, ExchangeSettings(
+            options.role, options.max_body_bytes, options.conformance_steering))
+        self.server = PickerServer(processor, Listen(options.host, options.grpc_port, options.health_port,
+                                                     self._tls()))
+        self._tasks: list[asyncio.Task] = []
+        self._metrics_http = None
+        self._stop_watch = asyncio.Event()
+
+    def _tls(self) -> tuple[bytes, bytes] | None:
+        options = self.options
+        if not options.secure_serving:
+            return None
+        if options.cert_path:
+            return load_key_pair(options.cert_path)
+        return self_signed_key_pair([options.host])
+
+    def ports(self) -> dict[str, int]:
+        """The ports actually bound (useful when started with port 0)."""
+        metrics = self._metrics_http.server_port if self._metrics_http is not None else 0
+        return {"grpc": self.server.grpc_port, "health": self.server.health_port, "metrics": metrics}
+
+    async def publish(self, view: PickerView) -> None:
+        """Apply a new view of the cluster and report readiness."""
+        await self.pools.apply(view)
+        await self.server.set_ready(True)
+
+    async def start(self) -> None:
+        """Start discovery, the gRPC servers and the metrics endpoint. With an objects file, the first view is
+        loaded before the servers start (an unusable file raises)."""
+        options = self.options
+        pools = options.pools if options.endpoint_picker else []
+        if options.objects_file:
+            source = ObjectsFile(options.objects_file, pools)
+            first = source.first_view()
+            await self.server.start()
+            await self.publish(first)
+            self._tasks.append(asyncio.create_task(source.watch(self.publish, self._stop_watch),
+                                                   name="objects file watch"))
+        else:
+            kube = KubeSource(pools or [], options.model_router, options.kube_client or api_client(options.kubeconfig))
+            await self.server.start()
+            self._tasks.append(asyncio.create_task(kube.run(self.publish), name="kubernetes watch"))
+        if options.metrics_port is not None:
+            self._metrics_http, _ = start_http_server(options.metrics_port, addr=options.host,
+                                                      registry=self.registry)
+        log.info("picker serving", extra={"role": options.role, **self.ports(), "host": options.host,
+                                          "pools": sorted(self.pools.pools), "tls": options.secure_serving})
+
+    async def stop(self) -> None:
+        """Stop serving: readiness off, streams in flight get a short grace, discovery and scraping stop."""
+        self._stop_watch.set()
+        await self.server.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.pools.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+            self._metrics_http = None
+
+
+async def serve(options: PickerOptions) -> None:
+    """Run a picker until SIGTERM or SIGINT."""
+    picker = Picker(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await picker.start()
+        await stop.wait()
+        log.info("picker stopping")
+    finally:
+        await picker.stop()

@@ -1,0 +1,399 @@
+"""One HTTP request's ext_proc stream: the endpoint picker's and the model router's side of the protocol.
+
+Envoy opens one stream per HTTP request and sends, in order, the request headers, the request body (chunks), maybe
+request trailers, then the response headers, response body chunks and maybe response trailers. `Exchange.on_message`
+takes one message and returns the replies to send (often none, sometimes several). The body modes come from the
+`protocol_config` Envoy puts on the first message (absent: full duplex, the upstream default):
+
+- request body FULL_DUPLEX_STREAMED: the headers reply is held until the body has ended; then the headers reply
+  (destination header, `envoy.lb` metadata) goes out, followed by the body echoed as `streamed_response` chunks
+  (the rewritten body when the model was rewritten, in chunks of at most 62,000 bytes);
+- request body BUFFERED (or any other mode): the headers are answered CONTINUE at once, and the reply to the body
+  carries the header mutation (and, for a rewritten body, the new body and its content-length);
+- no body (end_of_stream on the headers): the pick happens at the headers;
+- response bodies: FULL_DUPLEX_STREAMED chunks are sent back as `streamed_response`, STREAMED and BUFFERED chunks
+  are answered one by one (replaced only when the model name is mapped back). Each chunk costs constant work: the
+  model-name mapper and the usage tail never look further back than a few hundred bytes. With NONE the response
+  ends when Envoy closes the stream after the response headers (no usage, TTFT is not measured).
+
+A refused request (bad JSON, unknown model, shed, no endpoint, body too large) gets an ImmediateResponse and ends
+the exchange. Whatever way the stream ends, `close` releases the request's in-flight booking exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import orjson
+
+from picker.pool.objectives import OBJECTIVE_HEADER, objective_priority, pick_target
+from picker.scheduling.framework import Decision, Outcome
+from picker.scheduling.request import PromptInput, SchedulingRequest
+from picker.server import protocol as p
+from picker.server.errors import RequestError
+from picker.server.requests import (BASE_MODEL_NAME_HEADER, MODEL_NAME_HEADER, MODEL_REWRITE_HEADER,
+                                    REQUEST_ID_HEADER, STEERING_HEADER, address_list, body_model, parse_body)
+from picker.server.rewrite import ModelNameMapper
+from picker.server.usage import UsageTail
+
+if TYPE_CHECKING:
+    from picker.scheduling.scheduler import Scheduler
+    from picker.server.metrics import ModelMetrics, PickerMetrics
+    from picker.server.pools import PoolRegistry, PoolRuntime
+
+log = logging.getLogger("poolgate.picker")
+
+MAX_STREAMED_CHUNK = 62_000   # bytes per streamed_response chunk (some proxies cap chunks at 64 KiB)
+_EMPTY: tuple = ()
+
+
+@dataclass(frozen=True)
+class ExchangeSettings:
+    """What every exchange of one server shares: its role and limits."""
+
+    role: str = "endpoint-picker"
+    max_body_bytes: int = 10 * 1024 * 1024
+    conformance_steering: bool = False
+
+
+class Exchange:
+    """The state of one request's stream (see the module docstring)."""
+
+    __slots__ = ("settings", "metrics", "pools", "pool", "router", "failure", "finished", "request_mode",
+                 "response_mode", "started", "headers", "subset", "chunks", "body_size", "scheduler", "decision",
+                 "model", "target", "series", "mapper", "usage", "response_size", "status", "released",
+                 "answered")
+
+    def __init__(self, settings: ExchangeSettings, metrics: PickerMetrics, pools: PoolRegistry,
+                 pool_key: str | None, router: bool) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pools = pools
+        self.router = router
+        self.pool: PoolRuntime | None = None
+        self.failure: RequestError | None = None
+        if not router:
+            try:
+                self.pool = pools.lookup(pool_key)
+                if not self.pool.exists:
+                    raise RequestError(503, f"InferencePool {self.pool.key} does not exist")
+            except RequestError as error:
+                self.failure = error
+        self.finished = False
+        self.request_mode = p.FULL_DUPLEX_STREAMED
+        self.response_mode = p.FULL_DUPLEX_STREAMED
+        self.started = time.monotonic()
+        self.headers: dict[str, str] = {}
+        self.subset: tuple[str, ...] | None = None
+        self.chunks: list[bytes] = []
+        self.body_size = 0
+        self.scheduler: Scheduler | None = None
+        self.decision: Decision | None = None
+        self.model = ""
+        self.target = ""
+        self.series: ModelMetrics | None = None
+        self.mapper: ModelNameMapper | None = None
+        self.usage: UsageTail | None = None
+        self.response_size = 0
+        self.status = ""
+        self.released = True
+        self.answered = False   # the request part has been answered (picked, routed or refused)
+
+    # -- dispatch ------------------------------------------------------------------------------------------------
+
+    def on_message(self, request: p.ProcessingRequest) -> Sequence[p.ProcessingResponse]:
+        """The replies to one message from Envoy."""
+        kind = request.WhichOneof("request")
+        if kind == "request_headers":
+            return self._request_headers(request)
+        if kind == "request_body":
+            return self._request_body(request.request_body)
+        if kind == "response_headers":
+            return self._response_headers(request)
+        if kind == "response_body":
+            return self._response_body(request.response_body)
+        if kind == "request_trailers":
+            return self._request_trailers()
+        if kind == "response_trailers":
+            return self._response_trailers()
+        return _EMPTY
+
+    def internal_error(self, error: BaseException) -> Sequence[p.ProcessingResponse]:
+        """The reply after an unexpected error: a 500 while the request is still ours to answer, else nothing."""
+        log.error("picker failed on a request", exc_info=error, extra={"pool": self.pool.key if self.pool else None})
+        if self.status or self.finished:
+            self.finished = True
+            return _EMPTY
+        return self._refuse(RequestError(500, "The endpoint picker failed on this request."))
+
+    def end(self) -> None:
+        """Envoy closed its side of the stream: with no response body to watch (mode NONE) the response is over."""
+        if not self.released and self.status and self.response_mode == p.NONE:
+            self._complete(time.monotonic())
+
+    def close(self) -> None:
+        """The stream ended (normally or not): release the in-flight booking if the response never completed."""
+        if not self.released:
+            self._release(time.monotonic())
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("request stream ended before its response completed", extra=self._log_fields())
+
+    # -- request path --------------------------------------------------------------------------------------------
+
+    def _request_headers(self, request: p.ProcessingRequest) -> Sequence[p.ProcessingResponse]:
+        if request.HasField("protocol_config"):
+            self.request_mode = request.protocol_config.request_body_mode
+            self.response_mode = request.protocol_config.response_body_mode
+        if self.failure is not None:
+            return self._refuse(self.failure)
+        self.headers = p.header_map(request.request_headers)
+        self.subset = p.subset_hint(request)
+        if request.request_headers.end_of_stream:
+            return self._decide(None, trailers=False)
+        if self.request_mode == p.FULL_DUPLEX_STREAMED:
+            return _EMPTY
+        return (p.CONTINUE_REQUEST_HEADERS,)
+
+    def _request_body(self, body) -> Sequence[p.ProcessingResponse]:
+        chunk = body.body
+        if chunk:
+            self.body_size += len(chunk)
+            if self.body_size > self.settings.max_body_bytes:
+                return self._refuse(RequestError(
+                    413, f"The request body is larger than {self.settings.max_body_bytes} bytes."))
+            self.chunks.append(chunk)
+        if body.end_of_stream:
+            return self._decide(self._body_bytes(), trailers=False)
+        if self.request_mode in (p.FULL_DUPLEX_STREAMED, p.BUFFERED):
+            return _EMPTY
+        return (p.CONTINUE_REQUEST_BODY,)
+
+    def _request_trailers(self) -> Sequence[p.ProcessingResponse]:
+        if self.request_mode == p.FULL_DUPLEX_STREAMED and not self.answered:
+            return self._decide(self._body_bytes(), trailers=True)
+        return (p.CONTINUE_REQUEST_TRAILERS,)
+
+    def _body_bytes(self) -> bytes:
+        chunks = self.chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _decide(self, raw: bytes | None, trailers: bool) -> Sequence[p.ProcessingResponse]:
+        """Route or pick, then answer the request headers/body according to the body mode."""
+        try:
+            if self.router:
+                headers, new_body, metadata = self._route(raw), None, None
+            else:
+                headers, new_body, metadata = self._pick(raw)
+        except RequestError as error:
+            return self._refuse(error)
+        self.answered = True
+        chunks, self.chunks = self.chunks, []   # the body is not needed past this point
+        clear = self.router
+        duplex = self.request_mode == p.FULL_DUPLEX_STREAMED
+        remove = ()
+        if new_body is not None:
+            if duplex:
+                remove = ("content-length",)
+            else:
+                headers["content-length"] = str(len(new_body))
+        mutation = p.header_mutation(headers, remove)
+        if raw is None:
+            return (p.request_headers_reply(mutation, metadata, clear),)
+        if duplex:
+            replies = [p.request_headers_reply(mutation, metadata, clear)]
+            replies += _echo(chunks if new_body is None else _split(new_body), end_of_stream=not trailers)
+            if trailers:
+                replies.append(p.CONTINUE_REQUEST_TRAILERS)
+            return replies
+        return (p.request_body_reply(mutation, metadata, new_body, clear),)
+
+    def _route(self, raw: bytes | None) -> dict[str, str]:
+        """The model router: X-Gateway-Model-Name (and the base model of a known LoRA adapter) from the body."""
+        if raw is None:
+            return {}
+        body = parse_body(raw)
+        if body.get("model") is None:
+            return {}   # no model: leave the route to match without the header
+        model = self.model = self.target = body_model(body)
+        headers = {MODEL_NAME_HEADER: model}
+        base = self.pools.adapter_bases.get(model)
+        if base:
+            headers[BASE_MODEL_NAME_HEADER] = base
+        return headers
+
+    def _pick(self, raw: bytes | None):
+        """The endpoint picker: parse once, resolve objective and rewrite, schedule, book the request."""
+        pool = self.pool
+        headers = self.headers
+        if raw is None:
+            body, requested, prompt = None, "", PromptInput()
+        else:
+            body = parse_body(raw)
+            requested = body_model(body)
+            if pool.accepted_models is not None and requested not in pool.accepted_models:
+                raise RequestError(404, f"The model `{requested}` does not exist in InferencePool {pool.key}.",
+                                   "model")
+            prompt = PromptInput.from_body(body, headers.get(":path", ""))
+        self.model = requested
+        target = headers.get(MODEL_REWRITE_HEADER) or self._rewrite_target(pool, requested) or requested
+        self.target = target
+        new_body = None
+        if body is not None and target != requested:
+            body["model"] = target
+            new_body = orjson.dumps(body)
+            self.mapper = ModelNameMapper(target, requested)
+        request = SchedulingRequest(
+            target, prompt, headers, objective_priority(pool.priorities, headers.get(OBJECTIVE_HEADER)),
+            headers.get(REQUEST_ID_HEADER, ""), self.subset,
+            address_list(headers.get(STEERING_HEADER)) if self.settings.conformance_steering else None,
+            self.pools.adapter_bases.get(target))
+        scheduler = pool.scheduler
+        metrics = self.metrics
+        started = time.perf_counter()
+        decision = scheduler.schedule(request, pool.state.clock())
+        metrics.scheduler_latency.observe(time.perf_counter() - started)
+        if decision.outcome is not Outcome.PICKED:
+            metrics.unscheduled.inc()
+            if decision.outcome is Outcome.SHED:
+                raise RequestError(429, f"InferencePool {pool.key} is saturated; the request's objective is "
+                                        "sheddable. Retry later.")
+            raise RequestError(503, f"No ready endpoint in InferencePool {pool.key}: {decision.reason}.")
+        metrics.scheduled.inc()
+        self.scheduler = scheduler
+        self.decision = decision
+        self.released = False
+        self.usage = UsageTail()
+        series = self.series = metrics.model(requested, target)
+        series.requests.inc()
+        series.request_sizes.observe(self.body_size)
+        series.running.inc()
+        destination = decision.destination
+        return {p.DESTINATION_HEADER: destination}, new_body, p.destination_metadata(destination)
+
+    def _rewrite_target(self, pool: PoolRuntime, requested: str) -> str | None:
+        rule = pool.rewrites.rule_for(requested)
+        if rule is None:
+            return None
+        target = pick_target(rule.targets, pool.rng)
+        self.metrics.rewrites.labels(pool.rewrite_names.get(id(rule), ""), requested, target).inc()
+        return target
+
+    def _refuse(self, error: RequestError) -> Sequence[p.ProcessingResponse]:
+        self.finished = self.answered = True
+        self.metrics.errors.labels(self.model, self.target, error.metric_code).inc()
+        log.warning("request refused", extra={"status": error.status, "error": error.message,
+                                              "pool": self.pool.key if self.pool else None, "model": self.model})
+        return (p.immediate_response(error),)
+
+    # -- response path -------------------------------------------------------------------------------------------
+
+    def _response_headers(self, request: p.ProcessingRequest) -> Sequence[p.ProcessingResponse]:
+        decision = self.decision
+        if decision is None:
+            return (p.CONTINUE_RESPONSE_HEADERS,)
+        headers = p.header_map(request.response_headers)
+        self.status = headers.get(":status", "")
+        served = p.served_endpoint(request)
+        if served is not None:
+            self.scheduler.on_served(decision, served)
+        extra = self.scheduler.response_headers(decision, served or decision.primary)
+        remove = ()
+        if self.mapper is not None and self.mapper.length_changes and self.response_mode != p.BUFFERED:
+            remove = ("content-length",)
+        if request.response_headers.end_of_stream:
+            self._complete(time.monotonic())
+        if not extra and not remove:
+            return (p.CONTINUE_RESPONSE_HEADERS,)
+        return (p.response_headers_reply(p.header_mutation(extra, remove)),)
+
+    def _response_body(self, body) -> Sequence[p.ProcessingResponse]:
+        chunk = body.body
+        end = body.end_of_stream
+        decision = self.decision
+        if decision is not None and chunk:
+            if self.response_size == 0:
+                now = time.monotonic()
+                self.scheduler.on_first_token(decision, now)
+                self.series.ttft.observe(now - self.started)
+            self.response_size += len(chunk)
+            self.usage.feed(chunk)
+        data = self.mapper.feed(chunk, end) if self.mapper is not None else chunk
+        if end and decision is not None:
+            self._complete(time.monotonic())
+        mode = self.response_mode
+        if mode == p.FULL_DUPLEX_STREAMED:
+            return (p.streamed_response_body(data, end),)
+        if self.mapper is None:
+            return (p.CONTINUE_RESPONSE_BODY,)
+        mutation = None
+        if mode == p.BUFFERED and self.mapper.length_changes:
+            mutation = p.header_mutation({"content-length": str(len(data))})
+        return (p.replaced_response_body(data, mutation),)
+
+    def _response_trailers(self) -> Sequence[p.ProcessingResponse]:
+        replies = []
+        if self.mapper is not None and self.response_mode == p.FULL_DUPLEX_STREAMED:
+            rest = self.mapper.feed(b"", end_of_stream=True)
+            if rest:
+                replies.append(p.streamed_response_body(rest, False))
+        if self.decision is not None:
+            self._complete(time.monotonic())
+        replies.append(p.CONTINUE_RESPONSE_TRAILERS)
+        return replies
+
+    # -- accounting ----------------------------------------------------------------------------------------------
+
+    def _release(self, now: float) -> None:
+        self.released = True
+        self.scheduler.on_complete(self.decision, now)
+        self.series.running.dec()
+
+    def _complete(self, now: float) -> None:
+        """The response ended: release the booking and record the request's metrics (once)."""
+        if self.released:
+            return
+        self._release(now)
+        self.finished = True
+        series = self.series
+        duration = now - self.started
+        series.duration.observe(duration)
+        series.response_sizes.observe(self.response_size)
+        usage = self.usage.usage()
+        if usage is not None:
+            if usage.prompt_tokens:
+                series.input_tokens.observe(usage.prompt_tokens)
+            if usage.completion_tokens:
+                series.output_tokens.observe(usage.completion_tokens)
+                series.ntpot.observe(duration / usage.completion_tokens)
+            if usage.cached_tokens:
+                series.cached_tokens.observe(usage.cached_tokens)
+        if self.status and not self.status.startswith("2"):
+            self.metrics.errors.labels(self.model, self.target, "ModelServerError").inc()
+        if log.isEnabledFor(logging.DEBUG):
+            fields = self._log_fields()
+            fields.update(duration_s=round(duration, 6), response_bytes=self.response_size,
+                          prompt_tokens=usage.prompt_tokens if usage else None,
+                          completion_tokens=usage.completion_tokens if usage else None)
+            log.debug("request", extra=fields)
+
+    def _log_fields(self) -> dict:
+        decision = self.decision
+        return {"pool": self.pool.key if self.pool else None, "model": self.model, "target_model": self.target,
+                "destination": decision.destination if decision else None,
+                "served": decision.served if decision else None, "status": self.status,
+                "request_id": self.headers.get(REQUEST_ID_HEADER)}
+
+
+def _split(body: bytes) -> list[bytes]:
+    return [body[i:i + MAX_STREAMED_CHUNK] for i in range(0, len(body), MAX_STREAMED_CHUNK)] or [b""]
+
+
+def _echo(chunks: list[bytes], end_of_stream: bool) -> list[p.ProcessingResponse]:
+    """The body echoed as streamed_response chunks; the last one carries end_of_stream."""
+    if not chunks:
+        return [p.streamed_request_body(b"", end_of_stream)]
+    last = len(chunks) - 1
+    return [p.streamed_request_body(chunk, end_of_stream and i == last) for i, chunk in enumerate(chunks)]

@@ -1,0 +1,142 @@
+"""Building and reading ext_proc messages (envoy.service.ext_proc.v3): the few shapes the picker sends and reads.
+
+Replies that never change (CONTINUE for request or response headers, an empty trailers reply) are built once.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from google.protobuf import struct_pb2
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
+from envoy.type.v3 import http_status_pb2
+
+from picker.server.errors import RequestError
+from poolgate.translate.xds import DESTINATION_HEADER, LB_METADATA_NAMESPACE, SUBSET_HINT_NAMESPACE
+
+SERVED_KEY = "x-gateway-destination-endpoint-served"
+SUBSET_KEY = "x-gateway-destination-endpoint-subset"
+EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"   # where Envoy puts request/response attributes
+UPSTREAM_ADDRESS_ATTRIBUTE = "upstream.address"
+
+ProcessingRequest = ext_proc.ProcessingRequest
+ProcessingResponse = ext_proc.ProcessingResponse
+
+# ProcessingMode.BodySendMode values (envoy.extensions.filters.http.ext_proc.v3)
+NONE, STREAMED, BUFFERED, BUFFERED_PARTIAL, FULL_DUPLEX_STREAMED = 0, 1, 2, 3, 4
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+CONTINUE_REQUEST_HEADERS = ProcessingResponse(request_headers=ext_proc.HeadersResponse())
+CONTINUE_RESPONSE_HEADERS = ProcessingResponse(response_headers=ext_proc.HeadersResponse())
+CONTINUE_REQUEST_BODY = ProcessingResponse(request_body=ext_proc.BodyResponse())
+CONTINUE_RESPONSE_BODY = ProcessingResponse(response_body=ext_proc.BodyResponse())
+CONTINUE_REQUEST_TRAILERS = ProcessingResponse(request_trailers=ext_proc.TrailersResponse())
+CONTINUE_RESPONSE_TRAILERS = ProcessingResponse(response_trailers=ext_proc.TrailersResponse())
+
+
+def header_map(message: ext_proc.HttpHeaders) -> dict[str, str]:
+    """The headers of an HttpHeaders message as {lower-case name: value} (Envoy sends `raw_value` bytes)."""
+    return {h.key: h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+            for h in message.headers.headers}
+
+
+def header_mutation(set_headers: Mapping[str, str] | None = None,
+                    remove: Iterable[str] = ()) -> ext_proc.HeaderMutation:
+    """Set (overwriting) and remove headers."""
+    return ext_proc.HeaderMutation(
+        set_headers=[base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, raw_value=value.encode()),
+                                                append_action=_OVERWRITE)
+                     for key, value in (set_headers or {}).items()],
+        remove_headers=list(remove))
+
+
+def destination_metadata(destination: str) -> struct_pb2.Struct:
+    """Dynamic metadata `envoy.lb: {x-gateway-destination-endpoint: destination}`."""
+    inner = struct_pb2.Struct(fields={DESTINATION_HEADER: struct_pb2.Value(string_value=destination)})
+    return struct_pb2.Struct(fields={LB_METADATA_NAMESPACE: struct_pb2.Value(struct_value=inner)})
+
+
+def request_headers_reply(mutation: ext_proc.HeaderMutation, metadata: struct_pb2.Struct | None = None,
+                          clear_route_cache: bool = False) -> ProcessingResponse:
+    """The reply to the request headers: header mutation, optional dynamic metadata and route cache clearing."""
+    return ProcessingResponse(
+        request_headers=ext_proc.HeadersResponse(response=ext_proc.CommonResponse(
+            header_mutation=mutation, clear_route_cache=clear_route_cache)),
+        dynamic_metadata=metadata)
+
+
+def request_body_reply(mutation: ext_proc.HeaderMutation, metadata: struct_pb2.Struct | None = None,
+                       body: bytes | None = None, clear_route_cache: bool = False) -> ProcessingResponse:
+    """The reply to a buffered request body: header mutation, optionally a new body, and dynamic metadata."""
+    common = ext_proc.CommonResponse(header_mutation=mutation, clear_route_cache=clear_route_cache)
+    if body is not None:
+        common.body_mutation.body = body
+    return ProcessingResponse(request_body=ext_proc.BodyResponse(response=common), dynamic_metadata=metadata)
+
+
+def streamed_request_body(data: bytes, end_of_stream: bool) -> ProcessingResponse:
+    """One chunk of the request body echoed back in full-duplex mode."""
+    return ProcessingResponse(request_body=ext_proc.BodyResponse(response=ext_proc.CommonResponse(
+        body_mutation=ext_proc.BodyMutation(streamed_response=ext_proc.StreamedBodyResponse(
+            body=data, end_of_stream=end_of_stream)))))
+
+
+def streamed_response_body(data: bytes, end_of_stream: bool) -> ProcessingResponse:
+    """One chunk of the response body sent back in full-duplex mode."""
+    return ProcessingResponse(response_body=ext_proc.BodyResponse(response=ext_proc.CommonResponse(
+        body_mutation=ext_proc.BodyMutation(streamed_response=ext_proc.StreamedBodyResponse(
+            body=data, end_of_stream=end_of_stream)))))
+
+
+def replaced_response_body(data: bytes, mutation: ext_proc.HeaderMutation | None = None) -> ProcessingResponse:
+    """The reply to a STREAMED or BUFFERED response body chunk that replaces it with `data`."""
+    common = ext_proc.CommonResponse(header_mutation=mutation)
+    common.body_mutation.body = data
+    return ProcessingResponse(response_body=ext_proc.BodyResponse(response=common))
+
+
+def response_headers_reply(mutation: ext_proc.HeaderMutation) -> ProcessingResponse:
+    """The reply to the response headers."""
+    return ProcessingResponse(response_headers=ext_proc.HeadersResponse(
+        response=ext_proc.CommonResponse(header_mutation=mutation)))
+
+
+def immediate_response(error: RequestError) -> ProcessingResponse:
+    """An ImmediateResponse that answers the client with the error's status and JSON body."""
+    return ProcessingResponse(immediate_response=ext_proc.ImmediateResponse(
+        status=http_status_pb2.HttpStatus(code=error.status),
+        headers=header_mutation({"content-type": "application/json"}),
+        body=error.body(),
+        details=f"poolgate_picker_{error.status}"))
+
+
+def subset_hint(request: ProcessingRequest) -> tuple[str, ...] | None:
+    """The proxy's subset hint (`ip[:port]` entries) from the request's metadata, None when absent."""
+    namespace = request.metadata_context.filter_metadata.get(SUBSET_HINT_NAMESPACE)
+    if namespace is None or SUBSET_KEY not in namespace.fields:
+        return None
+    value = namespace.fields[SUBSET_KEY]
+    if value.HasField("list_value"):
+        return tuple(v.string_value for v in value.list_value.values if v.string_value)
+    if value.HasField("string_value"):
+        return tuple(part.strip() for part in value.string_value.split(",") if part.strip())
+    return ()
+
+
+def served_endpoint(request: ProcessingRequest) -> str | None:
+    """The endpoint that served the request: `envoy.lb` metadata `x-gateway-destination-endpoint-served`, else the
+    `upstream.address` response attribute (when the filter asks Envoy for it); None if Envoy told neither."""
+    lb = request.metadata_context.filter_metadata.get(LB_METADATA_NAMESPACE)
+    if lb is not None:
+        value = lb.fields.get(SERVED_KEY)
+        if value is not None and value.string_value:
+            return value.string_value
+    attributes = request.attributes.get(EXT_PROC_ATTRIBUTES)
+    if attributes is not None:
+        value = attributes.fields.get(UPSTREAM_ADDRESS_ATTRIBUTE)
+        if value is not None and value.string_value:
+            return value.string_value
+    return None

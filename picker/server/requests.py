@@ -1,0 +1,50 @@
+"""Reading the parts of an inference request the picker acts on: the JSON body (parsed once) and its `model`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from picker.server.errors import bad_request
+from poolgate.translate.lower import MODEL_NAME_HEADER
+
+__all__ = ["MODEL_NAME_HEADER", "BASE_MODEL_NAME_HEADER", "MODEL_REWRITE_HEADER", "STEERING_HEADER",
+           "REQUEST_ID_HEADER", "parse_body", "body_model", "address_list"]
+BASE_MODEL_NAME_HEADER = "x-gateway-base-model-name"
+MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"
+STEERING_HEADER = "test-epp-endpoint-selection"
+REQUEST_ID_HEADER = "x-request-id"
+
+_CONTROL_CHARACTERS = {chr(c) for c in range(0x20)} | {"\x7f"}
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; raises RequestError(400) for anything else (invalid UTF-8, invalid or too
+    deeply nested JSON, a JSON value that is not an object)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise bad_request(f"The request body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return body
+
+
+def body_model(body: dict[str, Any]) -> str:
+    """The body's `model`: a non-empty string without control characters; raises RequestError(400) otherwise."""
+    model = body.get("model")
+    if model is None:
+        raise bad_request("The request body has no `model`.", "model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("`model` must be a non-empty string.", "model")
+    if not _CONTROL_CHARACTERS.isdisjoint(model):
+        raise bad_request("`model` must not contain control characters.", "model")
+    return model
+
+
+def address_list(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated list of `ip[:port]` (the conformance steering header), None when absent."""
+    if value is None:
+        return None
+    return tuple(part.strip() for part in value.split(",") if part.strip())

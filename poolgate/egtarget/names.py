@@ -1,0 +1,28 @@
+"""Names of what the Envoy Gateway target generates, and Envoy Gateway's names for what it builds from them."""
+
+from __future__ import annotations
+
+from poolgate.translate.naming import dns_label
+
+# Envoy Gateway's cluster of an HTTPRoute rule (internal/gatewayapi/helpers.go, irRouteDestinationName).
+RULE_CLUSTER = "httproute/{namespace}/{name}/rule/{index}"
+
+
+def sibling_gateway(gateway: str) -> str:
+    """The Gateway poolgate creates next to a user's Envoy Gateway Gateway."""
+    return dns_label(gateway, "poolgate")
+
+
+def companion_route(route: str) -> str:
+    """The HTTPRoute poolgate creates for a user's route, on the sibling Gateways."""
+    return dns_label(route, "poolgate")
+
+
+def pool_service(pool: str) -> str:
+    """The Service that stands for a pool's pods (Envoy Gateway routes to Services, not InferencePools)."""
+    return dns_label(pool, "poolgate")
+
+
+def rule_cluster(namespace: str, route: str, index: int) -> str:
+    """Envoy Gateway's name of the cluster of rule `index` of the companion of `namespace/route`."""
+    return RULE_CLUSTER.format(namespace=namespace, name=companion_route(route), index=index)

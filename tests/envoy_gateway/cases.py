@@ -1,0 +1,54 @@
+"""Inputs for the Envoy Gateway target's tests: an Envoy Gateway class and Gateway, routes to pools, and helpers to
+find generated objects."""
+
+from __future__ import annotations
+
+from tests.translate.objects import build, gateway, gateway_class, pod, pool, pool_ref, route, service
+
+EG = "gateway.envoyproxy.io/gatewayclass-controller"
+
+
+def eg_class() -> dict:
+    return gateway_class("eg", EG)
+
+
+def eg_gateway(name: str = "gw", namespace: str = "default", listeners: list[dict] | None = None) -> dict:
+    return gateway(name, namespace, listeners, class_name="eg")
+
+
+def service_ref(name: str, port: int = 8080, weight: int | None = None) -> dict:
+    ref = {"name": name, "port": port}
+    if weight is not None:
+        ref["weight"] = weight
+    return ref
+
+
+def rule(*backends: dict, header: str | None = None, **extra) -> dict:
+    out = {"backendRefs": list(backends), **extra}
+    if header:
+        out["matches"] = [{"headers": [{"name": "x-pool", "value": header}]}]
+    return out
+
+
+def two_pools() -> list:
+    """A route with a FailClose pool (two ports, h2c), a FailOpen pool and a Service rule, pods for both pools."""
+    return build(
+        eg_class(), eg_gateway(),
+        route("models", rules=[rule(pool_ref("llama"), header="llama"), rule(pool_ref("qwen"), header="qwen"),
+                               rule(service_ref("docs"), header="docs")]),
+        pool("llama", ports=(8000, 8001), picker="llama-epp", h2c=True), service("llama-epp", ip="10.0.0.10"),
+        pool("qwen", picker="qwen-epp", failure_mode="FailOpen"), service("qwen-epp", ip="10.0.0.11"),
+        service("docs", ip="10.0.0.20", port=8080),
+        pod("llama-0", "10.1.0.1", app="llama"), pod("qwen-0", "10.1.0.2", app="qwen"))
+
+
+def find(objects: list[dict], kind: str, name: str | None = None, namespace: str = "default") -> dict:
+    """The one generated object of `kind` (and `name`) in `namespace`."""
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["namespace"] == namespace
+             and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, [(o["kind"], o["metadata"]["name"]) for o in found]
+    return found[0]
+
+
+def kinds(objects: list[dict]) -> list[str]:
+    return [o["kind"] for o in objects]

@@ -1,0 +1,234 @@
+"""The Envoy Gateway target end to end on loopback: the objects it generates, turned into the xDS Envoy Gateway builds
+from them (egxds.py) with its EnvoyPatchPolicy applied, run in the real Envoy with real `poolgate picker` processes
+(one per pool: Envoy Gateway's ExtProc cannot name the pool) and simulated model servers.
+
+- `llama` (FailClose, request bodies full-duplex): pods 127.0.0.60 and .61 live; 127.0.0.62 is a pod whose server
+  dies after the picker has scraped it, so a pick of it must fall back to the next endpoint of the picker's list;
+- `qwen` (FailOpen, request bodies buffered, responses streamed): pods 127.0.0.63 and .64.
+A user HTTPRoute on an Envoy Gateway Gateway sends `x-pool: llama|qwen` to the pools. A second Envoy runs the same
+xDS without the EnvoyPatchPolicy, as a cluster with EnvoyPatchPolicy disabled would.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import aiohttp
+import orjson
+import pytest
+
+from poolgate.egtarget import translate_envoy_gateway
+from poolgate.envoy import envoy_binary, validate
+from poolgate.translate.output import write_yaml
+from tests.conftest import objects_from_yaml
+from tests.envoy_gateway.egxds import EnvoyGatewayShape
+from tests.support.processes import POOLGATE, Processes, free_port, wait_for_port, wait_until
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+QWEN = "Qwen/Qwen3-8B"
+LLAMA_PICKER, QWEN_PICKER = "127.0.1.60", "127.0.1.61"
+LLAMA_PODS, DOOMED_POD, QWEN_PODS = ("127.0.0.60", "127.0.0.61"), "127.0.0.62", ("127.0.0.63", "127.0.0.64")
+
+OBJECTS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: eg}}
+spec: {{controllerName: gateway.envoyproxy.io/gatewayclass-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: inference, namespace: default}}
+spec:
+  gatewayClassName: eg
+  listeners: [{{name: http, port: {listener}, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: models, namespace: default}}
+spec:
+  parentRefs: [{{name: inference}}]
+  rules:
+  - matches: [{{headers: [{{name: x-pool, value: llama}}]}}]
+    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: llama}}]
+  - matches: [{{headers: [{{name: x-pool, value: qwen}}]}}]
+    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: qwen}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: llama-epp, namespace: default}}
+spec: {{clusterIP: {llama_picker}, ports: [{{port: {llama_picker_port}}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: qwen-epp, namespace: default}}
+spec: {{clusterIP: {qwen_picker}, ports: [{{port: {qwen_picker_port}}}]}}
+---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {{name: llama, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: llama}}}}
+  targetPorts: [{{number: {pod_port}}}]
+  endpointPickerRef: {{name: llama-epp, port: {{number: {llama_picker_port}}}, failureMode: FailClose}}
+---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {{name: qwen, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: qwen}}}}
+  targetPorts: [{{number: {pod_port}}}]
+  endpointPickerRef: {{name: qwen-epp, port: {{number: {qwen_picker_port}}}, failureMode: FailOpen}}
+"""
+POD = """---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default, labels: {{app: {app}}}}}
+status: {{podIP: {ip}, conditions: [{{type: Ready, status: "True"}}]}}
+"""
+
+
+class Stack:
+    """The generated objects running in Envoy, the pickers and the simulated pods."""
+
+    def __init__(self, processes: Processes, tmp_path) -> None:
+        self.processes = processes
+        self.tmp_path = tmp_path
+        self.pod_port = free_port(LLAMA_PODS[0])
+        self.listener = free_port("127.0.0.1")
+        self.unpatched_listener = free_port("127.0.0.1")
+        self.ports = {LLAMA_PICKER: free_port(LLAMA_PICKER), QWEN_PICKER: free_port(QWEN_PICKER)}
+        text = OBJECTS.format(listener=self.listener, pod_port=self.pod_port, llama_picker=LLAMA_PICKER,
+                              qwen_picker=QWEN_PICKER, llama_picker_port=self.ports[LLAMA_PICKER],
+                              qwen_picker_port=self.ports[QWEN_PICKER])
+        for i, ip in enumerate(LLAMA_PODS + (DOOMED_POD,)):
+            text += POD.format(name=f"llama-{i}", app="llama", ip=ip)
+        for i, ip in enumerate(QWEN_PODS):
+            text += POD.format(name=f"qwen-{i}", app="qwen", ip=ip)
+        self.objects_path = tmp_path / "objects.yaml"
+        self.objects_path.write_text(text)
+        self.inputs = objects_from_yaml(text)
+        self.generated = translate_envoy_gateway(self.inputs).objects()
+        self.pickers: dict[str, object] = {}
+        self.doomed = None
+
+    def start(self) -> None:
+        start = self.processes.start
+        sims = ((LLAMA, LLAMA_PODS, "sim-llama"), (LLAMA, (DOOMED_POD,), "sim-doomed"), (QWEN, QWEN_PODS, "sim-qwen"))
+        for model, ips, name in sims:
+            listens = [arg for ip in ips for arg in ("--listen", f"{ip}:{self.pod_port}")]
+            process = start(name, [*POOLGATE, "sim", "--no-latency", "--model", model, *listens])
+            self.doomed = process if name == "sim-doomed" else self.doomed
+        self.start_picker("default/llama", LLAMA_PICKER)
+        self.start_picker("default/qwen", QWEN_PICKER)
+        envoys = [self.start_envoy("envoy", patched=True), self.start_envoy("envoy-unpatched", patched=False)]
+        for ip in LLAMA_PODS + (DOOMED_POD,) + QWEN_PODS:
+            wait_for_port(ip, self.pod_port)
+        for host, port in self.ports.items():
+            wait_for_port(host, port, process=self.pickers[host])
+        for envoy, port in zip(envoys, (self.listener, self.unpatched_listener)):
+            wait_for_port("127.0.0.1", port, process=envoy)
+
+    def start_envoy(self, name: str, patched: bool):
+        """Envoy with the xDS Envoy Gateway would build, with or without the EnvoyPatchPolicy applied."""
+        config = self.tmp_path / f"{name}.yaml"
+        shape = EnvoyGatewayShape(self.generated, self.inputs, self.tmp_path, "127.0.0.1", free_port("127.0.0.1"))
+        bootstrap = shape.bootstrap(patch=patched)
+        listener_address = bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]
+        listener_address["port_value"] = self.listener if patched else self.unpatched_listener
+        write_yaml(config, bootstrap)
+        ok, output = validate(config)
+        assert ok, output
+        return self.processes.start(name, [envoy_binary(), "-c", str(config), "--use-dynamic-base-id",
+                                           "--log-level", "warning"])
+
+    def start_picker(self, pool: str, host: str) -> None:
+        """One picker per pool, serving only that pool: no gRPC metadata names the pool under Envoy Gateway."""
+        self.pickers[host] = self.processes.start(f"picker-{pool.split('/')[1]}", [
+            *POOLGATE, "picker", "--objects-file", str(self.objects_path), "--pool", pool, "--grpc-host", host,
+            "--grpc-port", str(self.ports[host]), "--grpc-health-port", str(free_port(host)), "--metrics-port", "-1",
+            "--profile", "llmd-default", "--enable-conformance-steering", "--log-level", "debug"])
+
+    def endpoint(self, ip: str) -> str:
+        return f"{ip}:{self.pod_port}"
+
+    def decisions(self, host: str) -> dict[str, dict]:
+        """request id -> the picker's log line for it (destination list, endpoint that served)."""
+        out = {}
+        for line in self.pickers[host].output().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if entry.get("msg") == "request" and entry.get("request_id"):
+                    out[entry["request_id"]] = entry
+        return out
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("envoy-gateway")
+    with Processes(tmp_path / "logs") as processes:
+        stack = Stack(processes, tmp_path)
+        stack.start()
+        yield stack
+
+
+async def completion(session, stack, pool: str, headers=None, prompt="Tell me about picking endpoints",
+                     patched: bool = True):
+    body = {"model": LLAMA if pool == "llama" else QWEN, "prompt": prompt, "max_tokens": 4}
+    sent = {"content-type": "application/json", "x-pool": pool, **(headers or {})}
+    port = stack.listener if patched else stack.unpatched_listener
+    async with session.post(f"http://127.0.0.1:{port}/v1/completions", data=orjson.dumps(body),
+                            headers=sent) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["with-patch-policy", "endpoint-override-only"])
+async def test_requests_land_on_the_endpoint_the_picker_chose(stack, patched):
+    async with aiohttp.ClientSession() as session:
+        for pool, pods in (("llama", LLAMA_PODS), ("qwen", QWEN_PODS)):   # full-duplex and buffered bodies
+            for ip in pods + pods:
+                target = stack.endpoint(ip)
+                status, headers, body = await completion(session, stack, pool,
+                                                         {"test-epp-endpoint-selection": target}, patched=patched)
+                assert status == 200, body
+                assert headers["x-poolgate-served-by"] == target
+
+
+async def test_a_dead_primary_falls_back_to_the_next_endpoint_and_the_picker_learns_which_served(stack):
+    doomed, fallback = stack.endpoint(DOOMED_POD), stack.endpoint(LLAMA_PODS[1])
+    prompt = "a prompt the doomed pod has cached " * 8
+    async with aiohttp.ClientSession() as session:
+        # The doomed pod serves this prompt while alive: the picker credits it with the prompt's prefix blocks.
+        status, headers, _ = await completion(session, stack, "llama", {"test-epp-endpoint-selection": doomed},
+                                              prompt)
+        assert status == 200 and headers["x-poolgate-served-by"] == doomed
+        stack.doomed.kill(signal.SIGKILL)
+        # Its last metrics stay, so the prefix makes it the primary; Envoy must retry on the fallback.
+        request_id = f"fallback-{time.monotonic_ns()}"
+        status, headers, body = await completion(
+            session, stack, "llama", {"test-epp-endpoint-selection": f"{doomed},{fallback}",
+                                      "x-request-id": request_id}, prompt)
+    assert status == 200, body
+    assert headers["x-poolgate-served-by"] == fallback
+    wait_until(lambda: request_id in stack.decisions(LLAMA_PICKER), message="the picker's log line")
+    decision = stack.decisions(LLAMA_PICKER)[request_id]
+    assert decision["destination"].split(",")[:2] == [doomed, fallback]
+    assert decision["served"] == fallback      # override_host's selected_host_key, forwarded in envoy.lb
+
+
+async def test_without_pickers_failopen_balances_and_failclose_refuses(stack):
+    for host in (QWEN_PICKER, LLAMA_PICKER):
+        stack.pickers[host].kill(signal.SIGKILL)
+    async with aiohttp.ClientSession() as session:
+        pinned = stack.endpoint(QWEN_PODS[1])
+        served = set()
+        for _ in range(16):   # a client-sent destination header is stripped before anything reads it
+            status, headers, _ = await completion(session, stack, "qwen",
+                                                  {"x-gateway-destination-endpoint": pinned})
+            assert status == 200
+            served.add(headers["x-poolgate-served-by"])
+        assert served == {stack.endpoint(ip) for ip in QWEN_PODS}
+        started = time.monotonic()
+        status, _, _ = await completion(session, stack, "llama")
+        assert status >= 500 and time.monotonic() - started < 2.0

@@ -1,0 +1,57 @@
+"""The EnvoyPatchPolicy applied to the xDS Envoy Gateway builds from the generated objects (egxds.py): every patch
+names a cluster Envoy Gateway builds, and the real Envoy accepts the configuration before and after the patches."""
+
+from __future__ import annotations
+
+import pytest
+
+from poolgate.egtarget import translate_envoy_gateway
+from tests.envoy_gateway.cases import two_pools
+from tests.envoy_gateway.egxds import EnvoyGatewayShape
+
+
+@pytest.fixture
+def shape(tmp_path):
+    inputs = two_pools()
+    return EnvoyGatewayShape(translate_envoy_gateway(inputs).objects(), inputs, tmp_path, "127.0.0.1", 19000)
+
+
+def lb_policy(cluster: dict) -> dict:
+    return cluster["load_balancing_policy"]["policies"][0]["typed_extension_config"]
+
+
+def test_the_patches_turn_each_pool_cluster_into_poolgates_override_host(shape):
+    listeners, clusters = shape.resources()
+    before = {c["name"]: c for c in clusters}
+    _, patched = shape.patched(listeners, [dict(c) for c in clusters])
+    after = {c["name"]: c for c in patched}
+    pools = ["httproute/default/models-poolgate/rule/0", "httproute/default/models-poolgate/rule/1"]
+    for name in pools:
+        assert lb_policy(before[name])["typed_config"]["override_host_sources"] == \
+            [{"header": "x-gateway-destination-endpoint"}]      # Envoy Gateway's own endpoint override
+        config = lb_policy(after[name])["typed_config"]
+        assert config["override_host_sources"] == [
+            {"header": "x-gateway-destination-endpoint"},
+            {"metadata": {"key": "envoy.lb", "path": [{"key": "x-gateway-destination-endpoint"}]}}]
+        assert config["selected_host_key"] == {"key": "envoy.lb",
+                                               "path": [{"key": "x-gateway-destination-endpoint-served"}]}
+        assert {k: v for k, v in after[name].items() if k != "load_balancing_policy"} == \
+            {k: v for k, v in before[name].items() if k != "load_balancing_policy"}
+    untouched = set(before) - set(pools)
+    assert "httproute/default/models-poolgate/rule/2" in untouched
+    assert all(after[name] == before[name] for name in untouched)
+
+
+@pytest.mark.parametrize("patch", [False, True], ids=["as-envoy-gateway-builds-it", "patched"])
+def test_envoy_accepts_the_configuration(shape, envoy_validate, patch):
+    envoy_validate(shape.bootstrap(patch=patch))
+
+
+def test_a_patch_for_a_cluster_envoy_gateway_does_not_build_is_caught(shape):
+    shape.objects = [dict(o) for o in shape.objects]
+    patch = next(o for o in shape.objects if o["kind"] == "EnvoyPatchPolicy")
+    patch["spec"] = {**patch["spec"], "jsonPatches": [
+        {**patch["spec"]["jsonPatches"][0], "name": "httproute/default/models/rule/0"}]}
+    listeners, clusters = shape.resources()
+    with pytest.raises(ValueError):
+        shape.patched(listeners, clusters)
