@@ -85,7 +85,7 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
         hcm.http_filters.append(hcm_pb2.HttpFilter(name=MODEL_ROUTER_FILTER, typed_config=_any(_model_router(options))))
     if uses_picker:
         hcm.http_filters.append(hcm_pb2.HttpFilter(
-            name=EPP_FILTER, disabled=True, typed_config=_any(_endpoint_picker(pickers[0].name, options))))
+            name=EPP_FILTER, typed_config=_any(_endpoint_picker(pickers[0].name, options))))
     hcm.http_filters.append(hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())))
     out = listener_pb2.Listener(
         name=lst.name,
@@ -131,11 +131,15 @@ def _processing_mode(options: TranslateOptions, request_body: bool, response: bo
 
 
 def _endpoint_picker(default_cluster: str, options: TranslateOptions) -> ext_proc_pb2.ExternalProcessor:
-    """The endpoint-picker ext_proc filter, disabled unless a route enables it for its pool's picker."""
+    """The endpoint-picker ext_proc filter. On its own it sends the picker nothing; each route that forwards to a pool
+    overrides what to send and to which picker. (It cannot be disabled and enabled per route instead: Envoy decides
+    which filters run from the route matched first, before the model router has set X-Gateway-Model-Name.)"""
+    mode = processing_mode_pb2.ProcessingMode
     config = ext_proc_pb2.ExternalProcessor(
         grpc_service=_grpc_service(default_cluster, options.picker_timeout_s, {}),
         failure_mode_allow=False,
-        processing_mode=_processing_mode(options, request_body=True, response=True),
+        processing_mode=mode(request_header_mode=mode.SKIP, response_header_mode=mode.SKIP,
+                             request_trailer_mode=mode.SKIP, response_trailer_mode=mode.SKIP),
         message_timeout=_duration(options.picker_timeout_s),
         metadata_options=ext_proc_pb2.MetadataOptions(
             forwarding_namespaces=ext_proc_pb2.MetadataOptions.MetadataNamespaces(
@@ -161,13 +165,14 @@ def _model_router(options: TranslateOptions) -> ext_proc_pb2.ExternalProcessor:
 
 
 def _picker_override(call: ir.PickerCall | None, options: TranslateOptions) -> ext_proc_pb2.ExtProcPerRoute:
+    """Per route (or weighted cluster): call the pool's own picker, naming the pool, with the pool's failure mode;
+    or, for a backend without a picker next to pools that have one, do not call any."""
     if call is None:
         return ext_proc_pb2.ExtProcPerRoute(disabled=True)
     overrides = ext_proc_pb2.ExtProcOverrides(
-        grpc_service=_grpc_service(call.cluster, options.picker_timeout_s, {POOL_METADATA_KEY: call.pool}))
+        grpc_service=_grpc_service(call.cluster, options.picker_timeout_s, {POOL_METADATA_KEY: call.pool}),
+        processing_mode=_processing_mode(options, request_body=True, response=True, fail_open=call.failure_open))
     overrides.failure_mode_allow.value = call.failure_open
-    if call.failure_open:
-        overrides.processing_mode.CopyFrom(_processing_mode(options, request_body=True, response=True, fail_open=True))
     return ext_proc_pb2.ExtProcPerRoute(overrides=overrides)
 
 
@@ -280,9 +285,8 @@ def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Matc
     backends = action.backends
     pickers = [b.picker for b in backends if b.picker]
     if pickers:
-        # Enable the (by default disabled) picker filter on this route; each pool's own picker is set per cluster.
-        out.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(route_components_pb2.FilterConfig(
-            config=_any(_picker_override(pickers[0], options)))))
+        # The route calls its (first) pool's picker; with weighted pools each cluster names its own picker below.
+        out.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(pickers[0], options)))
         retry = route.retry_policy
         retry.retry_on = "connect-failure,refused-stream,reset-before-request"
         retry.num_retries.value = options.retries

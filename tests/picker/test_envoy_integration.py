@@ -290,10 +290,6 @@ async def test_the_model_router_routes_by_the_model_in_the_body(stack):
         assert status == 404   # no route matches the model
 
 
-@pytest.mark.xfail(strict=True, reason="translator bug: the endpoint-picker filter is disabled in the HCM and enabled "
-                   "per route, but Envoy decides which filters run when the filter chain is created, from the route "
-                   "matched before the model router set X-Gateway-Model-Name (none), so model-routed requests never "
-                   "reach the picker and fall back to least-request; see the picker report")
 async def test_model_routed_requests_are_picked_by_the_endpoint_picker(stack):
     async with aiohttp.ClientSession() as session:
         target = f"{LLAMA_PODS[1]}:{stack.pod_port}"

@@ -61,7 +61,7 @@ def test_port_mismatched_backend_ref_is_ignored(envoy_validate):
     assert endpoints(clusters_by_name(boot)["poolgate/pool/default/pool"]) == ["10.0.0.1:8000"]
 
 
-def test_picker_filter_disabled_by_default_and_enabled_per_route_with_pool_metadata(envoy_validate):
+def test_picker_filter_sends_nothing_by_default_and_each_route_names_its_pool(envoy_validate):
     objects = build(gateway_class(), gateway(),
                     route(rules=[{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}], "backendRefs": [pool_ref("pool")]},
                                  {"matches": [{"path": {"type": "PathPrefix", "value": "/plain"}}],
@@ -71,10 +71,14 @@ def test_picker_filter_disabled_by_default_and_enabled_per_route_with_pool_metad
     envoy_validate(boot)
     filters = hcm(boot)["http_filters"]
     assert [f["name"] for f in filters] == ["poolgate.endpoint_picker", "envoy.filters.http.router"]
-    assert filters[0]["disabled"] is True
+    # on and doing nothing by default: a route re-picked after the model router must still reach its picker
+    assert "disabled" not in filters[0]
+    base_mode = filters[0]["typed_config"]["processing_mode"]
+    assert base_mode["request_header_mode"] == "SKIP" and base_mode["response_header_mode"] == "SKIP"
     by_path = {r["match"].get("path_separated_prefix"): r for r in routes(boot)}
-    per_route = by_path["/v1"]["typed_per_filter_config"]["poolgate.endpoint_picker"]
-    overrides = per_route["config"]["overrides"]
+    overrides = by_path["/v1"]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
+    assert overrides["processing_mode"]["request_body_mode"] == "FULL_DUPLEX_STREAMED"
+    assert overrides["processing_mode"]["request_trailer_mode"] == "SEND"
     assert overrides["grpc_service"]["envoy_grpc"]["cluster_name"] == "poolgate/picker/default/epp/9002"
     assert overrides["grpc_service"]["initial_metadata"] == [{"key": "x-poolgate-pool", "value": "default/pool"}]
     assert overrides["failure_mode_allow"] is False
@@ -98,15 +102,14 @@ def test_fail_open_and_fail_close(envoy_validate):
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     by_path = {r["match"].get("path_separated_prefix"): r for r in routes(boot)}
-    open_overrides = by_path["/open"]["typed_per_filter_config"]["poolgate.endpoint_picker"]["config"]["overrides"]
-    closed_overrides = by_path["/closed"]["typed_per_filter_config"]["poolgate.endpoint_picker"]["config"]["overrides"]
+    open_overrides = by_path["/open"]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
+    closed_overrides = by_path["/closed"]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
     assert open_overrides["failure_mode_allow"] is True
     # Envoy can fail open only while the request body is buffered, so FailOpen pools buffer it
     assert open_overrides["processing_mode"]["request_body_mode"] == "BUFFERED"
-    assert closed_overrides["failure_mode_allow"] is False and "processing_mode" not in closed_overrides
+    assert closed_overrides["failure_mode_allow"] is False
+    assert closed_overrides["processing_mode"]["request_body_mode"] == "FULL_DUPLEX_STREAMED"
     base = hcm(boot)["http_filters"][0]["typed_config"]
-    assert base["processing_mode"]["request_body_mode"] == "FULL_DUPLEX_STREAMED"
-    assert base["processing_mode"]["request_trailer_mode"] == "SEND"
     assert base["metadata_options"]["receiving_namespaces"]["untyped"] == ["envoy.lb"]
 
 
@@ -123,8 +126,8 @@ def test_output_is_byte_identical_across_processes(tmp_path):
 def test_buffered_body_mode(envoy_validate):
     boot = translate(basic(), TranslateOptions(body_mode="BUFFERED")).bootstrap()
     envoy_validate(boot)
-    base = hcm(boot)["http_filters"][0]["typed_config"]
-    assert base["processing_mode"]["request_body_mode"] == "BUFFERED"
+    overrides = routes(boot)[0]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
+    assert overrides["processing_mode"]["request_body_mode"] == "BUFFERED"
     assert boot["static_resources"]["listeners"][0]["per_connection_buffer_limit_bytes"] == 32 * 1024 * 1024
 
 
@@ -300,6 +303,6 @@ def test_managed_picker_annotation_implies_the_managed_picker_service(envoy_vali
     objects = build(gateway_class(), gateway(), route(), managed, service("pool-epp"), pod("p0", "10.0.0.1"))
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
-    overrides = routes(boot)[0]["typed_per_filter_config"]["poolgate.endpoint_picker"]["config"]["overrides"]
+    overrides = routes(boot)[0]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
     assert overrides["grpc_service"]["envoy_grpc"]["cluster_name"] == "poolgate/picker/default/pool-epp/9002"
     assert overrides["failure_mode_allow"] is True
