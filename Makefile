@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## Run poolgate's main job on the embedded default: translate the example objects into Envoy configuration,
-## check it with the real Envoy binary and print the computed status.
+## Run poolgate's main job on the embedded default: the whole gateway (real Envoy, endpoint pickers, simulated vLLM
+## pods) from examples/quickstart.yaml, until Ctrl-C.
 run: $(STAMP)
-	$(BIN)/poolgate translate -f examples/weighted-pools.yaml --out .poolgate/envoy --validate --status
+	$(BIN)/poolgate up -f examples/quickstart.yaml
 
 ## Run every test (unit, e2e on real Envoy and real processes). Exit code 5 (no tests collected) counts as failure.
 test: $(STAMP)

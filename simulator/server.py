@@ -29,6 +29,7 @@ from simulator.protocol import ApiError, ChunkWriter, completion_body, error_bod
 log = logging.getLogger("poolgate.simulator")
 
 SERVED_BY_HEADER = "x-poolgate-served-by"
+SERVED_MODEL_HEADER = "x-poolgate-served-model"     # the model (or adapter) the request named when it arrived here
 ECHO_SET_HEADER = "X-Echo-Set-Header"
 _MAX_BODY = 64 * 1024 * 1024
 _SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get to finish when a server stops
@@ -152,8 +153,11 @@ class SimulatedServer:
         try:
             if not spec.stream:
                 await progress.wait()
-                return _json(completion_body(spec, sim, completion_id))
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+                response = _json(completion_body(spec, sim, completion_id))
+                response.headers[SERVED_MODEL_HEADER] = spec.model
+                return response
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                                   SERVED_MODEL_HEADER: spec.model})
             await response.prepare(request)
             writer = ChunkWriter(spec, completion_id)
             while not sim.done:

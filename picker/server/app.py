@@ -111,6 +111,12 @@ class Picker:
             await self.publish(first)
             self._tasks.append(asyncio.create_task(source.watch(self.publish, self._stop_watch),
                                                    name="objects file watch"))
+        elif not options.endpoint_picker and options.kube_client is None and not _has_kubernetes(options.kubeconfig):
+            # a model router alone needs Kubernetes only for the adapter -> base model ConfigMaps: route by model
+            # name without them rather than refuse to start (e.g. a sidecar without API credentials)
+            log.warning("model router without Kubernetes access: no LoRA adapter -> base model mapping")
+            await self.server.start()
+            await self.publish(PickerView())
         else:
             kube = KubeSource(pools or [], options.model_router, options.kube_client or api_client(options.kubeconfig))
             await self.server.start()
@@ -149,3 +155,12 @@ async def serve(options: PickerOptions) -> None:
         log.info("picker stopping")
     finally:
         await picker.stop()
+
+
+def _has_kubernetes(kubeconfig: str | None) -> bool:
+    """Whether a Kubernetes API client can be configured here (in-cluster credentials or a kubeconfig)."""
+    try:
+        api_client(kubeconfig)
+        return True
+    except ValueError:
+        return False

@@ -300,6 +300,10 @@ class Exchange:
         if served is not None:
             self.scheduler.on_served(decision, served)
         extra = self.scheduler.response_headers(decision, served or decision.primary)
+        if self.settings.conformance_steering:
+            # what the GIE conformance picker reports to the test client: its pick, and where Envoy says it served
+            extra = {**extra, "x-conformance-test-selected-endpoint": decision.primary,
+                     "x-conformance-test-served-endpoint": served or "fail: missing envoy lb metadata"}
         remove = ()
         if self.mapper is not None and self.mapper.length_changes and self.response_mode != p.BUFFERED:
             remove = ("content-length",)

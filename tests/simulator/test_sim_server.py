@@ -42,6 +42,7 @@ async def test_chat_completion_with_the_openai_client(pods, client):
                                              {"role": "user", "content": "hello " * 50}])
     completion = raw.parse()
     assert raw.headers["x-poolgate-served-by"] == pods[0].address
+    assert raw.headers["x-poolgate-served-model"] == MODEL
     assert completion.model == MODEL and completion.object == "chat.completion"
     assert len(completion.choices[0].message.content.split()) == 7
     assert completion.choices[0].finish_reason == "length"
@@ -84,6 +85,7 @@ async def test_streaming_completion_wire_format(pods, http):
     async with http.post(f"http://{pods[1].address}/v1/completions", json=body) as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
         assert response.headers["x-poolgate-served-by"] == pods[1].address
+        assert response.headers["x-poolgate-served-model"] == MODEL
         events = [line for line in (await response.text()).split("\n\n") if line]
     assert events[-1] == "data: [DONE]"
     payloads = [orjson.loads(event.removeprefix("data: ")) for event in events[:-1]]

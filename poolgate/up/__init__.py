@@ -1,0 +1,1 @@
+"""`poolgate up`: the standalone gateway (Envoy, pickers, model servers on loopback) from YAML objects."""

@@ -1,0 +1,195 @@
+"""What `poolgate up` runs for a set of objects: simulated pods (from Deployments and Pods whose container is
+`poolgate sim`), real model servers (Pods with a podIP), pickers (one per endpointPickerRef Service), Envoy.
+
+Pure: objects and the previous plan in, the plan out. Loopback addresses are assigned once per pod, picker and Gateway
+and kept across reloads, so an edit never moves what is already running."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from poolgate.api import Deployment, Gateway, InferencePool, KubeObject, Pod, Service
+from poolgate.api.core import Container
+from poolgate.translate import naming
+from poolgate.translate.ir import Address
+from poolgate.translate.resolve import effective_picker_ref
+
+SIM_SUBCOMMAND = "sim"
+# Loopback addresses of one run, in block B (0 by default; tests running side by side use other blocks):
+# simulated pods from 127.B.0.10, pickers from 127.B.1.2, Gateways whose ports clash with another's from 127.B.2.2.
+
+
+@dataclass(frozen=True)
+class SimPod:
+    """A simulated model-server pod: one `poolgate sim` process serving every port at one loopback address."""
+
+    namespace: str
+    name: str
+    ip: str
+    ports: tuple[int, ...]
+    args: tuple[str, ...]          # arguments after `poolgate sim`, from the container spec
+
+    @property
+    def listens(self) -> tuple[str, ...]:
+        return tuple(f"{self.ip}:{port}" for port in self.ports)
+
+
+@dataclass(frozen=True)
+class PickerPlan:
+    """A picker process serving the pools whose endpointPickerRef names one Service."""
+
+    namespace: str
+    service: str
+    address: Address
+    pools: tuple[str, ...]         # "namespace/name"
+    profile: str
+
+
+@dataclass
+class Plan:
+    objects: list[KubeObject]                       # what the translator and the pickers see
+    sim_pods: list[SimPod]
+    pickers: list[PickerPlan]
+    bind_addresses: dict[tuple[str, str], str]      # Gateway -> listener address
+    warnings: list[str] = field(default_factory=list)
+
+
+class Addresses:
+    """Hands out loopback addresses from a start address, remembering who got which."""
+
+    def __init__(self, start: str):
+        self._next = ipaddress.ip_address(start)
+        self._given: dict[str, str] = {}
+
+    def get(self, key: str) -> str:
+        if key not in self._given:
+            self._given[key] = str(self._next)
+            self._next += 1
+        return self._given[key]
+
+
+class Allocator:
+    """The addresses of one `poolgate up` run (kept across reloads)."""
+
+    def __init__(self, block: int = 0):
+        if not 0 <= block <= 255:
+            raise ValueError("the address block must be within 0..255")
+        self.pods = Addresses(f"127.{block}.0.10")
+        self.pickers = Addresses(f"127.{block}.1.2")
+        self.gateways = Addresses(f"127.{block}.2.2")
+
+
+def is_simulator(container: Container) -> bool:
+    """Whether a container runs poolgate's simulator (`poolgate sim ...` as command or args)."""
+    words = container.command + container.args
+    return "poolgate" in container.image and SIM_SUBCOMMAND in words[:3]
+
+
+def _sim_args(container: Container) -> tuple[str, ...]:
+    words = container.command + container.args
+    return tuple(words[words.index(SIM_SUBCOMMAND) + 1:])
+
+
+def _pool_ports(pools: list[InferencePool], namespace: str, labels: dict[str, str]) -> list[int]:
+    ports: list[int] = []
+    for pool in pools:
+        if pool.namespace == namespace and all(labels.get(k) == v for k, v in pool.spec.selector.match_labels.items()):
+            ports += [p.number for p in pool.spec.target_ports if p.number not in ports]
+    return ports
+
+
+def _ready_pod(namespace: str, name: str, labels: dict, annotations: dict, ip: str) -> Pod:
+    return Pod.model_validate({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
+        "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
+    })
+
+
+def make_plan(objects: list[KubeObject], allocator: Allocator, listener_address: str = "127.0.0.1") -> Plan:
+    """Plan the processes and loopback addresses for these objects."""
+    pools = [o for o in objects if isinstance(o, InferencePool)]
+    kept: list[KubeObject] = []
+    sims: list[SimPod] = []
+    warnings: list[str] = []
+
+    def add_sim(namespace: str, name: str, labels: dict, annotations: dict, container: Container) -> None:
+        ports = [p.container_port for p in container.ports] or _pool_ports(pools, namespace, labels)
+        if not ports:
+            warnings.append(f"{namespace}/{name}: no containerPorts and no InferencePool selects it; not started")
+            return
+        ip = allocator.pods.get(f"{namespace}/{name}")
+        sims.append(SimPod(namespace, name, ip, tuple(ports), _sim_args(container)))
+        kept.append(_ready_pod(namespace, name, labels, annotations, ip))
+
+    for obj in objects:
+        if isinstance(obj, Deployment):
+            template = obj.spec.template
+            sim = next((c for c in template.spec.containers if is_simulator(c)), None)
+            if sim is None:
+                warnings.append(f"{obj.ref}: no container runs `poolgate sim`; poolgate up starts only simulators "
+                                "(give real model servers as Pods with status.podIP)")
+                continue
+            for i in range(obj.spec.replicas):
+                add_sim(obj.namespace, f"{obj.name}-{i}", template.metadata.labels, template.metadata.annotations, sim)
+        elif isinstance(obj, Pod) and not obj.status.pod_ip:
+            sim = next((c for c in _containers(obj) if is_simulator(c)), None)
+            if sim is None:
+                warnings.append(f"{obj.ref}: no status.podIP and no `poolgate sim` container; ignored")
+                continue
+            add_sim(obj.namespace, obj.name, obj.metadata.labels, obj.metadata.annotations, sim)
+        elif not isinstance(obj, Service):
+            kept.append(obj)
+
+    services = {(o.namespace, o.name): o for o in objects if isinstance(o, Service)}
+    pickers = _pickers(pools, services, allocator)
+    picker_addresses = {(p.namespace, p.service): p.address.host for p in pickers}
+    for key, service in sorted(services.items()):
+        ip = picker_addresses.get(key)
+        if ip is not None:
+            service = service.model_copy(update={"spec": service.spec.model_copy(update={"cluster_ip": ip})})
+        kept.append(service)
+    for picker in pickers:          # a managed picker's Service exists only in the plan
+        if (picker.namespace, picker.service) not in services:
+            kept.append(Service.model_validate({
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": picker.service, "namespace": picker.namespace},
+                "spec": {"clusterIP": picker.address.host, "ports": [{"port": picker.address.port}]}}))
+    return Plan(kept, sims, pickers, _gateway_addresses(objects, allocator, listener_address), warnings)
+
+
+def _containers(pod: Pod) -> list[Container]:
+    return [Container.model_validate(c) for c in pod.spec.get("containers", []) if isinstance(c, dict)]
+
+
+def _pickers(pools: list[InferencePool], services: dict, allocator: Allocator) -> list[PickerPlan]:
+    by_service: dict[tuple[str, str, int], list[InferencePool]] = {}
+    for pool in sorted(pools, key=lambda p: (p.namespace, p.name)):
+        ref = effective_picker_ref(pool)
+        if ref is None or (ref.group, ref.kind) != ("", "Service"):
+            continue
+        managed = (pool.metadata.annotations.get(naming.MANAGED_PICKER_ANNOTATION, "").lower() == "true"
+                   and ref.name == naming.managed_picker(pool.name))
+        if (pool.namespace, ref.name) not in services and not managed:
+            continue      # a missing picker Service stays missing: the translator reports it
+        by_service.setdefault((pool.namespace, ref.name, ref.port.number), []).append(pool)
+    out = []
+    for (namespace, service, port), served in sorted(by_service.items()):
+        profile = next((p.metadata.annotations[naming.PROFILE_ANNOTATION] for p in served
+                        if naming.PROFILE_ANNOTATION in p.metadata.annotations), "poolgate-default")
+        address = Address(allocator.pickers.get(f"{namespace}/{service}"), port)
+        out.append(PickerPlan(namespace, service, address, tuple(f"{p.namespace}/{p.name}" for p in served), profile))
+    return out
+
+
+def _gateway_addresses(objects: list[KubeObject], allocator: Allocator, listener_address: str) -> dict:
+    taken: set[tuple[str, int]] = set()
+    out = {}
+    for gw in sorted((o for o in objects if isinstance(o, Gateway)), key=lambda g: (g.namespace, g.name)):
+        ports = {listener.port for listener in gw.spec.listeners}
+        address = listener_address
+        if any((address, port) in taken for port in ports):
+            address = allocator.gateways.get(f"{gw.namespace}/{gw.name}")
+        taken |= {(address, port) for port in ports}
+        out[(gw.namespace, gw.name)] = address
+    return out

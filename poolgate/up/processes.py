@@ -1,0 +1,171 @@
+"""Child processes on loopback, for `poolgate up`, the benchmarks and the tests: each runs in its own process group
+with its output in a log file, is checked for readiness, and is stopped with SIGTERM then SIGKILL, never left behind.
+
+    supervisor = Supervisor(log_dir)
+    supervisor.reconcile({"picker": Spec((*POOLGATE, "picker", ...), ready_at=("127.0.1.2", 9002))})
+    ...
+    supervisor.stop_all()
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+POOLGATE = (sys.executable, "-m", "poolgate.cli")   # the poolgate CLI of this installation, under this Python
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now (bind to port 0 and release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02,
+               message: str = "condition") -> None:
+    """Poll `predicate()` until it is true; TimeoutError naming `message` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{message} not reached after {timeout} s")
+
+
+class Process:
+    """A child process in its own process group, its combined output in a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.popen = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True, env={**os.environ, **(env or {})})
+
+    @property
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        """Everything the process printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def send_signal(self, signum: int) -> None:
+        """Send a signal to the process's whole group."""
+        try:
+            os.killpg(self.popen.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill(self, signum: int = signal.SIGKILL) -> None:
+        """Signal the whole group and wait for the process to exit (SIGKILL after 10 s)."""
+        self.send_signal(signum)
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            self.send_signal(signal.SIGKILL)
+            self.popen.wait()
+        self._log.close()
+
+    def stop(self, grace: float = 5.0) -> int:
+        """SIGTERM, then SIGKILL after `grace` seconds (and whatever else is left in the group); the exit code."""
+        if self.running:
+            self.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        return self.popen.returncode
+
+
+def wait_for_port(host: str, port: int, timeout: float = 20.0, process: Process | None = None) -> None:
+    """Wait until host:port accepts connections; fails with the process's output if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        if process is not None and not process.running:
+            raise RuntimeError(f"{process.name} exited with code {process.popen.returncode}; see "
+                               f"{process.log_path}:\n{process.output()[-3000:]}")
+        time.sleep(0.02)
+    output = f"; see {process.log_path}:\n{process.output()[-3000:]}" if process is not None else ""
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s{output}")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to run one child: its command line and the TCP address that answers once it is ready."""
+
+    argv: tuple[str, ...]
+    ready_at: tuple[str, int] | None = None
+    env: tuple[tuple[str, str], ...] = field(default=())
+
+
+class Supervisor:
+    """Named children, reconciled towards a desired set of specs."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self.children: dict[str, Process] = {}
+        self.specs: dict[str, Spec] = {}
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, spec: Spec) -> Process:
+        """Start one child (its output goes to `<log_dir>/<name>.log`, slashes replaced)."""
+        process = Process(name, spec.argv, self.log_dir / f"{name.replace('/', '_')}.log", dict(spec.env))
+        self.children[name] = process
+        self.specs[name] = spec
+        return process
+
+    def reconcile(self, desired: dict[str, Spec], ready_timeout: float = 30.0) -> list[str]:
+        """Stop children no longer desired or whose spec changed, start the missing ones and wait until they are
+        ready. Returns the names started."""
+        for name in [n for n in self.children if desired.get(n) != self.specs[n]]:
+            self.stop(name)
+        started = [name for name in desired if name not in self.children]
+        for name in started:
+            self.start(name, desired[name])
+        for name in started:
+            self.wait_ready(name, ready_timeout)
+        return started
+
+    def wait_ready(self, name: str, timeout: float = 30.0) -> None:
+        ready_at = self.specs[name].ready_at
+        if ready_at is not None:
+            wait_for_port(*ready_at, timeout=timeout, process=self.children[name])
+
+    def restart_exited(self) -> list[str]:
+        """Start again every child that exited (a crash, or a fault injected on purpose)."""
+        restarted = [name for name, child in self.children.items() if not child.running]
+        for name in restarted:
+            self.children.pop(name).kill()
+            self.start(name, self.specs[name])
+        return restarted
+
+    def stop(self, name: str) -> None:
+        self.children.pop(name).stop()
+        self.specs.pop(name)
+
+    def stop_all(self) -> None:
+        for name in list(self.children):
+            self.stop(name)

@@ -1,0 +1,152 @@
+"""The standalone gateway: real Envoy, pickers and model servers on loopback, from Kubernetes-shaped YAML files.
+
+`Stack.start()` plans the processes (poolgate.up.plan), starts the simulated pods, the pickers and Envoy, and writes
+Envoy's listeners and clusters into a watched directory; `Stack.reload()` re-reads the files and applies the
+difference without restarting what did not change (Envoy reloads its configuration in place); `Stack.stop()` stops
+every child process."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from poolgate.api import load_files
+from poolgate.envoy import envoy_binary
+from poolgate.translate import Translation, TranslateOptions, translate, xds
+from poolgate.translate.ir import Address
+from poolgate.translate.output import swap_directory, write_yaml
+from poolgate.up.plan import Allocator, Plan, make_plan
+from poolgate.up.processes import POOLGATE, Spec, Supervisor, free_port
+
+log = logging.getLogger("poolgate.up")
+PICKER_HEALTH_PORT = 9003
+PICKER_METRICS_PORT = 9090
+
+
+@dataclass
+class StackOptions:
+    state_dir: Path = Path(".poolgate/up")
+    listener_address: str = "127.0.0.1"
+    body_mode: str = "FULL_DUPLEX_STREAMED"
+    envoy_log_level: str = "warn"
+    sim_args: tuple[str, ...] = ()          # extra `poolgate sim` arguments for every simulated pod
+    picker_args: tuple[str, ...] = ()       # extra `poolgate picker` arguments for every picker
+    ready_timeout: float = 30.0
+    address_block: int = 0                  # loopback block of pods and pickers (see poolgate.up.plan)
+
+
+@dataclass
+class Status:
+    """What a start or reload did, for the live summary."""
+
+    plan: Plan
+    translation: Translation
+    started: list[str] = field(default_factory=list)
+    at: float = field(default_factory=time.time)
+
+
+class Stack:
+    """One standalone gateway (see the module docstring)."""
+
+    def __init__(self, files: list[str | Path], options: StackOptions | None = None):
+        self.files = [Path(f) for f in files]
+        self.options = options or StackOptions()
+        state = self.options.state_dir.resolve()
+        self.state_dir = state
+        self.xds_dir = state / "xds"
+        self.objects_file = state / "objects.yaml"
+        self.supervisor = Supervisor(state / "logs")
+        self.allocator = Allocator(self.options.address_block)
+        self.admin = Address("127.0.0.1", free_port())
+        self.model_router = Address("127.0.0.1", free_port())
+        self.status: Status | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+
+    def start(self) -> Status:
+        """Plan and start everything; raises InvalidObjects for bad input and RuntimeError if a process fails."""
+        try:
+            return self._apply(start_envoy=True)
+        except BaseException:
+            self.stop()
+            raise
+
+    def reload(self) -> Status:
+        """Re-read the files and apply the changes; on invalid input the running gateway is left as it was."""
+        return self._apply(start_envoy=False)
+
+    def stop(self) -> None:
+        """Stop every child process (Envoy first, so no request reaches a stopping picker or pod)."""
+        if "envoy" in self.supervisor.children:
+            self.supervisor.stop("envoy")
+        self.supervisor.stop_all()
+
+    def __enter__(self) -> "Stack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- what runs ----------------------------------------------------------------------------------------------
+
+    def gateway_urls(self) -> dict[str, list[str]]:
+        """`namespace/name` -> the `http://HOST:PORT` of each listener port of each of poolgate's Gateways."""
+        if self.status is None:
+            return {}
+        out: dict[str, list[str]] = {}
+        for lst in self.status.translation.ir.listeners:
+            namespace, gateway = lst.name.split("/")[1:3]
+            host = self.status.translation.options.bind_address(namespace, gateway)
+            out.setdefault(f"{namespace}/{gateway}", []).append(f"http://{host}:{lst.port}")
+        return out
+
+    def options_for(self, plan: Plan) -> TranslateOptions:
+        return TranslateOptions(endpoints="static", bind_addresses=plan.bind_addresses,
+                                listener_address=self.options.listener_address, admin_address=self.admin,
+                                model_router=self.model_router, body_mode=self.options.body_mode)
+
+    def _apply(self, start_envoy: bool) -> Status:
+        objects = load_files(self.files)          # raises InvalidObjects, naming object and field
+        plan = make_plan(objects, self.allocator, self.options.listener_address)
+        translation = translate(plan.objects, self.options_for(plan))
+        conflicts = translation.bind_conflicts()
+        if conflicts:
+            raise RuntimeError("; ".join(conflicts))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        write_yaml(self.objects_file, {"apiVersion": "v1", "kind": "List",
+                                       "items": [o.to_json() for o in plan.objects]})
+        swap_directory(self.xds_dir, translation.discovery_files())
+        desired = self._children(plan, translation)
+        if not start_envoy and "envoy" not in self.supervisor.children:
+            desired.pop("envoy")
+        started = self.supervisor.reconcile(desired, self.options.ready_timeout)
+        self.status = Status(plan, translation, started)
+        for warning in plan.warnings:
+            log.warning(warning)
+        return self.status
+
+    def _children(self, plan: Plan, translation: Translation) -> dict[str, Spec]:
+        children: dict[str, Spec] = {}
+        for pod in plan.sim_pods:
+            argv = (*POOLGATE, "sim", *pod.args, *self.options.sim_args,
+                    *(arg for listen in pod.listens for arg in ("--listen", listen)))
+            children[f"pod/{pod.namespace}/{pod.name}"] = Spec(argv, (pod.ip, pod.ports[0]))
+        for picker in plan.pickers:
+            argv = (*POOLGATE, "picker", "--objects-file", str(self.objects_file), "--profile", picker.profile,
+                    "--grpc-host", picker.address.host, "--grpc-port", str(picker.address.port),
+                    "--grpc-health-port", str(PICKER_HEALTH_PORT), "--metrics-port", str(PICKER_METRICS_PORT),
+                    *(arg for pool in picker.pools for arg in ("--pool", pool)), *self.options.picker_args)
+            children[f"picker/{picker.namespace}/{picker.service}"] = Spec(argv, (picker.address.host, picker.address.port))
+        if any(lst.model_routing for lst in translation.ir.listeners):
+            argv = (*POOLGATE, "picker", "--role", "model-router", "--grpc-host", self.model_router.host,
+                    "--grpc-port", str(self.model_router.port), "--grpc-health-port", str(free_port()),
+                    "--metrics-port", str(free_port()))
+            children["model-router"] = Spec(argv, (self.model_router.host, self.model_router.port))
+        bootstrap = self.state_dir / "bootstrap.yaml"
+        write_yaml(bootstrap, xds.dynamic_bootstrap(str(self.xds_dir), translation.options))
+        children["envoy"] = Spec((envoy_binary(), "-c", str(bootstrap), "--log-level", self.options.envoy_log_level,
+                                  "--disable-hot-restart"), (self.admin.host, self.admin.port))
+        return children
