@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from e2e.objects import chat, gateway, gateway_class, listener, pod, pool, pool_ref, route, service, sim_deployment
+from tests.support.objects import chat, gateway, gateway_class, listener, pod, pool, pool_ref, route, service, sim_deployment
 from poolgate.envoy import envoy_binary
 from poolgate.translate.output import write_yaml
 from poolgate.up.processes import POOLGATE, free_port, wait_for_port, wait_until

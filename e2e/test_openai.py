@@ -11,10 +11,10 @@ import openai
 import pytest
 import yaml
 
-from e2e.objects import chat, gateway, gateway_class, listener, route, service, sim_deployment
+from tests.support.objects import chat, gateway, gateway_class, listener, route, service, sim_deployment
 from poolgate.up.processes import wait_until
 from tests.conftest import REPO
-from tests.translate.objects import pool
+from tests.support.objects import pool
 
 pytestmark = pytest.mark.xdist_group("e2e-openai")
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"

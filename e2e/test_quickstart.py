@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from e2e.objects import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
+from tests.support.objects import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
 from poolgate.api import InvalidObjects
 from poolgate.up.processes import POOLGATE, port_open, wait_until
 from tests.conftest import REPO

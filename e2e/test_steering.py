@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.objects import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
+from tests.support.objects import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
 
 pytestmark = pytest.mark.xdist_group("e2e-steering")
 STEER = "test-epp-endpoint-selection"

@@ -8,7 +8,7 @@ from poolgate.egtarget import STATUS_CONTROLLER, EnvoyGatewayOptions, translate_
 from poolgate.translate import TranslateOptions, xds
 from poolgate.translate.status import StatusOptions
 from tests.envoy_gateway.cases import EG, eg_class, eg_gateway, find, kinds, rule, service_ref, two_pools
-from tests.translate.objects import build, gateway, gateway_class, grant, pod, pool, pool_ref, route, service
+from tests.support.objects import build, gateway, gateway_class, grant, pod, pool, pool_ref, route, service
 
 NOW = StatusOptions(now="2026-01-01T00:00:00Z")
 

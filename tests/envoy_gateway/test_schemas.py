@@ -16,7 +16,7 @@ from tests.api.crdcheck import CrdJudge, read_crd
 from tests.api.test_crd_parity import NOT_EVALUATED
 from tests.envoy_gateway.cases import eg_class, eg_gateway, find, rule, service_ref, two_pools
 from tests.hooks.schemas import KUBERNETES_VERSION
-from tests.translate.objects import build, grant, pod, pool, pool_ref, route, service
+from tests.support.objects import build, grant, pod, pool, pool_ref, route, service
 
 CRDS = ("envoy-gateway/gateway.envoyproxy.io_envoyextensionpolicies.yaml",
         "envoy-gateway/gateway.envoyproxy.io_envoypatchpolicies.yaml",

@@ -1,170 +1,71 @@
-"""The real Envoy, the real picker processes and simulated pods, from objects translated by poolgate's translator.
+"""The real Envoy, the real picker processes and simulated pods (the standalone stack), from objects translated by
+poolgate's translator.
 
 Two pools behind one Gateway:
-- `llama` (FailClose, request bodies full-duplex): pods 127.0.0.50 and .51; an InferenceModelRewrite maps `alias`
-  to the served model;
-- `qwen` (FailOpen, so request bodies BUFFERED): pods 127.0.0.52 and .53.
+- `llama` (FailClose, request bodies full-duplex): two pods; an InferenceModelRewrite maps `alias` to the served model;
+- `qwen` (FailOpen, so request bodies BUFFERED): two pods; `q` is rewritten to its model.
 One endpoint picker process serves both pools (Envoy names the pool in the gRPC metadata). Rules match the header
-`x-pool: llama|qwen` first, then the model name: a `poolgate picker --role model-router` process sets
-X-Gateway-Model-Name from the body for every request of the listener.
+`x-pool: llama|qwen` first, then the model name: the model router sets X-Gateway-Model-Name from the body for every
+request of the listener.
 """
 
 import asyncio
 import json
-import signal
 import time
 
 import aiohttp
 import orjson
 import pytest
 
-from poolgate.envoy import envoy_binary
-from poolgate.translate import TranslateOptions, translate
-from poolgate.translate.ir import Address
-from poolgate.translate.output import write_yaml
-from tests.conftest import objects_from_yaml
-from tests.support.processes import POOLGATE, Processes, free_port, wait_for_port, wait_until
+from tests.support.objects import gateway, gateway_class, listener, pool, service, sim_deployment
+from poolgate.up.processes import wait_until
+from tests.support.stacks import running_stack
 
 pytestmark = pytest.mark.xdist_group(name="picker-envoy")   # one stack per module, on one worker
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 QWEN = "Qwen/Qwen3-8B"
-PICKER_IP, ROUTER_IP = "127.0.1.50", "127.0.1.51"
-LLAMA_PODS, QWEN_PODS = ("127.0.0.50", "127.0.0.51"), ("127.0.0.52", "127.0.0.53")
+PICKER = "picker/default/epp"
 
-OBJECTS = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: poolgate}}
-spec: {{controllerName: poolgate.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: poolgate
-  listeners: [{{name: http, port: {listener}, protocol: HTTP}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: models, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - matches:
-    - headers: [{{name: x-pool, value: llama}}]
-    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: llama}}]
-  - matches:
-    - headers: [{{name: x-pool, value: qwen}}]
-    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: qwen}}]
-  - matches:
-    - headers: [{{type: RegularExpression, name: X-Gateway-Model-Name, value: 'meta-llama/Llama-3\\.1-8B-Instruct|alias'}}]
-    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: llama}}]
-  - matches:
-    - headers: [{{name: X-Gateway-Model-Name, value: Qwen/Qwen3-8B}}]
-    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: qwen}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: epp, namespace: default}}
-spec: {{clusterIP: {picker_ip}, ports: [{{port: {picker_port}}}]}}
----
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {{name: llama, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: llama}}}}
-  targetPorts: [{{number: {pod_port}}}]
-  endpointPickerRef: {{name: epp, port: {{number: {picker_port}}}, failureMode: FailClose}}
----
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {{name: qwen, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: qwen}}}}
-  targetPorts: [{{number: {pod_port}}}]
-  endpointPickerRef: {{name: epp, port: {{number: {picker_port}}}, failureMode: FailOpen}}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModelRewrite
-metadata: {{name: alias, namespace: default}}
-spec:
-  poolRef: {{name: llama}}
-  rules:
-  - matches: [{{model: {{value: alias}}}}]
-    targets: [{{modelRewrite: {llama}}}]
----
-apiVersion: llm-d.ai/v1alpha2
-kind: InferenceModelRewrite
-metadata: {{name: qwen-alias, namespace: default}}
-spec:
-  poolRef: {{name: qwen}}
-  rules:
-  - matches: [{{model: {{value: q}}}}]
-    targets: [{{modelRewrite: {qwen}}}]
-"""
-POD = """---
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: default, labels: {{app: {app}}}}}
-status: {{podIP: {ip}, conditions: [{{type: Ready, status: "True"}}]}}
-"""
+
+def by_header(name: str, value: str, pool_name: str, kind: str = "Exact") -> dict:
+    return {"matches": [{"headers": [{"type": kind, "name": name, "value": value}]}],
+            "backendRefs": [{"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": pool_name}]}
+
+
+def rewrite(name: str, pool_name: str, model: str, target: str, group: str) -> dict:
+    return {"apiVersion": f"{group}/v1alpha2", "kind": "InferenceModelRewrite",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"poolRef": {"name": pool_name},
+                     "rules": [{"matches": [{"model": {"value": model}}], "targets": [{"modelRewrite": target}]}]}}
+
+
+def objects() -> list[dict]:
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "models", "namespace": "default"},
+             "spec": {"parentRefs": [{"name": "gw"}], "rules": [
+                 by_header("x-pool", "llama", "llama"), by_header("x-pool", "qwen", "qwen"),
+                 by_header("X-Gateway-Model-Name", r"meta-llama/Llama-3\.1-8B-Instruct|alias", "llama", "RegularExpression"),
+                 by_header("X-Gateway-Model-Name", QWEN, "qwen")]}}
+    return [gateway_class(), gateway(listeners=listener()), route, service("epp"),
+            pool("llama", picker="epp", failure_mode="FailClose"), pool("qwen", picker="epp", failure_mode="FailOpen"),
+            rewrite("alias", "llama", "alias", LLAMA, "inference.networking.x-k8s.io"),
+            rewrite("qwen-alias", "qwen", "q", QWEN, "llm-d.ai"),
+            sim_deployment("llama", replicas=2, model=LLAMA), sim_deployment("qwen", replicas=2, model=QWEN)]
 
 
 class Stack:
-    """The running processes and where they listen."""
+    """The running stack, and what the tests read from it."""
 
-    def __init__(self, processes: Processes, tmp_path) -> None:
-        self.processes = processes
-        self.tmp_path = tmp_path
-        self.pod_port = free_port(LLAMA_PODS[0])
-        self.picker_port = free_port(PICKER_IP)
-        self.picker_health = free_port(PICKER_IP)
-        self.router_port = free_port(ROUTER_IP)
-        self.listener = free_port("127.0.0.1")
-        self.admin = free_port("127.0.0.1")
-        text = OBJECTS.format(listener=self.listener, picker_ip=PICKER_IP, picker_port=self.picker_port,
-                              pod_port=self.pod_port, llama=LLAMA, qwen=QWEN)
-        for i, ip in enumerate(LLAMA_PODS):
-            text += POD.format(name=f"llama-{i}", app="llama", ip=ip)
-        for i, ip in enumerate(QWEN_PODS):
-            text += POD.format(name=f"qwen-{i}", app="qwen", ip=ip)
-        self.objects_path = tmp_path / "objects.yaml"
-        self.objects_path.write_text(text)
-        self.picker = None
-
-    def start(self) -> None:
-        start = self.processes.start
-        for model, ips in ((LLAMA, LLAMA_PODS), (QWEN, QWEN_PODS)):
-            listens = [arg for ip in ips for arg in ("--listen", f"{ip}:{self.pod_port}")]
-            start(f"sim-{model.split('/')[0]}", [*POOLGATE, "sim", "--no-latency", "--model", model, *listens])
-        self.start_picker()
-        router = start("router", [*POOLGATE, "picker", "--role", "model-router", "--objects-file",
-                                  str(self.objects_path), "--grpc-host", ROUTER_IP, "--grpc-port",
-                                  str(self.router_port), "--grpc-health-port", str(free_port(ROUTER_IP)),
-                                  "--metrics-port", "-1"])
-        options = TranslateOptions(listener_address="127.0.0.1", admin_address=Address("127.0.0.1", self.admin),
-                                   model_router=Address(ROUTER_IP, self.router_port))
-        bootstrap = translate(objects_from_yaml(self.objects_path.read_text()), options).bootstrap()
-        write_yaml(self.tmp_path / "envoy.yaml", bootstrap)
-        envoy = start("envoy", [envoy_binary(), "-c", str(self.tmp_path / "envoy.yaml"), "--use-dynamic-base-id",
-                                "--log-level", "warning"])
-        for ip in LLAMA_PODS + QWEN_PODS:
-            wait_for_port(ip, self.pod_port)
-        wait_for_port(ROUTER_IP, self.router_port, process=router)
-        wait_for_port("127.0.0.1", self.listener, process=envoy)
-
-    def start_picker(self) -> None:
-        self.picker = self.processes.start("picker", [
-            *POOLGATE, "picker", "--objects-file", str(self.objects_path), "--grpc-host", PICKER_IP,
-            "--grpc-port", str(self.picker_port), "--grpc-health-port", str(self.picker_health),
-            "--metrics-port", "-1", "--profile", "llmd-default", "--enable-conformance-steering",
-            "--log-level", "debug"])
-        wait_for_port(PICKER_IP, self.picker_port, process=self.picker)
+    def __init__(self, running) -> None:
+        self.running = running
+        self.url = f"{running.url()}/v1/completions"
+        self.llama_pods = {e.split(":")[0] for e in running.endpoints("llama")}
+        self.qwen_pods = {e.split(":")[0] for e in running.endpoints("qwen")}
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.listener}/v1/completions"
+    def picker(self):
+        return self.running.child(PICKER)
 
     def picker_decisions(self) -> dict[str, str]:
         """request id -> destination, from the picker's one log line per request."""
@@ -179,11 +80,9 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("envoy")
-    with Processes(tmp_path / "logs") as processes:
-        stack = Stack(processes, tmp_path)
-        stack.start()
-        yield stack
+    picker_args = ("--enable-conformance-steering", "--profile", "llmd-default", "--log-level", "debug")
+    with running_stack(tmp_path_factory.mktemp("envoy"), *objects(), picker_args=picker_args) as running:
+        yield Stack(running)
 
 
 async def completion(session, stack, model: str, headers=None, stream=False, routed_by_model=False,
@@ -201,8 +100,7 @@ async def completion(session, stack, model: str, headers=None, stream=False, rou
 
 async def test_requests_land_on_exactly_the_endpoints_the_picker_chose(stack):
     async with aiohttp.ClientSession() as session:
-        for pod in LLAMA_PODS + LLAMA_PODS:   # steered: the picker's choice is the named endpoint
-            target = f"{pod}:{stack.pod_port}"
+        for target in stack.running.endpoints("llama") * 2:   # steered: the picker's choice is the named endpoint
             status, headers, _ = await completion(session, stack, LLAMA, {"test-epp-endpoint-selection": target})
             assert status == 200 and headers["x-poolgate-served-by"] == target
         served = {}
@@ -217,7 +115,7 @@ async def test_requests_land_on_exactly_the_endpoints_the_picker_chose(stack):
         decisions = stack.picker_decisions()
         for request_id, endpoint in served.items():
             assert decisions[request_id].split(",")[0] == endpoint
-        assert {e.split(":")[0] for e in served.values()} == set(LLAMA_PODS + QWEN_PODS)
+        assert {e.split(":")[0] for e in served.values()} == stack.llama_pods | stack.qwen_pods
 
 
 @pytest.mark.parametrize("model", [LLAMA, QWEN])   # full-duplex (FailClose) and buffered (FailOpen) request bodies
@@ -258,17 +156,18 @@ async def test_picker_errors_reach_the_client_as_openai_json(stack):
 
 
 async def test_without_the_picker_failopen_still_answers_and_failclose_fails_fast(stack):
-    stack.picker.kill(signal.SIGKILL)
+    stack.picker.kill()
     try:
         async with aiohttp.ClientSession() as session:
             for _ in range(4):
                 status, headers, _ = await completion(session, stack, QWEN)
-                assert status == 200 and headers["x-poolgate-served-by"].split(":")[0] in QWEN_PODS
+                assert status == 200 and headers["x-poolgate-served-by"].split(":")[0] in stack.qwen_pods
             started = time.monotonic()
             status, _, _ = await completion(session, stack, LLAMA)
             assert status >= 500 and time.monotonic() - started < 2.0
     finally:
-        stack.start_picker()
+        assert stack.running.stack.supervisor.restart_exited() == [PICKER]
+        stack.running.stack.supervisor.wait_ready(PICKER)
     async with aiohttp.ClientSession() as session:   # and picking resumes
         for _ in range(50):
             status, _, _ = await completion(session, stack, LLAMA)
@@ -280,7 +179,7 @@ async def test_without_the_picker_failopen_still_answers_and_failclose_fails_fas
 
 async def test_the_model_router_routes_by_the_model_in_the_body(stack):
     async with aiohttp.ClientSession() as session:
-        for model, pods in ((LLAMA, LLAMA_PODS), (QWEN, QWEN_PODS)):
+        for model, pods in ((LLAMA, stack.llama_pods), (QWEN, stack.qwen_pods)):
             for _ in range(3):
                 status, headers, body = await completion(session, stack, model, routed_by_model=True)
                 assert status == 200, (model, headers, body)
@@ -292,7 +191,7 @@ async def test_the_model_router_routes_by_the_model_in_the_body(stack):
 
 async def test_model_routed_requests_are_picked_by_the_endpoint_picker(stack):
     async with aiohttp.ClientSession() as session:
-        target = f"{LLAMA_PODS[1]}:{stack.pod_port}"
+        target = stack.running.endpoints("llama")[1]
         for _ in range(4):
             status, headers, _ = await completion(session, stack, LLAMA, {"test-epp-endpoint-selection": target},
                                                   routed_by_model=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from poolgate.translate import TranslateOptions, translate, xds
 from poolgate.translate.output import swap_directory
-from tests.translate.objects import (
+from tests.support.objects import (
     basic, build, gateway, gateway_class, grant, pod, pool, pool_ref, route, service,
 )
 

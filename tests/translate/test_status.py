@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from poolgate.translate import StatusOptions, translate
-from tests.translate.objects import (
+from tests.support.objects import (
     CONTROLLER, basic, build, gateway, gateway_class, grant, pod, pool, pool_ref, route, service,
 )
 

@@ -1,0 +1,76 @@
+"""The whole gateway for tests (`poolgate up`'s Stack: real Envoy, real pickers, simulated vLLM pods as real
+processes) started from objects, each stack in its own loopback block so stacks never collide."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from poolgate.up.processes import free_port
+from poolgate.up.stack import Stack, StackOptions
+
+_blocks = itertools.count()
+
+
+def next_block() -> int:
+    """A loopback block (127.B.x.y) no other stack of this test run uses: 100 per pytest-xdist worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    block = 20 + 100 * int(worker or 0) + next(_blocks)
+    assert block < 255, "too many stacks in one worker"
+    return block
+
+
+class RunningStack:
+    """A started Stack plus what tests need: its gateway URL, status, endpoints and child processes."""
+
+    def __init__(self, stack: Stack, block: int):
+        self.stack = stack
+        self.block = block
+
+    def url(self, gateway: str = "default/gw") -> str:
+        return self.stack.gateway_urls()[gateway][0]
+
+    def status(self, kind: str, name: str) -> dict:
+        """The status poolgate computes for an object (kind + name) of the running configuration."""
+        found = [s["status"] for s in self.stack.status.translation.status()
+                 if s["kind"] == kind and s["metadata"]["name"] == name]
+        assert found, f"no status for {kind} {name}"
+        return found[0]
+
+    def endpoints(self, pool: str, namespace: str = "default") -> list[str]:
+        """`ip:port` of every endpoint of a pool, as the translator sees them."""
+        target = self.stack.status.translation.graph.pools[(namespace, pool)]
+        return [f"{pod.status.pod_ip}:{port}" for pod, port in target.endpoints]
+
+    def child(self, name: str):
+        return self.stack.supervisor.children[name]
+
+
+@contextlib.contextmanager
+def running_stack(directory: Path, *objects: dict,
+                  picker_args: tuple[str, ...] = ("--enable-conformance-steering",),
+                  **options) -> Iterator[RunningStack]:
+    """Start a stack from raw objects (dicts) and stop it on exit. A Gateway listener port 0 becomes a free port
+    of the stack's own listener address."""
+    block = next_block()
+    listener = f"127.{block}.2.1"
+    for obj in objects:
+        if obj.get("kind") == "Gateway":
+            for item in obj["spec"]["listeners"]:
+                if item["port"] == 0:
+                    item["port"] = free_port(listener)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"objects-{block}.yaml"
+    path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    stack = Stack([path], StackOptions(state_dir=directory / f"state-{block}", listener_address=listener,
+                                       address_block=block, picker_args=picker_args, **options))
+    try:
+        stack.start()
+        yield RunningStack(stack, block)
+    finally:
+        stack.stop()
