@@ -36,6 +36,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "headless Service poolgate creates per pool (Kubernetes)")
     parser.add_argument("--body-mode", choices=["duplex", "buffered"], default="duplex",
                         help="how Envoy streams request bodies to the picker (default: duplex = FULL_DUPLEX_STREAMED)")
+    parser.add_argument("--picker-tls", action="store_true",
+                        help="call the pickers over TLS (`poolgate picker --secure-serving`); without --picker-ca the "
+                             "picker's certificate is not checked")
+    parser.add_argument("--picker-ca", metavar="FILE",
+                        help="PEM CA bundle (a path Envoy reads) the pickers' certificates must chain to; they must "
+                             "also name the picker Service (DNS SAN <service>.<namespace>.svc[.<cluster domain>]). "
+                             "Implies --picker-tls")
     parser.add_argument("--target", choices=["envoy", "envoy-gateway"], default="envoy",
                         help="envoy: poolgate's own Envoy configuration (default); envoy-gateway: resources for a "
                              "cluster's Envoy Gateway")
@@ -66,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         from poolgate.egtarget.command import run as run_envoy_gateway
         return run_envoy_gateway(args, objects)
     options = TranslateOptions(endpoints=args.endpoints,
-                               body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED")
+                               body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED",
+                               picker_tls=args.picker_tls or args.picker_ca is not None,
+                               picker_ca=str(Path(args.picker_ca).resolve()) if args.picker_ca else None)
     translation = translate(objects, options)
     conflicts = translation.bind_conflicts()
     for conflict in conflicts:

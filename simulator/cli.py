@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from poolgate import logs
-from simulator.config import DEFAULT_MODEL, ENGINES, ServerConfig
+from simulator.config import DEFAULT_MODEL, ENGINES, METRICS_FAULT_PATH, METRICS_FAULTS, ServerConfig
 
 _DEFAULTS = ServerConfig()
 
@@ -65,6 +65,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                          help="cost of loading an adapter that is not resident (default: %(default)s)")
     latency.add_argument("--no-latency", action="store_true",
                          help="answer as fast as possible (all latency parameters 0)")
+    faults = parser.add_argument_group("fault injection (for testing gateways and scrapers)")
+    faults.add_argument("--metrics-fault", choices=METRICS_FAULTS, metavar="{" + ",".join(METRICS_FAULTS) + "}",
+                        help="make /metrics hang (never answer) or answer garbage, and serve "
+                             f"GET/PUT {METRICS_FAULT_PATH} to read the scrape counts and switch modes while running "
+                             "(`none` starts healthy)")
     logs.add_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        servers = SimulatedServers(listens, config, adapters)
+        servers = SimulatedServers(listens, config, adapters, args.metrics_fault)
         try:
             await servers.start()
         except OSError as exc:

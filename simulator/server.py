@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from simulator.clock import WallClock
+from simulator.config import METRICS_FAULT_PATH, METRICS_FAULTS
 from simulator.metrics import registry_for
 from simulator.model import InvalidRequestError, ServerConfig, ServerModel, UnknownModelError
 from simulator.protocol import ApiError, ChunkWriter, completion_body, error_body, parse_generation, response_id
@@ -33,6 +34,15 @@ SERVED_MODEL_HEADER = "x-poolgate-served-model"     # the model (or adapter) the
 ECHO_SET_HEADER = "X-Echo-Set-Header"
 _MAX_BODY = 64 * 1024 * 1024
 _SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get to finish when a server stops
+# What /metrics answers in `garbage` mode, in turn: a scraper must survive each without trusting any of it.
+GARBAGE_METRICS = (
+    b"\x00\xff\xfe binary \x80\x81 not text at all",
+    b"vllm:num_requests_waiting{model_name=\"m\"} NaN\nvllm:num_requests_running -3\n",
+    b"vllm:num_requests_waiting{model_name=\"m\" 1\nvllm:kv_cache_usage_perc{{{ 0.5\n",
+    b"<html><body>502 Bad Gateway</body></html>",
+    b"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting one\n",
+    b"vllm:num_requests_waiting 1e999\nvllm:num_requests_running 1e999\nvllm:kv_cache_usage_perc 1e999\n",
+)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -43,15 +53,39 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class MetricsFault:
+    """Fault injection on /metrics, for testing scrapers: `hang` never answers (until the client gives up),
+    `garbage` answers 200 with unparsable or absurd text (GARBAGE_METRICS in turn). Counts scrapes and how many
+    were in flight at once."""
+
+    def __init__(self, mode: str = "none") -> None:
+        self.mode = "none"
+        self.set(mode)
+        self.scrapes = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def set(self, mode: str) -> None:
+        if mode not in METRICS_FAULTS:
+            raise ValueError(f"metrics fault must be one of {', '.join(METRICS_FAULTS)}, not {mode!r}")
+        self.mode = mode
+
+    def state(self) -> dict[str, Any]:
+        return {"mode": self.mode, "scrapes": self.scrapes, "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight}
+
+
 class SimulatedServer:
-    """One simulated model server listening on its own address."""
+    """One simulated model server listening on its own address. With `metrics_fault` (a mode of METRICS_FAULTS)
+    the fault-injection endpoint METRICS_FAULT_PATH is served too (GET: state, PUT {"mode": ...}: switch)."""
 
     def __init__(self, listen: str, config: ServerConfig = ServerConfig(),
-                 adapters: Mapping[str, str] | None = None) -> None:
+                 adapters: Mapping[str, str] | None = None, metrics_fault: str | None = None) -> None:
         self.host, self.port = parse_listen(listen)
         self.model = ServerModel(WallClock(), config, adapters, name=listen)
         self._registry = registry_for(self.model)
         self._runner: web.AppRunner | None = None
+        self.metrics_fault = MetricsFault(metrics_fault) if metrics_fault is not None else None
 
     @property
     def address(self) -> str:
@@ -71,6 +105,8 @@ class SimulatedServer:
             web.get("/health", self._health),
             web.get("/metrics", self._metrics),
         ])
+        if self.metrics_fault is not None:
+            app.add_routes([web.get(METRICS_FAULT_PATH, self._fault_state), web.put(METRICS_FAULT_PATH, self._set_fault)])
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -212,15 +248,39 @@ class SimulatedServer:
         return web.Response()
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        fault = self.metrics_fault
+        if fault is None or fault.mode == "none":
+            return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        fault.scrapes += 1
+        fault.in_flight += 1
+        fault.max_in_flight = max(fault.max_in_flight, fault.in_flight)
+        try:
+            if fault.mode == "hang":
+                await asyncio.Event().wait()      # until the scraper hangs up (the handler is cancelled)
+            body = GARBAGE_METRICS[fault.scrapes % len(GARBAGE_METRICS)]
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        finally:
+            fault.in_flight -= 1
+
+    async def _fault_state(self, request: web.Request) -> web.Response:
+        return _json(self.metrics_fault.state())
+
+    async def _set_fault(self, request: web.Request) -> web.Response:
+        mode = (await _json_object(request)).get("mode")
+        try:
+            self.metrics_fault.set(mode)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), "mode") from None
+        log.warning("metrics fault injected", extra={"address": self.address, "mode": mode})
+        return _json(self.metrics_fault.state())
 
 
 class SimulatedServers:
     """Several simulated servers in this process, started and stopped together."""
 
     def __init__(self, listens: Sequence[str], config: ServerConfig = ServerConfig(),
-                 adapters: Mapping[str, str] | None = None) -> None:
-        self.servers = [SimulatedServer(listen, config, adapters) for listen in listens]
+                 adapters: Mapping[str, str] | None = None, metrics_fault: str | None = None) -> None:
+        self.servers = [SimulatedServer(listen, config, adapters, metrics_fault) for listen in listens]
 
     @property
     def addresses(self) -> list[str]:

@@ -13,6 +13,7 @@ state as optional.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -138,7 +139,7 @@ def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineR
     return EngineReading(
         waiting=_count(first[names.waiting]),
         running=_count(first[names.running]),
-        kv_usage=min(1.0, max(0.0, float(first[kv_name].value))),
+        kv_usage=_fraction(first[kv_name]),
         block_size=block_size,
         num_gpu_blocks=num_blocks,
         lora=_lora_state(lora_sample) if lora_sample is not None else None,
@@ -169,9 +170,17 @@ def _line_pattern(names: EngineMetricNames) -> re.Pattern[str]:
 
 def _count(sample: Sample) -> int:
     value = float(sample.value)
-    if value != value or value < 0:  # NaN or negative
+    if not math.isfinite(value) or value < 0:  # NaN, infinite or negative
         raise MetricsError(f"{sample.name} has an invalid value {sample.value!r}")
     return int(value)
+
+
+def _fraction(sample: Sample) -> float:
+    """A 0..1 utilisation (values outside are clamped); NaN is refused rather than read as an empty cache."""
+    value = float(sample.value)
+    if value != value:
+        raise MetricsError(f"{sample.name} has an invalid value {sample.value!r}")
+    return min(1.0, max(0.0, value))
 
 
 def _positive_int(text: str | float | None) -> int | None:

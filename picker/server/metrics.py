@@ -7,7 +7,9 @@ Per request (labels `model_name` = the model the client asked for, `target_model
 `inference_objective_output_tokens`, `inference_objective_prompt_cached_tokens`,
 `inference_objective_normalized_time_per_output_token_seconds`, `inference_objective_running_requests{model_name}`.
 Per pool (label `name`), computed when scraped: `inference_pool_average_kv_cache_utilization`,
-`inference_pool_average_queue_size`, `inference_pool_average_running_requests`, `inference_pool_ready_pods`.
+`inference_pool_average_queue_size`, `inference_pool_average_running_requests`, `inference_pool_ready_pods`; per
+endpoint (labels `name`, `endpoint`), poolgate's own staleness gauges `poolgate_pool_endpoint_metrics_age_seconds`
+and `poolgate_pool_endpoint_scrape_failures`.
 Scheduling: `inference_extension_scheduler_e2e_duration_seconds`, `inference_extension_scheduler_attempts_total{status}`,
 `inference_extension_model_rewrite_decisions_total`; scraping: `inference_extension_metrics_scrape_errors_total`
 (registered by the scraper); build: `inference_extension_info{commit,build_ref}`.
@@ -132,15 +134,25 @@ class PoolCollector(Collector):
                                     labels=["name"])
         ready = GaugeMetricFamily("inference_pool_ready_pods", "The number of ready pods in the pool.",
                                   labels=["name"])
+        age = GaugeMetricFamily("poolgate_pool_endpoint_metrics_age_seconds",
+                                "Seconds since the endpoint's last good metrics scrape (+Inf: never scraped).",
+                                labels=["name", "endpoint"])
+        errors = GaugeMetricFamily("poolgate_pool_endpoint_scrape_failures",
+                                   "Consecutive failed metrics scrapes of the endpoint since its last good one.",
+                                   labels=["name", "endpoint"])
         for name, state in self._pools():
             endpoints = state.endpoints()
+            now = state.clock()
+            for endpoint in endpoints:
+                age.add_metric([name, endpoint.key], endpoint.metrics_age(now))
+                errors.add_metric([name, endpoint.key], endpoint.metrics.scrape_errors)
             scraped = [e.metrics for e in endpoints if e.metrics.updated_at is not None]
             count = len(scraped) or 1
             kv.add_metric([name], sum(m.kv_usage for m in scraped) / count)
             queue.add_metric([name], sum(m.waiting for m in scraped) / count)
             running.add_metric([name], sum(m.running for m in scraped) / count)
             ready.add_metric([name], len({e.pod_name or e.address for e in endpoints}))
-        yield from (kv, queue, running, ready)
+        yield from (kv, queue, running, ready, age, errors)
 
     def describe(self):
         return []

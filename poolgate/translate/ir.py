@@ -24,6 +24,7 @@ class Cluster:
     http2: bool = False               # HTTP/2 with prior knowledge (h2c); pickers always
     override_host: bool = False       # honour the picker's x-gateway-destination-endpoint (pools with a picker)
     tls: bool = False                 # TLS to the upstream (pickers with --secure-serving)
+    server_name: str = ""             # with tls: the name sent as SNI and checked in the certificate (if validated)
 
 
 @dataclass(frozen=True)

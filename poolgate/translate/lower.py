@@ -178,7 +178,8 @@ def _picker_call(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> i
     service = picker.service
     name = naming.picker_cluster(service.namespace, service.name, picker.port)
     out.clusters[name] = ir.Cluster(name, "picker", (_service_address(service, picker.port, options),),
-                                    dns=_uses_dns(service, options), http2=True, tls=options.picker_tls)
+                                    dns=_uses_dns(service, options), http2=True, tls=options.picker_tls,
+                                    server_name=_service_host(service, options) if options.picker_tls else "")
     return ir.PickerCall(name, f"{target.pool.namespace}/{target.pool.name}", picker.failure_open)
 
 
@@ -189,7 +190,12 @@ def _uses_dns(service, options: TranslateOptions) -> bool:
 def _service_address(service, port: int, options: TranslateOptions) -> ir.Address:
     if not _uses_dns(service, options):
         return ir.Address(service.spec.cluster_ip, port)
-    return ir.Address(f"{service.name}.{service.namespace}.svc.{options.cluster_domain}", port)
+    return ir.Address(_service_host(service, options), port)
+
+
+def _service_host(service, options: TranslateOptions) -> str:
+    """The cluster DNS name of a Service."""
+    return f"{service.name}.{service.namespace}.svc.{options.cluster_domain}"
 
 
 def _is_ip(value: str | None) -> bool:

@@ -22,9 +22,19 @@ class TranslateOptions:
     body_mode: Literal["FULL_DUPLEX_STREAMED", "BUFFERED"] = "FULL_DUPLEX_STREAMED"
     buffer_limit_bytes: int = 32 * 1024 * 1024
     picker_timeout_s: float = 10.0
+    # TLS to the pickers (`poolgate picker --secure-serving`). Without `picker_ca` the connection is encrypted but
+    # the picker's certificate is not checked (its self-signed default changes on every start, as upstream's does);
+    # with `picker_ca` (a PEM bundle file Envoy reads) the certificate must chain to it and name the picker Service:
+    # DNS SAN <service>.<namespace>.svc.<cluster domain> or <service>.<namespace>.svc. SNI is the first of those.
     picker_tls: bool = False
+    picker_ca: str | None = None
     retries: int = 2           # retries on the picker's fallback endpoints (connect failures / resets only)
     connect_timeout_s: float = 2.0
+    # A client must send its request headers within `request_headers_timeout_s` and its whole request within
+    # `request_timeout_s` (Envoy answers 408), so a client trickling its request (slow loris) cannot hold a
+    # connection, a picker stream and a buffered body for ever. Streaming the response is not limited by these.
+    request_headers_timeout_s: float = 10.0
+    request_timeout_s: float = 60.0
 
     def bind_address(self, namespace: str, gateway: str) -> str:
         return self.bind_addresses.get((namespace, gateway), self.listener_address)

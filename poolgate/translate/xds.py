@@ -23,7 +23,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.http.early_header_mutation.header_mutation.v3 import header_mutation_pb2
 from envoy.extensions.load_balancing_policies.least_request.v3 import least_request_pb2
 from envoy.extensions.load_balancing_policies.override_host.v3 import override_host_pb2
-from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
@@ -43,6 +43,11 @@ MODEL_ROUTER_FILTER = "poolgate.model_router"
 PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY,
                        "x-gateway-destination-endpoint-subset")
 MODEL_ROUTER_ONLY_HEADERS = ("x-gateway-model-name", "x-gateway-base-model-name")
+# When a picked endpoint cannot be reached or dies before it answered, retry on the picker's next endpoint. `reset`
+# (not only `reset-before-request`) also retries requests that were in flight on a pod that died: an inference
+# request has no side effect, and Envoy never retries once response headers went to the client, so a stream that
+# has started is never replayed. The cost: a request that itself crashes servers is tried on `retries` more pods.
+RETRY_ON = "connect-failure,refused-stream,reset"
 
 
 def _any(message: Message) -> Any:
@@ -80,6 +85,8 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
         merge_slashes=True,
         path_with_escaped_slashes_action=hcm_pb2.HttpConnectionManager.UNESCAPE_AND_REDIRECT,
         early_header_mutation_extensions=[_strip_headers(lst.model_routing)],
+        request_headers_timeout=_duration(options.request_headers_timeout_s),
+        request_timeout=_duration(options.request_timeout_s),
     )
     if lst.model_routing:
         hcm.http_filters.append(hcm_pb2.HttpFilter(name=MODEL_ROUTER_FILTER, typed_config=_any(_model_router(options))))
@@ -116,7 +123,10 @@ def _grpc_service(cluster: str, timeout_s: float, metadata: dict[str, str]) -> g
 def _processing_mode(options: TranslateOptions, request_body: bool, response: bool,
                      fail_open: bool = False) -> processing_mode_pb2.ProcessingMode:
     """What Envoy sends the picker. Request bodies stream full-duplex (or are buffered when configured, and always
-    for FailOpen pools: Envoy can fall back only while the body is still buffered); response bodies always stream."""
+    for FailOpen pools: Envoy can fall back only while the body is still buffered). Response bodies stream
+    full-duplex, except for FailOpen pools: there they stream chunk by chunk (STREAMED), the one mode in which a
+    picker that dies while a response is flowing lets the response go on without it (in full-duplex mode Envoy
+    cuts the response off, measured on Envoy 1.40)."""
     mode = processing_mode_pb2.ProcessingMode
     duplex = options.body_mode == "FULL_DUPLEX_STREAMED" and not fail_open
     body_mode = mode.FULL_DUPLEX_STREAMED if duplex else mode.BUFFERED
@@ -125,7 +135,7 @@ def _processing_mode(options: TranslateOptions, request_body: bool, response: bo
         request_body_mode=body_mode if request_body else mode.NONE,
         request_trailer_mode=mode.SEND if duplex and request_body else mode.SKIP,
         response_header_mode=mode.SEND if response else mode.SKIP,
-        response_body_mode=mode.FULL_DUPLEX_STREAMED if response else mode.NONE,
+        response_body_mode=(mode.STREAMED if fail_open else mode.FULL_DUPLEX_STREAMED) if response else mode.NONE,
         response_trailer_mode=mode.SEND if response else mode.SKIP,
     )
 
@@ -288,7 +298,7 @@ def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Matc
         # The route calls its (first) pool's picker; with weighted pools each cluster names its own picker below.
         out.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(pickers[0], options)))
         retry = route.retry_policy
-        retry.retry_on = "connect-failure,refused-stream,reset-before-request"
+        retry.retry_on = RETRY_ON
         retry.num_retries.value = options.retries
     if action.per_try_timeout_s:
         route.retry_policy.per_try_timeout.CopyFrom(_duration(action.per_try_timeout_s))
@@ -378,9 +388,21 @@ def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
             _any(protocol))
     if c.tls:
         out.transport_socket.name = "envoy.transport_sockets.tls"
-        out.transport_socket.typed_config.Pack(tls_pb2.UpstreamTlsContext(
-            common_tls_context=tls_pb2.CommonTlsContext(alpn_protocols=["h2"])))
+        out.transport_socket.typed_config.Pack(_upstream_tls(c, options))
     return out
+
+
+def _upstream_tls(c: ir.Cluster, options: TranslateOptions) -> tls_pb2.UpstreamTlsContext:
+    """TLS to a picker: HTTP/2 by ALPN, SNI the Service's name; with a CA bundle, the certificate must chain to it
+    and name the Service (see TranslateOptions.picker_ca)."""
+    context = tls_pb2.CommonTlsContext(alpn_protocols=["h2"])
+    if options.picker_ca:
+        short = c.server_name.removesuffix(f".{options.cluster_domain}")
+        context.validation_context.trusted_ca.filename = options.picker_ca
+        for name in dict.fromkeys((c.server_name, short)):
+            context.validation_context.match_typed_subject_alt_names.append(common_pb2.SubjectAltNameMatcher(
+                san_type=common_pb2.SubjectAltNameMatcher.DNS, matcher=string_pb2.StringMatcher(exact=name)))
+    return tls_pb2.UpstreamTlsContext(sni=c.server_name, common_tls_context=context)
 
 
 # --- whole configurations -----------------------------------------------------------------------------------------

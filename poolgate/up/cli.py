@@ -29,13 +29,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--listen-address", default="127.0.0.1", metavar="IP",
                         help="address the Gateway listeners bind (default: %(default)s)")
+    parser.add_argument("--address-block", type=_block, default=0, metavar="B",
+                        help="loopback block of the pods (127.B.0.10, ...) and pickers (127.B.1.2, ...), 0-255, so "
+                             "that several gateways can run side by side (default: %(default)s)")
     parser.add_argument("--body-mode", choices=["duplex", "buffered"], default="duplex",
                         help="how Envoy streams request bodies to the pickers (default: duplex)")
+    parser.add_argument("--picker-tls", action="store_true",
+                        help="the pickers serve gRPC over TLS (self-signed certificates) and Envoy encrypts its calls "
+                             "to them without checking the certificate")
+    parser.add_argument("--picker-cert-dir", metavar="DIR",
+                        help="the pickers serve TLS with DIR/tls.crt and DIR/tls.key, and Envoy checks their "
+                             "certificate against DIR/ca.crt (or tls.crt itself) and the picker Service's name "
+                             "(implies --picker-tls)")
     parser.add_argument("--no-watch", action="store_true", help="do not reload when the files change")
     parser.add_argument("--exit-after-start", action="store_true",
                         help="start, print the gateway addresses, answer nothing more and stop (for checks)")
     logs.add_arguments(parser)
     parser.set_defaults(run=run)
+
+
+def _block(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError("must be within 0..255")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format == "json")
     console = Console(stderr=True)
     options = StackOptions(state_dir=Path(args.state_dir), listener_address=args.listen_address,
+                           address_block=args.address_block, picker_tls=args.picker_tls,
+                           picker_cert_dir=Path(args.picker_cert_dir) if args.picker_cert_dir else None,
                            body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED")
     stack = Stack(args.files, options)
     stop = threading.Event()
@@ -82,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
             while not stop.is_set():
                 if changed.wait(1.0):
                     changed.clear()
-                    summary.reloaded(_reload(stack))
+                    if _settled(args.files):
+                        summary.reloaded(_reload(stack))
+                    else:               # still being written: look again
+                        changed.set()
                 summary.restarted(stack.supervisor.restart_exited())
                 summary.refresh()
     finally:
@@ -102,6 +124,34 @@ def _reload(stack) -> str | None:
         return "; ".join(str(p) for p in error.problems)
     except (RuntimeError, OSError) as error:
         return str(error)
+
+
+def _settled(files: list[str], quiet: float = 0.1, limit: float = 2.0) -> bool:
+    """Wait until none of the files has changed for `quiet` seconds (at most `limit`). Editors and scripts write in
+    steps (truncate, then write): a file read in between is empty or cut short, and may well be valid YAML that
+    would tear the running gateway down. False if the files kept changing."""
+    import os
+    import time
+
+    def snapshot() -> list:
+        out = []
+        for name in files:
+            try:
+                stat = os.stat(name)
+                out.append((stat.st_mtime_ns, stat.st_size, stat.st_ino))
+            except OSError:
+                out.append(None)
+        return out
+
+    deadline = time.monotonic() + limit
+    last = snapshot()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = snapshot()
+        if now == last:
+            return True
+        last = now
+    return False
 
 
 def _watch(files: list[str], changed, stop) -> None:

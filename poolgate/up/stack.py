@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from poolgate.translate import Translation, TranslateOptions, translate, xds
 from poolgate.translate.ir import Address
 from poolgate.translate.output import swap_directory, write_yaml
 from poolgate.up.plan import Allocator, Plan, make_plan
-from poolgate.up.processes import POOLGATE, Spec, Supervisor, free_port
+from poolgate.up.processes import POOLGATE, Spec, Supervisor, free_port, wait_for_port, wait_until
 
 log = logging.getLogger("poolgate.up")
 PICKER_HEALTH_PORT = 9003
@@ -35,6 +37,10 @@ class StackOptions:
     picker_args: tuple[str, ...] = ()       # extra `poolgate picker` arguments for every picker
     ready_timeout: float = 30.0
     address_block: int = 0                  # loopback block of pods and pickers (see poolgate.up.plan)
+    translate: dict = field(default_factory=dict)   # other TranslateOptions fields (e.g. request_timeout_s)
+    picker_tls: bool = False                # pickers serve TLS (self-signed unless picker_cert_dir), Envoy speaks it
+    picker_cert_dir: Path | None = None     # tls.crt + tls.key for the pickers; Envoy checks them against ca.crt
+                                            # there (or tls.crt itself when there is no ca.crt)
 
 
 @dataclass
@@ -106,7 +112,26 @@ class Stack:
     def options_for(self, plan: Plan) -> TranslateOptions:
         return TranslateOptions(endpoints="static", bind_addresses=plan.bind_addresses,
                                 listener_address=self.options.listener_address, admin_address=self.admin,
-                                model_router=self.model_router, body_mode=self.options.body_mode)
+                                model_router=self.model_router, body_mode=self.options.body_mode,
+                                picker_tls=self._picker_tls, picker_ca=self._picker_ca(), **self.options.translate)
+
+    @property
+    def _picker_tls(self) -> bool:
+        return self.options.picker_tls or self.options.picker_cert_dir is not None
+
+    def _picker_ca(self) -> str | None:
+        directory = self.options.picker_cert_dir
+        if directory is None:
+            return None
+        ca = Path(directory).resolve() / "ca.crt"
+        return str(ca if ca.exists() else ca.with_name("tls.crt"))
+
+    def _picker_tls_args(self) -> tuple[str, ...]:
+        if not self._picker_tls:
+            return ()
+        if self.options.picker_cert_dir is None:
+            return ("--secure-serving",)
+        return ("--secure-serving", "--cert-path", str(Path(self.options.picker_cert_dir).resolve()))
 
     def _apply(self, start_envoy: bool) -> Status:
         objects = load_files(self.files)          # raises InvalidObjects, naming object and field
@@ -118,15 +143,52 @@ class Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(self.objects_file, {"apiVersion": "v1", "kind": "List",
                                        "items": [o.to_json() for o in plan.objects]})
+        loaded = self._envoy_updates()
         swap_directory(self.xds_dir, translation.discovery_files())
         desired = self._children(plan, translation)
         if not start_envoy and "envoy" not in self.supervisor.children:
             desired.pop("envoy")
         started = self.supervisor.reconcile(desired, self.options.ready_timeout)
+        if loaded is not None:
+            self._wait_for_envoy(loaded)
+        self._wait_for_listeners(translation)
         self.status = Status(plan, translation, started)
         for warning in plan.warnings:
             log.warning(warning)
         return self.status
+
+    def _envoy_updates(self) -> dict[str, int] | None:
+        """Envoy's counts of listener and cluster file loads (attempted, rejected); None while Envoy is not running."""
+        if "envoy" not in self.supervisor.children:
+            return None
+        query = urllib.parse.urlencode({"filter": r"[lc]ds\.update_(attempt|rejected)$"})
+        url = f"http://{self.admin.host}:{self.admin.port}/stats?{query}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            lines = response.read().decode().splitlines()
+        return {name: int(value) for name, _, value in (line.partition(": ") for line in lines) if value.isdigit()}
+
+    def _wait_for_envoy(self, before: dict[str, int]) -> None:
+        """Wait until Envoy has loaded the swapped files (each swap makes it load both once), so that a reload
+        returns with the new configuration in force; raise if Envoy rejected it."""
+        attempts = [name for name in before if name.endswith("attempt")]
+        wait_until(lambda: all(self._envoy_updates()[name] > before[name] for name in attempts),
+                   timeout=self.options.ready_timeout, message="Envoy loading the new configuration")
+        after = self._envoy_updates()
+        rejected = [name for name in after if name.endswith("rejected") and after[name] > before.get(name, 0)]
+        if rejected:
+            raise RuntimeError(f"Envoy rejected the new configuration ({', '.join(rejected)}); it keeps the previous "
+                               f"one. See {self.supervisor.children['envoy'].log_path}")
+
+    def _wait_for_listeners(self, translation: Translation) -> None:
+        """Envoy answers on its admin port before it has bound the listeners of its watched files: wait until every
+        listener accepts connections, so a started or reloaded stack is ready to serve."""
+        envoy = self.supervisor.children.get("envoy")
+        if envoy is None:
+            return
+        for lst in translation.ir.listeners:
+            namespace, gateway = lst.name.split("/")[1:3]
+            wait_for_port(translation.options.bind_address(namespace, gateway), lst.port,
+                          timeout=self.options.ready_timeout, process=envoy)
 
     def _children(self, plan: Plan, translation: Translation) -> dict[str, Spec]:
         children: dict[str, Spec] = {}
@@ -138,7 +200,8 @@ class Stack:
             argv = (*POOLGATE, "picker", "--objects-file", str(self.objects_file), "--profile", picker.profile,
                     "--grpc-host", picker.address.host, "--grpc-port", str(picker.address.port),
                     "--grpc-health-port", str(PICKER_HEALTH_PORT), "--metrics-port", str(PICKER_METRICS_PORT),
-                    *(arg for pool in picker.pools for arg in ("--pool", pool)), *self.options.picker_args)
+                    *(arg for pool in picker.pools for arg in ("--pool", pool)), *self._picker_tls_args(),
+                    *self.options.picker_args)
             children[f"picker/{picker.namespace}/{picker.service}"] = Spec(argv, (picker.address.host, picker.address.port))
         if any(lst.model_routing for lst in translation.ir.listeners):
             argv = (*POOLGATE, "picker", "--role", "model-router", "--grpc-host", self.model_router.host,
@@ -147,6 +210,10 @@ class Stack:
             children["model-router"] = Spec(argv, (self.model_router.host, self.model_router.port))
         bootstrap = self.state_dir / "bootstrap.yaml"
         write_yaml(bootstrap, xds.dynamic_bootstrap(str(self.xds_dir), translation.options))
+        # When a reload replaces a listener, Envoy drains the old one's connections. Its default (gradual) strategy
+        # lets kept-alive client connections serve the old routes for minutes; `immediate` closes each after its
+        # response in flight, so clients reconnect to the new configuration at once (streams are not cut).
         children["envoy"] = Spec((envoy_binary(), "-c", str(bootstrap), "--log-level", self.options.envoy_log_level,
-                                  "--disable-hot-restart"), (self.admin.host, self.admin.port))
+                                  "--disable-hot-restart", "--drain-strategy", "immediate"),
+                                 (self.admin.host, self.admin.port))
         return children

@@ -77,6 +77,18 @@ def test_negative_or_nan_counts_are_rejected():
                                        s("vllm:num_requests_running", 0), s("vllm:kv_cache_usage_perc", 0.0)])
 
 
+def test_infinite_counts_and_nan_kv_usage_are_rejected_not_crashing():
+    """A pod answering `vllm:num_requests_waiting 1e999` once made the reading raise OverflowError (a scraper crash
+    logged with a traceback on every scrape) instead of a MetricsError."""
+    for waiting, kv in ((float("inf"), 0.0), (0, float("nan"))):
+        with pytest.raises(MetricsError, match="invalid value"):
+            read_samples(ENGINES["vllm"], [s("vllm:num_requests_waiting", waiting), s("vllm:num_requests_running", 0),
+                                           s("vllm:kv_cache_usage_perc", kv)])
+    with pytest.raises(MetricsError, match="invalid value"):
+        read_samples(ENGINES["vllm"], parse_metrics_text(ENGINES["vllm"], (
+            "vllm:num_requests_waiting 1e999\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0.5\n")))
+
+
 VLLM_TEXT = """\
 # HELP vllm:num_requests_waiting Number of requests waiting.
 # TYPE vllm:num_requests_waiting gauge
