@@ -80,7 +80,8 @@ def sync(body: object, settings: HookSettings) -> dict:
         gateway = parse_object(raw, "Gateway")
     except InvalidObjects as error:
         return _invalid(request, problems_message(error.problems), now)
-    translation = translate([gateway, *related], envoy.options(settings), gateways={(namespace, name)})
+    # the parent last: a stale copy of it among the related objects must not replace it
+    translation = translate([*related, gateway], envoy.options(settings), gateways={(namespace, name)})
     ports = sorted({listener.port for listener in translation.ir.listeners})
     attachments = envoy.objects(name, namespace, ports, translation.discovery_files(), settings)
     status = translation.status(StatusOptions(now=now, runtime={(namespace, name): runtime}))

@@ -30,7 +30,9 @@ EG_API = f"{EG_GROUP}/v1alpha1"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "poolgate"}
 SOURCE_ANNOTATION = "poolgate.dev/generated-from"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-RETRY_TRIGGERS = ["connect-failure", "refused-stream", "reset-before-request"]   # retries walk the fallback list
+# retries walk the picker's fallback list; `reset` also covers requests in flight on a pod that died (see
+# poolgate/translate/xds.py RETRY_ON: Envoy never retries once response headers went to the client)
+RETRY_TRIGGERS = ["connect-failure", "refused-stream", "reset"]
 CIRCUIT_LIMIT = 100_000        # Envoy's default 1,024 would queue long-lived, highly concurrent inference traffic
 KIND_ORDER = ("Service", "ReferenceGrant", "Gateway", "HTTPRoute", "ClientTrafficPolicy", "BackendTrafficPolicy",
               "EnvoyExtensionPolicy", "EnvoyPatchPolicy")
