@@ -129,7 +129,6 @@ def options_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Run the picker until SIGTERM or SIGINT; returns the exit code."""
-    import asyncio
     import sys
 
     from picker.scheduling.config import ConfigError
@@ -138,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format == "json")
     try:
         options = options_from_args(args)
-        from picker.server.app import serve
+        from picker.server.app import run as run_picker
 
-        asyncio.run(serve(options))
+        run_picker(options)
     except (ValueError, ConfigError, OSError) as error:
         print(f"poolgate picker: {error}", file=sys.stderr)
         return 2

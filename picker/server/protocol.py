@@ -1,6 +1,8 @@
 """Building and reading ext_proc messages (envoy.service.ext_proc.v3): the few shapes the picker sends and reads.
 
-Replies that never change (CONTINUE for request or response headers, an empty trailers reply) are built once.
+Replies that never change (CONTINUE for request or response headers, an empty trailers reply) are built once. The
+others are filled in place (`reply.a.b.c = value`) rather than nested constructors, which copy every sub-message
+into its parent: a headers reply costs a third of the time that way (measured with upb protobuf).
 """
 
 from __future__ import annotations
@@ -46,62 +48,82 @@ def header_map(message: ext_proc.HttpHeaders) -> dict[str, str]:
 def header_mutation(set_headers: Mapping[str, str] | None = None,
                     remove: Iterable[str] = ()) -> ext_proc.HeaderMutation:
     """Set (overwriting) and remove headers."""
-    return ext_proc.HeaderMutation(
-        set_headers=[base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, raw_value=value.encode()),
-                                                append_action=_OVERWRITE)
-                     for key, value in (set_headers or {}).items()],
-        remove_headers=list(remove))
+    mutation = ext_proc.HeaderMutation()
+    for key, value in (set_headers or {}).items():
+        option = mutation.set_headers.add()
+        option.header.key = key
+        option.header.raw_value = value.encode()
+        option.append_action = _OVERWRITE
+    mutation.remove_headers.extend(remove)
+    return mutation
 
 
 def destination_metadata(destination: str) -> struct_pb2.Struct:
     """Dynamic metadata `envoy.lb: {x-gateway-destination-endpoint: destination}`."""
-    inner = struct_pb2.Struct(fields={DESTINATION_HEADER: struct_pb2.Value(string_value=destination)})
-    return struct_pb2.Struct(fields={LB_METADATA_NAMESPACE: struct_pb2.Value(struct_value=inner)})
+    metadata = struct_pb2.Struct()
+    metadata.fields[LB_METADATA_NAMESPACE].struct_value.fields[DESTINATION_HEADER].string_value = destination
+    return metadata
 
 
 def request_headers_reply(mutation: ext_proc.HeaderMutation, metadata: struct_pb2.Struct | None = None,
                           clear_route_cache: bool = False) -> ProcessingResponse:
     """The reply to the request headers: header mutation, optional dynamic metadata and route cache clearing."""
-    return ProcessingResponse(
-        request_headers=ext_proc.HeadersResponse(response=ext_proc.CommonResponse(
-            header_mutation=mutation, clear_route_cache=clear_route_cache)),
-        dynamic_metadata=metadata)
+    reply = ProcessingResponse()
+    common = reply.request_headers.response
+    common.header_mutation.CopyFrom(mutation)
+    common.clear_route_cache = clear_route_cache
+    if metadata is not None:
+        reply.dynamic_metadata.CopyFrom(metadata)
+    return reply
 
 
 def request_body_reply(mutation: ext_proc.HeaderMutation, metadata: struct_pb2.Struct | None = None,
                        body: bytes | None = None, clear_route_cache: bool = False) -> ProcessingResponse:
     """The reply to a buffered request body: header mutation, optionally a new body, and dynamic metadata."""
-    common = ext_proc.CommonResponse(header_mutation=mutation, clear_route_cache=clear_route_cache)
+    reply = ProcessingResponse()
+    common = reply.request_body.response
+    common.header_mutation.CopyFrom(mutation)
+    common.clear_route_cache = clear_route_cache
     if body is not None:
         common.body_mutation.body = body
-    return ProcessingResponse(request_body=ext_proc.BodyResponse(response=common), dynamic_metadata=metadata)
+    if metadata is not None:
+        reply.dynamic_metadata.CopyFrom(metadata)
+    return reply
 
 
 def streamed_request_body(data: bytes, end_of_stream: bool) -> ProcessingResponse:
     """One chunk of the request body echoed back in full-duplex mode."""
-    return ProcessingResponse(request_body=ext_proc.BodyResponse(response=ext_proc.CommonResponse(
-        body_mutation=ext_proc.BodyMutation(streamed_response=ext_proc.StreamedBodyResponse(
-            body=data, end_of_stream=end_of_stream)))))
+    reply = ProcessingResponse()
+    chunk = reply.request_body.response.body_mutation.streamed_response
+    chunk.body = data
+    chunk.end_of_stream = end_of_stream
+    return reply
 
 
 def streamed_response_body(data: bytes, end_of_stream: bool) -> ProcessingResponse:
     """One chunk of the response body sent back in full-duplex mode."""
-    return ProcessingResponse(response_body=ext_proc.BodyResponse(response=ext_proc.CommonResponse(
-        body_mutation=ext_proc.BodyMutation(streamed_response=ext_proc.StreamedBodyResponse(
-            body=data, end_of_stream=end_of_stream)))))
+    reply = ProcessingResponse()
+    chunk = reply.response_body.response.body_mutation.streamed_response
+    chunk.body = data
+    chunk.end_of_stream = end_of_stream
+    return reply
 
 
 def replaced_response_body(data: bytes, mutation: ext_proc.HeaderMutation | None = None) -> ProcessingResponse:
     """The reply to a STREAMED or BUFFERED response body chunk that replaces it with `data`."""
-    common = ext_proc.CommonResponse(header_mutation=mutation)
+    reply = ProcessingResponse()
+    common = reply.response_body.response
+    if mutation is not None:
+        common.header_mutation.CopyFrom(mutation)
     common.body_mutation.body = data
-    return ProcessingResponse(response_body=ext_proc.BodyResponse(response=common))
+    return reply
 
 
 def response_headers_reply(mutation: ext_proc.HeaderMutation) -> ProcessingResponse:
     """The reply to the response headers."""
-    return ProcessingResponse(response_headers=ext_proc.HeadersResponse(
-        response=ext_proc.CommonResponse(header_mutation=mutation)))
+    reply = ProcessingResponse()
+    reply.response_headers.response.header_mutation.CopyFrom(mutation)
+    return reply
 
 
 def immediate_response(error: RequestError) -> ProcessingResponse:
