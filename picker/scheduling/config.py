@@ -29,7 +29,8 @@ are accepted and not used. Unknown plugin types, unknown parameters and dangling
 plugin or profile.
 
 Built-in configs (`builtin_config(name)`): `llmd-default` reproduces the reference default (queue 2, KV 2,
-prefix 3, max-score picker); `poolgate-default` filters stale endpoints and picks the lowest predicted TTFT.
+prefix 3, max-score picker); `poolgate-default` filters stale endpoints and picks the lowest predicted TTFT plus
+the capacity a cache miss costs the pool (`predicted-ttft-scorer`).
 """
 
 from __future__ import annotations
@@ -122,15 +123,17 @@ class UtilizationDetectorParameters(_Parameters):
 
 
 class PredictedTtftParameters(_Parameters):
-    baseSeconds: Seconds = 0.01
-    queueSecondsPerRequest: Seconds = 0.1
-    runningSecondsPerRequest: Seconds = 0.002
+    baseSeconds: Seconds = 0.02
+    runningSecondsPerRequest: Seconds = 0.001
     prefillSecondsPerToken: Seconds = 0.0002
+    slotSeconds: Seconds = 10.0
+    slotSecondsSmoothing: float = Field(default=0.02, ge=0, le=1)
     kvKnee: float = Field(default=0.8, ge=0, lt=1)
     kvPressureSeconds: Seconds = 1.0
     kvFullSeconds: Seconds = 2.0
     loraLoadSeconds: Seconds = 0.2
     loraUnavailableSeconds: Seconds = 5.0
+    prefillPenalty: float = Field(default=0.0, ge=0)
     learnOnline: bool = False
     forgetting: float = Field(default=0.999, gt=0, le=1)
 
@@ -233,10 +236,12 @@ PLUGIN_TYPES: dict[str, tuple[type[_Parameters], _Factory]] = {
         name, index=ctx.prefix_index(None, name), lru_size=p.lruSize)),
     "predicted-ttft-scorer": (PredictedTtftParameters, lambda name, p, ctx: PredictedTtftScorer(
         name, index=ctx.prefix_index(None, name), base_seconds=p.baseSeconds,
-        queue_seconds_per_request=p.queueSecondsPerRequest, running_seconds_per_request=p.runningSecondsPerRequest,
-        prefill_seconds_per_token=p.prefillSecondsPerToken, kv_knee=p.kvKnee, kv_pressure_seconds=p.kvPressureSeconds,
+        running_seconds_per_request=p.runningSecondsPerRequest, prefill_seconds_per_token=p.prefillSecondsPerToken,
+        slot_seconds=p.slotSeconds, slot_seconds_smoothing=p.slotSecondsSmoothing, kv_knee=p.kvKnee,
+        kv_pressure_seconds=p.kvPressureSeconds,
         kv_full_seconds=p.kvFullSeconds, lora_load_seconds=p.loraLoadSeconds,
-        lora_unavailable_seconds=p.loraUnavailableSeconds, learn_online=p.learnOnline, forgetting=p.forgetting)),
+        lora_unavailable_seconds=p.loraUnavailableSeconds, prefill_penalty=p.prefillPenalty,
+        learn_online=p.learnOnline, forgetting=p.forgetting)),
     "subset-filter": (NoParameters, lambda name, p, ctx: SubsetFilter(name)),
     "header-based-testing-filter": (NoParameters, lambda name, p, ctx: HeaderBasedTestingFilter(name)),
     "stale-metrics-filter": (StaleMetricsParameters, lambda name, p, ctx: StaleMetricsFilter(name, max_age=p.maxAge)),
@@ -385,6 +390,8 @@ kind: EndpointPickerConfig
 plugins:
 - type: stale-metrics-filter
 - type: predicted-ttft-scorer
+  parameters:
+    learnOnline: true
 - type: max-score-picker
 schedulingProfiles:
 - name: poolgate-default

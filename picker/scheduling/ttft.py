@@ -1,27 +1,59 @@
-"""`predicted-ttft-scorer`: prefers the endpoint with the lowest predicted time to first token (poolgate's default).
+"""`predicted-ttft-scorer`: prefers the endpoint with the lowest predicted time to first token, counting what the
+choice costs the requests after it (poolgate's default).
 
 For each candidate the scorer predicts, in seconds,
 
     ttft = baseSeconds
-         + queueSecondsPerRequest   x queued      (scraped waiting + picker-dispatched requests the scrape missed)
-         + runningSecondsPerRequest x running     (batch interference; when nothing waits, missed dispatches run)
-         + prefillSecondsPerToken   x uncached prompt tokens  (prompt tokens - prefix-index matched tokens)
+         + runningSecondsPerRequest x running       (decode steps of a bigger batch take longer)
+         + prefillSecondsPerToken x uncached        (the prompt tokens the endpoint must compute)
+         + max(prefill backlog, slot wait)
          + kvPressureSeconds x max(0, (kv - kvKnee) / (1 - kvKnee))       (a nearly full KV cache queues/evicts)
          + kvFullSeconds when the uncached prompt needs more KV blocks than are free
          + loraLoadSeconds when a requested LoRA adapter must be loaded (waiting, or a free slot),
            loraUnavailableSeconds when it is not loaded and there is no free slot
 
-and scores it best_ttft / ttft (1.0 for the best endpoint, lower for slower ones). A request is a LoRA request
-when `base_model` says so or some endpoint of the pool has reported the model among its adapters.
+- `uncached`: prompt tokens - the tokens of the prompt's leading blocks the prefix index credits to the endpoint
+  (prompt tokens are estimated from the hashed prompt bytes at 4 characters per token);
+- prefill backlog: the prefill work this picker sent to the endpoint that is not done yet — each pick adds its
+  predicted prefill time, the backlog drains at one second per second, and a request's first token proves that at
+  most the work sent after it is left;
+- occupancy: the endpoint's requests = scraped running + scraped waiting + requests this picker sent since the
+  scrape (`unreflected`) - requests it sent before the scrape that have ended since (the scrape lags both ways);
+- slot wait: an engine runs at most `max_num_seqs` requests, which vLLM does not export. The scorer takes the most
+  requests any endpoint of the pool was seen running (the pool's peak: once one endpoint has been full, the
+  engines' limit). An endpoint is full when requests wait there and its occupancy reaches the peak (requests
+  waiting beside a shorter batch are only an engine step from joining it). Then `queued` = occupancy - peak and
+  the request waits until `queued + 1` requests have ended, one every `slot seconds / peak`; slot seconds is how
+  long a request holds its place in the batch (first token to end, plus its predicted prefill), an exponential
+  average over the picker's own completed requests (`slotSecondsSmoothing` per request), `slotSeconds` until one
+  completes. Otherwise `queued` = 0 and `running` = occupancy.
 
-The four linear coefficients start from the parameters and, with `learnOnline: true`, follow the TTFTs the
-server observes: recursive least squares on the primary's features at pick time, with exponential forgetting
-(`forgetting`, 0.999 = observations fade over ~1,000 requests); predictions use the coefficients clipped at 0.
-Prompt tokens are estimated from the hashed prompt bytes at 4 characters per token.
+Endpoints are then ranked by a cost, the predicted TTFT plus what the request's prefill costs the requests after it:
+
+    cost = ttft + prefill x (prefillPenalty + running / peak x busy / (1 - busy))
+
+where prefill = prefillSecondsPerToken x uncached, prefillPenalty a flat extra price on cache misses (0 by default:
+1.0 measured worse in the routing benchmark) and busy is the pool's utilization (the mean over the candidates
+of (running + queued) / peak, at most 0.95). A prefill stretches the engine steps of the running requests, whose
+places in the batch then free later (requests already queued are admitted before it and are not delayed); how much
+that delays the requests that come next grows like busy / (1 - busy) as the pool fills. So a request follows its
+cached prefix unless the cache's endpoint is clearly the slower choice, and spills over to an uncached endpoint
+readily when the pool has room, reluctantly when it is busy (a cache miss then costs capacity the pool does not
+have). The score is best_cost / cost (1.0 for the best endpoint).
+
+A request is a LoRA request when `base_model` says so or some endpoint of the pool has reported the model among
+its adapters.
+
+The three linear coefficients (base, per running request, per 1,000 uncached tokens) start from the parameters
+and, with `learnOnline: true`, follow the TTFTs the server observes: recursive least squares on the primary's
+features at pick time, with exponential forgetting (`forgetting`, 0.999 = observations fade over ~1,000
+requests); predictions use the coefficients clipped at 0.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass
 from typing import Sequence
 
 from picker.pool.state import Endpoint
@@ -32,6 +64,46 @@ from picker.scheduling.request import CHARS_PER_TOKEN
 TOKENS_SCALE = 1000.0  # the prefill feature is in thousands of tokens, to keep the features of similar size
 INITIAL_COVARIANCE = 100.0  # RLS prior: loose, so that a few observations move the parameters
 MAX_COVARIANCE_TRACE = 1e6
+MAX_UTILIZATION = 0.95  # caps the pool utilization in the capacity cost (busy / (1 - busy) <= 19)
+
+
+@dataclass(slots=True)
+class Prediction:
+    """What one candidate's predicted TTFT is made of."""
+
+    running: float  # requests in the batch (scraped, plus those sent since the scrape while a slot is free)
+    queued: float  # requests waiting for a slot (scraped waiting + sent since the scrape, when the batch is full)
+    uncached: float  # the request's own uncached prompt tokens on this endpoint
+    fixed: float  # seconds: prefill backlog or slot wait, KV and LoRA terms
+
+    @property
+    def features(self) -> tuple[float, float, float]:
+        """The features of the learned linear part: (1, running, uncached kilo-tokens)."""
+        return 1.0, self.running, self.uncached / TOKENS_SCALE
+
+
+@dataclass(slots=True)
+class _Backlog:
+    """An endpoint's prefill work still to do, as the picker estimates it: seconds at `updated_at`, draining at
+    one second per second, and the total work ever sent there."""
+
+    seconds: float = 0.0
+    updated_at: float = 0.0
+    sent: float = 0.0
+
+    def at(self, now: float) -> float:
+        """The work left at `now`."""
+        left = self.seconds - max(0.0, now - self.updated_at)
+        return left if left > 0.0 else 0.0
+
+
+@dataclass(slots=True)
+class _Booking:
+    """What the scorer remembers of a request it scored, until its first token."""
+
+    endpoint: str
+    prediction: Prediction
+    sent_after: float  # the endpoint's `sent` total once this request's prefill was added
 
 
 class PredictedTtftScorer(Scorer):
@@ -39,40 +111,46 @@ class PredictedTtftScorer(Scorer):
 
     type_name = "predicted-ttft-scorer"
 
-    def __init__(self, name: str = "", *, index: PrefixIndex, base_seconds: float = 0.01,
-                 queue_seconds_per_request: float = 0.1, running_seconds_per_request: float = 0.002,
-                 prefill_seconds_per_token: float = 0.0002, kv_knee: float = 0.8, kv_pressure_seconds: float = 1.0,
-                 kv_full_seconds: float = 2.0, lora_load_seconds: float = 0.2,
-                 lora_unavailable_seconds: float = 5.0, learn_online: bool = False,
+    def __init__(self, name: str = "", *, index: PrefixIndex, base_seconds: float = 0.02,
+                 running_seconds_per_request: float = 0.001, prefill_seconds_per_token: float = 0.0002,
+                 slot_seconds: float = 10.0, slot_seconds_smoothing: float = 0.02, kv_knee: float = 0.8,
+                 kv_pressure_seconds: float = 1.0, kv_full_seconds: float = 2.0, lora_load_seconds: float = 0.2,
+                 lora_unavailable_seconds: float = 5.0, prefill_penalty: float = 0.0, learn_online: bool = False,
                  forgetting: float = 0.999) -> None:
         super().__init__(name)
-        values = (base_seconds, queue_seconds_per_request, running_seconds_per_request, prefill_seconds_per_token,
-                  kv_pressure_seconds, kv_full_seconds, lora_load_seconds, lora_unavailable_seconds)
+        values = (base_seconds, running_seconds_per_request, prefill_seconds_per_token, slot_seconds,
+                  kv_pressure_seconds, kv_full_seconds, lora_load_seconds, lora_unavailable_seconds, prefill_penalty)
         if min(values) < 0:
             raise ValueError("predicted-ttft-scorer times must not be negative")
-        if not 0.0 <= kv_knee < 1.0 or not 0.0 < forgetting <= 1.0:
-            raise ValueError("kvKnee must be within [0, 1) and forgetting within (0, 1]")
+        if not 0.0 <= kv_knee < 1.0 or not 0.0 < forgetting <= 1.0 or not 0.0 <= slot_seconds_smoothing <= 1.0:
+            raise ValueError("kvKnee must be within [0, 1), forgetting within (0, 1] "
+                             "and slotSecondsSmoothing within [0, 1]")
         self.index = index
-        # coefficients of the features (1, queued, running, uncached kilo-tokens)
-        self._estimate = [base_seconds, queue_seconds_per_request, running_seconds_per_request,
-                          prefill_seconds_per_token * TOKENS_SCALE]
+        # coefficients of the features (1, running, prefill kilo-tokens)
+        self._estimate = [base_seconds, running_seconds_per_request, prefill_seconds_per_token * TOKENS_SCALE]
         self.coefficients = list(self._estimate)  # what predictions use: the estimate clipped at 0
         self._covariance = _identity(len(self._estimate), INITIAL_COVARIANCE)
+        self.slot_seconds = slot_seconds
+        self.slot_seconds_smoothing = slot_seconds_smoothing
         self.kv_knee = kv_knee
         self.kv_pressure_seconds = kv_pressure_seconds
         self.kv_full_seconds = kv_full_seconds
         self.lora_load_seconds = lora_load_seconds
         self.lora_unavailable_seconds = lora_unavailable_seconds
+        self.prefill_penalty = prefill_penalty
         self.learn_online = learn_online
         self.forgetting = forgetting
+        self.backlogs: dict[str, _Backlog] = {}  # endpoint key -> its prefill backlog
+        # endpoint key -> end times of requests sent before a scrape and ended since (newest last)
+        self.ended: dict[str, deque[float]] = {}
+        self.peak_running = 0  # the most requests any endpoint of the pool has been seen running
 
     def prefix_indexes(self) -> tuple[PrefixIndex, ...]:
         return (self.index,)
 
     def predict(self, cycle: CycleState, endpoints: Sequence[Endpoint],
-                details: list[tuple[tuple[float, ...], float]] | None = None) -> list[float]:
-        """Predicted TTFT of each candidate, in seconds; fills `details` (if given) with each candidate's
-        (linear features, fixed seconds)."""
+                details: list[Prediction] | None = None) -> list[float]:
+        """Predicted TTFT of each candidate, in seconds; fills `details` (if given) with each candidate's parts."""
         request = cycle.request
         model = request.target_model
         match = cycle.prefix_match(self.index, endpoints)
@@ -81,59 +159,128 @@ class PredictedTtftScorer(Scorer):
         prompt_tokens = request.prompt.estimated_tokens
         is_lora = (request.base_model is not None and request.base_model != model) or \
             model in cycle.pool.known_adapters
-        base, per_queued, per_running, per_kilo_token = self.coefficients
+        base, per_running, per_kilo_token = self.coefficients
         per_token = per_kilo_token / TOKENS_SCALE
         knee = self.kv_knee
         pressure = self.kv_pressure_seconds / (1.0 - knee)
+        backlogs = self.backlogs
+        now = cycle.now
+        peak = self.peak_running
+        for e in endpoints:
+            if e.metrics.running > peak:
+                peak = e.metrics.running
+        self.peak_running = peak
         ttfts = []
         for e in endpoints:
             m = e.metrics
-            if m.waiting > 0:
-                queued, running = m.waiting + e.unreflected, m.running
-            else:
-                queued, running = 0, m.running + e.unreflected
-            uncached = prompt_tokens - matched.get(e.key, 0) * tokens_per_block
+            key = e.key
+            uncached = prompt_tokens - matched.get(key, 0) * tokens_per_block
             if uncached < 0.0:
                 uncached = 0.0
-            fixed = 0.0
+            backlog = backlogs.get(key)
+            fixed = backlog.at(now) if backlog is not None else 0.0
+            occupancy = max(0, m.running + m.waiting + e.unreflected - self._ended_since_scrape(key, m.updated_at))
+            if m.waiting > 0 and 0 < peak <= occupancy:  # full: wait until queued + 1 requests have ended
+                running = peak
+                queued = occupancy - peak
+                slot_wait = (queued + 1) * self.slot_seconds / peak
+                if slot_wait > fixed:
+                    fixed = slot_wait
+            else:  # a free slot (requests waiting for fewer than peak running are a step boundary away)
+                running = occupancy
+                queued = 0
             kv = m.kv_usage
             if kv > knee:
-                fixed = pressure * (kv - knee)
+                fixed += pressure * (kv - knee)
             if m.num_gpu_blocks and m.block_size and uncached / m.block_size > (1.0 - kv) * m.num_gpu_blocks:
                 fixed += self.kv_full_seconds
             if is_lora and model not in m.running_adapters:
                 room = len(m.running_adapters) + len(m.waiting_adapters) < m.max_lora
                 fixed += self.lora_load_seconds if (room or model in m.waiting_adapters) \
                     else self.lora_unavailable_seconds
-            ttfts.append(base + per_queued * queued + per_running * running + per_token * uncached + fixed)
+            ttfts.append(base + per_running * running + per_token * uncached + fixed)
             if details is not None:
-                details.append(((1.0, float(queued), float(running), uncached / TOKENS_SCALE), fixed))
+                details.append(Prediction(float(running), float(queued), uncached, fixed))
         return ttfts
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
-        details: list[tuple[tuple[float, ...], float]] | None = [] if self.learn_online else None
-        ttfts = self.predict(cycle, endpoints, details)
-        if details is not None:
-            cycle.data[self.name] = {e.key: detail for e, detail in zip(endpoints, details)}
-        best = min(ttfts)
+        details: list[Prediction] = []
+        costs = self.predict(cycle, endpoints, details)
+        cycle.data[self.name] = {e.key: detail for e, detail in zip(endpoints, details)}
+        per_token = self.coefficients[2] / TOKENS_SCALE
+        peak = self.peak_running or 1
+        busy = sum(min(1.0, (d.running + d.queued) / peak) for d in details) / len(details)
+        busy = min(busy, MAX_UTILIZATION)
+        per_running = busy / (1.0 - busy) / peak
+        penalty = self.prefill_penalty
+        costs = [cost + per_token * d.uncached * (penalty + per_running * d.running) for cost, d in zip(costs, details)]
+        best = min(costs)
         if best <= 0.0:  # all coefficients zero: no preference
-            return [1.0] * len(ttfts)
-        return [best / ttft for ttft in ttfts]
+            return [1.0] * len(costs)
+        return [best / cost for cost in costs]
 
     def after_pick(self, cycle: CycleState, decision: Decision) -> None:
+        """Add the request's prefill to its endpoint's backlog."""
         predictions = cycle.data.pop(self.name, None)
-        if predictions is not None and decision.primary in predictions:
-            cycle.data[self.name] = predictions[decision.primary]
+        primary = decision.primary
+        if predictions is None or primary not in predictions:
+            return
+        prediction = predictions[primary]
+        backlog = self.backlogs.get(primary)
+        if backlog is None:
+            backlog = self.backlogs[primary] = _Backlog()
+        work = prediction.uncached * self.coefficients[2] / TOKENS_SCALE
+        backlog.seconds = backlog.at(cycle.now) + work
+        backlog.updated_at = cycle.now
+        backlog.sent += work
+        cycle.data[self.name] = _Booking(primary, prediction, backlog.sent)
 
     def on_first_token(self, decision: Decision, ttft: float) -> None:
-        """Update the coefficients with the observed TTFT of a request served by its primary endpoint."""
-        if decision.cycle is None or decision.served not in (None, decision.primary):
+        """The request's prefill is done: at most what was sent after it is left; learn from its TTFT."""
+        booking = self._booking(decision)
+        if booking is None:
             return
-        detail = decision.cycle.data.get(self.name)
-        if detail is None:
+        backlog = self.backlogs.get(booking.endpoint)
+        if backlog is not None and decision.first_token_at is not None:
+            now = decision.first_token_at
+            backlog.seconds = min(backlog.at(now), backlog.sent - booking.sent_after)
+            backlog.updated_at = now
+        if self.learn_online and decision.served in (None, decision.primary):
+            prediction = booking.prediction
+            self._learn(prediction.features, ttft - prediction.fixed)
+
+    def on_complete(self, decision: Decision, now: float) -> None:
+        """Note the end (the scraped counts still hold the request until the next scrape); measure how long the
+        request held its sequence slot."""
+        booking = self._booking(decision)
+        if booking is None:
             return
-        features, fixed = detail
-        self._learn(features, ttft - fixed)
+        endpoint = decision.cycle.pool.get(booking.endpoint) if decision.cycle is not None else None
+        scraped_at = endpoint.metrics.updated_at if endpoint is not None else None
+        if scraped_at is not None and decision.ticket is not None and decision.ticket.dispatched_at < scraped_at:
+            self.ended.setdefault(booking.endpoint, deque()).append(now)
+        if decision.first_token_at is None or not self.slot_seconds_smoothing:
+            return
+        prefill = booking.prediction.uncached * self.coefficients[2] / TOKENS_SCALE
+        held = now - decision.first_token_at + prefill
+        self.slot_seconds += self.slot_seconds_smoothing * (held - self.slot_seconds)
+
+    def endpoint_removed(self, key: str) -> None:
+        self.backlogs.pop(key, None)
+        self.ended.pop(key, None)
+
+    def _ended_since_scrape(self, key: str, scraped_at: float | None) -> int:
+        """How many requests the endpoint's last scrape still counts that have ended since."""
+        ended = self.ended.get(key)
+        if not ended:
+            return 0
+        while ended and (scraped_at is None or ended[0] <= scraped_at):
+            ended.popleft()
+        return len(ended)
+
+    def _booking(self, decision: Decision) -> _Booking | None:
+        booking = decision.cycle.data.get(self.name) if decision.cycle is not None else None
+        return booking if isinstance(booking, _Booking) else None
 
     def _learn(self, x: tuple[float, ...], y: float) -> None:
         """One recursive-least-squares step towards y = estimate . x."""

@@ -8,6 +8,7 @@ import importlib
 # benchmark -> (module with configure(parser), one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "picker": ("poolgate.bench.picker", "scheduling decisions per second and latency, request parsing cost"),
+    "routing": ("poolgate.bench.routing.cli", "routing quality of pickers side by side on a simulated fleet"),
     "control-plane": ("poolgate.bench.control_plane", "translation time and memory for growing inputs"),
     "overhead": ("poolgate.bench.overhead", "what the picker adds per request through real Envoy: req/s, latency, CPU"),
     "faults": ("poolgate.bench.faults", "fault scenarios on the real local stack: requests lost, p99, recovery"),

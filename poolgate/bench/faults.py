@@ -499,7 +499,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from poolgate.bench.report import print_table, write_json
+    from poolgate.bench.report import output_console, print_table, write_json
 
     console = Console(stderr=True)
     seconds = 8.0 if args.quick else 30.0
@@ -531,7 +531,7 @@ def run(args: argparse.Namespace) -> int:
                  lambda s: config_storm(gateway_url(s), reload_editor(s), 100, args.rate, progress=progress))
         if args.soak:
             scenario("soak", storm_objects(0, 0), 245, lambda s: soak(s, soak_seconds, args.rate, progress))
-    out = Console(width=140)
+    out = output_console()
     print_table("faults on the local stack", rows, COLUMNS, out)
     if args.soak:
         print_table("soak", [r for r in rows if r["scenario"] == "soak"],

@@ -506,7 +506,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress as Bar
 
-    from poolgate.bench.report import print_table, write_json
+    from poolgate.bench.report import output_console, print_table, write_json
 
     try:
         settings = Settings(
@@ -532,7 +532,7 @@ def run(args: argparse.Namespace) -> int:
             bar.refresh()
 
         rows = run_overhead(settings, progress)
-    out = Console(width=max(Console().width, 120))
+    out = output_console()
     print_table(f"Envoy + picker: throughput and client latency ({settings.generator} generator, {settings.pods} "
                 f"no-latency pods, profile {settings.profile})", rows, LATENCY_COLUMNS, out)
     print_table("CPU milliseconds per request", rows, CPU_COLUMNS, out)

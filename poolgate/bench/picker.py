@@ -19,14 +19,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from picker.scheduling.bench import run_picker_benchmark
-    from poolgate.bench.report import print_table, write_json
+    from poolgate.bench.report import output_console, print_table, write_json
 
     console = Console(stderr=True)
     with console.status("benchmarking the picker ...") as status:
         rows = run_picker_benchmark(profiles=args.profiles.split(","),
                                     endpoint_counts=[int(n) for n in args.endpoints.split(",")],
                                     decisions=args.decisions, progress=lambda message: status.update(message))
-    out = Console()
+    out = output_console()
     print_table("scheduling decisions", [r for r in rows if r["benchmark"] == "decision"],
                 ["profile", "endpoints", "decisions_per_s", "p50_us", "p99_us"], out)
     print_table("request parsing (per request, microseconds)", [r for r in rows if r["benchmark"] == "request-parse"],

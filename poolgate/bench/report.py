@@ -10,6 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 
+def output_console() -> Console:
+    """The console the benchmarks print their tables to: stdout, the terminal's width, or 200 columns for a file or
+    a pipe (so that wide tables are not cut)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def print_table(title: str, rows: Iterable[dict], columns: Sequence[str], console: Console | None = None) -> None:
     """Print the given columns of the rows as a table ("-" where a row has no such value)."""
     table = Table(title=title, title_justify="left")
@@ -18,7 +25,7 @@ def print_table(title: str, rows: Iterable[dict], columns: Sequence[str], consol
                                                                    "mode", "scenario") else "left")
     for row in rows:
         table.add_row(*("-" if row.get(c) is None else str(row[c]) for c in columns))
-    (console or Console()).print(table)
+    (console or output_console()).print(table)
 
 
 def write_json(path: str | Path, rows: list[dict]) -> None:

@@ -43,19 +43,78 @@ def test_predictions_for_three_endpoints():
     index.credit("10.0.0.3:8000", hashes[:50])  # 50 blocks x 16 tokens = 800 cached tokens
     cycle = CycleState(request, 0.0, pool)
     ttfts = scorer.predict(cycle, pool.endpoints())
-    # 0.01 base + 0.1 x queued + 0.002 x running + 0.0002 x uncached tokens + KV pressure (kv - 0.8) / 0.2
-    assert ttfts == pytest.approx([0.01 + 0.2 + 0.008 + 0.2, 0.01 + 0.02 + 0.2 + 0.5, 0.01 + 0.04])
-    assert scorer.score(cycle, pool.endpoints()) == pytest.approx([0.05 / 0.418, 0.05 / 0.73, 1.0])
+    # 0.02 base + 0.001 x running + 0.0002 x uncached tokens + KV pressure (kv - 0.8) / 0.2. The first endpoint's
+    # 2 waiting requests run 4 < 10 (the pool's peak): they are a step boundary from joining the batch (6 running).
+    assert ttfts == pytest.approx([0.02 + 0.006 + 0.2, 0.02 + 0.01 + 0.2 + 0.5, 0.02 + 0.04])
+    # cost = ttft + prefill x (prefillPenalty + running / peak x busy / (1 - busy)), busy = (6/10 + 10/10 + 0) / 3
+    per_running = (1.6 / 3) / (1 - 1.6 / 3) / 10
+    for penalty in (0.0, 1.0):
+        scorer = PredictedTtftScorer(index=index, prefill_penalty=penalty)
+        costs = [0.226 + 0.2 * (penalty + 6 * per_running), 0.73 + 0.2 * (penalty + 10 * per_running),
+                 0.06 + 0.04 * penalty]
+        best = min(costs)
+        assert scorer.score(cycle, pool.endpoints()) == pytest.approx([best / cost for cost in costs])
 
 
-def test_missed_dispatches_count_as_running_or_queued():
+def test_a_full_batch_waits_for_slots():
+    pool = make_pool((3, 16, 0.2), (0, 12, 0.2))
+    scorer = PredictedTtftScorer(index=PrefixIndex(), slot_seconds=8.0)
+    cycle = CycleState(SchedulingRequest("m", PROMPT), 0.0, pool)
+    # 3 wait behind a batch of 16 (the peak): 4 requests must end, one every 8 s / 16
+    assert scorer.predict(cycle, pool.endpoints()) == pytest.approx([0.02 + 0.016 + 0.2 + 2.0, 0.02 + 0.012 + 0.2])
+    pool.dispatch("10.0.0.1:8000", 1000, 0.0)
+    pool.dispatch("10.0.0.1:8000", 1000, 0.0)
+    assert scorer.predict(cycle, pool.endpoints())[0] == pytest.approx(0.02 + 0.016 + 0.2 + 3.0)
+    pool.apply_samples("10.0.0.1:8000", vllm(3, 15, 0.2), now=0.0)  # a slot freed, refilled at the next step
+    assert scorer.predict(cycle, pool.endpoints())[0] == pytest.approx(0.02 + 0.016 + 0.2 + 1.5)
+
+
+def test_requests_ended_since_the_scrape_free_their_slots():
+    config = load_config("""
+apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: predicted-ttft-scorer
+  parameters: {slotSeconds: 8, slotSecondsSmoothing: 0}
+""", random.Random(0))
+    pool = make_pool((0, 10, 0.0))
+    scheduler = Scheduler(pool, config.profile(), fallbacks=0)
+    scorer = config.profile().scorers[0][0]
+    sent = scheduler.schedule(SchedulingRequest("m"), 0.5)
+    pool.apply_samples("10.0.0.1:8000", vllm(2, 16, 0.0), now=1.0)  # counts the request sent at 0.5
+    cycle = CycleState(SchedulingRequest("m"), 1.6, pool)
+    assert scorer.predict(cycle, pool.endpoints()) == pytest.approx([0.02 + 0.016 + 3 * 0.5])
+    scheduler.on_complete(sent, 1.5)
+    assert scorer.predict(cycle, pool.endpoints()) == pytest.approx([0.02 + 0.016 + 2 * 0.5])
+    pool.apply_samples("10.0.0.1:8000", vllm(2, 16, 0.0), now=2.0)  # a newer scrape no longer counts it
+    assert scorer.predict(CycleState(SchedulingRequest("m"), 2.0, pool), pool.endpoints()) == \
+        pytest.approx([0.02 + 0.016 + 3 * 0.5])
+
+
+def test_missed_dispatches_count_as_running():
     pool = make_pool((0, 0, 0.0), (3, 0, 0.0))
     for key in ("10.0.0.1:8000", "10.0.0.2:8000"):
         pool.dispatch(key, 10, 0.0)
         pool.dispatch(key, 10, 0.0)
     scorer = PredictedTtftScorer(index=PrefixIndex())
     ttfts = scorer.predict(CycleState(SchedulingRequest("m"), 0.0, pool), pool.endpoints())
-    assert ttfts == pytest.approx([0.01 + 2 * 0.002, 0.01 + 5 * 0.1])
+    assert ttfts == pytest.approx([0.02 + 2 * 0.001, 0.02 + 5 * 0.001])  # nothing ever ran: no batch is full
+
+
+def test_prefill_backlog_drains_and_ends_at_the_first_token():
+    pool = make_pool((0, 0, 0.0), (0, 0, 0.0))
+    config = builtin_config("poolgate-default", random.Random(0))
+    scheduler = Scheduler(pool, config.profile(), saturation=config.saturation)
+    scorer = config.profile().scorers[0][0]
+    first = scheduler.schedule(SchedulingRequest("m", PROMPT), 0.0)
+    second = scheduler.schedule(SchedulingRequest("m", PromptInput(bytes(range(100, 200)) * 40)), 0.0)
+    assert first.primary != second.primary  # the first one's 0.2 s of prefill makes its endpoint slower
+    third = scheduler.schedule(SchedulingRequest("m", PromptInput(b"x" * 4000)), 0.0)
+    assert scorer.backlogs[third.primary].at(0.0) == pytest.approx(0.4)  # two prefills of 1,000 tokens
+    assert scorer.backlogs[third.primary].at(0.1) == pytest.approx(0.3)
+    earlier = first if first.primary == third.primary else second
+    scheduler.on_first_token(earlier, 0.15)  # only the third one's prefill can be left
+    assert scorer.backlogs[third.primary].at(0.15) == pytest.approx(0.2)
 
 
 def test_prompt_that_does_not_fit_the_free_kv_blocks_is_penalised():
@@ -63,7 +122,7 @@ def test_prompt_that_does_not_fit_the_free_kv_blocks_is_penalised():
     scorer = PredictedTtftScorer(index=PrefixIndex())
     cycle = CycleState(SchedulingRequest("m", PROMPT), 0.0, pool)
     full, roomy = scorer.predict(cycle, pool.endpoints())
-    assert roomy == pytest.approx(0.01 + 0.2 + 0.75)
+    assert roomy == pytest.approx(0.02 + 0.2 + 0.75)
     assert full == pytest.approx(roomy + 2.0)  # 62.5 blocks needed, 5 free
 
 
@@ -74,24 +133,27 @@ def test_lora_adapter_loading_costs():
     pool = make_pool(*[(0, 0, 0.0, None, info) for info in infos])
     scorer = PredictedTtftScorer(index=PrefixIndex())
     adapter = scorer.predict(CycleState(SchedulingRequest("sql"), 0.0, pool), pool.endpoints())
-    assert adapter == pytest.approx([0.01, 0.21, 5.01])
+    assert adapter == pytest.approx([0.02, 0.22, 5.02])
     base = scorer.predict(CycleState(SchedulingRequest("llama"), 0.0, pool), pool.endpoints())
-    assert base == pytest.approx([0.01] * 3)  # not an adapter: no LoRA cost
+    assert base == pytest.approx([0.02] * 3)  # not an adapter: no LoRA cost
     hinted = SchedulingRequest("new-adapter", base_model="llama")
     assert scorer.predict(CycleState(hinted, 0.0, pool), pool.endpoints()) == \
-        pytest.approx([0.21, 0.21, 5.01])
+        pytest.approx([0.22, 0.22, 5.02])
 
 
-def test_poolgate_default_prefers_the_cached_endpoint_until_its_queue_costs_more():
-    pool = make_pool((0, 0, 0.1), (0, 0, 0.1))
+def test_poolgate_default_spills_from_a_full_cached_endpoint_only_when_the_pool_has_room():
+    pool = make_pool((0, 16, 0.1), (0, 16, 0.1))
     config = builtin_config("poolgate-default", random.Random(0))
     scheduler = Scheduler(pool, config.profile(), saturation=config.saturation)
-    first = scheduler.schedule(SchedulingRequest("m", PROMPT), 0.0)
-    other = next(key for key in ("10.0.0.1:8000", "10.0.0.2:8000") if key != first.primary)
-    pool.apply_samples(first.primary, vllm(1, 0, 0.1), now=0.0)
-    assert scheduler.schedule(SchedulingRequest("m", PROMPT), 0.0).primary == first.primary  # 0.11 s < 0.21 s
-    pool.apply_samples(first.primary, vllm(3, 0, 0.1), now=0.0)
-    assert scheduler.schedule(SchedulingRequest("m", PROMPT), 0.0).primary == other
+    cached = scheduler.schedule(SchedulingRequest("m", PROMPT), 0.0).primary
+    other = next(key for key in ("10.0.0.1:8000", "10.0.0.2:8000") if key != cached)
+    # 1 s later (the first prefill is done): cached 0.02 + 0.016 = 0.036 s; the other 0.236 s plus its 0.2 s
+    # prefill x (1 + 16/16 x busy / (1 - busy)) with the busy pool (1.0, capped at 0.95): 0.236 + 0.2 x 20
+    assert scheduler.schedule(SchedulingRequest("m", PROMPT), 1.0).primary == cached
+    pool.apply_samples(cached, vllm(2, 16, 0.1), now=1.0)  # full: 3 requests must end, one every 10 s / 16
+    assert scheduler.schedule(SchedulingRequest("m", PROMPT), 1.0).primary == cached  # 1.911 s < 4.236 s
+    pool.apply_samples(other, vllm(0, 0, 0.1), now=1.0)  # the other endpoint empties: busy = (1 + 0) / 2
+    assert scheduler.schedule(SchedulingRequest("m", PROMPT), 1.0).primary == other  # 0.22 + 0.2 x 1 < 1.911
 
 
 def test_online_learning_recovers_the_server_costs():
@@ -105,15 +167,27 @@ plugins:
     pool = make_pool((0, 0, 0.0))
     scheduler = Scheduler(pool, config.profile(), fallbacks=0)
     scorer = config.profile().scorers[0][0]
-    truth = [0.05, 0.3, 0.01, 0.5]  # base, per queued, per running, per 1000 uncached tokens
+    truth = [0.05, 0.01, 0.5]  # base, per running request, per 1000 uncached tokens
     rng = random.Random(1)
+    now = 0.0
     for _ in range(300):
-        waiting, running = rng.randint(0, 8), rng.randint(0, 30)
-        pool.apply_samples("10.0.0.1:8000", vllm(waiting, running, 0.0), now=0.0)
+        running = rng.randint(0, 30)
+        pool.apply_samples("10.0.0.1:8000", vllm(0, running, 0.0), now=now)
         prompt = PromptInput(rng.randbytes(rng.randint(0, 4000)))
-        decision = scheduler.schedule(SchedulingRequest("m", prompt), 0.0)
-        uncached = prompt.estimated_tokens / 1000
-        observed = truth[0] + truth[1] * waiting + truth[2] * running + truth[3] * uncached
-        scheduler.on_first_token(decision, observed)
-        scheduler.on_complete(decision, observed)
+        decision = scheduler.schedule(SchedulingRequest("m", prompt), now)
+        observed = truth[0] + truth[1] * running + truth[2] * prompt.estimated_tokens / 1000
+        scheduler.on_first_token(decision, now + observed)  # (its first token also ends its prefill backlog)
+        scheduler.on_complete(decision, now + observed)
+        now += 5.0
     assert scorer.coefficients == pytest.approx(truth, rel=0.02)
+
+
+def test_poolgate_default_learns_its_constants_online():
+    pool = make_pool((0, 0, 0.0))
+    config = builtin_config("poolgate-default", random.Random(0))
+    scheduler = Scheduler(pool, config.profile(), saturation=config.saturation)
+    scorer = config.profile().scorers[0][0]
+    assert scorer.coefficients == pytest.approx([0.02, 0.001, 0.2])  # base, per running, per 1000 tokens
+    decision = scheduler.schedule(SchedulingRequest("m", PROMPT), 0.0)
+    scheduler.on_first_token(decision, 1.0)  # far slower than the 0.22 s predicted
+    assert scorer.coefficients[0] > 0.02 and scorer.coefficients[2] > 0.2

@@ -1,0 +1,128 @@
+"""`poolgate bench routing`: routing quality of pickers side by side, on a simulated fleet on a virtual clock."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+import time
+from pathlib import Path
+
+from poolgate.bench.routing import DURATION, LOADS, QUICK_DURATION, QUICK_LOADS, WARMUP_FRACTION
+from poolgate.bench.routing.pickers import PICKERS
+from poolgate.bench.routing.workloads import WORKLOADS
+
+TABLE_COLUMNS = ("load", "rate", "picker", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s",
+                 "output_tokens_per_s", "completed", "shed", "errors", "prefix_hit_rate")
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _listed(values) -> str:
+    return ",".join(f"{value:g}" for value in values)
+
+
+def _loads(text: str) -> list[float]:
+    try:
+        return [float(value) for value in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"loads must be numbers, comma-separated: {text!r}") from None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = textwrap.fill(
+        "Route the same workloads through the same simulated vLLM fleet (virtual clock, deterministic) with "
+        "several pickers and compare TTFT, inter-token latency, throughput and prefix-cache hits. Load is a "
+        "fraction of the fleet's capacity for each workload. See docs/benchmarks.md.", 100)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "workloads:\n" + "\n".join(f"  {spec.name:13} {spec.description}" for spec in WORKLOADS.values())
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma-separated workloads (default: %(default)s)")
+    parser.add_argument("--pickers", default=",".join(PICKERS), help="comma-separated pickers (default: %(default)s)")
+    parser.add_argument("--pods", type=int, default=8, help="simulated pods, 1..64 (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of workloads and pickers (default: %(default)s)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--duration", type=float,
+                      help=f"seconds of arrivals per case (default: {DURATION:g}; --quick: {QUICK_DURATION:g})")
+    size.add_argument("--requests", type=int, help="requests per case instead of a duration")
+    parser.add_argument("--loads", type=_loads,
+                        help=f"fractions of fleet capacity (default: {_listed(LOADS)}; --quick: "
+                             f"{_listed(QUICK_LOADS)})")
+    parser.add_argument("--warmup", type=float, default=WARMUP_FRACTION,
+                        help="fraction of each case during which the rate ramps up and nothing is measured "
+                             "(default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="shorter cases and three loads: the same workloads and pickers in about a minute")
+    parser.add_argument("--jobs", type=int, help="processes running cases in parallel (default: one per CPU)")
+    parser.add_argument("--config", action="append", default=[], metavar="NAME=FILE",
+                        help="also compare the profile of an EndpointPickerConfig file as picker NAME (repeatable)")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
+    parser.add_argument("--plots", metavar="DIR", default="bench-results",
+                        help="directory for the PNG plots (default: %(default)s)")
+    parser.add_argument("--no-plots", action="store_true", help="do not write plots")
+    parser.set_defaults(run=run)
+
+
+def _extra_configs(specs: list[str]) -> dict[str, str]:
+    from picker.scheduling import ConfigError, load_config
+
+    configs = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not name or not path:
+            raise ValueError(f"--config wants NAME=FILE, not {spec!r}")
+        text = Path(path).read_text()
+        try:
+            load_config(text)
+        except ConfigError as error:
+            raise ValueError(f"--config {name}: {error}") from error
+        configs[name] = text
+    return configs
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from poolgate.bench.report import output_console, print_table, write_json
+    from poolgate.bench.routing.plots import write_plots
+    from poolgate.bench.routing.runner import Settings, capacities, cases, run_cases
+
+    errors = Console(stderr=True)
+    duration = args.duration if args.duration is not None or args.requests is not None else \
+        (QUICK_DURATION if args.quick else DURATION)
+    loads = args.loads or list(QUICK_LOADS if args.quick else LOADS)
+    try:
+        extra = _extra_configs(args.config)
+        settings = Settings(workloads=_names(args.workloads), pickers=_names(args.pickers) + list(extra),
+                            loads=loads, pods=args.pods, seed=args.seed, duration=duration,
+                            requests=args.requests, warmup_fraction=args.warmup, extra_configs=extra)
+    except (OSError, ValueError) as error:
+        errors.print(f"[red]error:[/red] {error}")
+        return 2
+
+    started = time.monotonic()
+    capacity = capacities(settings)
+    todo = cases(settings, capacity)
+    with Progress(TextColumn("[bold]routing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=errors) as progress:
+        task = progress.add_task("", total=len(todo))
+
+        def done(case, row) -> None:
+            progress.update(task, advance=1, description=f"{case.workload} load {case.load:g} {case.picker}")
+
+        rows = run_cases(todo, settings, jobs=args.jobs, done=done)
+
+    out = output_console()
+    for workload in settings.workloads:
+        print_table(f"{workload}: capacity {capacity[workload]:.2f} requests/s ({settings.pods} pods)",
+                    [row for row in rows if row["workload"] == workload], TABLE_COLUMNS, out)
+    if args.json:
+        write_json(args.json, rows)
+    if not args.no_plots:
+        for path in write_plots(rows, args.plots):
+            errors.print(f"wrote {path}")
+    errors.print(f"{len(todo)} cases in {time.monotonic() - started:.0f} s")
+    return 0
+

@@ -1,0 +1,164 @@
+"""One routing run: a fleet of simulated vLLM servers on a virtual clock, routed by the picker's own scheduler.
+
+What runs is what runs live, minus the network:
+- every server is a `simulator.ServerModel` (the engine behind `poolgate sim`) with the default 8B-on-H100
+  parameters;
+- the picker is a `picker.scheduling.Scheduler` with a profile built from an EndpointPickerConfig, over a
+  `picker.pool.PoolState` whose endpoints are the servers;
+- metrics reach the pool as they do from the live scraper: every 50 ms per server (staggered over the interval),
+  `pool.apply_samples(key, server.gauge_samples(), now, mark)` with the dispatch mark of the scrape;
+- each request is the OpenAI chat body a client sends: the picker reads it with `PromptInput.from_body`, the
+  server with the simulator's own request parser (`simulator.protocol.parse_generation`), so prefix reuse on the
+  server and in the picker's index come from the same bytes;
+- the lifecycle follows the live server: `schedule` at arrival, `on_served` with the primary, `on_first_token` at
+  the first token, `on_complete` when the response ends.
+
+Nothing measures wall time: a run is deterministic for a given workload and picker seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import orjson
+
+from picker.pool import EndpointSpec, PoolState
+from picker.scheduling import Outcome, PickerConfig, PromptInput, Scheduler, SchedulingRequest
+from poolgate.bench.routing.workloads import CHAT_PATH, Session, Workload
+from simulator import Prompt, ServerConfig, ServerModel, VirtualClock
+from simulator.model import InvalidRequestError, UnknownModelError
+from simulator.protocol import parse_generation
+
+SCRAPE_INTERVAL = 0.05  # seconds, as the live scraper
+ENGINE_LABELS = {"llm-d.ai/engine-type": "vllm"}
+
+
+def endpoint_specs(pods: int) -> list[EndpointSpec]:
+    """One endpoint per simulated pod, each on its own address."""
+    return [EndpointSpec(f"10.0.{i // 200}.{10 + i % 200}", 8000, f"vllm-{i}", ENGINE_LABELS) for i in range(pods)]
+
+
+class ServerPrompts:
+    """The simulator's view of request bodies (its `Prompt`), parsed once per distinct body object."""
+
+    def __init__(self) -> None:
+        self._prompts: dict[int, tuple[dict, Prompt]] = {}
+
+    def __call__(self, body: dict) -> Prompt:
+        """The prompt a simulated server builds from this body."""
+        cached = self._prompts.get(id(body))
+        if cached is None or cached[0] is not body:
+            cached = self._prompts[id(body)] = (body, parse_generation(orjson.dumps(body), chat=True).prompt)
+        return cached[1]
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the client saw of one request."""
+
+    session: int
+    turn: int
+    arrival: float
+    outcome: str = "ok"  # "ok", "shed" (429) or "error" (no endpoint, refused by the server)
+    endpoint: str | None = None
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    itl_runs: list[list] = field(default_factory=list)
+
+    @property
+    def ttft(self) -> float | None:
+        """Time to first token, from the request's arrival at the gateway."""
+        return None if self.first_token_at is None else self.first_token_at - self.arrival
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The records of every request of a run, and what the scrape loop did."""
+
+    records: list[RequestRecord]
+    scrapes: dict[str, list[float]]  # endpoint key -> virtual times of its scrapes (when kept)
+    end: float  # virtual time when the last response ended
+
+
+def simulate(workload: Workload, config: PickerConfig, pods: int, server_config: ServerConfig | None = None,
+             keep_scrape_times: bool = False, prompts: ServerPrompts | None = None) -> RunResult:
+    """Run a workload through a fleet of `pods` simulated servers routed by `config`'s first profile."""
+    server_config = server_config or ServerConfig()
+    prompts = prompts or ServerPrompts()
+    clock = VirtualClock(start=-SCRAPE_INTERVAL)  # every endpoint is scraped once before time 0
+    specs = endpoint_specs(pods)
+    adapters = {name: f"/adapters/{name}" for name in workload.adapters}
+    servers = {spec.key: ServerModel(clock, server_config, adapters, name=spec.key) for spec in specs}
+    pool = PoolState(clock=clock.now)
+    pool.set_endpoints(specs)
+    scheduler = Scheduler(pool, config.profile(), saturation=config.saturation, fallbacks=2)
+    records: list[RequestRecord] = []
+    scrapes: dict[str, list[float]] = {key: [] for key in servers}
+    open_sessions = len(workload.sessions)
+
+    def scrape(key: str) -> None:
+        now = clock.now()
+        pool.apply_samples(key, servers[key].gauge_samples(), now, mark=pool.scrape_mark())
+        if keep_scrape_times:
+            scrapes[key].append(now)
+        if open_sessions:
+            clock.call_at(now + SCRAPE_INTERVAL, scrape, key)
+
+    def session_done() -> None:
+        nonlocal open_sessions
+        open_sessions -= 1
+
+    def send(index: int, session: Session, turn_index: int) -> None:
+        turn = session.turns[turn_index]
+        now = clock.now()
+        record = RequestRecord(index, turn_index, now)
+        records.append(record)
+        body = turn.body
+        request = SchedulingRequest(target_model=body["model"], prompt=PromptInput.from_body(body, CHAT_PATH),
+                                    headers={"content-type": "application/json"},
+                                    request_id=f"{index}-{turn_index}")
+        decision = scheduler.schedule(request, now)
+        if decision.outcome is not Outcome.PICKED:
+            record.outcome = "shed" if decision.outcome is Outcome.SHED else "error"
+            session_done()
+            return
+        key = decision.primary
+        record.endpoint = key
+        scheduler.on_served(decision, key)
+
+        def first_token(served) -> None:
+            scheduler.on_first_token(decision, clock.now())
+            served.on_tokens = None  # the rest of the stream needs no per-token events
+
+        def finished(served) -> None:
+            now = clock.now()
+            scheduler.on_first_token(decision, served.first_token_at)  # no-op unless the first token was the last
+            scheduler.on_complete(decision, now)
+            record.prompt_tokens = served.prompt_tokens
+            record.output_tokens = served.output_tokens
+            record.cached_tokens = served.cached_tokens
+            record.first_token_at = served.first_token_at
+            record.finished_at = now
+            record.itl_runs = served.itl_runs
+            if turn_index + 1 < len(session.turns):
+                clock.call_at(now + session.turns[turn_index + 1].think, send, index, session, turn_index + 1)
+            else:
+                session_done()
+
+        try:
+            servers[key].submit(prompts(body), max_tokens=body["max_tokens"], model=body["model"],
+                                on_finish=finished, on_tokens=first_token)
+        except (InvalidRequestError, UnknownModelError):
+            record.outcome = "error"
+            scheduler.on_complete(decision, now)
+            session_done()
+
+    for offset, key in enumerate(servers):  # staggered over one interval, as independent pollers are
+        clock.call_at(-SCRAPE_INTERVAL + offset * SCRAPE_INTERVAL / len(servers), scrape, key)
+    for index, session in enumerate(workload.sessions):
+        clock.call_at(session.start, send, index, session, 0)
+    clock.run_until_idle()
+    end = max((r.finished_at for r in records if r.finished_at is not None), default=clock.now())
+    return RunResult(records, scrapes, end)

@@ -1,0 +1,201 @@
+"""The routing benchmark's workloads: what clients send (OpenAI chat bodies) and when.
+
+A workload is a list of sessions. A session starts at an arrival time and sends its turns one after the other:
+turn k+1 goes out `think` seconds after the response to turn k ended (a chat user reading and typing). Single-turn
+workloads have one turn per session, so their arrivals are open-loop.
+
+Content and arrival times come from separate random streams seeded by the workload name and `--seed`: the
+sequence of request contents is the same at every rate, and the arrival pattern is the same unit-rate pattern
+scaled to the rate. Prompt text is random hexadecimal (4 characters = 1 simulated token, and nothing that JSON
+escapes), so a prompt of n tokens is exactly 4n characters of message content.
+
+| workload | sessions | prompt (tokens) | output (tokens) | arrivals |
+|---|---|---|---|---|
+| `prefix-heavy` | 1 turn | one of 150 group system prompts (6,000) + a fresh question (1,200) | 1,000 | Poisson |
+| `no-prefix` | 1 turn | one unique user message, lognormal (median 300, sigma 1.0, 16..8,000) | lognormal (median 200, sigma 0.8, 4..2,000) | Poisson |
+| `multi-turn` | 3..10 turns | one of 20 system prompts (1,000) + the history + a new user message (lognormal median 150, sigma 0.8) | lognormal (median 250, sigma 0.6, 8..1,500) | Poisson session starts; think time exponential, mean 5 s |
+| `multi-lora` | 1 turn | one of 8 adapters (Zipf popularity, exponent 1): its system prompt (500) + a no-prefix message | as no-prefix | Poisson |
+| `bursty` | 1 turn | as no-prefix | as no-prefix | gamma inter-arrival times, shape 0.25 (coefficient of variation 2) |
+
+`prefix-heavy` has the sizes of inference-perf's shared-prefix workload (llm-d's prefix-cache benchmark: 150
+groups, 6,000-token system prompts, 1,200-token questions, 1,000 output tokens) with one difference: every request
+asks a fresh question of a uniformly drawn group. inference-perf generates 5 questions per group and cycles through
+the 750 prompts, so that a run's first pass is all cache misses and every later pass all hits — a load that changes
+over time, on which a fraction of capacity means nothing. Drawing fresh questions keeps the load stationary: once
+every group has been seen, the best reuse is the 6,000-token system prompt.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from simulator.tokens import synthetic_text
+
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+CHAT_PATH = "/v1/chat/completions"
+ADAPTERS = tuple(f"adapter-{i}" for i in range(8))
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One request of a session: the chat body the client sends and the tokens the server will generate."""
+
+    body: dict[str, Any]
+    output_tokens: int
+    think: float = 0.0  # seconds between the end of the previous turn's response and this request
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A client session: its first request's arrival time and its turns."""
+
+    start: float
+    turns: tuple[Turn, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """The sessions of one run of a workload at one rate."""
+
+    name: str
+    rate: float  # requests per second (multi-turn: session starts per second x mean turns per session)
+    duration: float  # seconds during which sessions start
+    sessions: list[Session]
+    adapters: tuple[str, ...] = ()
+
+
+def text(rng: random.Random, tokens: int) -> str:
+    """Random message content of exactly `tokens` simulated tokens (4 hexadecimal characters each)."""
+    return rng.randbytes(2 * tokens).hex()
+
+
+def chat_body(model: str, messages: list[dict[str, str]], output_tokens: int) -> dict[str, Any]:
+    """The OpenAI chat-completions body a streaming client sends."""
+    return {"model": model, "messages": messages, "max_tokens": output_tokens, "stream": True,
+            "stream_options": {"include_usage": True}}
+
+
+def _lognormal(rng: random.Random, median: float, sigma: float, low: int, high: int) -> int:
+    return min(high, max(low, round(rng.lognormvariate(math.log(median), sigma))))
+
+
+def _sharegpt_lengths(rng: random.Random) -> tuple[int, int]:
+    """ShareGPT-like (prompt, output) token counts."""
+    return _lognormal(rng, 300, 1.0, 16, 8000), _lognormal(rng, 200, 0.8, 4, 2000)
+
+
+# -- content: infinite sequences of sessions' turns -------------------------------------------------------------
+
+PREFIX_GROUPS, SYSTEM_TOKENS, QUESTION_TOKENS, PREFIX_OUTPUT_TOKENS = 150, 6000, 1200, 1000
+
+
+def _prefix_heavy(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
+    systems = [{"role": "system", "content": text(rng, SYSTEM_TOKENS)} for _ in range(PREFIX_GROUPS)]
+    while True:
+        messages = [rng.choice(systems), {"role": "user", "content": text(rng, QUESTION_TOKENS)}]
+        yield (Turn(chat_body(MODEL, messages, PREFIX_OUTPUT_TOKENS), PREFIX_OUTPUT_TOKENS),)
+
+
+def _no_prefix(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
+    while True:
+        prompt, output = _sharegpt_lengths(rng)
+        yield (Turn(chat_body(MODEL, [{"role": "user", "content": text(rng, prompt)}], output), output),)
+
+
+CHAT_SYSTEM_PROMPTS, CHAT_SYSTEM_TOKENS, CHAT_MIN_TURNS, CHAT_MAX_TURNS, THINK_MEAN = 20, 1000, 3, 10, 5.0
+
+
+def _multi_turn(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
+    systems = [{"role": "system", "content": text(rng, CHAT_SYSTEM_TOKENS)} for _ in range(CHAT_SYSTEM_PROMPTS)]
+    while True:
+        history = [rng.choice(systems)]
+        turns = []
+        for index in range(rng.randint(CHAT_MIN_TURNS, CHAT_MAX_TURNS)):
+            history = history + [{"role": "user", "content": text(rng, _lognormal(rng, 150, 0.8, 8, 2000))}]
+            output = _lognormal(rng, 250, 0.6, 8, 1500)
+            think = rng.expovariate(1.0 / THINK_MEAN) if index else 0.0
+            turns.append(Turn(chat_body(MODEL, history, output), output, think))
+            # the client sends the simulator's answer back as history
+            history = history + [{"role": "assistant", "content": synthetic_text(0, output)}]
+        yield tuple(turns)
+
+
+ADAPTER_SYSTEM_TOKENS, ZIPF_EXPONENT = 500, 1.0
+
+
+def _multi_lora(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
+    systems = {name: {"role": "system", "content": text(rng, ADAPTER_SYSTEM_TOKENS)} for name in ADAPTERS}
+    weights = [1.0 / (rank + 1) ** ZIPF_EXPONENT for rank in range(len(ADAPTERS))]
+    while True:
+        adapter = rng.choices(ADAPTERS, weights)[0]
+        prompt, output = _sharegpt_lengths(rng)
+        messages = [systems[adapter], {"role": "user", "content": text(rng, prompt)}]
+        yield (Turn(chat_body(adapter, messages, output), output),)
+
+
+# -- arrivals: unit-rate inter-arrival gaps -----------------------------------------------------------------
+
+def _poisson(rng: random.Random) -> float:
+    return rng.expovariate(1.0)
+
+
+BURST_SHAPE = 0.25
+
+
+def _gamma(rng: random.Random) -> float:
+    return rng.gammavariate(BURST_SHAPE, 1.0 / BURST_SHAPE)
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """A named workload: its content generator and its arrival process (unit-rate gaps)."""
+
+    name: str
+    description: str
+    contents: Callable[[random.Random], Iterator[tuple[Turn, ...]]]
+    gaps: Callable[[random.Random], float] = _poisson
+    adapters: tuple[str, ...] = field(default=())
+    mean_turns: float = 1.0
+
+    def content(self, seed: int) -> Iterator[tuple[Turn, ...]]:
+        """The session contents, in sending order (the same for every rate)."""
+        return self.contents(random.Random(f"{self.name}/content/{seed}"))
+
+    def build(self, rate: float, seed: int, duration: float, ramp: float = 0.0) -> Workload:
+        """The sessions that start within `duration` seconds at `rate` requests per second, the rate rising
+        linearly from 0 during the first `ramp` seconds."""
+        gaps = random.Random(f"{self.name}/arrivals/{seed}")
+        session_rate = rate / self.mean_turns
+        sessions = []
+        units = 0.0  # arrivals of the unit-rate process so far, mapped onto time by the rate profile
+        for turns in self.content(seed):
+            units += self.gaps(gaps)
+            time = ramped_time(units / session_rate, ramp)
+            if time >= duration:
+                break
+            sessions.append(Session(time, turns))
+        return Workload(self.name, rate, duration, sessions, self.adapters)
+
+
+def ramped_time(full_rate_time: float, ramp: float) -> float:
+    """When the arrival due at `full_rate_time` under a constant rate comes when the rate ramps up linearly over
+    the first `ramp` seconds (the inverse of the cumulative rate profile)."""
+    if full_rate_time >= ramp / 2:
+        return full_rate_time + ramp / 2
+    return math.sqrt(2 * ramp * full_rate_time)
+
+
+WORKLOADS: dict[str, WorkloadSpec] = {spec.name: spec for spec in (
+    WorkloadSpec("prefix-heavy", "150 groups: 6,000-token shared system prompt + fresh 1,200-token question, "
+                 "1,000 output tokens, Poisson", _prefix_heavy),
+    WorkloadSpec("no-prefix", "ShareGPT-like lognormal prompt/output lengths, unique prompts, Poisson", _no_prefix),
+    WorkloadSpec("multi-turn", "chat sessions of 3-10 turns with growing history, 20 system prompts, think time "
+                 "5 s", _multi_turn, mean_turns=(CHAT_MIN_TURNS + CHAT_MAX_TURNS) / 2),
+    WorkloadSpec("multi-lora", "8 LoRA adapters with Zipf popularity (max_loras 4), ShareGPT-like lengths",
+                 _multi_lora, adapters=ADAPTERS),
+    WorkloadSpec("bursty", "ShareGPT-like lengths, gamma arrivals (shape 0.25: coefficient of variation 2)",
+                 _no_prefix, gaps=_gamma),
+)}

@@ -1,0 +1,234 @@
+"""`poolgate bench routing`: the harness (determinism, the oracle bound, the row shape, the scrape loop, prefix
+affinity), not the benchmark's numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import orjson
+import pytest
+
+from picker.scheduling import PickerConfig, Profile, PromptInput, Scorer, UtilizationDetector, prefix_hashes
+from picker.scheduling.pickers import RandomPicker
+from poolgate.bench.routing.fleet import SCRAPE_INTERVAL, RequestRecord, ServerPrompts, simulate
+from poolgate.bench.routing.oracle import fleet_capacity, oracle_run
+from poolgate.bench.routing.pickers import ORACLE, PICKERS, build_picker
+from poolgate.bench.routing.results import ROW_FIELDS, percentile, tokens_in_window, weighted_percentile
+from poolgate.bench.routing.runner import Settings, capacities, cases, run_case, run_cases
+from poolgate.bench.routing.workloads import WORKLOADS, Turn, WorkloadSpec, chat_body, ramped_time, text
+from poolgate.cli import main
+from simulator import ServerConfig
+
+SIMULATED = [p for p in PICKERS if p != ORACLE]
+
+
+def small_settings(**overrides) -> Settings:
+    values = dict(workloads=("prefix-heavy", "multi-lora"), pickers=PICKERS, loads=(0.7,), pods=2, seed=3,
+                  duration=40.0)
+    values.update(overrides)
+    return Settings(**values)
+
+
+def workload(name: str, load: float, pods: int, duration: float, seed: int = 1):
+    spec = WORKLOADS[name]
+    capacity = fleet_capacity(spec, seed, pods, ServerConfig(), duration=duration)
+    return spec.build(load * capacity, seed, duration, ramp=0.2 * duration)
+
+
+def test_same_seed_same_rows_in_any_process_layout():
+    settings = small_settings(pickers=("random", "llmd-default", "poolgate", ORACLE))
+    todo = cases(settings, capacities(settings))
+    serial = run_cases(todo, settings, jobs=1)
+    assert run_cases(todo, settings, jobs=1) == serial
+    assert run_cases(todo, settings, jobs=2) == serial
+    other_seed = dataclasses.replace(settings, seed=4)
+    assert run_cases(cases(other_seed, capacities(other_seed)), other_seed, jobs=1) != serial
+
+
+def test_rows_have_the_json_shape():
+    settings = small_settings(workloads=tuple(WORKLOADS), duration=20.0)
+    rows = run_cases(cases(settings, capacities(settings)), settings, jobs=2)
+    assert len(rows) == len(WORKLOADS) * len(PICKERS)
+    for row in orjson.loads(orjson.dumps(rows)):
+        assert tuple(row) == ROW_FIELDS
+        assert row["workload"] in WORKLOADS and row["picker"] in PICKERS
+        assert row["load"] == 0.7 and row["rate"] > 0
+        assert row["completed"] > 0 and row["shed"] == 0 and row["errors"] == 0
+        for field in ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s"):
+            assert isinstance(row[field], float) and row[field] > 0
+        assert row["ttft_p50_s"] <= row["ttft_p90_s"] <= row["ttft_p99_s"]
+        assert row["output_tokens_per_s"] > 0 and 0 <= row["prefix_hit_rate"] <= 1
+
+
+@pytest.mark.parametrize("name", ["prefix-heavy", "no-prefix", "multi-lora"])
+def test_the_oracle_is_a_lower_bound_of_every_request_under_every_picker(name):
+    load = workload(name, 0.9, pods=2, duration=60.0)
+    oracle = {(r.session, r.turn): r for r in oracle_run(load, ServerConfig()).records}
+    prompts = ServerPrompts()
+    for picker in SIMULATED:
+        records = simulate(load, build_picker(picker, 1), 2, prompts=prompts).records
+        assert len(records) == len(oracle) > 20
+        for record in records:
+            bound = oracle[record.session, record.turn]
+            assert record.ttft >= bound.ttft - 1e-9, (picker, record, bound)
+            assert record.cached_tokens <= bound.cached_tokens
+            assert record.finished_at >= bound.finished_at - 1e-9
+
+
+def test_oracle_row_bounds_every_picker_row():
+    settings = small_settings(workloads=("no-prefix",), loads=(1.0,), duration=60.0)
+    rows = run_cases(cases(settings, capacities(settings)), settings, jobs=2)
+    oracle = next(r for r in rows if r["picker"] == ORACLE)
+    for row in rows:
+        for field in ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s"):
+            assert oracle[field] <= row[field]
+
+
+def test_oracle_and_capacity_follow_the_latency_parameters():
+    def fixed(rng):  # unique 100-token messages, 10 output tokens
+        while True:
+            yield (Turn(chat_body("m", [{"role": "user", "content": text(rng, 100)}], 10), 10),)
+
+    spec = WorkloadSpec("fixed", "", fixed)
+    config = ServerConfig(model="m")
+    # the chat template adds "<|user|>\n", "<|end|>\n" and "<|assistant|>\n": 431 bytes = 108 tokens, none cached;
+    # per request at full batches: 0.030 + 108 x 0.00025 + 9 x 0.024 / 16 = 0.0705 s, so 2 pods do 28.37/s
+    assert fleet_capacity(spec, 0, 2, config, requests=50) == pytest.approx(2 / 0.0705)
+    records = oracle_run(spec.build(10.0, 0, 5.0), config).records
+    assert len(records) > 20
+    for record in records:
+        assert record.ttft == pytest.approx(0.030 + 108 * 0.00025)
+        assert record.finished_at - record.first_token_at == pytest.approx(9 * 0.012)
+
+
+class FreshnessProbe(Scorer):
+    """Records how old the metrics it scores are (and scores nothing)."""
+
+    type_name = "freshness-probe"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ages: list[float] = []
+
+    def score(self, cycle, endpoints):
+        self.ages.extend(cycle.now - e.metrics.updated_at for e in endpoints)
+        return [0.0] * len(endpoints)
+
+
+def test_scrape_loop_feeds_every_endpoint_every_50ms_staggered():
+    load = workload("no-prefix", 0.8, pods=4, duration=30.0)
+    probe = FreshnessProbe()
+    config = PickerConfig({"probe": Profile("probe", [], [(probe, 1.0)], RandomPicker(rng=random.Random(0)))},
+                          UtilizationDetector())
+    result = simulate(load, config, 4, keep_scrape_times=True)
+    assert SCRAPE_INTERVAL == 0.05
+    firsts = sorted(times[0] for times in result.scrapes.values())
+    assert firsts == pytest.approx([-0.05, -0.0375, -0.025, -0.0125])  # staggered over one interval
+    for times in result.scrapes.values():
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert min(gaps) == pytest.approx(0.05) and max(gaps) == pytest.approx(0.05)
+        assert times[-1] >= result.end - 0.05  # scraped until the last response ended
+    assert len(probe.ages) == 4 * len(result.records)
+    assert 0.0 <= min(probe.ages) and max(probe.ages) <= 0.05 + 1e-9  # the picker sees scrape-stale metrics
+    assert max(probe.ages) > 0.04
+
+
+def test_picker_and_server_see_the_same_prefix_reuse():
+    spec = WORKLOADS["prefix-heavy"]
+    turns = [session.turns[0] for session in spec.build(2.0, 0, 300.0).sessions]
+    by_group: dict[str, list[Turn]] = {}
+    for turn in turns:
+        by_group.setdefault(turn.body["messages"][0]["content"], []).append(turn)
+    same = next(group for group in by_group.values() if len(group) > 1)
+    other = next(group for group in by_group.values() if group is not same)
+    prompts = ServerPrompts()
+
+    def server_blocks(turn):
+        return prompts(turn.body).block_hashes(16, turn.body["model"])
+
+    def picker_blocks(turn):
+        prompt = PromptInput.from_body(turn.body, "/v1/chat/completions")
+        return prefix_hashes(prompt.data, turn.body["model"], "", 64, 1024)
+
+    def shared(a, b):
+        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+    # a 6,000-token system prompt is ~24,000 bytes = 375 blocks of 64 bytes / 16 tokens on both sides
+    assert 370 <= shared(server_blocks(same[0]), server_blocks(same[1])) <= 377
+    assert 370 <= shared(picker_blocks(same[0]), picker_blocks(same[1])) <= 377
+    assert shared(server_blocks(same[0]), server_blocks(other[0])) == 0
+    assert shared(picker_blocks(same[0]), picker_blocks(other[0])) == 0
+
+
+def test_prefix_affinity_raises_the_prefix_hit_rate_over_round_robin():
+    settings = small_settings(workloads=("prefix-heavy",), pickers=("round-robin", "llmd-default", "poolgate"),
+                              loads=(0.5,), pods=4, duration=400.0)
+    rows = {row["picker"]: row for row in run_cases(cases(settings, capacities(settings)), settings, jobs=2)}
+    assert rows["llmd-default"]["prefix_hit_rate"] > rows["round-robin"]["prefix_hit_rate"] + 0.15
+    assert rows["poolgate"]["prefix_hit_rate"] > rows["round-robin"]["prefix_hit_rate"] + 0.15
+
+
+def test_multi_turn_sessions_wait_for_the_previous_answer():
+    load = workload("multi-turn", 0.5, pods=2, duration=60.0)
+    records = simulate(load, build_picker("poolgate", 1), 2).records
+    by_turn = {(r.session, r.turn): r for r in records}
+    follow_ups = [r for r in records if r.turn > 0]
+    assert follow_ups
+    for record in follow_ups:
+        previous = by_turn[record.session, record.turn - 1]
+        think = load.sessions[record.session].turns[record.turn].think
+        assert record.arrival == pytest.approx(previous.finished_at + think)
+    assert sum(r.cached_tokens for r in follow_ups) > 0.5 * sum(r.prompt_tokens for r in follow_ups)
+
+
+def test_ramp_up_and_result_helpers():
+    assert ramped_time(0.0, 10.0) == 0.0
+    assert ramped_time(5.0, 10.0) == pytest.approx(10.0)  # half the ramp's arrivals come by its end
+    assert ramped_time(2.5, 10.0) == pytest.approx(50 ** 0.5)
+    assert ramped_time(7.0, 10.0) == pytest.approx(12.0)
+    assert ramped_time(7.0, 0.0) == 7.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([1.0, 2.0, 3.0, 4.0], 90) == 4.0
+    assert percentile([], 50) is None
+    assert weighted_percentile([(0.5, 1), (0.1, 8), (0.2, 1)], 90) == 0.2
+    assert weighted_percentile([(0.5, 1), (0.1, 8), (0.2, 1)], 99) == 0.5
+    record = RequestRecord(0, 0, 0.0, first_token_at=1.0, itl_runs=[[0.5, 4], [1.0, 2]])  # tokens at 1, 1.5 .. 5
+    assert tokens_in_window(record, 0.0, 10.0) == 7
+    assert tokens_in_window(record, 1.2, 3.0) == 4  # 1.5, 2.0, 2.5, 3.0
+    assert tokens_in_window(record, 3.5, 4.5) == 1  # 4.0
+    assert tokens_in_window(record, 6.0, 9.0) == 0
+
+
+def test_cli_writes_rows_plots_and_accepts_extra_configs(tmp_path, capsys):
+    config = tmp_path / "least-kv.yaml"
+    config.write_text("apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"
+                      "plugins:\n- type: kv-cache-utilization-scorer\n- type: max-score-picker\n")
+    out = tmp_path / "rows.json"
+    code = main(["bench", "routing", "--workloads", "no-prefix", "--pickers", "round-robin,poolgate,oracle",
+                 "--pods", "2", "--duration", "15", "--loads", "0.5,0.9", "--jobs", "1", "--config",
+                 f"least-kv={config}", "--json", str(out), "--plots", str(tmp_path / "plots")])
+    assert code == 0
+    rows = orjson.loads(out.read_bytes())
+    assert sorted({(r["load"], r["picker"]) for r in rows}) == sorted(
+        (load, picker) for load in (0.5, 0.9) for picker in ("round-robin", "poolgate", "oracle", "least-kv"))
+    assert (tmp_path / "plots" / "routing-no-prefix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "no-prefix: capacity" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--workloads", "nope"], "unknown workload"),
+    (["--pickers", "nope"], "unknown picker"),
+    (["--pods", "65"], "pods must be within"),
+    (["--config", "broken"], "NAME=FILE"),
+])
+def test_cli_refuses_bad_settings(arguments, message, capsys):
+    assert main(["bench", "routing", "--no-plots", *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_case_uses_the_case_rate():
+    settings = small_settings(workloads=("no-prefix",), pickers=("least-request",), loads=(0.5, 1.0))
+    capacity = capacities(settings)["no-prefix"]
+    low, high = (run_case(case, settings) for case in cases(settings, capacities(settings)))
+    assert low["rate"] == pytest.approx(0.5 * capacity, abs=1e-3) and high["rate"] == pytest.approx(capacity, abs=1e-3)
+    assert high["completed"] > 1.5 * low["completed"]
