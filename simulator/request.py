@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
 
 @dataclass(eq=False, slots=True)
@@ -62,16 +62,7 @@ class Request:
 
     def itl_percentile(self, q: float) -> float | None:
         """The q-th percentile (0..100, nearest rank) of the inter-token gaps, or None without any gap."""
-        runs = sorted(self.itl_runs)
-        total = sum(count for _, count in runs)
-        if not total:
-            return None
-        rank = max(1, math.ceil(q / 100 * total))
-        for gap, count in runs:
-            rank -= count
-            if rank <= 0:
-                return gap
-        return runs[-1][0]
+        return weighted_percentile(self.itl_runs, q)
 
     def record_gaps(self, gap: float, count: int) -> None:
         """Append `count` inter-token gaps of `gap` seconds (the engine calls this)."""
@@ -80,3 +71,18 @@ class Request:
             runs[-1][1] += count
         else:
             runs.append([gap, count])
+
+
+def weighted_percentile(runs: Iterable[Sequence[float]], q: float) -> float | None:
+    """The q-th percentile (0..100, nearest rank) of values given as (value, how many times) pairs; None when
+    there is no value."""
+    ordered = sorted(runs)
+    total = sum(count for _, count in ordered)
+    if not total:
+        return None
+    rank = max(1, math.ceil(q / 100 * total))
+    for value, count in ordered:
+        rank -= count
+        if rank <= 0:
+            return value
+    return ordered[-1][0]

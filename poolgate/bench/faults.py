@@ -7,7 +7,8 @@ that did not get a 2xx; `lost` counts the failures the gateway promises not to h
 functions, shorter, and assert on their results.
 
 - picker-killed-failopen: the pool's picker SIGKILLed, restarted later -> every request 2xx (Envoy balances).
-- picker-killed-failclose: the same for a FailClose pool -> a 5xx within 1 s of the kill, none hangs, back by itself.
+- picker-killed-failclose: the same for a FailClose pool -> a 5xx within 1 s of the kill, none hangs, back by itself;
+  a response on its way at the kill is cut (FailClose covers the response path too), counted as `cut_by_kill`.
 - model-server-killed: one pod SIGKILLed mid-load, restarted later -> non-streaming requests retried on the picker's
   fallbacks (none lost), streams in flight end with an error (never hang), the dead pod leaves and returns.
 - metrics-garbage / metrics-hang: one pod's /metrics answers garbage / never answers -> no request lost, one scrape
@@ -235,14 +236,22 @@ def picker_killed(stack, seconds: float = 30.0, rate: float = 40.0, progress: Pr
             lost = sum(not o.ok for o in outcomes)
             facts = {"served_during_outage": sum(o.ok and o.served_by in members for o in fallback)}
         else:
-            # the promise: a fast 5xx while the picker is away, nothing else
-            def kept(o) -> bool:
-                return o.ok or (kill_at - 0.5 <= o.started < recovered_at and 500 <= o.status < 600
-                                and not o.error and o.elapsed < 1.0)
-            lost = sum(not kept(o) for o in outcomes)
+            # the promise: a fast 5xx while the picker is away; a response on its way when the picker died is cut
+            # (FailClose fails the whole exchange, its response path included: Envoy resets the stream) and ends
+            # with an error within Envoy's delayed close, never hangs
+            def refused_fast(o) -> bool:
+                return kill_at - 0.5 <= o.started < recovered_at and 500 <= o.status < 600 and not o.error \
+                    and o.elapsed < 1.0
+
+            def cut_by_kill(o) -> bool:
+                return 200 <= o.status < 300 and o.error not in ("", "timeout") and o.started < kill_at + 0.5 \
+                    and kill_at <= o.ended < kill_at + 2.0
+
+            lost = sum(not (o.ok or refused_fast(o) or cut_by_kill(o)) for o in outcomes)
             refused = [o for o in outcomes if o.status >= 500 and o.ended >= kill_at]
             facts = {"first_5xx_after_kill_s": round(min(o.ended for o in refused) - kill_at, 3) if refused else None,
-                     "slowest_5xx_ms": round(max(o.elapsed for o in refused) * 1000, 1) if refused else None}
+                     "slowest_5xx_ms": round(max(o.elapsed for o in refused) * 1000, 1) if refused else None,
+                     "cut_by_kill": sum(cut_by_kill(o) for o in outcomes)}
         results.append(Result(_row(f"picker-killed-{kind}", outcomes, lost, recovered, recovery_s=recovery,
                                    hung=sum(o.error == "timeout" for o in outcomes), **facts), outcomes,
                               {**facts, "kill_at": kill_at, "heal_at": heal_at, "recovery_s": recovery}))

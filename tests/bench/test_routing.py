@@ -14,11 +14,12 @@ from picker.scheduling.pickers import RandomPicker
 from poolgate.bench.routing.fleet import SCRAPE_INTERVAL, RequestRecord, ServerPrompts, simulate
 from poolgate.bench.routing.oracle import fleet_capacity, oracle_run
 from poolgate.bench.routing.pickers import ORACLE, PICKERS, build_picker
-from poolgate.bench.routing.results import ROW_FIELDS, percentile, tokens_in_window, weighted_percentile
+from poolgate.bench.routing.results import ROW_FIELDS, percentile, tokens_in_window
 from poolgate.bench.routing.runner import Settings, capacities, cases, run_case, run_cases
 from poolgate.bench.routing.workloads import WORKLOADS, Turn, WorkloadSpec, chat_body, ramped_time, text
 from poolgate.cli import main
 from simulator import ServerConfig
+from simulator.request import weighted_percentile
 
 SIMULATED = [p for p in PICKERS if p != ORACLE]
 

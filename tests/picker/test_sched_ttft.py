@@ -147,13 +147,14 @@ def test_poolgate_default_spills_from_a_full_cached_endpoint_only_when_the_pool_
     scheduler = Scheduler(pool, config.profile(), saturation=config.saturation)
     cached = scheduler.schedule(SchedulingRequest("m", PROMPT), 0.0).primary
     other = next(key for key in ("10.0.0.1:8000", "10.0.0.2:8000") if key != cached)
-    # 1 s later (the first prefill is done): cached 0.02 + 0.016 = 0.036 s; the other 0.236 s plus its 0.2 s
-    # prefill x (1 + 16/16 x busy / (1 - busy)) with the busy pool (1.0, capped at 0.95): 0.236 + 0.2 x 20
+    # 1 s later (the first prefill is done): cached 0.02 + 0.016 = 0.036 s; the other 0.236 s plus its 0.2 s prefill
+    # x (prefillPenalty 0 + 16/16 x busy / (1 - busy)) with the busy pool (1.0, capped at 0.95): 0.236 + 0.2 x 19
     assert scheduler.schedule(SchedulingRequest("m", PROMPT), 1.0).primary == cached
     pool.apply_samples(cached, vllm(2, 16, 0.1), now=1.0)  # full: 3 requests must end, one every 10 s / 16
-    assert scheduler.schedule(SchedulingRequest("m", PROMPT), 1.0).primary == cached  # 1.911 s < 4.236 s
-    pool.apply_samples(other, vllm(0, 0, 0.1), now=1.0)  # the other endpoint empties: busy = (1 + 0) / 2
-    assert scheduler.schedule(SchedulingRequest("m", PROMPT), 1.0).primary == other  # 0.22 + 0.2 x 1 < 1.911
+    assert scheduler.schedule(SchedulingRequest("m", PROMPT), 1.0).primary == cached  # 1.911 s < 4.036 s
+    # the other endpoint empties: 0.22 s, and no capacity cost with nothing running there, < 1.911 s
+    pool.apply_samples(other, vllm(0, 0, 0.1), now=1.0)
+    assert scheduler.schedule(SchedulingRequest("m", PROMPT), 1.0).primary == other
 
 
 def test_online_learning_recovers_the_server_costs():

@@ -12,9 +12,10 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from poolgate.bench.routing.fleet import RequestRecord
+from simulator.request import weighted_percentile
 
 ROW_FIELDS = ("workload", "rate", "load", "picker", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "itl_p50_s",
               "itl_p99_s", "output_tokens_per_s", "completed", "shed", "errors", "prefix_hit_rate")
@@ -25,20 +26,6 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     if not sorted_values:
         return None
     return sorted_values[max(1, math.ceil(q / 100 * len(sorted_values))) - 1]
-
-
-def weighted_percentile(runs: Iterable[tuple[float, int]], q: float) -> float | None:
-    """The q-th percentile (nearest rank) of values given as (value, how many times) pairs."""
-    ordered = sorted(runs)
-    total = sum(count for _, count in ordered)
-    if not total:
-        return None
-    rank = max(1, math.ceil(q / 100 * total))
-    for value, count in ordered:
-        rank -= count
-        if rank <= 0:
-            return value
-    return ordered[-1][0]
 
 
 def tokens_in_window(record: RequestRecord, start: float, end: float) -> int:
