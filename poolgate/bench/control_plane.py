@@ -147,14 +147,9 @@ def run(args: argparse.Namespace) -> int:
 
 def plot(rows: list[dict], path: str) -> None:
     """Stage times against the number of objects, log-log (a straight line of slope 1 = linear growth)."""
-    from pathlib import Path
+    from poolgate.bench.report import new_figure, save_figure
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure(figsize=(6, 4))
     x = [r["objects"] for r in rows]
     for key in ("parse_s", "translate_s", "status_s", "total_s", "gateway_hook_s"):
         ax.plot(x, [r[key] for r in rows], marker="o", label=key.removesuffix("_s"))
@@ -165,6 +160,4 @@ def plot(rows: list[dict], path: str) -> None:
     ax.set_title("poolgate control plane: translation and hook time")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -546,12 +546,9 @@ def run(args: argparse.Namespace) -> int:
 
 def plot(rows: list[dict], path: str) -> None:
     """Requests/s and p50 latency against concurrency, one line per mode and picker process count."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from poolgate.bench.report import new_figure, save_figure
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig, (throughput, latency) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (throughput, latency) = new_figure(1, 2, figsize=(10, 4))
     series: dict[str, list[dict]] = {}
     for row in rows:
         label = row["mode"] if row["mode"] == "direct" else f"{row['mode']} x{row['workers']}"
@@ -571,6 +568,4 @@ def plot(rows: list[dict], path: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     latency.legend()
     fig.suptitle("poolgate: Envoy direct vs Envoy + endpoint picker")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

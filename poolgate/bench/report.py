@@ -28,6 +28,28 @@ def print_table(title: str, rows: Iterable[dict], columns: Sequence[str], consol
     (console or output_console()).print(table)
 
 
+def new_figure(*args, **kwargs):
+    """`matplotlib.pyplot.subplots(*args, **kwargs)` drawn off-screen (Agg backend): (figure, axes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def save_figure(figure, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out the figure, write it as a PNG (creating the directory) and release it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
 def write_json(path: str | Path, rows: list[dict]) -> None:
     """Write the rows as a JSON list."""
     Path(path).write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))

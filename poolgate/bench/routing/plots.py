@@ -9,17 +9,12 @@ from typing import Sequence
 
 def write_plots(rows: Sequence[dict], directory: str | Path) -> list[Path]:
     """Write one `routing-<workload>.png` per workload into `directory`; returns the files written."""
-    import matplotlib
+    from poolgate.bench.report import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for workload in dict.fromkeys(row["workload"] for row in rows):
         mine = [row for row in rows if row["workload"] == workload]
-        figure, (latency, throughput) = plt.subplots(1, 2, figsize=(11, 4.2))
+        figure, (latency, throughput) = new_figure(1, 2, figsize=(11, 4.2))
         for picker in dict.fromkeys(row["picker"] for row in mine):
             points = sorted((row["load"], row["ttft_p90_s"], row["output_tokens_per_s"])
                             for row in mine if row["picker"] == picker)
@@ -34,9 +29,5 @@ def write_plots(rows: Sequence[dict], directory: str | Path) -> list[Path]:
         for axes in (latency, throughput):
             axes.grid(True, which="both", alpha=0.3)
         latency.legend(fontsize="small")
-        figure.tight_layout()
-        path = out / f"routing-{workload}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(save_figure(figure, Path(directory) / f"routing-{workload}.png", dpi=110))
     return written
