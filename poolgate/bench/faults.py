@@ -295,11 +295,15 @@ def model_server_killed(stack, seconds: float = 30.0, rate: float = 40.0, progre
     # the victim's stream breaks off soon after the kill (an error, not a hang); the others complete
     streams_clean = (len(stream_outcomes) == len(members) and len(broken) == 1
                      and broken[0].error != "timeout" and broken[0].ended - stream_kill < 3.0)
+    # Envoy's count of retries refused by the cluster's circuit breaker (each one a request lost)
+    overflow = stack.envoy_stats(r"^cluster\.poolgate/pool/.*\.upstream_rq_retry_overflow$")
+    facts["retry_overflow"] = sum(overflow.values())
     lost = sum(not o.ok for o in outcomes)
     recovered = returned is not None and all(o.ok for o in outcomes if o.started >= tail_from)
     return Result(_row("model-server-killed", outcomes, lost, recovered, recovery_s=returned,
-                       retried=facts["retried"], dead_picked_for_s=facts["picked_after_death_s"],
-                       streams_failed_cleanly=streams_clean), outcomes, facts)
+                       retried=facts["retried"], retry_overflow=facts["retry_overflow"],
+                       dead_picked_for_s=facts["picked_after_death_s"], streams_failed_cleanly=streams_clean),
+                  outcomes, facts)
 
 
 def _fault(address: str, mode: str | None = None) -> dict:

@@ -33,7 +33,6 @@ CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 # retries walk the picker's fallback list; `reset` also covers requests in flight on a pod that died (see
 # poolgate/translate/xds.py RETRY_ON: Envoy never retries once response headers went to the client)
 RETRY_TRIGGERS = ["connect-failure", "refused-stream", "reset"]
-CIRCUIT_LIMIT = 100_000        # Envoy's default 1,024 would queue long-lived, highly concurrent inference traffic
 KIND_ORDER = ("Service", "ReferenceGrant", "Gateway", "HTTPRoute", "ClientTrafficPolicy", "BackendTrafficPolicy",
               "EnvoyExtensionPolicy", "EnvoyPatchPolicy")
 
@@ -200,8 +199,9 @@ def backend_traffic_policy(route_plan: RoutePlan, rules: list[RulePlan], options
     fallbacks, poolgate's circuit-breaker limits and buffer limit. Setting cluster fields at rule level also keeps
     the rule's own cluster name when Envoy Gateway merges backend clusters."""
     spec: dict = {"targetRefs": _rule_targets(route_plan, rules), "loadBalancer": {"type": "LeastRequest"},
-                  "circuitBreaker": {"maxConnections": CIRCUIT_LIMIT, "maxPendingRequests": CIRCUIT_LIMIT,
-                                     "maxParallelRequests": CIRCUIT_LIMIT},
+                  "circuitBreaker": {"maxConnections": xds.CIRCUIT_LIMIT, "maxPendingRequests": xds.CIRCUIT_LIMIT,
+                                     "maxParallelRequests": xds.CIRCUIT_LIMIT,
+                                     "maxParallelRetries": xds.CIRCUIT_LIMIT},
                   "connection": {"bufferLimit": options.buffer_limit_bytes}}
     if rules[0].pool.picker is not None:
         spec["loadBalancer"]["endpointOverride"] = {"extractFrom": [{"header": xds.DESTINATION_HEADER}]}

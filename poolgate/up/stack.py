@@ -157,15 +157,19 @@ class Stack:
             log.warning(warning)
         return self.status
 
-    def _envoy_updates(self) -> dict[str, int] | None:
-        """Envoy's counts of listener and cluster file loads (attempted, rejected); None while Envoy is not running."""
-        if "envoy" not in self.supervisor.children:
-            return None
-        query = urllib.parse.urlencode({"filter": r"[lc]ds\.update_(attempt|rejected)$"})
+    def envoy_stats(self, pattern: str) -> dict[str, int]:
+        """Envoy's counters and gauges whose names match the regular expression `pattern` (its admin /stats)."""
+        query = urllib.parse.urlencode({"filter": pattern})
         url = f"http://{self.admin.host}:{self.admin.port}/stats?{query}"
         with urllib.request.urlopen(url, timeout=5) as response:
             lines = response.read().decode().splitlines()
         return {name: int(value) for name, _, value in (line.partition(": ") for line in lines) if value.isdigit()}
+
+    def _envoy_updates(self) -> dict[str, int] | None:
+        """Envoy's counts of listener and cluster file loads (attempted, rejected); None while Envoy is not running."""
+        if "envoy" not in self.supervisor.children:
+            return None
+        return self.envoy_stats(r"[lc]ds\.update_(attempt|rejected)$")
 
     def _wait_for_envoy(self, before: dict[str, int]) -> None:
         """Wait until Envoy has loaded the swapped files (each swap makes it load both once), so that a reload

@@ -216,7 +216,7 @@ class EnvoyGatewayShape:
         breaker = traffic.get("circuitBreaker", {})
         thresholds = {"priority": "DEFAULT", "max_retries": 1024}
         for field, key in (("maxConnections", "max_connections"), ("maxPendingRequests", "max_pending_requests"),
-                           ("maxParallelRequests", "max_requests")):
+                           ("maxParallelRequests", "max_requests"), ("maxParallelRetries", "max_retries")):
             if field in breaker:
                 thresholds[key] = breaker[field]
         cluster["circuit_breakers"] = {"thresholds": [thresholds]}

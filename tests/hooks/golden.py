@@ -43,4 +43,4 @@ def check_or_update(path: Path, data: object) -> None:
     assert path.exists(), f"{path} is missing: run with POOLGATE_UPDATE_GOLDEN=1 and review it"
     assert json.loads(path.read_text()) == data, (
         f"{path} differs from what the hooks answer now; if the change is intended, rerun with "
-        "POOLGATE_UPDATE_GOLDEN=1 and review the diff")
+        "POOLGATE_UPDATE_GOLDEN=1 (serially: -p no:xdist) and review the diff")
