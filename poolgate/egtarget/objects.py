@@ -182,6 +182,10 @@ def extension_policy(route_plan: RoutePlan, rules: list[RulePlan], options: Tran
         backend["namespace"] = picker.service.namespace
     ext_proc = {
         "backendRefs": [backend],
+        # a gRPC stream per request in flight, for as long as it runs: Envoy Gateway's default of 1,024 would fail
+        # the 1,025th request
+        "backendSettings": {"circuitBreaker": {"maxParallelRequests": xds.CIRCUIT_LIMIT,
+                                               "maxPendingRequests": xds.CIRCUIT_LIMIT}},
         "processingMode": {"request": {"body": "FullDuplexStreamed" if duplex else "Buffered"},
                            "response": {"body": "Streamed" if picker.failure_open else "FullDuplexStreamed"}},
         "failOpen": picker.failure_open,

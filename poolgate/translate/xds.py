@@ -48,7 +48,7 @@ MODEL_ROUTER_ONLY_HEADERS = ("x-gateway-model-name", "x-gateway-base-model-name"
 # request has no side effect, and Envoy never retries once response headers went to the client, so a stream that
 # has started is never replayed. The cost: a request that itself crashes servers is tried on `retries` more pods.
 RETRY_ON = "connect-failure,refused-stream,reset"
-CIRCUIT_LIMIT = 100_000  # connections, requests and parallel retries per pool or Service cluster (see `cluster`)
+CIRCUIT_LIMIT = 100_000  # connections, requests and parallel retries per cluster (see `cluster`)
 
 
 def _any(message: Message) -> Any:
@@ -375,15 +375,15 @@ def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
     if c.role == "pool":
         out.load_balancing_policy.CopyFrom(_override_host() if c.override_host else _least_request())
         out.per_connection_buffer_limit_bytes.value = options.buffer_limit_bytes
-    if c.role in ("pool", "service"):
-        # Inference traffic is long-lived and highly concurrent: Envoy's default limit of 1,024 would queue it. And
-        # when a pod dies, every request on it or picked for it retries at once on the picker's fallbacks: Envoy's
-        # default of 3 parallel retries per cluster would fail the rest (a route retries a request at most
-        # `retries` times, and only on connection failures and resets, so this cannot amplify load beyond that).
-        thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds()
-        for field in ("max_connections", "max_pending_requests", "max_requests", "max_retries"):
-            getattr(thresholds, field).value = CIRCUIT_LIMIT
-        out.circuit_breakers.thresholds.append(thresholds)
+    # Inference traffic is long-lived and highly concurrent, and every request holds a gRPC stream to its picker
+    # for as long as it runs: Envoy's default limit of 1,024 requests per cluster would fail the 1,025th (as
+    # "overflow"). And when a pod dies, every request on it or picked for it retries at once on the picker's
+    # fallbacks: Envoy's default of 3 parallel retries would fail the rest (a route retries a request at most
+    # `retries` times, and only on connection failures and resets, so this cannot amplify load beyond that).
+    thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds()
+    for field in ("max_connections", "max_pending_requests", "max_requests", "max_retries"):
+        getattr(thresholds, field).value = CIRCUIT_LIMIT
+    out.circuit_breakers.thresholds.append(thresholds)
     if c.http2:
         protocol = http_protocol_options_pb2.HttpProtocolOptions(
             explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(

@@ -119,7 +119,10 @@ class EnvoyGatewayShape:
         backend = policy["spec"]["extProc"][0]["backendRefs"][0]
         service = self.services[(backend.get("namespace", policy["metadata"]["namespace"]), backend["name"])]
         name = self.ext_proc_name(policy)
-        return {"name": name, "type": "STATIC", "connect_timeout": "10s",
+        breaker = policy["spec"]["extProc"][0].get("backendSettings", {}).get("circuitBreaker", {})
+        return {"name": name, "type": "STATIC", "connect_timeout": "10s", "circuit_breakers": {"thresholds": [
+                    {"priority": "DEFAULT", "max_requests": breaker.get("maxParallelRequests", 1024),
+                     "max_pending_requests": breaker.get("maxPendingRequests", 1024)}]},
                 "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
                     "socket_address": {"address": service.spec.cluster_ip, "port_value": backend["port"]}}}}]}]},
                 "typed_extension_protocol_options": _http2()}
