@@ -215,12 +215,17 @@ def backend_traffic_policy(route_plan: RoutePlan, rules: list[RulePlan], options
 
 
 def client_traffic_policy(gateway: Gateway, options: TranslateOptions) -> dict:
-    """On the sibling: strip the headers only the picker may set before any filter runs, raise the buffer limit."""
+    """On the sibling: strip the headers only the picker may set before any filter runs, raise the buffer limit,
+    and the client timeouts of poolgate's own Envoy (slow clients cut off, long silent requests allowed)."""
+    timeouts = {"requestHeadersReceivedTimeout": _duration(options.request_headers_timeout_s),
+                "requestReceivedTimeout": _duration(options.request_timeout_s),
+                "streamIdleTimeout": _duration(options.stream_idle_timeout_s)}
     return {"apiVersion": EG_API, "kind": "ClientTrafficPolicy",
             "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
             "spec": {"targetRefs": [_gateway_target(gateway)],
                      "headers": {"earlyRequestHeaders": {"remove": list(xds.PICKER_ONLY_HEADERS)}},
-                     "connection": {"bufferLimit": options.buffer_limit_bytes}}}
+                     "connection": {"bufferLimit": options.buffer_limit_bytes},
+                     "timeout": {"http": timeouts}}}
 
 
 def _gateway_target(gateway: Gateway) -> dict:

@@ -35,6 +35,10 @@ class TranslateOptions:
     # connection, a picker stream and a buffered body for ever. Streaming the response is not limited by these.
     request_headers_timeout_s: float = 10.0
     request_timeout_s: float = 60.0
+    # Envoy resets a request after this long without a byte either way (0: never). Envoy's default of 5 minutes
+    # would cut a non-streaming generation that runs longer, or a request queued that long at a saturated pool;
+    # an hour still frees connections whose peer vanished.
+    stream_idle_timeout_s: float = 3600.0
 
     def bind_address(self, namespace: str, gateway: str) -> str:
         return self.bind_addresses.get((namespace, gateway), self.listener_address)

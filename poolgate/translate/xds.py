@@ -88,6 +88,7 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
         early_header_mutation_extensions=[_strip_headers(lst.model_routing)],
         request_headers_timeout=_duration(options.request_headers_timeout_s),
         request_timeout=_duration(options.request_timeout_s),
+        stream_idle_timeout=_duration(options.stream_idle_timeout_s),
     )
     if lst.model_routing:
         hcm.http_filters.append(hcm_pb2.HttpFilter(name=MODEL_ROUTER_FILTER, typed_config=_any(_model_router(options))))

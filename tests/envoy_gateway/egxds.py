@@ -256,6 +256,12 @@ class EnvoyGatewayShape:
                 "typed_config": {"@type": T + "envoy.extensions.http.early_header_mutation.header_mutation.v3."
                                               "HeaderMutation", "mutations": [{"remove": h} for h in remove]}}]
             out_listener["per_connection_buffer_limit_bytes"] = int(ctp["spec"]["connection"]["bufferLimit"])
+            http_timeouts = ctp["spec"].get("timeout", {}).get("http", {})
+            for field, key in (("requestHeadersReceivedTimeout", "request_headers_timeout"),
+                               ("requestReceivedTimeout", "request_timeout"),
+                               ("streamIdleTimeout", "stream_idle_timeout")):
+                if field in http_timeouts:
+                    hcm[key] = http_timeouts[field]
         return [out_listener], clusters
 
     def patched(self, listeners: list[dict], clusters: list[dict]) -> tuple[list[dict], list[dict]]:

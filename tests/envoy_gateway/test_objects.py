@@ -65,6 +65,8 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     client = find(out, "ClientTrafficPolicy", "gw-poolgate")["spec"]
     assert client["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-poolgate"}]
     assert client["headers"]["earlyRequestHeaders"]["remove"] == list(xds.PICKER_ONLY_HEADERS)
+    assert client["timeout"]["http"] == {"requestHeadersReceivedTimeout": "10s", "requestReceivedTimeout": "60s",
+                                         "streamIdleTimeout": "3600s"}   # as poolgate's own Envoy
     patch = find(out, "EnvoyPatchPolicy", "gw-poolgate")["spec"]
     assert patch["targetRef"] == client["targetRefs"][0] and patch["type"] == "JSONPatch"
     assert [p["name"] for p in patch["jsonPatches"]] == ["httproute/default/models-poolgate/rule/0",
