@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv clean
+.PHONY: run test lint venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,15 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/poolgate up -f examples/quickstart.yaml
 
-## Run every test (unit, e2e on real Envoy and real processes). Exit code 5 (no tests collected) counts as failure.
-test: $(STAMP)
+## Run every test (unit, e2e on real Envoy and real processes) after the lint and format checks.
+## Exit code 5 (no tests collected) counts as failure.
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## Lint and format checks (ruff) the test command runs first.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -11,10 +11,9 @@ import openai
 import pytest
 import yaml
 
-from tests.support.objects import chat, gateway, gateway_class, listener, route, service, sim_deployment
 from poolgate.up.processes import wait_until
 from tests.conftest import REPO
-from tests.support.objects import pool
+from tests.support.objects import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
 
 pytestmark = pytest.mark.xdist_group("e2e-openai")
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
@@ -28,61 +27,86 @@ def quickstart(start_stack):
         if obj["kind"] == "Gateway":
             obj["spec"]["listeners"][0]["port"] = 0
     stack = start_stack(*objects)
-    return stack, openai.OpenAI(base_url=f"{stack.url('default/inference-gateway')}/v1", api_key="unused",
-                                max_retries=0)
+    return stack, openai.OpenAI(
+        base_url=f"{stack.url('default/inference-gateway')}/v1", api_key="unused", max_retries=0
+    )
 
 
 def test_chat_completions_and_streaming_with_usage(quickstart):
     stack, client = quickstart
     raw = client.chat.completions.with_raw_response.create(
-        model=LLAMA, messages=[{"role": "user", "content": "Hello!"}], max_tokens=6)
+        model=LLAMA, messages=[{"role": "user", "content": "Hello!"}], max_tokens=6
+    )
     completion = raw.parse()
     assert completion.model == LLAMA and completion.usage.completion_tokens == 6
     assert raw.headers["x-poolgate-served-by"] in stack.endpoints("llama")
     text = client.completions.create(model="Qwen/Qwen3-8B", prompt="Once upon a time", max_tokens=3)
     assert text.model == "Qwen/Qwen3-8B" and text.usage.completion_tokens == 3
-    chunks = list(client.chat.completions.create(model="Qwen/Qwen3-8B", messages=[{"role": "user", "content": "hi"}],
-                                                 max_tokens=4, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="Qwen/Qwen3-8B",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).split() != []
     assert chunks[-1].usage.completion_tokens == 4 and chunks[-1].usage.prompt_tokens > 0
 
 
 def test_model_rewrite_splits_90_10_and_answers_with_the_name_asked_for(quickstart):
-    stack, client = quickstart
+    _stack, client = quickstart
     served = Counter()
     for _ in range(100):
         raw = client.chat.completions.with_raw_response.create(
-            model="food-review", messages=[{"role": "user", "content": "Is the soup good?"}], max_tokens=2)
-        assert raw.parse().model == "food-review"                # mapped back to what the client asked for
-        served[raw.headers["x-poolgate-served-model"]] += 1      # what the model server was asked for
+            model="food-review", messages=[{"role": "user", "content": "Is the soup good?"}], max_tokens=2
+        )
+        assert raw.parse().model == "food-review"  # mapped back to what the client asked for
+        served[raw.headers["x-poolgate-served-model"]] += 1  # what the model server was asked for
     assert set(served) == {"food-review-v1", "food-review-v2"}
-    assert 75 <= served["food-review-v1"] <= 98, served          # 90/10 (binomial sd 3)
+    assert 75 <= served["food-review-v1"] <= 98, served  # 90/10 (binomial sd 3)
 
 
 def test_lora_adapter_requests_are_served_by_the_adapter(quickstart):
-    stack, client = quickstart
+    _stack, client = quickstart
     raw = client.chat.completions.with_raw_response.create(
-        model="food-review-v2", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        model="food-review-v2", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
     assert raw.parse().model == "food-review-v2" and raw.headers["x-poolgate-served-model"] == "food-review-v2"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
 
 
 def test_a_sheddable_request_gets_429_when_the_pool_is_saturated(start_stack):
-    objective = {"apiVersion": "llm-d.ai/v1alpha2", "kind": "InferenceObjective",
-                 "metadata": {"name": "batch", "namespace": "default"}, "spec": {"priority": -1, "poolRef": {"name": "pool"}}}
-    stack = start_stack(gateway_class(), gateway(listeners=listener()), route(), pool(), service(), objective,
-                        sim_deployment("pool", replicas=1, args=("--max-num-seqs", "1", "--decode-ms", "50")))
+    objective = {
+        "apiVersion": "llm-d.ai/v1alpha2",
+        "kind": "InferenceObjective",
+        "metadata": {"name": "batch", "namespace": "default"},
+        "spec": {"priority": -1, "poolRef": {"name": "pool"}},
+    }
+    stack = start_stack(
+        gateway_class(),
+        gateway(listeners=listener()),
+        route(),
+        pool(),
+        service(),
+        objective,
+        sim_deployment("pool", replicas=1, args=("--max-num-seqs", "1", "--decode-ms", "50")),
+    )
     url = f"{stack.url()}/v1/chat/completions"
     stop = threading.Event()
 
-    def hold_a_slot() -> None:           # a long streaming request, abandoned when the test ends
+    def hold_a_slot() -> None:  # a long streaming request, abandoned when the test ends
         try:
-            with httpx.Client(timeout=60) as client, client.stream("POST", url, json=chat(max_tokens=400, stream=True)) as r:
+            with (
+                httpx.Client(timeout=60) as client,
+                client.stream("POST", url, json=chat(max_tokens=400, stream=True)) as r,
+            ):
                 for _ in r.iter_bytes():
                     if stop.is_set():
                         return
-        except httpx.HTTPError:          # the stack stopped under it
+        except httpx.HTTPError:  # the stack stopped under it
             return
 
     load = [threading.Thread(target=hold_a_slot, daemon=True) for _ in range(8)]
@@ -90,12 +114,18 @@ def test_a_sheddable_request_gets_429_when_the_pool_is_saturated(start_stack):
         thread.start()
     client = openai.OpenAI(base_url=f"{stack.url()}/v1", api_key="unused", max_retries=0)
     try:
+
         def shed() -> bool:
             try:
-                client.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": "later"}], max_tokens=1,
-                                               extra_headers={"x-gateway-inference-objective": "batch"}, timeout=0.5)
+                client.chat.completions.create(
+                    model=LLAMA,
+                    messages=[{"role": "user", "content": "later"}],
+                    max_tokens=1,
+                    extra_headers={"x-gateway-inference-objective": "batch"},
+                    timeout=0.5,
+                )
             except openai.RateLimitError as error:
-                assert error.status_code == 429 and error.body["type"]   # OpenAI-style error body
+                assert error.status_code == 429 and error.body["type"]  # OpenAI-style error body
                 return True
             except openai.APITimeoutError:
                 pass
@@ -104,7 +134,8 @@ def test_a_sheddable_request_gets_429_when_the_pool_is_saturated(start_stack):
         wait_until(shed, timeout=15, interval=0.2, message="a sheddable request answered 429")
         # a request that is not sheddable is queued, never refused
         with pytest.raises(openai.APITimeoutError):
-            client.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": "now"}], max_tokens=1,
-                                           timeout=0.5)
+            client.chat.completions.create(
+                model=LLAMA, messages=[{"role": "user", "content": "now"}], max_tokens=1, timeout=0.5
+            )
     finally:
         stop.set()

@@ -18,12 +18,15 @@ def main() -> None:
     args = parser.parse_args()
     client = openai.OpenAI(base_url=args.url, api_key="unused")
     response = client.chat.completions.with_raw_response.create(
-        model=args.model, messages=[{"role": "user", "content": args.prompt}], max_tokens=24)
+        model=args.model, messages=[{"role": "user", "content": args.prompt}], max_tokens=24
+    )
     completion = response.parse()
     print(f"model:     {completion.model}")
     print(f"served by: {response.headers.get('x-poolgate-served-by')}")
     print(f"answer:    {completion.choices[0].message.content}")
-    print(f"usage:     {completion.usage.prompt_tokens} prompt + {completion.usage.completion_tokens} completion tokens")
+    print(
+        f"usage:     {completion.usage.prompt_tokens} prompt + {completion.usage.completion_tokens} completion tokens"
+    )
 
 
 if __name__ == "__main__":

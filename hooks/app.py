@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 from flask import Flask, Response, g, request
@@ -63,6 +63,7 @@ def _view(hook: Hook, settings: HookSettings) -> Callable[[], Response]:
             return _json(200, hook(body, settings))
         except BadRequest as error:
             return _error(400, str(error))
+
     return view
 
 
@@ -91,6 +92,15 @@ def _start_timer() -> None:
 def _log_request(response: Response) -> Response:
     elapsed_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3)
     level = logging.INFO if response.status_code < 400 else logging.WARNING
-    log.log(level, "request", extra={"method": request.method, "path": request.path, "status": response.status_code,
-                                     "duration_ms": elapsed_ms, "bytes_in": request.content_length})
+    log.log(
+        level,
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": elapsed_ms,
+            "bytes_in": request.content_length,
+        },
+    )
     return response

@@ -27,17 +27,30 @@ Every hook answers 200 with its response, or 400 with a JSON message when the re
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--bind", default="0.0.0.0:8080", metavar="HOST:PORT",
-                        help="address to listen on (default: 0.0.0.0:8080)")
-    parser.add_argument("--workers", type=int, default=2, metavar="N",
-                        help="gunicorn worker processes (default: 2)")
-    parser.add_argument("--timeout", type=int, default=30, metavar="SECONDS",
-                        help="a worker silent for this long is restarted (default: 30)")
-    parser.add_argument("--settings", metavar="FILE",
-                        help="YAML file of installation settings: images, replicas, Service type, picker profile "
-                             "(the Helm chart writes it; default: built-in defaults)")
-    parser.add_argument("--max-request-bytes", type=int, default=32 * 1024 * 1024, metavar="BYTES",
-                        help="larger request bodies get 413 (default: 33554432 = 32 MiB)")
+    parser.add_argument(
+        "--bind", default="0.0.0.0:8080", metavar="HOST:PORT", help="address to listen on (default: 0.0.0.0:8080)"
+    )
+    parser.add_argument("--workers", type=int, default=2, metavar="N", help="gunicorn worker processes (default: 2)")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=30,
+        metavar="SECONDS",
+        help="a worker silent for this long is restarted (default: 30)",
+    )
+    parser.add_argument(
+        "--settings",
+        metavar="FILE",
+        help="YAML file of installation settings: images, replicas, Service type, picker profile "
+        "(the Helm chart writes it; default: built-in defaults)",
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=32 * 1024 * 1024,
+        metavar="BYTES",
+        help="larger request bodies get 413 (default: 33554432 = 32 MiB)",
+    )
     logs.add_arguments(parser)
     parser.set_defaults(run=run)
 

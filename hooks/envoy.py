@@ -18,20 +18,19 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf.any_pb2 import Any
 
+from hooks.raw import integer, items, mapping
+from hooks.settings import HookSettings
 from poolgate.translate import GatewayRuntime, TranslateOptions, xds
 from poolgate.translate.naming import dns_label
 from poolgate.translate.output import to_yaml
 
-from hooks.raw import integer, items, mapping
-from hooks.settings import HookSettings
-
 CONFIG_DIR = "/etc/poolgate/envoy"
-READY_PORT = 19001                    # Envoy answers GET /ready here for the kubelet (admin stays on loopback)
-MODEL_ROUTER_PORT = 9004              # the model-router sidecar, reached by Envoy on 127.0.0.1
-MODEL_ROUTER_HEALTH_PORT = 19003      # its gRPC health and metrics, on loopback too: ports a listener cannot use
+READY_PORT = 19001  # Envoy answers GET /ready here for the kubelet (admin stays on loopback)
+MODEL_ROUTER_PORT = 9004  # the model-router sidecar, reached by Envoy on 127.0.0.1
+MODEL_ROUTER_HEALTH_PORT = 19003  # its gRPC health and metrics, on loopback too: ports a listener cannot use
 MODEL_ROUTER_METRICS_PORT = 19004
 BOOTSTRAP_HASH_ANNOTATION = "poolgate.dev/bootstrap-hash"
-UNPRIVILEGED_PORTS_SYSCTL = {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}   # bind :80 as non-root
+UNPRIVILEGED_PORTS_SYSCTL = {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}  # bind :80 as non-root
 NON_ROOT_UID = 65532
 
 
@@ -68,21 +67,35 @@ def _any(message) -> Any:
 
 def _ready_listener() -> listener_pb2.Listener:
     """A listener on READY_PORT that answers GET /ready with 200 once Envoy serves (503 while it drains)."""
-    health = health_check_pb2.HealthCheck(headers=[route_components_pb2.HeaderMatcher(
-        name=":path", string_match=string_pb2.StringMatcher(exact="/ready"))])
+    health = health_check_pb2.HealthCheck(
+        headers=[
+            route_components_pb2.HeaderMatcher(name=":path", string_match=string_pb2.StringMatcher(exact="/ready"))
+        ]
+    )
     health.pass_through_mode.value = False
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix="poolgate_ready",
-        route_config=route_pb2.RouteConfiguration(name="poolgate/ready", virtual_hosts=[
-            route_components_pb2.VirtualHost(name="poolgate/ready", domains=["*"])]),
-        http_filters=[hcm_pb2.HttpFilter(name="envoy.filters.http.health_check", typed_config=_any(health)),
-                      hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router()))],
+        route_config=route_pb2.RouteConfiguration(
+            name="poolgate/ready",
+            virtual_hosts=[route_components_pb2.VirtualHost(name="poolgate/ready", domains=["*"])],
+        ),
+        http_filters=[
+            hcm_pb2.HttpFilter(name="envoy.filters.http.health_check", typed_config=_any(health)),
+            hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())),
+        ],
     )
     return listener_pb2.Listener(
         name="poolgate/ready",
         address=address_pb2.Address(socket_address=address_pb2.SocketAddress(address="0.0.0.0", port_value=READY_PORT)),
-        filter_chains=[listener_components_pb2.FilterChain(filters=[listener_components_pb2.Filter(
-            name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))])],
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[
+                    listener_components_pb2.Filter(
+                        name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm)
+                    )
+                ]
+            )
+        ],
     )
 
 
@@ -91,8 +104,9 @@ def envoy_args(config_dir: str = CONFIG_DIR, log_level: str = "info") -> list[st
     return ["-c", f"{config_dir}/bootstrap.yaml", "--disable-hot-restart", "--log-level", log_level]
 
 
-def objects(gateway: str, namespace: str, ports: list[int], discovery_files: dict[str, dict],
-            settings: HookSettings) -> list[dict]:
+def objects(
+    gateway: str, namespace: str, ports: list[int], discovery_files: dict[str, dict], settings: HookSettings
+) -> list[dict]:
     """The ConfigMap, Deployment and Service (when some listener is valid) that run this Gateway's Envoy."""
     name = envoy_name(gateway)
     files = {"bootstrap.yaml": bootstrap(settings), **discovery_files}
@@ -126,8 +140,9 @@ def _container_security() -> dict:
     return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
 
 
-def _deployment(name: str, namespace: str, gateway: str, ports: list[int], data: dict[str, str],
-                settings: HookSettings) -> dict:
+def _deployment(
+    name: str, namespace: str, gateway: str, ports: list[int], data: dict[str, str], settings: HookSettings
+) -> dict:
     bootstrap_hash = hashlib.sha256(data["bootstrap.yaml"].encode()).hexdigest()[:16]
     envoy = {
         "name": "envoy",
@@ -137,8 +152,11 @@ def _deployment(name: str, namespace: str, gateway: str, ports: list[int], data:
         "args": envoy_args(log_level=settings.envoy_log_level),
         "ports": [{"name": f"http-{port}", "containerPort": port, "protocol": "TCP"} for port in ports]
         + [{"name": "ready", "containerPort": READY_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/ready", "port": READY_PORT}, "periodSeconds": 5,
-                           "failureThreshold": 2},
+        "readinessProbe": {
+            "httpGet": {"path": "/ready", "port": READY_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
         "resources": settings.resources("envoy"),
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
@@ -147,8 +165,19 @@ def _deployment(name: str, namespace: str, gateway: str, ports: list[int], data:
         "name": "model-router",
         "image": settings.poolgate_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "args": ["picker", "--role", "model-router", "--grpc-host", "127.0.0.1", "--grpc-port", str(MODEL_ROUTER_PORT),
-                 "--grpc-health-port", str(MODEL_ROUTER_HEALTH_PORT), "--metrics-port", str(MODEL_ROUTER_METRICS_PORT)],
+        "args": [
+            "picker",
+            "--role",
+            "model-router",
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            str(MODEL_ROUTER_PORT),
+            "--grpc-health-port",
+            str(MODEL_ROUTER_HEALTH_PORT),
+            "--metrics-port",
+            str(MODEL_ROUTER_METRICS_PORT),
+        ],
         "resources": settings.resources("model_router"),
         "securityContext": _container_security(),
     }
@@ -163,9 +192,13 @@ def _deployment(name: str, namespace: str, gateway: str, ports: list[int], data:
                 "metadata": {"labels": labels(gateway), "annotations": {BOOTSTRAP_HASH_ANNOTATION: bootstrap_hash}},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": NON_ROOT_UID, "runAsGroup": NON_ROOT_UID,
-                                        "seccompProfile": {"type": "RuntimeDefault"},
-                                        "sysctls": [UNPRIVILEGED_PORTS_SYSCTL]},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": NON_ROOT_UID,
+                        "runAsGroup": NON_ROOT_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                        "sysctls": [UNPRIVILEGED_PORTS_SYSCTL],
+                    },
                     "containers": [envoy, model_router],
                     "volumes": [{"name": "config", "configMap": {"name": name}}],
                 },
@@ -189,6 +222,7 @@ def _service(name: str, namespace: str, gateway: str, ports: list[int], settings
 
 # --- what the observed objects say ---------------------------------------------------------------------------------
 
+
 def runtime(deployment: dict | None, service: dict | None, namespace: str, gateway: str) -> GatewayRuntime:
     """Programmed when the Envoy Deployment is available at its current generation and the Service has an
     address; the addresses come from the Service (load-balancer ingress, else its cluster IP)."""
@@ -197,8 +231,10 @@ def runtime(deployment: dict | None, service: dict | None, namespace: str, gatew
     if deployment is None:
         return GatewayRuntime(addresses, False, f"waiting for Deployment {where} to be created")
     status = mapping(deployment.get("status"))
-    available = any(isinstance(cond, dict) and cond.get("type") == "Available" and cond.get("status") == "True"
-                    for cond in items(status.get("conditions")))
+    available = any(
+        isinstance(cond, dict) and cond.get("type") == "Available" and cond.get("status") == "True"
+        for cond in items(status.get("conditions"))
+    )
     ready = integer(status.get("availableReplicas"))
     wanted = integer(mapping(deployment.get("spec")).get("replicas"), default=1)
     generation = integer(mapping(deployment.get("metadata")).get("generation"))
@@ -206,12 +242,14 @@ def runtime(deployment: dict | None, service: dict | None, namespace: str, gatew
     if not current:
         return GatewayRuntime(addresses, False, f"waiting for Deployment {where} to roll out its latest spec")
     if not (available and ready > 0):
-        return GatewayRuntime(addresses, False,
-                              f"waiting for Deployment {where}: {ready} of {wanted} Envoy replicas available")
+        return GatewayRuntime(
+            addresses, False, f"waiting for Deployment {where}: {ready} of {wanted} Envoy replicas available"
+        )
     if not addresses:
         return GatewayRuntime(addresses, False, f"waiting for Service {where} to get an address")
-    return GatewayRuntime(addresses, True,
-                          f"Envoy is serving: {ready} of {wanted} replicas of Deployment {where} available")
+    return GatewayRuntime(
+        addresses, True, f"Envoy is serving: {ready} of {wanted} replicas of Deployment {where} available"
+    )
 
 
 def _addresses(service: dict | None) -> tuple[str, ...]:
@@ -224,4 +262,3 @@ def _addresses(service: dict | None) -> tuple[str, ...]:
     else:
         found = [spec.get("clusterIP")]
     return tuple(dict.fromkeys(a for a in found if isinstance(a, str) and a and a != "None"))
-

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from poolgate.api import GatewayClass, InvalidObjects, LabelSelector, parse_object
-from poolgate.translate import StatusOptions, translate
-from poolgate.translate import conditions as c
-from poolgate.translate.conditions import Cond
-from poolgate.translate.snapshot import CONTROLLER_NAME
-
 from hooks import envoy
 from hooks.metacontroller import (
-    SyncRequest, as_declared, customize_response, parse_customize, parse_sync, related_rule, sync_response,
+    SyncRequest,
+    as_declared,
+    customize_response,
+    parse_customize,
+    parse_sync,
+    related_rule,
+    sync_response,
 )
 from hooks.raw import items, mapping
 from hooks.settings import HookSettings
 from hooks.status import conditions, problems_message
 from hooks.timestamps import transition_time
+from poolgate.api import GatewayClass, InvalidObjects, LabelSelector, parse_object
+from poolgate.translate import StatusOptions, translate
+from poolgate.translate import conditions as c
+from poolgate.translate.conditions import Cond
+from poolgate.translate.snapshot import CONTROLLER_NAME
 
 KIND = ("Gateway",)
 GATEWAY_API = "gateway.networking.k8s.io/v1"
@@ -33,9 +38,11 @@ def customize(body: object, settings: HookSettings) -> dict:
     gateway = parse_customize(body, KIND)
     namespace = gateway["metadata"].get("namespace") or "default"
     spec = mapping(gateway.get("spec"))
-    rules = [related_rule("inference.networking.k8s.io/v1", "inferencepools", label_selector={}),
-             related_rule("v1", "services", label_selector={}),
-             related_rule(GATEWAY_API, "referencegrants", label_selector={})]
+    rules = [
+        related_rule("inference.networking.k8s.io/v1", "inferencepools", label_selector={}),
+        related_rule("v1", "services", label_selector={}),
+        related_rule(GATEWAY_API, "referencegrants", label_selector={}),
+    ]
     if isinstance(spec.get("gatewayClassName"), str):
         rules.append(related_rule(GATEWAY_API, "gatewayclasses", names=[spec["gatewayClassName"]]))
     route_rules = []
@@ -47,8 +54,10 @@ def customize(body: object, settings: HookSettings) -> dict:
             break
         if source == "Selector":
             selector = _label_selector(admitted.get("selector"))
-            route_rules += [related_rule(GATEWAY_API, "httproutes", namespace_selector=selector),
-                            related_rule("v1", "namespaces", label_selector=selector)]
+            route_rules += [
+                related_rule(GATEWAY_API, "httproutes", namespace_selector=selector),
+                related_rule("v1", "namespaces", label_selector=selector),
+            ]
         elif source == "Same":
             route_rules.append(related_rule(GATEWAY_API, "httproutes", namespace=namespace))
     return customize_response(rules + route_rules)
@@ -74,8 +83,12 @@ def sync(body: object, settings: HookSettings) -> dict:
         return sync_response()
     now = transition_time(request.object, request.attachments, request.related)
     name, namespace = request.name, request.namespace or "default"
-    runtime = envoy.runtime(request.attachment("Deployment", envoy.envoy_name(name)),
-                            request.attachment("Service", envoy.envoy_name(name)), namespace, name)
+    runtime = envoy.runtime(
+        request.attachment("Deployment", envoy.envoy_name(name)),
+        request.attachment("Service", envoy.envoy_name(name)),
+        namespace,
+        name,
+    )
     try:
         gateway = parse_object(raw, "Gateway")
     except InvalidObjects as error:
@@ -94,8 +107,9 @@ def _invalid(request: SyncRequest, message: str, now: str) -> dict:
     running configuration keeps serving until the Gateway is fixed."""
     raw = request.object
     previous = mapping(raw.get("status")).get("conditions")
-    conds = [Cond.false(c.ACCEPTED, c.R_INVALID, message),
-             Cond.false(c.PROGRAMMED, c.R_INVALID, "the Gateway is invalid; Envoy keeps its last valid configuration")]
+    conds = [
+        Cond.false(c.ACCEPTED, c.R_INVALID, message),
+        Cond.false(c.PROGRAMMED, c.R_INVALID, "the Gateway is invalid; Envoy keeps its last valid configuration"),
+    ]
     status = {"conditions": conditions(conds, raw, previous, now), "listeners": []}
     return sync_response(status, as_declared(request.attachments))
-

@@ -9,17 +9,16 @@ Two DecoratorControllers, because the Metacontroller finalizer must only ever be
 
 from __future__ import annotations
 
-from poolgate.api import InvalidObjects, parse_object
-from poolgate.translate import StatusOptions, translate
-from poolgate.translate import conditions as c
-from poolgate.translate.conditions import Cond
-from poolgate.translate.snapshot import CONTROLLER_NAME
-
 from hooks.metacontroller import customize_response, parse_customize, parse_sync, related_rule, sync_response
 from hooks.raw import mapping
 from hooks.settings import HookSettings
 from hooks.status import conditions, problems_message
 from hooks.timestamps import transition_time
+from poolgate.api import InvalidObjects, parse_object
+from poolgate.translate import StatusOptions, translate
+from poolgate.translate import conditions as c
+from poolgate.translate.conditions import Cond
+from poolgate.translate.snapshot import CONTROLLER_NAME
 
 KIND = ("GatewayClass",)
 CLASS_LABEL = "poolgate.dev/gateway-class"
@@ -56,6 +55,8 @@ def finalizer_sync(body: object, settings: HookSettings) -> dict:
     if not request.finalizing:
         return sync_response()
     deleting = bool(request.object["metadata"].get("deletionTimestamp"))
-    in_use = any(gw.get("kind") == "Gateway" and mapping(gw.get("spec")).get("gatewayClassName") == request.name
-                 for gw in request.related)
+    in_use = any(
+        gw.get("kind") == "Gateway" and mapping(gw.get("spec")).get("gatewayClassName") == request.name
+        for gw in request.related
+    )
     return sync_response(finalized=not (deleting and in_use))

@@ -9,6 +9,11 @@ from collections import defaultdict
 
 from pydantic import ValidationError
 
+from hooks.metacontroller import customize_response, parse_customize, parse_sync, related_rule, sync_response
+from hooks.raw import items, mapping
+from hooks.settings import HookSettings
+from hooks.status import computed_entries, conditions, is_ours, observed_parents, problems_message, with_parents
+from hooks.timestamps import transition_time
 from poolgate.api import Gateway, GatewayClass, InvalidObjects, KubeObject, parse_object
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
 from poolgate.api.gateway import ParentReference
@@ -16,12 +21,6 @@ from poolgate.translate import StatusOptions, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
 from poolgate.translate.snapshot import CONTROLLER_NAME
-
-from hooks.metacontroller import customize_response, parse_customize, parse_sync, related_rule, sync_response
-from hooks.raw import items, mapping
-from hooks.settings import HookSettings
-from hooks.status import computed_entries, conditions, is_ours, observed_parents, problems_message, with_parents
-from hooks.timestamps import transition_time
 
 KIND = ("HTTPRoute",)
 GATEWAY_API = "gateway.networking.k8s.io/v1"
@@ -43,17 +42,24 @@ def customize(body: object, settings: HookSettings) -> dict:
     for rule in map(mapping, items(spec.get("rules"))):
         for ref in map(mapping, items(rule.get("backendRefs"))):
             target = {(INFERENCE_GROUP, "InferencePool"): pools, ("", "Service"): services}.get(
-                (ref.get("group", ""), ref.get("kind", "Service")))
+                (ref.get("group", ""), ref.get("kind", "Service"))
+            )
             if target is not None:
                 _add(target, _text(ref.get("namespace")) or namespace, ref.get("name"))
-    rules = [related_rule(GATEWAY_API, "gatewayclasses", label_selector={}),
-             related_rule("v1", "namespaces", names=[namespace])]
+    rules = [
+        related_rule(GATEWAY_API, "gatewayclasses", label_selector={}),
+        related_rule("v1", "namespaces", names=[namespace]),
+    ]
     rules += [related_rule(GATEWAY_API, "gateways", namespace=ns, names=list(names)) for ns, names in gateways.items()]
-    rules += [related_rule("inference.networking.k8s.io/v1", "inferencepools", namespace=ns, names=list(names))
-              for ns, names in pools.items()]
+    rules += [
+        related_rule("inference.networking.k8s.io/v1", "inferencepools", namespace=ns, names=list(names))
+        for ns, names in pools.items()
+    ]
     rules += [related_rule("v1", "services", namespace=ns, names=list(names)) for ns, names in services.items()]
-    rules += [related_rule(GATEWAY_API, "referencegrants", namespace=ns)
-              for ns in sorted((set(pools) | set(services)) - {namespace})]
+    rules += [
+        related_rule(GATEWAY_API, "referencegrants", namespace=ns)
+        for ns in sorted((set(pools) | set(services)) - {namespace})
+    ]
     return customize_response(rules)
 
 
@@ -85,13 +91,18 @@ def _invalid_entries(raw: dict, related: list[KubeObject], message: str, now: st
         except ValidationError:
             continue
         parent_ref = {**parent.to_json(), "namespace": parent.namespace or namespace}
-        if (parent.group, parent.kind) != (GATEWAY_GROUP, "Gateway") or \
-                (parent_ref["namespace"], parent.name) not in gateways:
+        if (parent.group, parent.kind) != (GATEWAY_GROUP, "Gateway") or (
+            parent_ref["namespace"],
+            parent.name,
+        ) not in gateways:
             continue
         old = mapping(previous.get(_key(parent_ref)))
         cond = Cond.false(c.ACCEPTED, c.R_UNSUPPORTED_VALUE, message)
-        entries[_key(parent_ref)] = {"parentRef": parent_ref, "controllerName": CONTROLLER_NAME,
-                                     "conditions": conditions([cond], raw, old.get("conditions"), now)}
+        entries[_key(parent_ref)] = {
+            "parentRef": parent_ref,
+            "controllerName": CONTROLLER_NAME,
+            "conditions": conditions([cond], raw, old.get("conditions"), now),
+        }
     return list(entries.values())
 
 

@@ -4,21 +4,26 @@ managed endpoint picker when the pool asks for one. Other controllers' entries a
 
 from __future__ import annotations
 
+from hooks import picker
+from hooks.metacontroller import (
+    SyncRequest,
+    as_declared,
+    customize_response,
+    parse_customize,
+    parse_sync,
+    related_rule,
+    sync_response,
+)
+from hooks.raw import mapping
+from hooks.settings import HookSettings
+from hooks.status import computed_entries, conditions, is_ours, observed_parents, problems_message, with_parents
+from hooks.timestamps import transition_time
 from poolgate.api import InvalidObjects, KubeObject, parse_object
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
 from poolgate.translate import StatusOptions, naming, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
 from poolgate.translate.snapshot import CONTROLLER_NAME
-
-from hooks import picker
-from hooks.metacontroller import (
-    SyncRequest, as_declared, customize_response, parse_customize, parse_sync, related_rule, sync_response,
-)
-from hooks.raw import mapping
-from hooks.settings import HookSettings
-from hooks.status import computed_entries, conditions, is_ours, observed_parents, problems_message, with_parents
-from hooks.timestamps import transition_time
 
 KIND = ("InferencePool",)
 GATEWAY_API = "gateway.networking.k8s.io/v1"
@@ -34,14 +39,16 @@ def customize(body: object, settings: HookSettings) -> dict:
     pickers = [naming.managed_picker(pool["metadata"]["name"])]
     if (ref.get("group", ""), ref.get("kind", "Service")) == ("", "Service") and isinstance(ref.get("name"), str):
         pickers.append(ref["name"])
-    return customize_response([
-        related_rule(GATEWAY_API, "httproutes", label_selector={}),
-        related_rule(GATEWAY_API, "gateways", label_selector={}),
-        related_rule(GATEWAY_API, "gatewayclasses", label_selector={}),
-        related_rule("v1", "namespaces", label_selector={}),
-        related_rule(GATEWAY_API, "referencegrants", namespace=namespace),
-        related_rule("v1", "services", namespace=namespace, names=pickers),
-    ])
+    return customize_response(
+        [
+            related_rule(GATEWAY_API, "httproutes", label_selector={}),
+            related_rule(GATEWAY_API, "gateways", label_selector={}),
+            related_rule(GATEWAY_API, "gatewayclasses", label_selector={}),
+            related_rule("v1", "namespaces", label_selector={}),
+            related_rule(GATEWAY_API, "referencegrants", namespace=namespace),
+            related_rule("v1", "services", namespace=namespace, names=pickers),
+        ]
+    )
 
 
 def sync(body: object, settings: HookSettings) -> dict:
@@ -66,16 +73,22 @@ def _invalid(request: SyncRequest, related: list[KubeObject], message: str, now:
     the pool; the pool's Services and picker stay as last declared until the pool is fixed."""
     raw = request.object
     namespace, name = request.namespace or "default", request.name
-    previous = {_gateway_key(mapping(entry.get("parentRef")), namespace): entry
-                for entry in observed_parents(raw) if is_ours(entry)}
+    previous = {
+        _gateway_key(mapping(entry.get("parentRef")), namespace): entry
+        for entry in observed_parents(raw)
+        if is_ours(entry)
+    }
     entries = []
     for gw_namespace, gw_name in sorted(_gateways_using(related, namespace, name)):
         old = mapping(previous.get((gw_namespace, gw_name)))
         cond = Cond.false(c.ACCEPTED, c.R_NOT_SUPPORTED_BY_PARENT, message)
-        entries.append({"parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gw_name,
-                                      "namespace": gw_namespace},
-                        "controllerName": CONTROLLER_NAME,
-                        "conditions": conditions([cond], raw, old.get("conditions"), now)})
+        entries.append(
+            {
+                "parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gw_name, "namespace": gw_namespace},
+                "controllerName": CONTROLLER_NAME,
+                "conditions": conditions([cond], raw, old.get("conditions"), now),
+            }
+        )
     return sync_response(with_parents(raw, entries), as_declared(request.attachments))
 
 
@@ -88,7 +101,11 @@ def _gateways_using(related: list[KubeObject], namespace: str, name: str) -> set
             for backend in rule.backends:
                 ref = backend.ref
                 if (ref.group, ref.kind, ref.namespace or route.route.namespace, ref.name) != (
-                        INFERENCE_GROUP, "InferencePool", namespace, name):
+                    INFERENCE_GROUP,
+                    "InferencePool",
+                    namespace,
+                    name,
+                ):
                     continue
                 if backend.problem is None or backend.problem.reason != c.R_REF_NOT_PERMITTED:
                     out.update((p.gateway.namespace, p.gateway.name) for p in route.parents)
@@ -97,4 +114,3 @@ def _gateways_using(related: list[KubeObject], namespace: str, name: str) -> set
 
 def _gateway_key(parent_ref: dict, default_namespace: str) -> tuple[object, object]:
     return parent_ref.get("namespace") or default_namespace, parent_ref.get("name")
-

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from poolgate.api import KubeObject, Problem, parse_objects
-
 from hooks.raw import mapping
+from poolgate.api import KubeObject, Problem, parse_objects
 
 # Metacontroller records what a hook last returned for each attachment in this annotation (three-way merge base).
 LAST_APPLIED_ANNOTATION = "metacontroller.k8s.io/last-applied-configuration"
@@ -105,8 +104,9 @@ def _object_map(request: dict, field: str) -> tuple[dict, ...]:
 
 def _sort_key(obj: dict) -> tuple[str, ...]:
     metadata = mapping(obj.get("metadata"))
-    return tuple(str(v) for v in (obj.get("apiVersion"), obj.get("kind"), metadata.get("namespace") or "",
-                                  metadata.get("name")))
+    return tuple(
+        str(v) for v in (obj.get("apiVersion"), obj.get("kind"), metadata.get("namespace") or "", metadata.get("name"))
+    )
 
 
 def _name(obj: dict) -> str | None:
@@ -115,13 +115,16 @@ def _name(obj: dict) -> str | None:
 
 def _type(value: object) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number")
+        type(value), "a number"
+    )
 
 
 # --- responses ----------------------------------------------------------------------------------------------------
 
-def sync_response(status: dict | None = None, attachments: list[dict] = (), labels: dict | None = None,
-                  finalized: bool | None = None) -> dict:
+
+def sync_response(
+    status: dict | None = None, attachments: list[dict] = (), labels: dict | None = None, finalized: bool | None = None
+) -> dict:
     """A DecoratorController sync/finalize response. `status` None leaves the object's status as it is; listed
     attachments are created or updated, observed ones left out are deleted. Only fields both hook versions know."""
     response = {"attachments": sorted(attachments, key=_sort_key), "labels": labels or {}, "status": status}
@@ -136,8 +139,15 @@ def customize_response(rules: list[dict]) -> dict:
     return {"relatedResources": [unique[key] for key in sorted(unique)]}
 
 
-def related_rule(api_version: str, resource: str, *, namespace: str | None = None, names: list[str] | None = None,
-                 label_selector: dict | None = None, namespace_selector: dict | None = None) -> dict:
+def related_rule(
+    api_version: str,
+    resource: str,
+    *,
+    namespace: str | None = None,
+    names: list[str] | None = None,
+    label_selector: dict | None = None,
+    namespace_selector: dict | None = None,
+) -> dict:
     """One related-resource rule. With hook version v2 a rule with only a labelSelector selects in every
     namespace, `namespace` (+ `names`) selects in one, and `namespaceSelector` in the namespaces it matches."""
     rule: dict = {"apiVersion": api_version, "resource": resource}
@@ -163,7 +173,10 @@ def as_declared(observed: tuple[dict, ...]) -> list[dict]:
         except (TypeError, ValueError):
             declared = None
         if not isinstance(declared, dict):
-            declared = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-                        "metadata": {k: metadata[k] for k in ("name", "namespace") if k in metadata}}
+            declared = {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "metadata": {k: metadata[k] for k in ("name", "namespace") if k in metadata},
+            }
         out.append(declared)
     return out

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import hashlib
 
+from hooks.settings import HookSettings
 from poolgate.api import InferencePool
 from poolgate.translate import naming
 from poolgate.translate.output import to_yaml
-
-from hooks.settings import HookSettings
 
 CONFIG_DIR = "/etc/poolgate/picker"
 HEALTH_PORT = 9003
@@ -36,8 +35,16 @@ def endpoints_service(pool: InferencePool) -> dict:
             "clusterIP": "None",
             "selector": dict(pool.spec.selector.match_labels),
             "publishNotReadyAddresses": False,
-            "ports": [{"name": f"port-{p.number}", "port": p.number, "targetPort": p.number, "protocol": "TCP",
-                       "appProtocol": protocol} for p in pool.spec.target_ports],
+            "ports": [
+                {
+                    "name": f"port-{p.number}",
+                    "port": p.number,
+                    "targetPort": p.number,
+                    "protocol": "TCP",
+                    "appProtocol": protocol,
+                }
+                for p in pool.spec.target_ports
+            ],
         },
     }
 
@@ -46,17 +53,22 @@ def managed_picker(pool: InferencePool, settings: HookSettings) -> list[dict]:
     """ConfigMap, Deployment, Service, ServiceAccount, Role and RoleBinding of the pool's managed picker."""
     name = naming.managed_picker(pool.name)
     profile = pool.metadata.annotations.get(naming.PROFILE_ANNOTATION) or settings.picker_profile
-    config = to_yaml({"apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig",
-                      "schedulingProfiles": [{"name": profile}]})
+    config = to_yaml(
+        {"apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig", "schedulingProfiles": [{"name": profile}]}
+    )
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(name, pool), "data": {"config.yaml": config}},
         _deployment(name, pool, config, settings),
         _service(name, pool),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(name, pool)},
         _role(name, pool),
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _metadata(name, pool),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": pool.namespace}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _metadata(name, pool),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": pool.namespace}],
+        },
     ]
 
 
@@ -65,8 +77,11 @@ def _selector(pool: InferencePool) -> dict[str, str]:
 
 
 def _labels(pool: InferencePool, component: str = "picker") -> dict[str, str]:
-    return {"app.kubernetes.io/name": f"poolgate-{component}", "app.kubernetes.io/managed-by": "poolgate",
-            POOL_LABEL: naming.dns_label(pool.name)}
+    return {
+        "app.kubernetes.io/name": f"poolgate-{component}",
+        "app.kubernetes.io/managed-by": "poolgate",
+        POOL_LABEL: naming.dns_label(pool.name),
+    }
 
 
 def _metadata(name: str, pool: InferencePool, component: str = "picker") -> dict:
@@ -78,18 +93,38 @@ def _deployment(name: str, pool: InferencePool, config: str, settings: HookSetti
         "name": "picker",
         "image": settings.poolgate_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "args": ["picker", "--pool-name", pool.name, "--pool-namespace", pool.namespace,
-                 "--config-file", f"{CONFIG_DIR}/config.yaml", "--grpc-port", str(naming.MANAGED_PICKER_PORT),
-                 "--grpc-health-port", str(HEALTH_PORT), "--metrics-port", str(METRICS_PORT)],
-        "ports": [{"name": "grpc", "containerPort": naming.MANAGED_PICKER_PORT, "protocol": "TCP"},
-                  {"name": "grpc-health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
-                  {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "args": [
+            "picker",
+            "--pool-name",
+            pool.name,
+            "--pool-namespace",
+            pool.namespace,
+            "--config-file",
+            f"{CONFIG_DIR}/config.yaml",
+            "--grpc-port",
+            str(naming.MANAGED_PICKER_PORT),
+            "--grpc-health-port",
+            str(HEALTH_PORT),
+            "--metrics-port",
+            str(METRICS_PORT),
+        ],
+        "ports": [
+            {"name": "grpc", "containerPort": naming.MANAGED_PICKER_PORT, "protocol": "TCP"},
+            {"name": "grpc-health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": {"grpc": {"port": HEALTH_PORT, "service": "readiness"}, "periodSeconds": 5},
-        "livenessProbe": {"grpc": {"port": HEALTH_PORT, "service": "liveness"}, "periodSeconds": 10,
-                          "failureThreshold": 3},
+        "livenessProbe": {
+            "grpc": {"port": HEALTH_PORT, "service": "liveness"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         "resources": settings.resources("picker"),
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
     }
     return {
@@ -100,12 +135,18 @@ def _deployment(name: str, pool: InferencePool, config: str, settings: HookSetti
             "replicas": settings.picker_replicas,
             "selector": {"matchLabels": _selector(pool)},
             "template": {
-                "metadata": {"labels": _labels(pool),
-                             "annotations": {CONFIG_HASH_ANNOTATION: hashlib.sha256(config.encode()).hexdigest()[:16]}},
+                "metadata": {
+                    "labels": _labels(pool),
+                    "annotations": {CONFIG_HASH_ANNOTATION: hashlib.sha256(config.encode()).hexdigest()[:16]},
+                },
                 "spec": {
                     "serviceAccountName": name,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [container],
                     "volumes": [{"name": "config", "configMap": {"name": name}}],
                 },
@@ -121,9 +162,16 @@ def _service(name: str, pool: InferencePool) -> dict:
         "metadata": _metadata(name, pool),
         "spec": {
             "selector": _selector(pool),
-            "ports": [{"name": "grpc", "port": naming.MANAGED_PICKER_PORT, "targetPort": naming.MANAGED_PICKER_PORT,
-                       "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
-                      {"name": "metrics", "port": METRICS_PORT, "targetPort": METRICS_PORT, "protocol": "TCP"}],
+            "ports": [
+                {
+                    "name": "grpc",
+                    "port": naming.MANAGED_PICKER_PORT,
+                    "targetPort": naming.MANAGED_PICKER_PORT,
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                },
+                {"name": "metrics", "port": METRICS_PORT, "targetPort": METRICS_PORT, "protocol": "TCP"},
+            ],
         },
     }
 
@@ -138,7 +186,10 @@ def _role(name: str, pool: InferencePool) -> dict:
         "rules": [
             {"apiGroups": ["inference.networking.k8s.io"], "resources": ["inferencepools"], "verbs": read},
             {"apiGroups": [""], "resources": ["pods"], "verbs": read},
-            {"apiGroups": OBJECTIVE_GROUPS, "resources": ["inferenceobjectives", "inferencemodelrewrites"],
-             "verbs": read},
+            {
+                "apiGroups": OBJECTIVE_GROUPS,
+                "resources": ["inferenceobjectives", "inferencemodelrewrites"],
+                "verbs": read,
+            },
         ],
     }

@@ -28,9 +28,16 @@ class HooksServer(BaseApplication):
 
     def __init__(self, app: Flask, bind: str, workers: int, timeout: int):
         self.application = app
-        self.options = {"bind": bind, "workers": workers, "worker_class": "sync", "timeout": timeout,
-                        "graceful_timeout": 10, "logger_class": JsonLogger, "accesslog": None,
-                        "proc_name": "poolgate-hooks"}
+        self.options = {
+            "bind": bind,
+            "workers": workers,
+            "worker_class": "sync",
+            "timeout": timeout,
+            "graceful_timeout": 10,
+            "logger_class": JsonLogger,
+            "accesslog": None,
+            "proc_name": "poolgate-hooks",
+        }
         super().__init__()
 
     def load_config(self) -> None:

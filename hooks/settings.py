@@ -59,5 +59,6 @@ def load_settings(path: str | Path | None) -> HookSettings:
     try:
         return HookSettings.model_validate(raw)
     except ValidationError as error:
-        raise SettingsError("; ".join(f"{path}: {field_path(e['loc'])}: {e['msg']}"
-                                      for e in error.errors(include_url=False))) from None
+        raise SettingsError(
+            "; ".join(f"{path}: {field_path(e['loc'])}: {e['msg']}" for e in error.errors(include_url=False))
+        ) from None

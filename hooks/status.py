@@ -8,14 +8,13 @@ resourceVersion, so a concurrent write by another controller makes it conflict a
 
 from __future__ import annotations
 
+from hooks.raw import integer, items, mapping
 from poolgate.api import Problem
 from poolgate.translate.conditions import Cond
 from poolgate.translate.snapshot import CONTROLLER_NAME
 from poolgate.translate.status import conditions_json
 
-from hooks.raw import integer, items, mapping
-
-MAX_MESSAGE = 32768   # metav1.Condition message limit
+MAX_MESSAGE = 32768  # metav1.Condition message limit
 
 
 def is_ours(entry: object) -> bool:
@@ -50,7 +49,7 @@ def computed_entries(status_objects: list[dict], kind: str, namespace: str, name
 def problems_message(problems: list[Problem]) -> str:
     """One condition message naming every invalid field: `field: problem; field: problem`."""
     text = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems)
-    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
 def generation(obj: dict) -> int:

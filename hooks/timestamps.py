@@ -9,11 +9,20 @@ byte for byte, which Metacontroller needs (a status that changes on every call i
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-EPOCH = "1970-01-01T00:00:00Z"   # only for objects that carry no time at all (never the case in a cluster)
-TIME_FIELDS = frozenset({"creationTimestamp", "deletionTimestamp", "time", "lastTransitionTime", "lastUpdateTime",
-                         "lastProbeTime", "lastHeartbeatTime"})
+EPOCH = "1970-01-01T00:00:00Z"  # only for objects that carry no time at all (never the case in a cluster)
+TIME_FIELDS = frozenset(
+    {
+        "creationTimestamp",
+        "deletionTimestamp",
+        "time",
+        "lastTransitionTime",
+        "lastUpdateTime",
+        "lastProbeTime",
+        "lastHeartbeatTime",
+    }
+)
 
 
 def transition_time(*documents: object) -> str:
@@ -34,15 +43,17 @@ def transition_time(*documents: object) -> str:
             stack.extend(value)
     if latest is None:
         return EPOCH
-    return (f"{latest.year:04d}-{latest.month:02d}-{latest.day:02d}"
-            f"T{latest.hour:02d}:{latest.minute:02d}:{latest.second:02d}Z")
+    return (
+        f"{latest.year:04d}-{latest.month:02d}-{latest.day:02d}"
+        f"T{latest.hour:02d}:{latest.minute:02d}:{latest.second:02d}Z"
+    )
 
 
 def _parse(text: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         return None

@@ -37,49 +37,98 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     listen = parser.add_argument_group("listening")
-    listen.add_argument("--grpc-host", default="0.0.0.0", metavar="ADDRESS",
-                        help="address of all three listeners (default: 0.0.0.0)")
+    listen.add_argument(
+        "--grpc-host", default="0.0.0.0", metavar="ADDRESS", help="address of all three listeners (default: 0.0.0.0)"
+    )
     listen.add_argument("--grpc-port", type=int, default=9002, help="ext_proc port (default: 9002)")
-    listen.add_argument("--grpc-health-port", type=int, default=9003,
-                        help="gRPC health port: services liveness, readiness, '' and the ext_proc service "
-                             "(default: 9003)")
-    listen.add_argument("--metrics-port", type=int, default=9090,
-                        help="Prometheus /metrics port; 0 picks a free port, -1 disables (default: 9090)")
-    listen.add_argument("--secure-serving", action="store_true",
-                        help="serve ext_proc over TLS (a self-signed certificate unless --cert-path is given)")
+    listen.add_argument(
+        "--grpc-health-port",
+        type=int,
+        default=9003,
+        help="gRPC health port: services liveness, readiness, '' and the ext_proc service (default: 9003)",
+    )
+    listen.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="Prometheus /metrics port; 0 picks a free port, -1 disables (default: 9090)",
+    )
+    listen.add_argument(
+        "--secure-serving",
+        action="store_true",
+        help="serve ext_proc over TLS (a self-signed certificate unless --cert-path is given)",
+    )
     listen.add_argument("--cert-path", metavar="DIR", help="directory holding tls.crt and tls.key for --secure-serving")
     pools = parser.add_argument_group("pools")
-    pools.add_argument("--pool", action="append", metavar="NAMESPACE/NAME",
-                       help="an InferencePool to serve; repeat for several (default with --objects-file: every pool "
-                            "in the file)")
+    pools.add_argument(
+        "--pool",
+        action="append",
+        metavar="NAMESPACE/NAME",
+        help="an InferencePool to serve; repeat for several (default with --objects-file: every pool in the file)",
+    )
     pools.add_argument("--pool-name", help="the one InferencePool to serve (upstream flag)")
     pools.add_argument("--pool-namespace", default="default", help="namespace of --pool-name (default: default)")
-    pools.add_argument("--pool-group", default="inference.networking.k8s.io",
-                       help="API group of the pool (only inference.networking.k8s.io is served)")
-    pools.add_argument("--objects-file", metavar="FILE",
-                       help="read pools, pods, objectives and rewrites from this YAML file instead of Kubernetes; "
-                            "reloaded when it changes")
-    pools.add_argument("--kubeconfig", metavar="FILE",
-                       help="kubeconfig to use (default: the in-cluster service account, then ~/.kube/config)")
-    pools.add_argument("--refresh-metrics-interval", type=_duration, default=0.05, metavar="SECONDS",
-                       help="how often each endpoint's /metrics is scraped, in seconds or as 50ms (default: 50ms)")
+    pools.add_argument(
+        "--pool-group",
+        default="inference.networking.k8s.io",
+        help="API group of the pool (only inference.networking.k8s.io is served)",
+    )
+    pools.add_argument(
+        "--objects-file",
+        metavar="FILE",
+        help="read pools, pods, objectives and rewrites from this YAML file instead of Kubernetes; "
+        "reloaded when it changes",
+    )
+    pools.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig to use (default: the in-cluster service account, then ~/.kube/config)",
+    )
+    pools.add_argument(
+        "--refresh-metrics-interval",
+        type=_duration,
+        default=0.05,
+        metavar="SECONDS",
+        help="how often each endpoint's /metrics is scraped, in seconds or as 50ms (default: 50ms)",
+    )
     scheduling = parser.add_argument_group("scheduling")
-    scheduling.add_argument("--config-file", metavar="FILE",
-                            help="EndpointPickerConfig YAML with the plugins and scheduling profiles to run")
-    scheduling.add_argument("--profile", metavar="NAME",
-                            help="scheduling profile: a built-in one (poolgate-default, the default, or llmd-default; "
-                                 "see docs/scheduling.md), or a profile of --config-file (default: its first). "
-                                 "A pool's annotation poolgate.dev/scheduling-profile overrides it")
-    scheduling.add_argument("--fallbacks", type=int, default=2,
-                            help="fallback endpoints after the primary in x-gateway-destination-endpoint (default: 2)")
+    scheduling.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="EndpointPickerConfig YAML with the plugins and scheduling profiles to run",
+    )
+    scheduling.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="scheduling profile: a built-in one (poolgate-default, the default, or llmd-default; "
+        "see docs/scheduling.md), or a profile of --config-file (default: its first). "
+        "A pool's annotation poolgate.dev/scheduling-profile overrides it",
+    )
+    scheduling.add_argument(
+        "--fallbacks",
+        type=int,
+        default=2,
+        help="fallback endpoints after the primary in x-gateway-destination-endpoint (default: 2)",
+    )
     requests = parser.add_argument_group("requests")
-    requests.add_argument("--role", choices=ROLES, default="endpoint-picker",
-                          help="endpoint-picker (default); model-router: body-based routing only; both: the callout "
-                               "with gRPC metadata x-poolgate-callout: model-router routes, the others pick")
-    requests.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024,
-                          help="largest request body accepted; larger ones get 413 (default: 10 MiB)")
-    requests.add_argument("--enable-conformance-steering", action="store_true",
-                          help="honour the conformance tests' header test-epp-endpoint-selection (never in production)")
+    requests.add_argument(
+        "--role",
+        choices=ROLES,
+        default="endpoint-picker",
+        help="endpoint-picker (default); model-router: body-based routing only; both: the callout "
+        "with gRPC metadata x-poolgate-callout: model-router routes, the others pick",
+    )
+    requests.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=10 * 1024 * 1024,
+        help="largest request body accepted; larger ones get 413 (default: 10 MiB)",
+    )
+    requests.add_argument(
+        "--enable-conformance-steering",
+        action="store_true",
+        help="honour the conformance tests' header test-epp-endpoint-selection (never in production)",
+    )
     logs.add_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -108,8 +157,10 @@ def options_from_args(args: argparse.Namespace):
     if args.pool_name:
         pools.append(parse_pool_key(f"{args.pool_namespace}/{args.pool_name}"))
     if args.pool_group != "inference.networking.k8s.io":
-        raise ValueError(f"--pool-group {args.pool_group}: poolgate serves InferencePools of "
-                         "inference.networking.k8s.io (the v1alpha2 pool is no longer served upstream)")
+        raise ValueError(
+            f"--pool-group {args.pool_group}: poolgate serves InferencePools of "
+            "inference.networking.k8s.io (the v1alpha2 pool is no longer served upstream)"
+        )
     if args.role != "model-router" and not pools and not args.objects_file:
         raise ValueError("name the pool to serve (--pool-name or --pool), or give --objects-file")
     if args.cert_path and not args.secure_serving:
@@ -119,12 +170,23 @@ def options_from_args(args: argparse.Namespace):
     if args.max_body_bytes <= 0:
         raise ValueError("--max-body-bytes must be positive")
     return PickerOptions(
-        host=args.grpc_host, grpc_port=args.grpc_port, health_port=args.grpc_health_port,
-        metrics_port=None if args.metrics_port < 0 else args.metrics_port, pools=pools or None,
-        objects_file=args.objects_file, kubeconfig=args.kubeconfig, config_file=args.config_file,
-        profile=args.profile, role=args.role, fallbacks=args.fallbacks, max_body_bytes=args.max_body_bytes,
-        refresh_metrics_interval=args.refresh_metrics_interval, secure_serving=args.secure_serving,
-        cert_path=args.cert_path, conformance_steering=args.enable_conformance_steering)
+        host=args.grpc_host,
+        grpc_port=args.grpc_port,
+        health_port=args.grpc_health_port,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        pools=pools or None,
+        objects_file=args.objects_file,
+        kubeconfig=args.kubeconfig,
+        config_file=args.config_file,
+        profile=args.profile,
+        role=args.role,
+        fallbacks=args.fallbacks,
+        max_body_bytes=args.max_body_bytes,
+        refresh_metrics_interval=args.refresh_metrics_interval,
+        secure_serving=args.secure_serving,
+        cert_path=args.cert_path,
+        conformance_steering=args.enable_conformance_steering,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

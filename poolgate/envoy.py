@@ -25,6 +25,10 @@ def envoy_binary() -> str:
 
 def validate(config_path: str | Path) -> tuple[bool, str]:
     """Run `envoy --mode validate -c FILE`: whether Envoy accepts the configuration, and what it printed."""
-    result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(config_path), "--log-level", "warn"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config_path), "--log-level", "warn"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return result.returncode == 0, (result.stdout + result.stderr).strip()

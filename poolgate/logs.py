@@ -41,7 +41,15 @@ def setup(level: str = "info", json_format: bool = True) -> None:
 
 def add_arguments(parser) -> None:
     """Add the shared `--log-level` and `--log-format` options to a subcommand's parser."""
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                        help="minimum level of log lines (default: info)")
-    parser.add_argument("--log-format", default="json", choices=["json", "text"],
-                        help="json: one JSON object per line (default); text: human-readable lines")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="minimum level of log lines (default: info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="json",
+        choices=["json", "text"],
+        help="json: one JSON object per line (default); text: human-readable lines",
+    )

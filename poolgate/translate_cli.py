@@ -27,30 +27,61 @@ Exit codes: 0 success, 1 invalid input (each problem names the object and field)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("-f", "--file", dest="files", action="append", required=True, metavar="FILE",
-                        help="YAML file of objects (repeatable; multi-document files and kind: List are read)")
+    parser.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="YAML file of objects (repeatable; multi-document files and kind: List are read)",
+    )
     parser.add_argument("--out", metavar="DIR", help="directory to write the Envoy configuration into")
     parser.add_argument("--status", action="store_true", help="print the computed status objects as JSON")
-    parser.add_argument("--endpoints", choices=["static", "dns"], default="static",
-                        help="static: pool endpoints from the Pods given (standalone, default); dns: from the "
-                             "headless Service poolgate creates per pool (Kubernetes)")
-    parser.add_argument("--body-mode", choices=["duplex", "buffered"], default="duplex",
-                        help="how Envoy streams request bodies to the picker (default: duplex = FULL_DUPLEX_STREAMED)")
-    parser.add_argument("--picker-tls", action="store_true",
-                        help="call the pickers over TLS (`poolgate picker --secure-serving`); without --picker-ca the "
-                             "picker's certificate is not checked")
-    parser.add_argument("--picker-ca", metavar="FILE",
-                        help="PEM CA bundle (a path Envoy reads) the pickers' certificates must chain to; they must "
-                             "also name the picker Service (DNS SAN <service>.<namespace>.svc[.<cluster domain>]). "
-                             "Implies --picker-tls")
-    parser.add_argument("--target", choices=["envoy", "envoy-gateway"], default="envoy",
-                        help="envoy: poolgate's own Envoy configuration (default); envoy-gateway: resources for a "
-                             "cluster's Envoy Gateway")
-    parser.add_argument("--gateway-class", metavar="NAME",
-                        help="with --target envoy-gateway: class of the Gateways poolgate creates (default: the class "
-                             "of the user's Gateway)")
-    parser.add_argument("--validate", action="store_true",
-                        help="also check the standalone bootstrap with `envoy --mode validate` (needs --out)")
+    parser.add_argument(
+        "--endpoints",
+        choices=["static", "dns"],
+        default="static",
+        help="static: pool endpoints from the Pods given (standalone, default); dns: from the "
+        "headless Service poolgate creates per pool (Kubernetes)",
+    )
+    parser.add_argument(
+        "--body-mode",
+        choices=["duplex", "buffered"],
+        default="duplex",
+        help="how Envoy streams request bodies to the picker (default: duplex = FULL_DUPLEX_STREAMED)",
+    )
+    parser.add_argument(
+        "--picker-tls",
+        action="store_true",
+        help="call the pickers over TLS (`poolgate picker --secure-serving`); without --picker-ca the "
+        "picker's certificate is not checked",
+    )
+    parser.add_argument(
+        "--picker-ca",
+        metavar="FILE",
+        help="PEM CA bundle (a path Envoy reads) the pickers' certificates must chain to; they must "
+        "also name the picker Service (DNS SAN <service>.<namespace>.svc[.<cluster domain>]). "
+        "Implies --picker-tls",
+    )
+    parser.add_argument(
+        "--target",
+        choices=["envoy", "envoy-gateway"],
+        default="envoy",
+        help="envoy: poolgate's own Envoy configuration (default); envoy-gateway: resources for a "
+        "cluster's Envoy Gateway",
+    )
+    parser.add_argument(
+        "--gateway-class",
+        metavar="NAME",
+        help="with --target envoy-gateway: class of the Gateways poolgate creates (default: the class "
+        "of the user's Gateway)",
+    )
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="also check the standalone bootstrap with `envoy --mode validate` (needs --out)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -71,11 +102,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.target == "envoy-gateway":
         from poolgate.egtarget.command import run as run_envoy_gateway
+
         return run_envoy_gateway(args, objects)
-    options = TranslateOptions(endpoints=args.endpoints,
-                               body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED",
-                               picker_tls=args.picker_tls or args.picker_ca is not None,
-                               picker_ca=str(Path(args.picker_ca).resolve()) if args.picker_ca else None)
+    options = TranslateOptions(
+        endpoints=args.endpoints,
+        body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED",
+        picker_tls=args.picker_tls or args.picker_ca is not None,
+        picker_ca=str(Path(args.picker_ca).resolve()) if args.picker_ca else None,
+    )
     translation = translate(objects, options)
     conflicts = translation.bind_conflicts()
     for conflict in conflicts:
@@ -83,8 +117,11 @@ def run(args: argparse.Namespace) -> int:
     if conflicts:
         return 1
     if not translation.ir.listeners:
-        print("warning: no Gateway of class with controllerName poolgate.dev/gateway-controller has a valid "
-              "listener; the configuration has no listeners", file=sys.stderr)
+        print(
+            "warning: no Gateway of class with controllerName poolgate.dev/gateway-controller has a valid "
+            "listener; the configuration has no listeners",
+            file=sys.stderr,
+        )
     if args.out:
         out = Path(args.out).resolve()
         write_yaml(out / "bootstrap.yaml", translation.bootstrap())

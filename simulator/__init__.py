@@ -44,9 +44,15 @@ import importlib
 
 # The public names, imported on first use (PEP 562) so that `poolgate --help` does not load the engine.
 _EXPORTS = {
-    "Gauges": "simulator.model", "InvalidRequestError": "simulator.model", "ServerModel": "simulator.model",
-    "UnknownModelError": "simulator.model", "Prompt": "simulator.tokens", "Request": "simulator.request",
-    "ServerConfig": "simulator.config", "VirtualClock": "simulator.clock", "WallClock": "simulator.clock",
+    "Gauges": "simulator.model",
+    "InvalidRequestError": "simulator.model",
+    "ServerModel": "simulator.model",
+    "UnknownModelError": "simulator.model",
+    "Prompt": "simulator.tokens",
+    "Request": "simulator.request",
+    "ServerConfig": "simulator.config",
+    "VirtualClock": "simulator.clock",
+    "WallClock": "simulator.clock",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -31,45 +31,101 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--listen", action="append", metavar="IP:PORT",
-                        help="address of one simulated server; repeat for several (default: 127.0.0.1:8000)")
+    parser.add_argument(
+        "--listen",
+        action="append",
+        metavar="IP:PORT",
+        help="address of one simulated server; repeat for several (default: 127.0.0.1:8000)",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"base model name served (default: {DEFAULT_MODEL})")
-    parser.add_argument("--lora", action="append", default=[], metavar="NAME[=PATH],...",
-                        help="LoRA adapters loaded at start; comma-separated, repeatable (default path /adapters/NAME)")
-    parser.add_argument("--engine", choices=ENGINES, default=_DEFAULTS.engine,
-                        help="whose metric names /metrics uses (default: vllm)")
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="NAME[=PATH],...",
+        help="LoRA adapters loaded at start; comma-separated, repeatable (default path /adapters/NAME)",
+    )
+    parser.add_argument(
+        "--engine", choices=ENGINES, default=_DEFAULTS.engine, help="whose metric names /metrics uses (default: vllm)"
+    )
     capacity = parser.add_argument_group("capacity")
-    capacity.add_argument("--max-num-seqs", type=int, default=_DEFAULTS.max_num_seqs,
-                          help="most requests running at once (default: %(default)s)")
-    capacity.add_argument("--max-num-batched-tokens", type=int, default=_DEFAULTS.max_num_batched_tokens,
-                          help="token budget of one engine step; longer prefills are chunked (default: %(default)s)")
-    capacity.add_argument("--block-size", type=int, default=_DEFAULTS.block_size,
-                          help="tokens per KV-cache block (default: %(default)s)")
-    capacity.add_argument("--num-gpu-blocks", type=int, default=_DEFAULTS.num_gpu_blocks,
-                          help="KV-cache blocks (default: %(default)s, an 8B model on an 80 GB H100)")
-    capacity.add_argument("--max-model-len", type=int, default=_DEFAULTS.max_model_len,
-                          help="longest prompt + max_tokens accepted (default: %(default)s)")
-    capacity.add_argument("--max-loras", type=int, default=_DEFAULTS.max_loras,
-                          help="distinct LoRA adapters per batch; 0 disables LoRA (default: %(default)s)")
+    capacity.add_argument(
+        "--max-num-seqs",
+        type=int,
+        default=_DEFAULTS.max_num_seqs,
+        help="most requests running at once (default: %(default)s)",
+    )
+    capacity.add_argument(
+        "--max-num-batched-tokens",
+        type=int,
+        default=_DEFAULTS.max_num_batched_tokens,
+        help="token budget of one engine step; longer prefills are chunked (default: %(default)s)",
+    )
+    capacity.add_argument(
+        "--block-size", type=int, default=_DEFAULTS.block_size, help="tokens per KV-cache block (default: %(default)s)"
+    )
+    capacity.add_argument(
+        "--num-gpu-blocks",
+        type=int,
+        default=_DEFAULTS.num_gpu_blocks,
+        help="KV-cache blocks (default: %(default)s, an 8B model on an 80 GB H100)",
+    )
+    capacity.add_argument(
+        "--max-model-len",
+        type=int,
+        default=_DEFAULTS.max_model_len,
+        help="longest prompt + max_tokens accepted (default: %(default)s)",
+    )
+    capacity.add_argument(
+        "--max-loras",
+        type=int,
+        default=_DEFAULTS.max_loras,
+        help="distinct LoRA adapters per batch; 0 disables LoRA (default: %(default)s)",
+    )
     capacity.add_argument("--no-prefix-caching", action="store_true", help="disable automatic prefix caching")
     latency = parser.add_argument_group("latency")
-    latency.add_argument("--prefill-overhead-ms", type=float, default=_DEFAULTS.prefill_overhead * 1e3,
-                         help="fixed cost of a step that computes prompt tokens (default: %(default)s)")
-    latency.add_argument("--prefill-ms-per-token", type=float, default=_DEFAULTS.prefill_per_token * 1e3,
-                         help="cost per uncached prompt token (default: %(default)s)")
-    latency.add_argument("--decode-ms", type=float, default=_DEFAULTS.decode_step * 1e3,
-                         help="decode step time at batch size 1 (default: %(default)s)")
-    latency.add_argument("--full-batch-slowdown", type=float, default=_DEFAULTS.full_batch_slowdown,
-                         help="decode step time factor at batch size --max-num-seqs (default: %(default)s)")
-    latency.add_argument("--lora-load-ms", type=float, default=_DEFAULTS.lora_load * 1e3,
-                         help="cost of loading an adapter that is not resident (default: %(default)s)")
-    latency.add_argument("--no-latency", action="store_true",
-                         help="answer as fast as possible (all latency parameters 0)")
+    latency.add_argument(
+        "--prefill-overhead-ms",
+        type=float,
+        default=_DEFAULTS.prefill_overhead * 1e3,
+        help="fixed cost of a step that computes prompt tokens (default: %(default)s)",
+    )
+    latency.add_argument(
+        "--prefill-ms-per-token",
+        type=float,
+        default=_DEFAULTS.prefill_per_token * 1e3,
+        help="cost per uncached prompt token (default: %(default)s)",
+    )
+    latency.add_argument(
+        "--decode-ms",
+        type=float,
+        default=_DEFAULTS.decode_step * 1e3,
+        help="decode step time at batch size 1 (default: %(default)s)",
+    )
+    latency.add_argument(
+        "--full-batch-slowdown",
+        type=float,
+        default=_DEFAULTS.full_batch_slowdown,
+        help="decode step time factor at batch size --max-num-seqs (default: %(default)s)",
+    )
+    latency.add_argument(
+        "--lora-load-ms",
+        type=float,
+        default=_DEFAULTS.lora_load * 1e3,
+        help="cost of loading an adapter that is not resident (default: %(default)s)",
+    )
+    latency.add_argument(
+        "--no-latency", action="store_true", help="answer as fast as possible (all latency parameters 0)"
+    )
     faults = parser.add_argument_group("fault injection (for testing gateways and scrapers)")
-    faults.add_argument("--metrics-fault", choices=METRICS_FAULTS, metavar="{" + ",".join(METRICS_FAULTS) + "}",
-                        help="make /metrics hang (never answer) or answer garbage, and serve "
-                             f"GET/PUT {METRICS_FAULT_PATH} to read the scrape counts and switch modes while running "
-                             "(`none` starts healthy)")
+    faults.add_argument(
+        "--metrics-fault",
+        choices=METRICS_FAULTS,
+        metavar="{" + ",".join(METRICS_FAULTS) + "}",
+        help="make /metrics hang (never answer) or answer garbage, and serve "
+        f"GET/PUT {METRICS_FAULT_PATH} to read the scrape counts and switch modes while running "
+        "(`none` starts healthy)",
+    )
     logs.add_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -77,12 +133,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Build the server configuration the arguments describe; ValueError if inconsistent."""
     config = ServerConfig(
-        model=args.model, engine=args.engine, max_num_seqs=args.max_num_seqs,
-        max_num_batched_tokens=args.max_num_batched_tokens, block_size=args.block_size,
-        num_gpu_blocks=args.num_gpu_blocks, max_model_len=args.max_model_len, max_loras=args.max_loras,
-        prefix_caching=not args.no_prefix_caching, prefill_overhead=args.prefill_overhead_ms / 1e3,
-        prefill_per_token=args.prefill_ms_per_token / 1e3, decode_step=args.decode_ms / 1e3,
-        full_batch_slowdown=args.full_batch_slowdown, lora_load=args.lora_load_ms / 1e3)
+        model=args.model,
+        engine=args.engine,
+        max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        block_size=args.block_size,
+        num_gpu_blocks=args.num_gpu_blocks,
+        max_model_len=args.max_model_len,
+        max_loras=args.max_loras,
+        prefix_caching=not args.no_prefix_caching,
+        prefill_overhead=args.prefill_overhead_ms / 1e3,
+        prefill_per_token=args.prefill_ms_per_token / 1e3,
+        decode_step=args.decode_ms / 1e3,
+        full_batch_slowdown=args.full_batch_slowdown,
+        lora_load=args.lora_load_ms / 1e3,
+    )
     return config.without_latency() if args.no_latency else config
 
 

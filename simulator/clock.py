@@ -11,7 +11,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class TimerHandle(Protocol):
@@ -49,7 +50,7 @@ class WallClock:
 class VirtualTimer:
     """A pending virtual-clock callback; `cancel()` drops it."""
 
-    __slots__ = ("when", "callback", "args", "cancelled")
+    __slots__ = ("args", "callback", "cancelled", "when")
 
     def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.when = when

@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 ENGINES = ("vllm", "sglang")
-METRICS_FAULTS = ("none", "hang", "garbage")       # fault injection on /metrics (`poolgate sim --metrics-fault`)
-METRICS_FAULT_PATH = "/sim/metrics-fault"          # GET: scrape counts; PUT {"mode": ...}: switch the fault
+METRICS_FAULTS = ("none", "hang", "garbage")  # fault injection on /metrics (`poolgate sim --metrics-fault`)
+METRICS_FAULT_PATH = "/sim/metrics-fault"  # GET: scrape counts; PUT {"mode": ...}: switch the fault
 
 
 @dataclass(frozen=True)

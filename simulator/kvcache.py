@@ -9,7 +9,7 @@ hold no reusable content (a partial last prompt block, generated tokens) are sim
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class KVCache:

@@ -8,7 +8,7 @@ used resident adapter that no running request needs.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class AdapterSlots:

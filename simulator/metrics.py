@@ -9,7 +9,8 @@ prometheus-client into a per-server `CollectorRegistry`. `gauge_families(server)
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -18,12 +19,74 @@ if TYPE_CHECKING:
     from simulator.model import Request, ServerModel
 
 # Bucket bounds of vLLM's histograms (vllm/v1/metrics/loggers.py).
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-                40.0, 80.0, 160.0, 640.0, 2560.0)
-ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
-               80.0)
-E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
-               480.0, 960.0, 1920.0, 7680.0)
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+ITL_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+E2E_BUCKETS = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)
 
 # Metric names per engine; None = the engine has no such series.
 NAMES = {
@@ -124,23 +187,36 @@ def gauge_families(server: ServerModel) -> list[Metric]:
     config, names = server.config, NAMES[server.config.engine]
     base_labels, base_values = _base_labels(server)
     families = []
-    for key, value in (("waiting", len(server.waiting)), ("running", len(server.running)),
-                       ("kv_usage", server.kv.usage())):
+    for key, value in (
+        ("waiting", len(server.waiting)),
+        ("running", len(server.running)),
+        ("kv_usage", server.kv.usage()),
+    ):
         family = GaugeMetricFamily(names[key], _HELP[key], labels=base_labels)
         family.add_metric(base_values, value)
         families.append(family)
     if config.engine == "vllm":
-        cache_labels = {"block_size": str(config.block_size), "enable_prefix_caching": str(config.prefix_caching),
-                        "engine": "0", "num_gpu_blocks": str(config.num_gpu_blocks)}
+        cache_labels = {
+            "block_size": str(config.block_size),
+            "enable_prefix_caching": str(config.prefix_caching),
+            "engine": "0",
+            "num_gpu_blocks": str(config.num_gpu_blocks),
+        }
     else:
-        cache_labels = {"model_name": config.model, "num_pages": str(config.num_gpu_blocks),
-                        "page_size": str(config.block_size)}
+        cache_labels = {
+            "model_name": config.model,
+            "num_pages": str(config.num_gpu_blocks),
+            "page_size": str(config.block_size),
+        }
     family = GaugeMetricFamily(names["cache_config"], _HELP["cache_config"], labels=list(cache_labels))
     family.add_metric(list(cache_labels.values()), 1)
     families.append(family)
     if names["lora_info"] and config.max_loras:
-        family = GaugeMetricFamily(names["lora_info"], _HELP["lora_info"],
-                                   labels=["max_lora", "running_lora_adapters", "waiting_lora_adapters"])
+        family = GaugeMetricFamily(
+            names["lora_info"],
+            _HELP["lora_info"],
+            labels=["max_lora", "running_lora_adapters", "waiting_lora_adapters"],
+        )
         for running, waiting, stamp in server.lora_info_series():
             family.add_metric([str(config.max_loras), running, waiting], stamp)
         families.append(family)
@@ -159,9 +235,13 @@ class ServerCollector:
         names, stats = NAMES[server.config.engine], server.stats
         labels, values = _base_labels(server)
         yield from gauge_families(server)
-        for key, value in (("prompt_tokens", stats.prompt_tokens), ("generation_tokens", stats.generation_tokens),
-                           ("prefix_hits", stats.prefix_cache_hits), ("prefix_queries", stats.prefix_cache_queries),
-                           ("cached_tokens", stats.prefix_cache_hits)):
+        for key, value in (
+            ("prompt_tokens", stats.prompt_tokens),
+            ("generation_tokens", stats.generation_tokens),
+            ("prefix_hits", stats.prefix_cache_hits),
+            ("prefix_queries", stats.prefix_cache_queries),
+            ("cached_tokens", stats.prefix_cache_hits),
+        ):
             if names[key]:
                 family = CounterMetricFamily(names[key], _HELP[key], labels=labels)
                 family.add_metric(values, value)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from prometheus_client.samples import Sample
 
@@ -76,8 +76,13 @@ class _Span:
 class ServerModel:
     """One simulated model server: catalog (base model + LoRA adapters), scheduler, KV cache and statistics."""
 
-    def __init__(self, clock: Clock, config: ServerConfig = ServerConfig(),
-                 adapters: Mapping[str, str] | None = None, name: str = "") -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        config: ServerConfig = ServerConfig(),
+        adapters: Mapping[str, str] | None = None,
+        name: str = "",
+    ) -> None:
         self.clock = clock
         self.config = config
         self.name = name
@@ -130,10 +135,15 @@ class ServerModel:
 
     # -- requests --------------------------------------------------------------------------------------------
 
-    def submit(self, prompt: Prompt, max_tokens: int, model: str | None = None,
-               on_finish: Callable[[Request], None] | None = None,
-               on_tokens: Callable[[Request], None] | None = None,
-               output_tokens: int | None = None) -> Request:
+    def submit(
+        self,
+        prompt: Prompt,
+        max_tokens: int,
+        model: str | None = None,
+        on_finish: Callable[[Request], None] | None = None,
+        on_tokens: Callable[[Request], None] | None = None,
+        output_tokens: int | None = None,
+    ) -> Request:
         """Accept a request now; the engine generates `output_tokens` (default `max_tokens`) tokens.
 
         `on_finish(request)` runs when the last token is out; `on_tokens(request)` (streaming) runs whenever new
@@ -150,17 +160,28 @@ class ServerModel:
             raise InvalidRequestError(
                 f"This model's maximum context length is {config.max_model_len} tokens. However, you requested "
                 f"{prompt.num_tokens + max_tokens} tokens ({prompt.num_tokens} in the messages, {max_tokens} in the "
-                f"completion). Please reduce the length of the messages or completion.")
+                f"completion). Please reduce the length of the messages or completion."
+            )
         total_blocks = math.ceil((prompt.num_tokens + target) / config.block_size)
         if total_blocks > config.num_gpu_blocks:
             raise InvalidRequestError(
-                f"The request needs {total_blocks} KV cache blocks but the server has {config.num_gpu_blocks}.")
+                f"The request needs {total_blocks} KV cache blocks but the server has {config.num_gpu_blocks}."
+            )
         hashes = prompt.block_hashes(config.block_size, adapter or config.model) if config.prefix_caching else ()
         self._next_id += 1
-        request = Request(id=self._next_id, model=model or config.model, adapter=adapter,
-                          prompt_tokens=prompt.num_tokens, max_tokens=max_tokens, target_tokens=target,
-                          arrival=self.clock.now(), block_hashes=hashes, total_blocks=total_blocks,
-                          on_finish=on_finish, on_tokens=on_tokens)
+        request = Request(
+            id=self._next_id,
+            model=model or config.model,
+            adapter=adapter,
+            prompt_tokens=prompt.num_tokens,
+            max_tokens=max_tokens,
+            target_tokens=target,
+            arrival=self.clock.now(),
+            block_hashes=hashes,
+            total_blocks=total_blocks,
+            on_finish=on_finish,
+            on_tokens=on_tokens,
+        )
         self.waiting.append(request)
         if adapter is not None:
             _count(self._waiting_adapters, adapter, +1)
@@ -215,9 +236,13 @@ class ServerModel:
 
     def gauges(self) -> Gauges:
         """Return the current queue, batch, KV-cache and LoRA state."""
-        return Gauges(waiting=len(self.waiting), running=len(self.running), kv_cache_usage=self.kv.usage(),
-                      running_adapters=tuple(sorted(self._running_adapters)),
-                      waiting_adapters=tuple(sorted(self._waiting_adapters)))
+        return Gauges(
+            waiting=len(self.waiting),
+            running=len(self.running),
+            kv_cache_usage=self.kv.usage(),
+            running_adapters=tuple(sorted(self._running_adapters)),
+            waiting_adapters=tuple(sorted(self._waiting_adapters)),
+        )
 
     def lora_info_series(self) -> list[tuple[str, str, float]]:
         """The `lora_requests_info` series, oldest first: (running adapters, waiting adapters, Unix time)."""
@@ -248,8 +273,11 @@ class ServerModel:
             return
         step_time = config.decode_step_time(len(decoders)) if decoders else 0.0
         if prefill:
-            step_time += (config.prefill_overhead + sum(take for _, take in prefill) * config.prefill_per_token
-                          + loads * config.lora_load)
+            step_time += (
+                config.prefill_overhead
+                + sum(take for _, take in prefill) * config.prefill_per_token
+                + loads * config.lora_load
+            )
             steps = 1
         elif any(request.on_tokens is not None for request in decoders):
             steps = 1
@@ -271,7 +299,7 @@ class ServerModel:
                 skipped.append(self.waiting.popleft())
                 continue
             hashes = request.block_hashes
-            cached_blocks = kv.cached_prefix(hashes[:(request.prompt_tokens - 1) // config.block_size])
+            cached_blocks = kv.cached_prefix(hashes[: (request.prompt_tokens - 1) // config.block_size])
             if not kv.allocate(hashes, request.total_blocks):
                 break
             self.waiting.popleft()

@@ -16,8 +16,13 @@ from simulator.model import Request
 from simulator.tokens import Prompt, render_chat, synthetic_text
 
 DEFAULT_MAX_TOKENS = 16
-_ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowed", 413: "RequestTooLarge",
-                500: "InternalServerError"}
+_ERROR_TYPES = {
+    400: "BadRequestError",
+    404: "NotFoundError",
+    405: "MethodNotAllowed",
+    413: "RequestTooLarge",
+    500: "InternalServerError",
+}
 
 
 class ApiError(Exception):
@@ -36,8 +41,7 @@ class ApiError(Exception):
 
 def error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
     """An OpenAI-style error object for an HTTP status."""
-    return {"error": {"message": message, "type": _ERROR_TYPES.get(status, "Error"), "param": param,
-                      "code": status}}
+    return {"error": {"message": message, "type": _ERROR_TYPES.get(status, "Error"), "param": param, "code": status}}
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,17 @@ def parse_generation(raw: bytes, chat: bool) -> GenerationRequest:
         if not stream:
             raise ApiError(400, "Stream options can only be defined when `stream=True`.", "stream_options")
         if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
-            raise ApiError(400, "`stream_options` must be an object with a boolean `include_usage`.",
-                           "stream_options")
+            raise ApiError(400, "`stream_options` must be an object with a boolean `include_usage`.", "stream_options")
         include_usage = options.get("include_usage", False)
-    return GenerationRequest(chat=chat, model=model, prompt=prompt, max_tokens=max_tokens,
-                             output_tokens=output_tokens, stream=stream, include_usage=include_usage)
+    return GenerationRequest(
+        chat=chat,
+        model=model,
+        prompt=prompt,
+        max_tokens=max_tokens,
+        output_tokens=output_tokens,
+        stream=stream,
+        include_usage=include_usage,
+    )
 
 
 def _positive_int(value: Any, field: str) -> int:
@@ -127,18 +137,28 @@ def _completion_prompt(prompt: Any) -> Prompt:
         prompt = prompt[0]
     if isinstance(prompt, str):
         return Prompt.from_text(prompt)
-    if (isinstance(prompt, list) and prompt
-            and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**63 for t in prompt)):
+    if (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**63 for t in prompt)
+    ):
         return Prompt.from_token_ids(prompt)
-    raise ApiError(400, "`prompt` must be a string, a list of token ids, or a one-element list of either "
-                        "(batched prompts are not supported).", "prompt")
+    raise ApiError(
+        400,
+        "`prompt` must be a string, a list of token ids, or a one-element list of either "
+        "(batched prompts are not supported).",
+        "prompt",
+    )
 
 
 def usage(request: Request) -> dict[str, Any]:
     """The `usage` object of a finished request."""
-    return {"prompt_tokens": request.prompt_tokens, "completion_tokens": request.output_tokens,
-            "total_tokens": request.prompt_tokens + request.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": request.cached_tokens}}
+    return {
+        "prompt_tokens": request.prompt_tokens,
+        "completion_tokens": request.output_tokens,
+        "total_tokens": request.prompt_tokens + request.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": request.cached_tokens},
+    }
 
 
 def response_id(chat: bool) -> str:
@@ -150,12 +170,22 @@ def completion_body(spec: GenerationRequest, request: Request, completion_id: st
     """The body of a non-streamed response."""
     text = synthetic_text(0, request.output_tokens)
     if spec.chat:
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                  "finish_reason": request.finish_reason}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": request.finish_reason,
+        }
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": request.finish_reason}
-    return {"id": completion_id, "object": "chat.completion" if spec.chat else "text_completion",
-            "created": int(time.time()), "model": spec.model, "choices": [choice], "usage": usage(request)}
+    return {
+        "id": completion_id,
+        "object": "chat.completion" if spec.chat else "text_completion",
+        "created": int(time.time()),
+        "model": spec.model,
+        "choices": [choice],
+        "usage": usage(request),
+    }
 
 
 class ChunkWriter:
@@ -164,21 +194,31 @@ class ChunkWriter:
     def __init__(self, spec: GenerationRequest, completion_id: str) -> None:
         self.spec = spec
         self.sent = 0  # tokens already sent
-        self._base = {"id": completion_id, "object": "chat.completion.chunk" if spec.chat else "text_completion",
-                      "created": int(time.time()), "model": spec.model}
+        self._base = {
+            "id": completion_id,
+            "object": "chat.completion.chunk" if spec.chat else "text_completion",
+            "created": int(time.time()),
+            "model": spec.model,
+        }
 
     def events(self, request: Request) -> bytes:
         """The events for the tokens generated since the last call, and the closing events once finished."""
         out = []
         total = request.output_tokens
         if self.spec.chat and self.sent == 0 and total:
-            out.append(self._chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                                    "finish_reason": None}))
+            out.append(
+                self._chunk(
+                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+                )
+            )
         for position in range(self.sent, total):
             reason = request.finish_reason if request.done and position == total - 1 else None
             text = synthetic_text(position, 1)
-            choice = ({"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": reason}
-                      if self.spec.chat else {"index": 0, "text": text, "logprobs": None, "finish_reason": reason})
+            choice = (
+                {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": reason}
+                if self.spec.chat
+                else {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+            )
             out.append(self._chunk(choice))
         self.sent = total
         if request.done:

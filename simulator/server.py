@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -30,15 +31,15 @@ from simulator.protocol import ApiError, ChunkWriter, completion_body, error_bod
 log = logging.getLogger("poolgate.simulator")
 
 SERVED_BY_HEADER = "x-poolgate-served-by"
-SERVED_MODEL_HEADER = "x-poolgate-served-model"     # the model (or adapter) the request named when it arrived here
+SERVED_MODEL_HEADER = "x-poolgate-served-model"  # the model (or adapter) the request named when it arrived here
 ECHO_SET_HEADER = "X-Echo-Set-Header"
 _MAX_BODY = 64 * 1024 * 1024
 _SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get to finish when a server stops
 # What /metrics answers in `garbage` mode, in turn: a scraper must survive each without trusting any of it.
 GARBAGE_METRICS = (
     b"\x00\xff\xfe binary \x80\x81 not text at all",
-    b"vllm:num_requests_waiting{model_name=\"m\"} NaN\nvllm:num_requests_running -3\n",
-    b"vllm:num_requests_waiting{model_name=\"m\" 1\nvllm:kv_cache_usage_perc{{{ 0.5\n",
+    b'vllm:num_requests_waiting{model_name="m"} NaN\nvllm:num_requests_running -3\n',
+    b'vllm:num_requests_waiting{model_name="m" 1\nvllm:kv_cache_usage_perc{{{ 0.5\n',
     b"<html><body>502 Bad Gateway</body></html>",
     b"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting one\n",
     b"vllm:num_requests_waiting 1e999\nvllm:num_requests_running 1e999\nvllm:kv_cache_usage_perc 1e999\n",
@@ -71,16 +72,25 @@ class MetricsFault:
         self.mode = mode
 
     def state(self) -> dict[str, Any]:
-        return {"mode": self.mode, "scrapes": self.scrapes, "in_flight": self.in_flight,
-                "max_in_flight": self.max_in_flight}
+        return {
+            "mode": self.mode,
+            "scrapes": self.scrapes,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+        }
 
 
 class SimulatedServer:
     """One simulated model server listening on its own address. With `metrics_fault` (a mode of METRICS_FAULTS)
     the fault-injection endpoint METRICS_FAULT_PATH is served too (GET: state, PUT {"mode": ...}: switch)."""
 
-    def __init__(self, listen: str, config: ServerConfig = ServerConfig(),
-                 adapters: Mapping[str, str] | None = None, metrics_fault: str | None = None) -> None:
+    def __init__(
+        self,
+        listen: str,
+        config: ServerConfig = ServerConfig(),
+        adapters: Mapping[str, str] | None = None,
+        metrics_fault: str | None = None,
+    ) -> None:
         self.host, self.port = parse_listen(listen)
         self.model = ServerModel(WallClock(), config, adapters, name=listen)
         self._registry = registry_for(self.model)
@@ -96,17 +106,21 @@ class SimulatedServer:
         """Start listening (inside the running loop)."""
         app = web.Application(middlewares=[self._errors], client_max_size=_MAX_BODY)
         app.on_response_prepare.append(self._stamp_headers)
-        app.add_routes([
-            web.post("/v1/chat/completions", self._chat),
-            web.post("/v1/completions", self._completions),
-            web.get("/v1/models", self._models),
-            web.post("/v1/load_lora_adapter", self._load_adapter),
-            web.post("/v1/unload_lora_adapter", self._unload_adapter),
-            web.get("/health", self._health),
-            web.get("/metrics", self._metrics),
-        ])
+        app.add_routes(
+            [
+                web.post("/v1/chat/completions", self._chat),
+                web.post("/v1/completions", self._completions),
+                web.get("/v1/models", self._models),
+                web.post("/v1/load_lora_adapter", self._load_adapter),
+                web.post("/v1/unload_lora_adapter", self._unload_adapter),
+                web.get("/health", self._health),
+                web.get("/metrics", self._metrics),
+            ]
+        )
         if self.metrics_fault is not None:
-            app.add_routes([web.get(METRICS_FAULT_PATH, self._fault_state), web.put(METRICS_FAULT_PATH, self._set_fault)])
+            app.add_routes(
+                [web.get(METRICS_FAULT_PATH, self._fault_state), web.put(METRICS_FAULT_PATH, self._set_fault)]
+            )
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -117,9 +131,15 @@ class SimulatedServer:
             raise
         self._runner = runner
         self.port = runner.addresses[0][1]
-        log.info("simulated server listening", extra={
-            "address": self.address, "model": self.model.config.model, "engine": self.model.config.engine,
-            "adapters": sorted(self.model.adapters)})
+        log.info(
+            "simulated server listening",
+            extra={
+                "address": self.address,
+                "model": self.model.config.model,
+                "engine": self.model.config.engine,
+                "adapters": sorted(self.model.adapters),
+            },
+        )
 
     async def stop(self) -> None:
         """Stop listening and abort whatever is still in flight."""
@@ -147,8 +167,9 @@ class SimulatedServer:
                     response.headers[name.strip()] = value.strip()
 
     @web.middleware
-    async def _errors(self, request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             return await handler(request)
         except ApiError as exc:
@@ -179,8 +200,14 @@ class SimulatedServer:
             progress.set()
 
         try:
-            sim = self.model.submit(spec.prompt, spec.max_tokens, spec.model, on_finish=wake,
-                                    on_tokens=wake if spec.stream else None, output_tokens=spec.output_tokens)
+            sim = self.model.submit(
+                spec.prompt,
+                spec.max_tokens,
+                spec.model,
+                on_finish=wake,
+                on_tokens=wake if spec.stream else None,
+                output_tokens=spec.output_tokens,
+            )
         except UnknownModelError as exc:
             raise ApiError(404, str(exc), "model") from None
         except InvalidRequestError as exc:
@@ -192,8 +219,13 @@ class SimulatedServer:
                 response = _json(completion_body(spec, sim, completion_id))
                 response.headers[SERVED_MODEL_HEADER] = spec.model
                 return response
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                                   SERVED_MODEL_HEADER: spec.model})
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    SERVED_MODEL_HEADER: spec.model,
+                }
+            )
             await response.prepare(request)
             writer = ChunkWriter(spec, completion_id)
             while not sim.done:
@@ -205,10 +237,18 @@ class SimulatedServer:
         finally:
             if not sim.done:
                 self.model.abort(sim)
-            log.debug("request served", extra={
-                "address": self.address, "model": spec.model, "prompt_tokens": sim.prompt_tokens,
-                "completion_tokens": sim.output_tokens, "cached_tokens": sim.cached_tokens, "ttft": sim.ttft,
-                "aborted": sim.aborted})
+            log.debug(
+                "request served",
+                extra={
+                    "address": self.address,
+                    "model": spec.model,
+                    "prompt_tokens": sim.prompt_tokens,
+                    "completion_tokens": sim.output_tokens,
+                    "cached_tokens": sim.cached_tokens,
+                    "ttft": sim.ttft,
+                    "aborted": sim.aborted,
+                },
+            )
 
     # -- catalog and operations ------------------------------------------------------------------------------
 
@@ -216,8 +256,18 @@ class SimulatedServer:
         config, created = self.model.config, int(time.time())
         entries = [(config.model, config.model, None)]
         entries += [(name, path, config.model) for name, path in self.model.adapters.items()]
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "vllm", "root": root,
-                 "parent": parent, "max_model_len": config.max_model_len} for name, root, parent in entries]
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "vllm",
+                "root": root,
+                "parent": parent,
+                "max_model_len": config.max_model_len,
+            }
+            for name, root, parent in entries
+        ]
         return _json({"object": "list", "data": data})
 
     async def _load_adapter(self, request: web.Request) -> web.Response:
@@ -256,7 +306,7 @@ class SimulatedServer:
         fault.max_in_flight = max(fault.max_in_flight, fault.in_flight)
         try:
             if fault.mode == "hang":
-                await asyncio.Event().wait()      # until the scraper hangs up (the handler is cancelled)
+                await asyncio.Event().wait()  # until the scraper hangs up (the handler is cancelled)
             body = GARBAGE_METRICS[fault.scrapes % len(GARBAGE_METRICS)]
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
         finally:
@@ -278,8 +328,13 @@ class SimulatedServer:
 class SimulatedServers:
     """Several simulated servers in this process, started and stopped together."""
 
-    def __init__(self, listens: Sequence[str], config: ServerConfig = ServerConfig(),
-                 adapters: Mapping[str, str] | None = None, metrics_fault: str | None = None) -> None:
+    def __init__(
+        self,
+        listens: Sequence[str],
+        config: ServerConfig = ServerConfig(),
+        adapters: Mapping[str, str] | None = None,
+        metrics_fault: str | None = None,
+    ) -> None:
         self.servers = [SimulatedServer(listen, config, adapters, metrics_fault) for listen in listens]
 
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import xxhash
 
@@ -28,7 +28,7 @@ class Prompt:
     namespace)` (memoised), where the namespace (the model or adapter name) keeps different adapters' caches apart.
     """
 
-    __slots__ = ("num_tokens", "_full_blocks", "_hashes")
+    __slots__ = ("_full_blocks", "_hashes", "num_tokens")
 
     def __init__(self, num_tokens: int, full_blocks: Callable[[int], Iterable[bytes]]) -> None:
         self.num_tokens = num_tokens
@@ -44,7 +44,7 @@ class Prompt:
         def full_blocks(block_size: int) -> Iterator[bytes]:
             span = block_size * BYTES_PER_TOKEN
             for index in range(num_tokens // block_size):
-                yield data[index * span:(index + 1) * span]
+                yield data[index * span : (index + 1) * span]
 
         return cls(num_tokens, full_blocks)
 
@@ -57,7 +57,7 @@ class Prompt:
         def full_blocks(block_size: int) -> Iterator[bytes]:
             span = block_size * 8
             for index in range(num_tokens // block_size):
-                yield data[index * span:(index + 1) * span]
+                yield data[index * span : (index + 1) * span]
 
         return cls(num_tokens, full_blocks)
 

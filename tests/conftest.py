@@ -16,8 +16,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 def find_reference_crds() -> Path:
     """The upstream CRDs shared with the project (../shared/reference/crds), or $POOLGATE_REFERENCE_CRDS."""
-    for candidate in (os.environ.get("POOLGATE_REFERENCE_CRDS"), REPO.parent / "shared" / "reference" / "crds",
-                      Path("/work/shared/reference/crds")):
+    for candidate in (
+        os.environ.get("POOLGATE_REFERENCE_CRDS"),
+        REPO.parent / "shared" / "reference" / "crds",
+    ):
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     raise RuntimeError("upstream reference CRDs not found: set POOLGATE_REFERENCE_CRDS to shared/reference/crds")

@@ -26,11 +26,16 @@ def most_in_flight(outcomes) -> int:
 
 def test_a_pool_carries_more_than_1024_requests_in_flight(start_stack):
     stack = start_stack(*faults.model_server_objects(replicas=2)).stack
-    load = Load(f"{faults.gateway_url(stack)}/v1/chat/completions", rate=100_000, limit=REQUESTS, timeout=60.0,
-                body=lambda i: faults.chat(max_tokens=32, stream=True, content=f"request {i}")).start()
+    load = Load(
+        f"{faults.gateway_url(stack)}/v1/chat/completions",
+        rate=100_000,
+        limit=REQUESTS,
+        timeout=60.0,
+        body=lambda i: faults.chat(max_tokens=32, stream=True, content=f"request {i}"),
+    ).start()
     load.wait_for(REQUESTS, timeout=90.0)
     outcomes = load.stop()
-    assert most_in_flight(outcomes) > 1024                        # the load did reach past Envoy's default limit
+    assert most_in_flight(outcomes) > 1024  # the load did reach past Envoy's default limit
     assert all(o.ok for o in outcomes), failures(load)
     overflows = stack.envoy_stats(r"^cluster\.poolgate/.*overflow$")
-    assert overflows and not any(overflows.values()), overflows   # no circuit breaker refused anything
+    assert overflows and not any(overflows.values()), overflows  # no circuit breaker refused anything

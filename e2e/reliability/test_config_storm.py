@@ -11,10 +11,10 @@ import time
 import pytest
 import yaml
 
-from tests.support.stacks import next_block
 from e2e.reliability.conftest import failures
 from poolgate.bench import faults
 from poolgate.up.processes import POOLGATE, free_port
+from tests.support.stacks import next_block
 
 pytestmark = pytest.mark.xdist_group("reliability-storm")
 
@@ -27,8 +27,8 @@ def test_a_storm_of_reloads_loses_no_request_and_ends_on_the_last_edit(start_sta
     assert result.row["lost"] == 0, failures(result)
     assert result.row["recovered"], result.facts
     assert result.facts["converged_after_s"] < 2.0
-    assert result.facts["keepalive_converged_s"] < 5.0           # kept-alive connections too, once drained
-    assert stack.child("envoy").popen.pid == envoy               # reloaded in place, never restarted
+    assert result.facts["keepalive_converged_s"] < 5.0  # kept-alive connections too, once drained
+    assert stack.child("envoy").popen.pid == envoy  # reloaded in place, never restarted
 
 
 def test_a_storm_of_file_edits_seen_by_poolgate_up_ends_on_the_last_edit(tmp_path, report):
@@ -42,15 +42,29 @@ def test_a_storm_of_file_edits_seen_by_poolgate_up_ends_on_the_last_edit(tmp_pat
         path.write_text(text)
 
     write(0)
-    up = subprocess.Popen([*POOLGATE, "up", "-f", str(path), "--state-dir", str(tmp_path / "state"),
-                           "--listen-address", listener, "--address-block", str(block)],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    up = subprocess.Popen(
+        [
+            *POOLGATE,
+            "up",
+            "-f",
+            str(path),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--listen-address",
+            listener,
+            "--address-block",
+            str(block),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = up.stdout.readline()
         match = re.match(r"Gateway default/gw: (http://\S+)$", line.strip())
         assert match, line
 
-        def edit(generation: int) -> None:          # as fast as an editor or a script can write
+        def edit(generation: int) -> None:  # as fast as an editor or a script can write
             write(generation)
             time.sleep(0.01)
 
@@ -60,4 +74,4 @@ def test_a_storm_of_file_edits_seen_by_poolgate_up_ends_on_the_last_edit(tmp_pat
         assert up.wait(30) == 0
     report(result)
     assert result.row["lost"] == 0, failures(result)
-    assert result.row["recovered"], result.facts                 # the debounced watcher applied the last edit
+    assert result.row["recovered"], result.facts  # the debounced watcher applied the last edit

@@ -18,8 +18,16 @@ from hypothesis import strategies as st
 from poolgate.api import parse_objects
 from poolgate.translate import TranslateOptions, translate
 from tests.hooks.strategies import (
-    OUR_CLASS, gateway, gateway_class, http_route, inference_pool, json_values, labels, namespaces,
-    reference_grant, service,
+    OUR_CLASS,
+    gateway,
+    gateway_class,
+    http_route,
+    inference_pool,
+    json_values,
+    labels,
+    namespaces,
+    reference_grant,
+    service,
 )
 from tests.support.objects import gateway as gw
 from tests.support.objects import gateway_class as gateway_class_of_ours
@@ -33,29 +41,49 @@ TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec", "status"}
 
 @st.composite
 def pods(draw) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": draw(st.sampled_from(["p0", "p1", "p2"])), "namespace": draw(namespaces),
-                         "labels": draw(labels)},
-            "status": {"phase": "Running", "podIP": draw(st.sampled_from(["10.0.0.1", "10.0.0.2", "fd00::1"])),
-                       "conditions": [{"type": "Ready", "status": draw(st.sampled_from(["True", "False"]))}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": draw(st.sampled_from(["p0", "p1", "p2"])),
+            "namespace": draw(namespaces),
+            "labels": draw(labels),
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": draw(st.sampled_from(["10.0.0.1", "10.0.0.2", "fd00::1"])),
+            "conditions": [{"type": "Ready", "status": draw(st.sampled_from(["True", "False"]))}],
+        },
+    }
 
 
 def working_set() -> list[dict]:
     """A gateway that serves: class, Gateway, a route to a pool with a picker (FailOpen), a weighted route to two
     pools, the picker Service and ready pods."""
-    return [gateway_class_of_ours(), gw(listeners=[{"name": "http", "port": 8080, "protocol": "HTTP"}]),
-            route(), route("split", rules=[{"backendRefs": [pool_ref("pool", weight=70),
-                                                            pool_ref("other", weight=30)]}]),
-            pool(failure_mode="FailOpen"), pool("other"), svc(), pod("p0", "10.0.0.1"), pod("p1", "10.0.0.2"),
-            pod("o0", "10.0.0.3", app="other")]
+    return [
+        gateway_class_of_ours(),
+        gw(listeners=[{"name": "http", "port": 8080, "protocol": "HTTP"}]),
+        route(),
+        route("split", rules=[{"backendRefs": [pool_ref("pool", weight=70), pool_ref("other", weight=30)]}]),
+        pool(failure_mode="FailOpen"),
+        pool("other"),
+        svc(),
+        pod("p0", "10.0.0.1"),
+        pod("p1", "10.0.0.2"),
+        pod("o0", "10.0.0.3", app="other"),
+    ]
 
 
 @st.composite
 def damaged_object_sets(draw) -> list[dict]:
     """A working gateway plus schema-shaped objects of every kind; usually one value somewhere in one of them
     replaced by arbitrary JSON."""
-    extra = draw(st.lists(st.one_of(gateway_class(), gateway(), http_route(), inference_pool(), service(),
-                                    reference_grant(), pods()), max_size=6))
+    extra = draw(
+        st.lists(
+            st.one_of(gateway_class(), gateway(), http_route(), inference_pool(), service(), reference_grant(), pods()),
+            max_size=6,
+        )
+    )
     objects = copy.deepcopy(working_set() + extra + [OUR_CLASS])
     if draw(st.integers(0, 4)) == 0:
         return objects
@@ -82,7 +110,7 @@ def test_the_translator_never_crashes_and_names_the_field_of_every_refusal(objec
     accepted, problems = parse_objects(("fuzz", obj) for obj in objects)
     for problem in problems:
         assert problem.message, problem
-        if problem.object != "<document>":          # a document that is not a mapping has no field to name
+        if problem.object != "<document>":  # a document that is not a mapping has no field to name
             assert _field_root(problem.field) in TOP_LEVEL, str(problem)
     for options in (TranslateOptions(), TranslateOptions(endpoints="dns", picker_tls=True)):
         translation = translate(accepted, options)

@@ -23,7 +23,7 @@ from tests.support.stacks import running_stack
 
 pytestmark = pytest.mark.xdist_group("reliability-hostile")
 MODEL = faults.MODEL
-REQUEST_TIMEOUT_S = 2.0          # short, so that slow clients are cut off within the test
+REQUEST_TIMEOUT_S = 2.0  # short, so that slow clients are cut off within the test
 HEADERS_TIMEOUT_S = 1.0
 
 
@@ -54,9 +54,12 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    objects = [*faults.gateway_objects([{"backendRefs": [faults.pool_ref("pool")]}]), *faults.pool_objects(),
-               faults.sim_deployment("pool", "pool", 2)]
-    objects[3]["metadata"]["annotations"] = {"poolgate.dev/models": MODEL}     # the pool serves one model
+    objects = [
+        *faults.gateway_objects([{"backendRefs": [faults.pool_ref("pool")]}]),
+        *faults.pool_objects(),
+        faults.sim_deployment("pool", "pool", 2),
+    ]
+    objects[3]["metadata"]["annotations"] = {"poolgate.dev/models": MODEL}  # the pool serves one model
     timeouts = {"request_timeout_s": REQUEST_TIMEOUT_S, "request_headers_timeout_s": HEADERS_TIMEOUT_S}
     with running_stack(tmp_path_factory.mktemp("hostile"), *objects, translate=timeouts) as running:
         url = f"{running.url()}/v1/chat/completions"
@@ -66,8 +69,7 @@ def gateway(tmp_path_factory):
 
 def post(gateway: Gateway, body: bytes, path: str = "/v1/chat/completions") -> tuple[httpx.Response, float]:
     started = time.monotonic()
-    response = httpx.post(gateway.url + path, content=body, headers={"content-type": "application/json"},
-                          timeout=30)
+    response = httpx.post(gateway.url + path, content=body, headers={"content-type": "application/json"}, timeout=30)
     return response, time.monotonic() - started
 
 
@@ -120,13 +122,12 @@ def raw_exchange(address: tuple[str, int], data: bytes, timeout: float = 5.0) ->
 POST = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
 PROTOCOL_VIOLATIONS = {
     "conflicting content-length": (POST + b"Content-Length: 5\r\nContent-Length: 7\r\n\r\n{}{}{}{", b"400"),
-    "content-length with chunked": (POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-                                    b"400"),
+    "content-length with chunked": (POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"400"),
     "invalid header name": (POST.replace(b"Host", b"Ho st") + b"\r\n", b"400"),
     "NUL in a header value": (POST + b"X-Tenant: a\x00b\r\nContent-Length: 2\r\n\r\n{}", b"400"),
     "not HTTP": (b"HELLO THERE\r\n\r\n", b"400"),
     "100 KB header": (POST + b"X-Big: " + b"a" * 100_000 + b"\r\nContent-Length: 2\r\n\r\n{}", b"431"),
-    "broken chunked body": (POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", b""),   # closed, no answer
+    "broken chunked body": (POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", b""),  # closed, no answer
 }
 
 
@@ -138,7 +139,7 @@ def test_protocol_violations_get_envoys_own_4xx_or_a_closed_connection(gateway):
             assert received.startswith(b"HTTP/1.1 " + status), (name, received[:200])
         else:
             assert received == b"", (name, received[:200])
-        assert elapsed < 3.0, (name, elapsed)           # closed by Envoy, not by the client giving up
+        assert elapsed < 3.0, (name, elapsed)  # closed by Envoy, not by the client giving up
     gateway.assert_unaffected(started)
 
 
@@ -155,7 +156,7 @@ def trickle(address: tuple[str, int], head: bytes, body: bytes, every: float, re
                 received = sock.recv(65536)
                 if received or time.monotonic() - started > 10:
                     break
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except (BrokenPipeError, ConnectionResetError):
                 break
@@ -166,12 +167,26 @@ def test_slow_clients_are_cut_off_with_408_and_do_not_tie_up_the_picker(gateway)
     started = gateway.load.now()
     body = orjson.dumps(faults.chat(content="slow " * 200))
     results: list = []
-    body_lorises = [threading.Thread(target=trickle, args=(
-        gateway.address, POST + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body), body, 0.2,
-        results)) for _ in range(20)]
-    header_lorises = [threading.Thread(target=trickle, args=(
-        gateway.address, b"POST /v1/chat/completions HTTP/1.1\r\n", b"X-Slow: " + b"a" * 200, 0.2, results))
-        for _ in range(5)]
+    body_lorises = [
+        threading.Thread(
+            target=trickle,
+            args=(
+                gateway.address,
+                POST + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body),
+                body,
+                0.2,
+                results,
+            ),
+        )
+        for _ in range(20)
+    ]
+    header_lorises = [
+        threading.Thread(
+            target=trickle,
+            args=(gateway.address, b"POST /v1/chat/completions HTTP/1.1\r\n", b"X-Slow: " + b"a" * 200, 0.2, results),
+        )
+        for _ in range(5)
+    ]
     for thread in body_lorises + header_lorises:
         thread.start()
     for thread in body_lorises + header_lorises:
@@ -182,5 +197,5 @@ def test_slow_clients_are_cut_off_with_408_and_do_not_tie_up_the_picker(gateway)
         assert elapsed < REQUEST_TIMEOUT_S + 2.0, elapsed
     summary = gateway.background_since(started)
     assert summary["failed"] == 0 and summary["requests"] >= 40, summary
-    assert summary["p99_ms"] < 1000, summary                   # ordinary requests kept flowing meanwhile
+    assert summary["p99_ms"] < 1000, summary  # ordinary requests kept flowing meanwhile
     gateway.assert_unaffected(started)

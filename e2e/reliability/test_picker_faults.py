@@ -19,11 +19,11 @@ def test_a_killed_picker_fails_open_or_closed_fast_and_both_recover_by_themselve
 
     assert failopen.row["requests"] >= 150
     assert failopen.row["failed"] == 0, failures(failopen)
-    assert failopen.facts["served_during_outage"] >= 40       # answered while no picker ran
-    assert failopen.row["recovered"], failopen.facts          # the picker chooses again after its restart
+    assert failopen.facts["served_during_outage"] >= 40  # answered while no picker ran
+    assert failopen.row["recovered"], failopen.facts  # the picker chooses again after its restart
 
-    assert failclose.row["lost"] == 0, failures(failclose)    # every failure is a fast 5xx during the outage,
-    assert failclose.facts["cut_by_kill"] <= 3                 # or a response on its way when the picker died
+    assert failclose.row["lost"] == 0, failures(failclose)  # every failure is a fast 5xx during the outage,
+    assert failclose.facts["cut_by_kill"] <= 3  # or a response on its way when the picker died
     assert failclose.row["failed"] >= 40
     assert failclose.row["hung"] == 0
     assert failclose.facts["first_5xx_after_kill_s"] < 1.0

@@ -18,12 +18,15 @@ from cryptography.x509.oid import NameOID
 from poolgate.bench import faults
 
 pytestmark = pytest.mark.xdist_group("reliability-tls")
-SERVICE_NAME = "epp.default.svc.cluster.local"      # the picker Service of faults.pool_objects()
+SERVICE_NAME = "epp.default.svc.cluster.local"  # the picker Service of faults.pool_objects()
 
 
 def objects() -> list[dict]:
-    return [*faults.gateway_objects([{"backendRefs": [faults.pool_ref("pool")]}]), *faults.pool_objects(),
-            faults.sim_deployment("pool", "pool", 2)]
+    return [
+        *faults.gateway_objects([{"backendRefs": [faults.pool_ref("pool")]}]),
+        *faults.pool_objects(),
+        faults.sim_deployment("pool", "pool", 2),
+    ]
 
 
 def _name(common_name: str) -> x509.Name:
@@ -32,24 +35,37 @@ def _name(common_name: str) -> x509.Name:
 
 def write_certificates(directory: Path, dns_name: str) -> Path:
     """A CA (ca.crt) and a picker key pair it signed for `dns_name` (tls.crt, tls.key), as cert-manager writes them."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("poolgate test CA")).issuer_name(_name("poolgate test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("poolgate test CA"))
+        .issuer_name(_name("poolgate test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name(dns_name)).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(dns_name))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (directory / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
+    (directory / "tls.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return directory
 
 
@@ -78,7 +94,7 @@ def test_envoy_calls_a_picker_with_a_self_signed_certificate_over_tls(start_stac
     members = set(stack.endpoints("pool"))
     assert all(status == 200 and picked in members for status, picked in picks(stack, http))
     picker = stack.stack.status.plan.pickers[0].address
-    assert tls_handshake(picker.host, picker.port) == "h2"       # the picker's port speaks TLS, not cleartext
+    assert tls_handshake(picker.host, picker.port) == "h2"  # the picker's port speaks TLS, not cleartext
 
 
 def test_envoy_checks_the_picker_certificate_against_the_ca_and_the_service_name(start_stack, http, tmp_path):
@@ -90,7 +106,7 @@ def test_envoy_checks_the_picker_certificate_against_the_ca_and_the_service_name
     wrong = write_certificates(tmp_path / "wrong", "someone-else.default.svc.cluster.local")
     refused = start_stack(*objects(), picker_cert_dir=wrong)
     for status, picked in picks(refused, http, 3):
-        assert 500 <= status < 600 and not picked           # FailClose: no pick from an unverified picker
+        assert 500 <= status < 600 and not picked  # FailClose: no pick from an unverified picker
     admin = refused.stack.admin
     stats = http.get(f"http://{admin.host}:{admin.port}/stats?filter=ssl.fail_verify_san").text
     assert sum(int(line.rsplit(":", 1)[1]) for line in stats.splitlines() if line.strip()) >= 1, stats

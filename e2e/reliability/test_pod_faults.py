@@ -18,11 +18,11 @@ def test_a_killed_model_server_loses_no_request_and_leaves_and_rejoins_the_pool(
     report(result)
     assert result.row["requests"] >= 180
     assert result.row["lost"] == 0, failures(result)
-    assert result.row["retried"] >= 1, result.facts               # picked the dead pod, served by a fallback
-    assert result.row["retry_overflow"] == 0                       # no retry refused by a circuit breaker
-    assert result.facts["picked_after_death_s"] < 1.6              # stale metrics: the picker stopped choosing it
+    assert result.row["retried"] >= 1, result.facts  # picked the dead pod, served by a fallback
+    assert result.row["retry_overflow"] == 0  # no retry refused by a circuit breaker
+    assert result.facts["picked_after_death_s"] < 1.6  # stale metrics: the picker stopped choosing it
     assert result.row["streams_failed_cleanly"], result.facts["streams"]
-    assert result.row["recovered"], result.facts                   # picked and served again after its restart
+    assert result.row["recovered"], result.facts  # picked and served again after its restart
 
 
 @pytest.mark.parametrize("mode", ["garbage", "hang"])
@@ -32,13 +32,13 @@ def test_a_pod_with_broken_metrics_is_neither_flooded_nor_losing_requests(start_
     report(result)
     facts = result.facts
     assert result.row["lost"] == 0, failures(result)
-    assert facts["max_scrapes_in_flight"] == 1                   # never more than one scrape at a time
+    assert facts["max_scrapes_in_flight"] == 1  # never more than one scrape at a time
     if mode == "garbage":
-        assert 10 <= facts["scrapes"] <= 80                      # about one per 50 ms interval, not more
+        assert 10 <= facts["scrapes"] <= 80  # about one per 50 ms interval, not more
     else:
-        assert 1 <= facts["scrapes"] <= 4                        # one per 1 s timeout
-    assert facts["scrape_errors"] >= 1                           # counted under its reason
-    assert facts["metrics_age_s"] > 1.0                          # staleness in the picker's metrics ...
-    assert facts["logged"]                                       # ... and its log
-    assert facts["flaky_share"] <= 0.34                          # its fair share at most: never all the traffic
-    assert result.row["recovered"], facts                        # served again once its metrics are back
+        assert 1 <= facts["scrapes"] <= 4  # one per 1 s timeout
+    assert facts["scrape_errors"] >= 1  # counted under its reason
+    assert facts["metrics_age_s"] > 1.0  # staleness in the picker's metrics ...
+    assert facts["logged"]  # ... and its log
+    assert facts["flaky_share"] <= 0.34  # its fair share at most: never all the traffic
+    assert result.row["recovered"], facts  # served again once its metrics are back

@@ -21,9 +21,9 @@ def forgeries(outsider: str, member: str) -> list[list[tuple[str, str]]]:
         [(DESTINATION, outsider)],
         [("X-Gateway-Destination-Endpoint", outsider)],
         [("X-GATEWAY-DESTINATION-ENDPOINT", f"{outsider} ,")],
-        [(DESTINATION, f"{outsider},{member}")],                     # a list, the non-member first
+        [(DESTINATION, f"{outsider},{member}")],  # a list, the non-member first
         [(DESTINATION, f"{member},{outsider}")],
-        [(DESTINATION, outsider), (DESTINATION, member)],             # the header twice
+        [(DESTINATION, outsider), (DESTINATION, member)],  # the header twice
         [(DESTINATION, member), ("x-Gateway-destination-endpoint", outsider)],
         [(f"{DESTINATION}-subset", outsider)],
         [(f"{DESTINATION}-served", outsider)],
@@ -34,9 +34,15 @@ def forgeries(outsider: str, member: str) -> list[list[tuple[str, str]]]:
 
 
 def test_forged_destination_headers_never_steer_nor_reach_outside_the_pool(start_stack, http):
-    stack = start_stack(gateway_class(), gateway(listeners=[{"name": "http", "port": 0, "protocol": "HTTP"}]),
-                        route(), pool(failure_mode="FailOpen"), service(), sim_deployment("pool", replicas=3),
-                        sim_deployment("outsider", replicas=1))
+    stack = start_stack(
+        gateway_class(),
+        gateway(listeners=[{"name": "http", "port": 0, "protocol": "HTTP"}]),
+        route(),
+        pool(failure_mode="FailOpen"),
+        service(),
+        sim_deployment("pool", replicas=3),
+        sim_deployment("outsider", replicas=1),
+    )
     members = stack.endpoints("pool")
     [outsider] = [f"{p.ip}:8000" for p in stack.stack.status.plan.sim_pods if p.name == "outsider-0"]
     assert outsider not in members
@@ -66,15 +72,20 @@ def test_forged_destination_headers_never_steer_nor_reach_outside_the_pool(start
 
 def test_a_cross_namespace_pool_reference_needs_a_reference_grant(start_stack, http):
     listener = [{"name": "http", "port": 0, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]
-    cross = route("cross", namespace="team", parents=[{"name": "gw", "namespace": "default"}],
-                  rules=[{"backendRefs": [pool_ref("pool", namespace="default")]}])
-    stack = start_stack(gateway_class(), gateway(listeners=listener), cross, pool(), service(),
-                        sim_deployment("pool", replicas=1))
+    cross = route(
+        "cross",
+        namespace="team",
+        parents=[{"name": "gw", "namespace": "default"}],
+        rules=[{"backendRefs": [pool_ref("pool", namespace="default")]}],
+    )
+    stack = start_stack(
+        gateway_class(), gateway(listeners=listener), cross, pool(), service(), sim_deployment("pool", replicas=1)
+    )
     [parent] = stack.status("HTTPRoute", "cross")["parents"]
     resolved = next(c for c in parent["conditions"] if c["type"] == "ResolvedRefs")
     assert (resolved["status"], resolved["reason"]) == ("False", "RefNotPermitted")
     for _ in range(3):
-        assert http.post(f"{stack.url()}/v1/chat/completions", json=chat()).status_code == 500   # not routed
+        assert http.post(f"{stack.url()}/v1/chat/completions", json=chat()).status_code == 500  # not routed
     # a grant for another kind changes nothing; a grant for InferencePools lets the route through
     path = stack.stack.files[0]
     objects = list(yaml.safe_load_all(path.read_text()))

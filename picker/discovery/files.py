@@ -10,8 +10,8 @@ every problem and the last good view stays in force.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Awaitable, Callable, Sequence
 
 import watchfiles
 
@@ -51,8 +51,9 @@ class ObjectsFile:
     async def watch(self, publish: Publish, stop=None) -> None:
         """Publish a new view whenever the file's contents change, until `stop` (an asyncio.Event) is set."""
         directory = self.path.resolve().parent if not self.path.is_symlink() else self.path.parent
-        async for _ in watchfiles.awatch(directory, watch_filter=None, debounce=self.debounce_ms, step=10,
-                                         stop_event=stop, recursive=False):
+        async for _ in watchfiles.awatch(
+            directory, watch_filter=None, debounce=self.debounce_ms, step=10, stop_event=stop, recursive=False
+        ):
             await self.reload(publish)
 
     async def reload(self, publish: Publish) -> bool:
@@ -60,8 +61,10 @@ class ObjectsFile:
         try:
             contents = self.path.read_bytes()
         except OSError as error:
-            log.warning("objects file unreadable; keeping the last good state",
-                        extra={"path": str(self.path), "error": str(error)})
+            log.warning(
+                "objects file unreadable; keeping the last good state",
+                extra={"path": str(self.path), "error": str(error)},
+            )
             return False
         if contents == self._contents:
             return False
@@ -69,8 +72,10 @@ class ObjectsFile:
             view = load_view(self.path, self.pools)
         except InvalidObjects as error:
             self._contents = contents
-            log.warning("objects file is invalid; keeping the last good state",
-                        extra={"path": str(self.path), "problems": [str(problem) for problem in error.problems]})
+            log.warning(
+                "objects file is invalid; keeping the last good state",
+                extra={"path": str(self.path), "problems": [str(problem) for problem in error.problems]},
+            )
             return False
         self._contents = contents
         log.info("objects file reloaded", extra={"path": str(self.path)})

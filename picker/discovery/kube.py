@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import orjson
 
@@ -137,8 +138,16 @@ def _key(raw: Mapping[str, Any]) -> tuple[str, str]:
 class KubeSource:
     """Lists and watches the resources of the served pools and publishes views (see the module docstring)."""
 
-    def __init__(self, pools: Sequence[str], model_router: bool, client=None, *, settle: float = 0.05,
-                 watch_timeout: int = 300, missing_retry: float = 30.0) -> None:
+    def __init__(
+        self,
+        pools: Sequence[str],
+        model_router: bool,
+        client=None,
+        *,
+        settle: float = 0.05,
+        watch_timeout: int = 300,
+        missing_retry: float = 30.0,
+    ) -> None:
         self.pools = list(pools)
         self.resources = resources_for(self.pools, model_router)
         self.store = ObjectStore()
@@ -158,8 +167,9 @@ class KubeSource:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         for resource in self.resources:
-            threading.Thread(target=self._watch_loop, args=(client, resource, deliver), daemon=True,
-                             name=f"watch {resource}").start()
+            threading.Thread(
+                target=self._watch_loop, args=(client, resource, deliver), daemon=True, name=f"watch {resource}"
+            ).start()
         synced = False
         try:
             while True:
@@ -201,9 +211,14 @@ class KubeSource:
                 backoff = 1.0
                 while not self._stopped.is_set():
                     watcher = watch.Watch()
-                    for event in watcher.stream(list_function, **arguments, resource_version=version,
-                                                timeout_seconds=self.watch_timeout, deserialize=False,
-                                                allow_watch_bookmarks=True):
+                    for event in watcher.stream(
+                        list_function,
+                        **arguments,
+                        resource_version=version,
+                        timeout_seconds=self.watch_timeout,
+                        deserialize=False,
+                        allow_watch_bookmarks=True,
+                    ):
                         version = ((event.get("object") or {}).get("metadata") or {}).get("resourceVersion", version)
                         deliver(("event", resource, event))
                         if self._stopped.is_set():
@@ -211,15 +226,19 @@ class KubeSource:
                             return
             except ApiException as error:
                 if error.status == 404:
-                    log.warning("resource not served by the API server (CRD not installed?); treating it as empty",
-                                extra={"resource": str(resource)})
+                    log.warning(
+                        "resource not served by the API server (CRD not installed?); treating it as empty",
+                        extra={"resource": str(resource)},
+                    )
                     deliver(("missing", resource, None))
                     self._stopped.wait(self.missing_retry)
                 elif error.status == 410:
-                    continue   # the watch expired: list again
+                    continue  # the watch expired: list again
                 else:
-                    log.warning("watch failed; retrying", extra={"resource": str(resource), "status": error.status,
-                                                                 "error": error.reason})
+                    log.warning(
+                        "watch failed; retrying",
+                        extra={"resource": str(resource), "status": error.status, "error": error.reason},
+                    )
                     self._stopped.wait(backoff)
                     backoff = min(backoff * 2, 30.0)
             except Exception as error:  # connection errors and the like: keep trying
@@ -243,8 +262,12 @@ def _list_function(client, resource: Resource):
     else:
         custom = CustomObjectsApi(client)
         function = custom.list_namespaced_custom_object
-        arguments = {"group": resource.group, "version": resource.version, "namespace": resource.namespace,
-                     "plural": resource.plural}
+        arguments = {
+            "group": resource.group,
+            "version": resource.version,
+            "namespace": resource.namespace,
+            "plural": resource.plural,
+        }
     if resource.label_selector:
         arguments["label_selector"] = resource.label_selector
     return function, arguments
@@ -267,7 +290,8 @@ def api_client(kubeconfig: str | None = None):
         except config.ConfigException:
             config.load_kube_config()
     except (config.ConfigException, OSError) as error:
-        raise ValueError(f"no Kubernetes configuration ({error}); run in a cluster, pass --kubeconfig, or read the "
-                         "pools from --objects-file") from None
+        raise ValueError(
+            f"no Kubernetes configuration ({error}); run in a cluster, pass --kubeconfig, or read the "
+            "pools from --objects-file"
+        ) from None
     return client.ApiClient()
-

@@ -12,8 +12,9 @@ LoRA adapter belongs to which base model (body-based routing ConfigMaps labelled
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -47,8 +48,8 @@ class PoolView:
     endpoints: tuple[EndpointSpec, ...] = ()
     priorities: Mapping[str, int | None] = field(default_factory=dict)
     rewrites: tuple[ModelRewrite, ...] = ()
-    models: frozenset[str] | None = None     # the pool's fixed model list; None: any model
-    profile: str | None = None               # the scheduling profile the pool asks for
+    models: frozenset[str] | None = None  # the pool's fixed model list; None: any model
+    profile: str | None = None  # the scheduling profile the pool asks for
 
     @property
     def name(self) -> str:
@@ -64,8 +65,9 @@ class PickerView:
     adapter_bases: Mapping[str, str] = field(default_factory=dict)
 
 
-def build_view(objects: Iterable[KubeObject], configmaps: Iterable[Mapping[str, Any]] = (),
-               pools: Sequence[str] | None = None) -> PickerView:
+def build_view(
+    objects: Iterable[KubeObject], configmaps: Iterable[Mapping[str, Any]] = (), pools: Sequence[str] | None = None
+) -> PickerView:
     """The view of the given pools (`namespace/name`; None: every InferencePool among the objects)."""
     snapshot = Snapshot.of(objects)
     keys = list(pools) if pools is not None else [f"{ns}/{name}" for ns, name in sorted(snapshot.pools)]
@@ -77,8 +79,10 @@ def _pool_view(snapshot: Snapshot, key: str) -> PoolView:
     pool = snapshot.pools.get((namespace, name))
     if pool is None:
         return PoolView(key)
-    endpoints = tuple(EndpointSpec(pod.status.pod_ip, port, pod.name, dict(pod.metadata.labels))
-                      for pod, port in snapshot.pool_endpoints(pool))
+    endpoints = tuple(
+        EndpointSpec(pod.status.pod_ip, port, pod.name, dict(pod.metadata.labels))
+        for pod, port in snapshot.pool_endpoints(pool)
+    )
     priorities = {o.name: o.spec.priority for o in snapshot.objectives.values() if _refers_to(o, pool)}
     rewrites = []
     for rewrite in sorted((r for r in snapshot.rewrites.values() if _refers_to(r, pool)), key=lambda r: r.name):
@@ -89,15 +93,24 @@ def _pool_view(snapshot: Snapshot, key: str) -> PoolView:
     annotations = pool.metadata.annotations
     models = annotations.get(MODELS_ANNOTATION)
     return PoolView(
-        key, True, endpoints, priorities, tuple(rewrites),
+        key,
+        True,
+        endpoints,
+        priorities,
+        tuple(rewrites),
         models=None if models is None else frozenset(m.strip() for m in models.split(",") if m.strip()),
-        profile=annotations.get(PROFILE_ANNOTATION) or None)
+        profile=annotations.get(PROFILE_ANNOTATION) or None,
+    )
 
 
 def _refers_to(obj: InferenceObjective | InferenceModelRewrite, pool: InferencePool) -> bool:
     ref = obj.spec.pool_ref
-    return (obj.namespace == pool.namespace and ref.name == pool.name and ref.group == INFERENCE_GROUP
-            and ref.kind == "InferencePool")
+    return (
+        obj.namespace == pool.namespace
+        and ref.name == pool.name
+        and ref.group == INFERENCE_GROUP
+        and ref.kind == "InferencePool"
+    )
 
 
 def is_adapters_configmap(raw: Mapping[str, Any]) -> bool:

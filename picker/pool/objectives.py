@@ -15,9 +15,10 @@ order); within one object the first matching rule wins. The chosen rule's target
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 OBJECTIVE_HEADER = "x-gateway-inference-objective"
 
@@ -93,9 +94,9 @@ def pick_target(targets: tuple[RewriteTarget, ...], rng: random.Random) -> str:
 def parse_timestamp(value: str | datetime) -> datetime:
     """Parse a Kubernetes RFC 3339 timestamp ("2025-01-02T03:04:05Z") into an aware datetime."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def rewrite_from_object(obj: Mapping[str, Any]) -> ModelRewrite:
@@ -103,12 +104,13 @@ def rewrite_from_object(obj: Mapping[str, Any]) -> ModelRewrite:
     metadata = obj.get("metadata") or {}
     name = metadata.get("name", "")
     try:
-        created = parse_timestamp(metadata.get("creationTimestamp") or datetime.fromtimestamp(0, timezone.utc))
+        created = parse_timestamp(metadata.get("creationTimestamp") or datetime.fromtimestamp(0, UTC))
         rules = []
         for rule in (obj.get("spec") or {}).get("rules") or []:
             models = tuple(match["model"]["value"] for match in rule.get("matches") or [])
-            targets = tuple(RewriteTarget(target["modelRewrite"], target.get("weight"))
-                            for target in rule.get("targets") or [])
+            targets = tuple(
+                RewriteTarget(target["modelRewrite"], target.get("weight")) for target in rule.get("targets") or []
+            )
             rules.append(RewriteRule(models, targets))
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"InferenceModelRewrite {name!r} is malformed: {error!r}") from error

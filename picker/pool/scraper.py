@@ -35,8 +35,12 @@ def scrape_error_counter(registry: CollectorRegistry = REGISTRY) -> Counter:
     """Return the scrape-error counter registered in `registry` (created once per registry)."""
     counter = _COUNTERS.get(id(registry))
     if counter is None:
-        counter = Counter("inference_extension_metrics_scrape_errors", "Failed scrapes of model-server metrics.",
-                          ["reason"], registry=registry)
+        counter = Counter(
+            "inference_extension_metrics_scrape_errors",
+            "Failed scrapes of model-server metrics.",
+            ["reason"],
+            registry=registry,
+        )
         _COUNTERS[id(registry)] = counter
     return counter
 
@@ -52,8 +56,16 @@ class ScrapeFailure(Exception):
 class MetricsScraper:
     """Keeps one polling task per pool endpoint; see the module docstring."""
 
-    def __init__(self, pool: PoolState, *, interval: float = 0.05, timeout: float = 1.0, path: str = "/metrics",
-                 scheme: str = "http", registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(
+        self,
+        pool: PoolState,
+        *,
+        interval: float = 0.05,
+        timeout: float = 1.0,
+        path: str = "/metrics",
+        scheme: str = "http",
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
         if interval <= 0 or timeout <= 0:
             raise ValueError("scrape interval and timeout must be positive")
         self.pool = pool
@@ -105,7 +117,8 @@ class MetricsScraper:
     def _endpoint_added(self, endpoint: Endpoint) -> None:
         if self._session is not None and endpoint.key not in self._tasks:
             self._tasks[endpoint.key] = asyncio.get_running_loop().create_task(
-                self._poll(endpoint.key), name=f"scrape {endpoint.key}")
+                self._poll(endpoint.key), name=f"scrape {endpoint.key}"
+            )
 
     def _endpoint_removed(self, key: str) -> None:
         task = self._tasks.pop(key, None)
@@ -140,7 +153,7 @@ class MetricsScraper:
                 body = await response.read()
                 if response.status != 200:
                     raise ScrapeFailure("http_status", f"{url} answered HTTP {response.status}")
-        except asyncio.TimeoutError as error:
+        except TimeoutError as error:
             raise ScrapeFailure("timeout", f"{url} did not answer within {self.timeout.total} s") from error
         except aiohttp.ClientError as error:
             raise ScrapeFailure("connection", f"{url}: {error}") from error
@@ -155,8 +168,10 @@ class MetricsScraper:
         self.pool.record_scrape_error(key, str(failure))
         if key not in self._failing:
             self._failing.add(key)
-            log.warning("metrics scrape failing; keeping last good values", extra={
-                "endpoint": key, "reason": failure.reason, "error": str(failure)})
+            log.warning(
+                "metrics scrape failing; keeping last good values",
+                extra={"endpoint": key, "reason": failure.reason, "error": str(failure)},
+            )
 
     def _succeeded(self, key: str) -> None:
         if key in self._failing:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
 
 from prometheus_client.samples import Sample
 
@@ -46,8 +46,9 @@ class EndpointSpec:
         return endpoint_key(self.address, self.port)
 
 
-def specs_for_pod(address: str, ports: Iterable[int], pod_name: str = "",
-                  labels: Mapping[str, str] | None = None) -> list[EndpointSpec]:
+def specs_for_pod(
+    address: str, ports: Iterable[int], pod_name: str = "", labels: Mapping[str, str] | None = None
+) -> list[EndpointSpec]:
     """Return one EndpointSpec per target port of a ready pod (several ports = data-parallel ranks)."""
     return [EndpointSpec(address, port, pod_name, dict(labels or {})) for port in ports]
 
@@ -76,8 +77,20 @@ class EndpointMetrics:
 class Endpoint:
     """One model-server endpoint: identity, scraped metrics and the picker's in-flight counters."""
 
-    __slots__ = ("key", "address", "port", "pod_name", "labels", "engine", "metrics",
-                 "inflight", "inflight_tokens", "unreflected", "_reflected_seq", "_open")
+    __slots__ = (
+        "_open",
+        "_reflected_seq",
+        "address",
+        "engine",
+        "inflight",
+        "inflight_tokens",
+        "key",
+        "labels",
+        "metrics",
+        "pod_name",
+        "port",
+        "unreflected",
+    )
 
     def __init__(self, spec: EndpointSpec) -> None:
         self.key = spec.key
@@ -104,14 +117,16 @@ class Endpoint:
 
     def __repr__(self) -> str:
         m = self.metrics
-        return (f"Endpoint({self.key} waiting={m.waiting} running={m.running} kv={m.kv_usage:.2f} "
-                f"inflight={self.inflight} unreflected={self.unreflected})")
+        return (
+            f"Endpoint({self.key} waiting={m.waiting} running={m.running} kv={m.kv_usage:.2f} "
+            f"inflight={self.inflight} unreflected={self.unreflected})"
+        )
 
 
 class InflightTicket:
     """A request booked on an endpoint by `dispatch`; hand it back to `release` when the response ends."""
 
-    __slots__ = ("endpoint_key", "seq", "prompt_tokens", "dispatched_at", "released")
+    __slots__ = ("dispatched_at", "endpoint_key", "prompt_tokens", "released", "seq")
 
     def __init__(self, endpoint_key: str, seq: int, prompt_tokens: int, dispatched_at: float) -> None:
         self.endpoint_key = endpoint_key
@@ -176,8 +191,9 @@ class PoolState:
             listener(key)
         return True
 
-    def subscribe(self, added: Callable[[Endpoint], None] | None = None,
-                  removed: Callable[[str], None] | None = None) -> None:
+    def subscribe(
+        self, added: Callable[[Endpoint], None] | None = None, removed: Callable[[str], None] | None = None
+    ) -> None:
         """Call `added(endpoint)` / `removed(key)` whenever an endpoint joins or leaves the pool."""
         if added is not None:
             self._added.append(added)

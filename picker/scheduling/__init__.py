@@ -8,8 +8,15 @@
 See `picker.scheduling.scheduler` for the request lifecycle and docs/scheduling.md for the plugins.
 """
 
-from picker.scheduling.config import (BUILTIN_CONFIGS, PLUGIN_TYPES, ConfigError, EndpointPickerConfig, PickerConfig,
-                                      builtin_config, load_config)
+from picker.scheduling.config import (
+    BUILTIN_CONFIGS,
+    PLUGIN_TYPES,
+    ConfigError,
+    EndpointPickerConfig,
+    PickerConfig,
+    builtin_config,
+    load_config,
+)
 from picker.scheduling.framework import CycleState, Decision, Filter, Outcome, Picker, Plugin, Profile, Scorer
 from picker.scheduling.prefix import PrefixIndex, PrefixMatch, prefix_hashes
 from picker.scheduling.request import PromptInput, SchedulingRequest, go_json
@@ -18,12 +25,31 @@ from picker.scheduling.scheduler import Scheduler
 from picker.scheduling.scorers import SESSION_TOKEN_HEADER, decode_session_token, encode_session_token
 
 __all__ = [
-    "BUILTIN_CONFIGS", "PLUGIN_TYPES", "ConfigError", "EndpointPickerConfig", "PickerConfig", "builtin_config",
-    "load_config",
-    "CycleState", "Decision", "Filter", "Outcome", "Picker", "Plugin", "Profile", "Scorer",
-    "PrefixIndex", "PrefixMatch", "prefix_hashes",
-    "PromptInput", "SchedulingRequest", "go_json",
-    "SaturationDetector", "UtilizationDetector",
+    "BUILTIN_CONFIGS",
+    "PLUGIN_TYPES",
+    "SESSION_TOKEN_HEADER",
+    "ConfigError",
+    "CycleState",
+    "Decision",
+    "EndpointPickerConfig",
+    "Filter",
+    "Outcome",
+    "Picker",
+    "PickerConfig",
+    "Plugin",
+    "PrefixIndex",
+    "PrefixMatch",
+    "Profile",
+    "PromptInput",
+    "SaturationDetector",
     "Scheduler",
-    "SESSION_TOKEN_HEADER", "decode_session_token", "encode_session_token",
+    "SchedulingRequest",
+    "Scorer",
+    "UtilizationDetector",
+    "builtin_config",
+    "decode_session_token",
+    "encode_session_token",
+    "go_json",
+    "load_config",
+    "prefix_hashes",
 ]

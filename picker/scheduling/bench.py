@@ -19,7 +19,7 @@ import gc
 import os
 import random
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
 from prometheus_client.samples import Sample
@@ -33,10 +33,15 @@ from picker.scheduling.scheduler import Scheduler
 Progress = Callable[[str], None]
 
 
-def run_picker_benchmark(profiles: Iterable[str] = ("llmd-default", "poolgate-default"),
-                         endpoint_counts: Iterable[int] = (10, 100, 1000), decisions: int = 2000,
-                         memory_endpoints: int = 64, memory_blocks: int = 31250, seed: int = 0,
-                         progress: Progress | None = None) -> list[dict]:
+def run_picker_benchmark(
+    profiles: Iterable[str] = ("llmd-default", "poolgate-default"),
+    endpoint_counts: Iterable[int] = (10, 100, 1000),
+    decisions: int = 2000,
+    memory_endpoints: int = 64,
+    memory_blocks: int = 31250,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[dict]:
     """Run every measurement and return its rows (see the module docstring)."""
     say = progress or (lambda message: None)
     say(f"prefix index memory: {memory_endpoints} endpoints x {memory_blocks} blocks")
@@ -69,20 +74,28 @@ def measure_prefix_index_memory(endpoints: int, blocks: int, seed: int) -> dict:
     gc.collect()
     grown = _rss_bytes() - before
     filled = sum(index.block_count(key) for key in index.tracked_endpoints())
-    row = {"benchmark": "prefix-index-memory", "endpoints": endpoints, "blocks_per_endpoint": blocks,
-           "entries": filled, "rss_mb": round(grown / 2**20, 1),
-           "mb_per_endpoint": round(grown / 2**20 / endpoints, 2), "bytes_per_entry": round(grown / filled)}
+    row = {
+        "benchmark": "prefix-index-memory",
+        "endpoints": endpoints,
+        "blocks_per_endpoint": blocks,
+        "entries": filled,
+        "rss_mb": round(grown / 2**20, 1),
+        "mb_per_endpoint": round(grown / 2**20 / endpoints, 2),
+        "bytes_per_entry": round(grown / filled),
+    }
     del index
     gc.collect()
     return row
 
 
 def _chat_body(size: int, rng: random.Random) -> bytes:
-    words = "the quick brown fox jumps over a lazy dog while tokens stream by".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "tokens", "stream", "by"]
     text = " ".join(rng.choice(words) for _ in range(size // 5))
-    body = {"model": "llama-3-8b", "stream": True, "messages": [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": text}]}
+    body = {
+        "model": "llama-3-8b",
+        "stream": True,
+        "messages": [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": text}],
+    }
     return orjson.dumps(body)
 
 
@@ -102,16 +115,23 @@ def measure_request_parsing(size: int, seed: int) -> dict:
     loads = _per_call_us(lambda: orjson.loads(raw), repeat)
     extract = _per_call_us(lambda: PromptInput.from_body(body), repeat)
     hashes = _per_call_us(lambda: prefix_hashes(prompt.data, "llama-3-8b", "", 64, 256), repeat)
-    return {"benchmark": "request-parse", "body_bytes": len(raw), "orjson_loads_us": round(loads, 1),
-            "prompt_bytes_us": round(extract, 1), "prefix_hashes_us": round(hashes, 1),
-            "total_us": round(loads + extract + hashes, 1)}
+    return {
+        "benchmark": "request-parse",
+        "body_bytes": len(raw),
+        "orjson_loads_us": round(loads, 1),
+        "prompt_bytes_us": round(extract, 1),
+        "prefix_hashes_us": round(hashes, 1),
+        "total_us": round(loads + extract + hashes, 1),
+    }
 
 
 def _vllm_samples(rng: random.Random) -> list[Sample]:
-    return [Sample("vllm:num_requests_waiting", {}, rng.randint(0, 20), None, None),
-            Sample("vllm:num_requests_running", {}, rng.randint(0, 64), None, None),
-            Sample("vllm:kv_cache_usage_perc", {}, rng.random(), None, None),
-            Sample("vllm:cache_config_info", {"block_size": "16", "num_gpu_blocks": "31250"}, 1.0, None, None)]
+    return [
+        Sample("vllm:num_requests_waiting", {}, rng.randint(0, 20), None, None),
+        Sample("vllm:num_requests_running", {}, rng.randint(0, 64), None, None),
+        Sample("vllm:kv_cache_usage_perc", {}, rng.random(), None, None),
+        Sample("vllm:cache_config_info", {"block_size": "16", "num_gpu_blocks": "31250"}, 1.0, None, None),
+    ]
 
 
 def measure_decisions(profile: str, endpoints: int, decisions: int, seed: int) -> dict:
@@ -145,7 +165,12 @@ def measure_decisions(profile: str, endpoints: int, decisions: int, seed: int) -
         latencies.append(time.perf_counter_ns() - start)
         scheduler.on_complete(decision, now)
     latencies.sort()
-    return {"benchmark": "decision", "profile": profile, "endpoints": endpoints, "decisions": decisions,
-            "decisions_per_s": round(decisions / (sum(latencies) / 1e9)),
-            "p50_us": round(latencies[len(latencies) // 2] / 1000, 1),
-            "p99_us": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1000, 1)}
+    return {
+        "benchmark": "decision",
+        "profile": profile,
+        "endpoints": endpoints,
+        "decisions": decisions,
+        "decisions_per_s": round(decisions / (sum(latencies) / 1e9)),
+        "p50_us": round(latencies[len(latencies) // 2] / 1000, 1),
+        "p99_us": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1000, 1),
+    }

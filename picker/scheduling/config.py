@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -46,12 +47,24 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from picker.scheduling.filters import HeaderBasedTestingFilter, StaleMetricsFilter, SubsetFilter
 from picker.scheduling.framework import Filter, Picker, Plugin, Profile, Scorer
 from picker.scheduling.pickers import MaxScorePicker, RandomPicker, RoundRobinPicker, WeightedRandomPicker
-from picker.scheduling.prefix import (DEFAULT_BLOCK_SIZE_TOKENS, DEFAULT_LRU_CAPACITY, DEFAULT_MAX_PREFIX_BLOCKS,
-                                      PrefixIndex)
+from picker.scheduling.prefix import (
+    DEFAULT_BLOCK_SIZE_TOKENS,
+    DEFAULT_LRU_CAPACITY,
+    DEFAULT_MAX_PREFIX_BLOCKS,
+    PrefixIndex,
+)
 from picker.scheduling.saturation import UtilizationDetector
-from picker.scheduling.scorers import (SESSION_TOKEN_HEADER, ActiveRequestScorer, KvCacheUtilizationScorer,
-                                       LoraAffinityScorer, NoHitLruScorer, PrefixCacheScorer, QueueScorer,
-                                       RunningRequestsScorer, SessionAffinityScorer)
+from picker.scheduling.scorers import (
+    SESSION_TOKEN_HEADER,
+    ActiveRequestScorer,
+    KvCacheUtilizationScorer,
+    LoraAffinityScorer,
+    NoHitLruScorer,
+    PrefixCacheScorer,
+    QueueScorer,
+    RunningRequestsScorer,
+    SessionAffinityScorer,
+)
 from picker.scheduling.ttft import PredictedTtftScorer
 
 API_VERSIONS = ("llm-d.ai/v1alpha1", "llm-d.ai/v1", "inference.networking.x-k8s.io/v1alpha1")
@@ -205,14 +218,21 @@ class _BuildContext:
 
     def prefix_index(self, parameters: PrefixIndexParameters | None, owner: str) -> PrefixIndex:
         if parameters is not None and self._index is not None and parameters != self._index_parameters:
-            raise ConfigError(f"plugin {owner!r}: its prefix index parameters differ from those already set; "
-                              "one config has one prefix index (declare an approx-prefix-cache-producer)")
+            raise ConfigError(
+                f"plugin {owner!r}: its prefix index parameters differ from those already set; "
+                "one config has one prefix index (declare an approx-prefix-cache-producer)"
+            )
         if self._index is None:
             self._index_parameters = parameters or PrefixIndexParameters()
             p = self._index_parameters
-            self._index = PrefixIndex(owner if parameters is not None else "", block_size_tokens=p.blockSizeTokens,
-                                      hash_block_bytes=p.hashBlockSize, max_prefix_blocks=p.maxPrefixBlocksToMatch,
-                                      lru_capacity=p.lruCapacityPerServer, auto_tune=p.autoTune)
+            self._index = PrefixIndex(
+                owner if parameters is not None else "",
+                block_size_tokens=p.blockSizeTokens,
+                hash_block_bytes=p.hashBlockSize,
+                max_prefix_blocks=p.maxPrefixBlocksToMatch,
+                lru_capacity=p.lruCapacityPerServer,
+                auto_tune=p.autoTune,
+            )
         return self._index
 
 
@@ -224,24 +244,44 @@ PLUGIN_TYPES: dict[str, tuple[type[_Parameters], _Factory]] = {
     "kv-cache-utilization-scorer": (NoParameters, lambda name, p, ctx: KvCacheUtilizationScorer(name)),
     "kv-cache-scorer": (NoParameters, lambda name, p, ctx: KvCacheUtilizationScorer(name)),  # older name
     "running-requests-size-scorer": (NoParameters, lambda name, p, ctx: RunningRequestsScorer(name)),
-    "active-request-scorer": (ActiveRequestParameters, lambda name, p, ctx: ActiveRequestScorer(
-        name, idle_threshold=p.idleThreshold, max_busy_score=p.maxBusyScore)),
-    "prefix-cache-scorer": (PrefixScorerParameters, lambda name, p, ctx: PrefixCacheScorer(
-        name, index=ctx.prefix_index(p.index_parameters(), name))),
+    "active-request-scorer": (
+        ActiveRequestParameters,
+        lambda name, p, ctx: ActiveRequestScorer(name, idle_threshold=p.idleThreshold, max_busy_score=p.maxBusyScore),
+    ),
+    "prefix-cache-scorer": (
+        PrefixScorerParameters,
+        lambda name, p, ctx: PrefixCacheScorer(name, index=ctx.prefix_index(p.index_parameters(), name)),
+    ),
     "approx-prefix-cache-producer": (PrefixIndexParameters, lambda name, p, ctx: ctx.prefix_index(p, name)),
     "lora-affinity-scorer": (NoParameters, lambda name, p, ctx: LoraAffinityScorer(name)),
-    "session-affinity-scorer": (SessionAffinityParameters, lambda name, p, ctx: SessionAffinityScorer(
-        name, header_name=p.headerName)),
-    "no-hit-lru-scorer": (NoHitLruParameters, lambda name, p, ctx: NoHitLruScorer(
-        name, index=ctx.prefix_index(None, name), lru_size=p.lruSize)),
-    "predicted-ttft-scorer": (PredictedTtftParameters, lambda name, p, ctx: PredictedTtftScorer(
-        name, index=ctx.prefix_index(None, name), base_seconds=p.baseSeconds,
-        running_seconds_per_request=p.runningSecondsPerRequest, prefill_seconds_per_token=p.prefillSecondsPerToken,
-        slot_seconds=p.slotSeconds, slot_seconds_smoothing=p.slotSecondsSmoothing, kv_knee=p.kvKnee,
-        kv_pressure_seconds=p.kvPressureSeconds,
-        kv_full_seconds=p.kvFullSeconds, lora_load_seconds=p.loraLoadSeconds,
-        lora_unavailable_seconds=p.loraUnavailableSeconds, prefill_penalty=p.prefillPenalty,
-        learn_online=p.learnOnline, forgetting=p.forgetting)),
+    "session-affinity-scorer": (
+        SessionAffinityParameters,
+        lambda name, p, ctx: SessionAffinityScorer(name, header_name=p.headerName),
+    ),
+    "no-hit-lru-scorer": (
+        NoHitLruParameters,
+        lambda name, p, ctx: NoHitLruScorer(name, index=ctx.prefix_index(None, name), lru_size=p.lruSize),
+    ),
+    "predicted-ttft-scorer": (
+        PredictedTtftParameters,
+        lambda name, p, ctx: PredictedTtftScorer(
+            name,
+            index=ctx.prefix_index(None, name),
+            base_seconds=p.baseSeconds,
+            running_seconds_per_request=p.runningSecondsPerRequest,
+            prefill_seconds_per_token=p.prefillSecondsPerToken,
+            slot_seconds=p.slotSeconds,
+            slot_seconds_smoothing=p.slotSecondsSmoothing,
+            kv_knee=p.kvKnee,
+            kv_pressure_seconds=p.kvPressureSeconds,
+            kv_full_seconds=p.kvFullSeconds,
+            lora_load_seconds=p.loraLoadSeconds,
+            lora_unavailable_seconds=p.loraUnavailableSeconds,
+            prefill_penalty=p.prefillPenalty,
+            learn_online=p.learnOnline,
+            forgetting=p.forgetting,
+        ),
+    ),
     "subset-filter": (NoParameters, lambda name, p, ctx: SubsetFilter(name)),
     "header-based-testing-filter": (NoParameters, lambda name, p, ctx: HeaderBasedTestingFilter(name)),
     "stale-metrics-filter": (StaleMetricsParameters, lambda name, p, ctx: StaleMetricsFilter(name, max_age=p.maxAge)),
@@ -255,9 +295,13 @@ PLUGIN_TYPES: dict[str, tuple[type[_Parameters], _Factory]] = {
 
 
 def _detector(name: str, p: UtilizationDetectorParameters) -> UtilizationDetector:
-    return UtilizationDetector(name, queue_depth_threshold=p.queueDepthThreshold,
-                               kv_cache_util_threshold=p.kvCacheUtilThreshold,
-                               metrics_staleness_threshold=p.metricsStalenessThreshold, headroom=p.headroom)
+    return UtilizationDetector(
+        name,
+        queue_depth_threshold=p.queueDepthThreshold,
+        kv_cache_util_threshold=p.kvCacheUtilThreshold,
+        metrics_staleness_threshold=p.metricsStalenessThreshold,
+        headroom=p.headroom,
+    )
 
 
 @dataclass(slots=True)
@@ -300,8 +344,9 @@ def _build(config: EndpointPickerConfig, ctx: _BuildContext) -> PickerConfig:
         if name in specs:
             raise ConfigError(f"plugin name {name!r} is declared twice")
         if spec.type not in PLUGIN_TYPES:
-            raise ConfigError(f"plugin {name!r} has unknown type {spec.type!r}; poolgate supports: "
-                              f"{', '.join(sorted(PLUGIN_TYPES))}")
+            raise ConfigError(
+                f"plugin {name!r} has unknown type {spec.type!r}; poolgate supports: {', '.join(sorted(PLUGIN_TYPES))}"
+            )
         specs[name] = spec
     # the prefix index producer first, so that the scorers reading it share its parameters
     ordered = sorted(specs.items(), key=lambda item: item[1].type != "approx-prefix-cache-producer")
@@ -315,8 +360,11 @@ def _build(config: EndpointPickerConfig, ctx: _BuildContext) -> PickerConfig:
         saturation = detectors[0] if detectors else UtilizationDetector()
 
     if not config.schedulingProfiles:
-        every = [PluginReference(pluginRef=name) for name, p in plugins.items()
-                 if isinstance(p, (Filter, Scorer, Picker)) and not isinstance(p, UtilizationDetector)]
+        every = [
+            PluginReference(pluginRef=name)
+            for name, p in plugins.items()
+            if isinstance(p, (Filter, Scorer, Picker)) and not isinstance(p, UtilizationDetector)
+        ]
         return PickerConfig({"default": _profile("default", every, plugins, ctx)}, saturation)
     profiles: dict[str, Profile] = {}
     for profile_spec in config.schedulingProfiles:
@@ -340,8 +388,7 @@ def _instantiate(name: str, spec: PluginSpec, ctx: _BuildContext) -> Any:
         raise ConfigError(f"plugin {name!r} ({spec.type}): {error}") from error
 
 
-def _profile(name: str, references: list[PluginReference], plugins: Mapping[str, Any],
-             ctx: _BuildContext) -> Profile:
+def _profile(name: str, references: list[PluginReference], plugins: Mapping[str, Any], ctx: _BuildContext) -> Profile:
     filters: list[Filter] = []
     scorers: list[tuple[Scorer, float]] = []
     pickers: list[Picker] = []

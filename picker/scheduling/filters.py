@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Filter

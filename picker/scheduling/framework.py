@@ -18,8 +18,9 @@ Plugins see candidates as sequences of `picker.pool.Endpoint` and return lists a
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from picker.pool.state import Endpoint, InflightTicket, PoolState
 from picker.scheduling.request import SchedulingRequest
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 class CycleState:
     """Everything one scheduling cycle shares between plugins: the request, the clock time and scratch data."""
 
-    __slots__ = ("request", "now", "pool", "data", "_prefix")
+    __slots__ = ("_prefix", "data", "now", "pool", "request")
 
     def __init__(self, request: SchedulingRequest, now: float, pool: PoolState) -> None:
         self.request = request

@@ -15,7 +15,7 @@ The upstream parameter `maxNumOfEndpoints` is accepted for compatibility and ign
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Picker

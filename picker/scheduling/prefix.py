@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import xxhash
 
@@ -42,7 +42,7 @@ def prefix_hashes(data: bytes, model: str, cache_salt: str, block_bytes: int, ma
     end = min(len(data), block_bytes * max_blocks)
     hashes = []
     for start in range(0, end, block_bytes):
-        previous = _hash(data[start:start + block_bytes] + _pack_u64(previous))
+        previous = _hash(data[start : start + block_bytes] + _pack_u64(previous))
         hashes.append(previous)
     return hashes
 
@@ -75,9 +75,16 @@ class PrefixIndex(Plugin):
 
     type_name = "approx-prefix-cache-producer"
 
-    def __init__(self, name: str = "", *, block_size_tokens: int = DEFAULT_BLOCK_SIZE_TOKENS,
-                 hash_block_bytes: int | None = None, max_prefix_blocks: int = DEFAULT_MAX_PREFIX_BLOCKS,
-                 lru_capacity: int = DEFAULT_LRU_CAPACITY, auto_tune: bool = True) -> None:
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        block_size_tokens: int = DEFAULT_BLOCK_SIZE_TOKENS,
+        hash_block_bytes: int | None = None,
+        max_prefix_blocks: int = DEFAULT_MAX_PREFIX_BLOCKS,
+        lru_capacity: int = DEFAULT_LRU_CAPACITY,
+        auto_tune: bool = True,
+    ) -> None:
         super().__init__(name)
         if min(block_size_tokens, max_prefix_blocks, lru_capacity, hash_block_bytes or 1) <= 0:
             raise ValueError("prefix index sizes must be positive")
@@ -107,8 +114,9 @@ class PrefixIndex(Plugin):
         """Hash the request's prompt and find how many of its leading blocks each endpoint holds."""
         block_bytes = self.block_bytes(endpoints)
         prompt = request.prompt
-        hashes = prefix_hashes(prompt.data, request.target_model, prompt.cache_salt, block_bytes,
-                               self.max_prefix_blocks)
+        hashes = prefix_hashes(
+            prompt.data, request.target_model, prompt.cache_salt, block_bytes, self.max_prefix_blocks
+        )
         return PrefixMatch(hashes, block_bytes, self.matches(hashes))
 
     def matches(self, hashes: Sequence[int]) -> dict[str, int]:

@@ -12,7 +12,8 @@ threshold x (1 + headroom) on both signals, or every candidate if none is.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Filter
@@ -29,8 +30,15 @@ class UtilizationDetector(Filter):
 
     type_name = "utilization-detector"
 
-    def __init__(self, name: str = "", *, queue_depth_threshold: float = 5, kv_cache_util_threshold: float = 0.8,
-                 metrics_staleness_threshold: float = 0.2, headroom: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        queue_depth_threshold: float = 5,
+        kv_cache_util_threshold: float = 0.8,
+        metrics_staleness_threshold: float = 0.2,
+        headroom: float = 0.0,
+    ) -> None:
         super().__init__(name)
         if queue_depth_threshold <= 0 or kv_cache_util_threshold <= 0 or metrics_staleness_threshold <= 0:
             raise ValueError("saturation thresholds must be positive")
@@ -60,7 +68,12 @@ class UtilizationDetector(Filter):
         oldest = cycle.now - self.metrics_staleness_threshold
         queue_limit = self.queue_depth_threshold * (1.0 + self.headroom)
         kv_limit = self.kv_cache_util_threshold * (1.0 + self.headroom)
-        kept = [e for e in endpoints
-                if e.metrics.updated_at is not None and e.metrics.updated_at >= oldest
-                and e.metrics.waiting < queue_limit and e.metrics.kv_usage < kv_limit]
+        kept = [
+            e
+            for e in endpoints
+            if e.metrics.updated_at is not None
+            and e.metrics.updated_at >= oldest
+            and e.metrics.waiting < queue_limit
+            and e.metrics.kv_usage < kv_limit
+        ]
         return kept if kept else endpoints

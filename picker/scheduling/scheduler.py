@@ -20,9 +20,9 @@ plugins' `after_pick` hooks run. `now` is always passed in: the scheduler never 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import repeat
 from operator import add, mul
-from typing import Sequence
 
 from picker.pool.state import Endpoint, PoolState
 from picker.scheduling.filters import HeaderBasedTestingFilter, SubsetFilter
@@ -38,8 +38,9 @@ def _overrides(plugin: Plugin, hook: str) -> bool:
 class Scheduler:
     """Schedules requests onto a pool with one profile (see the module docstring)."""
 
-    def __init__(self, pool: PoolState, profile: Profile, *, saturation: SaturationDetector | None = None,
-                 fallbacks: int = 2) -> None:
+    def __init__(
+        self, pool: PoolState, profile: Profile, *, saturation: SaturationDetector | None = None, fallbacks: int = 2
+    ) -> None:
         if fallbacks < 0:
             raise ValueError("fallbacks must not be negative")
         self.pool = pool
@@ -72,8 +73,9 @@ class Scheduler:
         cycle = CycleState(request, now, self.pool)
         candidates, totals, rejected_by = self._score(cycle)
         if not candidates:
-            return Decision(Outcome.NO_ENDPOINT, request, profile, reason=f"no endpoint passed {rejected_by}",
-                            cycle=cycle)
+            return Decision(
+                Outcome.NO_ENDPOINT, request, profile, reason=f"no endpoint passed {rejected_by}", cycle=cycle
+            )
         ranked = self.profile.picker.pick(cycle, candidates, totals, 1 + self.fallbacks)
         keys = tuple(candidates[i].key for i in ranked)
         ticket = self.pool.dispatch(keys[0], request.prompt.estimated_tokens, now)

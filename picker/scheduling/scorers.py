@@ -21,9 +21,9 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import OrderedDict
+from collections.abc import Sequence
 from itertools import repeat
 from operator import attrgetter
-from typing import Sequence
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Scorer
@@ -51,8 +51,7 @@ class QueueScorer(Scorer):
     type_name = "queue-scorer"
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
-        return _min_max_inverse([e.metrics.waiting if e.metrics.updated_at is not None else None
-                                 for e in endpoints])
+        return _min_max_inverse([e.metrics.waiting if e.metrics.updated_at is not None else None for e in endpoints])
 
 
 class KvCacheUtilizationScorer(Scorer):

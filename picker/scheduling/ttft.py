@@ -53,8 +53,8 @@ requests); predictions use the coefficients clipped at 0.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Scorer
@@ -111,20 +111,43 @@ class PredictedTtftScorer(Scorer):
 
     type_name = "predicted-ttft-scorer"
 
-    def __init__(self, name: str = "", *, index: PrefixIndex, base_seconds: float = 0.02,
-                 running_seconds_per_request: float = 0.001, prefill_seconds_per_token: float = 0.0002,
-                 slot_seconds: float = 10.0, slot_seconds_smoothing: float = 0.02, kv_knee: float = 0.8,
-                 kv_pressure_seconds: float = 1.0, kv_full_seconds: float = 2.0, lora_load_seconds: float = 0.2,
-                 lora_unavailable_seconds: float = 5.0, prefill_penalty: float = 0.0, learn_online: bool = False,
-                 forgetting: float = 0.999) -> None:
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        index: PrefixIndex,
+        base_seconds: float = 0.02,
+        running_seconds_per_request: float = 0.001,
+        prefill_seconds_per_token: float = 0.0002,
+        slot_seconds: float = 10.0,
+        slot_seconds_smoothing: float = 0.02,
+        kv_knee: float = 0.8,
+        kv_pressure_seconds: float = 1.0,
+        kv_full_seconds: float = 2.0,
+        lora_load_seconds: float = 0.2,
+        lora_unavailable_seconds: float = 5.0,
+        prefill_penalty: float = 0.0,
+        learn_online: bool = False,
+        forgetting: float = 0.999,
+    ) -> None:
         super().__init__(name)
-        values = (base_seconds, running_seconds_per_request, prefill_seconds_per_token, slot_seconds,
-                  kv_pressure_seconds, kv_full_seconds, lora_load_seconds, lora_unavailable_seconds, prefill_penalty)
+        values = (
+            base_seconds,
+            running_seconds_per_request,
+            prefill_seconds_per_token,
+            slot_seconds,
+            kv_pressure_seconds,
+            kv_full_seconds,
+            lora_load_seconds,
+            lora_unavailable_seconds,
+            prefill_penalty,
+        )
         if min(values) < 0:
             raise ValueError("predicted-ttft-scorer times must not be negative")
         if not 0.0 <= kv_knee < 1.0 or not 0.0 < forgetting <= 1.0 or not 0.0 <= slot_seconds_smoothing <= 1.0:
-            raise ValueError("kvKnee must be within [0, 1), forgetting within (0, 1] "
-                             "and slotSecondsSmoothing within [0, 1]")
+            raise ValueError(
+                "kvKnee must be within [0, 1), forgetting within (0, 1] and slotSecondsSmoothing within [0, 1]"
+            )
         self.index = index
         # coefficients of the features (1, running, prefill kilo-tokens)
         self._estimate = [base_seconds, running_seconds_per_request, prefill_seconds_per_token * TOKENS_SCALE]
@@ -148,8 +171,9 @@ class PredictedTtftScorer(Scorer):
     def prefix_indexes(self) -> tuple[PrefixIndex, ...]:
         return (self.index,)
 
-    def predict(self, cycle: CycleState, endpoints: Sequence[Endpoint],
-                details: list[Prediction] | None = None) -> list[float]:
+    def predict(
+        self, cycle: CycleState, endpoints: Sequence[Endpoint], details: list[Prediction] | None = None
+    ) -> list[float]:
         """Predicted TTFT of each candidate, in seconds; fills `details` (if given) with each candidate's parts."""
         request = cycle.request
         model = request.target_model
@@ -157,8 +181,7 @@ class PredictedTtftScorer(Scorer):
         matched = match.matched
         tokens_per_block = match.block_bytes / CHARS_PER_TOKEN
         prompt_tokens = request.prompt.estimated_tokens
-        is_lora = (request.base_model is not None and request.base_model != model) or \
-            model in cycle.pool.known_adapters
+        is_lora = (request.base_model is not None and request.base_model != model) or model in cycle.pool.known_adapters
         base, per_running, per_kilo_token = self.coefficients
         per_token = per_kilo_token / TOKENS_SCALE
         knee = self.kv_knee
@@ -196,8 +219,9 @@ class PredictedTtftScorer(Scorer):
                 fixed += self.kv_full_seconds
             if is_lora and model not in m.running_adapters:
                 room = len(m.running_adapters) + len(m.waiting_adapters) < m.max_lora
-                fixed += self.lora_load_seconds if (room or model in m.waiting_adapters) \
-                    else self.lora_unavailable_seconds
+                fixed += (
+                    self.lora_load_seconds if (room or model in m.waiting_adapters) else self.lora_unavailable_seconds
+                )
             ttfts.append(base + per_running * running + per_token * uncached + fixed)
             if details is not None:
                 details.append(Prediction(float(running), float(queued), uncached, fixed))

@@ -36,9 +36,9 @@ class PickerOptions:
     host: str = "0.0.0.0"
     grpc_port: int = 9002
     health_port: int = 9003
-    metrics_port: int | None = 9090          # None: no metrics endpoint
-    pools: list[str] | None = None           # None: every pool of the objects file
-    objects_file: str | None = None          # None: watch Kubernetes
+    metrics_port: int | None = 9090  # None: no metrics endpoint
+    pools: list[str] | None = None  # None: every pool of the objects file
+    objects_file: str | None = None  # None: watch Kubernetes
     kubeconfig: str | None = None
     config_file: str | None = None
     profile: str | None = None
@@ -49,7 +49,7 @@ class PickerOptions:
     secure_serving: bool = False
     cert_path: str | None = None
     conformance_steering: bool = False
-    kube_client: object | None = field(default=None, repr=False)   # a kubernetes ApiClient (tests)
+    kube_client: object | None = field(default=None, repr=False)  # a kubernetes ApiClient (tests)
 
     @property
     def model_router(self) -> bool:
@@ -67,16 +67,21 @@ class Picker:
         self.options = options
         self.registry = registry or CollectorRegistry()
         config_text = Path(options.config_file).read_text() if options.config_file else None
-        settings = PoolSettings(ProfileSource(config_text, options.profile), fallbacks=options.fallbacks,
-                                scrape_interval=options.refresh_metrics_interval)
+        settings = PoolSettings(
+            ProfileSource(config_text, options.profile),
+            fallbacks=options.fallbacks,
+            scrape_interval=options.refresh_metrics_interval,
+        )
         self.pools = PoolRegistry(settings, self.registry)
         self.metrics = PickerMetrics(self.registry)
         self.registry.register(PoolCollector(self.pools.labelled_states))
         ProcessCollector(registry=self.registry)
-        processor = ExternalProcessor(self.pools, self.metrics, ExchangeSettings(
-            options.role, options.max_body_bytes, options.conformance_steering))
-        self.server = PickerServer(processor, Listen(options.host, options.grpc_port, options.health_port,
-                                                     self._tls()))
+        processor = ExternalProcessor(
+            self.pools,
+            self.metrics,
+            ExchangeSettings(options.role, options.max_body_bytes, options.conformance_steering),
+        )
+        self.server = PickerServer(processor, Listen(options.host, options.grpc_port, options.health_port, self._tls()))
         self._tasks: list[asyncio.Task] = []
         self._metrics_http = None
         self._stop_watch = asyncio.Event()
@@ -109,8 +114,9 @@ class Picker:
             first = source.first_view()
             await self.server.start()
             await self.publish(first)
-            self._tasks.append(asyncio.create_task(source.watch(self.publish, self._stop_watch),
-                                                   name="objects file watch"))
+            self._tasks.append(
+                asyncio.create_task(source.watch(self.publish, self._stop_watch), name="objects file watch")
+            )
         elif not options.endpoint_picker and options.kube_client is None and not _has_kubernetes(options.kubeconfig):
             # a model router alone needs Kubernetes only for the adapter -> base model ConfigMaps: route by model
             # name without them rather than refuse to start (e.g. a sidecar without API credentials)
@@ -122,10 +128,17 @@ class Picker:
             await self.server.start()
             self._tasks.append(asyncio.create_task(kube.run(self.publish), name="kubernetes watch"))
         if options.metrics_port is not None:
-            self._metrics_http, _ = start_http_server(options.metrics_port, addr=options.host,
-                                                      registry=self.registry)
-        log.info("picker serving", extra={"role": options.role, **self.ports(), "host": options.host,
-                                          "pools": sorted(self.pools.pools), "tls": options.secure_serving})
+            self._metrics_http, _ = start_http_server(options.metrics_port, addr=options.host, registry=self.registry)
+        log.info(
+            "picker serving",
+            extra={
+                "role": options.role,
+                **self.ports(),
+                "host": options.host,
+                "pools": sorted(self.pools.pools),
+                "tls": options.secure_serving,
+            },
+        )
 
     async def stop(self) -> None:
         """Stop serving: readiness off, streams in flight get a short grace, discovery and scraping stop."""

@@ -42,8 +42,9 @@ class RequestError(Exception):
 
     def body(self) -> bytes:
         """The OpenAI-style JSON error body."""
-        return orjson.dumps({"error": {"message": self.message, "type": self.error_type, "param": self.param,
-                                       "code": self.status}})
+        return orjson.dumps(
+            {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.status}}
+        )
 
 
 def bad_request(message: str, param: str | None = None) -> RequestError:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -34,8 +35,16 @@ from picker.scheduling.framework import Decision, Outcome
 from picker.scheduling.request import PromptInput, SchedulingRequest
 from picker.server import protocol as p
 from picker.server.errors import RequestError
-from picker.server.requests import (BASE_MODEL_NAME_HEADER, MODEL_NAME_HEADER, MODEL_REWRITE_HEADER,
-                                    REQUEST_ID_HEADER, STEERING_HEADER, address_list, body_model, parse_body)
+from picker.server.requests import (
+    BASE_MODEL_NAME_HEADER,
+    MODEL_NAME_HEADER,
+    MODEL_REWRITE_HEADER,
+    REQUEST_ID_HEADER,
+    STEERING_HEADER,
+    address_list,
+    body_model,
+    parse_body,
+)
 from picker.server.rewrite import ModelNameMapper
 from picker.server.usage import UsageTail
 
@@ -46,7 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("poolgate.picker")
 
-MAX_STREAMED_CHUNK = 62_000   # bytes per streamed_response chunk (some proxies cap chunks at 64 KiB)
+MAX_STREAMED_CHUNK = 62_000  # bytes per streamed_response chunk (some proxies cap chunks at 64 KiB)
 _EMPTY: tuple = ()
 
 
@@ -62,13 +71,42 @@ class ExchangeSettings:
 class Exchange:
     """The state of one request's stream (see the module docstring)."""
 
-    __slots__ = ("settings", "metrics", "pools", "pool", "router", "failure", "finished", "request_mode",
-                 "response_mode", "started", "headers", "subset", "chunks", "body_size", "scheduler", "decision",
-                 "model", "target", "series", "mapper", "usage", "response_size", "status", "released",
-                 "answered")
+    __slots__ = (
+        "answered",
+        "body_size",
+        "chunks",
+        "decision",
+        "failure",
+        "finished",
+        "headers",
+        "mapper",
+        "metrics",
+        "model",
+        "pool",
+        "pools",
+        "released",
+        "request_mode",
+        "response_mode",
+        "response_size",
+        "router",
+        "scheduler",
+        "series",
+        "settings",
+        "started",
+        "status",
+        "subset",
+        "target",
+        "usage",
+    )
 
-    def __init__(self, settings: ExchangeSettings, metrics: PickerMetrics, pools: PoolRegistry,
-                 pool_key: str | None, router: bool) -> None:
+    def __init__(
+        self,
+        settings: ExchangeSettings,
+        metrics: PickerMetrics,
+        pools: PoolRegistry,
+        pool_key: str | None,
+        router: bool,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.pools = pools
@@ -100,7 +138,7 @@ class Exchange:
         self.response_size = 0
         self.status = ""
         self.released = True
-        self.answered = False   # the request part has been answered (picked, routed or refused)
+        self.answered = False  # the request part has been answered (picked, routed or refused)
 
     # -- dispatch ------------------------------------------------------------------------------------------------
 
@@ -162,8 +200,9 @@ class Exchange:
         if chunk:
             self.body_size += len(chunk)
             if self.body_size > self.settings.max_body_bytes:
-                return self._refuse(RequestError(
-                    413, f"The request body is larger than {self.settings.max_body_bytes} bytes."))
+                return self._refuse(
+                    RequestError(413, f"The request body is larger than {self.settings.max_body_bytes} bytes.")
+                )
             self.chunks.append(chunk)
         if body.end_of_stream:
             return self._decide(self._body_bytes(), trailers=False)
@@ -190,7 +229,7 @@ class Exchange:
         except RequestError as error:
             return self._refuse(error)
         self.answered = True
-        chunks, self.chunks = self.chunks, []   # the body is not needed past this point
+        chunks, self.chunks = self.chunks, []  # the body is not needed past this point
         clear = self.router
         duplex = self.request_mode == p.FULL_DUPLEX_STREAMED
         remove = ()
@@ -216,7 +255,7 @@ class Exchange:
             return {}
         body = parse_body(raw)
         if body.get("model") is None:
-            return {}   # no model: leave the route to match without the header
+            return {}  # no model: leave the route to match without the header
         model = self.model = self.target = body_model(body)
         headers = {MODEL_NAME_HEADER: model}
         base = self.pools.adapter_bases.get(model)
@@ -234,8 +273,7 @@ class Exchange:
             body = parse_body(raw)
             requested = body_model(body)
             if pool.accepted_models is not None and requested not in pool.accepted_models:
-                raise RequestError(404, f"The model `{requested}` does not exist in InferencePool {pool.key}.",
-                                   "model")
+                raise RequestError(404, f"The model `{requested}` does not exist in InferencePool {pool.key}.", "model")
             prompt = PromptInput.from_body(body, headers.get(":path", ""))
         self.model = requested
         target = headers.get(MODEL_REWRITE_HEADER) or self._rewrite_target(pool, requested) or requested
@@ -246,10 +284,15 @@ class Exchange:
             new_body = orjson.dumps(body)
             self.mapper = ModelNameMapper(target, requested)
         request = SchedulingRequest(
-            target, prompt, headers, objective_priority(pool.priorities, headers.get(OBJECTIVE_HEADER)),
-            headers.get(REQUEST_ID_HEADER, ""), self.subset,
+            target,
+            prompt,
+            headers,
+            objective_priority(pool.priorities, headers.get(OBJECTIVE_HEADER)),
+            headers.get(REQUEST_ID_HEADER, ""),
+            self.subset,
             address_list(headers.get(STEERING_HEADER)) if self.settings.conformance_steering else None,
-            self.pools.adapter_bases.get(target))
+            self.pools.adapter_bases.get(target),
+        )
         scheduler = pool.scheduler
         metrics = self.metrics
         started = time.perf_counter()
@@ -258,8 +301,9 @@ class Exchange:
         if decision.outcome is not Outcome.PICKED:
             metrics.unscheduled.inc()
             if decision.outcome is Outcome.SHED:
-                raise RequestError(429, f"InferencePool {pool.key} is saturated; the request's objective is "
-                                        "sheddable. Retry later.")
+                raise RequestError(
+                    429, f"InferencePool {pool.key} is saturated; the request's objective is sheddable. Retry later."
+                )
             raise RequestError(503, f"No ready endpoint in InferencePool {pool.key}: {decision.reason}.")
         metrics.scheduled.inc()
         self.scheduler = scheduler
@@ -284,8 +328,15 @@ class Exchange:
     def _refuse(self, error: RequestError) -> Sequence[p.ProcessingResponse]:
         self.finished = self.answered = True
         self.metrics.errors.labels(self.model, self.target, error.metric_code).inc()
-        log.warning("request refused", extra={"status": error.status, "error": error.message,
-                                              "pool": self.pool.key if self.pool else None, "model": self.model})
+        log.warning(
+            "request refused",
+            extra={
+                "status": error.status,
+                "error": error.message,
+                "pool": self.pool.key if self.pool else None,
+                "model": self.model,
+            },
+        )
         return (p.immediate_response(error),)
 
     # -- response path -------------------------------------------------------------------------------------------
@@ -302,8 +353,11 @@ class Exchange:
         extra = self.scheduler.response_headers(decision, served or decision.primary)
         if self.settings.conformance_steering:
             # what the GIE conformance picker reports to the test client: its pick, and where Envoy says it served
-            extra = {**extra, "x-conformance-test-selected-endpoint": decision.primary,
-                     "x-conformance-test-served-endpoint": served or "fail: missing envoy lb metadata"}
+            extra = {
+                **extra,
+                "x-conformance-test-selected-endpoint": decision.primary,
+                "x-conformance-test-served-endpoint": served or "fail: missing envoy lb metadata",
+            }
         remove = ()
         if self.mapper is not None and self.mapper.length_changes and self.response_mode != p.BUFFERED:
             remove = ("content-length",)
@@ -378,21 +432,29 @@ class Exchange:
             self.metrics.errors.labels(self.model, self.target, "ModelServerError").inc()
         if log.isEnabledFor(logging.DEBUG):
             fields = self._log_fields()
-            fields.update(duration_s=round(duration, 6), response_bytes=self.response_size,
-                          prompt_tokens=usage.prompt_tokens if usage else None,
-                          completion_tokens=usage.completion_tokens if usage else None)
+            fields.update(
+                duration_s=round(duration, 6),
+                response_bytes=self.response_size,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+            )
             log.debug("request", extra=fields)
 
     def _log_fields(self) -> dict:
         decision = self.decision
-        return {"pool": self.pool.key if self.pool else None, "model": self.model, "target_model": self.target,
-                "destination": decision.destination if decision else None,
-                "served": decision.served if decision else None, "status": self.status,
-                "request_id": self.headers.get(REQUEST_ID_HEADER)}
+        return {
+            "pool": self.pool.key if self.pool else None,
+            "model": self.model,
+            "target_model": self.target,
+            "destination": decision.destination if decision else None,
+            "served": decision.served if decision else None,
+            "status": self.status,
+            "request_id": self.headers.get(REQUEST_ID_HEADER),
+        }
 
 
 def _split(body: bytes) -> list[bytes]:
-    return [body[i:i + MAX_STREAMED_CHUNK] for i in range(0, len(body), MAX_STREAMED_CHUNK)] or [b""]
+    return [body[i : i + MAX_STREAMED_CHUNK] for i in range(0, len(body), MAX_STREAMED_CHUNK)] or [b""]
 
 
 def _echo(chunks: list[bytes], end_of_stream: bool) -> list[p.ProcessingResponse]:

@@ -17,7 +17,8 @@ Scheduling: `inference_extension_scheduler_e2e_duration_seconds`, `inference_ext
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -25,14 +26,92 @@ from prometheus_client.registry import Collector
 
 from picker.pool.state import PoolState
 
-_LATENCY_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30,
-                    45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600)
-_REQUEST_SIZE_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288,
-                         1048576, 2097152, 4194304, 8388608, 16777216, 33554432, 67108864, 134217728, 268435456,
-                         536870912, 1073741824)
+_LATENCY_BUCKETS = (
+    0.005,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.4,
+    0.6,
+    0.8,
+    1.0,
+    1.25,
+    1.5,
+    2,
+    3,
+    4,
+    5,
+    6,
+    8,
+    10,
+    15,
+    20,
+    30,
+    45,
+    60,
+    120,
+    180,
+    240,
+    300,
+    360,
+    480,
+    600,
+    900,
+    1200,
+    1800,
+    2700,
+    3600,
+)
+_REQUEST_SIZE_BUCKETS = (
+    64,
+    128,
+    256,
+    512,
+    1024,
+    2048,
+    4096,
+    8192,
+    16384,
+    32768,
+    65536,
+    131072,
+    262144,
+    524288,
+    1048576,
+    2097152,
+    4194304,
+    8388608,
+    16777216,
+    33554432,
+    67108864,
+    134217728,
+    268435456,
+    536870912,
+    1073741824,
+)
 _RESPONSE_SIZE_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536)
-_INPUT_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072,
-                        262144, 524288, 1048576)
+_INPUT_TOKEN_BUCKETS = (
+    1,
+    8,
+    16,
+    32,
+    64,
+    128,
+    256,
+    512,
+    1024,
+    2048,
+    4096,
+    8192,
+    16384,
+    32778,
+    65536,
+    131072,
+    262144,
+    524288,
+    1048576,
+)
 _OUTPUT_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 _NTPOT_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 _SCHEDULER_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
@@ -64,39 +143,68 @@ class PickerMetrics:
             return Histogram(name, help_text, _MODEL, buckets=buckets, registry=registry)
 
         objective = "inference_objective_"
-        self.requests = Counter(objective + "request", "Inference requests by model and target model.", _MODEL,
-                                registry=registry)
-        self.errors = Counter(objective + "request_error", "Inference request errors by model, target model and "
-                              "error code.", (*_MODEL, "error_code"), registry=registry)
-        self.duration = histogram(objective + "request_duration_seconds",
-                                  "Response latency in seconds, from the request headers to the last response byte.",
-                                  _LATENCY_BUCKETS)
-        self.ttft = histogram(objective + "request_ttft_seconds",
-                              "Time to the first response body bytes in seconds.", _LATENCY_BUCKETS)
-        self.request_sizes = histogram(objective + "request_sizes", "Request body sizes in bytes.",
-                                       _REQUEST_SIZE_BUCKETS)
-        self.response_sizes = histogram(objective + "response_sizes", "Response body sizes in bytes.",
-                                        _RESPONSE_SIZE_BUCKETS)
-        self.input_tokens = histogram(objective + "input_tokens", "Prompt tokens per request (from `usage`).",
-                                      _INPUT_TOKEN_BUCKETS)
-        self.output_tokens = histogram(objective + "output_tokens", "Completion tokens per request (from `usage`).",
-                                       _OUTPUT_TOKEN_BUCKETS)
-        self.cached_tokens = histogram(objective + "prompt_cached_tokens",
-                                       "Cached prompt tokens per request (from `usage`).", _INPUT_TOKEN_BUCKETS)
-        self.ntpot = histogram(objective + "normalized_time_per_output_token_seconds",
-                               "Request latency divided by the number of output tokens, in seconds.", _NTPOT_BUCKETS)
-        self.running = Gauge(objective + "running_requests", "Requests picked and not yet finished, by model.",
-                             ("model_name",), registry=registry)
+        self.requests = Counter(
+            objective + "request", "Inference requests by model and target model.", _MODEL, registry=registry
+        )
+        self.errors = Counter(
+            objective + "request_error",
+            "Inference request errors by model, target model and error code.",
+            (*_MODEL, "error_code"),
+            registry=registry,
+        )
+        self.duration = histogram(
+            objective + "request_duration_seconds",
+            "Response latency in seconds, from the request headers to the last response byte.",
+            _LATENCY_BUCKETS,
+        )
+        self.ttft = histogram(
+            objective + "request_ttft_seconds", "Time to the first response body bytes in seconds.", _LATENCY_BUCKETS
+        )
+        self.request_sizes = histogram(
+            objective + "request_sizes", "Request body sizes in bytes.", _REQUEST_SIZE_BUCKETS
+        )
+        self.response_sizes = histogram(
+            objective + "response_sizes", "Response body sizes in bytes.", _RESPONSE_SIZE_BUCKETS
+        )
+        self.input_tokens = histogram(
+            objective + "input_tokens", "Prompt tokens per request (from `usage`).", _INPUT_TOKEN_BUCKETS
+        )
+        self.output_tokens = histogram(
+            objective + "output_tokens", "Completion tokens per request (from `usage`).", _OUTPUT_TOKEN_BUCKETS
+        )
+        self.cached_tokens = histogram(
+            objective + "prompt_cached_tokens", "Cached prompt tokens per request (from `usage`).", _INPUT_TOKEN_BUCKETS
+        )
+        self.ntpot = histogram(
+            objective + "normalized_time_per_output_token_seconds",
+            "Request latency divided by the number of output tokens, in seconds.",
+            _NTPOT_BUCKETS,
+        )
+        self.running = Gauge(
+            objective + "running_requests",
+            "Requests picked and not yet finished, by model.",
+            ("model_name",),
+            registry=registry,
+        )
         extension = "inference_extension_"
-        self.scheduler_latency = Histogram(extension + "scheduler_e2e_duration_seconds",
-                                           "End-to-end scheduling latency in seconds.", buckets=_SCHEDULER_BUCKETS,
-                                           registry=registry)
-        self.scheduler_attempts = Counter(extension + "scheduler_attempts", "Scheduling attempts by outcome.",
-                                          ("status",), registry=registry)
-        self.rewrites = Counter(extension + "model_rewrite_decisions", "Model rewrite decisions.",
-                                ("model_rewrite_name", "model_name", "target_model"), registry=registry)
-        info = Gauge(extension + "info", "Build information of the endpoint picker.", ("commit", "build_ref"),
-                     registry=registry)
+        self.scheduler_latency = Histogram(
+            extension + "scheduler_e2e_duration_seconds",
+            "End-to-end scheduling latency in seconds.",
+            buckets=_SCHEDULER_BUCKETS,
+            registry=registry,
+        )
+        self.scheduler_attempts = Counter(
+            extension + "scheduler_attempts", "Scheduling attempts by outcome.", ("status",), registry=registry
+        )
+        self.rewrites = Counter(
+            extension + "model_rewrite_decisions",
+            "Model rewrite decisions.",
+            ("model_rewrite_name", "model_name", "target_model"),
+            registry=registry,
+        )
+        info = Gauge(
+            extension + "info", "Build information of the endpoint picker.", ("commit", "build_ref"), registry=registry
+        )
         info.labels(commit="", build_ref=build_ref).set(1)
         self.scheduled = self.scheduler_attempts.labels(status="success")
         self.unscheduled = self.scheduler_attempts.labels(status="failure")
@@ -109,11 +217,17 @@ class PickerMetrics:
             if len(self._models) >= self.MODEL_CACHE_SIZE:
                 self._models.clear()
             bound = self._models[(model, target)] = ModelMetrics(
-                self.requests.labels(model, target), self.duration.labels(model, target),
-                self.ttft.labels(model, target), self.request_sizes.labels(model, target),
-                self.response_sizes.labels(model, target), self.input_tokens.labels(model, target),
-                self.output_tokens.labels(model, target), self.cached_tokens.labels(model, target),
-                self.ntpot.labels(model, target), self.running.labels(model))
+                self.requests.labels(model, target),
+                self.duration.labels(model, target),
+                self.ttft.labels(model, target),
+                self.request_sizes.labels(model, target),
+                self.response_sizes.labels(model, target),
+                self.input_tokens.labels(model, target),
+                self.output_tokens.labels(model, target),
+                self.cached_tokens.labels(model, target),
+                self.ntpot.labels(model, target),
+                self.running.labels(model),
+            )
         return bound
 
 
@@ -124,22 +238,32 @@ class PoolCollector(Collector):
         self._pools = pools
 
     def collect(self):
-        kv = GaugeMetricFamily("inference_pool_average_kv_cache_utilization",
-                               "The average KV-cache utilization of the pool's endpoints.", labels=["name"])
-        queue = GaugeMetricFamily("inference_pool_average_queue_size",
-                                  "The average number of requests waiting in the pool's model servers.",
-                                  labels=["name"])
-        running = GaugeMetricFamily("inference_pool_average_running_requests",
-                                    "The average number of requests running in the pool's model servers.",
-                                    labels=["name"])
-        ready = GaugeMetricFamily("inference_pool_ready_pods", "The number of ready pods in the pool.",
-                                  labels=["name"])
-        age = GaugeMetricFamily("poolgate_pool_endpoint_metrics_age_seconds",
-                                "Seconds since the endpoint's last good metrics scrape (+Inf: never scraped).",
-                                labels=["name", "endpoint"])
-        errors = GaugeMetricFamily("poolgate_pool_endpoint_scrape_failures",
-                                   "Consecutive failed metrics scrapes of the endpoint since its last good one.",
-                                   labels=["name", "endpoint"])
+        kv = GaugeMetricFamily(
+            "inference_pool_average_kv_cache_utilization",
+            "The average KV-cache utilization of the pool's endpoints.",
+            labels=["name"],
+        )
+        queue = GaugeMetricFamily(
+            "inference_pool_average_queue_size",
+            "The average number of requests waiting in the pool's model servers.",
+            labels=["name"],
+        )
+        running = GaugeMetricFamily(
+            "inference_pool_average_running_requests",
+            "The average number of requests running in the pool's model servers.",
+            labels=["name"],
+        )
+        ready = GaugeMetricFamily("inference_pool_ready_pods", "The number of ready pods in the pool.", labels=["name"])
+        age = GaugeMetricFamily(
+            "poolgate_pool_endpoint_metrics_age_seconds",
+            "Seconds since the endpoint's last good metrics scrape (+Inf: never scraped).",
+            labels=["name", "endpoint"],
+        )
+        errors = GaugeMetricFamily(
+            "poolgate_pool_endpoint_scrape_failures",
+            "Consecutive failed metrics scrapes of the endpoint since its last good one.",
+            labels=["name", "endpoint"],
+        )
         for name, state in self._pools():
             endpoints = state.endpoints()
             now = state.clock()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
 
@@ -50,13 +50,16 @@ class ProfileSource:
             if requested in BUILTIN_CONFIGS:
                 return builtin_config(requested), requested
             if requested:
-                log.warning("unknown scheduling profile; using the default",
-                            extra={"profile": requested, "default": self.default})
+                log.warning(
+                    "unknown scheduling profile; using the default",
+                    extra={"profile": requested, "default": self.default},
+                )
             return config, self.default
         name = requested if requested in BUILTIN_CONFIGS else self.default
         if requested and requested != name:
-            log.warning("unknown scheduling profile; using the default", extra={"profile": requested,
-                                                                                "default": self.default})
+            log.warning(
+                "unknown scheduling profile; using the default", extra={"profile": requested, "default": self.default}
+            )
         return builtin_config(name), name
 
 
@@ -66,7 +69,7 @@ class PoolSettings:
 
     profiles: ProfileSource
     fallbacks: int = 2
-    scrape_interval: float | None = 0.05   # None: no scraping (metrics fed through PoolState.apply_samples)
+    scrape_interval: float | None = 0.05  # None: no scraping (metrics fed through PoolState.apply_samples)
     scrape_timeout: float = 1.0
     clock: Callable[[], float] = time.monotonic
 
@@ -87,7 +90,7 @@ class PoolRuntime:
         self.scraper: MetricsScraper | None = None
         self.priorities: dict[str, int | None] = {}
         self.rewrites = RewriteTable(())
-        self.rewrite_names: dict[int, str] = {}   # id(rule) -> name of the InferenceModelRewrite holding it
+        self.rewrite_names: dict[int, str] = {}  # id(rule) -> name of the InferenceModelRewrite holding it
         self.accepted_models: frozenset[str] | None = None
         self.rng = random.Random()
 
@@ -112,15 +115,17 @@ class PoolRuntime:
         config, profile = settings.profiles.build(requested_profile)
         old_scraper = self.scraper
         self.state = PoolState(settings.clock)
-        self.scheduler = Scheduler(self.state, config.profile(profile), saturation=config.saturation,
-                                   fallbacks=settings.fallbacks)
+        self.scheduler = Scheduler(
+            self.state, config.profile(profile), saturation=config.saturation, fallbacks=settings.fallbacks
+        )
         self.profile = profile
         self.scraper = None
         if old_scraper is not None:
             await old_scraper.stop()
         if settings.scrape_interval is not None:
-            self.scraper = MetricsScraper(self.state, interval=settings.scrape_interval,
-                                          timeout=settings.scrape_timeout, registry=self._registry)
+            self.scraper = MetricsScraper(
+                self.state, interval=settings.scrape_interval, timeout=settings.scrape_timeout, registry=self._registry
+            )
             await self.scraper.start()
         log.info("pool scheduling profile", extra={"pool": self.key, "profile": profile})
 
@@ -179,8 +184,11 @@ class PoolRegistry:
         if key is None:
             if len(self.pools) == 1:
                 return next(iter(self.pools.values()))
-            raise RequestError(503, f"the picker serves {len(self.pools)} pools and the proxy did not say which one "
-                                    "(gRPC metadata x-poolgate-pool)")
+            raise RequestError(
+                503,
+                f"the picker serves {len(self.pools)} pools and the proxy did not say which one "
+                "(gRPC metadata x-poolgate-pool)",
+            )
         runtime = self.pools.get(key)
         if runtime is None:
             raise RequestError(503, f"the picker does not serve InferencePool {key}")

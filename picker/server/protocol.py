@@ -7,20 +7,19 @@ into its parent: a headers reply costs a third of the time that way (measured wi
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
-
-from google.protobuf import struct_pb2
+from collections.abc import Iterable, Mapping
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2
 
 from picker.server.errors import RequestError
 from poolgate.translate.xds import DESTINATION_HEADER, LB_METADATA_NAMESPACE, SUBSET_HINT_NAMESPACE
 
 SERVED_KEY = "x-gateway-destination-endpoint-served"
 SUBSET_KEY = "x-gateway-destination-endpoint-subset"
-EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"   # where Envoy puts request/response attributes
+EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"  # where Envoy puts request/response attributes
 UPSTREAM_ADDRESS_ATTRIBUTE = "upstream.address"
 
 ProcessingRequest = ext_proc.ProcessingRequest
@@ -41,12 +40,12 @@ CONTINUE_RESPONSE_TRAILERS = ProcessingResponse(response_trailers=ext_proc.Trail
 
 def header_map(message: ext_proc.HttpHeaders) -> dict[str, str]:
     """The headers of an HttpHeaders message as {lower-case name: value} (Envoy sends `raw_value` bytes)."""
-    return {h.key: h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
-            for h in message.headers.headers}
+    return {h.key: h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value for h in message.headers.headers}
 
 
-def header_mutation(set_headers: Mapping[str, str] | None = None,
-                    remove: Iterable[str] = ()) -> ext_proc.HeaderMutation:
+def header_mutation(
+    set_headers: Mapping[str, str] | None = None, remove: Iterable[str] = ()
+) -> ext_proc.HeaderMutation:
     """Set (overwriting) and remove headers."""
     mutation = ext_proc.HeaderMutation()
     for key, value in (set_headers or {}).items():
@@ -65,8 +64,9 @@ def destination_metadata(destination: str) -> struct_pb2.Struct:
     return metadata
 
 
-def request_headers_reply(mutation: ext_proc.HeaderMutation, metadata: struct_pb2.Struct | None = None,
-                          clear_route_cache: bool = False) -> ProcessingResponse:
+def request_headers_reply(
+    mutation: ext_proc.HeaderMutation, metadata: struct_pb2.Struct | None = None, clear_route_cache: bool = False
+) -> ProcessingResponse:
     """The reply to the request headers: header mutation, optional dynamic metadata and route cache clearing."""
     reply = ProcessingResponse()
     common = reply.request_headers.response
@@ -77,8 +77,12 @@ def request_headers_reply(mutation: ext_proc.HeaderMutation, metadata: struct_pb
     return reply
 
 
-def request_body_reply(mutation: ext_proc.HeaderMutation, metadata: struct_pb2.Struct | None = None,
-                       body: bytes | None = None, clear_route_cache: bool = False) -> ProcessingResponse:
+def request_body_reply(
+    mutation: ext_proc.HeaderMutation,
+    metadata: struct_pb2.Struct | None = None,
+    body: bytes | None = None,
+    clear_route_cache: bool = False,
+) -> ProcessingResponse:
     """The reply to a buffered request body: header mutation, optionally a new body, and dynamic metadata."""
     reply = ProcessingResponse()
     common = reply.request_body.response
@@ -128,11 +132,14 @@ def response_headers_reply(mutation: ext_proc.HeaderMutation) -> ProcessingRespo
 
 def immediate_response(error: RequestError) -> ProcessingResponse:
     """An ImmediateResponse that answers the client with the error's status and JSON body."""
-    return ProcessingResponse(immediate_response=ext_proc.ImmediateResponse(
-        status=http_status_pb2.HttpStatus(code=error.status),
-        headers=header_mutation({"content-type": "application/json"}),
-        body=error.body(),
-        details=f"poolgate_picker_{error.status}"))
+    return ProcessingResponse(
+        immediate_response=ext_proc.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=error.status),
+            headers=header_mutation({"content-type": "application/json"}),
+            body=error.body(),
+            details=f"poolgate_picker_{error.status}",
+        )
+    )
 
 
 def subset_hint(request: ProcessingRequest) -> tuple[str, ...] | None:

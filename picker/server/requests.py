@@ -9,8 +9,16 @@ import orjson
 from picker.server.errors import bad_request
 from poolgate.translate.lower import MODEL_NAME_HEADER
 
-__all__ = ["MODEL_NAME_HEADER", "BASE_MODEL_NAME_HEADER", "MODEL_REWRITE_HEADER", "STEERING_HEADER",
-           "REQUEST_ID_HEADER", "parse_body", "body_model", "address_list"]
+__all__ = [
+    "BASE_MODEL_NAME_HEADER",
+    "MODEL_NAME_HEADER",
+    "MODEL_REWRITE_HEADER",
+    "REQUEST_ID_HEADER",
+    "STEERING_HEADER",
+    "address_list",
+    "body_model",
+    "parse_body",
+]
 BASE_MODEL_NAME_HEADER = "x-gateway-base-model-name"
 MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"
 STEERING_HEADER = "test-epp-endpoint-selection"

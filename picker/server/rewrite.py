@@ -15,12 +15,13 @@ import orjson
 class ModelNameMapper:
     """Rewrites `"model":"<served>"` to `"model":"<requested>"` across chunk boundaries."""
 
-    __slots__ = ("_pairs", "_longest", "_carry")
+    __slots__ = ("_carry", "_longest", "_pairs")
 
     def __init__(self, served: str, requested: str) -> None:
         served_json, requested_json = orjson.dumps(served), orjson.dumps(requested)
-        self._pairs = tuple((b'"model"' + sep + served_json, b'"model"' + sep + requested_json)
-                            for sep in (b":", b": "))
+        self._pairs = tuple(
+            (b'"model"' + sep + served_json, b'"model"' + sep + requested_json) for sep in (b":", b": ")
+        )
         self._longest = max(len(pattern) for pattern, _ in self._pairs)
         self._carry = b""
 
@@ -52,7 +53,7 @@ class ModelNameMapper:
             found = data.rfind(pattern, max(0, size - 2 * self._longest))
             if found >= 0:
                 last_full_end = max(last_full_end, found + len(pattern))
-        window = data[max(last_full_end, size - self._longest + 1):]
+        window = data[max(last_full_end, size - self._longest + 1) :]
         start = window.find(b'"')
         while start >= 0:
             tail = window[start:]

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
 
 from picker.server.errors import RequestError
 from picker.server.exchange import Exchange, ExchangeSettings
@@ -27,7 +26,7 @@ from poolgate.translate.xds import CALLOUT_METADATA_KEY, POOL_METADATA_KEY
 
 log = logging.getLogger("poolgate.picker")
 
-MODEL_ROUTER_CALLOUT = "model-router"   # the value of x-poolgate-callout on the model router's calls
+MODEL_ROUTER_CALLOUT = "model-router"  # the value of x-poolgate-callout on the model router's calls
 EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 READY_SERVICES = ("", "readiness", EXT_PROC_SERVICE)
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -55,8 +54,11 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
         router = role == "model-router" or (role == "both" and callout == MODEL_ROUTER_CALLOUT)
         exchange = Exchange(self.settings, self.metrics, self.pools, pool_key, router)
         if callout == MODEL_ROUTER_CALLOUT and not router:
-            exchange.failure = RequestError(500, "This endpoint picker does not run the model router "
-                                                 "(start it with --role model-router or --role both).")
+            exchange.failure = RequestError(
+                500,
+                "This endpoint picker does not run the model router "
+                "(start it with --role model-router or --role both).",
+            )
         return exchange
 
     async def Process(self, request_iterator, context) -> None:
@@ -88,7 +90,7 @@ class Listen:
     host: str = "0.0.0.0"
     grpc_port: int = 9002
     health_port: int = 9003
-    tls: tuple[bytes, bytes] | None = None   # (private key, certificate chain)
+    tls: tuple[bytes, bytes] | None = None  # (private key, certificate chain)
 
 
 class PickerServer:
@@ -105,8 +107,11 @@ class PickerServer:
     async def start(self) -> None:
         """Bind and start both servers (ports 0 pick free ports; `grpc_port` / `health_port` tell which)."""
         # no SO_REUSEPORT: a second process on the same port must be an error, not a silent traffic split
-        options = [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                   ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        options = [
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
         main = grpc.aio.server(options=options)
         ext_proc_grpc.add_ExternalProcessorServicer_to_server(self.processor, main)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, main)
@@ -120,7 +125,7 @@ class PickerServer:
             else:
                 self.grpc_port = main.add_insecure_port(address)
             self.health_port = health.add_insecure_port(health_address)
-        except RuntimeError as error:   # grpc's way of saying the address is taken or not local
+        except RuntimeError as error:  # grpc's way of saying the address is taken or not local
             raise OSError(f"cannot listen on {address} and {health_address}: {str(error).split(';')[0]}") from None
         await self.health.set("liveness", _SERVING)
         for service in READY_SERVICES:
@@ -171,13 +176,19 @@ def self_signed_key_pair(hosts: list[str] | None = None) -> tuple[bytes, bytes]:
             alternative.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             alternative.append(x509.DNSName(host))
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=365))
-                   .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
-                   .sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return key_pem, certificate.public_bytes(serialization.Encoding.PEM)

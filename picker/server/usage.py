@@ -55,7 +55,7 @@ def parse_usage(tail: bytes) -> Usage | None:
         position = tail.rfind(_KEY, 0, position)
         if position < 0:
             return None
-        if position == 0 or tail[position - 1] != 0x5C:   # not an escaped quote inside a string
+        if position == 0 or tail[position - 1] != 0x5C:  # not an escaped quote inside a string
             found = _object_after(tail, position + len(_KEY))
             if found is not None:
                 return found
@@ -77,13 +77,18 @@ def _object_after(data: bytes, start: int) -> Usage | None:
     if end is None:
         return None
     try:
-        value = orjson.loads(data[index:end + 1])
+        value = orjson.loads(data[index : end + 1])
     except orjson.JSONDecodeError:
         return None
-    return Usage(prompt_tokens=_count(value.get("prompt_tokens")),
-                 completion_tokens=_count(value.get("completion_tokens")),
-                 cached_tokens=_count((value.get("prompt_tokens_details") or {}).get("cached_tokens")
-                                      if isinstance(value.get("prompt_tokens_details"), dict) else None))
+    return Usage(
+        prompt_tokens=_count(value.get("prompt_tokens")),
+        completion_tokens=_count(value.get("completion_tokens")),
+        cached_tokens=_count(
+            (value.get("prompt_tokens_details") or {}).get("cached_tokens")
+            if isinstance(value.get("prompt_tokens_details"), dict)
+            else None
+        ),
+    )
 
 
 def _matching_brace(data: bytes, start: int) -> int | None:

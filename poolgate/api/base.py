@@ -25,9 +25,14 @@ Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1), WithJsonSchema({"type":
 HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")]
 Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")]
 DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-ControllerName = Annotated[str, StringConstraints(
-    min_length=1, max_length=253,
-    pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9\/\-._~%!$&'()*+,;=:]+$")]
+ControllerName = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9\/\-._~%!$&'()*+,;=:]+$",
+    ),
+]
 LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
 ConditionStatus = Literal["True", "False", "Unknown"]
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -41,7 +46,7 @@ def duration_seconds(duration: str) -> float:
 def _rfc3339(value: str) -> str:
     if not RFC3339.match(value):
         raise ValueError("must be an RFC 3339 date-time, e.g. 2026-01-01T00:00:00Z")
-    datetime.fromisoformat(value.upper().replace("Z", "+00:00"))     # a ValueError for impossible dates
+    datetime.fromisoformat(value.upper().replace("Z", "+00:00"))  # a ValueError for impossible dates
     return value
 
 
@@ -114,12 +119,20 @@ class ObjectMeta(ApiModel):
 class Condition(ApiModel):
     """A metav1.Condition as written in status."""
 
-    type: Annotated[str, StringConstraints(max_length=316, pattern=(
-        r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"))]
+    type: Annotated[
+        str,
+        StringConstraints(
+            max_length=316,
+            pattern=(
+                r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+            ),
+        ),
+    ]
     status: ConditionStatus
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024,
-                                             pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")]
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    ]
     message: Annotated[str, StringConstraints(max_length=32768)]
     observed_generation: Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})] | None = None
     last_transition_time: Timestamp

@@ -17,9 +17,25 @@ from poolgate.api.inference import InferenceModelRewrite, InferenceObjective, In
 
 COMMAND = "python -m poolgate.api.crdgen --out crds/"
 # JSON-schema keywords a structural schema may carry, besides the x-kubernetes-* extensions.
-STRUCTURAL_KEYWORDS = {"type", "properties", "required", "items", "additionalProperties", "enum", "default", "format",
-                       "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
-                       "minProperties", "maxProperties"}
+STRUCTURAL_KEYWORDS = {
+    "type",
+    "properties",
+    "required",
+    "items",
+    "additionalProperties",
+    "enum",
+    "default",
+    "format",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+}
 # Keywords of the models' schemas that a structural schema cannot express; poolgate checks them in Python.
 PYTHON_ONLY = {"title", "description", "propertyNames"}
 AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -47,19 +63,45 @@ class CrdSpec:
 
 
 CRDS = (
-    CrdSpec(InferencePool, "inference.networking.k8s.io", "v1", "inferencepools", short_names=("infpool",),
-            columns=({"name": "Picker", "type": "string", "jsonPath": ".spec.endpointPickerRef.name"},
-                     {"name": "Ports", "type": "string", "jsonPath": ".spec.targetPorts[*].number"},
-                     {"name": "Protocol", "type": "string", "jsonPath": ".spec.appProtocol", "priority": 1}, AGE),
-            # The group is protected (*.k8s.io); this is the approval of the upstream API.
-            annotations={"api-approved.kubernetes.io":
-                         "https://github.com/kubernetes-sigs/gateway-api-inference-extension/pull/1173"}),
-    *(CrdSpec(InferenceObjective, group, "v1alpha2", "inferenceobjectives", optional=("spec",),
-              columns=(POOL_COLUMN, {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority"}, AGE))
-      for group in ("inference.networking.x-k8s.io", "llm-d.ai")),
-    *(CrdSpec(InferenceModelRewrite, group, "v1alpha2", "inferencemodelrewrites",
-              optional=("spec", "spec.rules.targets"), columns=(POOL_COLUMN, AGE))
-      for group in ("inference.networking.x-k8s.io", "llm-d.ai")),
+    CrdSpec(
+        InferencePool,
+        "inference.networking.k8s.io",
+        "v1",
+        "inferencepools",
+        short_names=("infpool",),
+        columns=(
+            {"name": "Picker", "type": "string", "jsonPath": ".spec.endpointPickerRef.name"},
+            {"name": "Ports", "type": "string", "jsonPath": ".spec.targetPorts[*].number"},
+            {"name": "Protocol", "type": "string", "jsonPath": ".spec.appProtocol", "priority": 1},
+            AGE,
+        ),
+        # The group is protected (*.k8s.io); this is the approval of the upstream API.
+        annotations={
+            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api-inference-extension/pull/1173"
+        },
+    ),
+    *(
+        CrdSpec(
+            InferenceObjective,
+            group,
+            "v1alpha2",
+            "inferenceobjectives",
+            optional=("spec",),
+            columns=(POOL_COLUMN, {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority"}, AGE),
+        )
+        for group in ("inference.networking.x-k8s.io", "llm-d.ai")
+    ),
+    *(
+        CrdSpec(
+            InferenceModelRewrite,
+            group,
+            "v1alpha2",
+            "inferencemodelrewrites",
+            optional=("spec", "spec.rules.targets"),
+            columns=(POOL_COLUMN, AGE),
+        )
+        for group in ("inference.networking.x-k8s.io", "llm-d.ai")
+    ),
 )
 
 
@@ -89,9 +131,16 @@ def crd(spec: CrdSpec) -> dict:
             "group": spec.group,
             "names": names,
             "scope": "Namespaced",
-            "versions": [{"name": spec.version, "served": True, "storage": True,
-                          "additionalPrinterColumns": [dict(c) for c in spec.columns],
-                          "schema": {"openAPIV3Schema": root}, "subresources": {"status": {}}}],
+            "versions": [
+                {
+                    "name": spec.version,
+                    "served": True,
+                    "storage": True,
+                    "additionalPrinterColumns": [dict(c) for c in spec.columns],
+                    "schema": {"openAPIV3Schema": root},
+                    "subresources": {"status": {}},
+                }
+            ],
         },
     }
 

@@ -9,8 +9,24 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from poolgate.api.base import (
-    GATEWAY_GROUP, HOSTNAME, ApiModel, ControllerName, Duration, Group, HeaderName, Hostname, KubeObject, Kind,
-    LabelSelector, Namespace, ObjectName, PortNumber, PreciseHostname, SectionName, duration_seconds, unique,
+    GATEWAY_GROUP,
+    HOSTNAME,
+    ApiModel,
+    ControllerName,
+    Duration,
+    Group,
+    HeaderName,
+    Hostname,
+    Kind,
+    KubeObject,
+    LabelSelector,
+    Namespace,
+    ObjectName,
+    PortNumber,
+    PreciseHostname,
+    SectionName,
+    duration_seconds,
+    unique,
 )
 
 GatewayApiVersion = Literal["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
@@ -18,6 +34,7 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS
 
 
 # --- GatewayClass -------------------------------------------------------------------------------------------------
+
 
 class ParametersReference(ApiModel):
     group: Group
@@ -51,6 +68,7 @@ class GatewayClass(KubeObject):
 
 # --- Gateway ------------------------------------------------------------------------------------------------------
 
+
 class RouteNamespaces(ApiModel):
     from_: Literal["All", "Selector", "Same"] = Field(default="Same", alias="from")
     selector: LabelSelector | None = None
@@ -76,11 +94,12 @@ class SecretObjectReference(ApiModel):
 class ListenerTLS(ApiModel):
     mode: Literal["Terminate", "Passthrough"] = "Terminate"
     certificate_refs: Annotated[list[SecretObjectReference], Field(max_length=64)] = Field(default_factory=list)
-    options: Annotated[dict[str, Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=16)] = \
-        Field(default_factory=dict)
+    options: Annotated[dict[str, Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=16)] = Field(
+        default_factory=dict
+    )
 
     @model_validator(mode="after")
-    def _terminate_has_certificates(self) -> "ListenerTLS":
+    def _terminate_has_certificates(self) -> ListenerTLS:
         if self.mode == "Terminate" and not self.certificate_refs and not self.options:
             raise ValueError("certificateRefs or options must be specified when mode is Terminate")
         return self
@@ -90,29 +109,46 @@ class Listener(ApiModel):
     name: SectionName
     hostname: Hostname | None = None
     port: PortNumber
-    protocol: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=(
-        r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|"
-        r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9]+$"))]
+    protocol: Annotated[
+        str,
+        StringConstraints(
+            min_length=1,
+            max_length=255,
+            pattern=(
+                r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|"
+                r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9]+$"
+            ),
+        ),
+    ]
     tls: ListenerTLS | None = None
     allowed_routes: AllowedRoutes = Field(default_factory=AllowedRoutes)
 
 
 class GatewayAddress(ApiModel):
-    type: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=(
-        r"^Hostname|IPAddress|NamedAddress|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/"
-        r"[A-Za-z0-9\/\-._~%!$&'()*+,;=:]+$"))] = "IPAddress"
+    type: Annotated[
+        str,
+        StringConstraints(
+            min_length=1,
+            max_length=253,
+            pattern=(
+                r"^Hostname|IPAddress|NamedAddress|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/"
+                r"[A-Za-z0-9\/\-._~%!$&'()*+,;=:]+$"
+            ),
+        ),
+    ] = "IPAddress"
     value: Annotated[str, StringConstraints(max_length=253)] | None = None
 
     @model_validator(mode="after")
-    def _value_fits_type(self) -> "GatewayAddress":
+    def _value_fits_type(self) -> GatewayAddress:
         if self.value is not None and self.type == "IPAddress":
             try:
                 ipaddress.ip_address(self.value)
             except ValueError:
                 raise ValueError("value: an IPAddress value must be an IPv4 or IPv6 address") from None
         if self.value is not None and self.type == "Hostname" and not re.match(HOSTNAME, self.value):
-            raise ValueError("value: Hostname value must be empty or contain only valid characters "
-                             f"(matching {HOSTNAME})")
+            raise ValueError(
+                f"value: Hostname value must be empty or contain only valid characters (matching {HOSTNAME})"
+            )
         return self
 
 
@@ -122,7 +158,7 @@ class GatewaySpec(ApiModel):
     addresses: Annotated[list[GatewayAddress], Field(max_length=16)] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_listeners(self) -> "GatewaySpec":
+    def _unique_listeners(self) -> GatewaySpec:
         names = [listener.name for listener in self.listeners]
         if len(names) != len(set(names)):
             raise ValueError("listeners: Listener name must be unique within the Gateway")
@@ -131,7 +167,9 @@ class GatewaySpec(ApiModel):
             raise ValueError("listeners: Combination of port, protocol and hostname must be unique for each listener")
         for i, listener in enumerate(self.listeners):
             if listener.protocol in ("TCP", "UDP") and listener.hostname:
-                raise ValueError(f"listeners[{i}].hostname: hostname must not be specified for protocols ['TCP', 'UDP']")
+                raise ValueError(
+                    f"listeners[{i}].hostname: hostname must not be specified for protocols ['TCP', 'UDP']"
+                )
             if listener.protocol in ("HTTP", "TCP", "UDP") and listener.tls is not None:
                 raise ValueError(f"listeners[{i}].tls: tls must not be specified for protocols ['HTTP', 'TCP', 'UDP']")
             if listener.protocol == "HTTPS" and listener.tls is not None and listener.tls.mode != "Terminate":
@@ -156,6 +194,7 @@ class Gateway(KubeObject):
 
 # --- HTTPRoute ----------------------------------------------------------------------------------------------------
 
+
 class ParentReference(ApiModel):
     group: Group = GATEWAY_GROUP
     kind: Kind = "Gateway"
@@ -173,18 +212,22 @@ class PathMatch(ApiModel):
     value: Annotated[str, StringConstraints(max_length=1024)] = "/"
 
     @model_validator(mode="after")
-    def _valid_path(self) -> "PathMatch":
+    def _valid_path(self) -> PathMatch:
         if self.type in ("Exact", "PathPrefix"):
             if not self.value.startswith("/"):
-                raise ValueError("value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']")
+                raise ValueError(
+                    "value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']"
+                )
             for bad in ("//", "/./", "/../", "%2f", "%2F", "#"):
                 if bad in self.value:
                     raise ValueError(f"value must not contain '{bad}' when type one of ['Exact', 'PathPrefix']")
             if self.value.endswith(("/..", "/.")):
                 raise ValueError("value must not end with '/..' or '/.' when type one of ['Exact', 'PathPrefix']")
             if not PATH_CHARACTERS.match(self.value):
-                raise ValueError(f"value must only contain valid characters (matching {PATH_CHARACTERS.pattern}) "
-                                 "for types ['Exact', 'PathPrefix']")
+                raise ValueError(
+                    f"value must only contain valid characters (matching {PATH_CHARACTERS.pattern}) "
+                    "for types ['Exact', 'PathPrefix']"
+                )
         return self
 
 
@@ -224,11 +267,13 @@ class PathModifier(ApiModel):
     replace_prefix_match: Annotated[str, StringConstraints(max_length=1024)] | None = None
 
     @model_validator(mode="after")
-    def _matching_field(self) -> "PathModifier":
+    def _matching_field(self) -> PathModifier:
         if (self.type == "ReplaceFullPath") != (self.replace_full_path is not None):
             raise ValueError("replaceFullPath must be specified when type is set to 'ReplaceFullPath', and only then")
         if (self.type == "ReplacePrefixMatch") != (self.replace_prefix_match is not None):
-            raise ValueError("replacePrefixMatch must be specified when type is set to 'ReplacePrefixMatch', and only then")
+            raise ValueError(
+                "replacePrefixMatch must be specified when type is set to 'ReplacePrefixMatch', and only then"
+            )
         return self
 
 
@@ -253,7 +298,7 @@ class BackendObjectReference(ApiModel):
     port: PortNumber | None = None
 
     @model_validator(mode="after")
-    def _service_port(self) -> "BackendObjectReference":
+    def _service_port(self) -> BackendObjectReference:
         if self.group == "" and self.kind == "Service" and self.port is None:
             raise ValueError("port: Must have port for Service reference")
         return self
@@ -264,7 +309,7 @@ class Fraction(ApiModel):
     denominator: Annotated[int, Field(ge=1)] = 100
 
     @model_validator(mode="after")
-    def _at_most_one(self) -> "Fraction":
+    def _at_most_one(self) -> Fraction:
         if self.numerator > self.denominator:
             raise ValueError("numerator must be less than or equal to denominator")
         return self
@@ -276,7 +321,7 @@ class RequestMirror(ApiModel):
     fraction: Fraction | None = None
 
     @model_validator(mode="after")
-    def _percent_or_fraction(self) -> "RequestMirror":
+    def _percent_or_fraction(self) -> RequestMirror:
         if self.percent is not None and self.fraction is not None:
             raise ValueError("Only one of percent or fraction may be specified in HTTPRequestMirrorFilter")
         return self
@@ -300,8 +345,15 @@ FILTER_FIELDS = {
 
 
 class RouteFilter(ApiModel):
-    type: Literal["RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "RequestRedirect", "URLRewrite",
-                  "ExtensionRef", "CORS"]
+    type: Literal[
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestMirror",
+        "RequestRedirect",
+        "URLRewrite",
+        "ExtensionRef",
+        "CORS",
+    ]
     request_header_modifier: HeaderModifier | None = None
     response_header_modifier: HeaderModifier | None = None
     request_mirror: RequestMirror | None = None
@@ -311,7 +363,7 @@ class RouteFilter(ApiModel):
     cors: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _config_matches_type(self) -> "RouteFilter":
+    def _config_matches_type(self) -> RouteFilter:
         for filter_type, field in FILTER_FIELDS.items():
             alias = RouteFilter.model_fields[field].alias
             if getattr(self, field) is not None and self.type != filter_type:
@@ -324,7 +376,9 @@ class RouteFilter(ApiModel):
 def _check_filter_list(filters: list[RouteFilter]) -> None:
     types = [f.type for f in filters]
     if "RequestRedirect" in types and "URLRewrite" in types:
-        raise ValueError("filters: May specify either httpRouteFilterRequestRedirect or httpRouteFilterRequestRewrite, but not both")
+        raise ValueError(
+            "filters: May specify either httpRouteFilterRequestRedirect or httpRouteFilterRequestRewrite, but not both"
+        )
     for once in ("CORS", "RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"):
         if types.count(once) > 1:
             raise ValueError(f"filters: {once} filter cannot be repeated")
@@ -335,7 +389,7 @@ class BackendRef(BackendObjectReference):
     filters: Annotated[list[RouteFilter], Field(max_length=16)] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _filters(self) -> "BackendRef":
+    def _filters(self) -> BackendRef:
         _check_filter_list(self.filters)
         return self
 
@@ -345,9 +399,13 @@ class RouteTimeouts(ApiModel):
     backend_request: Duration | None = None
 
     @model_validator(mode="after")
-    def _backend_within_request(self) -> "RouteTimeouts":
-        if self.request is not None and self.backend_request is not None and duration_seconds(self.request) != 0 \
-                and duration_seconds(self.backend_request) > duration_seconds(self.request):
+    def _backend_within_request(self) -> RouteTimeouts:
+        if (
+            self.request is not None
+            and self.backend_request is not None
+            and duration_seconds(self.request) != 0
+            and duration_seconds(self.backend_request) > duration_seconds(self.request)
+        ):
             raise ValueError("backendRequest timeout cannot be longer than request timeout")
         return self
 
@@ -370,15 +428,17 @@ class RouteRule(ApiModel):
     timeouts: RouteTimeouts | None = None
 
     @model_validator(mode="after")
-    def _rule_constraints(self) -> "RouteRule":
+    def _rule_constraints(self) -> RouteRule:
         _check_filter_list(self.filters)
         if self.backend_refs and any(f.type == "RequestRedirect" for f in self.filters):
             raise ValueError("RequestRedirect filter must not be used together with backendRefs")
         filters = self.filters + [f for backend in self.backend_refs for f in backend.filters]
         one_prefix_match = len(self.matches) == 1 and self.matches[0].path.type == "PathPrefix"
         if any(_replaces_prefix(f) for f in filters) and not one_prefix_match:
-            raise ValueError("When using a URLRewrite or RequestRedirect filter with path.replacePrefixMatch, "
-                             "exactly one PathPrefix match must be specified")
+            raise ValueError(
+                "When using a URLRewrite or RequestRedirect filter with path.replacePrefixMatch, "
+                "exactly one PathPrefix match must be specified"
+            )
         return self
 
 
@@ -392,20 +452,26 @@ class HTTPRouteSpec(ApiModel):
     rules: Annotated[list[RouteRule], Field(min_length=1, max_length=16)] = Field(default_factory=_default_rules)
 
     @model_validator(mode="after")
-    def _route_constraints(self) -> "HTTPRouteSpec":
+    def _route_constraints(self) -> HTTPRouteSpec:
         if sum(len(rule.matches) for rule in self.rules) > 128:
-            raise ValueError("While 16 rules and 64 matches per rule are allowed, the total number of matches across all rules in a route must be less than 128")
+            raise ValueError(
+                "While 16 rules and 64 matches per rule are allowed, the total number of matches across all rules in a route must be less than 128"
+            )
         names = [rule.name for rule in self.rules if rule.name]
         if len(names) != len(set(names)):
             raise ValueError("rules: Rule name must be unique within the route")
         parents = [((p.group, p.kind, p.name, p.namespace or ""), p.section_name or "") for p in self.parent_refs]
         for parent, section in parents:
             if any(other == parent and bool(other_section) != bool(section) for other, other_section in parents):
-                raise ValueError("parentRefs: sectionName must be specified when parentRefs includes 2 or more "
-                                 "references to the same parent")
+                raise ValueError(
+                    "parentRefs: sectionName must be specified when parentRefs includes 2 or more "
+                    "references to the same parent"
+                )
         if len(parents) != len(set(parents)):
-            raise ValueError("parentRefs: sectionName must be unique when parentRefs includes 2 or more references "
-                             "to the same parent")
+            raise ValueError(
+                "parentRefs: sectionName must be unique when parentRefs includes 2 or more references "
+                "to the same parent"
+            )
         return self
 
 
@@ -419,6 +485,7 @@ class HTTPRoute(KubeObject):
 
 
 # --- ReferenceGrant -----------------------------------------------------------------------------------------------
+
 
 class ReferenceGrantFrom(ApiModel):
     group: Group
@@ -444,9 +511,10 @@ class ReferenceGrant(KubeObject):
     kind: Literal["ReferenceGrant"] = "ReferenceGrant"
     spec: ReferenceGrantSpec
 
-    def permits(self, from_group: str, from_kind: str, from_namespace: str, to_group: str, to_kind: str,
-                to_name: str) -> bool:
+    def permits(
+        self, from_group: str, from_kind: str, from_namespace: str, to_group: str, to_kind: str, to_name: str
+    ) -> bool:
         """Whether this grant allows a `from_kind` in `from_namespace` to reference `to_kind/to_name` here."""
-        return any(f.group == from_group and f.kind == from_kind and f.namespace == from_namespace
-                   for f in self.spec.from_) and any(
-            t.group == to_group and t.kind == to_kind and t.name in (None, to_name) for t in self.spec.to)
+        return any(
+            f.group == from_group and f.kind == from_kind and f.namespace == from_namespace for f in self.spec.from_
+        ) and any(t.group == to_group and t.kind == to_kind and t.name in (None, to_name) for t in self.spec.to)

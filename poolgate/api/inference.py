@@ -8,8 +8,22 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from poolgate.api.base import (
-    GATEWAY_GROUP, INFERENCE_GROUP, ApiModel, Condition, Conditions, ControllerName, Group, Int32, KubeObject,
-    Kind, LabelValue, Namespace, ObjectName, PortNumber, cel_rules, list_type,
+    GATEWAY_GROUP,
+    INFERENCE_GROUP,
+    ApiModel,
+    Condition,
+    Conditions,
+    ControllerName,
+    Group,
+    Int32,
+    Kind,
+    KubeObject,
+    LabelValue,
+    Namespace,
+    ObjectName,
+    PortNumber,
+    cel_rules,
+    list_type,
 )
 
 # Pod annotations listing the target ports a pod actually serves (comma-separated, a subset of the pool's
@@ -24,14 +38,20 @@ class Port(ApiModel):
 
 
 class PoolSelector(ApiModel):
-    match_labels: Annotated[dict[Annotated[str, StringConstraints(min_length=1)], LabelValue],
-                            Field(min_length=1, max_length=64)]
+    match_labels: Annotated[
+        dict[Annotated[str, StringConstraints(min_length=1)], LabelValue], Field(min_length=1, max_length=64)
+    ]
 
 
 class EndpointPickerRef(ApiModel):
-    model_config = ConfigDict(json_schema_extra=cel_rules((
-        "self.kind != 'Service' || has(self.port)",
-        "port is required when kind is 'Service' or unspecified (defaults to 'Service')")))
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "self.kind != 'Service' || has(self.port)",
+                "port is required when kind is 'Service' or unspecified (defaults to 'Service')",
+            )
+        )
+    )
 
     group: Group = ""
     kind: Kind = "Service"
@@ -40,7 +60,7 @@ class EndpointPickerRef(ApiModel):
     failure_mode: Literal["FailOpen", "FailClose"] = "FailClose"
 
     @model_validator(mode="after")
-    def _port_for_service(self) -> "EndpointPickerRef":
+    def _port_for_service(self) -> EndpointPickerRef:
         if self.kind == "Service" and self.port is None:
             raise ValueError("port: port is required when kind is 'Service' or unspecified (defaults to 'Service')")
         return self
@@ -48,14 +68,22 @@ class EndpointPickerRef(ApiModel):
 
 class InferencePoolSpec(ApiModel):
     selector: PoolSelector
-    target_ports: Annotated[list[Port], Field(min_length=1, max_length=8, json_schema_extra={
-        **list_type("atomic"),
-        **cel_rules(("self.all(p1, self.exists_one(p2, p1.number==p2.number))", "port number must be unique"))})]
+    target_ports: Annotated[
+        list[Port],
+        Field(
+            min_length=1,
+            max_length=8,
+            json_schema_extra={
+                **list_type("atomic"),
+                **cel_rules(("self.all(p1, self.exists_one(p2, p1.number==p2.number))", "port number must be unique")),
+            },
+        ),
+    ]
     app_protocol: Literal["http", "kubernetes.io/h2c"] = "http"
     endpoint_picker_ref: EndpointPickerRef | None = None
 
     @model_validator(mode="after")
-    def _unique_ports(self) -> "InferencePoolSpec":
+    def _unique_ports(self) -> InferencePoolSpec:
         numbers = [p.number for p in self.target_ports]
         if len(numbers) != len(set(numbers)):
             raise ValueError("targetPorts: port number must be unique")
@@ -76,8 +104,9 @@ class PoolParentStatus(ApiModel):
 
 
 class InferencePoolStatus(ApiModel):
-    parents: Annotated[list[PoolParentStatus], Field(max_length=32, json_schema_extra=list_type("atomic"))] = \
-        Field(default_factory=list)
+    parents: Annotated[list[PoolParentStatus], Field(max_length=32, json_schema_extra=list_type("atomic"))] = Field(
+        default_factory=list
+    )
 
 
 class InferencePool(KubeObject):
@@ -102,8 +131,13 @@ class InferenceObjectiveSpec(ApiModel):
 
 def pending(condition_type: str) -> Condition:
     """The condition the API server gives a new InferenceObjective / InferenceModelRewrite until a controller acts."""
-    return Condition(type=condition_type, status="Unknown", reason="Pending", message="Waiting for controller",
-                     last_transition_time="1970-01-01T00:00:00Z")
+    return Condition(
+        type=condition_type,
+        status="Unknown",
+        reason="Pending",
+        message="Waiting for controller",
+        last_transition_time="1970-01-01T00:00:00Z",
+    )
 
 
 class InferenceObjectiveStatus(ApiModel):
@@ -138,7 +172,7 @@ class RewriteRule(ApiModel):
     targets: Annotated[list[RewriteTarget], Field(min_length=1)]
 
     @model_validator(mode="after")
-    def _weights_all_or_none(self) -> "RewriteRule":
+    def _weights_all_or_none(self) -> RewriteRule:
         weighted = [t.weight is not None for t in self.targets]
         if any(weighted) and not all(weighted):
             raise ValueError("targets: weight must be set on all targets or on none")

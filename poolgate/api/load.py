@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 from pydantic import ValidationError
 
 from poolgate.api.base import KubeObject
 from poolgate.api.core import Deployment, Namespace, Pod, Service
-from poolgate.api.gateway import GatewayClass, Gateway, HTTPRoute, ReferenceGrant
+from poolgate.api.gateway import Gateway, GatewayClass, HTTPRoute, ReferenceGrant
 from poolgate.api.inference import InferenceModelRewrite, InferenceObjective, InferencePool
 
 # kind -> (model, apiVersions it is served under)
@@ -36,9 +36,9 @@ KINDS: dict[str, tuple[type[KubeObject], tuple[str, ...]]] = {
 class Problem:
     """One thing wrong with one input object: where it is, which field, and what is wrong."""
 
-    source: str      # e.g. "examples/quickstart.yaml#3" or "Metacontroller request"
-    object: str      # e.g. "HTTPRoute default/llm-route"
-    field: str       # e.g. "spec.rules[0].backendRefs[1].weight" ("" when the whole object is at fault)
+    source: str  # e.g. "examples/quickstart.yaml#3" or "Metacontroller request"
+    object: str  # e.g. "HTTPRoute default/llm-route"
+    field: str  # e.g. "spec.rules[0].backendRefs[1].weight" ("" when the whole object is at fault)
     message: str
 
     def __str__(self) -> str:
@@ -82,7 +82,9 @@ def parse_object(raw: object, source: str = "input") -> KubeObject | None:
     """Validate one raw object. Returns the typed object, None for kinds poolgate does not read, or raises
     InvalidObjects naming the field at fault."""
     if not isinstance(raw, dict):
-        raise InvalidObjects([Problem(source, "<document>", "", f"expected a mapping (a Kubernetes object), got {type(raw).__name__}")])
+        raise InvalidObjects(
+            [Problem(source, "<document>", "", f"expected a mapping (a Kubernetes object), got {type(raw).__name__}")]
+        )
     kind = raw.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         return None
@@ -92,15 +94,25 @@ def parse_object(raw: object, source: str = "input") -> KubeObject | None:
         hint = ""
         if kind == "InferencePool" and isinstance(api_version, str) and "x-k8s.io" in api_version:
             hint = " (the v1alpha2 InferencePool is no longer served since GIE v1.5)"
-        raise InvalidObjects([Problem(source, describe(raw), "apiVersion",
-                                      f"{kind} is served as {' or '.join(versions)}, not {api_version!r}{hint}")])
+        raise InvalidObjects(
+            [
+                Problem(
+                    source,
+                    describe(raw),
+                    "apiVersion",
+                    f"{kind} is served as {' or '.join(versions)}, not {api_version!r}{hint}",
+                )
+            ]
+        )
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        raise InvalidObjects([
-            Problem(source, describe(raw), field_path(e["loc"]), e["msg"].removeprefix("Value error, "))
-            for e in error.errors(include_url=False)
-        ]) from None
+        raise InvalidObjects(
+            [
+                Problem(source, describe(raw), field_path(e["loc"]), e["msg"].removeprefix("Value error, "))
+                for e in error.errors(include_url=False)
+            ]
+        ) from None
 
 
 @contextmanager
@@ -148,7 +160,9 @@ def read_documents(path: str | Path) -> list[tuple[str, object]]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise InvalidObjects([Problem(str(path), "<file>", "", f"invalid YAML: {where}{getattr(error, 'problem', None) or error}")]) from None
+        raise InvalidObjects(
+            [Problem(str(path), "<file>", "", f"invalid YAML: {where}{getattr(error, 'problem', None) or error}")]
+        ) from None
     out: list[tuple[str, object]] = []
     for index, document in enumerate(documents, start=1):
         if document is None:

@@ -26,29 +26,77 @@ def synthetic_objects(case: Case) -> list[dict]:
     `pods` ready pods are spread evenly, as raw Kubernetes objects."""
     gw = "gateway.networking.k8s.io/v1"
     out: list[dict] = [
-        {"apiVersion": gw, "kind": "GatewayClass", "metadata": {"name": "poolgate"},
-         "spec": {"controllerName": "poolgate.dev/gateway-controller"}},
-        {"apiVersion": gw, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "default"},
-         "spec": {"gatewayClassName": "poolgate", "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}},
+        {
+            "apiVersion": gw,
+            "kind": "GatewayClass",
+            "metadata": {"name": "poolgate"},
+            "spec": {"controllerName": "poolgate.dev/gateway-controller"},
+        },
+        {
+            "apiVersion": gw,
+            "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "default"},
+            "spec": {"gatewayClassName": "poolgate", "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]},
+        },
     ]
     for p in range(case.pools):
-        out.append({"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
-                    "metadata": {"name": f"pool-{p}", "namespace": "default"},
-                    "spec": {"selector": {"matchLabels": {"app": f"pool-{p}"}}, "targetPorts": [{"number": 8000}],
-                             "endpointPickerRef": {"name": f"epp-{p}", "port": {"number": 9002}}}})
-        out.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"epp-{p}", "namespace": "default"},
-                    "spec": {"clusterIP": f"10.96.{p // 250}.{p % 250 + 1}", "ports": [{"port": 9002}]}})
+        out.append(
+            {
+                "apiVersion": "inference.networking.k8s.io/v1",
+                "kind": "InferencePool",
+                "metadata": {"name": f"pool-{p}", "namespace": "default"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": f"pool-{p}"}},
+                    "targetPorts": [{"number": 8000}],
+                    "endpointPickerRef": {"name": f"epp-{p}", "port": {"number": 9002}},
+                },
+            }
+        )
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"epp-{p}", "namespace": "default"},
+                "spec": {"clusterIP": f"10.96.{p // 250}.{p % 250 + 1}", "ports": [{"port": 9002}]},
+            }
+        )
     for i in range(case.pods):
-        out.append({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": f"pod-{i}", "namespace": "default", "labels": {"app": f"pool-{i % case.pools}"}},
-                    "status": {"phase": "Running", "podIP": f"10.{1 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}",
-                               "conditions": [{"type": "Ready", "status": "True"}]}})
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"pod-{i}", "namespace": "default", "labels": {"app": f"pool-{i % case.pools}"}},
+                "status": {
+                    "phase": "Running",
+                    "podIP": f"10.{1 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}",
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                },
+            }
+        )
     for r in range(case.routes):
-        out.append({"apiVersion": gw, "kind": "HTTPRoute", "metadata": {"name": f"route-{r}", "namespace": "default"},
-                    "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [f"team-{r}.example.com"],
-                             "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
-                                        "backendRefs": [{"group": "inference.networking.k8s.io", "kind": "InferencePool",
-                                                         "name": f"pool-{r % case.pools}"}]}]}})
+        out.append(
+            {
+                "apiVersion": gw,
+                "kind": "HTTPRoute",
+                "metadata": {"name": f"route-{r}", "namespace": "default"},
+                "spec": {
+                    "parentRefs": [{"name": "gw"}],
+                    "hostnames": [f"team-{r}.example.com"],
+                    "rules": [
+                        {
+                            "matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
+                            "backendRefs": [
+                                {
+                                    "group": "inference.networking.k8s.io",
+                                    "kind": "InferencePool",
+                                    "name": f"pool-{r % case.pools}",
+                                }
+                            ],
+                        }
+                    ],
+                },
+            }
+        )
     return out
 
 
@@ -79,8 +127,13 @@ def gateway_sync_request(raws: list[dict]) -> dict:
         meta = raw["metadata"]
         key = f"{meta['namespace']}/{meta['name']}" if "namespace" in meta else meta["name"]
         related.setdefault(f"{raw['kind']}.{raw['apiVersion']}", {})[key] = raw
-    return {"controller": {"metadata": {"name": "poolgate-gateways"}}, "object": gateway, "attachments": {},
-            "related": related, "finalizing": False}
+    return {
+        "controller": {"metadata": {"name": "poolgate-gateways"}},
+        "object": gateway,
+        "attachments": {},
+        "related": related,
+        "finalizing": False,
+    }
 
 
 def _hook_seconds(raws: list[dict]) -> float:
@@ -107,16 +160,28 @@ def measure(case: Case, repeats: int = 3) -> dict:
     _stages(raws)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return {"routes": case.routes, "pools": case.pools, "pods": case.pods, "objects": len(raws),
-            "parse_s": round(parse_s, 4), "translate_s": round(translate_s, 4), "status_s": round(status_s, 4),
-            "total_s": round(parse_s + translate_s + status_s, 4), "gateway_hook_s": round(hook_s, 4),
-            "peak_mb": round(peak / 2**20, 1)}
+    return {
+        "routes": case.routes,
+        "pools": case.pools,
+        "pods": case.pods,
+        "objects": len(raws),
+        "parse_s": round(parse_s, 4),
+        "translate_s": round(translate_s, 4),
+        "status_s": round(status_s, 4),
+        "total_s": round(parse_s + translate_s + status_s, 4),
+        "gateway_hook_s": round(hook_s, 4),
+        "peak_mb": round(peak / 2**20, 1),
+    }
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
-    parser.add_argument("--plot", metavar="PNG", default="bench-results/control-plane.png",
-                        help="growth curve of the stage times (default: %(default)s)")
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        default="bench-results/control-plane.png",
+        help="growth curve of the stage times (default: %(default)s)",
+    )
     parser.add_argument("--quick", action="store_true", help="only the three smallest cases")
     parser.set_defaults(run=run)
 
@@ -134,9 +199,22 @@ def run(args: argparse.Namespace) -> int:
         for case in cases:
             rows.append(measure(case))
             progress.advance(task)
-    print_table("control plane: objects -> Envoy configuration + status",
-                rows, ["routes", "pools", "pods", "objects", "parse_s", "translate_s", "status_s", "total_s",
-                       "gateway_hook_s", "peak_mb"])
+    print_table(
+        "control plane: objects -> Envoy configuration + status",
+        rows,
+        [
+            "routes",
+            "pools",
+            "pods",
+            "objects",
+            "parse_s",
+            "translate_s",
+            "status_s",
+            "total_s",
+            "gateway_hook_s",
+            "peak_mb",
+        ],
+    )
     if args.plot:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")

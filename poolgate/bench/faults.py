@@ -24,14 +24,14 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
-STEER = "test-epp-endpoint-selection"          # the conformance steering header (pickers run with it enabled)
-GENERATION = "x-config-generation"             # response header that tells which edit of the objects served
+STEER = "test-epp-endpoint-selection"  # the conformance steering header (pickers run with it enabled)
+GENERATION = "x-config-generation"  # response header that tells which edit of the objects served
 GW_API = "gateway.networking.k8s.io/v1"
 POOL_API = "inference.networking.k8s.io/v1"
 Progress = Callable[[str], None]
@@ -43,49 +43,106 @@ def _quiet(message: str) -> None:
 
 # --- objects ------------------------------------------------------------------------------------------------------
 
+
 def pool_ref(name: str) -> dict:
     return {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": name}
 
 
 def gateway_objects(rules: list[dict], port: int = 0) -> list[dict]:
     """A GatewayClass of poolgate, Gateway `gw` with one HTTP listener (port 0: a free one) and HTTPRoute `route`."""
-    return [{"apiVersion": GW_API, "kind": "GatewayClass", "metadata": {"name": "poolgate"},
-             "spec": {"controllerName": "poolgate.dev/gateway-controller"}},
-            {"apiVersion": GW_API, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "default"},
-             "spec": {"gatewayClassName": "poolgate",
-                      "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}},
-            {"apiVersion": GW_API, "kind": "HTTPRoute", "metadata": {"name": "route", "namespace": "default"},
-             "spec": {"parentRefs": [{"name": "gw"}], "rules": rules}}]
+    return [
+        {
+            "apiVersion": GW_API,
+            "kind": "GatewayClass",
+            "metadata": {"name": "poolgate"},
+            "spec": {"controllerName": "poolgate.dev/gateway-controller"},
+        },
+        {
+            "apiVersion": GW_API,
+            "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "default"},
+            "spec": {"gatewayClassName": "poolgate", "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]},
+        },
+        {
+            "apiVersion": GW_API,
+            "kind": "HTTPRoute",
+            "metadata": {"name": "route", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": rules},
+        },
+    ]
 
 
 def pool_objects(name: str = "pool", picker: str = "epp", failure_mode: str = "FailClose") -> list[dict]:
     """InferencePool `name` (pods labelled app=<name>, port 8000) and its picker Service."""
-    return [{"apiVersion": POOL_API, "kind": "InferencePool", "metadata": {"name": name, "namespace": "default"},
-             "spec": {"selector": {"matchLabels": {"app": name}}, "targetPorts": [{"number": 8000}],
-                      "endpointPickerRef": {"name": picker, "port": {"number": 9002}, "failureMode": failure_mode}}},
-            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": picker, "namespace": "default"},
-             "spec": {"ports": [{"port": 9002}]}}]
+    return [
+        {
+            "apiVersion": POOL_API,
+            "kind": "InferencePool",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "targetPorts": [{"number": 8000}],
+                "endpointPickerRef": {"name": picker, "port": {"number": 9002}, "failureMode": failure_mode},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": picker, "namespace": "default"},
+            "spec": {"ports": [{"port": 9002}]},
+        },
+    ]
 
 
 def sim_deployment(name: str, app: str, replicas: int, args: tuple[str, ...] = ("--no-latency",)) -> dict:
     """`replicas` simulated pods labelled app=<app> serving MODEL on port 8000."""
     labels = {"app": app, "deployment": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
-                         "name": "model-server", "image": "ghcr.io/poolgate/poolgate:test",
-                         "args": ["sim", "--model", MODEL, *args], "ports": [{"containerPort": 8000}]}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "model-server",
+                            "image": "ghcr.io/poolgate/poolgate:test",
+                            "args": ["sim", "--model", MODEL, *args],
+                            "ports": [{"containerPort": 8000}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
 
 
 def picker_fault_objects() -> list[dict]:
     """Two pools behind one Gateway: /open/... -> FailOpen pool `open`, /v1/... -> FailClose pool `closed`."""
-    rules = [{"matches": [{"path": {"value": "/open"}}], "backendRefs": [pool_ref("open")],
-              "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch",
-                                                                         "replacePrefixMatch": "/v1"}}}]},
-             {"matches": [{"path": {"value": "/v1"}}], "backendRefs": [pool_ref("closed")]}]
-    return [*gateway_objects(rules), *pool_objects("open", "epp-open", "FailOpen"),
-            *pool_objects("closed", "epp-closed", "FailClose"),
-            sim_deployment("open", "open", 2), sim_deployment("closed", "closed", 2)]
+    rules = [
+        {
+            "matches": [{"path": {"value": "/open"}}],
+            "backendRefs": [pool_ref("open")],
+            "filters": [
+                {
+                    "type": "URLRewrite",
+                    "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}},
+                }
+            ],
+        },
+        {"matches": [{"path": {"value": "/v1"}}], "backendRefs": [pool_ref("closed")]},
+    ]
+    return [
+        *gateway_objects(rules),
+        *pool_objects("open", "epp-open", "FailOpen"),
+        *pool_objects("closed", "epp-closed", "FailClose"),
+        sim_deployment("open", "open", 2),
+        sim_deployment("closed", "closed", 2),
+    ]
 
 
 # Pods that take ~20 ms per 4-token answer, so requests are in flight when a pod dies.
@@ -93,22 +150,36 @@ TIMED_SIM = ("--decode-ms", "4", "--prefill-overhead-ms", "2", "--prefill-ms-per
 
 
 def model_server_objects(replicas: int = 3) -> list[dict]:
-    return [*gateway_objects([{"backendRefs": [pool_ref("pool")]}]), *pool_objects(),
-            sim_deployment("pool", "pool", replicas, TIMED_SIM)]
+    return [
+        *gateway_objects([{"backendRefs": [pool_ref("pool")]}]),
+        *pool_objects(),
+        sim_deployment("pool", "pool", replicas, TIMED_SIM),
+    ]
 
 
 def metrics_fault_objects() -> list[dict]:
     """Pool `pool` of two healthy pods (`good-0`, `good-1`) and one (`flaky-0`) whose /metrics can be broken."""
-    return [*gateway_objects([{"backendRefs": [pool_ref("pool")]}]), *pool_objects(),
-            sim_deployment("good", "pool", 2), sim_deployment("flaky", "pool", 1, ("--no-latency", "--metrics-fault",
-                                                                                "none"))]
+    return [
+        *gateway_objects([{"backendRefs": [pool_ref("pool")]}]),
+        *pool_objects(),
+        sim_deployment("good", "pool", 2),
+        sim_deployment("flaky", "pool", 1, ("--no-latency", "--metrics-fault", "none")),
+    ]
 
 
 def storm_objects(generation: int, port: int) -> list[dict]:
     """One pool whose route stamps every response with `x-config-generation: <generation>`."""
-    rules = [{"backendRefs": [pool_ref("pool")], "filters": [{"type": "ResponseHeaderModifier",
-                                                              "responseHeaderModifier": {"set": [
-                                                                  {"name": GENERATION, "value": str(generation)}]}}]}]
+    rules = [
+        {
+            "backendRefs": [pool_ref("pool")],
+            "filters": [
+                {
+                    "type": "ResponseHeaderModifier",
+                    "responseHeaderModifier": {"set": [{"name": GENERATION, "value": str(generation)}]},
+                }
+            ],
+        }
+    ]
     return [*gateway_objects(rules, port), *pool_objects(), sim_deployment("pool", "pool", 2)]
 
 
@@ -123,9 +194,11 @@ def chat(max_tokens: int = 4, stream: bool = False, content: str = "hello") -> d
 
 # --- a stack for the benchmark (the tests use e2e's start_stack fixture) --------------------------------------------
 
+
 @contextmanager
-def local_stack(objects: list[dict], work_dir: Path, block: int,
-                picker_args: tuple[str, ...] = ("--enable-conformance-steering",)) -> Iterator:
+def local_stack(
+    objects: list[dict], work_dir: Path, block: int, picker_args: tuple[str, ...] = ("--enable-conformance-steering",)
+) -> Iterator:
     """Start a Stack from raw objects in loopback block `block` (Gateway port 0 -> a free port); stop it after."""
     import yaml
 
@@ -139,8 +212,15 @@ def local_stack(objects: list[dict], work_dir: Path, block: int,
                 item["port"] = item["port"] or free_port(listener)
     path = work_dir / f"objects-{block}.yaml"
     path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
-    stack = Stack([path], StackOptions(state_dir=work_dir / f"state-{block}", listener_address=listener,
-                                       address_block=block, picker_args=picker_args))
+    stack = Stack(
+        [path],
+        StackOptions(
+            state_dir=work_dir / f"state-{block}",
+            listener_address=listener,
+            address_block=block,
+            picker_args=picker_args,
+        ),
+    )
     with stack:
         yield stack
 
@@ -162,6 +242,7 @@ def picker_address(stack, service: str) -> str:
 
 # --- results ------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Result:
     """A scenario's row, every request's outcome and what else was measured (the tests assert on all three)."""
@@ -175,9 +256,17 @@ def _row(scenario: str, outcomes: list, lost: int, recovered: bool | None, **ext
     from poolgate.bench.loadgen import summarize
 
     summary = summarize(outcomes)
-    row = {"scenario": scenario, "requests": summary["requests"], "ok": summary["ok"], "failed": summary["failed"],
-           "lost": lost, "p99_ms": summary["p99_ms"], "recovered": recovered, **extra}
-    if lost:    # what the first failures looked like (when, answer, error), to tell a loss from an expected failure
+    row = {
+        "scenario": scenario,
+        "requests": summary["requests"],
+        "ok": summary["ok"],
+        "failed": summary["failed"],
+        "lost": lost,
+        "p99_ms": summary["p99_ms"],
+        "recovered": recovered,
+        **extra,
+    }
+    if lost:  # what the first failures looked like (when, answer, error), to tell a loss from an expected failure
         row["failures"] = [f"t={o.started:.2f}s status={o.status} {o.error}".strip() for o in outcomes if not o.ok][:5]
     return row
 
@@ -198,16 +287,21 @@ def _restart(stack, names: list[str]) -> None:
 
 # --- scenarios ----------------------------------------------------------------------------------------------------
 
+
 def picker_killed(stack, seconds: float = 30.0, rate: float = 40.0, progress: Progress = _quiet) -> list[Result]:
     """Both pickers of `picker_fault_objects` are SIGKILLed at 30% of the run and restarted at 60%, under load on
     both pools. Rows for the FailOpen and the FailClose pool."""
     from poolgate.bench.loadgen import Load
 
     url = gateway_url(stack)
-    kinds = {"failopen": ("open", f"{url}/open/chat/completions", "picker/default/epp-open"),
-             "failclose": ("closed", f"{url}/v1/chat/completions", "picker/default/epp-closed")}
-    loads = {kind: Load(target, rate, lambda i: chat(content=f"request {i}"), timeout=5.0)
-             for kind, (_, target, _) in kinds.items()}
+    kinds = {
+        "failopen": ("open", f"{url}/open/chat/completions", "picker/default/epp-open"),
+        "failclose": ("closed", f"{url}/v1/chat/completions", "picker/default/epp-closed"),
+    }
+    loads = {
+        kind: Load(target, rate, lambda i: chat(content=f"request {i}"), timeout=5.0)
+        for kind, (_, target, _) in kinds.items()
+    }
     for load in loads.values():
         load.start()
     clock = next(iter(loads.values()))
@@ -224,10 +318,10 @@ def picker_killed(stack, seconds: float = 30.0, rate: float = 40.0, progress: Pr
     results = []
     for kind, load in loads.items():
         outcomes = sorted(load.stop(), key=lambda o: o.started)
-        offset = load.t0 - clock.t0            # both loads' outcomes on the first load's clock
+        offset = load.t0 - clock.t0  # both loads' outcomes on the first load's clock
         outcomes = [replace(o, started=o.started + offset) for o in outcomes]
         members = set(endpoints(stack, kinds[kind][0]))
-        recovery = _first(outcomes, heal_at, lambda o: o.ok and o.picked in members)
+        recovery = _first(outcomes, heal_at, lambda o, members=members: o.ok and o.picked in members)
         recovered_at = heal_at + recovery if recovery is not None else float("inf")
         tail = [o for o in outcomes if o.started >= recovered_at]
         recovered = recovery is not None and bool(tail) and all(o.ok and o.picked for o in tail)
@@ -239,22 +333,44 @@ def picker_killed(stack, seconds: float = 30.0, rate: float = 40.0, progress: Pr
             # the promise: a fast 5xx while the picker is away; a response on its way when the picker died is cut
             # (FailClose fails the whole exchange, its response path included: Envoy resets the stream) and ends
             # with an error within Envoy's delayed close, never hangs
-            def refused_fast(o) -> bool:
-                return kill_at - 0.5 <= o.started < recovered_at and 500 <= o.status < 600 and not o.error \
+            def refused_fast(o, recovered_at=recovered_at) -> bool:
+                return (
+                    kill_at - 0.5 <= o.started < recovered_at
+                    and 500 <= o.status < 600
+                    and not o.error
                     and o.elapsed < 1.0
+                )
 
             def cut_by_kill(o) -> bool:
-                return 200 <= o.status < 300 and o.error not in ("", "timeout") and o.started < kill_at + 0.5 \
+                return (
+                    200 <= o.status < 300
+                    and o.error not in ("", "timeout")
+                    and o.started < kill_at + 0.5
                     and kill_at <= o.ended < kill_at + 2.0
+                )
 
             lost = sum(not (o.ok or refused_fast(o) or cut_by_kill(o)) for o in outcomes)
             refused = [o for o in outcomes if o.status >= 500 and o.ended >= kill_at]
-            facts = {"first_5xx_after_kill_s": round(min(o.ended for o in refused) - kill_at, 3) if refused else None,
-                     "slowest_5xx_ms": round(max(o.elapsed for o in refused) * 1000, 1) if refused else None,
-                     "cut_by_kill": sum(cut_by_kill(o) for o in outcomes)}
-        results.append(Result(_row(f"picker-killed-{kind}", outcomes, lost, recovered, recovery_s=recovery,
-                                   hung=sum(o.error == "timeout" for o in outcomes), **facts), outcomes,
-                              {**facts, "kill_at": kill_at, "heal_at": heal_at, "recovery_s": recovery}))
+            facts = {
+                "first_5xx_after_kill_s": round(min(o.ended for o in refused) - kill_at, 3) if refused else None,
+                "slowest_5xx_ms": round(max(o.elapsed for o in refused) * 1000, 1) if refused else None,
+                "cut_by_kill": sum(cut_by_kill(o) for o in outcomes),
+            }
+        results.append(
+            Result(
+                _row(
+                    f"picker-killed-{kind}",
+                    outcomes,
+                    lost,
+                    recovered,
+                    recovery_s=recovery,
+                    hung=sum(o.error == "timeout" for o in outcomes),
+                    **facts,
+                ),
+                outcomes,
+                {**facts, "kill_at": kill_at, "heal_at": heal_at, "recovery_s": recovery},
+            )
+        )
     return results
 
 
@@ -269,8 +385,14 @@ def model_server_killed(stack, seconds: float = 30.0, rate: float = 40.0, progre
     victim, child = members[0], "pod/default/pool-0"
     load = Load(url, rate, lambda i: chat(max_tokens=16, content=f"request {i}"), timeout=10.0).start()
     time.sleep(seconds * 0.3 - 0.5)
-    streams = Load(url, 50, lambda i: chat(max_tokens=500, stream=True), headers=lambda i: {STEER: members[i]},
-                   timeout=20.0, limit=len(members)).start()
+    streams = Load(
+        url,
+        50,
+        lambda i: chat(max_tokens=500, stream=True),
+        headers=lambda i: {STEER: members[i]},
+        timeout=20.0,
+        limit=len(members),
+    ).start()
     time.sleep(0.5)
     progress(f"model-server-killed: killing {victim}")
     kill_at = load.now()
@@ -287,23 +409,42 @@ def model_server_killed(stack, seconds: float = 30.0, rate: float = 40.0, progre
     returned = _first(outcomes, heal_at, lambda o: o.ok and o.served_by == victim)
     tail_from = heal_at + (returned if returned is not None else 0)
     broken = [o for o in stream_outcomes if not o.ok]
-    facts = {"victim": victim, "kill_at": kill_at, "heal_at": heal_at,
-             "picked_after_death_s": round(max(picked_dead) - kill_at, 3) if picked_dead else 0.0,
-             "retried": sum(o.ok and o.picked == victim and o.served_by != victim for o in outcomes),
-             "returned_after_s": returned,
-             "streams": [(o.served_by, o.status, o.error, round(o.ended - stream_kill, 3)) for o in stream_outcomes]}
+    facts = {
+        "victim": victim,
+        "kill_at": kill_at,
+        "heal_at": heal_at,
+        "picked_after_death_s": round(max(picked_dead) - kill_at, 3) if picked_dead else 0.0,
+        "retried": sum(o.ok and o.picked == victim and o.served_by != victim for o in outcomes),
+        "returned_after_s": returned,
+        "streams": [(o.served_by, o.status, o.error, round(o.ended - stream_kill, 3)) for o in stream_outcomes],
+    }
     # the victim's stream breaks off soon after the kill (an error, not a hang); the others complete
-    streams_clean = (len(stream_outcomes) == len(members) and len(broken) == 1
-                     and broken[0].error != "timeout" and broken[0].ended - stream_kill < 3.0)
+    streams_clean = (
+        len(stream_outcomes) == len(members)
+        and len(broken) == 1
+        and broken[0].error != "timeout"
+        and broken[0].ended - stream_kill < 3.0
+    )
     # Envoy's count of retries refused by the cluster's circuit breaker (each one a request lost)
     overflow = stack.envoy_stats(r"^cluster\.poolgate/pool/.*\.upstream_rq_retry_overflow$")
     facts["retry_overflow"] = sum(overflow.values())
     lost = sum(not o.ok for o in outcomes)
     recovered = returned is not None and all(o.ok for o in outcomes if o.started >= tail_from)
-    return Result(_row("model-server-killed", outcomes, lost, recovered, recovery_s=returned,
-                       retried=facts["retried"], retry_overflow=facts["retry_overflow"],
-                       dead_picked_for_s=facts["picked_after_death_s"], streams_failed_cleanly=streams_clean),
-                  outcomes, facts)
+    return Result(
+        _row(
+            "model-server-killed",
+            outcomes,
+            lost,
+            recovered,
+            recovery_s=returned,
+            retried=facts["retried"],
+            retry_overflow=facts["retry_overflow"],
+            dead_picked_for_s=facts["picked_after_death_s"],
+            streams_failed_cleanly=streams_clean,
+        ),
+        outcomes,
+        facts,
+    )
 
 
 def _fault(address: str, mode: str | None = None) -> dict:
@@ -336,8 +477,9 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def metrics_fault(stack, mode: str = "garbage", seconds: float = 30.0, rate: float = 40.0,
-                  progress: Progress = _quiet) -> Result:
+def metrics_fault(
+    stack, mode: str = "garbage", seconds: float = 30.0, rate: float = 40.0, progress: Progress = _quiet
+) -> Result:
     """The flaky pod of `metrics_fault_objects` has its /metrics broken (`garbage` or `hang`) from 30% to 60% of
     the run."""
     from poolgate.bench.loadgen import Load
@@ -346,8 +488,9 @@ def metrics_fault(stack, mode: str = "garbage", seconds: float = 30.0, rate: flo
     flaky = next(e for e in endpoints(stack, "pool") if e.startswith(_pod_ip(stack, "flaky-0")))
     picker = picker_address(stack, "epp")
     reason = {"garbage": "invalid_metrics", "hang": "timeout"}[mode]
-    errors_before = metric_value(picker_metrics(picker), "inference_extension_metrics_scrape_errors_total",
-                                 reason=reason)
+    errors_before = metric_value(
+        picker_metrics(picker), "inference_extension_metrics_scrape_errors_total", reason=reason
+    )
     load = Load(url, rate, lambda i: chat(content=f"request {i}"), timeout=10.0).start()
     time.sleep(seconds * 0.3)
     progress(f"metrics-{mode}: breaking /metrics of {flaky}")
@@ -364,25 +507,46 @@ def metrics_fault(stack, mode: str = "garbage", seconds: float = 30.0, rate: flo
     window = [o for o in outcomes if fault_at + 1.5 <= o.started < heal_at]
     returned = _first(outcomes, heal_at, lambda o: o.ok and o.served_by == flaky)
     log = stack.supervisor.children["picker/default/epp"].output()
-    facts = {"flaky": flaky, "scrapes": state["scrapes"], "max_scrapes_in_flight": state["max_in_flight"],
-             "scrape_errors": metric_value(during, "inference_extension_metrics_scrape_errors_total", reason=reason)
-             - errors_before,
-             "metrics_age_s": metric_value(during, "poolgate_pool_endpoint_metrics_age_seconds", endpoint=flaky),
-             "logged": bool(re.search(rf'"metrics scrape failing[^\n]*"{re.escape(flaky)}"', log)),
-             "flaky_share": round(sum(o.served_by == flaky for o in window) / len(window), 3) if window else None,
-             "returned_after_s": returned}
+    facts = {
+        "flaky": flaky,
+        "scrapes": state["scrapes"],
+        "max_scrapes_in_flight": state["max_in_flight"],
+        "scrape_errors": metric_value(during, "inference_extension_metrics_scrape_errors_total", reason=reason)
+        - errors_before,
+        "metrics_age_s": metric_value(during, "poolgate_pool_endpoint_metrics_age_seconds", endpoint=flaky),
+        "logged": bool(re.search(rf'"metrics scrape failing[^\n]*"{re.escape(flaky)}"', log)),
+        "flaky_share": round(sum(o.served_by == flaky for o in window) / len(window), 3) if window else None,
+        "returned_after_s": returned,
+    }
     lost = sum(not o.ok for o in outcomes)
-    return Result(_row(f"metrics-{mode}", outcomes, lost, returned is not None, recovery_s=returned,
-                       max_scrapes_in_flight=state["max_in_flight"], flaky_share=facts["flaky_share"]),
-                  outcomes, facts)
+    return Result(
+        _row(
+            f"metrics-{mode}",
+            outcomes,
+            lost,
+            returned is not None,
+            recovery_s=returned,
+            max_scrapes_in_flight=state["max_in_flight"],
+            flaky_share=facts["flaky_share"],
+        ),
+        outcomes,
+        facts,
+    )
 
 
 def _pod_ip(stack, pod: str) -> str:
     return next(p.ip for p in stack.status.plan.sim_pods if p.name == pod)
 
 
-def config_storm(url: str, apply_edit: Callable[[int], None], edits: int = 100, rate: float = 40.0,
-                 scenario: str = "config-storm", settle: float = 15.0, progress: Progress = _quiet) -> Result:
+def config_storm(
+    url: str,
+    apply_edit: Callable[[int], None],
+    edits: int = 100,
+    rate: float = 40.0,
+    scenario: str = "config-storm",
+    settle: float = 15.0,
+    progress: Progress = _quiet,
+) -> Result:
     """`apply_edit(n)` for n = 1..edits as fast as it returns, under load on `url`; then wait (at most `settle`
     seconds) until a request on a new connection carries `x-config-generation: <edits>` (Envoy's configuration is
     the last edit). Requests on the load's kept-alive connections see the new routes once Envoy has drained the
@@ -405,26 +569,45 @@ def config_storm(url: str, apply_edit: Callable[[int], None], edits: int = 100, 
     deadline = time.monotonic() + settle
     converged = None
     while time.monotonic() < deadline:
-        with httpx.Client(timeout=5) as fresh:          # a new connection: what Envoy serves now
+        with httpx.Client(timeout=5) as fresh:  # a new connection: what Envoy serves now
             if fresh.post(target, json=chat()).headers.get(GENERATION) == str(edits):
                 converged = round(load.now() - storm_end, 3)
                 break
         time.sleep(0.05)
-    while time.monotonic() < deadline and not any(   # the kept-alive connections too, once drained
-            o.started >= storm_end and o.headers.get(GENERATION) == str(edits) for o in list(load.outcomes)):
+    while time.monotonic() < deadline and not any(  # the kept-alive connections too, once drained
+        o.started >= storm_end and o.headers.get(GENERATION) == str(edits) for o in list(load.outcomes)
+    ):
         time.sleep(0.1)
     time.sleep(0.5)
     outcomes = load.stop()
     final = [o.started for o in outcomes if o.started >= storm_end and o.headers.get(GENERATION) == str(edits)]
-    stale = [o.started for o in outcomes if o.started >= storm_end and o.headers.get(GENERATION) != str(edits)
-             and (not final or o.started < max(final))]
-    facts = {"storm_s": round(storm_s, 2), "edits_per_s": round(edits / storm_s, 1), "converged_after_s": converged,
-             "keepalive_converged_s": (round(max(stale) - storm_end, 3) if stale else 0.0) if final else None,
-             "generations_seen": len({o.headers.get(GENERATION) for o in outcomes} - {None})}
+    stale = [
+        o.started
+        for o in outcomes
+        if o.started >= storm_end and o.headers.get(GENERATION) != str(edits) and (not final or o.started < max(final))
+    ]
+    facts = {
+        "storm_s": round(storm_s, 2),
+        "edits_per_s": round(edits / storm_s, 1),
+        "converged_after_s": converged,
+        "keepalive_converged_s": (round(max(stale) - storm_end, 3) if stale else 0.0) if final else None,
+        "generations_seen": len({o.headers.get(GENERATION) for o in outcomes} - {None}),
+    }
     lost = sum(not o.ok for o in outcomes)
-    return Result(_row(scenario, outcomes, lost, converged is not None, recovery_s=converged, edits=edits,
-                       storm_s=facts["storm_s"], keepalive_converged_s=facts["keepalive_converged_s"]),
-                  outcomes, facts)
+    return Result(
+        _row(
+            scenario,
+            outcomes,
+            lost,
+            converged is not None,
+            recovery_s=converged,
+            edits=edits,
+            storm_s=facts["storm_s"],
+            keepalive_converged_s=facts["keepalive_converged_s"],
+        ),
+        outcomes,
+        facts,
+    )
 
 
 def reload_editor(stack) -> Callable[[int], None]:
@@ -469,8 +652,10 @@ def soak(stack, seconds: float = 1800.0, rate: float = 40.0, progress: Progress 
     while load.now() < seconds:
         samples.append((load.now(), *process_sample(pid)))
         if len(samples) % 20 == 0:
-            progress(f"soak: {load.now():.0f}/{seconds:.0f} s, picker RSS {samples[-1][1] / 2**20:.1f} MiB, "
-                     f"{samples[-1][2]} fds")
+            progress(
+                f"soak: {load.now():.0f}/{seconds:.0f} s, picker RSS {samples[-1][1] / 2**20:.1f} MiB, "
+                f"{samples[-1][2]} fds"
+            )
         time.sleep(interval)
     outcomes = load.stop()
 
@@ -481,11 +666,28 @@ def soak(stack, seconds: float = 1800.0, rate: float = 40.0, progress: Progress 
     late = [s for s in samples if s[0] >= seconds * 0.8]
     rss_growth = mean([s[1] for s in late]) / mean([s[1] for s in early]) - 1
     fd_growth = mean([s[2] for s in late]) / mean([s[2] for s in early]) - 1
-    facts = {"samples": samples, "rss_growth": rss_growth, "fd_growth": fd_growth,
-             "rss_mib": round(samples[-1][1] / 2**20, 1), "fds": samples[-1][2]}
-    return Result(_row("soak", outcomes, sum(not o.ok for o in outcomes), None, seconds=seconds,
-                       rss_growth_pct=round(rss_growth * 100, 2), fd_growth_pct=round(fd_growth * 100, 2),
-                       rss_mib=facts["rss_mib"], fds=facts["fds"]), outcomes, facts)
+    facts = {
+        "samples": samples,
+        "rss_growth": rss_growth,
+        "fd_growth": fd_growth,
+        "rss_mib": round(samples[-1][1] / 2**20, 1),
+        "fds": samples[-1][2],
+    }
+    return Result(
+        _row(
+            "soak",
+            outcomes,
+            sum(not o.ok for o in outcomes),
+            None,
+            seconds=seconds,
+            rss_growth_pct=round(rss_growth * 100, 2),
+            fd_growth_pct=round(fd_growth * 100, 2),
+            rss_mib=facts["rss_mib"],
+            fds=facts["fds"],
+        ),
+        outcomes,
+        facts,
+    )
 
 
 # --- the command --------------------------------------------------------------------------------------------------
@@ -495,16 +697,21 @@ COLUMNS = ["scenario", "requests", "ok", "failed", "lost", "p99_ms", "recovered"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Fault scenarios on the real local stack (Envoy, pickers, simulated pods on loopback): "
-                          "a picker killed (FailOpen and FailClose pools), a model server killed, a pod's /metrics "
-                          "answering garbage, 100 rapid configuration edits; --soak adds a long steady run. Each "
-                          "row: requests, ok, failed, lost (failures the gateway promises not to have), p99, "
-                          "whether it recovered by itself. See docs/reliability.md.")
+    parser.description = (
+        "Fault scenarios on the real local stack (Envoy, pickers, simulated pods on loopback): "
+        "a picker killed (FailOpen and FailClose pools), a model server killed, a pod's /metrics "
+        "answering garbage, 100 rapid configuration edits; --soak adds a long steady run. Each "
+        "row: requests, ok, failed, lost (failures the gateway promises not to have), p99, "
+        "whether it recovered by itself. See docs/reliability.md."
+    )
     parser.add_argument("--quick", action="store_true", help="8 s per scenario instead of 30 (under 3 minutes)")
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second per load (default: 40)")
-    parser.add_argument("--soak", action="store_true",
-                        help="also run the soak (POOLGATE_SOAK_MINUTES, default 30 minutes) and report the picker's "
-                             "RSS and file descriptor growth")
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="also run the soak (POOLGATE_SOAK_MINUTES, default 30 minutes) and report the picker's "
+        "RSS and file descriptor growth",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
     parser.set_defaults(run=run)
 
@@ -534,22 +741,46 @@ def run(args: argparse.Namespace) -> int:
                 rows.append(result.row)
                 console.log(result.row)
 
-        scenario("picker-killed", picker_fault_objects(), 241,
-                 lambda s: picker_killed(s, seconds, args.rate, progress))
-        scenario("model-server-killed", model_server_objects(), 242,
-                 lambda s: model_server_killed(s, seconds, args.rate, progress))
-        scenario("metrics-garbage", metrics_fault_objects(), 243,
-                 lambda s: metrics_fault(s, "garbage", seconds, args.rate, progress))
-        scenario("config-storm", storm_objects(0, 0), 244,
-                 lambda s: config_storm(gateway_url(s), reload_editor(s), 100, args.rate, progress=progress))
+        scenario("picker-killed", picker_fault_objects(), 241, lambda s: picker_killed(s, seconds, args.rate, progress))
+        scenario(
+            "model-server-killed",
+            model_server_objects(),
+            242,
+            lambda s: model_server_killed(s, seconds, args.rate, progress),
+        )
+        scenario(
+            "metrics-garbage",
+            metrics_fault_objects(),
+            243,
+            lambda s: metrics_fault(s, "garbage", seconds, args.rate, progress),
+        )
+        scenario(
+            "config-storm",
+            storm_objects(0, 0),
+            244,
+            lambda s: config_storm(gateway_url(s), reload_editor(s), 100, args.rate, progress=progress),
+        )
         if args.soak:
             scenario("soak", storm_objects(0, 0), 245, lambda s: soak(s, soak_seconds, args.rate, progress))
     out = output_console()
     print_table("faults on the local stack", rows, COLUMNS, out)
     if args.soak:
-        print_table("soak", [r for r in rows if r["scenario"] == "soak"],
-                    ["scenario", "seconds", "requests", "failed", "p99_ms", "rss_mib", "rss_growth_pct", "fds",
-                     "fd_growth_pct"], out)
+        print_table(
+            "soak",
+            [r for r in rows if r["scenario"] == "soak"],
+            [
+                "scenario",
+                "seconds",
+                "requests",
+                "failed",
+                "p99_ms",
+                "rss_mib",
+                "rss_growth_pct",
+                "fds",
+                "fd_growth_pct",
+            ],
+            out,
+        )
     if args.json:
         write_json(args.json, rows)
     return 0 if all(r["lost"] == 0 and r["recovered"] is not False for r in rows) else 1

@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import aiohttp
 import orjson
 
 SERVED_BY = "x-poolgate-served-by"
-SELECTED = "x-conformance-test-selected-endpoint"     # set when the picker (not Envoy's fallback) chose
+SELECTED = "x-conformance-test-selected-endpoint"  # set when the picker (not Envoy's fallback) chose
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,11 @@ class Outcome:
 
     started: float
     elapsed: float
-    status: int                  # HTTP status; 0 when no complete response arrived
-    error: str = ""              # "" for a complete response, else what went wrong (a timeout is "timeout")
-    served_by: str = ""          # the model server that answered (x-poolgate-served-by)
-    picked: str = ""             # the endpoint the picker chose, when the picker reports it (conformance steering)
-    headers: Mapping[str, str] = field(default_factory=dict)   # response headers asked for by `keep_headers`
+    status: int  # HTTP status; 0 when no complete response arrived
+    error: str = ""  # "" for a complete response, else what went wrong (a timeout is "timeout")
+    served_by: str = ""  # the model server that answered (x-poolgate-served-by)
+    picked: str = ""  # the endpoint the picker chose, when the picker reports it (conformance steering)
+    headers: Mapping[str, str] = field(default_factory=dict)  # response headers asked for by `keep_headers`
 
     @property
     def ok(self) -> bool:
@@ -50,7 +50,7 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
 
 def summarize(outcomes: list[Outcome]) -> dict:
@@ -58,9 +58,14 @@ def summarize(outcomes: list[Outcome]) -> dict:
     elapsed = [o.elapsed * 1000 for o in outcomes]
     p50, p99 = percentile(elapsed, 0.5), percentile(elapsed, 0.99)
     ok = sum(o.ok for o in outcomes)
-    return {"requests": len(outcomes), "ok": ok, "failed": len(outcomes) - ok,
-            "p50_ms": None if p50 is None else round(p50, 1), "p99_ms": None if p99 is None else round(p99, 1),
-            "max_ms": round(max(elapsed), 1) if elapsed else None}
+    return {
+        "requests": len(outcomes),
+        "ok": ok,
+        "failed": len(outcomes) - ok,
+        "p50_ms": None if p50 is None else round(p50, 1),
+        "p99_ms": None if p99 is None else round(p99, 1),
+        "max_ms": round(max(elapsed), 1) if elapsed else None,
+    }
 
 
 class Load:
@@ -70,9 +75,16 @@ class Load:
     headers. Responses are read to the end (a streamed response that breaks off counts as failed). `timeout` is
     each request's deadline in seconds."""
 
-    def __init__(self, url: str | Callable[[int], str], rate: float, body: Callable[[int], dict | bytes],
-                 headers: Callable[[int], dict[str, str]] | None = None, timeout: float = 10.0,
-                 keep_headers: tuple[str, ...] = (), limit: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str | Callable[[int], str],
+        rate: float,
+        body: Callable[[int], dict | bytes],
+        headers: Callable[[int], dict[str, str]] | None = None,
+        timeout: float = 10.0,
+        keep_headers: tuple[str, ...] = (),
+        limit: int | None = None,
+    ) -> None:
         if rate <= 0:
             raise ValueError("the rate must be positive")
         self.url = url if callable(url) else (lambda i, u=url: u)
@@ -132,7 +144,7 @@ class Load:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as error:   # surfaced by stop()
+        except BaseException as error:  # surfaced by stop()
             self._error = error
 
     async def _main(self) -> None:
@@ -159,15 +171,27 @@ class Load:
         status, error, headers = 0, "", {}
         body = self.body(i)
         try:
-            async with session.post(self.url(i), data=body if isinstance(body, bytes) else orjson.dumps(body), headers={
-                    "content-type": "application/json", **self.headers(i)}) as response:
+            async with session.post(
+                self.url(i),
+                data=body if isinstance(body, bytes) else orjson.dumps(body),
+                headers={"content-type": "application/json", **self.headers(i)},
+            ) as response:
                 status = response.status
                 headers = response.headers
                 await response.read()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = "timeout"
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"
         kept = {h: headers[h] for h in self.keep_headers if h in headers}
-        self.outcomes.append(Outcome(started - self.t0, time.monotonic() - started, status, error,
-                                     headers.get(SERVED_BY, ""), headers.get(SELECTED, ""), kept))
+        self.outcomes.append(
+            Outcome(
+                started - self.t0,
+                time.monotonic() - started,
+                status,
+                error,
+                headers.get(SERVED_BY, ""),
+                headers.get(SELECTED, ""),
+                kept,
+            )
+        )

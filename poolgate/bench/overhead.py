@@ -32,17 +32,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 MODES = ("direct", "picker-duplex", "picker-buffered")
 CONCURRENCIES = (1, 8, 32, 64)
 GENERATORS = ("python", "wrk")
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 PATH = "/v1/chat/completions"
-BODIES = 64                     # distinct request bodies, cycled (so prefix-cache scoring sees different prompts)
-ANSWER_TIMEOUT = 30.0           # seconds a run may overrun its duration before the gateway counts as hung
+BODIES = 64  # distinct request bodies, cycled (so prefix-cache scoring sees different prompts)
+ANSWER_TIMEOUT = 30.0  # seconds a run may overrun its duration before the gateway counts as hung
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 Progress = Callable[[str], None]
@@ -54,14 +54,14 @@ class Settings:
 
     modes: Sequence[str] = MODES
     concurrencies: Sequence[int] = CONCURRENCIES
-    workers: Sequence[int] = (1, 2)     # picker processes; each count gets its own gateway
-    duration: float = 10.0              # measured seconds per row
-    warmup: float = 2.0                 # seconds of load before each row, not measured
+    workers: Sequence[int] = (1, 2)  # picker processes; each count gets its own gateway
+    duration: float = 10.0  # measured seconds per row
+    warmup: float = 2.0  # seconds of load before each row, not measured
     pods: int = 2
-    stream_tokens: int = 0              # 0: one JSON answer; N: an SSE stream of N tokens
+    stream_tokens: int = 0  # 0: one JSON answer; N: an SSE stream of N tokens
     profile: str = "poolgate-default"
     generator: str = "python"
-    address_block: int = 250            # loopback block 127.B.x.y of the gateway's processes
+    address_block: int = 250  # loopback block 127.B.x.y of the gateway's processes
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.modes if m not in MODES]
@@ -83,6 +83,7 @@ class Settings:
 
 # --- the gateway ------------------------------------------------------------------------------------------------
 
+
 def mode_hosts(mode: str, workers: int) -> list[str]:
     """The Host header values that reach a mode: one per picker process (requests cycle through them)."""
     if mode == "direct":
@@ -100,30 +101,72 @@ def bench_objects(workers: int, pods: int, port: int, profile: str) -> list[dict
         spec: dict = {"selector": {"matchLabels": {"app": "bench-sim"}}, "targetPorts": [{"number": 8000}]}
         if picker:
             spec["endpointPickerRef"] = {"name": picker, "port": {"number": 9002}, "failureMode": "FailClose"}
-        return {"apiVersion": f"{gie}/v1", "kind": "InferencePool",
-                "metadata": {"name": name, **meta, "annotations": {"poolgate.dev/scheduling-profile": profile}},
-                "spec": spec}
+        return {
+            "apiVersion": f"{gie}/v1",
+            "kind": "InferencePool",
+            "metadata": {"name": name, **meta, "annotations": {"poolgate.dev/scheduling-profile": profile}},
+            "spec": spec,
+        }
 
     def route(name: str) -> dict:
-        return {"apiVersion": gw, "kind": "HTTPRoute", "metadata": {"name": name, **meta},
-                "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [f"{name}.bench"],
-                         "rules": [{"backendRefs": [{"group": gie, "kind": "InferencePool", "name": name}]}]}}
+        return {
+            "apiVersion": gw,
+            "kind": "HTTPRoute",
+            "metadata": {"name": name, **meta},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "hostnames": [f"{name}.bench"],
+                "rules": [{"backendRefs": [{"group": gie, "kind": "InferencePool", "name": name}]}],
+            },
+        }
 
     out = [
-        {"apiVersion": gw, "kind": "GatewayClass", "metadata": {"name": "poolgate"},
-         "spec": {"controllerName": "poolgate.dev/gateway-controller"}},
-        {"apiVersion": gw, "kind": "Gateway", "metadata": {"name": "gw", **meta},
-         "spec": {"gatewayClassName": "poolgate", "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bench-sim", **meta},
-         "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "bench-sim"}},
-                  "template": {"metadata": {"labels": {"app": "bench-sim"}}, "spec": {"containers": [{
-                      "name": "model-server", "image": "ghcr.io/poolgate/poolgate:bench",
-                      "args": ["sim", "--model", MODEL, "--no-latency"], "ports": [{"containerPort": 8000}]}]}}}},
-        pool("direct", None), route("direct"),
+        {
+            "apiVersion": gw,
+            "kind": "GatewayClass",
+            "metadata": {"name": "poolgate"},
+            "spec": {"controllerName": "poolgate.dev/gateway-controller"},
+        },
+        {
+            "apiVersion": gw,
+            "kind": "Gateway",
+            "metadata": {"name": "gw", **meta},
+            "spec": {"gatewayClassName": "poolgate", "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "bench-sim", **meta},
+            "spec": {
+                "replicas": pods,
+                "selector": {"matchLabels": {"app": "bench-sim"}},
+                "template": {
+                    "metadata": {"labels": {"app": "bench-sim"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "model-server",
+                                "image": "ghcr.io/poolgate/poolgate:bench",
+                                "args": ["sim", "--model", MODEL, "--no-latency"],
+                                "ports": [{"containerPort": 8000}],
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+        pool("direct", None),
+        route("direct"),
     ]
     for i in range(workers):
-        out.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"picker-{i}", **meta},
-                    "spec": {"ports": [{"port": 9002}]}})
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"picker-{i}", **meta},
+                "spec": {"ports": [{"port": 9002}]},
+            }
+        )
         out += [pool(f"picked-{i}", f"picker-{i}"), route(f"picked-{i}")]
     return out
 
@@ -133,13 +176,36 @@ def request_bodies(count: int = BODIES, stream_tokens: int = 0, seed: int = 0) -
     import orjson
 
     rng = random.Random(seed)
-    words = "the quick brown fox jumps over a lazy dog while many small tokens stream past the gateway".split()
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "a",
+        "lazy",
+        "dog",
+        "while",
+        "many",
+        "small",
+        "tokens",
+        "stream",
+        "past",
+        "the",
+        "gateway",
+    ]
     bodies = []
     for _ in range(count):
         text = " ".join(rng.choice(words) for _ in range(170))[:900]
-        body: dict = {"model": MODEL, "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                                                   {"role": "user", "content": text}],
-                      "max_tokens": stream_tokens or 1}
+        body: dict = {
+            "model": MODEL,
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": text},
+            ],
+            "max_tokens": stream_tokens or 1,
+        }
         if stream_tokens:
             body.update(stream=True, stream_options={"include_usage": True})
         bodies.append(orjson.dumps(body))
@@ -155,17 +221,18 @@ def cpu_seconds(pid: int) -> float:
 
 # --- load generators --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Load:
     """What one generator run measured."""
 
     generator: str
-    requests: int            # answered 200
-    errors: int              # other statuses and broken connections
+    requests: int  # answered 200
+    errors: int  # other statuses and broken connections
     elapsed: float
     p50_s: float
     p99_s: float
-    cpu_s: float             # the generator's own CPU time
+    cpu_s: float  # the generator's own CPU time
 
 
 def response_end(buffer: bytes | bytearray) -> tuple[int, int] | None:
@@ -231,8 +298,9 @@ class _Connection(asyncio.Protocol):
         return self.waiter
 
 
-async def _closed_loop(address: tuple[str, int], requests: list[bytes], concurrency: int,
-                       duration: float) -> tuple[list[float], int, float]:
+async def _closed_loop(
+    address: tuple[str, int], requests: list[bytes], concurrency: int, duration: float
+) -> tuple[list[float], int, float]:
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     errors = 0
@@ -260,27 +328,43 @@ async def _closed_loop(address: tuple[str, int], requests: list[bytes], concurre
 
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(asyncio.gather(*(client(i * len(requests) // concurrency)
-                                                for i in range(concurrency))), duration + ANSWER_TIMEOUT)
-    except asyncio.TimeoutError:
-        raise RuntimeError(f"the gateway at {address[0]}:{address[1]} stopped answering (a request took more "
-                           f"than {ANSWER_TIMEOUT:.0f} s)") from None
+        await asyncio.wait_for(
+            asyncio.gather(*(client(i * len(requests) // concurrency) for i in range(concurrency))),
+            duration + ANSWER_TIMEOUT,
+        )
+    except TimeoutError:
+        raise RuntimeError(
+            f"the gateway at {address[0]}:{address[1]} stopped answering (a request took more "
+            f"than {ANSWER_TIMEOUT:.0f} s)"
+        ) from None
     return latencies, errors, time.perf_counter() - started
 
 
-def python_load(address: tuple[str, int], requests: list[tuple[str, bytes]], concurrency: int,
-                duration: float) -> Load:
+def python_load(address: tuple[str, int], requests: list[tuple[str, bytes]], concurrency: int, duration: float) -> Load:
     """Closed-loop load from this process: `concurrency` connections, each sending the next (host, body) request
     as soon as the previous answer is complete."""
     from poolgate.bench.loadgen import percentile
 
-    raw = [(f"POST {PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n\r\n").encode() + body for host, body in requests]
+    raw = [
+        (
+            f"POST {PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for host, body in requests
+    ]
     before = os.times()
     latencies, errors, elapsed = asyncio.run(_closed_loop(address, raw, concurrency, duration))
     after = os.times()
-    return Load("python", len(latencies), errors, elapsed, percentile(latencies, 0.5) or 0.0,
-                percentile(latencies, 0.99) or 0.0, after.user + after.system - before.user - before.system)
+    return Load(
+        "python",
+        len(latencies),
+        errors,
+        elapsed,
+        percentile(latencies, 0.5) or 0.0,
+        percentile(latencies, 0.99) or 0.0,
+        after.user + after.system - before.user - before.system,
+    )
 
 
 _WRK_SCRIPT = """
@@ -297,8 +381,9 @@ end
 """
 
 
-def wrk_load(address: tuple[str, int], requests: list[tuple[str, bytes]], concurrency: int, duration: float,
-             workdir: Path) -> Load:
+def wrk_load(
+    address: tuple[str, int], requests: list[tuple[str, bytes]], concurrency: int, duration: float, workdir: Path
+) -> Load:
     """The same closed-loop load from `wrk` (one thread, `concurrency` connections); its CPU from getrusage."""
     lines = workdir / "wrk-requests.tsv"
     lines.write_bytes(b"".join(host.encode() + b"\t" + body + b"\n" for host, body in requests))
@@ -306,9 +391,22 @@ def wrk_load(address: tuple[str, int], requests: list[tuple[str, bytes]], concur
     script.write_text(_WRK_SCRIPT % (lines, PATH))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency",
-                             "-s", str(script), f"http://{address[0]}:{address[1]}{PATH}"],
-                            capture_output=True, text=True, check=True, timeout=duration + ANSWER_TIMEOUT)
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://{address[0]}:{address[1]}{PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + ANSWER_TIMEOUT,
+    )
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = parse_wrk(result.stdout)
@@ -319,23 +417,33 @@ def wrk_load(address: tuple[str, int], requests: list[tuple[str, bytes]], concur
 
 def parse_wrk(output: str) -> Load:
     """The counts and p50/p99 of `wrk --latency` output (non-2xx/3xx answers and socket errors are errors)."""
+
     def seconds(value: str, unit: str) -> float:
         return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
     done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", output)
     if done is None:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
-    percentiles = {int(p): seconds(v, u) for p, v, u in re.findall(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$",
-                                                                   output, re.M)}
+    percentiles = {
+        int(p): seconds(v, u) for p, v, u in re.findall(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
+    }
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sockets.groups())) if sockets else 0)
     total = int(done.group(1))
-    return Load("wrk", total - (int(bad.group(1)) if bad else 0), errors, seconds(done.group(2), done.group(3)),
-                percentiles.get(50, 0.0), percentiles.get(99, 0.0), 0.0)
+    return Load(
+        "wrk",
+        total - (int(bad.group(1)) if bad else 0),
+        errors,
+        seconds(done.group(2), done.group(3)),
+        percentiles.get(50, 0.0),
+        percentiles.get(99, 0.0),
+        0.0,
+    )
 
 
 # --- running ----------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Gateway:
@@ -361,11 +469,19 @@ def _start_gateway(settings: Settings, body_mode: str, workers: int, state: Path
     port = free_port(listener)
     name = f"{body_mode.lower()}-{workers}"
     objects = state / f"objects-{name}.yaml"
-    objects.write_text(yaml.safe_dump_all(bench_objects(workers, settings.pods, port, settings.profile),
-                                          sort_keys=False))
-    stack = Stack([objects], StackOptions(state_dir=state / f"stack-{name}", listener_address=listener,
-                                          address_block=settings.address_block, body_mode=body_mode,
-                                          envoy_log_level="error"))
+    objects.write_text(
+        yaml.safe_dump_all(bench_objects(workers, settings.pods, port, settings.profile), sort_keys=False)
+    )
+    stack = Stack(
+        [objects],
+        StackOptions(
+            state_dir=state / f"stack-{name}",
+            listener_address=listener,
+            address_block=settings.address_block,
+            body_mode=body_mode,
+            envoy_log_level="error",
+        ),
+    )
     stack.start()
     gateway = _Gateway((listener, port), workers)
     for name, child in stack.supervisor.children.items():
@@ -374,8 +490,9 @@ def _start_gateway(settings: Settings, body_mode: str, workers: int, state: Path
     return stack, gateway
 
 
-def _measure(gateway: _Gateway, settings: Settings, mode: str, concurrency: int, bodies: list[bytes],
-             workdir: Path) -> dict:
+def _measure(
+    gateway: _Gateway, settings: Settings, mode: str, concurrency: int, bodies: list[bytes], workdir: Path
+) -> dict:
     hosts = mode_hosts(mode, gateway.workers)
     requests = [(hosts[i % len(hosts)], body) for i, body in enumerate(bodies)]
 
@@ -394,16 +511,24 @@ def _measure(gateway: _Gateway, settings: Settings, mode: str, concurrency: int,
     def per_request(seconds: float) -> float:
         return round(seconds / answered * 1e3, 3)
 
-    return {"mode": mode, "workers": 0 if mode == "direct" else gateway.workers, "concurrency": concurrency,
-            "rps": round(result.requests / result.elapsed), "p50_ms": round(result.p50_s * 1e3, 3),
-            "p99_ms": round(result.p99_s * 1e3, 3),
-            "picker_cpu_ms_per_req": None if mode == "direct" else per_request(after["pickers"] - before["pickers"]),
-            "envoy_cpu_ms_per_req": per_request(after["envoy"] - before["envoy"]),
-            "backend_cpu_ms_per_req": per_request(after["pods"] - before["pods"]),
-            "generator_cpu_ms_per_req": per_request(result.cpu_s),
-            "requests": result.requests, "errors": result.errors, "generator": result.generator,
-            "stream_tokens": settings.stream_tokens, "profile": settings.profile,
-            "load_1m": round(os.getloadavg()[0], 2)}   # the machine's load: other work shares the cores
+    return {
+        "mode": mode,
+        "workers": 0 if mode == "direct" else gateway.workers,
+        "concurrency": concurrency,
+        "rps": round(result.requests / result.elapsed),
+        "p50_ms": round(result.p50_s * 1e3, 3),
+        "p99_ms": round(result.p99_s * 1e3, 3),
+        "picker_cpu_ms_per_req": None if mode == "direct" else per_request(after["pickers"] - before["pickers"]),
+        "envoy_cpu_ms_per_req": per_request(after["envoy"] - before["envoy"]),
+        "backend_cpu_ms_per_req": per_request(after["pods"] - before["pods"]),
+        "generator_cpu_ms_per_req": per_request(result.cpu_s),
+        "requests": result.requests,
+        "errors": result.errors,
+        "generator": result.generator,
+        "stream_tokens": settings.stream_tokens,
+        "profile": settings.profile,
+        "load_1m": round(os.getloadavg()[0], 2),
+    }  # the machine's load: other work shares the cores
 
 
 def add_overhead(rows: list[dict]) -> None:
@@ -448,9 +573,11 @@ def run_overhead(settings: Settings, progress: Progress | None = None) -> list[d
                         say(f"{mode} (workers {workers}), concurrency {concurrency}")
                         row = _measure(gateway, settings, mode, concurrency, bodies, state)
                         rows.append(row)
-                        say(f"done: {mode} workers {row['workers']} c={concurrency}: {row['rps']} req/s, "
+                        say(
+                            f"done: {mode} workers {row['workers']} c={concurrency}: {row['rps']} req/s, "
                             f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, errors {row['errors']}, "
-                            f"machine load {row['load_1m']}")
+                            f"machine load {row['load_1m']}"
+                        )
             finally:
                 stack.stop()
     add_overhead(rows)
@@ -459,10 +586,26 @@ def run_overhead(settings: Settings, progress: Progress | None = None) -> list[d
 
 # --- command line -----------------------------------------------------------------------------------------------
 
-LATENCY_COLUMNS = ("mode", "workers", "concurrency", "rps", "p50_ms", "p99_ms", "added_p50_ms", "added_p99_ms",
-                   "errors")
-CPU_COLUMNS = ("mode", "workers", "concurrency", "picker_cpu_ms_per_req", "envoy_cpu_ms_per_req",
-               "backend_cpu_ms_per_req", "generator_cpu_ms_per_req")
+LATENCY_COLUMNS = (
+    "mode",
+    "workers",
+    "concurrency",
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "added_p50_ms",
+    "added_p99_ms",
+    "errors",
+)
+CPU_COLUMNS = (
+    "mode",
+    "workers",
+    "concurrency",
+    "picker_cpu_ms_per_req",
+    "envoy_cpu_ms_per_req",
+    "backend_cpu_ms_per_req",
+    "generator_cpu_ms_per_req",
+)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -475,30 +618,63 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "started like `poolgate up`, the same small chat requests sent three ways (direct: a pool without picker; "
         "picker-duplex; picker-buffered) at each concurrency by a closed-loop load generator. Prints requests/s, "
         "p50/p99 latency, the latency added over direct, and CPU milliseconds per request of the pickers, Envoy, "
-        "the pods and the generator.")
-    parser.add_argument("--concurrency", type=_ints, default=CONCURRENCIES, metavar="N,N,...",
-                        help="requests in flight, comma-separated (default: 1,8,32,64)")
+        "the pods and the generator."
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_ints,
+        default=CONCURRENCIES,
+        metavar="N,N,...",
+        help="requests in flight, comma-separated (default: 1,8,32,64)",
+    )
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated (default: %(default)s)")
-    parser.add_argument("--workers", type=_ints, default=None, metavar="N,N,...",
-                        help="picker process counts, one gateway each (default: 1,2; with --quick: 1)")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="measured seconds per row (default: 10; with --quick: 3)")
-    parser.add_argument("--warmup", type=float, default=None,
-                        help="unmeasured seconds of load before each row (default: 2; with --quick: 0.5)")
+    parser.add_argument(
+        "--workers",
+        type=_ints,
+        default=None,
+        metavar="N,N,...",
+        help="picker process counts, one gateway each (default: 1,2; with --quick: 1)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=None, help="measured seconds per row (default: 10; with --quick: 3)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="unmeasured seconds of load before each row (default: 2; with --quick: 0.5)",
+    )
     parser.add_argument("--pods", type=int, default=2, help="simulated pods, no latency (default: %(default)s)")
-    parser.add_argument("--stream-tokens", type=int, default=0, metavar="N",
-                        help="stream N tokens per answer as SSE instead of one JSON answer (default: %(default)s)")
-    parser.add_argument("--profile", default="poolgate-default", help="the pickers' scheduling profile "
-                        "(default: %(default)s)")
-    parser.add_argument("--generator", choices=GENERATORS, default="python",
-                        help="load generator: this process's asyncio client, or wrk if installed "
-                             "(default: %(default)s)")
-    parser.add_argument("--address-block", type=int, default=250,
-                        help="loopback block 127.B.x.y for the gateway's processes (default: %(default)s)")
+    parser.add_argument(
+        "--stream-tokens",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stream N tokens per answer as SSE instead of one JSON answer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profile", default="poolgate-default", help="the pickers' scheduling profile (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default="python",
+        help="load generator: this process's asyncio client, or wrk if installed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--address-block",
+        type=int,
+        default=250,
+        help="loopback block 127.B.x.y for the gateway's processes (default: %(default)s)",
+    )
     parser.add_argument("--quick", action="store_true", help="one picker process, 3 s per row: under 2 minutes")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
-    parser.add_argument("--plot", metavar="PNG", default="bench-results/overhead.png",
-                        help="requests/s and p50 against concurrency per mode (default: %(default)s; '' for none)")
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        default="bench-results/overhead.png",
+        help="requests/s and p50 against concurrency per mode (default: %(default)s; '' for none)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -510,12 +686,17 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = Settings(
-            modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), concurrencies=args.concurrency,
+            modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+            concurrencies=args.concurrency,
             workers=args.workers or ((1,) if args.quick else (1, 2)),
             duration=args.duration or (3.0 if args.quick else 10.0),
             warmup=args.warmup if args.warmup is not None else (0.5 if args.quick else 2.0),
-            pods=args.pods, stream_tokens=args.stream_tokens, profile=args.profile, generator=args.generator,
-            address_block=args.address_block)
+            pods=args.pods,
+            stream_tokens=args.stream_tokens,
+            profile=args.profile,
+            generator=args.generator,
+            address_block=args.address_block,
+        )
     except ValueError as error:
         print(f"poolgate bench overhead: {error}", file=sys.stderr)
         return 2
@@ -533,8 +714,13 @@ def run(args: argparse.Namespace) -> int:
 
         rows = run_overhead(settings, progress)
     out = output_console()
-    print_table(f"Envoy + picker: throughput and client latency ({settings.generator} generator, {settings.pods} "
-                f"no-latency pods, profile {settings.profile})", rows, LATENCY_COLUMNS, out)
+    print_table(
+        f"Envoy + picker: throughput and client latency ({settings.generator} generator, {settings.pods} "
+        f"no-latency pods, profile {settings.profile})",
+        rows,
+        LATENCY_COLUMNS,
+        out,
+    )
     print_table("CPU milliseconds per request", rows, CPU_COLUMNS, out)
     if args.plot:
         plot(rows, args.plot)

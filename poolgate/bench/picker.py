@@ -8,8 +8,11 @@ import argparse
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoints", default="10,100,1000", help="pool sizes, comma-separated (default: %(default)s)")
-    parser.add_argument("--profiles", default="llmd-default,poolgate-default",
-                        help="scheduling profiles, comma-separated (default: %(default)s)")
+    parser.add_argument(
+        "--profiles",
+        default="llmd-default,poolgate-default",
+        help="scheduling profiles, comma-separated (default: %(default)s)",
+    )
     parser.add_argument("--decisions", type=int, default=2000, help="decisions timed per case (default: %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
     parser.set_defaults(run=run)
@@ -23,14 +26,25 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     with console.status("benchmarking the picker ...") as status:
-        rows = run_picker_benchmark(profiles=args.profiles.split(","),
-                                    endpoint_counts=[int(n) for n in args.endpoints.split(",")],
-                                    decisions=args.decisions, progress=lambda message: status.update(message))
+        rows = run_picker_benchmark(
+            profiles=args.profiles.split(","),
+            endpoint_counts=[int(n) for n in args.endpoints.split(",")],
+            decisions=args.decisions,
+            progress=lambda message: status.update(message),
+        )
     out = output_console()
-    print_table("scheduling decisions", [r for r in rows if r["benchmark"] == "decision"],
-                ["profile", "endpoints", "decisions_per_s", "p50_us", "p99_us"], out)
-    print_table("request parsing (per request, microseconds)", [r for r in rows if r["benchmark"] == "request-parse"],
-                ["body_bytes", "orjson_loads_us", "prompt_bytes_us", "prefix_hashes_us", "total_us"], out)
+    print_table(
+        "scheduling decisions",
+        [r for r in rows if r["benchmark"] == "decision"],
+        ["profile", "endpoints", "decisions_per_s", "p50_us", "p99_us"],
+        out,
+    )
+    print_table(
+        "request parsing (per request, microseconds)",
+        [r for r in rows if r["benchmark"] == "request-parse"],
+        ["body_bytes", "orjson_loads_us", "prompt_bytes_us", "prefix_hashes_us", "total_us"],
+        out,
+    )
     memory = [r for r in rows if r["benchmark"] == "prefix-index-memory"]
     print_table("prefix index memory", memory, [k for k in memory[0] if k != "benchmark"] if memory else [], out)
     if args.json:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import orjson
 from rich.console import Console
@@ -21,8 +21,12 @@ def print_table(title: str, rows: Iterable[dict], columns: Sequence[str], consol
     """Print the given columns of the rows as a table ("-" where a row has no such value)."""
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, justify="right" if column not in ("benchmark", "profile", "picker", "workload",
-                                                                   "mode", "scenario") else "left")
+        table.add_column(
+            column,
+            justify="right"
+            if column not in ("benchmark", "profile", "picker", "workload", "mode", "scenario")
+            else "left",
+        )
     for row in rows:
         table.add_row(*("-" if row.get(c) is None else str(row[c]) for c in columns))
     (console or output_console()).print(table)

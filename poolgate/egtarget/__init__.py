@@ -6,8 +6,8 @@ objects -> Snapshot (Gateways of Envoy Gateway's class) -> Graph (resolve) -> Pl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from poolgate.api import KubeObject
 from poolgate.egtarget.objects import build_objects
@@ -18,7 +18,7 @@ from poolgate.translate.snapshot import Snapshot
 from poolgate.translate.status import GATEWAY_API_VERSION, StatusOptions, compute_status
 
 EG_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
-EG_PROTOCOLS = ("HTTP", "HTTPS")    # listener protocols HTTPRoutes attach to that Envoy Gateway serves
+EG_PROTOCOLS = ("HTTP", "HTTPS")  # listener protocols HTTPRoutes attach to that Envoy Gateway serves
 
 
 @dataclass(frozen=True)
@@ -46,21 +46,27 @@ class EnvoyGatewayTranslation:
     def status(self, options: StatusOptions | None = None) -> list[dict]:
         """Status of the InferencePools and of the HTTPRoutes on Envoy Gateway's Gateways, with entries of
         controllerName poolgate.dev/envoy-gateway (other controllers' entries kept, stale ones of ours removed)."""
-        reported = [s for s in compute_status(self.plan.status_graph(), options)
-                    if s["kind"] in ("HTTPRoute", "InferencePool")]
-        return reported + [_without_our_entries(route.route) for route in self.plan.other_routes
-                           if _has_our_entries(route.route)]
+        reported = [
+            s for s in compute_status(self.plan.status_graph(), options) if s["kind"] in ("HTTPRoute", "InferencePool")
+        ]
+        return reported + [
+            _without_our_entries(route.route) for route in self.plan.other_routes if _has_our_entries(route.route)
+        ]
 
     def warnings(self) -> list[str]:
         """What a user should know: no Envoy Gateway Gateway, or routes whose every parentRef was refused."""
         if not self.plan.graph.gateways:
             return [f"no Gateway of a class with controllerName {self.options.controller_name}: nothing to generate"]
-        return [f"{rp.route.route.ref}: no parentRef is accepted by an Envoy Gateway Gateway; see its status"
-                for rp in self.plan.routes if not rp.parents]
+        return [
+            f"{rp.route.route.ref}: no parentRef is accepted by an Envoy Gateway Gateway; see its status"
+            for rp in self.plan.routes
+            if not rp.parents
+        ]
 
 
-def translate_envoy_gateway(objects: Iterable[KubeObject],
-                            options: EnvoyGatewayOptions | None = None) -> EnvoyGatewayTranslation:
+def translate_envoy_gateway(
+    objects: Iterable[KubeObject], options: EnvoyGatewayOptions | None = None
+) -> EnvoyGatewayTranslation:
     """Translate objects into Envoy Gateway resources for the Gateways of Envoy Gateway's class."""
     options = options or EnvoyGatewayOptions()
     graph = resolve(Snapshot.of(objects, options.controller_name), EG_PROTOCOLS)
@@ -68,16 +74,30 @@ def translate_envoy_gateway(objects: Iterable[KubeObject],
 
 
 def _has_our_entries(route) -> bool:
-    return any(isinstance(p, dict) and p.get("controllerName") == STATUS_CONTROLLER
-               for p in (route.status or {}).get("parents", []))
+    return any(
+        isinstance(p, dict) and p.get("controllerName") == STATUS_CONTROLLER
+        for p in (route.status or {}).get("parents", [])
+    )
 
 
 def _without_our_entries(route) -> dict:
-    parents = [p for p in route.status.get("parents", [])
-               if isinstance(p, dict) and p.get("controllerName") != STATUS_CONTROLLER]
-    return {"apiVersion": GATEWAY_API_VERSION, "kind": "HTTPRoute",
-            "metadata": {"name": route.name, "namespace": route.namespace}, "status": {"parents": parents}}
+    parents = [
+        p
+        for p in route.status.get("parents", [])
+        if isinstance(p, dict) and p.get("controllerName") != STATUS_CONTROLLER
+    ]
+    return {
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "HTTPRoute",
+        "metadata": {"name": route.name, "namespace": route.namespace},
+        "status": {"parents": parents},
+    }
 
 
-__all__ = ["EG_CONTROLLER", "STATUS_CONTROLLER", "EnvoyGatewayOptions", "EnvoyGatewayTranslation",
-           "translate_envoy_gateway"]
+__all__ = [
+    "EG_CONTROLLER",
+    "STATUS_CONTROLLER",
+    "EnvoyGatewayOptions",
+    "EnvoyGatewayTranslation",
+    "translate_envoy_gateway",
+]

@@ -33,14 +33,22 @@ CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 # retries walk the picker's fallback list; `reset` also covers requests in flight on a pod that died (see
 # poolgate/translate/xds.py RETRY_ON: Envoy never retries once response headers went to the client)
 RETRY_TRIGGERS = ["connect-failure", "refused-stream", "reset"]
-KIND_ORDER = ("Service", "ReferenceGrant", "Gateway", "HTTPRoute", "ClientTrafficPolicy", "BackendTrafficPolicy",
-              "EnvoyExtensionPolicy", "EnvoyPatchPolicy")
+KIND_ORDER = (
+    "Service",
+    "ReferenceGrant",
+    "Gateway",
+    "HTTPRoute",
+    "ClientTrafficPolicy",
+    "BackendTrafficPolicy",
+    "EnvoyExtensionPolicy",
+    "EnvoyPatchPolicy",
+)
 
 
 def build_objects(plan: Plan, options: TranslateOptions, gateway_class: str | None = None) -> list[dict]:
     """Every object of the plan, in a deterministic order (by kind, then namespace and name)."""
     out = []
-    serving: dict[tuple[str, str], dict[tuple[str, str], RoutePlan]] = defaultdict(dict)   # Gateway -> its routes
+    serving: dict[tuple[str, str], dict[tuple[str, str], RoutePlan]] = defaultdict(dict)  # Gateway -> its routes
     for route_plan in plan.routes:
         if not route_plan.parents:
             continue
@@ -57,19 +65,33 @@ def build_objects(plan: Plan, options: TranslateOptions, gateway_class: str | No
         state = gateways[key]
         out.append(sibling_gateway(state, set(route_plans), gateway_class))
         out.append(client_traffic_policy(state.gateway, options))
-        patches = [_override_host_patch(rp, rule, policy) for rp in route_plans.values() for rule in rp.rules
-                   if rule.pool is not None and rule.pool.picker is not None]
+        patches = [
+            _override_host_patch(rp, rule, policy)
+            for rp in route_plans.values()
+            for rule in rp.rules
+            if rule.pool is not None and rule.pool.picker is not None
+        ]
         if patches:
             out.append(patch_policy(state.gateway, patches))
-    served_pools = {(r.pool.pool.namespace, r.pool.pool.name): r.pool for rp in plan.routes if rp.parents
-                    for r in rp.rules if r.pool is not None}
+    served_pools = {
+        (r.pool.pool.namespace, r.pool.pool.name): r.pool
+        for rp in plan.routes
+        if rp.parents
+        for r in rp.rules
+        if r.pool is not None
+    }
     out += [pool_service(target) for _, target in sorted(served_pools.items())]
     out += reference_grants(plan)
     return sorted(out, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["namespace"], o["metadata"]["name"]))
 
 
 def _metadata(name: str, namespace: str, source: str) -> dict:
-    return {"name": name, "namespace": namespace, "labels": dict(MANAGED_BY), "annotations": {SOURCE_ANNOTATION: source}}
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": dict(MANAGED_BY),
+        "annotations": {SOURCE_ANNOTATION: source},
+    }
 
 
 def _pruned(value):
@@ -97,16 +119,22 @@ def _rules_by_pool(route_plan: RoutePlan) -> dict[tuple[str, str], list[RulePlan
 
 # --- Gateway, HTTPRoute, Service ----------------------------------------------------------------------------------
 
+
 def sibling_gateway(state: GatewayState, routes: set[tuple[str, str]], gateway_class: str | None) -> dict:
     """The poolgate-owned Gateway: the user's Gateway's class (or `gateway_class`) and copies of the listeners the
     inference routes attach to, so their parentRefs' sectionName and port keep their meaning."""
     gateway = state.gateway
-    listeners = [ls.listener.to_json() for ls in state.listeners
-                 if any((a.route.route.namespace, a.route.route.name) in routes for a in ls.attached)]
-    return {"apiVersion": GATEWAY_API, "kind": "Gateway",
-            "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
-            "spec": _pruned({"gatewayClassName": gateway_class or gateway.spec.gateway_class_name,
-                             "listeners": listeners})}
+    listeners = [
+        ls.listener.to_json()
+        for ls in state.listeners
+        if any((a.route.route.namespace, a.route.route.name) in routes for a in ls.attached)
+    ]
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "Gateway",
+        "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
+        "spec": _pruned({"gatewayClassName": gateway_class or gateway.spec.gateway_class_name, "listeners": listeners}),
+    }
 
 
 def companion_route(route_plan: RoutePlan) -> dict:
@@ -119,11 +147,17 @@ def companion_route(route_plan: RoutePlan) -> dict:
         ref.update(name=names.sibling_gateway(result.gateway.name), namespace=result.gateway.namespace)
         if ref not in parents:
             parents.append(ref)
-    spec = {"parentRefs": parents, "hostnames": list(route.spec.hostnames),
-            "rules": [_companion_rule(route.namespace, rule) for rule in route_plan.rules]}
-    return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute",
-            "metadata": _metadata(names.companion_route(route.name), route.namespace, route.ref),
-            "spec": _pruned(spec)}
+    spec = {
+        "parentRefs": parents,
+        "hostnames": list(route.spec.hostnames),
+        "rules": [_companion_rule(route.namespace, rule) for rule in route_plan.rules],
+    }
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "HTTPRoute",
+        "metadata": _metadata(names.companion_route(route.name), route.namespace, route.ref),
+        "spec": _pruned(spec),
+    }
 
 
 def _companion_rule(route_namespace: str, plan: RulePlan) -> dict:
@@ -132,17 +166,27 @@ def _companion_rule(route_namespace: str, plan: RulePlan) -> dict:
     if not plan.served:
         return out
     out["filters"] = rule.get("filters", [])
-    if plan.pool is None:       # Services (or a redirect): as the user wrote them; weight-0 pool refs dropped
-        out["backendRefs"] = [b.ref.to_json() for b in plan.rule.backends
-                              if (b.ref.group, b.ref.kind) == ("", "Service")]
+    if plan.pool is None:  # Services (or a redirect): as the user wrote them; weight-0 pool refs dropped
+        out["backendRefs"] = [
+            b.ref.to_json() for b in plan.rule.backends if (b.ref.group, b.ref.kind) == ("", "Service")
+        ]
     else:
         pool = plan.pool.pool
         namespace = {"namespace": pool.namespace} if pool.namespace != route_namespace else {}
-        out["backendRefs"] = [{"group": "", "kind": "Service", "name": names.pool_service(pool.name), **namespace,
-                               "port": port.number, "weight": 1} for port in pool.spec.target_ports]
+        out["backendRefs"] = [
+            {
+                "group": "",
+                "kind": "Service",
+                "name": names.pool_service(pool.name),
+                **namespace,
+                "port": port.number,
+                "weight": 1,
+            }
+            for port in pool.spec.target_ports
+        ]
     timeouts = dict(rule.get("timeouts", {}))
     if plan.pool is not None:
-        timeouts.setdefault("request", "0s")     # as poolgate's own Envoy: LLM responses can take minutes
+        timeouts.setdefault("request", "0s")  # as poolgate's own Envoy: LLM responses can take minutes
     out["timeouts"] = timeouts
     return out
 
@@ -151,14 +195,20 @@ def pool_service(target: PoolTarget) -> dict:
     """A ClusterIP Service selecting the pool's pods, one port per target port (HTTP/2 for h2c pools)."""
     pool = target.pool
     protocol = {"appProtocol": "kubernetes.io/h2c"} if pool.spec.app_protocol == "kubernetes.io/h2c" else {}
-    ports = [{"name": f"port-{p.number}", "port": p.number, "targetPort": p.number, "protocol": "TCP", **protocol}
-             for p in pool.spec.target_ports]
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": _metadata(names.pool_service(pool.name), pool.namespace, pool.ref),
-            "spec": {"selector": dict(pool.spec.selector.match_labels), "ports": ports}}
+    ports = [
+        {"name": f"port-{p.number}", "port": p.number, "targetPort": p.number, "protocol": "TCP", **protocol}
+        for p in pool.spec.target_ports
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(names.pool_service(pool.name), pool.namespace, pool.ref),
+        "spec": {"selector": dict(pool.spec.selector.match_labels), "ports": ports},
+    }
 
 
 # --- Envoy Gateway policies ---------------------------------------------------------------------------------------
+
 
 def _rule_targets(route_plan: RoutePlan, rules: list[RulePlan]) -> list[dict]:
     name = names.companion_route(route_plan.route.route.name)
@@ -184,17 +234,26 @@ def extension_policy(route_plan: RoutePlan, rules: list[RulePlan], options: Tran
         "backendRefs": [backend],
         # a gRPC stream per request in flight, for as long as it runs: Envoy Gateway's default of 1,024 would fail
         # the 1,025th request
-        "backendSettings": {"circuitBreaker": {"maxParallelRequests": xds.CIRCUIT_LIMIT,
-                                               "maxPendingRequests": xds.CIRCUIT_LIMIT}},
-        "processingMode": {"request": {"body": "FullDuplexStreamed" if duplex else "Buffered"},
-                           "response": {"body": "Streamed" if picker.failure_open else "FullDuplexStreamed"}},
+        "backendSettings": {
+            "circuitBreaker": {"maxParallelRequests": xds.CIRCUIT_LIMIT, "maxPendingRequests": xds.CIRCUIT_LIMIT}
+        },
+        "processingMode": {
+            "request": {"body": "FullDuplexStreamed" if duplex else "Buffered"},
+            "response": {"body": "Streamed" if picker.failure_open else "FullDuplexStreamed"},
+        },
         "failOpen": picker.failure_open,
         "messageTimeout": _duration(options.picker_timeout_s),
-        "metadata": {"accessibleNamespaces": [xds.LB_METADATA_NAMESPACE, xds.SUBSET_HINT_NAMESPACE],
-                     "writableNamespaces": [xds.LB_METADATA_NAMESPACE]},
+        "metadata": {
+            "accessibleNamespaces": [xds.LB_METADATA_NAMESPACE, xds.SUBSET_HINT_NAMESPACE],
+            "writableNamespaces": [xds.LB_METADATA_NAMESPACE],
+        },
     }
-    return {"apiVersion": EG_API, "kind": "EnvoyExtensionPolicy", "metadata": _policy_metadata(route_plan, rules),
-            "spec": {"targetRefs": _rule_targets(route_plan, rules), "extProc": [ext_proc]}}
+    return {
+        "apiVersion": EG_API,
+        "kind": "EnvoyExtensionPolicy",
+        "metadata": _policy_metadata(route_plan, rules),
+        "spec": {"targetRefs": _rule_targets(route_plan, rules), "extProc": [ext_proc]},
+    }
 
 
 def backend_traffic_policy(route_plan: RoutePlan, rules: list[RulePlan], options: TranslateOptions) -> dict:
@@ -202,30 +261,47 @@ def backend_traffic_policy(route_plan: RoutePlan, rules: list[RulePlan], options
     endpoint override, so picks hold even where EnvoyPatchPolicy is disabled), retries that walk the picker's
     fallbacks, poolgate's circuit-breaker limits and buffer limit. Setting cluster fields at rule level also keeps
     the rule's own cluster name when Envoy Gateway merges backend clusters."""
-    spec: dict = {"targetRefs": _rule_targets(route_plan, rules), "loadBalancer": {"type": "LeastRequest"},
-                  "circuitBreaker": {"maxConnections": xds.CIRCUIT_LIMIT, "maxPendingRequests": xds.CIRCUIT_LIMIT,
-                                     "maxParallelRequests": xds.CIRCUIT_LIMIT,
-                                     "maxParallelRetries": xds.CIRCUIT_LIMIT},
-                  "connection": {"bufferLimit": options.buffer_limit_bytes}}
+    spec: dict = {
+        "targetRefs": _rule_targets(route_plan, rules),
+        "loadBalancer": {"type": "LeastRequest"},
+        "circuitBreaker": {
+            "maxConnections": xds.CIRCUIT_LIMIT,
+            "maxPendingRequests": xds.CIRCUIT_LIMIT,
+            "maxParallelRequests": xds.CIRCUIT_LIMIT,
+            "maxParallelRetries": xds.CIRCUIT_LIMIT,
+        },
+        "connection": {"bufferLimit": options.buffer_limit_bytes},
+    }
     if rules[0].pool.picker is not None:
         spec["loadBalancer"]["endpointOverride"] = {"extractFrom": [{"header": xds.DESTINATION_HEADER}]}
         spec["retry"] = {"numRetries": options.retries, "retryOn": {"triggers": RETRY_TRIGGERS}}
-    return {"apiVersion": EG_API, "kind": "BackendTrafficPolicy", "metadata": _policy_metadata(route_plan, rules),
-            "spec": spec}
+    return {
+        "apiVersion": EG_API,
+        "kind": "BackendTrafficPolicy",
+        "metadata": _policy_metadata(route_plan, rules),
+        "spec": spec,
+    }
 
 
 def client_traffic_policy(gateway: Gateway, options: TranslateOptions) -> dict:
     """On the sibling: strip the headers only the picker may set before any filter runs, raise the buffer limit,
     and the client timeouts of poolgate's own Envoy (slow clients cut off, long silent requests allowed)."""
-    timeouts = {"requestHeadersReceivedTimeout": _duration(options.request_headers_timeout_s),
-                "requestReceivedTimeout": _duration(options.request_timeout_s),
-                "streamIdleTimeout": _duration(options.stream_idle_timeout_s)}
-    return {"apiVersion": EG_API, "kind": "ClientTrafficPolicy",
-            "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
-            "spec": {"targetRefs": [_gateway_target(gateway)],
-                     "headers": {"earlyRequestHeaders": {"remove": list(xds.PICKER_ONLY_HEADERS)}},
-                     "connection": {"bufferLimit": options.buffer_limit_bytes},
-                     "timeout": {"http": timeouts}}}
+    timeouts = {
+        "requestHeadersReceivedTimeout": _duration(options.request_headers_timeout_s),
+        "requestReceivedTimeout": _duration(options.request_timeout_s),
+        "streamIdleTimeout": _duration(options.stream_idle_timeout_s),
+    }
+    return {
+        "apiVersion": EG_API,
+        "kind": "ClientTrafficPolicy",
+        "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
+        "spec": {
+            "targetRefs": [_gateway_target(gateway)],
+            "headers": {"earlyRequestHeaders": {"remove": list(xds.PICKER_ONLY_HEADERS)}},
+            "connection": {"bufferLimit": options.buffer_limit_bytes},
+            "timeout": {"http": timeouts},
+        },
+    }
 
 
 def _gateway_target(gateway: Gateway) -> dict:
@@ -241,24 +317,31 @@ def override_host_policy(options: TranslateOptions) -> dict:
 
 
 def _override_host_patch(route_plan: RoutePlan, rule: RulePlan, policy: dict) -> dict:
-    return {"type": CLUSTER_TYPE, "name": names.rule_cluster(*route_plan.key, rule.rule.index),
-            "operation": {"op": "add", "path": "/load_balancing_policy", "value": copy.deepcopy(policy)}}
+    return {
+        "type": CLUSTER_TYPE,
+        "name": names.rule_cluster(*route_plan.key, rule.rule.index),
+        "operation": {"op": "add", "path": "/load_balancing_policy", "value": copy.deepcopy(policy)},
+    }
 
 
 def patch_policy(gateway: Gateway, patches: list[dict]) -> dict:
     """JSON patches on the sibling's xDS: each pool rule's cluster gets poolgate's override_host policy."""
-    return {"apiVersion": EG_API, "kind": "EnvoyPatchPolicy",
-            "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
-            "spec": {"targetRef": _gateway_target(gateway), "type": "JSONPatch", "jsonPatches": patches}}
+    return {
+        "apiVersion": EG_API,
+        "kind": "EnvoyPatchPolicy",
+        "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
+        "spec": {"targetRef": _gateway_target(gateway), "type": "JSONPatch", "jsonPatches": patches},
+    }
 
 
 # --- ReferenceGrants ----------------------------------------------------------------------------------------------
+
 
 def reference_grants(plan: Plan) -> list[dict]:
     """For routes whose pool lives in another namespace (the user's ReferenceGrant allowed HTTPRoute ->
     InferencePool): a grant for the companion routes to the pool's Service, and one for the EnvoyExtensionPolicies
     to the pool's picker Service, each naming exactly those Services."""
-    wanted: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)   # (to ns, from ns, group, kind) -> names
+    wanted: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)  # (to ns, from ns, group, kind) -> names
     for route_plan in plan.routes:
         namespace = route_plan.route.route.namespace
         for rule in route_plan.rules:
@@ -267,11 +350,20 @@ def reference_grants(plan: Plan) -> list[dict]:
             pool, picker = rule.pool.pool, rule.pool.picker
             wanted[(pool.namespace, namespace, GATEWAY_GROUP, "HTTPRoute")].add(names.pool_service(pool.name))
             if picker is not None:
-                wanted[(picker.service.namespace, namespace, EG_GROUP, "EnvoyExtensionPolicy")].add(
-                    picker.service.name)
-    return [{"apiVersion": f"{GATEWAY_GROUP}/v1beta1", "kind": "ReferenceGrant",
-             "metadata": _metadata(dns_label("poolgate", kind.lower(), from_namespace), to_namespace,
-                                   f"InferencePool references from namespace {from_namespace}"),
-             "spec": {"from": [{"group": group, "kind": kind, "namespace": from_namespace}],
-                      "to": [{"group": "", "kind": "Service", "name": name} for name in sorted(names)]}}
-            for (to_namespace, from_namespace, group, kind), names in sorted(wanted.items())]
+                wanted[(picker.service.namespace, namespace, EG_GROUP, "EnvoyExtensionPolicy")].add(picker.service.name)
+    return [
+        {
+            "apiVersion": f"{GATEWAY_GROUP}/v1beta1",
+            "kind": "ReferenceGrant",
+            "metadata": _metadata(
+                dns_label("poolgate", kind.lower(), from_namespace),
+                to_namespace,
+                f"InferencePool references from namespace {from_namespace}",
+            ),
+            "spec": {
+                "from": [{"group": group, "kind": kind, "namespace": from_namespace}],
+                "to": [{"group": "", "kind": "Service", "name": name} for name in sorted(names)],
+            },
+        }
+        for (to_namespace, from_namespace, group, kind), names in sorted(wanted.items())
+    ]

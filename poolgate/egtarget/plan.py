@@ -25,9 +25,9 @@ class RulePlan:
     """One rule of a route as the companion route serves it."""
 
     rule: ResolvedRule
-    name: str                  # the rule's name in the companion route; policies target it as sectionName
-    pool: PoolTarget | None    # the one pool the rule forwards to; None: Services, a redirect, or nothing
-    served: bool               # False: the companion rule has no backends, so Envoy Gateway answers 500
+    name: str  # the rule's name in the companion route; policies target it as sectionName
+    pool: PoolTarget | None  # the one pool the rule forwards to; None: Services, a redirect, or nothing
+    served: bool  # False: the companion rule has no backends, so Envoy Gateway answers 500
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,9 @@ class RoutePlan:
     """A route on Envoy Gateway Gateways that references an InferencePool, and how its companion serves it."""
 
     route: ResolvedRoute
-    parents: tuple[ParentResult, ...]   # the parentRefs accepted on Envoy Gateway's Gateways
+    parents: tuple[ParentResult, ...]  # the parentRefs accepted on Envoy Gateway's Gateways
     rules: tuple[RulePlan, ...]
-    problems: tuple[str, ...]           # rules this target cannot serve, and why
+    problems: tuple[str, ...]  # rules this target cannot serve, and why
 
     @property
     def key(self) -> Key:
@@ -48,10 +48,10 @@ class RoutePlan:
 class Plan:
     """Everything the Envoy Gateway objects and the status are built from."""
 
-    graph: Graph                          # the resolver's graph
-    pools: dict[Key, PoolTarget]          # the graph's pools, with this target's refusals applied
-    routes: list[RoutePlan]               # routes that reference an InferencePool
-    other_routes: list[ResolvedRoute]     # routes on Envoy Gateway's Gateways that reference none
+    graph: Graph  # the resolver's graph
+    pools: dict[Key, PoolTarget]  # the graph's pools, with this target's refusals applied
+    routes: list[RoutePlan]  # routes that reference an InferencePool
+    other_routes: list[ResolvedRoute]  # routes on Envoy Gateway's Gateways that reference none
 
     def status_graph(self) -> Graph:
         """The graph whose status this target reports: its own controllerName, its refusals in the conditions."""
@@ -82,8 +82,13 @@ def _key(target: PoolTarget) -> Key:
 def _refuse_shared_pickers(pools: dict[Key, PoolTarget], routes: list[ResolvedRoute]) -> dict[Key, PoolTarget]:
     """Envoy Gateway's ExtProc API cannot send gRPC initial metadata, so a picker cannot learn which pool a request
     is for: pools (used here) that share one picker Service port are refused."""
-    used = {_key(b.target) for route in routes for rule in route.rules for b in rule.backends
-            if isinstance(b.target, PoolTarget)}
+    used = {
+        _key(b.target)
+        for route in routes
+        for rule in route.rules
+        for b in rule.backends
+        if isinstance(b.target, PoolTarget)
+    }
     by_picker: dict[tuple[str, str, int], list[Key]] = defaultdict(list)
     for key in sorted(used):
         picker = pools[key].picker
@@ -94,11 +99,16 @@ def _refuse_shared_pickers(pools: dict[Key, PoolTarget], routes: list[ResolvedRo
         if len(keys) > 1:
             shared = ", ".join(f"{ns}/{pool}" for ns, pool in keys)
             for key in keys:
-                out[key] = replace(pools[key], resolved_refs=Cond.false(
-                    c.RESOLVED_REFS, c.R_INVALID_EXTENSION_REF,
-                    f"endpointPickerRef Service {namespace}/{name} port {port} is shared by InferencePools {shared}; "
-                    "Envoy Gateway cannot tell a picker which pool a request is for (its ExtProc API sends no gRPC "
-                    "initial metadata), so each pool needs a picker of its own"))
+                out[key] = replace(
+                    pools[key],
+                    resolved_refs=Cond.false(
+                        c.RESOLVED_REFS,
+                        c.R_INVALID_EXTENSION_REF,
+                        f"endpointPickerRef Service {namespace}/{name} port {port} is shared by InferencePools {shared}; "
+                        "Envoy Gateway cannot tell a picker which pool a request is for (its ExtProc API sends no gRPC "
+                        "initial metadata), so each pool needs a picker of its own",
+                    ),
+                )
     return out
 
 
@@ -121,13 +131,15 @@ def _plan_route(route: ResolvedRoute, pools: dict[Key, PoolTarget]) -> RoutePlan
     for rule in route.rules:
         live = [b for b in rule.backends if b.ref.weight > 0]
         pool_refs = [b for b in live if _is_pool_ref(b.ref)]
-        if rule.unsupported or not pool_refs:       # resolve reports unsupported rules; Services pass through
+        if rule.unsupported or not pool_refs:  # resolve reports unsupported rules; Services pass through
             rules.append(RulePlan(rule, rule_names[rule.index], None, not rule.unsupported))
             continue
         problem = _rule_problem(route.route.namespace, live, pool_refs)
         if problem:
-            problems.append(f"rule {rule.index}: {problem}, which the Envoy Gateway target cannot serve "
-                            "(the rule answers 500 there)")
+            problems.append(
+                f"rule {rule.index}: {problem}, which the Envoy Gateway target cannot serve "
+                "(the rule answers 500 there)"
+            )
         resolved = [b.target for b in pool_refs if isinstance(b.target, PoolTarget)]
         target = pools[_key(resolved[0])] if resolved and len(resolved) == len(pool_refs) else None
         served = problem is None and target is not None and target.servable
@@ -151,10 +163,21 @@ def _as_reported(route_plan: RoutePlan) -> ResolvedRoute:
     PartiallyInvalid."""
     route = route_plan.route
     namespace, name = route_plan.key
-    parents = [replace(p, accepted=replace(p.accepted, message=(
-        f"Route is accepted; Envoy Gateway serves it as HTTPRoute {namespace}/{names.companion_route(name)} on "
-        f"Gateway {p.gateway.namespace}/{names.sibling_gateway(p.gateway.name)}"))) if p.accepted.status else p
-               for p in route.parents]
+    parents = [
+        replace(
+            p,
+            accepted=replace(
+                p.accepted,
+                message=(
+                    f"Route is accepted; Envoy Gateway serves it as HTTPRoute {namespace}/{names.companion_route(name)} on "
+                    f"Gateway {p.gateway.namespace}/{names.sibling_gateway(p.gateway.name)}"
+                ),
+            ),
+        )
+        if p.accepted.status
+        else p
+        for p in route.parents
+    ]
     partially_invalid = route.partially_invalid
     if route_plan.problems:
         messages = ([partially_invalid.message] if partially_invalid else []) + list(route_plan.problems)

@@ -5,8 +5,8 @@ objects -> Snapshot (index) -> Graph (resolve) -> IR (lower) -> Envoy JSON (xds)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from poolgate.api import KubeObject
 from poolgate.translate import xds
@@ -52,8 +52,12 @@ class Translation:
         return out
 
 
-def translate(objects: Iterable[KubeObject], options: TranslateOptions | None = None,
-              controller_name: str = CONTROLLER_NAME, gateways: set[tuple[str, str]] | None = None) -> Translation:
+def translate(
+    objects: Iterable[KubeObject],
+    options: TranslateOptions | None = None,
+    controller_name: str = CONTROLLER_NAME,
+    gateways: set[tuple[str, str]] | None = None,
+) -> Translation:
     """Translate objects into Envoy configuration for this controller's Gateways (all, or those in `gateways`)."""
     options = options or TranslateOptions()
     graph = resolve(Snapshot.of(objects, controller_name))

@@ -47,9 +47,9 @@ class Cond:
     message: str
 
     @classmethod
-    def true(cls, type_: str, reason: str, message: str) -> "Cond":
+    def true(cls, type_: str, reason: str, message: str) -> Cond:
         return cls(type_, True, reason, message)
 
     @classmethod
-    def false(cls, type_: str, reason: str, message: str) -> "Cond":
+    def false(cls, type_: str, reason: str, message: str) -> Cond:
         return cls(type_, False, reason, message)

@@ -9,7 +9,7 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class Address:
-    host: str   # an IP address (static endpoints) or a DNS name (resolved by Envoy)
+    host: str  # an IP address (static endpoints) or a DNS name (resolved by Envoy)
     port: int
 
 
@@ -20,11 +20,11 @@ class Cluster:
     name: str
     role: Literal["pool", "service", "picker", "model-router"]
     addresses: tuple[Address, ...]
-    dns: bool = False                 # resolve `addresses` by DNS (STRICT_DNS) instead of using them as IPs
-    http2: bool = False               # HTTP/2 with prior knowledge (h2c); pickers always
-    override_host: bool = False       # honour the picker's x-gateway-destination-endpoint (pools with a picker)
-    tls: bool = False                 # TLS to the upstream (pickers with --secure-serving)
-    server_name: str = ""             # with tls: the name sent as SNI and checked in the certificate (if validated)
+    dns: bool = False  # resolve `addresses` by DNS (STRICT_DNS) instead of using them as IPs
+    http2: bool = False  # HTTP/2 with prior knowledge (h2c); pickers always
+    override_host: bool = False  # honour the picker's x-gateway-destination-endpoint (pools with a picker)
+    tls: bool = False  # TLS to the upstream (pickers with --secure-serving)
+    server_name: str = ""  # with tls: the name sent as SNI and checked in the certificate (if validated)
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class PickerCall:
     """How a route's requests consult a pool's endpoint picker."""
 
     cluster: str
-    pool: str                 # "namespace/name", sent to the picker as gRPC initial metadata
+    pool: str  # "namespace/name", sent to the picker as gRPC initial metadata
     failure_open: bool
 
 
@@ -61,18 +61,18 @@ class Backend:
 class Match:
     path_type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
     path: str = "/"
-    headers: tuple[tuple[str, str, str], ...] = ()        # (type, name, value)
-    query_params: tuple[tuple[str, str, str], ...] = ()   # (type, name, value)
+    headers: tuple[tuple[str, str, str], ...] = ()  # (type, name, value)
+    query_params: tuple[tuple[str, str, str], ...] = ()  # (type, name, value)
     method: str | None = None
 
 
 @dataclass(frozen=True)
 class Forward:
     backends: tuple[Backend, ...]
-    timeout_s: float = 0.0                 # 0 = no route timeout (LLM responses can take minutes)
+    timeout_s: float = 0.0  # 0 = no route timeout (LLM responses can take minutes)
     per_try_timeout_s: float = 0.0
     host_rewrite: str | None = None
-    path_rewrite: tuple[str, str] | None = None   # ("ReplaceFullPath" | "ReplacePrefixMatch", value)
+    path_rewrite: tuple[str, str] | None = None  # ("ReplaceFullPath" | "ReplacePrefixMatch", value)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Listener:
     name: str
     port: int
     virtual_hosts: tuple[VirtualHost, ...]
-    model_routing: bool = False      # run the body-based model router (sets X-Gateway-Model-Name) first
+    model_routing: bool = False  # run the body-based model router (sets X-Gateway-Model-Name) first
 
 
 @dataclass

@@ -30,17 +30,21 @@ def lower(graph: Graph, options: TranslateOptions, gateways: set[tuple[str, str]
                 by_port[ls.listener.port].append(ls)
         for port, listeners in sorted(by_port.items()):
             vhosts = tuple(_virtual_hosts(listeners, out, options))
-            model_routing = any(name == MODEL_NAME_HEADER for vh in vhosts for r in vh.routes
-                                for _, name, _ in r.match.headers)
-            out.listeners.append(ir.Listener(naming.listener_name(gw.namespace, gw.name, port), port, vhosts,
-                                             model_routing))
+            model_routing = any(
+                name == MODEL_NAME_HEADER for vh in vhosts for r in vh.routes for _, name, _ in r.match.headers
+            )
+            out.listeners.append(
+                ir.Listener(naming.listener_name(gw.namespace, gw.name, port), port, vhosts, model_routing)
+            )
             if model_routing:
                 out.clusters[naming.MODEL_ROUTER_CLUSTER] = ir.Cluster(
-                    naming.MODEL_ROUTER_CLUSTER, "model-router", (options.model_router,), http2=True)
+                    naming.MODEL_ROUTER_CLUSTER, "model-router", (options.model_router,), http2=True
+                )
     return out
 
 
 # --- virtual hosts ------------------------------------------------------------------------------------------------
+
 
 def _virtual_hosts(listeners: list[ListenerState], out: ir.IR, options: TranslateOptions):
     domains = {ls.listener.hostname or "*" for ls in listeners}
@@ -52,8 +56,10 @@ def _virtual_hosts(listeners: list[ListenerState], out: ir.IR, options: Translat
             for hostname in att.hostnames:
                 serving[(id(ls), hostname)].append(att)
     for domain in sorted(domains, key=lambda d: (specificity(d), d)):
-        claiming = min((ls for ls in listeners if matches(ls.listener.hostname or "*", domain)),
-                       key=lambda ls: specificity(ls.listener.hostname or "*"))
+        claiming = min(
+            (ls for ls in listeners if matches(ls.listener.hostname or "*", domain)),
+            key=lambda ls: specificity(ls.listener.hostname or "*"),
+        )
         best: dict[int, tuple[tuple[int, int], Attachment]] = {}
         for pattern in covering_patterns(domain):
             for att in serving.get((id(claiming), pattern), ()):
@@ -73,12 +79,30 @@ def _routes(entries: list[tuple[tuple[int, int], Attachment]], out: ir.IR, optio
             action = _action(rule, out, options)
             filters = rule.rule.filters
             for j, match in enumerate(rule.rule.matches):
-                key = (host_rank, PATH_ORDER[match.path.type], -len(match.path.value), match.method is None,
-                       -len(match.headers), -len(match.query_params), age, rule.index, j)
+                key = (
+                    host_rank,
+                    PATH_ORDER[match.path.type],
+                    -len(match.path.value),
+                    match.method is None,
+                    -len(match.headers),
+                    -len(match.query_params),
+                    age,
+                    rule.index,
+                    j,
+                )
                 name = f"{route.namespace}/{route.name}/rule/{rule.index}/match/{j}"
-                keyed.append((key, ir.Route(name, _match(match), _with_rewrite(action, filters, match),
-                                            _header_mods(filters, "RequestHeaderModifier"),
-                                            _header_mods(filters, "ResponseHeaderModifier"))))
+                keyed.append(
+                    (
+                        key,
+                        ir.Route(
+                            name,
+                            _match(match),
+                            _with_rewrite(action, filters, match),
+                            _header_mods(filters, "RequestHeaderModifier"),
+                            _header_mods(filters, "ResponseHeaderModifier"),
+                        ),
+                    )
+                )
     keyed.sort(key=lambda kv: kv[0])
     return [route for _, route in keyed]
 
@@ -86,32 +110,49 @@ def _routes(entries: list[tuple[tuple[int, int], Attachment]], out: ir.IR, optio
 def _match(match: RouteMatch) -> ir.Match:
     seen: set[str] = set()
     headers = []
-    for h in match.headers:                      # the first match of a header name wins (Gateway API)
+    for h in match.headers:  # the first match of a header name wins (Gateway API)
         if h.name.lower() not in seen:
             seen.add(h.name.lower())
             headers.append((h.type, h.name.lower(), h.value))
-    return ir.Match(match.path.type, match.path.value, tuple(headers),
-                    tuple((q.type, q.name, q.value) for q in match.query_params), match.method)
+    return ir.Match(
+        match.path.type,
+        match.path.value,
+        tuple(headers),
+        tuple((q.type, q.name, q.value) for q in match.query_params),
+        match.method,
+    )
 
 
 def _header_mods(filters: list[RouteFilter], kind: str) -> ir.HeaderMods:
     for f in filters:
         if f.type == kind:
-            mod: HeaderModifier = f.request_header_modifier if kind == "RequestHeaderModifier" else f.response_header_modifier
-            return ir.HeaderMods(tuple((h.name, h.value) for h in mod.set), tuple((h.name, h.value) for h in mod.add),
-                                 tuple(mod.remove))
+            mod: HeaderModifier = (
+                f.request_header_modifier if kind == "RequestHeaderModifier" else f.response_header_modifier
+            )
+            return ir.HeaderMods(
+                tuple((h.name, h.value) for h in mod.set), tuple((h.name, h.value) for h in mod.add), tuple(mod.remove)
+            )
     return ir.HeaderMods()
 
 
 # --- actions ------------------------------------------------------------------------------------------------------
+
 
 def _action(rule: ResolvedRule, out: ir.IR, options: TranslateOptions):
     if rule.unsupported:
         return ir.DirectResponse(500, f"poolgate: this route rule is not served: {rule.unsupported}")
     redirect = next((f.request_redirect for f in rule.rule.filters if f.type == "RequestRedirect"), None)
     if redirect is not None:
-        path = (redirect.path.type, redirect.path.replace_full_path if redirect.path.type == "ReplaceFullPath"
-                else redirect.path.replace_prefix_match) if redirect.path else None
+        path = (
+            (
+                redirect.path.type,
+                redirect.path.replace_full_path
+                if redirect.path.type == "ReplaceFullPath"
+                else redirect.path.replace_prefix_match,
+            )
+            if redirect.path
+            else None
+        )
         return ir.Redirect(redirect.scheme, redirect.hostname, redirect.port, path, redirect.status_code)
     backends = tuple(b for b in (_backend(rb, out, options) for rb in rule.backends) if b.weight > 0)
     if not backends:
@@ -119,8 +160,11 @@ def _action(rule: ResolvedRule, out: ir.IR, options: TranslateOptions):
     if len(backends) == 1 and backends[0].cluster is None:
         return ir.DirectResponse(500, "poolgate: the backend of this route rule is invalid; see the HTTPRoute status")
     timeouts = rule.rule.timeouts
-    return ir.Forward(backends, duration_seconds(timeouts.request) if timeouts and timeouts.request else 0.0,
-                      duration_seconds(timeouts.backend_request) if timeouts and timeouts.backend_request else 0.0)
+    return ir.Forward(
+        backends,
+        duration_seconds(timeouts.request) if timeouts and timeouts.request else 0.0,
+        duration_seconds(timeouts.backend_request) if timeouts and timeouts.backend_request else 0.0,
+    )
 
 
 def _with_rewrite(action, filters: list[RouteFilter], match: RouteMatch):
@@ -150,8 +194,9 @@ def _backend(resolved, out: ir.IR, options: TranslateOptions) -> ir.Backend:
     if isinstance(target, ServiceTarget):
         service = target.service
         name = naming.service_cluster(service.namespace, service.name, target.port)
-        out.clusters[name] = ir.Cluster(name, "service", (_service_address(service, target.port, options),),
-                                        dns=_uses_dns(service, options))
+        out.clusters[name] = ir.Cluster(
+            name, "service", (_service_address(service, target.port, options),), dns=_uses_dns(service, options)
+        )
         return ir.Backend(name, ref.weight, None, request, response)
     return ir.Backend(None, ref.weight)
 
@@ -167,9 +212,14 @@ def _pool_cluster(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> 
         addresses = tuple(ir.Address(host, port) for port in ports)
     else:
         addresses = tuple(ir.Address(pod.status.pod_ip, port) for pod, port in target.endpoints)
-    out.clusters[name] = ir.Cluster(name, "pool", addresses, dns=options.endpoints == "dns",
-                                    http2=pool.spec.app_protocol == "kubernetes.io/h2c",
-                                    override_host=target.picker is not None)
+    out.clusters[name] = ir.Cluster(
+        name,
+        "pool",
+        addresses,
+        dns=options.endpoints == "dns",
+        http2=pool.spec.app_protocol == "kubernetes.io/h2c",
+        override_host=target.picker is not None,
+    )
     return name
 
 
@@ -177,9 +227,15 @@ def _picker_call(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> i
     picker = target.picker
     service = picker.service
     name = naming.picker_cluster(service.namespace, service.name, picker.port)
-    out.clusters[name] = ir.Cluster(name, "picker", (_service_address(service, picker.port, options),),
-                                    dns=_uses_dns(service, options), http2=True, tls=options.picker_tls,
-                                    server_name=_service_host(service, options) if options.picker_tls else "")
+    out.clusters[name] = ir.Cluster(
+        name,
+        "picker",
+        (_service_address(service, picker.port, options),),
+        dns=_uses_dns(service, options),
+        http2=True,
+        tls=options.picker_tls,
+        server_name=_service_host(service, options) if options.picker_tls else "",
+    )
     return ir.PickerCall(name, f"{target.pool.namespace}/{target.pool.name}", picker.failure_open)
 
 
@@ -204,5 +260,3 @@ def _is_ip(value: str | None) -> bool:
         return True
     except ValueError:
         return False
-
-

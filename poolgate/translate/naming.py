@@ -18,7 +18,7 @@ def picker_cluster(namespace: str, name: str, port: int) -> str:
 
 
 MODEL_ROUTER_CLUSTER = "poolgate/model-router"
-INVALID_BACKEND_CLUSTER = "poolgate/invalid-backend"   # never defined: requests to it get 500
+INVALID_BACKEND_CLUSTER = "poolgate/invalid-backend"  # never defined: requests to it get 500
 
 
 def listener_name(namespace: str, gateway: str, port: int) -> str:
@@ -31,7 +31,7 @@ def dns_label(*parts: str, max_length: int = 63) -> str:
     if len(name) <= max_length:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[:max_length - 9].rstrip('-')}-{digest}"
+    return f"{name[: max_length - 9].rstrip('-')}-{digest}"
 
 
 def pool_endpoints_service(pool: str) -> str:
@@ -39,9 +39,9 @@ def pool_endpoints_service(pool: str) -> str:
     return dns_label(pool, "endpoints")
 
 
-MANAGED_PICKER_ANNOTATION = "poolgate.dev/managed-picker"          # "true": poolgate deploys the pool's picker
-PROFILE_ANNOTATION = "poolgate.dev/scheduling-profile"             # scheduling profile of a managed picker
-FAILURE_MODE_ANNOTATION = "poolgate.dev/failure-mode"              # FailOpen | FailClose for a managed picker
+MANAGED_PICKER_ANNOTATION = "poolgate.dev/managed-picker"  # "true": poolgate deploys the pool's picker
+PROFILE_ANNOTATION = "poolgate.dev/scheduling-profile"  # scheduling profile of a managed picker
+FAILURE_MODE_ANNOTATION = "poolgate.dev/failure-mode"  # FailOpen | FailClose for a managed picker
 MANAGED_PICKER_PORT = 9002
 
 

@@ -16,7 +16,7 @@ class TranslateOptions:
     endpoints: Literal["static", "dns"] = "static"
     cluster_domain: str = "cluster.local"
     listener_address: str = "0.0.0.0"
-    bind_addresses: dict[tuple[str, str], str] = field(default_factory=dict)   # (ns, gateway) -> bind address
+    bind_addresses: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, gateway) -> bind address
     admin_address: Address = Address("127.0.0.1", 19000)
     model_router: Address = Address("127.0.0.1", 9004)
     body_mode: Literal["FULL_DUPLEX_STREAMED", "BUFFERED"] = "FULL_DUPLEX_STREAMED"
@@ -28,7 +28,7 @@ class TranslateOptions:
     # DNS SAN <service>.<namespace>.svc.<cluster domain> or <service>.<namespace>.svc. SNI is the first of those.
     picker_tls: bool = False
     picker_ca: str | None = None
-    retries: int = 2           # retries on the picker's fallback endpoints (connect failures / resets only)
+    retries: int = 2  # retries on the picker's fallback endpoints (connect failures / resets only)
     connect_timeout_s: float = 2.0
     # A client must send its request headers within `request_headers_timeout_s` and its whole request within
     # `request_timeout_s` (Envoy answers 408), so a client trickling its request (slow loris) cannot hold a

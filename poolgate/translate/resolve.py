@@ -28,7 +28,7 @@ class ListenerState:
     gateway: Gateway
     listener: Listener
     conditions: list[Cond] = field(default_factory=list)
-    attached: list["Attachment"] = field(default_factory=list)
+    attached: list[Attachment] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -45,7 +45,7 @@ class GatewayState:
 class Attachment:
     """A route attached to a listener, serving these hostnames there ("*" = any)."""
 
-    route: "ResolvedRoute"
+    route: ResolvedRoute
     listener: ListenerState
     hostnames: list[str]
 
@@ -103,7 +103,7 @@ class ResolvedRule:
     index: int
     rule: RouteRule
     backends: list[ResolvedBackend]
-    unsupported: str | None = None   # why the rule cannot be served (it then answers 500)
+    unsupported: str | None = None  # why the rule cannot be served (it then answers 500)
 
 
 @dataclass
@@ -133,8 +133,9 @@ def resolve(snap: Snapshot, protocols: tuple[str, ...] = SUPPORTED_PROTOCOLS) ->
     by_key = {(g.gateway.namespace, g.gateway.name): g for g in gateways}
     routes = []
     for _, route in sorted(snap.routes.items()):
-        resolved = ResolvedRoute(route, [_resolve_rule(snap, pools, route, i, rule)
-                                         for i, rule in enumerate(route.spec.rules)])
+        resolved = ResolvedRoute(
+            route, [_resolve_rule(snap, pools, route, i, rule) for i, rule in enumerate(route.spec.rules)]
+        )
         for parent_ref in route.spec.parent_refs:
             if parent_ref.group != GATEWAY_GROUP or parent_ref.kind != "Gateway":
                 continue
@@ -150,6 +151,7 @@ def resolve(snap: Snapshot, protocols: tuple[str, ...] = SUPPORTED_PROTOCOLS) ->
 
 # --- listeners ----------------------------------------------------------------------------------------------------
 
+
 def _listener_states(gateway: Gateway, protocols: tuple[str, ...]) -> list[ListenerState]:
     protocols_by_port: dict[int, set[str]] = {}
     for listener in gateway.spec.listeners:
@@ -158,21 +160,42 @@ def _listener_states(gateway: Gateway, protocols: tuple[str, ...]) -> list[Liste
     for listener in gateway.spec.listeners:
         conds = []
         if listener.protocol not in protocols:
-            conds.append(Cond.false(c.ACCEPTED, c.R_UNSUPPORTED_PROTOCOL,
-                                    f"protocol {listener.protocol} is not supported; poolgate serves "
-                                    f"{' and '.join(protocols)} listeners"))
+            conds.append(
+                Cond.false(
+                    c.ACCEPTED,
+                    c.R_UNSUPPORTED_PROTOCOL,
+                    f"protocol {listener.protocol} is not supported; poolgate serves "
+                    f"{' and '.join(protocols)} listeners",
+                )
+            )
         elif len(protocols_by_port[listener.port]) > 1:
-            conds.append(Cond.false(c.ACCEPTED, c.R_PROTOCOL_CONFLICT,
-                                    f"port {listener.port} is used by listeners of different protocols"))
+            conds.append(
+                Cond.false(
+                    c.ACCEPTED,
+                    c.R_PROTOCOL_CONFLICT,
+                    f"port {listener.port} is used by listeners of different protocols",
+                )
+            )
         else:
             conds.append(Cond.true(c.ACCEPTED, c.R_ACCEPTED, "Listener is accepted"))
         conflicted = len(protocols_by_port[listener.port]) > 1
-        conds.append(Cond(c.CONFLICTED, conflicted, c.R_PROTOCOL_CONFLICT if conflicted else c.R_NO_CONFLICTS,
-                          "protocol conflict on this port" if conflicted else "No conflicts"))
+        conds.append(
+            Cond(
+                c.CONFLICTED,
+                conflicted,
+                c.R_PROTOCOL_CONFLICT if conflicted else c.R_NO_CONFLICTS,
+                "protocol conflict on this port" if conflicted else "No conflicts",
+            )
+        )
         bad_kinds = [k.kind for k in listener.allowed_routes.kinds if (k.group, k.kind) not in SUPPORTED_ROUTE_KINDS]
         if bad_kinds:
-            conds.append(Cond.false(c.RESOLVED_REFS, c.R_INVALID_ROUTE_KINDS,
-                                    f"unsupported route kinds: {', '.join(bad_kinds)}; poolgate supports HTTPRoute"))
+            conds.append(
+                Cond.false(
+                    c.RESOLVED_REFS,
+                    c.R_INVALID_ROUTE_KINDS,
+                    f"unsupported route kinds: {', '.join(bad_kinds)}; poolgate supports HTTPRoute",
+                )
+            )
         else:
             conds.append(Cond.true(c.RESOLVED_REFS, c.R_RESOLVED_REFS, "All references are resolved"))
         states.append(ListenerState(gateway, listener, conds))
@@ -195,19 +218,40 @@ def _allows_namespace(snap: Snapshot, state: ListenerState, namespace: str) -> b
 
 # --- route attachment ---------------------------------------------------------------------------------------------
 
+
 def _attach(snap: Snapshot, route: ResolvedRoute, parent_ref: ParentReference, state: GatewayState) -> ParentResult:
-    candidates = [ls for ls in state.listeners
-                  if (parent_ref.section_name is None or ls.listener.name == parent_ref.section_name)
-                  and (parent_ref.port is None or ls.listener.port == parent_ref.port)]
+    candidates = [
+        ls
+        for ls in state.listeners
+        if (parent_ref.section_name is None or ls.listener.name == parent_ref.section_name)
+        and (parent_ref.port is None or ls.listener.port == parent_ref.port)
+    ]
     gateway = state.gateway
     if not candidates:
-        return ParentResult(parent_ref, gateway, Cond.false(c.ACCEPTED, c.R_NO_MATCHING_PARENT,
-                                                             "no listener of the Gateway matches the parentRef's sectionName/port"))
-    allowed = [ls for ls in candidates if ls.valid and _allows_kind(ls.listener)
-               and _allows_namespace(snap, ls, route.route.namespace)]
+        return ParentResult(
+            parent_ref,
+            gateway,
+            Cond.false(
+                c.ACCEPTED,
+                c.R_NO_MATCHING_PARENT,
+                "no listener of the Gateway matches the parentRef's sectionName/port",
+            ),
+        )
+    allowed = [
+        ls
+        for ls in candidates
+        if ls.valid and _allows_kind(ls.listener) and _allows_namespace(snap, ls, route.route.namespace)
+    ]
     if not allowed:
-        return ParentResult(parent_ref, gateway, Cond.false(c.ACCEPTED, c.R_NOT_ALLOWED_BY_LISTENERS,
-                                                             "no listener of the Gateway allows this route (namespace, kind or an invalid listener)"))
+        return ParentResult(
+            parent_ref,
+            gateway,
+            Cond.false(
+                c.ACCEPTED,
+                c.R_NOT_ALLOWED_BY_LISTENERS,
+                "no listener of the Gateway allows this route (namespace, kind or an invalid listener)",
+            ),
+        )
     attached = 0
     for ls in allowed:
         hostnames = effective_hostnames(ls.listener.hostname, route.route.spec.hostnames)
@@ -215,12 +259,18 @@ def _attach(snap: Snapshot, route: ResolvedRoute, parent_ref: ParentReference, s
             ls.attached.append(Attachment(route, ls, hostnames))
             attached += 1
     if not attached:
-        return ParentResult(parent_ref, gateway, Cond.false(c.ACCEPTED, c.R_NO_MATCHING_LISTENER_HOSTNAME,
-                                                             "no hostname of the route intersects a listener hostname"))
+        return ParentResult(
+            parent_ref,
+            gateway,
+            Cond.false(
+                c.ACCEPTED, c.R_NO_MATCHING_LISTENER_HOSTNAME, "no hostname of the route intersects a listener hostname"
+            ),
+        )
     return ParentResult(parent_ref, gateway, Cond.true(c.ACCEPTED, c.R_ACCEPTED, "Route is accepted"))
 
 
 # --- backends -----------------------------------------------------------------------------------------------------
+
 
 def _resolve_rule(snap: Snapshot, pools: dict, route: HTTPRoute, index: int, rule: RouteRule) -> ResolvedRule:
     unsupported = [f.type for f in rule.filters if f.type not in SUPPORTED_FILTERS]
@@ -236,26 +286,53 @@ def _resolve_backend(snap: Snapshot, pools: dict, route: HTTPRoute, ref: Backend
     where = f"{ref.kind} {namespace}/{ref.name}"
     if (ref.group, ref.kind) == (INFERENCE_GROUP, "InferencePool"):
         if not snap.grant_permits("HTTPRoute", route.namespace, INFERENCE_GROUP, "InferencePool", namespace, ref.name):
-            return ResolvedBackend(ref, None, Cond.false(c.RESOLVED_REFS, c.R_REF_NOT_PERMITTED,
-                                                         f"{where} is in another namespace and no ReferenceGrant allows the reference"))
+            return ResolvedBackend(
+                ref,
+                None,
+                Cond.false(
+                    c.RESOLVED_REFS,
+                    c.R_REF_NOT_PERMITTED,
+                    f"{where} is in another namespace and no ReferenceGrant allows the reference",
+                ),
+            )
         target = pools.get((namespace, ref.name))
         if target is None:
             return ResolvedBackend(ref, None, Cond.false(c.RESOLVED_REFS, c.R_BACKEND_NOT_FOUND, f"{where} not found"))
         return ResolvedBackend(ref, target)
     if (ref.group, ref.kind) == ("", "Service"):
         if not snap.grant_permits("HTTPRoute", route.namespace, "", "Service", namespace, ref.name):
-            return ResolvedBackend(ref, None, Cond.false(c.RESOLVED_REFS, c.R_REF_NOT_PERMITTED,
-                                                         f"{where} is in another namespace and no ReferenceGrant allows the reference"))
+            return ResolvedBackend(
+                ref,
+                None,
+                Cond.false(
+                    c.RESOLVED_REFS,
+                    c.R_REF_NOT_PERMITTED,
+                    f"{where} is in another namespace and no ReferenceGrant allows the reference",
+                ),
+            )
         service = snap.services.get((namespace, ref.name))
         if service is None or service.spec.type == "ExternalName" or service.port(ref.port) is None:
-            detail = "not found" if service is None else (
-                "is an ExternalName Service (not supported)" if service.spec.type == "ExternalName"
-                else f"has no port {ref.port}")
+            detail = (
+                "not found"
+                if service is None
+                else (
+                    "is an ExternalName Service (not supported)"
+                    if service.spec.type == "ExternalName"
+                    else f"has no port {ref.port}"
+                )
+            )
             return ResolvedBackend(ref, None, Cond.false(c.RESOLVED_REFS, c.R_BACKEND_NOT_FOUND, f"{where} {detail}"))
         return ResolvedBackend(ref, ServiceTarget(service, ref.port))
-    return ResolvedBackend(ref, None, Cond.false(c.RESOLVED_REFS, c.R_INVALID_KIND,
-                                                 f"backendRef kind {ref.kind} in group {ref.group or 'core'} is not supported; "
-                                                 "use a Service or an inference.networking.k8s.io InferencePool"))
+    return ResolvedBackend(
+        ref,
+        None,
+        Cond.false(
+            c.RESOLVED_REFS,
+            c.R_INVALID_KIND,
+            f"backendRef kind {ref.kind} in group {ref.group or 'core'} is not supported; "
+            "use a Service or an inference.networking.k8s.io InferencePool",
+        ),
+    )
 
 
 def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
@@ -263,28 +340,75 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
     endpoints = snap.pool_endpoints(pool)
     accepted = Cond.true(c.ACCEPTED, c.R_ACCEPTED, "InferencePool is accepted")
     if ref is None:
-        accepted = Cond.true(c.ACCEPTED, c.R_ACCEPTED,
-                             "no endpointPickerRef: Envoy balances requests across the pool's endpoints itself (least request)")
-        return PoolTarget(pool, endpoints, None, accepted,
-                          Cond.true(c.RESOLVED_REFS, c.R_RESOLVED_REFS, "no endpoint picker to resolve"))
+        accepted = Cond.true(
+            c.ACCEPTED,
+            c.R_ACCEPTED,
+            "no endpointPickerRef: Envoy balances requests across the pool's endpoints itself (least request)",
+        )
+        return PoolTarget(
+            pool,
+            endpoints,
+            None,
+            accepted,
+            Cond.true(c.RESOLVED_REFS, c.R_RESOLVED_REFS, "no endpoint picker to resolve"),
+        )
     if (ref.group, ref.kind) != ("", "Service"):
-        return PoolTarget(pool, endpoints, None, accepted, Cond.false(
-            c.RESOLVED_REFS, c.R_INVALID_EXTENSION_REF,
-            f"endpointPickerRef kind {ref.kind} in group {ref.group or 'core'} is not supported; use a Service"))
+        return PoolTarget(
+            pool,
+            endpoints,
+            None,
+            accepted,
+            Cond.false(
+                c.RESOLVED_REFS,
+                c.R_INVALID_EXTENSION_REF,
+                f"endpointPickerRef kind {ref.kind} in group {ref.group or 'core'} is not supported; use a Service",
+            ),
+        )
     service = snap.services.get((pool.namespace, ref.name))
     if service is None:
-        return PoolTarget(pool, endpoints, None, accepted, Cond.false(
-            c.RESOLVED_REFS, c.R_INVALID_EXTENSION_REF, f"endpointPickerRef Service {pool.namespace}/{ref.name} not found"))
+        return PoolTarget(
+            pool,
+            endpoints,
+            None,
+            accepted,
+            Cond.false(
+                c.RESOLVED_REFS,
+                c.R_INVALID_EXTENSION_REF,
+                f"endpointPickerRef Service {pool.namespace}/{ref.name} not found",
+            ),
+        )
     if service.spec.type == "ExternalName":
-        return PoolTarget(pool, endpoints, None, accepted, Cond.false(
-            c.RESOLVED_REFS, c.R_INVALID_EXTENSION_REF, f"endpointPickerRef Service {pool.namespace}/{ref.name} is an ExternalName Service"))
+        return PoolTarget(
+            pool,
+            endpoints,
+            None,
+            accepted,
+            Cond.false(
+                c.RESOLVED_REFS,
+                c.R_INVALID_EXTENSION_REF,
+                f"endpointPickerRef Service {pool.namespace}/{ref.name} is an ExternalName Service",
+            ),
+        )
     if service.port(ref.port.number) is None:
-        return PoolTarget(pool, endpoints, None, accepted, Cond.false(
-            c.RESOLVED_REFS, c.R_INVALID_EXTENSION_REF,
-            f"endpointPickerRef Service {pool.namespace}/{ref.name} has no port {ref.port.number}"))
+        return PoolTarget(
+            pool,
+            endpoints,
+            None,
+            accepted,
+            Cond.false(
+                c.RESOLVED_REFS,
+                c.R_INVALID_EXTENSION_REF,
+                f"endpointPickerRef Service {pool.namespace}/{ref.name} has no port {ref.port.number}",
+            ),
+        )
     picker = Picker(service, ref.port.number, ref.failure_mode == "FailOpen")
-    return PoolTarget(pool, endpoints, picker, accepted,
-                      Cond.true(c.RESOLVED_REFS, c.R_RESOLVED_REFS, "endpointPickerRef is resolved"))
+    return PoolTarget(
+        pool,
+        endpoints,
+        picker,
+        accepted,
+        Cond.true(c.RESOLVED_REFS, c.R_RESOLVED_REFS, "endpointPickerRef is resolved"),
+    )
 
 
 def effective_picker_ref(pool: InferencePool) -> EndpointPickerRef | None:
@@ -295,8 +419,9 @@ def effective_picker_ref(pool: InferencePool) -> EndpointPickerRef | None:
     if ref is not None or annotations.get(naming.MANAGED_PICKER_ANNOTATION, "").lower() != "true":
         return ref
     failure_mode = "FailOpen" if annotations.get(naming.FAILURE_MODE_ANNOTATION) == "FailOpen" else "FailClose"
-    return EndpointPickerRef(name=naming.managed_picker(pool.name), port=Port(number=naming.MANAGED_PICKER_PORT),
-                             failure_mode=failure_mode)
+    return EndpointPickerRef(
+        name=naming.managed_picker(pool.name), port=Port(number=naming.MANAGED_PICKER_PORT), failure_mode=failure_mode
+    )
 
 
 def _route_resolved_refs(route: ResolvedRoute) -> Cond:

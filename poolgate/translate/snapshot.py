@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from poolgate.api import (
-    Gateway, GatewayClass, HTTPRoute, InferenceModelRewrite, InferenceObjective, InferencePool, KubeObject, Namespace,
-    Pod, ReferenceGrant, Service,
+    Gateway,
+    GatewayClass,
+    HTTPRoute,
+    InferenceModelRewrite,
+    InferenceObjective,
+    InferencePool,
+    KubeObject,
+    Namespace,
+    Pod,
+    ReferenceGrant,
+    Service,
 )
 from poolgate.api.inference import ACTIVE_PORTS_ANNOTATIONS
 
@@ -35,7 +44,7 @@ class Snapshot:
     _pod_index: dict | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, objects: Iterable[KubeObject], controller_name: str = CONTROLLER_NAME) -> "Snapshot":
+    def of(cls, objects: Iterable[KubeObject], controller_name: str = CONTROLLER_NAME) -> Snapshot:
         """Index the given objects (later duplicates of the same kind/namespace/name replace earlier ones)."""
         snap = cls(controller_name=controller_name)
         for obj in objects:
@@ -79,14 +88,17 @@ class Snapshot:
         labels.setdefault("kubernetes.io/metadata.name", namespace)
         return labels
 
-    def grant_permits(self, from_kind: str, from_namespace: str, to_group: str, to_kind: str, to_namespace: str,
-                      to_name: str) -> bool:
+    def grant_permits(
+        self, from_kind: str, from_namespace: str, to_group: str, to_kind: str, to_namespace: str, to_name: str
+    ) -> bool:
         """Whether a reference from a Gateway API object in `from_namespace` to an object in `to_namespace` is
         allowed: always within a namespace, across namespaces only with a ReferenceGrant in the target namespace."""
         if from_namespace == to_namespace:
             return True
-        return any(grant.permits("gateway.networking.k8s.io", from_kind, from_namespace, to_group, to_kind, to_name)
-                   for grant in self.grants.get(to_namespace, ()))
+        return any(
+            grant.permits("gateway.networking.k8s.io", from_kind, from_namespace, to_group, to_kind, to_name)
+            for grant in self.grants.get(to_namespace, ())
+        )
 
     def pool_endpoints(self, pool: InferencePool) -> list[tuple[Pod, int]]:
         """The pool's endpoints: every ready pod of its namespace matching its selector, times each target port the
@@ -102,7 +114,6 @@ class Snapshot:
             active = _active_ports(pod)
             endpoints.extend((pod, port) for port in ports if active is None or port in active)
         return endpoints
-
 
     def _ready_pods_by_label(self) -> dict[tuple[str, str, str], list[Pod]]:
         """Ready pods indexed by (namespace, label key, label value), built once per snapshot."""

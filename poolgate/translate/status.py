@@ -7,13 +7,13 @@ controllers are kept as they are. A condition's lastTransitionTime moves only wh
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from poolgate.api import KubeObject
 from poolgate.api.base import GATEWAY_GROUP
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
-from poolgate.translate.resolve import Graph, GatewayState, PoolTarget, ResolvedRoute
+from poolgate.translate.resolve import GatewayState, Graph, PoolTarget, ResolvedRoute
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 POOL_API_VERSION = "inference.networking.k8s.io/v1"
@@ -30,7 +30,7 @@ class GatewayRuntime:
 
 @dataclass
 class StatusOptions:
-    now: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    now: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     runtime: dict[tuple[str, str], GatewayRuntime] = field(default_factory=dict)
 
 
@@ -42,8 +42,16 @@ def conditions_json(conds: list[Cond], generation: int, previous: list[dict] | N
         status = "True" if cond.status else "False"
         old = before.get(cond.type)
         since = old.get("lastTransitionTime") if old and old.get("status") == status else None
-        out.append({"type": cond.type, "status": status, "reason": cond.reason, "message": cond.message,
-                    "observedGeneration": generation, "lastTransitionTime": since or now})
+        out.append(
+            {
+                "type": cond.type,
+                "status": status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": since or now,
+            }
+        )
     return out
 
 
@@ -51,8 +59,11 @@ def compute_status(graph: Graph, options: StatusOptions | None = None) -> list[d
     """Status objects `{apiVersion, kind, metadata: {name, namespace}, status}` for every GatewayClass of this
     controller, each of its Gateways, every HTTPRoute attached to them and every InferencePool."""
     options = options or StatusOptions()
-    out = [gateway_class_status(gc, options.now) for _, gc in sorted(graph.snapshot.gateway_classes.items())
-           if gc.spec.controller_name == graph.snapshot.controller_name]
+    out = [
+        gateway_class_status(gc, options.now)
+        for _, gc in sorted(graph.snapshot.gateway_classes.items())
+        if gc.spec.controller_name == graph.snapshot.controller_name
+    ]
     out += [gateway_status(state, options) for state in graph.gateways]
     out += [route_status(graph, route, options.now) for route in graph.routes]
     referencing = _pool_references(graph)
@@ -64,8 +75,12 @@ def _pool_references(graph: Graph) -> dict[tuple[str, str], dict[tuple[str, str]
     """pool -> Gateway (namespace, name) -> whether each route of that Gateway that references the pool is accepted."""
     out: dict[tuple[str, str], dict[tuple[str, str], list[bool]]] = {}
     for route in graph.routes:
-        pools = {(b.target.pool.namespace, b.target.pool.name) for rule in route.rules for b in rule.backends
-                 if isinstance(b.target, PoolTarget)}
+        pools = {
+            (b.target.pool.namespace, b.target.pool.name)
+            for rule in route.rules
+            for b in rule.backends
+            if isinstance(b.target, PoolTarget)
+        }
         for key in pools:
             for result in route.parents:
                 gateway = (result.gateway.namespace, result.gateway.name)
@@ -84,8 +99,11 @@ def gateway_class_status(gateway_class, now: str) -> dict:
     """GatewayClass status: Accepted, since this controller implements it."""
     previous = gateway_class.status or {}
     conds = [Cond.true(c.ACCEPTED, c.R_ACCEPTED, "poolgate implements this GatewayClass")]
-    return _envelope(gateway_class, GATEWAY_API_VERSION,
-                     {"conditions": conditions_json(conds, gateway_class.generation, previous.get("conditions"), now)})
+    return _envelope(
+        gateway_class,
+        GATEWAY_API_VERSION,
+        {"conditions": conditions_json(conds, gateway_class.generation, previous.get("conditions"), now)},
+    )
 
 
 def gateway_status(state: GatewayState, options: StatusOptions) -> dict:
@@ -109,25 +127,39 @@ def gateway_status(state: GatewayState, options: StatusOptions) -> dict:
     old_listeners = {ls.get("name"): ls for ls in previous.get("listeners", []) if isinstance(ls, dict)}
     listeners = []
     for ls in state.listeners:
-        listener_programmed = (Cond.true(c.PROGRAMMED, c.R_PROGRAMMED, "Listener is programmed")
-                               if ls.valid and runtime.programmed else
-                               Cond.false(c.PROGRAMMED, c.R_INVALID if not ls.valid else c.R_PENDING,
-                                          "Listener is invalid" if not ls.valid else runtime.message))
+        listener_programmed = (
+            Cond.true(c.PROGRAMMED, c.R_PROGRAMMED, "Listener is programmed")
+            if ls.valid and runtime.programmed
+            else Cond.false(
+                c.PROGRAMMED,
+                c.R_INVALID if not ls.valid else c.R_PENDING,
+                "Listener is invalid" if not ls.valid else runtime.message,
+            )
+        )
         conds = ls.conditions + [listener_programmed]
-        listeners.append({
-            "name": ls.listener.name,
-            "supportedKinds": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute"}] if ls.listener.protocol == "HTTP" else [],
-            "attachedRoutes": len({(a.route.route.namespace, a.route.route.name) for a in ls.attached}),
-            "conditions": conditions_json(conds, gateway.generation,
-                                          old_listeners.get(ls.listener.name, {}).get("conditions"), options.now),
-        })
+        listeners.append(
+            {
+                "name": ls.listener.name,
+                "supportedKinds": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute"}]
+                if ls.listener.protocol == "HTTP"
+                else [],
+                "attachedRoutes": len({(a.route.route.namespace, a.route.route.name) for a in ls.attached}),
+                "conditions": conditions_json(
+                    conds, gateway.generation, old_listeners.get(ls.listener.name, {}).get("conditions"), options.now
+                ),
+            }
+        )
     status = {
-        "conditions": conditions_json([accepted, programmed], gateway.generation, previous.get("conditions"), options.now),
+        "conditions": conditions_json(
+            [accepted, programmed], gateway.generation, previous.get("conditions"), options.now
+        ),
         "listeners": listeners,
     }
     if runtime.addresses:
-        status["addresses"] = [{"type": "Hostname" if any(ch.isalpha() for ch in a) and ":" not in a else "IPAddress",
-                                "value": a} for a in runtime.addresses]
+        status["addresses"] = [
+            {"type": "Hostname" if any(ch.isalpha() for ch in a) and ":" not in a else "IPAddress", "value": a}
+            for a in runtime.addresses
+        ]
     return _envelope(gateway, GATEWAY_API_VERSION, status)
 
 
@@ -153,14 +185,27 @@ def route_status(graph: Graph, route: ResolvedRoute, now: str) -> dict:
         conds = [result.accepted, route.resolved_refs]
         if route.partially_invalid is not None:
             conds.append(route.partially_invalid)
-        parents.append({"parentRef": ref, "controllerName": ours, "conditions": conditions_json(
-            conds, obj.generation, old.get(_key(ref, obj.namespace), {}).get("conditions"), now)})
+        parents.append(
+            {
+                "parentRef": ref,
+                "controllerName": ours,
+                "conditions": conditions_json(
+                    conds, obj.generation, old.get(_key(ref, obj.namespace), {}).get("conditions"), now
+                ),
+            }
+        )
     return _envelope(obj, GATEWAY_API_VERSION, {"parents": kept + parents})
 
 
 def _key(ref: dict, default_namespace: str) -> tuple:
-    return (ref.get("group", GATEWAY_GROUP), ref.get("kind", "Gateway"), ref.get("namespace") or default_namespace,
-            ref.get("name"), ref.get("sectionName"), ref.get("port"))
+    return (
+        ref.get("group", GATEWAY_GROUP),
+        ref.get("kind", "Gateway"),
+        ref.get("namespace") or default_namespace,
+        ref.get("name"),
+        ref.get("sectionName"),
+        ref.get("port"),
+    )
 
 
 def pool_status(graph: Graph, key: tuple[str, str], referencing: dict[tuple[str, str], list[bool]], now: str) -> dict:
@@ -172,19 +217,31 @@ def pool_status(graph: Graph, key: tuple[str, str], referencing: dict[tuple[str,
     ours = graph.snapshot.controller_name
     previous = [p.to_json() for p in pool.status.parents]
     kept = [p for p in previous if p.get("controllerName") != ours]
-    old = {(p["parentRef"].get("namespace") or pool.namespace, p["parentRef"]["name"]): p
-           for p in previous if p.get("controllerName") == ours}
+    old = {
+        (p["parentRef"].get("namespace") or pool.namespace, p["parentRef"]["name"]): p
+        for p in previous
+        if p.get("controllerName") == ours
+    }
     parents = []
     for (gw_namespace, gw_name), accepted_flags in sorted(referencing.items()):
         if not any(accepted_flags):
-            accepted = Cond.false(c.ACCEPTED, c.R_HTTPROUTE_NOT_ACCEPTED,
-                                  "no HTTPRoute referencing this pool is accepted by the Gateway; see the HTTPRoute status")
+            accepted = Cond.false(
+                c.ACCEPTED,
+                c.R_HTTPROUTE_NOT_ACCEPTED,
+                "no HTTPRoute referencing this pool is accepted by the Gateway; see the HTTPRoute status",
+            )
         else:
             accepted = target.accepted
-        parents.append({
-            "parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gw_name, "namespace": gw_namespace},
-            "controllerName": ours,
-            "conditions": conditions_json([accepted, target.resolved_refs], pool.generation,
-                                          old.get((gw_namespace, gw_name), {}).get("conditions"), now),
-        })
+        parents.append(
+            {
+                "parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gw_name, "namespace": gw_namespace},
+                "controllerName": ours,
+                "conditions": conditions_json(
+                    [accepted, target.resolved_refs],
+                    pool.generation,
+                    old.get((gw_namespace, gw_name), {}).get("conditions"),
+                    now,
+                ),
+            }
+        )
     return _envelope(pool, POOL_API_VERSION, {"parents": kept + parents})

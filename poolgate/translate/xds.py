@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import re
 
-from google.protobuf import json_format
-from google.protobuf.any_pb2 import Any
-from google.protobuf.message import Message
-
-from envoy.config.bootstrap.v3 import bootstrap_pb2
-from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, extension_pb2, grpc_service_pb2
-from envoy.config.core.v3 import protocol_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2, grpc_service_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
@@ -27,6 +21,9 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
+from google.protobuf import json_format
+from google.protobuf.any_pb2 import Any
+from google.protobuf.message import Message
 
 from poolgate.translate import ir, naming
 from poolgate.translate.options import TranslateOptions
@@ -35,13 +32,12 @@ DESTINATION_HEADER = "x-gateway-destination-endpoint"
 SERVED_KEY = "x-gateway-destination-endpoint-served"
 LB_METADATA_NAMESPACE = "envoy.lb"
 SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"
-POOL_METADATA_KEY = "x-poolgate-pool"          # gRPC initial metadata naming the pool a picker call is for
-CALLOUT_METADATA_KEY = "x-poolgate-callout"    # gRPC initial metadata naming the callout ("model-router")
+POOL_METADATA_KEY = "x-poolgate-pool"  # gRPC initial metadata naming the pool a picker call is for
+CALLOUT_METADATA_KEY = "x-poolgate-callout"  # gRPC initial metadata naming the callout ("model-router")
 EPP_FILTER = "poolgate.endpoint_picker"
 MODEL_ROUTER_FILTER = "poolgate.model_router"
 # Headers only the picker (or the model router) may set: removed from client requests before any filter runs.
-PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY,
-                       "x-gateway-destination-endpoint-subset")
+PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, "x-gateway-destination-endpoint-subset")
 MODEL_ROUTER_ONLY_HEADERS = ("x-gateway-model-name", "x-gateway-base-model-name")
 # When a picked endpoint cannot be reached or dies before it answered, retry on the picker's next endpoint. `reset`
 # (not only `reset-before-request`) also retries requests that were in flight on a pod that died: an inference
@@ -59,8 +55,9 @@ def _any(message: Message) -> Any:
 
 def _duration(seconds: float):
     from google.protobuf.duration_pb2 import Duration
+
     d = Duration()
-    d.FromNanoseconds(int(round(seconds * 1e9)))
+    d.FromNanoseconds(round(seconds * 1e9))
     return d
 
 
@@ -71,11 +68,15 @@ def to_dict(message: Message) -> dict:
 
 # --- listeners ----------------------------------------------------------------------------------------------------
 
+
 def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> listener_pb2.Listener:
     """An Envoy listener with one HTTP connection manager serving the listener's virtual hosts."""
     namespace, gateway = lst.name.split("/")[1:3]
-    uses_picker = any(isinstance(r.action, ir.Forward) and any(b.picker for b in r.action.backends)
-                      for vh in lst.virtual_hosts for r in vh.routes)
+    uses_picker = any(
+        isinstance(r.action, ir.Forward) and any(b.picker for b in r.action.backends)
+        for vh in lst.virtual_hosts
+        for r in vh.routes
+    )
     pickers = [c for c in model.clusters.values() if c.role == "picker"]
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=lst.name.replace("/", "_"),
@@ -93,15 +94,28 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
     if lst.model_routing:
         hcm.http_filters.append(hcm_pb2.HttpFilter(name=MODEL_ROUTER_FILTER, typed_config=_any(_model_router(options))))
     if uses_picker:
-        hcm.http_filters.append(hcm_pb2.HttpFilter(
-            name=EPP_FILTER, typed_config=_any(_endpoint_picker(pickers[0].name, options))))
-    hcm.http_filters.append(hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())))
+        hcm.http_filters.append(
+            hcm_pb2.HttpFilter(name=EPP_FILTER, typed_config=_any(_endpoint_picker(pickers[0].name, options)))
+        )
+    hcm.http_filters.append(
+        hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router()))
+    )
     out = listener_pb2.Listener(
         name=lst.name,
-        address=address_pb2.Address(socket_address=address_pb2.SocketAddress(
-            address=options.bind_address(namespace, gateway), port_value=lst.port)),
-        filter_chains=[listener_components_pb2.FilterChain(filters=[listener_components_pb2.Filter(
-            name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))])],
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(
+                address=options.bind_address(namespace, gateway), port_value=lst.port
+            )
+        ),
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[
+                    listener_components_pb2.Filter(
+                        name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm)
+                    )
+                ]
+            )
+        ],
     )
     out.per_connection_buffer_limit_bytes.value = options.buffer_limit_bytes
     return out
@@ -110,20 +124,23 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
 def _strip_headers(model_routing: bool) -> extension_pb2.TypedExtensionConfig:
     headers = PICKER_ONLY_HEADERS + (MODEL_ROUTER_ONLY_HEADERS if model_routing else ())
     mutation = header_mutation_pb2.HeaderMutation(
-        mutations=[mutation_rules_pb2.HeaderMutation(remove=h) for h in headers])
+        mutations=[mutation_rules_pb2.HeaderMutation(remove=h) for h in headers]
+    )
     return extension_pb2.TypedExtensionConfig(name="poolgate.strip_picker_headers", typed_config=_any(mutation))
 
 
 def _grpc_service(cluster: str, timeout_s: float, metadata: dict[str, str]) -> grpc_service_pb2.GrpcService:
-    service = grpc_service_pb2.GrpcService(envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster),
-                                           timeout=_duration(timeout_s))
+    service = grpc_service_pb2.GrpcService(
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster), timeout=_duration(timeout_s)
+    )
     for key, value in metadata.items():
         service.initial_metadata.append(base_pb2.HeaderValue(key=key, value=value))
     return service
 
 
-def _processing_mode(options: TranslateOptions, request_body: bool, response: bool,
-                     fail_open: bool = False) -> processing_mode_pb2.ProcessingMode:
+def _processing_mode(
+    options: TranslateOptions, request_body: bool, response: bool, fail_open: bool = False
+) -> processing_mode_pb2.ProcessingMode:
     """What Envoy sends the picker. Request bodies stream full-duplex (or are buffered when configured, and always
     for FailOpen pools: Envoy can fall back only while the body is still buffered). Response bodies stream
     full-duplex, except for FailOpen pools: there they stream chunk by chunk (STREAMED), the one mode in which a
@@ -150,13 +167,19 @@ def _endpoint_picker(default_cluster: str, options: TranslateOptions) -> ext_pro
     config = ext_proc_pb2.ExternalProcessor(
         grpc_service=_grpc_service(default_cluster, options.picker_timeout_s, {}),
         failure_mode_allow=False,
-        processing_mode=mode(request_header_mode=mode.SKIP, response_header_mode=mode.SKIP,
-                             request_trailer_mode=mode.SKIP, response_trailer_mode=mode.SKIP),
+        processing_mode=mode(
+            request_header_mode=mode.SKIP,
+            response_header_mode=mode.SKIP,
+            request_trailer_mode=mode.SKIP,
+            response_trailer_mode=mode.SKIP,
+        ),
         message_timeout=_duration(options.picker_timeout_s),
         metadata_options=ext_proc_pb2.MetadataOptions(
             forwarding_namespaces=ext_proc_pb2.MetadataOptions.MetadataNamespaces(
-                untyped=[LB_METADATA_NAMESPACE, SUBSET_HINT_NAMESPACE]),
-            receiving_namespaces=ext_proc_pb2.MetadataOptions.MetadataNamespaces(untyped=[LB_METADATA_NAMESPACE])),
+                untyped=[LB_METADATA_NAMESPACE, SUBSET_HINT_NAMESPACE]
+            ),
+            receiving_namespaces=ext_proc_pb2.MetadataOptions.MetadataNamespaces(untyped=[LB_METADATA_NAMESPACE]),
+        ),
         route_cache_action=ext_proc_pb2.ExternalProcessor.RETAIN,
         status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
     )
@@ -166,8 +189,9 @@ def _endpoint_picker(default_cluster: str, options: TranslateOptions) -> ext_pro
 def _model_router(options: TranslateOptions) -> ext_proc_pb2.ExternalProcessor:
     """The body-based model router: reads `model` from the body, sets X-Gateway-Model-Name, re-picks the route."""
     return ext_proc_pb2.ExternalProcessor(
-        grpc_service=_grpc_service(naming.MODEL_ROUTER_CLUSTER, options.picker_timeout_s,
-                                   {CALLOUT_METADATA_KEY: "model-router"}),
+        grpc_service=_grpc_service(
+            naming.MODEL_ROUTER_CLUSTER, options.picker_timeout_s, {CALLOUT_METADATA_KEY: "model-router"}
+        ),
         failure_mode_allow=False,
         processing_mode=_processing_mode(options, request_body=True, response=False),
         message_timeout=_duration(options.picker_timeout_s),
@@ -183,20 +207,25 @@ def _picker_override(call: ir.PickerCall | None, options: TranslateOptions) -> e
         return ext_proc_pb2.ExtProcPerRoute(disabled=True)
     overrides = ext_proc_pb2.ExtProcOverrides(
         grpc_service=_grpc_service(call.cluster, options.picker_timeout_s, {POOL_METADATA_KEY: call.pool}),
-        processing_mode=_processing_mode(options, request_body=True, response=True, fail_open=call.failure_open))
+        processing_mode=_processing_mode(options, request_body=True, response=True, fail_open=call.failure_open),
+    )
     overrides.failure_mode_allow.value = call.failure_open
     return ext_proc_pb2.ExtProcPerRoute(overrides=overrides)
 
 
 # --- routes -------------------------------------------------------------------------------------------------------
 
+
 def route_configuration(lst: ir.Listener, options: TranslateOptions) -> route_pb2.RouteConfiguration:
     """The listener's routes: one virtual host per hostname, routes in Gateway API precedence."""
     config = route_pb2.RouteConfiguration(name=lst.name)
-    config.validate_clusters.value = False   # invalid backends name an undefined cluster on purpose (-> 500)
+    config.validate_clusters.value = False  # invalid backends name an undefined cluster on purpose (-> 500)
     for vh in lst.virtual_hosts:
-        config.virtual_hosts.append(route_components_pb2.VirtualHost(
-            name=f"{lst.name}/{vh.name}", domains=list(vh.domains), routes=[_route(r, options) for r in vh.routes]))
+        config.virtual_hosts.append(
+            route_components_pb2.VirtualHost(
+                name=f"{lst.name}/{vh.name}", domains=list(vh.domains), routes=[_route(r, options) for r in vh.routes]
+            )
+        )
     return config
 
 
@@ -219,19 +248,26 @@ def _route_match(match: ir.Match) -> route_components_pb2.RouteMatch:
     for kind, name, value in match.headers:
         out.headers.append(route_components_pb2.HeaderMatcher(name=name, string_match=_string_match(kind, value)))
     if match.method:
-        out.headers.append(route_components_pb2.HeaderMatcher(name=":method", string_match=_string_match("Exact", match.method)))
+        out.headers.append(
+            route_components_pb2.HeaderMatcher(name=":method", string_match=_string_match("Exact", match.method))
+        )
     for kind, name, value in match.query_params:
-        out.query_parameters.append(route_components_pb2.QueryParameterMatcher(
-            name=name, string_match=_string_match(kind, value)))
+        out.query_parameters.append(
+            route_components_pb2.QueryParameterMatcher(name=name, string_match=_string_match(kind, value))
+        )
     return out
 
 
 def _header_options(mods: ir.HeaderMods) -> list[base_pb2.HeaderValueOption]:
     action = base_pb2.HeaderValueOption
-    out = [action(header=base_pb2.HeaderValue(key=k, value=v), append_action=action.OVERWRITE_IF_EXISTS_OR_ADD)
-           for k, v in mods.set]
-    out += [action(header=base_pb2.HeaderValue(key=k, value=v), append_action=action.APPEND_IF_EXISTS_OR_ADD)
-            for k, v in mods.add]
+    out = [
+        action(header=base_pb2.HeaderValue(key=k, value=v), append_action=action.OVERWRITE_IF_EXISTS_OR_ADD)
+        for k, v in mods.set
+    ]
+    out += [
+        action(header=base_pb2.HeaderValue(key=k, value=v), append_action=action.APPEND_IF_EXISTS_OR_ADD)
+        for k, v in mods.add
+    ]
     return out
 
 
@@ -253,8 +289,13 @@ def _route(route: ir.Route, options: TranslateOptions) -> route_components_pb2.R
 
 
 def _redirect(out: route_components_pb2.RedirectAction, action: ir.Redirect, match: ir.Match) -> None:
-    codes = {301: out.MOVED_PERMANENTLY, 302: out.FOUND, 303: out.SEE_OTHER, 307: out.TEMPORARY_REDIRECT,
-             308: out.PERMANENT_REDIRECT}
+    codes = {
+        301: out.MOVED_PERMANENTLY,
+        302: out.FOUND,
+        303: out.SEE_OTHER,
+        307: out.TEMPORARY_REDIRECT,
+        308: out.PERMANENT_REDIRECT,
+    }
     out.response_code = codes[action.status_code]
     if action.scheme:
         out.scheme_redirect = action.scheme
@@ -290,8 +331,9 @@ def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Matc
     if action.path_rewrite:
         kind, value = action.path_rewrite
         if kind == "ReplaceFullPath":
-            route.regex_rewrite.CopyFrom(regex_pb2.RegexMatchAndSubstitute(
-                pattern=regex_pb2.RegexMatcher(regex="^/.*$"), substitution=value))
+            route.regex_rewrite.CopyFrom(
+                regex_pb2.RegexMatchAndSubstitute(pattern=regex_pb2.RegexMatcher(regex="^/.*$"), substitution=value)
+            )
         else:
             route.regex_rewrite.CopyFrom(_prefix_rewrite(match.path, value))
     backends = action.backends
@@ -311,28 +353,31 @@ def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Matc
     route.cluster_not_found_response_code = route_components_pb2.RouteAction.INTERNAL_SERVER_ERROR
     for backend in backends:
         weight = route_components_pb2.WeightedCluster.ClusterWeight(
-            name=backend.cluster or naming.INVALID_BACKEND_CLUSTER)
+            name=backend.cluster or naming.INVALID_BACKEND_CLUSTER
+        )
         weight.weight.value = backend.weight
         weight.request_headers_to_add.extend(_header_options(backend.request_headers))
         weight.request_headers_to_remove.extend(backend.request_headers.remove)
         weight.response_headers_to_add.extend(_header_options(backend.response_headers))
         weight.response_headers_to_remove.extend(backend.response_headers.remove)
         if pickers:
-            weight.typed_per_filter_config[EPP_FILTER].CopyFrom(
-                _any(_picker_override(backend.picker, options)))
+            weight.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(backend.picker, options)))
         route.weighted_clusters.clusters.append(weight)
 
 
 # --- clusters -----------------------------------------------------------------------------------------------------
 
+
 def _typed_policy(name: str, message: Message) -> cluster_pb2.LoadBalancingPolicy.Policy:
     return cluster_pb2.LoadBalancingPolicy.Policy(
-        typed_extension_config=extension_pb2.TypedExtensionConfig(name=name, typed_config=_any(message)))
+        typed_extension_config=extension_pb2.TypedExtensionConfig(name=name, typed_config=_any(message))
+    )
 
 
 def _least_request() -> cluster_pb2.LoadBalancingPolicy:
-    return cluster_pb2.LoadBalancingPolicy(policies=[_typed_policy(
-        "envoy.load_balancing_policies.least_request", least_request_pb2.LeastRequest())])
+    return cluster_pb2.LoadBalancingPolicy(
+        policies=[_typed_policy("envoy.load_balancing_policies.least_request", least_request_pb2.LeastRequest())]
+    )
 
 
 def _override_host() -> cluster_pb2.LoadBalancingPolicy:
@@ -346,8 +391,9 @@ def _override_host() -> cluster_pb2.LoadBalancingPolicy:
         ],
         fallback_policy=_least_request(),
     )
-    return cluster_pb2.LoadBalancingPolicy(policies=[_typed_policy(
-        "envoy.load_balancing_policies.override_host", config)])
+    return cluster_pb2.LoadBalancingPolicy(
+        policies=[_typed_policy("envoy.load_balancing_policies.override_host", config)]
+    )
 
 
 def _report_served_endpoint(cluster_json: dict) -> None:
@@ -364,12 +410,23 @@ def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
         name=c.name,
         type=cluster_pb2.Cluster.STRICT_DNS if c.dns else cluster_pb2.Cluster.STATIC,
         connect_timeout=_duration(options.connect_timeout_s),
-        load_assignment=endpoint_pb2.ClusterLoadAssignment(cluster_name=c.name, endpoints=[
-            endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[
-                endpoint_components_pb2.LbEndpoint(endpoint=endpoint_components_pb2.Endpoint(
-                    address=address_pb2.Address(socket_address=address_pb2.SocketAddress(
-                        address=a.host, port_value=a.port))))
-                for a in c.addresses])]),
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=c.name,
+            endpoints=[
+                endpoint_components_pb2.LocalityLbEndpoints(
+                    lb_endpoints=[
+                        endpoint_components_pb2.LbEndpoint(
+                            endpoint=endpoint_components_pb2.Endpoint(
+                                address=address_pb2.Address(
+                                    socket_address=address_pb2.SocketAddress(address=a.host, port_value=a.port)
+                                )
+                            )
+                        )
+                        for a in c.addresses
+                    ]
+                )
+            ],
+        ),
     )
     if c.dns:
         out.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
@@ -388,9 +445,12 @@ def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
     if c.http2:
         protocol = http_protocol_options_pb2.HttpProtocolOptions(
             explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-                http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
+                http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+            )
+        )
         out.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].CopyFrom(
-            _any(protocol))
+            _any(protocol)
+        )
     if c.tls:
         out.transport_socket.name = "envoy.transport_sockets.tls"
         out.transport_socket.typed_config.Pack(_upstream_tls(c, options))
@@ -405,12 +465,16 @@ def _upstream_tls(c: ir.Cluster, options: TranslateOptions) -> tls_pb2.UpstreamT
         short = c.server_name.removesuffix(f".{options.cluster_domain}")
         context.validation_context.trusted_ca.filename = options.picker_ca
         for name in dict.fromkeys((c.server_name, short)):
-            context.validation_context.match_typed_subject_alt_names.append(common_pb2.SubjectAltNameMatcher(
-                san_type=common_pb2.SubjectAltNameMatcher.DNS, matcher=string_pb2.StringMatcher(exact=name)))
+            context.validation_context.match_typed_subject_alt_names.append(
+                common_pb2.SubjectAltNameMatcher(
+                    san_type=common_pb2.SubjectAltNameMatcher.DNS, matcher=string_pb2.StringMatcher(exact=name)
+                )
+            )
     return tls_pb2.UpstreamTlsContext(sni=c.server_name, common_tls_context=context)
 
 
 # --- whole configurations -----------------------------------------------------------------------------------------
+
 
 def cluster_json(c: ir.Cluster, options: TranslateOptions) -> dict:
     """A cluster as the JSON object Envoy loads."""
@@ -430,8 +494,11 @@ def resources(model: ir.IR, options: TranslateOptions) -> tuple[list[dict], list
 def _base_bootstrap(options: TranslateOptions) -> dict:
     return {
         "node": {"id": "poolgate", "cluster": "poolgate"},
-        "admin": {"address": {"socket_address": {"address": options.admin_address.host,
-                                                 "port_value": options.admin_address.port}}},
+        "admin": {
+            "address": {
+                "socket_address": {"address": options.admin_address.host, "port_value": options.admin_address.port}
+            }
+        },
     }
 
 
@@ -450,9 +517,13 @@ CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 def dynamic_bootstrap(config_dir: str, options: TranslateOptions) -> dict:
     """A bootstrap that loads listeners and clusters from `config_dir`/lds.yaml and cds.yaml and reloads them when
     the directory is swapped atomically (how a mounted ConfigMap or `poolgate up` updates Envoy without a restart)."""
+
     def source(file: str) -> dict:
-        return {"path_config_source": {"path": f"{config_dir}/{file}", "watched_directory": {"path": config_dir}},
-                "resource_api_version": "V3"}
+        return {
+            "path_config_source": {"path": f"{config_dir}/{file}", "watched_directory": {"path": config_dir}},
+            "resource_api_version": "V3",
+        }
+
     out = _base_bootstrap(options)
     out["dynamic_resources"] = {"lds_config": source("lds.yaml"), "cds_config": source("cds.yaml")}
     return out

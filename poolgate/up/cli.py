@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from poolgate import logs
 
@@ -22,28 +21,60 @@ Edits to the files are applied while running (Envoy reloads in place). Ctrl-C st
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("-f", "--file", dest="files", action="append", required=True, metavar="FILE",
-                        help="YAML file of objects (repeatable)")
-    parser.add_argument("--state-dir", default=".poolgate/up", metavar="DIR",
-                        help="where Envoy's configuration, the pickers' objects and every process log go "
-                             "(default: %(default)s)")
-    parser.add_argument("--listen-address", default="127.0.0.1", metavar="IP",
-                        help="address the Gateway listeners bind (default: %(default)s)")
-    parser.add_argument("--address-block", type=_block, default=0, metavar="B",
-                        help="loopback block of the pods (127.B.0.10, ...) and pickers (127.B.1.2, ...), 0-255, so "
-                             "that several gateways can run side by side (default: %(default)s)")
-    parser.add_argument("--body-mode", choices=["duplex", "buffered"], default="duplex",
-                        help="how Envoy streams request bodies to the pickers (default: duplex)")
-    parser.add_argument("--picker-tls", action="store_true",
-                        help="the pickers serve gRPC over TLS (self-signed certificates) and Envoy encrypts its calls "
-                             "to them without checking the certificate")
-    parser.add_argument("--picker-cert-dir", metavar="DIR",
-                        help="the pickers serve TLS with DIR/tls.crt and DIR/tls.key, and Envoy checks their "
-                             "certificate against DIR/ca.crt (or tls.crt itself) and the picker Service's name "
-                             "(implies --picker-tls)")
+    parser.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="YAML file of objects (repeatable)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=".poolgate/up",
+        metavar="DIR",
+        help="where Envoy's configuration, the pickers' objects and every process log go (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--listen-address",
+        default="127.0.0.1",
+        metavar="IP",
+        help="address the Gateway listeners bind (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--address-block",
+        type=_block,
+        default=0,
+        metavar="B",
+        help="loopback block of the pods (127.B.0.10, ...) and pickers (127.B.1.2, ...), 0-255, so "
+        "that several gateways can run side by side (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--body-mode",
+        choices=["duplex", "buffered"],
+        default="duplex",
+        help="how Envoy streams request bodies to the pickers (default: duplex)",
+    )
+    parser.add_argument(
+        "--picker-tls",
+        action="store_true",
+        help="the pickers serve gRPC over TLS (self-signed certificates) and Envoy encrypts its calls "
+        "to them without checking the certificate",
+    )
+    parser.add_argument(
+        "--picker-cert-dir",
+        metavar="DIR",
+        help="the pickers serve TLS with DIR/tls.crt and DIR/tls.key, and Envoy checks their "
+        "certificate against DIR/ca.crt (or tls.crt itself) and the picker Service's name "
+        "(implies --picker-tls)",
+    )
     parser.add_argument("--no-watch", action="store_true", help="do not reload when the files change")
-    parser.add_argument("--exit-after-start", action="store_true",
-                        help="start, print the gateway addresses, answer nothing more and stop (for checks)")
+    parser.add_argument(
+        "--exit-after-start",
+        action="store_true",
+        help="start, print the gateway addresses, answer nothing more and stop (for checks)",
+    )
     logs.add_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -68,13 +99,17 @@ def run(args: argparse.Namespace) -> int:
 
     logs.setup(args.log_level, args.log_format == "json")
     console = Console(stderr=True)
-    options = StackOptions(state_dir=Path(args.state_dir), listener_address=args.listen_address,
-                           address_block=args.address_block, picker_tls=args.picker_tls,
-                           picker_cert_dir=Path(args.picker_cert_dir) if args.picker_cert_dir else None,
-                           body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED")
+    options = StackOptions(
+        state_dir=Path(args.state_dir),
+        listener_address=args.listen_address,
+        address_block=args.address_block,
+        picker_tls=args.picker_tls,
+        picker_cert_dir=Path(args.picker_cert_dir) if args.picker_cert_dir else None,
+        body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED",
+    )
     stack = Stack(args.files, options)
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):      # Ctrl-C or a supervisor: stop cleanly (children included)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a supervisor: stop cleanly (children included)
         signal.signal(signum, lambda *_: stop.set())
     try:
         with console.status("starting model servers, pickers and Envoy ..."):
@@ -103,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                     changed.clear()
                     if _settled(args.files):
                         summary.reloaded(_reload(stack))
-                    else:               # still being written: look again
+                    else:  # still being written: look again
                         changed.set()
                 summary.restarted(stack.supervisor.restart_exited())
                 summary.refresh()
@@ -163,6 +198,7 @@ def _watch(files: list[str], changed, stop) -> None:
 
     paths = {Path(f).resolve() for f in files}
     directories = {str(p.parent) for p in paths}
-    for _ in watch(*directories, stop_event=stop, debounce=300,
-                   watch_filter=lambda change, path: Path(path).resolve() in paths):
+    for _ in watch(
+        *directories, stop_event=stop, debounce=300, watch_filter=lambda change, path: Path(path).resolve() in paths
+    ):
         changed.set()

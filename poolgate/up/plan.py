@@ -28,7 +28,7 @@ class SimPod:
     name: str
     ip: str
     ports: tuple[int, ...]
-    args: tuple[str, ...]          # arguments after `poolgate sim`, from the container spec
+    args: tuple[str, ...]  # arguments after `poolgate sim`, from the container spec
 
     @property
     def listens(self) -> tuple[str, ...]:
@@ -42,16 +42,16 @@ class PickerPlan:
     namespace: str
     service: str
     address: Address
-    pools: tuple[str, ...]         # "namespace/name"
+    pools: tuple[str, ...]  # "namespace/name"
     profile: str
 
 
 @dataclass
 class Plan:
-    objects: list[KubeObject]                       # what the translator and the pickers see
+    objects: list[KubeObject]  # what the translator and the pickers see
     sim_pods: list[SimPod]
     pickers: list[PickerPlan]
-    bind_addresses: dict[tuple[str, str], str]      # Gateway -> listener address
+    bind_addresses: dict[tuple[str, str], str]  # Gateway -> listener address
     warnings: list[str] = field(default_factory=list)
 
 
@@ -88,7 +88,7 @@ def is_simulator(container: Container) -> bool:
 
 def _sim_args(container: Container) -> tuple[str, ...]:
     words = container.command + container.args
-    return tuple(words[words.index(SIM_SUBCOMMAND) + 1:])
+    return tuple(words[words.index(SIM_SUBCOMMAND) + 1 :])
 
 
 def _pool_ports(pools: list[InferencePool], namespace: str, labels: dict[str, str]) -> list[int]:
@@ -100,11 +100,14 @@ def _pool_ports(pools: list[InferencePool], namespace: str, labels: dict[str, st
 
 
 def _ready_pod(namespace: str, name: str, labels: dict, annotations: dict, ip: str) -> Pod:
-    return Pod.model_validate({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
-        "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
-    })
+    return Pod.model_validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
+            "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    )
 
 
 def make_plan(objects: list[KubeObject], allocator: Allocator, listener_address: str = "127.0.0.1") -> Plan:
@@ -128,8 +131,10 @@ def make_plan(objects: list[KubeObject], allocator: Allocator, listener_address:
             template = obj.spec.template
             sim = next((c for c in template.spec.containers if is_simulator(c)), None)
             if sim is None:
-                warnings.append(f"{obj.ref}: no container runs `poolgate sim`; poolgate up starts only simulators "
-                                "(give real model servers as Pods with status.podIP)")
+                warnings.append(
+                    f"{obj.ref}: no container runs `poolgate sim`; poolgate up starts only simulators "
+                    "(give real model servers as Pods with status.podIP)"
+                )
                 continue
             for i in range(obj.spec.replicas):
                 add_sim(obj.namespace, f"{obj.name}-{i}", template.metadata.labels, template.metadata.annotations, sim)
@@ -150,11 +155,18 @@ def make_plan(objects: list[KubeObject], allocator: Allocator, listener_address:
         if ip is not None:
             service = service.model_copy(update={"spec": service.spec.model_copy(update={"cluster_ip": ip})})
         kept.append(service)
-    for picker in pickers:          # a managed picker's Service exists only in the plan
+    for picker in pickers:  # a managed picker's Service exists only in the plan
         if (picker.namespace, picker.service) not in services:
-            kept.append(Service.model_validate({
-                "apiVersion": "v1", "kind": "Service", "metadata": {"name": picker.service, "namespace": picker.namespace},
-                "spec": {"clusterIP": picker.address.host, "ports": [{"port": picker.address.port}]}}))
+            kept.append(
+                Service.model_validate(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Service",
+                        "metadata": {"name": picker.service, "namespace": picker.namespace},
+                        "spec": {"clusterIP": picker.address.host, "ports": [{"port": picker.address.port}]},
+                    }
+                )
+            )
     return Plan(kept, sims, pickers, _gateway_addresses(objects, allocator, listener_address), warnings)
 
 
@@ -168,15 +180,22 @@ def _pickers(pools: list[InferencePool], services: dict, allocator: Allocator) -
         ref = effective_picker_ref(pool)
         if ref is None or (ref.group, ref.kind) != ("", "Service"):
             continue
-        managed = (pool.metadata.annotations.get(naming.MANAGED_PICKER_ANNOTATION, "").lower() == "true"
-                   and ref.name == naming.managed_picker(pool.name))
+        managed = pool.metadata.annotations.get(
+            naming.MANAGED_PICKER_ANNOTATION, ""
+        ).lower() == "true" and ref.name == naming.managed_picker(pool.name)
         if (pool.namespace, ref.name) not in services and not managed:
-            continue      # a missing picker Service stays missing: the translator reports it
+            continue  # a missing picker Service stays missing: the translator reports it
         by_service.setdefault((pool.namespace, ref.name, ref.port.number), []).append(pool)
     out = []
     for (namespace, service, port), served in sorted(by_service.items()):
-        profile = next((p.metadata.annotations[naming.PROFILE_ANNOTATION] for p in served
-                        if naming.PROFILE_ANNOTATION in p.metadata.annotations), "poolgate-default")
+        profile = next(
+            (
+                p.metadata.annotations[naming.PROFILE_ANNOTATION]
+                for p in served
+                if naming.PROFILE_ANNOTATION in p.metadata.annotations
+            ),
+            "poolgate-default",
+        )
         address = Address(allocator.pickers.get(f"{namespace}/{service}"), port)
         out.append(PickerPlan(namespace, service, address, tuple(f"{p.namespace}/{p.name}" for p in served), profile))
     return out

@@ -15,11 +15,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
-POOLGATE = (sys.executable, "-m", "poolgate.cli")   # the poolgate CLI of this installation, under this Python
+POOLGATE = (sys.executable, "-m", "poolgate.cli")  # the poolgate CLI of this installation, under this Python
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -38,8 +38,9 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02,
-               message: str = "condition") -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
+) -> None:
     """Poll `predicate()` until it is true; TimeoutError naming `message` otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,9 +57,15 @@ class Process:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.popen = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True, env={**os.environ, **(env or {})})
+        self._log = open(log_path, "ab")  # noqa: SIM115 - held open for the child's lifetime, closed in stop()
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
 
     @property
     def running(self) -> bool:
@@ -105,8 +112,10 @@ def wait_for_port(host: str, port: int, timeout: float = 20.0, process: Process 
         if port_open(host, port):
             return
         if process is not None and not process.running:
-            raise RuntimeError(f"{process.name} exited with code {process.popen.returncode}; see "
-                               f"{process.log_path}:\n{process.output()[-3000:]}")
+            raise RuntimeError(
+                f"{process.name} exited with code {process.popen.returncode}; see "
+                f"{process.log_path}:\n{process.output()[-3000:]}"
+            )
         time.sleep(0.02)
     output = f"; see {process.log_path}:\n{process.output()[-3000:]}" if process is not None else ""
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s{output}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from poolgate.api import load_files
 from poolgate.envoy import envoy_binary
-from poolgate.translate import Translation, TranslateOptions, translate, xds
+from poolgate.translate import TranslateOptions, Translation, translate, xds
 from poolgate.translate.ir import Address
 from poolgate.translate.output import swap_directory, write_yaml
 from poolgate.up.plan import Allocator, Plan, make_plan
@@ -33,14 +33,14 @@ class StackOptions:
     listener_address: str = "127.0.0.1"
     body_mode: str = "FULL_DUPLEX_STREAMED"
     envoy_log_level: str = "warn"
-    sim_args: tuple[str, ...] = ()          # extra `poolgate sim` arguments for every simulated pod
-    picker_args: tuple[str, ...] = ()       # extra `poolgate picker` arguments for every picker
+    sim_args: tuple[str, ...] = ()  # extra `poolgate sim` arguments for every simulated pod
+    picker_args: tuple[str, ...] = ()  # extra `poolgate picker` arguments for every picker
     ready_timeout: float = 30.0
-    address_block: int = 0                  # loopback block of pods and pickers (see poolgate.up.plan)
-    translate: dict = field(default_factory=dict)   # other TranslateOptions fields (e.g. request_timeout_s)
-    picker_tls: bool = False                # pickers serve TLS (self-signed unless picker_cert_dir), Envoy speaks it
-    picker_cert_dir: Path | None = None     # tls.crt + tls.key for the pickers; Envoy checks them against ca.crt
-                                            # there (or tls.crt itself when there is no ca.crt)
+    address_block: int = 0  # loopback block of pods and pickers (see poolgate.up.plan)
+    translate: dict = field(default_factory=dict)  # other TranslateOptions fields (e.g. request_timeout_s)
+    picker_tls: bool = False  # pickers serve TLS (self-signed unless picker_cert_dir), Envoy speaks it
+    picker_cert_dir: Path | None = None  # tls.crt + tls.key for the pickers; Envoy checks them against ca.crt
+    # there (or tls.crt itself when there is no ca.crt)
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Stack:
             self.supervisor.stop("envoy")
         self.supervisor.stop_all()
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         self.start()
         return self
 
@@ -110,10 +110,17 @@ class Stack:
         return out
 
     def options_for(self, plan: Plan) -> TranslateOptions:
-        return TranslateOptions(endpoints="static", bind_addresses=plan.bind_addresses,
-                                listener_address=self.options.listener_address, admin_address=self.admin,
-                                model_router=self.model_router, body_mode=self.options.body_mode,
-                                picker_tls=self._picker_tls, picker_ca=self._picker_ca(), **self.options.translate)
+        return TranslateOptions(
+            endpoints="static",
+            bind_addresses=plan.bind_addresses,
+            listener_address=self.options.listener_address,
+            admin_address=self.admin,
+            model_router=self.model_router,
+            body_mode=self.options.body_mode,
+            picker_tls=self._picker_tls,
+            picker_ca=self._picker_ca(),
+            **self.options.translate,
+        )
 
     @property
     def _picker_tls(self) -> bool:
@@ -134,15 +141,16 @@ class Stack:
         return ("--secure-serving", "--cert-path", str(Path(self.options.picker_cert_dir).resolve()))
 
     def _apply(self, start_envoy: bool) -> Status:
-        objects = load_files(self.files)          # raises InvalidObjects, naming object and field
+        objects = load_files(self.files)  # raises InvalidObjects, naming object and field
         plan = make_plan(objects, self.allocator, self.options.listener_address)
         translation = translate(plan.objects, self.options_for(plan))
         conflicts = translation.bind_conflicts()
         if conflicts:
             raise RuntimeError("; ".join(conflicts))
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml(self.objects_file, {"apiVersion": "v1", "kind": "List",
-                                       "items": [o.to_json() for o in plan.objects]})
+        write_yaml(
+            self.objects_file, {"apiVersion": "v1", "kind": "List", "items": [o.to_json() for o in plan.objects]}
+        )
         loaded = self._envoy_updates()
         swap_directory(self.xds_dir, translation.discovery_files())
         desired = self._children(plan, translation)
@@ -175,13 +183,18 @@ class Stack:
         """Wait until Envoy has loaded the swapped files (each swap makes it load both once), so that a reload
         returns with the new configuration in force; raise if Envoy rejected it."""
         attempts = [name for name in before if name.endswith("attempt")]
-        wait_until(lambda: all(self._envoy_updates()[name] > before[name] for name in attempts),
-                   timeout=self.options.ready_timeout, message="Envoy loading the new configuration")
+        wait_until(
+            lambda: all(self._envoy_updates()[name] > before[name] for name in attempts),
+            timeout=self.options.ready_timeout,
+            message="Envoy loading the new configuration",
+        )
         after = self._envoy_updates()
         rejected = [name for name in after if name.endswith("rejected") and after[name] > before.get(name, 0)]
         if rejected:
-            raise RuntimeError(f"Envoy rejected the new configuration ({', '.join(rejected)}); it keeps the previous "
-                               f"one. See {self.supervisor.children['envoy'].log_path}")
+            raise RuntimeError(
+                f"Envoy rejected the new configuration ({', '.join(rejected)}); it keeps the previous "
+                f"one. See {self.supervisor.children['envoy'].log_path}"
+            )
 
     def _wait_for_listeners(self, translation: Translation) -> None:
         """Envoy answers on its admin port before it has bound the listeners of its watched files: wait until every
@@ -191,33 +204,79 @@ class Stack:
             return
         for lst in translation.ir.listeners:
             namespace, gateway = lst.name.split("/")[1:3]
-            wait_for_port(translation.options.bind_address(namespace, gateway), lst.port,
-                          timeout=self.options.ready_timeout, process=envoy)
+            wait_for_port(
+                translation.options.bind_address(namespace, gateway),
+                lst.port,
+                timeout=self.options.ready_timeout,
+                process=envoy,
+            )
 
     def _children(self, plan: Plan, translation: Translation) -> dict[str, Spec]:
         children: dict[str, Spec] = {}
         for pod in plan.sim_pods:
-            argv = (*POOLGATE, "sim", *pod.args, *self.options.sim_args,
-                    *(arg for listen in pod.listens for arg in ("--listen", listen)))
+            argv = (
+                *POOLGATE,
+                "sim",
+                *pod.args,
+                *self.options.sim_args,
+                *(arg for listen in pod.listens for arg in ("--listen", listen)),
+            )
             children[f"pod/{pod.namespace}/{pod.name}"] = Spec(argv, (pod.ip, pod.ports[0]))
         for picker in plan.pickers:
-            argv = (*POOLGATE, "picker", "--objects-file", str(self.objects_file), "--profile", picker.profile,
-                    "--grpc-host", picker.address.host, "--grpc-port", str(picker.address.port),
-                    "--grpc-health-port", str(PICKER_HEALTH_PORT), "--metrics-port", str(PICKER_METRICS_PORT),
-                    *(arg for pool in picker.pools for arg in ("--pool", pool)), *self._picker_tls_args(),
-                    *self.options.picker_args)
-            children[f"picker/{picker.namespace}/{picker.service}"] = Spec(argv, (picker.address.host, picker.address.port))
+            argv = (
+                *POOLGATE,
+                "picker",
+                "--objects-file",
+                str(self.objects_file),
+                "--profile",
+                picker.profile,
+                "--grpc-host",
+                picker.address.host,
+                "--grpc-port",
+                str(picker.address.port),
+                "--grpc-health-port",
+                str(PICKER_HEALTH_PORT),
+                "--metrics-port",
+                str(PICKER_METRICS_PORT),
+                *(arg for pool in picker.pools for arg in ("--pool", pool)),
+                *self._picker_tls_args(),
+                *self.options.picker_args,
+            )
+            children[f"picker/{picker.namespace}/{picker.service}"] = Spec(
+                argv, (picker.address.host, picker.address.port)
+            )
         if any(lst.model_routing for lst in translation.ir.listeners):
-            argv = (*POOLGATE, "picker", "--role", "model-router", "--grpc-host", self.model_router.host,
-                    "--grpc-port", str(self.model_router.port), "--grpc-health-port", str(free_port()),
-                    "--metrics-port", str(free_port()))
+            argv = (
+                *POOLGATE,
+                "picker",
+                "--role",
+                "model-router",
+                "--grpc-host",
+                self.model_router.host,
+                "--grpc-port",
+                str(self.model_router.port),
+                "--grpc-health-port",
+                str(free_port()),
+                "--metrics-port",
+                str(free_port()),
+            )
             children["model-router"] = Spec(argv, (self.model_router.host, self.model_router.port))
         bootstrap = self.state_dir / "bootstrap.yaml"
         write_yaml(bootstrap, xds.dynamic_bootstrap(str(self.xds_dir), translation.options))
         # When a reload replaces a listener, Envoy drains the old one's connections. Its default (gradual) strategy
         # lets kept-alive client connections serve the old routes for minutes; `immediate` closes each after its
         # response in flight, so clients reconnect to the new configuration at once (streams are not cut).
-        children["envoy"] = Spec((envoy_binary(), "-c", str(bootstrap), "--log-level", self.options.envoy_log_level,
-                                  "--disable-hot-restart", "--drain-strategy", "immediate"),
-                                 (self.admin.host, self.admin.port))
+        children["envoy"] = Spec(
+            (
+                envoy_binary(),
+                "-c",
+                str(bootstrap),
+                "--log-level",
+                self.options.envoy_log_level,
+                "--disable-hot-restart",
+                "--drain-strategy",
+                "immediate",
+            ),
+            (self.admin.host, self.admin.port),
+        )
         return children

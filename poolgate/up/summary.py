@@ -13,8 +13,11 @@ from rich.table import Table
 
 from poolgate.up.stack import PICKER_METRICS_PORT, Stack, Status
 
-POOL_GAUGES = ("inference_pool_ready_pods", "inference_pool_average_queue_size",
-               "inference_pool_average_kv_cache_utilization")
+POOL_GAUGES = (
+    "inference_pool_ready_pods",
+    "inference_pool_average_queue_size",
+    "inference_pool_average_kv_cache_utilization",
+)
 
 
 class Summary:
@@ -31,16 +34,24 @@ class Summary:
         self._event(f"started {len(plan.sim_pods)} simulated pods, {len(plan.pickers)} pickers and Envoy")
         for warning in plan.warnings:
             self._event(f"warning: {warning}")
-        model = next((pod.args[pod.args.index("--model") + 1] for pod in plan.sim_pods
-                      if "--model" in pod.args[:-1]), "MODEL")
-        for gateway, urls in self.stack.gateway_urls().items():
-            self.console.print(f"try: curl {urls[0]}/v1/chat/completions -H 'content-type: application/json' "
-                               f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", "
-                               f"\"content\": \"Hello\"}}]}}'", highlight=False, soft_wrap=True)
+        model = next(
+            (pod.args[pod.args.index("--model") + 1] for pod in plan.sim_pods if "--model" in pod.args[:-1]), "MODEL"
+        )
+        for _gateway, urls in self.stack.gateway_urls().items():
+            self.console.print(
+                f"try: curl {urls[0]}/v1/chat/completions -H 'content-type: application/json' "
+                f'-d \'{{"model": "{model}", "messages": [{{"role": "user", '
+                f'"content": "Hello"}}]}}\'',
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def live(self) -> Live:
-        self._live = Live(self._render(), console=self.console, refresh_per_second=2,
-                          transient=False, auto_refresh=False) if self.console.is_terminal else _NoLive()
+        self._live = (
+            Live(self._render(), console=self.console, refresh_per_second=2, transient=False, auto_refresh=False)
+            if self.console.is_terminal
+            else _NoLive()
+        )
         return self._live
 
     def refresh(self) -> None:
@@ -48,8 +59,11 @@ class Summary:
             self._live.update(self._render(), refresh=True)
 
     def reloaded(self, error: str | None) -> None:
-        self._event(f"reload failed, still serving the last good configuration: {error}" if error
-                    else "files changed: configuration reloaded")
+        self._event(
+            f"reload failed, still serving the last good configuration: {error}"
+            if error
+            else "files changed: configuration reloaded"
+        )
 
     def restarted(self, names: list[str]) -> None:
         for name in names:
@@ -78,9 +92,13 @@ class Summary:
             gauges = _picker_gauges(picker.address.host)
             for pool in picker.pools:
                 values = gauges.get(pool.split("/", 1)[1], {})
-                pools.add_row(pool, f"{picker.address.host}:{picker.address.port} ({state})",
-                              _fmt(values.get(POOL_GAUGES[0]), "{:.0f}"), _fmt(values.get(POOL_GAUGES[1]), "{:.1f}"),
-                              _fmt(values.get(POOL_GAUGES[2]), "{:.0%}"))
+                pools.add_row(
+                    pool,
+                    f"{picker.address.host}:{picker.address.port} ({state})",
+                    _fmt(values.get(POOL_GAUGES[0]), "{:.0f}"),
+                    _fmt(values.get(POOL_GAUGES[1]), "{:.1f}"),
+                    _fmt(values.get(POOL_GAUGES[2]), "{:.0%}"),
+                )
         running = sum(1 for c in children.values() if c.running)
         processes = f"processes: {running}/{len(children)} running; logs in {self.stack.supervisor.log_dir}"
         return Group(gateways, pools, processes, *self.events)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import celpy
 import jsonschema
@@ -16,8 +16,29 @@ import yaml
 from celpy import celtypes
 
 # Property names that Kubernetes escapes as __name__ when a CEL rule reads them (CEL reserved words).
-CEL_RESERVED = {"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if",
-                "import", "let", "loop", "package", "namespace", "return", "var", "void", "while"}
+CEL_RESERVED = {
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+}
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 FORMATS = jsonschema.FormatChecker(formats=("ipv4", "ipv6"))
 
@@ -62,8 +83,9 @@ class CrdJudge:
     def __init__(self, crd: dict, not_evaluated: Mapping[str, str]):
         self.kind = crd["spec"]["names"]["kind"]
         group = crd["spec"]["group"]
-        self.schemas = {f"{group}/{v['name']}": v["schema"]["openAPIV3Schema"]
-                        for v in crd["spec"]["versions"] if v.get("served")}
+        self.schemas = {
+            f"{group}/{v['name']}": v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v.get("served")
+        }
         self.not_evaluated = not_evaluated
         self.skipped: set[str] = set()
         self.validators = {}
@@ -158,8 +180,9 @@ def cel_value(value: object, schema: dict) -> object:
     if isinstance(value, dict):
         props, extra = schema.get("properties"), schema.get("additionalProperties")
         if props is not None:
-            return celtypes.MapType({celtypes.StringType(escape(k)): cel_value(v, props.get(k, {}))
-                                     for k, v in value.items()})
+            return celtypes.MapType(
+                {celtypes.StringType(escape(k)): cel_value(v, props.get(k, {})) for k, v in value.items()}
+            )
         sub = extra if isinstance(extra, dict) else {}
         return celtypes.MapType({celtypes.StringType(k): cel_value(v, sub) for k, v in value.items()})
     if isinstance(value, list):

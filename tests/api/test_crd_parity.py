@@ -20,14 +20,20 @@ UPSTREAM_CRDS = {
     "HTTPRoute": ("gateway-api/gateway.networking.k8s.io_httproutes.yaml",),
     "ReferenceGrant": ("gateway-api/gateway.networking.k8s.io_referencegrants.yaml",),
     "InferencePool": ("gateway-api-inference-extension/inference.networking.k8s.io_inferencepools.yaml",),
-    "InferenceObjective": ("llm-d-router/inference.networking.x-k8s.io_inferenceobjectives.yaml",
-                           "llm-d-router/llm-d.ai_inferenceobjectives.yaml"),
-    "InferenceModelRewrite": ("llm-d-router/inference.networking.x-k8s.io_inferencemodelrewrites.yaml",
-                              "llm-d-router/llm-d.ai_inferencemodelrewrites.yaml"),
+    "InferenceObjective": (
+        "llm-d-router/inference.networking.x-k8s.io_inferenceobjectives.yaml",
+        "llm-d-router/llm-d.ai_inferenceobjectives.yaml",
+    ),
+    "InferenceModelRewrite": (
+        "llm-d-router/inference.networking.x-k8s.io_inferencemodelrewrites.yaml",
+        "llm-d-router/llm-d.ai_inferencemodelrewrites.yaml",
+    ),
 }
 
-_SPLIT = "uses split() of the Kubernetes strings library, which cel-python lacks (Gateway spec.infrastructure, " \
-         "a field poolgate does not read)"
+_SPLIT = (
+    "uses split() of the Kubernetes strings library, which cel-python lacks (Gateway spec.infrastructure, "
+    "a field poolgate does not read)"
+)
 # CEL rules of the upstream CRDs that the judge does not evaluate, and why. Every other rule is evaluated.
 NOT_EVALUATED = {
     "self == oldSelf": "transition rule (reads oldSelf): Kubernetes evaluates it on update only; samples are creates",
@@ -37,8 +43,9 @@ NOT_EVALUATED = {
 
 def load_judges(directory, files_by_kind: dict[str, tuple[str, ...]]) -> dict[str, list[CrdJudge]]:
     """kind -> judges of the CRDs in `directory` serving it (one per API group)."""
-    return {kind: [CrdJudge(read_crd(directory / f), NOT_EVALUATED) for f in files]
-            for kind, files in files_by_kind.items()}
+    return {
+        kind: [CrdJudge(read_crd(directory / f), NOT_EVALUATED) for f in files] for kind, files in files_by_kind.items()
+    }
 
 
 def verdict(judges: list[CrdJudge], obj: dict) -> list[str]:
@@ -82,7 +89,7 @@ def test_valid_samples_are_accepted_by_both(upstream, obj, _):
 @pytest.mark.parametrize("obj, breaks", samples("invalid"))
 def test_invalid_samples_are_refused_by_both(upstream, obj, breaks):
     found = verdict(upstream[obj["kind"]], obj)
-    assert any(breaks in problem for problem in found), found       # the sample breaks the rule it is meant to
+    assert any(breaks in problem for problem in found), found  # the sample breaks the rule it is meant to
     assert poolgate_problems(obj), "poolgate accepts what the CRD refuses"
 
 
@@ -104,8 +111,15 @@ def generated() -> dict[str, list[CrdJudge]]:
 GENERATED_KINDS = ("InferencePool", "InferenceObjective", "InferenceModelRewrite")
 
 
-@pytest.mark.parametrize("obj, _", [p for section in ("valid", "invalid", "stricter") for p in samples(section)
-                                    if p.values[0]["kind"] in GENERATED_KINDS])
+@pytest.mark.parametrize(
+    "obj, _",
+    [
+        p
+        for section in ("valid", "invalid", "stricter")
+        for p in samples(section)
+        if p.values[0]["kind"] in GENERATED_KINDS
+    ],
+)
 def test_generated_crds_judge_like_upstream(upstream, generated, obj, _):
     assert bool(verdict(generated[obj["kind"]], obj)) == bool(verdict(upstream[obj["kind"]], obj))
 

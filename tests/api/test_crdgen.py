@@ -14,8 +14,11 @@ from poolgate.api.crdgen import COMMAND, CRDS, crd, filename, generate, main, st
 from tests.api.crdcheck import FORMATS, read_crd
 
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
-UPSTREAM_DIRS = {"inference.networking.k8s.io": "gateway-api-inference-extension",
-                 "inference.networking.x-k8s.io": "llm-d-router", "llm-d.ai": "llm-d-router"}
+UPSTREAM_DIRS = {
+    "inference.networking.k8s.io": "gateway-api-inference-extension",
+    "inference.networking.x-k8s.io": "llm-d-router",
+    "llm-d.ai": "llm-d-router",
+}
 NOT_STRUCTURAL = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "const", "title", "nullable"}
 
 
@@ -66,13 +69,17 @@ def structural_problems(schema: dict, path: str = "<root>") -> list[str]:
     if "properties" in schema and "additionalProperties" in schema:
         problems.append(f"{path}: both properties and additionalProperties")
     if "default" in schema:
-        problems += [f"{path}: default {e.message}" for e in
-                     jsonschema.Draft7Validator(schema, format_checker=FORMATS).iter_errors(schema["default"])]
+        problems += [
+            f"{path}: default {e.message}"
+            for e in jsonschema.Draft7Validator(schema, format_checker=FORMATS).iter_errors(schema["default"])
+        ]
     if schema.get("x-kubernetes-list-type") == "map":
         item = schema["items"]
-        problems += [f"{path}: list-map key {key} is neither required nor defaulted"
-                     for key in schema["x-kubernetes-list-map-keys"]
-                     if key not in item.get("required", ()) and "default" not in item["properties"][key]]
+        problems += [
+            f"{path}: list-map key {key} is neither required nor defaulted"
+            for key in schema["x-kubernetes-list-map-keys"]
+            if key not in item.get("required", ()) and "default" not in item["properties"][key]
+        ]
     for name, sub in schema.get("properties", {}).items():
         problems += structural_problems(sub, f"{path}.{name}")
     for key in ("items", "additionalProperties"):
@@ -89,33 +96,55 @@ def test_generated_crds_are_structural_and_valid(spec):
 
 
 def test_structural_problems_are_found():
-    bad = {"type": "object", "properties": {"a": {"anyOf": [{"type": "string"}]},
-                                            "b": {"type": "integer", "default": "x"}}}
-    assert structural_problems(bad) == ["<root>.a: anyOf is not allowed", "<root>.a: no type",
-                                        "<root>.b: default 'x' is not of type 'integer'"]
+    bad = {
+        "type": "object",
+        "properties": {"a": {"anyOf": [{"type": "string"}]}, "b": {"type": "integer", "default": "x"}},
+    }
+    assert structural_problems(bad) == [
+        "<root>.a: anyOf is not allowed",
+        "<root>.a: no type",
+        "<root>.b: default 'x' is not of type 'integer'",
+    ]
 
 
-@pytest.mark.parametrize("schema, message", [
-    ({"anyOf": [{"type": "string"}, {"type": "integer"}]}, "cannot express a union"),
-    ({"type": "string", "oneOf": [{"pattern": "a"}]}, "cannot carry 'oneOf'"),
-    ({"properties": {"a": {"type": "string"}}}, "needs a type"),
-])
+@pytest.mark.parametrize(
+    "schema, message",
+    [
+        ({"anyOf": [{"type": "string"}, {"type": "integer"}]}, "cannot express a union"),
+        ({"type": "string", "oneOf": [{"pattern": "a"}]}, "cannot carry 'oneOf'"),
+        ({"properties": {"a": {"type": "string"}}}, "needs a type"),
+    ],
+)
 def test_generator_refuses_what_a_crd_cannot_say(schema, message):
     with pytest.raises(ValueError, match=message):
         structural(schema, {})
 
 
 def test_structural_conversion():
-    defs = {"Port": {"title": "Port", "type": "object", "properties": {"number": {"type": "integer", "title": "N"}},
-                     "required": ["number"]}}
-    schema = {"type": "object", "properties": {
-        "port": {"anyOf": [{"$ref": "#/$defs/Port"}, {"type": "null"}], "default": None},
-        "type": {"const": "Exact", "default": "Exact", "type": "string"},
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}, "propertyNames": {"minLength": 1}}}}
-    assert structural(schema, defs) == {"type": "object", "properties": {
-        "port": {"type": "object", "properties": {"number": {"type": "integer"}}, "required": ["number"]},
-        "type": {"enum": ["Exact"], "default": "Exact", "type": "string"},
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}}}}
+    defs = {
+        "Port": {
+            "title": "Port",
+            "type": "object",
+            "properties": {"number": {"type": "integer", "title": "N"}},
+            "required": ["number"],
+        }
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "port": {"anyOf": [{"$ref": "#/$defs/Port"}, {"type": "null"}], "default": None},
+            "type": {"const": "Exact", "default": "Exact", "type": "string"},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}, "propertyNames": {"minLength": 1}},
+        },
+    }
+    assert structural(schema, defs) == {
+        "type": "object",
+        "properties": {
+            "port": {"type": "object", "properties": {"number": {"type": "integer"}}, "required": ["number"]},
+            "type": {"enum": ["Exact"], "default": "Exact", "type": "string"},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
 
 
 def test_cli_writes_and_prints(tmp_path, capsys):
@@ -125,5 +154,7 @@ def test_cli_writes_and_prints(tmp_path, capsys):
     assert main([]) == 0
     printed = list(yaml.safe_load_all(capsys.readouterr().out))
     assert [d["metadata"]["name"] for d in printed] == [crd(spec)["metadata"]["name"] for spec in CRDS]
-    assert all(text.startswith(f"# Generated from poolgate's API models (poolgate/api/) by `{COMMAND}`")
-               for text in generate().values())
+    assert all(
+        text.startswith(f"# Generated from poolgate's API models (poolgate/api/) by `{COMMAND}`")
+        for text in generate().values()
+    )

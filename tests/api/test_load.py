@@ -12,8 +12,12 @@ from poolgate.api.inference import InferencePool
 def pool_dict(**spec) -> dict:
     base = {"selector": {"matchLabels": {"app": "x"}}, "targetPorts": [{"number": 8000}]}
     base.update(spec)
-    return {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
-            "metadata": {"name": "p", "namespace": "ns"}, "spec": base}
+    return {
+        "apiVersion": "inference.networking.k8s.io/v1",
+        "kind": "InferencePool",
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": base,
+    }
 
 
 def problems_of(raw: dict) -> list[tuple[str, str, str]]:
@@ -30,60 +34,103 @@ def test_pool_defaults():
     assert pool.spec.endpoint_picker_ref.kind == "Service" and pool.spec.endpoint_picker_ref.group == ""
 
 
-@pytest.mark.parametrize("spec, field, fragment", [
-    ({"targetPorts": [{"number": 8000}, {"number": 8000}]}, "spec", "port number must be unique"),
-    ({"targetPorts": []}, "spec.targetPorts", "at least 1"),
-    ({"targetPorts": [{"number": p} for p in range(8000, 8009)]}, "spec.targetPorts", "at most 8"),
-    ({"targetPorts": [{"number": 70000}]}, "spec.targetPorts[0].number", "less than or equal to 65535"),
-    ({"endpointPickerRef": {"name": "epp"}}, "spec.endpointPickerRef", "port is required when kind is 'Service'"),
-    ({"endpointPickerRef": {"name": "epp", "port": {"number": 1}, "failureMode": "Sometimes"}},
-     "spec.endpointPickerRef.failureMode", "'FailOpen' or 'FailClose'"),
-    ({"appProtocol": "grpc"}, "spec.appProtocol", "'http' or 'kubernetes.io/h2c'"),
-    ({"selector": {"matchLabels": {}}}, "spec.selector.matchLabels", "at least 1"),
-])
+@pytest.mark.parametrize(
+    "spec, field, fragment",
+    [
+        ({"targetPorts": [{"number": 8000}, {"number": 8000}]}, "spec", "port number must be unique"),
+        ({"targetPorts": []}, "spec.targetPorts", "at least 1"),
+        ({"targetPorts": [{"number": p} for p in range(8000, 8009)]}, "spec.targetPorts", "at most 8"),
+        ({"targetPorts": [{"number": 70000}]}, "spec.targetPorts[0].number", "less than or equal to 65535"),
+        ({"endpointPickerRef": {"name": "epp"}}, "spec.endpointPickerRef", "port is required when kind is 'Service'"),
+        (
+            {"endpointPickerRef": {"name": "epp", "port": {"number": 1}, "failureMode": "Sometimes"}},
+            "spec.endpointPickerRef.failureMode",
+            "'FailOpen' or 'FailClose'",
+        ),
+        ({"appProtocol": "grpc"}, "spec.appProtocol", "'http' or 'kubernetes.io/h2c'"),
+        ({"selector": {"matchLabels": {}}}, "spec.selector.matchLabels", "at least 1"),
+    ],
+)
 def test_pool_validation_names_the_field(spec, field, fragment):
     found = problems_of(pool_dict(**spec))
     assert any(obj == "InferencePool ns/p" and f == field and fragment in msg for obj, f, msg in found), found
 
 
 def test_route_problems_are_all_reported_with_paths():
-    raw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r"},
-           "spec": {"rules": [{"backendRefs": [{"name": "svc"}, {"name": "p", "weight": 2_000_000,
-                                                "group": "inference.networking.k8s.io", "kind": "InferencePool"}],
-                               "matches": [{"path": {"type": "PathPrefix", "value": "no-slash"}}]}]}}
+    raw = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "r"},
+        "spec": {
+            "rules": [
+                {
+                    "backendRefs": [
+                        {"name": "svc"},
+                        {
+                            "name": "p",
+                            "weight": 2_000_000,
+                            "group": "inference.networking.k8s.io",
+                            "kind": "InferencePool",
+                        },
+                    ],
+                    "matches": [{"path": {"type": "PathPrefix", "value": "no-slash"}}],
+                }
+            ]
+        },
+    }
     found = problems_of(raw)
     fields = {f for _, f, _ in found}
-    assert "spec.rules[0].backendRefs[0]" in fields          # Service without port
+    assert "spec.rules[0].backendRefs[0]" in fields  # Service without port
     assert "spec.rules[0].backendRefs[1].weight" in fields
     assert "spec.rules[0].matches[0].path" in fields
 
 
 def test_route_defaults_match_everything():
-    route = parse_object({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r"},
-                          "spec": {"parentRefs": [{"name": "gw"}]}})
+    route = parse_object(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "r"},
+            "spec": {"parentRefs": [{"name": "gw"}]},
+        }
+    )
     assert isinstance(route, HTTPRoute)
     assert route.spec.rules[0].matches[0].path.type == "PathPrefix" and route.spec.rules[0].matches[0].path.value == "/"
-    assert route.spec.parent_refs[0].group == "gateway.networking.k8s.io" and route.spec.parent_refs[0].kind == "Gateway"
+    assert (
+        route.spec.parent_refs[0].group == "gateway.networking.k8s.io" and route.spec.parent_refs[0].kind == "Gateway"
+    )
 
 
 def test_legacy_pool_version_is_refused_with_a_hint():
     raw = pool_dict()
     raw["apiVersion"] = "inference.networking.x-k8s.io/v1alpha2"
-    [(obj, field, message)] = problems_of(raw)
+    [(_obj, field, message)] = problems_of(raw)
     assert field == "apiVersion" and "no longer served" in message
 
 
 def test_objective_in_both_groups():
     for group in ("inference.networking.x-k8s.io", "llm-d.ai"):
-        obj = parse_object({"apiVersion": f"{group}/v1alpha2", "kind": "InferenceObjective",
-                            "metadata": {"name": "o"}, "spec": {"priority": -1, "poolRef": {"name": "p"}}})
+        obj = parse_object(
+            {
+                "apiVersion": f"{group}/v1alpha2",
+                "kind": "InferenceObjective",
+                "metadata": {"name": "o"},
+                "spec": {"priority": -1, "poolRef": {"name": "p"}},
+            }
+        )
         assert obj.spec.priority == -1 and obj.spec.pool_ref.group == "inference.networking.k8s.io"
 
 
 def test_rewrite_weights_all_or_none():
-    raw = {"apiVersion": "llm-d.ai/v1alpha2", "kind": "InferenceModelRewrite", "metadata": {"name": "rw"},
-           "spec": {"poolRef": {"name": "p"}, "rules": [{"targets": [{"modelRewrite": "a", "weight": 90},
-                                                                      {"modelRewrite": "b"}]}]}}
+    raw = {
+        "apiVersion": "llm-d.ai/v1alpha2",
+        "kind": "InferenceModelRewrite",
+        "metadata": {"name": "rw"},
+        "spec": {
+            "poolRef": {"name": "p"},
+            "rules": [{"targets": [{"modelRewrite": "a", "weight": 90}, {"modelRewrite": "b"}]}],
+        },
+    }
     [(_, field, message)] = problems_of(raw)
     assert field == "spec.rules[0]" and "weight must be set on all targets or on none" in message
 

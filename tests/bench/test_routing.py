@@ -4,6 +4,7 @@ affinity), not the benchmark's numbers."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 
 import orjson
@@ -25,8 +26,9 @@ SIMULATED = [p for p in PICKERS if p != ORACLE]
 
 
 def small_settings(**overrides) -> Settings:
-    values = dict(workloads=("prefix-heavy", "multi-lora"), pickers=PICKERS, loads=(0.7,), pods=2, seed=3,
-                  duration=40.0)
+    values = dict(
+        workloads=("prefix-heavy", "multi-lora"), pickers=PICKERS, loads=(0.7,), pods=2, seed=3, duration=40.0
+    )
     values.update(overrides)
     return Settings(**values)
 
@@ -120,18 +122,19 @@ class FreshnessProbe(Scorer):
 def test_scrape_loop_feeds_every_endpoint_every_50ms_staggered():
     load = workload("no-prefix", 0.8, pods=4, duration=30.0)
     probe = FreshnessProbe()
-    config = PickerConfig({"probe": Profile("probe", [], [(probe, 1.0)], RandomPicker(rng=random.Random(0)))},
-                          UtilizationDetector())
+    config = PickerConfig(
+        {"probe": Profile("probe", [], [(probe, 1.0)], RandomPicker(rng=random.Random(0)))}, UtilizationDetector()
+    )
     result = simulate(load, config, 4, keep_scrape_times=True)
     assert SCRAPE_INTERVAL == 0.05
     firsts = sorted(times[0] for times in result.scrapes.values())
     assert firsts == pytest.approx([-0.05, -0.0375, -0.025, -0.0125])  # staggered over one interval
     for times in result.scrapes.values():
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) == pytest.approx(0.05) and max(gaps) == pytest.approx(0.05)
         assert times[-1] >= result.end - 0.05  # scraped until the last response ended
     assert len(probe.ages) == 4 * len(result.records)
-    assert 0.0 <= min(probe.ages) and max(probe.ages) <= 0.05 + 1e-9  # the picker sees scrape-stale metrics
+    assert min(probe.ages) >= 0.0 and max(probe.ages) <= 0.05 + 1e-9  # the picker sees scrape-stale metrics
     assert max(probe.ages) > 0.04
 
 
@@ -163,8 +166,13 @@ def test_picker_and_server_see_the_same_prefix_reuse():
 
 
 def test_prefix_affinity_raises_the_prefix_hit_rate_over_round_robin():
-    settings = small_settings(workloads=("prefix-heavy",), pickers=("round-robin", "llmd-default", "poolgate"),
-                              loads=(0.5,), pods=4, duration=400.0)
+    settings = small_settings(
+        workloads=("prefix-heavy",),
+        pickers=("round-robin", "llmd-default", "poolgate"),
+        loads=(0.5,),
+        pods=4,
+        duration=400.0,
+    )
     rows = {row["picker"]: row for row in run_cases(cases(settings, capacities(settings)), settings, jobs=2)}
     assert rows["llmd-default"]["prefix_hit_rate"] > rows["round-robin"]["prefix_hit_rate"] + 0.15
     assert rows["poolgate"]["prefix_hit_rate"] > rows["round-robin"]["prefix_hit_rate"] + 0.15
@@ -186,7 +194,7 @@ def test_multi_turn_sessions_wait_for_the_previous_answer():
 def test_ramp_up_and_result_helpers():
     assert ramped_time(0.0, 10.0) == 0.0
     assert ramped_time(5.0, 10.0) == pytest.approx(10.0)  # half the ramp's arrivals come by its end
-    assert ramped_time(2.5, 10.0) == pytest.approx(50 ** 0.5)
+    assert ramped_time(2.5, 10.0) == pytest.approx(50**0.5)
     assert ramped_time(7.0, 10.0) == pytest.approx(12.0)
     assert ramped_time(7.0, 0.0) == 7.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([1.0, 2.0, 3.0, 4.0], 90) == 4.0
@@ -202,26 +210,53 @@ def test_ramp_up_and_result_helpers():
 
 def test_cli_writes_rows_plots_and_accepts_extra_configs(tmp_path, capsys):
     config = tmp_path / "least-kv.yaml"
-    config.write_text("apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"
-                      "plugins:\n- type: kv-cache-utilization-scorer\n- type: max-score-picker\n")
+    config.write_text(
+        "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"
+        "plugins:\n- type: kv-cache-utilization-scorer\n- type: max-score-picker\n"
+    )
     out = tmp_path / "rows.json"
-    code = main(["bench", "routing", "--workloads", "no-prefix", "--pickers", "round-robin,poolgate,oracle",
-                 "--pods", "2", "--duration", "15", "--loads", "0.5,0.9", "--jobs", "1", "--config",
-                 f"least-kv={config}", "--json", str(out), "--plots", str(tmp_path / "plots")])
+    code = main(
+        [
+            "bench",
+            "routing",
+            "--workloads",
+            "no-prefix",
+            "--pickers",
+            "round-robin,poolgate,oracle",
+            "--pods",
+            "2",
+            "--duration",
+            "15",
+            "--loads",
+            "0.5,0.9",
+            "--jobs",
+            "1",
+            "--config",
+            f"least-kv={config}",
+            "--json",
+            str(out),
+            "--plots",
+            str(tmp_path / "plots"),
+        ]
+    )
     assert code == 0
     rows = orjson.loads(out.read_bytes())
     assert sorted({(r["load"], r["picker"]) for r in rows}) == sorted(
-        (load, picker) for load in (0.5, 0.9) for picker in ("round-robin", "poolgate", "oracle", "least-kv"))
+        (load, picker) for load in (0.5, 0.9) for picker in ("round-robin", "poolgate", "oracle", "least-kv")
+    )
     assert (tmp_path / "plots" / "routing-no-prefix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "no-prefix: capacity" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--workloads", "nope"], "unknown workload"),
-    (["--pickers", "nope"], "unknown picker"),
-    (["--pods", "65"], "pods must be within"),
-    (["--config", "broken"], "NAME=FILE"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--workloads", "nope"], "unknown workload"),
+        (["--pickers", "nope"], "unknown picker"),
+        (["--pods", "65"], "pods must be within"),
+        (["--config", "broken"], "NAME=FILE"),
+    ],
+)
 def test_cli_refuses_bad_settings(arguments, message, capsys):
     assert main(["bench", "routing", "--no-plots", *arguments]) == 2
     assert message in capsys.readouterr().err

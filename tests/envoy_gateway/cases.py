@@ -33,19 +33,33 @@ def rule(*backends: dict, header: str | None = None, **extra) -> dict:
 def two_pools() -> list:
     """A route with a FailClose pool (two ports, h2c), a FailOpen pool and a Service rule, pods for both pools."""
     return build(
-        eg_class(), eg_gateway(),
-        route("models", rules=[rule(pool_ref("llama"), header="llama"), rule(pool_ref("qwen"), header="qwen"),
-                               rule(service_ref("docs"), header="docs")]),
-        pool("llama", ports=(8000, 8001), picker="llama-epp", h2c=True), service("llama-epp", ip="10.0.0.10"),
-        pool("qwen", picker="qwen-epp", failure_mode="FailOpen"), service("qwen-epp", ip="10.0.0.11"),
+        eg_class(),
+        eg_gateway(),
+        route(
+            "models",
+            rules=[
+                rule(pool_ref("llama"), header="llama"),
+                rule(pool_ref("qwen"), header="qwen"),
+                rule(service_ref("docs"), header="docs"),
+            ],
+        ),
+        pool("llama", ports=(8000, 8001), picker="llama-epp", h2c=True),
+        service("llama-epp", ip="10.0.0.10"),
+        pool("qwen", picker="qwen-epp", failure_mode="FailOpen"),
+        service("qwen-epp", ip="10.0.0.11"),
         service("docs", ip="10.0.0.20", port=8080),
-        pod("llama-0", "10.1.0.1", app="llama"), pod("qwen-0", "10.1.0.2", app="qwen"))
+        pod("llama-0", "10.1.0.1", app="llama"),
+        pod("qwen-0", "10.1.0.2", app="qwen"),
+    )
 
 
 def find(objects: list[dict], kind: str, name: str | None = None, namespace: str = "default") -> dict:
     """The one generated object of `kind` (and `name`) in `namespace`."""
-    found = [o for o in objects if o["kind"] == kind and o["metadata"]["namespace"] == namespace
-             and name in (None, o["metadata"]["name"])]
+    found = [
+        o
+        for o in objects
+        if o["kind"] == kind and o["metadata"]["namespace"] == namespace and name in (None, o["metadata"]["name"])
+    ]
     assert len(found) == 1, [(o["kind"], o["metadata"]["name"]) for o in found]
     return found[0]
 

@@ -32,8 +32,12 @@ from poolgate.api import Pod, Service
 T = "type.googleapis.com/"
 HCM = T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 EXT_PROC = T + "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"
-BODY_MODES = {"Buffered": "BUFFERED", "BufferedPartial": "BUFFERED_PARTIAL", "Streamed": "STREAMED",
-              "FullDuplexStreamed": "FULL_DUPLEX_STREAMED"}
+BODY_MODES = {
+    "Buffered": "BUFFERED",
+    "BufferedPartial": "BUFFERED_PARTIAL",
+    "Streamed": "STREAMED",
+    "FullDuplexStreamed": "FULL_DUPLEX_STREAMED",
+}
 
 
 def _by_kind(objects: list[dict], kind: str) -> list[dict]:
@@ -50,9 +54,12 @@ def _seconds(duration: str) -> str:
 
 
 def _http2() -> dict:
-    return {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-        "@type": T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-        "explicit_http_config": {"http2_protocol_options": {}}}}
+    return {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    }
 
 
 class EnvoyGatewayShape:
@@ -69,14 +76,22 @@ class EnvoyGatewayShape:
     # --- policies by target ---------------------------------------------------------------------------------------
 
     def _rule_policies(self, kind: str, namespace: str, route: str, rule: str) -> list[dict]:
-        return [p for p in _by_kind(self.objects, kind) if p["metadata"]["namespace"] == namespace
-                and any(t["kind"] == "HTTPRoute" and t["name"] == route and t.get("sectionName") == rule
-                        for t in _targets(p))]
+        return [
+            p
+            for p in _by_kind(self.objects, kind)
+            if p["metadata"]["namespace"] == namespace
+            and any(
+                t["kind"] == "HTTPRoute" and t["name"] == route and t.get("sectionName") == rule for t in _targets(p)
+            )
+        ]
 
     def _gateway_policy(self, kind: str, gateway: dict) -> dict | None:
-        found = [p for p in _by_kind(self.objects, kind)
-                 if p["metadata"]["namespace"] == gateway["metadata"]["namespace"]
-                 and any(t["kind"] == "Gateway" and t["name"] == gateway["metadata"]["name"] for t in _targets(p))]
+        found = [
+            p
+            for p in _by_kind(self.objects, kind)
+            if p["metadata"]["namespace"] == gateway["metadata"]["namespace"]
+            and any(t["kind"] == "Gateway" and t["name"] == gateway["metadata"]["name"] for t in _targets(p))
+        ]
         return found[0] if found else None
 
     # --- ext_proc ---------------------------------------------------------------------------------------------------
@@ -89,8 +104,14 @@ class EnvoyGatewayShape:
         ext = policy["spec"]["extProc"][0]
         backend = ext["backendRefs"][0]
         namespace = backend.get("namespace", policy["metadata"]["namespace"])
-        mode = {"request_header_mode": "SKIP", "response_header_mode": "SKIP", "request_body_mode": "NONE",
-                "response_body_mode": "NONE", "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"}
+        mode = {
+            "request_header_mode": "SKIP",
+            "response_header_mode": "SKIP",
+            "request_body_mode": "NONE",
+            "response_body_mode": "NONE",
+            "request_trailer_mode": "SKIP",
+            "response_trailer_mode": "SKIP",
+        }
         for phase in ("request", "response"):
             if phase in ext.get("processingMode", {}):
                 mode[f"{phase}_header_mode"] = "SEND"
@@ -99,43 +120,83 @@ class EnvoyGatewayShape:
                     mode[f"{phase}_body_mode"] = BODY_MODES[body]
                     if body == "FullDuplexStreamed":
                         mode[f"{phase}_trailer_mode"] = "SEND"
-        config = {"@type": EXT_PROC,
-                  "grpc_service": {"envoy_grpc": {"cluster_name": self.ext_proc_name(policy),
-                                                  "authority": f"{backend['name']}.{namespace}:{backend['port']}"},
-                                   "timeout": "10s"},
-                  "processing_mode": mode,
-                  "failure_mode_allow": ext.get("failOpen", False)}
+        config = {
+            "@type": EXT_PROC,
+            "grpc_service": {
+                "envoy_grpc": {
+                    "cluster_name": self.ext_proc_name(policy),
+                    "authority": f"{backend['name']}.{namespace}:{backend['port']}",
+                },
+                "timeout": "10s",
+            },
+            "processing_mode": mode,
+            "failure_mode_allow": ext.get("failOpen", False),
+        }
         if "messageTimeout" in ext:
             config["message_timeout"] = _seconds(ext["messageTimeout"])
         metadata = ext.get("metadata", {})
         if metadata:
             config["metadata_options"] = {
                 "forwarding_namespaces": {"untyped": metadata.get("accessibleNamespaces", [])},
-                "receiving_namespaces": {"untyped": metadata.get("writableNamespaces", [])}}
-        return {"name": f"envoy.filters.http.ext_proc/{self.ext_proc_name(policy)}", "disabled": True,
-                "typed_config": config}
+                "receiving_namespaces": {"untyped": metadata.get("writableNamespaces", [])},
+            }
+        return {
+            "name": f"envoy.filters.http.ext_proc/{self.ext_proc_name(policy)}",
+            "disabled": True,
+            "typed_config": config,
+        }
 
     def _ext_proc_cluster(self, policy: dict) -> dict:
         backend = policy["spec"]["extProc"][0]["backendRefs"][0]
         service = self.services[(backend.get("namespace", policy["metadata"]["namespace"]), backend["name"])]
         name = self.ext_proc_name(policy)
         breaker = policy["spec"]["extProc"][0].get("backendSettings", {}).get("circuitBreaker", {})
-        return {"name": name, "type": "STATIC", "connect_timeout": "10s", "circuit_breakers": {"thresholds": [
-                    {"priority": "DEFAULT", "max_requests": breaker.get("maxParallelRequests", 1024),
-                     "max_pending_requests": breaker.get("maxPendingRequests", 1024)}]},
-                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                    "socket_address": {"address": service.spec.cluster_ip, "port_value": backend["port"]}}}}]}]},
-                "typed_extension_protocol_options": _http2()}
+        return {
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "10s",
+            "circuit_breakers": {
+                "thresholds": [
+                    {
+                        "priority": "DEFAULT",
+                        "max_requests": breaker.get("maxParallelRequests", 1024),
+                        "max_pending_requests": breaker.get("maxPendingRequests", 1024),
+                    }
+                ]
+            },
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {
+                                "endpoint": {
+                                    "address": {
+                                        "socket_address": {
+                                            "address": service.spec.cluster_ip,
+                                            "port_value": backend["port"],
+                                        }
+                                    }
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+            "typed_extension_protocol_options": _http2(),
+        }
 
     # --- routes and clusters ----------------------------------------------------------------------------------------
 
     @staticmethod
     def _match(match: dict) -> dict:
         path = match.get("path", {"type": "PathPrefix", "value": "/"})
-        out = {"path": path["value"]} if path["type"] == "Exact" else (
-            {"prefix": "/"} if path["value"] == "/" else {"path_separated_prefix": path["value"].rstrip("/")})
-        headers = [{"name": h["name"].lower(), "string_match": {"exact": h["value"]}}
-                   for h in match.get("headers", [])]
+        out = (
+            {"path": path["value"]}
+            if path["type"] == "Exact"
+            else ({"prefix": "/"} if path["value"] == "/" else {"path_separated_prefix": path["value"].rstrip("/")})
+        )
+        headers = [{"name": h["name"].lower(), "string_match": {"exact": h["value"]}} for h in match.get("headers", [])]
         if headers:
             out["headers"] = headers
         return out
@@ -153,73 +214,144 @@ class EnvoyGatewayShape:
             if traffic and "retry" in traffic[0]["spec"]:
                 retry = traffic[0]["spec"]["retry"]
                 action["retry_policy"] = {
-                    "retry_on": ",".join(retry["retryOn"]["triggers"]), "num_retries": retry["numRetries"],
-                    "retriable_status_codes": [503], "host_selection_retry_max_attempts": "5",
-                    "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
-                        "@type": T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}]}
+                    "retry_on": ",".join(retry["retryOn"]["triggers"]),
+                    "num_retries": retry["numRetries"],
+                    "retriable_status_codes": [503],
+                    "host_selection_retry_max_attempts": "5",
+                    "retry_host_predicate": [
+                        {
+                            "name": "envoy.retry_host_predicates.previous_hosts",
+                            "typed_config": {
+                                "@type": T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                            },
+                        }
+                    ],
+                }
             for j, match in enumerate(rule["matches"]):
                 entry = {"name": f"{cluster}/match/{j}/*", "match": self._match(match), "route": action}
                 if extensions:
                     entry["typed_per_filter_config"] = {
                         f"envoy.filters.http.ext_proc/{self.ext_proc_name(extensions[0])}": {
-                            "@type": T + "envoy.config.route.v3.FilterConfig", "config": {}}}
+                            "@type": T + "envoy.config.route.v3.FilterConfig",
+                            "config": {},
+                        }
+                    }
                 routes.append(entry)
             for policy in extensions:
                 filters.append(self._ext_proc_filter(policy))
                 clusters.append(self._ext_proc_cluster(policy))
             if rule.get("backendRefs"):
-                clusters.append(self._rule_cluster(cluster, rule["backendRefs"], namespace,
-                                                   traffic[0]["spec"] if traffic else {}))
+                clusters.append(
+                    self._rule_cluster(cluster, rule["backendRefs"], namespace, traffic[0]["spec"] if traffic else {})
+                )
         return routes, clusters, filters
 
     def _pod_ips(self, service: dict) -> list[str]:
         selector = service["spec"]["selector"]
-        pods = [p for p in self.pods if p.namespace == service["metadata"]["namespace"] and p.ready
-                and all(p.metadata.labels.get(k) == v for k, v in selector.items())]
+        pods = [
+            p
+            for p in self.pods
+            if p.namespace == service["metadata"]["namespace"]
+            and p.ready
+            and all(p.metadata.labels.get(k) == v for k, v in selector.items())
+        ]
         return [p.status.pod_ip for p in sorted(pods, key=lambda p: p.name)]
 
     def _rule_cluster(self, name: str, backend_refs: list[dict], namespace: str, traffic: dict) -> dict:
         services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in _by_kind(self.objects, "Service")}
         localities = []
         for k, ref in enumerate(backend_refs):
-            key = (ref.get("namespace", namespace), ref["name"])   # a generated Service, or one of the user's
+            key = (ref.get("namespace", namespace), ref["name"])  # a generated Service, or one of the user's
             ips = self._pod_ips(services[key]) if key in services else [self.services[key].spec.cluster_ip]
-            localities.append({"locality": {"region": f"{name}/backend/{k}"},
-                               "load_balancing_weight": ref.get("weight", 1),
-                               "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                                   "address": ip, "port_value": ref["port"]}}}, "load_balancing_weight": 1}
-                                   for ip in ips]})
+            localities.append(
+                {
+                    "locality": {"region": f"{name}/backend/{k}"},
+                    "load_balancing_weight": ref.get("weight", 1),
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {"address": {"socket_address": {"address": ip, "port_value": ref["port"]}}},
+                            "load_balancing_weight": 1,
+                        }
+                        for ip in ips
+                    ],
+                }
+            )
         eds = self.directory / f"eds-{name.replace('/', '_')}.yaml"
-        eds.write_text(yaml.safe_dump({"resources": [{
-            "@type": T + "envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name": name,
-            "endpoints": localities}]}))
-        fallback = {"policies": [{"typed_extension_config": {
-            "name": "envoy.load_balancing_policies.least_request",
-            "typed_config": {"@type": T + "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
-                             "locality_lb_config": {"locality_weighted_lb_config": {}}}}}]}
-        cluster = {"name": name, "type": "EDS", "connect_timeout": "10s", "dns_lookup_family": "V4_PREFERRED",
-                   "eds_cluster_config": {"service_name": name, "eds_config": {
-                       "path_config_source": {"path": str(eds)}, "resource_api_version": "V3"}},
-                   "common_lb_config": {}, "ignore_health_on_host_removal": True,
-                   "per_connection_buffer_limit_bytes": int(traffic.get("connection", {}).get("bufferLimit", 32768)),
-                   "lb_policy": "LEAST_REQUEST", "load_balancing_policy": fallback}
+        eds.write_text(
+            yaml.safe_dump(
+                {
+                    "resources": [
+                        {
+                            "@type": T + "envoy.config.endpoint.v3.ClusterLoadAssignment",
+                            "cluster_name": name,
+                            "endpoints": localities,
+                        }
+                    ]
+                }
+            )
+        )
+        fallback = {
+            "policies": [
+                {
+                    "typed_extension_config": {
+                        "name": "envoy.load_balancing_policies.least_request",
+                        "typed_config": {
+                            "@type": T + "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+                            "locality_lb_config": {"locality_weighted_lb_config": {}},
+                        },
+                    }
+                }
+            ]
+        }
+        cluster = {
+            "name": name,
+            "type": "EDS",
+            "connect_timeout": "10s",
+            "dns_lookup_family": "V4_PREFERRED",
+            "eds_cluster_config": {
+                "service_name": name,
+                "eds_config": {"path_config_source": {"path": str(eds)}, "resource_api_version": "V3"},
+            },
+            "common_lb_config": {},
+            "ignore_health_on_host_removal": True,
+            "per_connection_buffer_limit_bytes": int(traffic.get("connection", {}).get("bufferLimit", 32768)),
+            "lb_policy": "LEAST_REQUEST",
+            "load_balancing_policy": fallback,
+        }
         override = traffic.get("loadBalancer", {}).get("endpointOverride")
         if override:
             cluster["lb_policy"] = "CLUSTER_PROVIDED"
-            cluster["load_balancing_policy"] = {"policies": [{"typed_extension_config": {
-                "name": "envoy.load_balancing_policies.override_host",
-                "typed_config": {
-                    "@type": T + "envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
-                    "override_host_sources": [{"header": s["header"]} for s in override["extractFrom"]],
-                    "fallback_policy": fallback}}}]}
-        if any(port.get("appProtocol") == "kubernetes.io/h2c" for ref in backend_refs
-               for port in services.get((ref.get("namespace", namespace), ref["name"]), {"spec": {"ports": []}})[
-                   "spec"]["ports"] if port["port"] == ref["port"]):
+            cluster["load_balancing_policy"] = {
+                "policies": [
+                    {
+                        "typed_extension_config": {
+                            "name": "envoy.load_balancing_policies.override_host",
+                            "typed_config": {
+                                "@type": T + "envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
+                                "override_host_sources": [{"header": s["header"]} for s in override["extractFrom"]],
+                                "fallback_policy": fallback,
+                            },
+                        }
+                    }
+                ]
+            }
+        if any(
+            port.get("appProtocol") == "kubernetes.io/h2c"
+            for ref in backend_refs
+            for port in services.get((ref.get("namespace", namespace), ref["name"]), {"spec": {"ports": []}})["spec"][
+                "ports"
+            ]
+            if port["port"] == ref["port"]
+        ):
             cluster["typed_extension_protocol_options"] = _http2()
         breaker = traffic.get("circuitBreaker", {})
         thresholds = {"priority": "DEFAULT", "max_retries": 1024}
-        for field, key in (("maxConnections", "max_connections"), ("maxPendingRequests", "max_pending_requests"),
-                           ("maxParallelRequests", "max_requests"), ("maxParallelRetries", "max_retries")):
+        for field, key in (
+            ("maxConnections", "max_connections"),
+            ("maxPendingRequests", "max_pending_requests"),
+            ("maxParallelRequests", "max_requests"),
+            ("maxParallelRetries", "max_retries"),
+        ):
             if field in breaker:
                 thresholds[key] = breaker[field]
         cluster["circuit_breakers"] = {"thresholds": [thresholds]}
@@ -237,29 +369,51 @@ class EnvoyGatewayShape:
             routes += r
             clusters += c
             filters += [x for x in f if x not in filters]
-        routes.sort(key=lambda r: -len(r["match"].get("headers", [])))   # more header matches first
+        routes.sort(key=lambda r: -len(r["match"].get("headers", [])))  # more header matches first
         ctp = self._gateway_policy("ClientTrafficPolicy", gateway)
         namespace, name = gateway["metadata"]["namespace"], gateway["metadata"]["name"]
-        hcm = {"@type": HCM, "stat_prefix": f"http-{listener['port']}",
-               "route_config": {"name": f"{namespace}/{name}/{listener['name']}", "virtual_hosts": [
-                   {"name": f"{namespace}/{name}/{listener['name']}/*", "domains": ["*"], "routes": routes}]},
-               "http_filters": filters + [{"name": "envoy.filters.http.router", "typed_config": {
-                   "@type": T + "envoy.extensions.filters.http.router.v3.Router"}}]}
-        out_listener = {"name": f"{namespace}/{name}/{listener['name']}",
-                        "address": {"socket_address": {"address": self.listen, "port_value": listener["port"]}},
-                        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                                        "typed_config": hcm}]}]}
+        hcm = {
+            "@type": HCM,
+            "stat_prefix": f"http-{listener['port']}",
+            "route_config": {
+                "name": f"{namespace}/{name}/{listener['name']}",
+                "virtual_hosts": [
+                    {"name": f"{namespace}/{name}/{listener['name']}/*", "domains": ["*"], "routes": routes}
+                ],
+            },
+            "http_filters": filters
+            + [
+                {
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": T + "envoy.extensions.filters.http.router.v3.Router"},
+                }
+            ],
+        }
+        out_listener = {
+            "name": f"{namespace}/{name}/{listener['name']}",
+            "address": {"socket_address": {"address": self.listen, "port_value": listener["port"]}},
+            "filter_chains": [
+                {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+            ],
+        }
         if ctp:
             remove = ctp["spec"].get("headers", {}).get("earlyRequestHeaders", {}).get("remove", [])
-            hcm["early_header_mutation_extensions"] = [{
-                "name": "envoy.http.early_header_mutation.header_mutation",
-                "typed_config": {"@type": T + "envoy.extensions.http.early_header_mutation.header_mutation.v3."
-                                              "HeaderMutation", "mutations": [{"remove": h} for h in remove]}}]
+            hcm["early_header_mutation_extensions"] = [
+                {
+                    "name": "envoy.http.early_header_mutation.header_mutation",
+                    "typed_config": {
+                        "@type": T + "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+                        "mutations": [{"remove": h} for h in remove],
+                    },
+                }
+            ]
             out_listener["per_connection_buffer_limit_bytes"] = int(ctp["spec"]["connection"]["bufferLimit"])
             http_timeouts = ctp["spec"].get("timeout", {}).get("http", {})
-            for field, key in (("requestHeadersReceivedTimeout", "request_headers_timeout"),
-                               ("requestReceivedTimeout", "request_timeout"),
-                               ("streamIdleTimeout", "stream_idle_timeout")):
+            for field, key in (
+                ("requestHeadersReceivedTimeout", "request_headers_timeout"),
+                ("requestReceivedTimeout", "request_timeout"),
+                ("streamIdleTimeout", "stream_idle_timeout"),
+            ):
                 if field in http_timeouts:
                     hcm[key] = http_timeouts[field]
         return [out_listener], clusters
@@ -279,6 +433,8 @@ class EnvoyGatewayShape:
         listeners, clusters = self.resources()
         if patch:
             listeners, clusters = self.patched(listeners, clusters)
-        return {"node": {"id": "envoy-gateway", "cluster": "envoy-gateway"},
-                "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}},
-                "static_resources": {"listeners": listeners, "clusters": clusters}}
+        return {
+            "node": {"id": "envoy-gateway", "cluster": "envoy-gateway"},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}},
+            "static_resources": {"listeners": listeners, "clusters": clusters},
+        }

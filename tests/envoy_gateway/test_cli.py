@@ -13,8 +13,13 @@ from tests.envoy_gateway.cases import two_pools
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "poolgate.cli", "translate", "--target", "envoy-gateway", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "poolgate.cli", "translate", "--target", "envoy-gateway", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def write_inputs(tmp_path) -> str:
@@ -26,14 +31,20 @@ def write_inputs(tmp_path) -> str:
 def test_prints_the_resources_as_multi_document_yaml_in_a_stable_order(tmp_path):
     first, second = run("-f", write_inputs(tmp_path)), run("-f", write_inputs(tmp_path))
     assert first.returncode == 0, first.stderr
-    assert first.stdout == second.stdout and "&id" not in first.stdout   # no YAML aliases for kubectl to puzzle over
+    assert first.stdout == second.stdout and "&id" not in first.stdout  # no YAML aliases for kubectl to puzzle over
     documents = list(yaml.safe_load_all(first.stdout))
     assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
-        ("Service", "llama-poolgate"), ("Service", "qwen-poolgate"), ("Gateway", "gw-poolgate"),
-        ("HTTPRoute", "models-poolgate"), ("ClientTrafficPolicy", "gw-poolgate"),
-        ("BackendTrafficPolicy", "models-poolgate-llama"), ("BackendTrafficPolicy", "models-poolgate-qwen"),
-        ("EnvoyExtensionPolicy", "models-poolgate-llama"), ("EnvoyExtensionPolicy", "models-poolgate-qwen"),
-        ("EnvoyPatchPolicy", "gw-poolgate")]
+        ("Service", "llama-poolgate"),
+        ("Service", "qwen-poolgate"),
+        ("Gateway", "gw-poolgate"),
+        ("HTTPRoute", "models-poolgate"),
+        ("ClientTrafficPolicy", "gw-poolgate"),
+        ("BackendTrafficPolicy", "models-poolgate-llama"),
+        ("BackendTrafficPolicy", "models-poolgate-qwen"),
+        ("EnvoyExtensionPolicy", "models-poolgate-llama"),
+        ("EnvoyExtensionPolicy", "models-poolgate-qwen"),
+        ("EnvoyPatchPolicy", "gw-poolgate"),
+    ]
 
 
 def test_writes_the_file_or_prints_the_status(tmp_path):
@@ -41,8 +52,10 @@ def test_writes_the_file_or_prints_the_status(tmp_path):
     assert result.returncode == 0 and result.stdout == ""
     assert len(list(yaml.safe_load_all((tmp_path / "out" / "envoy-gateway.yaml").read_text()))) == 10
     status = json.loads(run("-f", write_inputs(tmp_path), "--status").stdout)
-    assert {(s["kind"], p["controllerName"]) for s in status for p in s["status"]["parents"]} == \
-        {("HTTPRoute", "poolgate.dev/envoy-gateway"), ("InferencePool", "poolgate.dev/envoy-gateway")}
+    assert {(s["kind"], p["controllerName"]) for s in status for p in s["status"]["parents"]} == {
+        ("HTTPRoute", "poolgate.dev/envoy-gateway"),
+        ("InferencePool", "poolgate.dev/envoy-gateway"),
+    }
 
 
 def test_bad_input_exits_1_naming_object_and_field(tmp_path):

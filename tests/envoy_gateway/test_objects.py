@@ -28,62 +28,90 @@ def conditions(entry: dict) -> dict[str, dict]:
 
 def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     out = generate(two_pools())
-    assert kinds(out) == ["Service", "Service", "Gateway", "HTTPRoute", "ClientTrafficPolicy",
-                          "BackendTrafficPolicy", "BackendTrafficPolicy", "EnvoyExtensionPolicy",
-                          "EnvoyExtensionPolicy", "EnvoyPatchPolicy"]
+    assert kinds(out) == [
+        "Service",
+        "Service",
+        "Gateway",
+        "HTTPRoute",
+        "ClientTrafficPolicy",
+        "BackendTrafficPolicy",
+        "BackendTrafficPolicy",
+        "EnvoyExtensionPolicy",
+        "EnvoyExtensionPolicy",
+        "EnvoyPatchPolicy",
+    ]
     sibling = find(out, "Gateway")
     assert sibling["metadata"]["name"] == "gw-poolgate" and sibling["spec"]["gatewayClassName"] == "eg"
-    assert sibling["spec"]["listeners"] == [{"name": "http", "port": 8080, "protocol": "HTTP",
-                                             "allowedRoutes": {"namespaces": {"from": "Same"}}}]
+    assert sibling["spec"]["listeners"] == [
+        {"name": "http", "port": 8080, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "Same"}}}
+    ]
     companion = find(out, "HTTPRoute", "models-poolgate")
-    assert companion["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                                                "name": "gw-poolgate", "namespace": "default"}]
+    assert companion["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-poolgate", "namespace": "default"}
+    ]
     llama, qwen, docs = companion["spec"]["rules"]
     assert [r["name"] for r in (llama, qwen, docs)] == ["rule-0", "rule-1", "rule-2"]
-    assert llama["matches"] == [{"path": {"type": "PathPrefix", "value": "/"},
-                                 "headers": [{"type": "Exact", "name": "x-pool", "value": "llama"}]}]
-    assert llama["backendRefs"] == [{"group": "", "kind": "Service", "name": "llama-poolgate", "port": p, "weight": 1}
-                                    for p in (8000, 8001)]
+    assert llama["matches"] == [
+        {
+            "path": {"type": "PathPrefix", "value": "/"},
+            "headers": [{"type": "Exact", "name": "x-pool", "value": "llama"}],
+        }
+    ]
+    assert llama["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "llama-poolgate", "port": p, "weight": 1} for p in (8000, 8001)
+    ]
     assert llama["timeouts"] == {"request": "0s"}
     assert docs["backendRefs"] == [{"group": "", "kind": "Service", "name": "docs", "port": 8080, "weight": 1}]
     assert "timeouts" not in docs
     llama_service = find(out, "Service", "llama-poolgate")["spec"]
     assert llama_service["selector"] == {"app": "llama"}
-    assert [(p["port"], p["targetPort"], p["appProtocol"]) for p in llama_service["ports"]] == \
-        [(8000, 8000, "kubernetes.io/h2c"), (8001, 8001, "kubernetes.io/h2c")]
+    assert [(p["port"], p["targetPort"], p["appProtocol"]) for p in llama_service["ports"]] == [
+        (8000, 8000, "kubernetes.io/h2c"),
+        (8001, 8001, "kubernetes.io/h2c"),
+    ]
     extension = find(out, "EnvoyExtensionPolicy", "models-poolgate-llama")["spec"]
-    assert extension["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
-                                        "name": "models-poolgate", "sectionName": "rule-0"}]
+    assert extension["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "models-poolgate", "sectionName": "rule-0"}
+    ]
     (ext_proc,) = extension["extProc"]
     assert ext_proc["backendRefs"] == [{"name": "llama-epp", "port": 9002}]
-    assert ext_proc["metadata"] == {"accessibleNamespaces": ["envoy.lb", "envoy.lb.subset_hint"],
-                                    "writableNamespaces": ["envoy.lb"]}
+    assert ext_proc["metadata"] == {
+        "accessibleNamespaces": ["envoy.lb", "envoy.lb.subset_hint"],
+        "writableNamespaces": ["envoy.lb"],
+    }
     traffic = find(out, "BackendTrafficPolicy", "models-poolgate-llama")["spec"]
     assert traffic["targetRefs"] == extension["targetRefs"]
-    assert traffic["loadBalancer"]["endpointOverride"] == {"extractFrom": [{"header": "x-gateway-destination-endpoint"}]}
+    assert traffic["loadBalancer"]["endpointOverride"] == {
+        "extractFrom": [{"header": "x-gateway-destination-endpoint"}]
+    }
     assert traffic["retry"]["numRetries"] == 2
     client = find(out, "ClientTrafficPolicy", "gw-poolgate")["spec"]
     assert client["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-poolgate"}]
     assert client["headers"]["earlyRequestHeaders"]["remove"] == list(xds.PICKER_ONLY_HEADERS)
-    assert client["timeout"]["http"] == {"requestHeadersReceivedTimeout": "10s", "requestReceivedTimeout": "60s",
-                                         "streamIdleTimeout": "3600s"}   # as poolgate's own Envoy
+    assert client["timeout"]["http"] == {
+        "requestHeadersReceivedTimeout": "10s",
+        "requestReceivedTimeout": "60s",
+        "streamIdleTimeout": "3600s",
+    }  # as poolgate's own Envoy
     patch = find(out, "EnvoyPatchPolicy", "gw-poolgate")["spec"]
     assert patch["targetRef"] == client["targetRefs"][0] and patch["type"] == "JSONPatch"
-    assert [p["name"] for p in patch["jsonPatches"]] == ["httproute/default/models-poolgate/rule/0",
-                                                         "httproute/default/models-poolgate/rule/1"]
+    assert [p["name"] for p in patch["jsonPatches"]] == [
+        "httproute/default/models-poolgate/rule/0",
+        "httproute/default/models-poolgate/rule/1",
+    ]
     policy = patch["jsonPatches"][0]["operation"]
     assert policy["op"] == "add" and policy["path"] == "/load_balancing_policy"
     config = policy["value"]["policies"][0]["typed_extension_config"]
     assert config["name"] == "envoy.load_balancing_policies.override_host"
-    assert config["typed_config"]["selected_host_key"]["path"] == \
-        [{"key": "x-gateway-destination-endpoint-served"}]
+    assert config["typed_config"]["selected_host_key"]["path"] == [{"key": "x-gateway-destination-endpoint-served"}]
 
 
 def test_the_users_objects_are_never_emitted():
     inputs = two_pools()
     out = generate(inputs)
-    assert not {(o.kind, o.namespace, o.name) for o in inputs} & \
-        {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in out}
+    assert not {(o.kind, o.namespace, o.name) for o in inputs} & {
+        (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in out
+    }
     assert all(o["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "poolgate"} for o in out)
 
 
@@ -91,10 +119,14 @@ def test_failure_mode_and_body_mode_choose_what_envoy_gateway_accepts():
     out = generate(two_pools())
     fail_close = find(out, "EnvoyExtensionPolicy", "models-poolgate-llama")["spec"]["extProc"][0]
     fail_open = find(out, "EnvoyExtensionPolicy", "models-poolgate-qwen")["spec"]["extProc"][0]
-    assert (fail_close["failOpen"], fail_close["processingMode"]) == \
-        (False, {"request": {"body": "FullDuplexStreamed"}, "response": {"body": "FullDuplexStreamed"}})
-    assert (fail_open["failOpen"], fail_open["processingMode"]) == \
-        (True, {"request": {"body": "Buffered"}, "response": {"body": "Streamed"}})
+    assert (fail_close["failOpen"], fail_close["processingMode"]) == (
+        False,
+        {"request": {"body": "FullDuplexStreamed"}, "response": {"body": "FullDuplexStreamed"}},
+    )
+    assert (fail_open["failOpen"], fail_open["processingMode"]) == (
+        True,
+        {"request": {"body": "Buffered"}, "response": {"body": "Streamed"}},
+    )
     buffered = generate(two_pools(), translate=TranslateOptions(body_mode="BUFFERED", picker_timeout_s=2.5))
     fail_close = find(buffered, "EnvoyExtensionPolicy", "models-poolgate-llama")["spec"]["extProc"][0]
     assert fail_close["processingMode"]["request"] == {"body": "Buffered"}
@@ -102,11 +134,22 @@ def test_failure_mode_and_body_mode_choose_what_envoy_gateway_accepts():
 
 
 def test_rules_envoy_gateway_cannot_serve_answer_500_and_the_status_says_why():
-    objects = build(eg_class(), eg_gateway(), service("epp-a"), service("epp-b", ip="10.0.0.3"), service("docs"),
-                    pool("a", picker="epp-a"), pool("b", picker="epp-b"),
-                    route(rules=[rule(pool_ref("a"), service_ref("docs", 9002), header="mixed"),
-                                 rule(pool_ref("a", weight=1), pool_ref("b", weight=1), header="split"),
-                                 rule(pool_ref("a"), header="fine")]))
+    objects = build(
+        eg_class(),
+        eg_gateway(),
+        service("epp-a"),
+        service("epp-b", ip="10.0.0.3"),
+        service("docs"),
+        pool("a", picker="epp-a"),
+        pool("b", picker="epp-b"),
+        route(
+            rules=[
+                rule(pool_ref("a"), service_ref("docs", 9002), header="mixed"),
+                rule(pool_ref("a", weight=1), pool_ref("b", weight=1), header="split"),
+                rule(pool_ref("a"), header="fine"),
+            ]
+        ),
+    )
     out = generate(objects)
     mixed, split, fine = find(out, "HTTPRoute")["spec"]["rules"]
     assert "backendRefs" not in mixed and "backendRefs" not in split and "filters" not in mixed
@@ -119,8 +162,14 @@ def test_rules_envoy_gateway_cannot_serve_answer_500_and_the_status_says_why():
 
 
 def test_pools_sharing_one_picker_are_refused_because_envoy_gateway_cannot_name_the_pool():
-    objects = build(eg_class(), eg_gateway(), service("epp"), pool("a"), pool("b"),
-                    route(rules=[rule(pool_ref("a"), header="a"), rule(pool_ref("b"), header="b")]))
+    objects = build(
+        eg_class(),
+        eg_gateway(),
+        service("epp"),
+        pool("a"),
+        pool("b"),
+        route(rules=[rule(pool_ref("a"), header="a"), rule(pool_ref("b"), header="b")]),
+    )
     out = generate(objects)
     assert all("backendRefs" not in r for r in find(out, "HTTPRoute")["spec"]["rules"])
     assert "EnvoyExtensionPolicy" not in kinds(out) and "Service" not in kinds(out)
@@ -130,25 +179,34 @@ def test_pools_sharing_one_picker_are_refused_because_envoy_gateway_cannot_name_
         assert (refs["status"], refs["reason"]) == ("False", "InvalidExtensionRef")
         assert "shared by InferencePools default/a, default/b" in refs["message"]
     alone = build(eg_class(), eg_gateway(), service("epp"), pool("a"), pool("b"), route(rules=[rule(pool_ref("a"))]))
-    assert "EnvoyExtensionPolicy" in kinds(generate(alone))      # an unused pool does not count
+    assert "EnvoyExtensionPolicy" in kinds(generate(alone))  # an unused pool does not count
 
 
 def test_a_pool_in_another_namespace_gets_grants_naming_exactly_its_services():
-    base = [eg_class(), eg_gateway(), route(rules=[rule(pool_ref("pool", namespace="ml"))]),
-            pool(namespace="ml"), service(namespace="ml")]
+    base = [
+        eg_class(),
+        eg_gateway(),
+        route(rules=[rule(pool_ref("pool", namespace="ml"))]),
+        pool(namespace="ml"),
+        service(namespace="ml"),
+    ]
     out = generate(build(*base, grant("ml", "default")))
     backend = find(out, "HTTPRoute")["spec"]["rules"][0]["backendRefs"][0]
     assert (backend["name"], backend["namespace"]) == ("pool-poolgate", "ml")
-    assert find(out, "EnvoyExtensionPolicy")["spec"]["extProc"][0]["backendRefs"] == \
-        [{"name": "epp", "port": 9002, "namespace": "ml"}]
+    assert find(out, "EnvoyExtensionPolicy")["spec"]["extProc"][0]["backendRefs"] == [
+        {"name": "epp", "port": 9002, "namespace": "ml"}
+    ]
     grants = {g["metadata"]["name"]: g["spec"] for g in out if g["kind"] == "ReferenceGrant"}
     assert grants == {
         "poolgate-httproute-default": {
             "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "default"}],
-            "to": [{"group": "", "kind": "Service", "name": "pool-poolgate"}]},
+            "to": [{"group": "", "kind": "Service", "name": "pool-poolgate"}],
+        },
         "poolgate-envoyextensionpolicy-default": {
             "from": [{"group": "gateway.envoyproxy.io", "kind": "EnvoyExtensionPolicy", "namespace": "default"}],
-            "to": [{"group": "", "kind": "Service", "name": "epp"}]}}
+            "to": [{"group": "", "kind": "Service", "name": "epp"}],
+        },
+    }
     assert all(g["metadata"]["namespace"] == "ml" for g in out if g["kind"] == "ReferenceGrant")
     ungranted = generate(build(*base))
     assert "ReferenceGrant" not in kinds(ungranted) and "Service" not in kinds(ungranted)
@@ -156,37 +214,72 @@ def test_a_pool_in_another_namespace_gets_grants_naming_exactly_its_services():
 
 
 def test_status_entries_are_poolgates_and_other_controllers_entries_stay():
-    eg_entry = {"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw",
-                              "namespace": "default"}, "controllerName": EG,
-                "conditions": [{"type": "ResolvedRefs", "status": "False", "reason": "InvalidKind", "message": "x",
-                                "lastTransitionTime": "2025-01-01T00:00:00Z"}]}
+    eg_entry = {
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw", "namespace": "default"},
+        "controllerName": EG,
+        "conditions": [
+            {
+                "type": "ResolvedRefs",
+                "status": "False",
+                "reason": "InvalidKind",
+                "message": "x",
+                "lastTransitionTime": "2025-01-01T00:00:00Z",
+            }
+        ],
+    }
     stale = dict(eg_entry, controllerName=STATUS_CONTROLLER)
-    objects = build(eg_class(), eg_gateway(), service(), pool(), route(status={"parents": [eg_entry]}),
-                    route("plain", rules=[rule(service_ref("epp", 9002))], status={"parents": [eg_entry, stale]}))
+    objects = build(
+        eg_class(),
+        eg_gateway(),
+        service(),
+        pool(),
+        route(status={"parents": [eg_entry]}),
+        route("plain", rules=[rule(service_ref("epp", 9002))], status={"parents": [eg_entry, stale]}),
+    )
     reported = translate_envoy_gateway(objects).status(NOW)
-    assert sorted((s["kind"], s["metadata"]["name"]) for s in reported) == \
-        [("HTTPRoute", "plain"), ("HTTPRoute", "route"), ("InferencePool", "pool")]
+    assert sorted((s["kind"], s["metadata"]["name"]) for s in reported) == [
+        ("HTTPRoute", "plain"),
+        ("HTTPRoute", "route"),
+        ("InferencePool", "pool"),
+    ]
     routes = {s["metadata"]["name"]: s["status"]["parents"] for s in reported if s["kind"] == "HTTPRoute"}
     kept, ours = routes["route"]
     assert kept == eg_entry and ours["controllerName"] == STATUS_CONTROLLER
-    assert conditions(ours)["Accepted"]["message"] == ("Route is accepted; Envoy Gateway serves it as HTTPRoute "
-                                                       "default/route-poolgate on Gateway default/gw-poolgate")
-    assert routes["plain"] == [eg_entry]       # a route without pools keeps no entry of ours
+    assert conditions(ours)["Accepted"]["message"] == (
+        "Route is accepted; Envoy Gateway serves it as HTTPRoute default/route-poolgate on Gateway default/gw-poolgate"
+    )
+    assert routes["plain"] == [eg_entry]  # a route without pools keeps no entry of ours
     (pool_entry,) = status_of(objects, "InferencePool", "pool")["parents"]
     assert pool_entry["controllerName"] == STATUS_CONTROLLER
-    assert pool_entry["parentRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw",
-                                       "namespace": "default"}
+    assert pool_entry["parentRef"] == {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": "gw",
+        "namespace": "default",
+    }
 
 
 def test_https_listeners_are_served_and_copied_with_their_certificates():
-    https = {"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "ai.example.com",
-             "tls": {"certificateRefs": [{"name": "ai-cert"}]}}
-    objects = build(eg_class(), eg_gateway(listeners=[{"name": "http", "port": 80, "protocol": "HTTP"}, https]),
-                    service(), pool(), route(parents=[{"name": "gw", "sectionName": "https"}]))
+    https = {
+        "name": "https",
+        "port": 443,
+        "protocol": "HTTPS",
+        "hostname": "ai.example.com",
+        "tls": {"certificateRefs": [{"name": "ai-cert"}]},
+    }
+    objects = build(
+        eg_class(),
+        eg_gateway(listeners=[{"name": "http", "port": 80, "protocol": "HTTP"}, https]),
+        service(),
+        pool(),
+        route(parents=[{"name": "gw", "sectionName": "https"}]),
+    )
     out = generate(objects)
-    (listener,) = find(out, "Gateway")["spec"]["listeners"]     # only the listener the route attaches to
-    assert listener["tls"] == {"mode": "Terminate",
-                               "certificateRefs": [{"group": "", "kind": "Secret", "name": "ai-cert"}]}
+    (listener,) = find(out, "Gateway")["spec"]["listeners"]  # only the listener the route attaches to
+    assert listener["tls"] == {
+        "mode": "Terminate",
+        "certificateRefs": [{"group": "", "kind": "Secret", "name": "ai-cert"}],
+    }
     assert find(out, "HTTPRoute")["spec"]["parentRefs"][0]["sectionName"] == "https"
 
 
@@ -194,29 +287,49 @@ def test_gateways_of_other_classes_are_left_alone():
     objects = build(gateway_class(), gateway("own"), eg_class(), service(), pool(), route(parents=[{"name": "own"}]))
     translation = translate_envoy_gateway(objects)
     assert translation.objects() == []
-    assert translation.warnings() == ["no Gateway of a class with controllerName "
-                                      "gateway.envoyproxy.io/gatewayclass-controller: nothing to generate"]
+    assert translation.warnings() == [
+        "no Gateway of a class with controllerName gateway.envoyproxy.io/gatewayclass-controller: nothing to generate"
+    ]
 
 
 def test_a_route_no_envoy_gateway_listener_accepts_gets_no_companion():
-    objects = build(eg_class(), eg_gateway(), service("epp", namespace="ml"), pool(namespace="ml"),
-                    route(namespace="ml", parents=[{"name": "gw", "namespace": "default"}]))
+    objects = build(
+        eg_class(),
+        eg_gateway(),
+        service("epp", namespace="ml"),
+        pool(namespace="ml"),
+        route(namespace="ml", parents=[{"name": "gw", "namespace": "default"}]),
+    )
     translation = translate_envoy_gateway(objects)
     assert translation.objects() == []
-    assert translation.warnings() == ["HTTPRoute ml/route: no parentRef is accepted by an Envoy Gateway Gateway; "
-                                      "see its status"]
+    assert translation.warnings() == [
+        "HTTPRoute ml/route: no parentRef is accepted by an Envoy Gateway Gateway; see its status"
+    ]
     (entry,) = status_of(objects, "HTTPRoute", "route")["parents"]
     assert conditions(entry)["Accepted"]["reason"] == "NotAllowedByListeners"
 
 
 def test_companion_rule_names_stay_unique():
-    objects = build(eg_class(), eg_gateway(), service(), pool(),
-                    route(rules=[rule(pool_ref("pool"), header="a"), rule(pool_ref("pool"), header="b", name="rule-0"),
-                                 rule(pool_ref("pool"), header="c", name="chat")]))
+    objects = build(
+        eg_class(),
+        eg_gateway(),
+        service(),
+        pool(),
+        route(
+            rules=[
+                rule(pool_ref("pool"), header="a"),
+                rule(pool_ref("pool"), header="b", name="rule-0"),
+                rule(pool_ref("pool"), header="c", name="chat"),
+            ]
+        ),
+    )
     out = generate(objects)
     assert [r["name"] for r in find(out, "HTTPRoute")["spec"]["rules"]] == ["poolgate-rule-0", "rule-0", "chat"]
-    assert [t["sectionName"] for t in find(out, "EnvoyExtensionPolicy")["spec"]["targetRefs"]] == \
-        ["poolgate-rule-0", "rule-0", "chat"]
+    assert [t["sectionName"] for t in find(out, "EnvoyExtensionPolicy")["spec"]["targetRefs"]] == [
+        "poolgate-rule-0",
+        "rule-0",
+        "chat",
+    ]
 
 
 def test_a_pool_without_picker_is_balanced_by_envoy_gateway_alone():
@@ -228,8 +341,10 @@ def test_a_pool_without_picker_is_balanced_by_envoy_gateway_alone():
 
 
 def test_the_gateway_class_of_the_sibling_can_be_chosen():
-    assert find(generate(two_pools(), gateway_class="eg-inference"), "Gateway")["spec"]["gatewayClassName"] == \
-        "eg-inference"
+    assert (
+        find(generate(two_pools(), gateway_class="eg-inference"), "Gateway")["spec"]["gatewayClassName"]
+        == "eg-inference"
+    )
 
 
 def test_output_does_not_depend_on_input_order():

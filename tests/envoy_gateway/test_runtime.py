@@ -99,9 +99,14 @@ class Stack:
         self.listener = free_port("127.0.0.1")
         self.unpatched_listener = free_port("127.0.0.1")
         self.ports = {LLAMA_PICKER: free_port(LLAMA_PICKER), QWEN_PICKER: free_port(QWEN_PICKER)}
-        text = OBJECTS.format(listener=self.listener, pod_port=self.pod_port, llama_picker=LLAMA_PICKER,
-                              qwen_picker=QWEN_PICKER, llama_picker_port=self.ports[LLAMA_PICKER],
-                              qwen_picker_port=self.ports[QWEN_PICKER])
+        text = OBJECTS.format(
+            listener=self.listener,
+            pod_port=self.pod_port,
+            llama_picker=LLAMA_PICKER,
+            qwen_picker=QWEN_PICKER,
+            llama_picker_port=self.ports[LLAMA_PICKER],
+            qwen_picker_port=self.ports[QWEN_PICKER],
+        )
         for i, ip in enumerate(LLAMA_PODS + (DOOMED_POD,)):
             text += POD.format(name=f"llama-{i}", app="llama", ip=ip)
         for i, ip in enumerate(QWEN_PODS):
@@ -140,15 +145,36 @@ class Stack:
         write_yaml(config, bootstrap)
         ok, output = validate(config)
         assert ok, output
-        return self.processes.start(name, [envoy_binary(), "-c", str(config), "--use-dynamic-base-id",
-                                           "--log-level", "warning"])
+        return self.processes.start(
+            name, [envoy_binary(), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warning"]
+        )
 
     def start_picker(self, pool: str, host: str) -> None:
         """One picker per pool, serving only that pool: no gRPC metadata names the pool under Envoy Gateway."""
-        self.pickers[host] = self.processes.start(f"picker-{pool.split('/')[1]}", [
-            *POOLGATE, "picker", "--objects-file", str(self.objects_path), "--pool", pool, "--grpc-host", host,
-            "--grpc-port", str(self.ports[host]), "--grpc-health-port", str(free_port(host)), "--metrics-port", "-1",
-            "--profile", "llmd-default", "--enable-conformance-steering", "--log-level", "debug"])
+        self.pickers[host] = self.processes.start(
+            f"picker-{pool.split('/')[1]}",
+            [
+                *POOLGATE,
+                "picker",
+                "--objects-file",
+                str(self.objects_path),
+                "--pool",
+                pool,
+                "--grpc-host",
+                host,
+                "--grpc-port",
+                str(self.ports[host]),
+                "--grpc-health-port",
+                str(free_port(host)),
+                "--metrics-port",
+                "-1",
+                "--profile",
+                "llmd-default",
+                "--enable-conformance-steering",
+                "--log-level",
+                "debug",
+            ],
+        )
 
     def endpoint(self, ip: str) -> str:
         return f"{ip}:{self.pod_port}"
@@ -173,24 +199,27 @@ def stack(tmp_path_factory):
         yield stack
 
 
-async def completion(session, stack, pool: str, headers=None, prompt="Tell me about picking endpoints",
-                     patched: bool = True):
+async def completion(
+    session, stack, pool: str, headers=None, prompt="Tell me about picking endpoints", patched: bool = True
+):
     body = {"model": LLAMA if pool == "llama" else QWEN, "prompt": prompt, "max_tokens": 4}
     sent = {"content-type": "application/json", "x-pool": pool, **(headers or {})}
     port = stack.listener if patched else stack.unpatched_listener
-    async with session.post(f"http://127.0.0.1:{port}/v1/completions", data=orjson.dumps(body),
-                            headers=sent) as response:
+    async with session.post(
+        f"http://127.0.0.1:{port}/v1/completions", data=orjson.dumps(body), headers=sent
+    ) as response:
         return response.status, dict(response.headers), await response.read()
 
 
 @pytest.mark.parametrize("patched", [True, False], ids=["with-patch-policy", "endpoint-override-only"])
 async def test_requests_land_on_the_endpoint_the_picker_chose(stack, patched):
     async with aiohttp.ClientSession() as session:
-        for pool, pods in (("llama", LLAMA_PODS), ("qwen", QWEN_PODS)):   # full-duplex and buffered bodies
+        for pool, pods in (("llama", LLAMA_PODS), ("qwen", QWEN_PODS)):  # full-duplex and buffered bodies
             for ip in pods + pods:
                 target = stack.endpoint(ip)
-                status, headers, body = await completion(session, stack, pool,
-                                                         {"test-epp-endpoint-selection": target}, patched=patched)
+                status, headers, body = await completion(
+                    session, stack, pool, {"test-epp-endpoint-selection": target}, patched=patched
+                )
                 assert status == 200, body
                 assert headers["x-poolgate-served-by"] == target
 
@@ -200,21 +229,24 @@ async def test_a_dead_primary_falls_back_to_the_next_endpoint_and_the_picker_lea
     prompt = "a prompt the doomed pod has cached " * 8
     async with aiohttp.ClientSession() as session:
         # The doomed pod serves this prompt while alive: the picker credits it with the prompt's prefix blocks.
-        status, headers, _ = await completion(session, stack, "llama", {"test-epp-endpoint-selection": doomed},
-                                              prompt)
+        status, headers, _ = await completion(session, stack, "llama", {"test-epp-endpoint-selection": doomed}, prompt)
         assert status == 200 and headers["x-poolgate-served-by"] == doomed
         stack.doomed.kill(signal.SIGKILL)
         # Its last metrics stay, so the prefix makes it the primary; Envoy must retry on the fallback.
         request_id = f"fallback-{time.monotonic_ns()}"
         status, headers, body = await completion(
-            session, stack, "llama", {"test-epp-endpoint-selection": f"{doomed},{fallback}",
-                                      "x-request-id": request_id}, prompt)
+            session,
+            stack,
+            "llama",
+            {"test-epp-endpoint-selection": f"{doomed},{fallback}", "x-request-id": request_id},
+            prompt,
+        )
     assert status == 200, body
     assert headers["x-poolgate-served-by"] == fallback
     wait_until(lambda: request_id in stack.decisions(LLAMA_PICKER), message="the picker's log line")
     decision = stack.decisions(LLAMA_PICKER)[request_id]
     assert decision["destination"].split(",")[:2] == [doomed, fallback]
-    assert decision["served"] == fallback      # override_host's selected_host_key, forwarded in envoy.lb
+    assert decision["served"] == fallback  # override_host's selected_host_key, forwarded in envoy.lb
 
 
 async def test_without_pickers_failopen_balances_and_failclose_refuses(stack):
@@ -223,9 +255,8 @@ async def test_without_pickers_failopen_balances_and_failclose_refuses(stack):
     async with aiohttp.ClientSession() as session:
         pinned = stack.endpoint(QWEN_PODS[1])
         served = set()
-        for _ in range(16):   # a client-sent destination header is stripped before anything reads it
-            status, headers, _ = await completion(session, stack, "qwen",
-                                                  {"x-gateway-destination-endpoint": pinned})
+        for _ in range(16):  # a client-sent destination header is stripped before anything reads it
+            status, headers, _ = await completion(session, stack, "qwen", {"x-gateway-destination-endpoint": pinned})
             assert status == 200
             served.add(headers["x-poolgate-served-by"])
         assert served == {stack.endpoint(ip) for ip in QWEN_PODS}

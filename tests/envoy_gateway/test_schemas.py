@@ -18,14 +18,16 @@ from tests.envoy_gateway.cases import eg_class, eg_gateway, find, rule, service_
 from tests.hooks.schemas import KUBERNETES_VERSION
 from tests.support.objects import build, grant, pod, pool, pool_ref, route, service
 
-CRDS = ("envoy-gateway/gateway.envoyproxy.io_envoyextensionpolicies.yaml",
-        "envoy-gateway/gateway.envoyproxy.io_envoypatchpolicies.yaml",
-        "envoy-gateway/gateway.envoyproxy.io_clienttrafficpolicies.yaml",
-        "envoy-gateway/gateway.envoyproxy.io_backendtrafficpolicies.yaml",
-        "gateway-api/gateway.networking.k8s.io_gateways.yaml",
-        "gateway-api/gateway.networking.k8s.io_httproutes.yaml",
-        "gateway-api/gateway.networking.k8s.io_referencegrants.yaml",
-        "gateway-api-inference-extension/inference.networking.k8s.io_inferencepools.yaml")
+CRDS = (
+    "envoy-gateway/gateway.envoyproxy.io_envoyextensionpolicies.yaml",
+    "envoy-gateway/gateway.envoyproxy.io_envoypatchpolicies.yaml",
+    "envoy-gateway/gateway.envoyproxy.io_clienttrafficpolicies.yaml",
+    "envoy-gateway/gateway.envoyproxy.io_backendtrafficpolicies.yaml",
+    "gateway-api/gateway.networking.k8s.io_gateways.yaml",
+    "gateway-api/gateway.networking.k8s.io_httproutes.yaml",
+    "gateway-api/gateway.networking.k8s.io_referencegrants.yaml",
+    "gateway-api-inference-extension/inference.networking.k8s.io_inferencepools.yaml",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,20 +36,41 @@ def judges(reference_crds) -> dict[str, CrdJudge]:
 
 
 def scenarios() -> dict[str, list]:
-    https = {"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "ai.example.com",
-             "tls": {"certificateRefs": [{"name": "ai-cert"}]}}
+    https = {
+        "name": "https",
+        "port": 443,
+        "protocol": "HTTPS",
+        "hostname": "ai.example.com",
+        "tls": {"certificateRefs": [{"name": "ai-cert"}]},
+    }
     return {
         "two pools, a Service rule": two_pools(),
         "cross-namespace pool, HTTPS, unserved rules": build(
-            eg_class(), eg_gateway(listeners=[https]), grant("ml", "default"),
-            service("epp", namespace="ml"), service("docs"), pool(namespace="ml"),
+            eg_class(),
+            eg_gateway(listeners=[https]),
+            grant("ml", "default"),
+            service("epp", namespace="ml"),
+            service("docs"),
+            pool(namespace="ml"),
             pod("p0", "10.0.0.1", namespace="ml"),
-            route(hostnames=["ai.example.com"], rules=[
-                rule(pool_ref("pool", namespace="ml"), header="a", timeouts={"backendRequest": "30s"}),
-                rule(pool_ref("pool", namespace="ml"), service_ref("docs", 9002), header="b"),
-                rule(service_ref("docs", 9002), header="c",
-                     filters=[{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [
-                         {"name": "x-docs", "value": "1"}]}}])])),
+            route(
+                hostnames=["ai.example.com"],
+                rules=[
+                    rule(pool_ref("pool", namespace="ml"), header="a", timeouts={"backendRequest": "30s"}),
+                    rule(pool_ref("pool", namespace="ml"), service_ref("docs", 9002), header="b"),
+                    rule(
+                        service_ref("docs", 9002),
+                        header="c",
+                        filters=[
+                            {
+                                "type": "RequestHeaderModifier",
+                                "requestHeaderModifier": {"set": [{"name": "x-docs", "value": "1"}]},
+                            }
+                        ],
+                    ),
+                ],
+            ),
+        ),
         "pool without picker": build(eg_class(), eg_gateway(), pool(picker=None), route()),
     }
 
@@ -68,8 +91,9 @@ def test_the_judge_refuses_what_envoy_gateway_refuses(judges):
     objects = translate_envoy_gateway(two_pools()).objects()
     policy = copy.deepcopy(find(objects, "EnvoyExtensionPolicy", "models-poolgate-qwen"))
     policy["spec"]["extProc"][0]["processingMode"]["request"]["body"] = "FullDuplexStreamed"
-    assert judges["EnvoyExtensionPolicy"].problems(policy) == \
-        ["spec.extProc[0]: If FullDuplexStreamed body processing mode is used, FailOpen must be false."]
+    assert judges["EnvoyExtensionPolicy"].problems(policy) == [
+        "spec.extProc[0]: If FullDuplexStreamed body processing mode is used, FailOpen must be false."
+    ]
     patch = copy.deepcopy(find(objects, "EnvoyPatchPolicy"))
     patch["spec"]["jsonPatches"][0]["type"] = "type.googleapis.com/envoy.config.cluster.v3.ClusterX"
     assert judges["EnvoyPatchPolicy"].problems(patch)

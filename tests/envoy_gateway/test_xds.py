@@ -27,16 +27,21 @@ def test_the_patches_turn_each_pool_cluster_into_poolgates_override_host(shape):
     after = {c["name"]: c for c in patched}
     pools = ["httproute/default/models-poolgate/rule/0", "httproute/default/models-poolgate/rule/1"]
     for name in pools:
-        assert lb_policy(before[name])["typed_config"]["override_host_sources"] == \
-            [{"header": "x-gateway-destination-endpoint"}]      # Envoy Gateway's own endpoint override
+        assert lb_policy(before[name])["typed_config"]["override_host_sources"] == [
+            {"header": "x-gateway-destination-endpoint"}
+        ]  # Envoy Gateway's own endpoint override
         config = lb_policy(after[name])["typed_config"]
         assert config["override_host_sources"] == [
             {"header": "x-gateway-destination-endpoint"},
-            {"metadata": {"key": "envoy.lb", "path": [{"key": "x-gateway-destination-endpoint"}]}}]
-        assert config["selected_host_key"] == {"key": "envoy.lb",
-                                               "path": [{"key": "x-gateway-destination-endpoint-served"}]}
-        assert {k: v for k, v in after[name].items() if k != "load_balancing_policy"} == \
-            {k: v for k, v in before[name].items() if k != "load_balancing_policy"}
+            {"metadata": {"key": "envoy.lb", "path": [{"key": "x-gateway-destination-endpoint"}]}},
+        ]
+        assert config["selected_host_key"] == {
+            "key": "envoy.lb",
+            "path": [{"key": "x-gateway-destination-endpoint-served"}],
+        }
+        assert {k: v for k, v in after[name].items() if k != "load_balancing_policy"} == {
+            k: v for k, v in before[name].items() if k != "load_balancing_policy"
+        }
     untouched = set(before) - set(pools)
     assert "httproute/default/models-poolgate/rule/2" in untouched
     assert all(after[name] == before[name] for name in untouched)
@@ -50,8 +55,10 @@ def test_envoy_accepts_the_configuration(shape, envoy_validate, patch):
 def test_a_patch_for_a_cluster_envoy_gateway_does_not_build_is_caught(shape):
     shape.objects = [dict(o) for o in shape.objects]
     patch = next(o for o in shape.objects if o["kind"] == "EnvoyPatchPolicy")
-    patch["spec"] = {**patch["spec"], "jsonPatches": [
-        {**patch["spec"]["jsonPatches"][0], "name": "httproute/default/models/rule/0"}]}
+    patch["spec"] = {
+        **patch["spec"],
+        "jsonPatches": [{**patch["spec"]["jsonPatches"][0], "name": "httproute/default/models/rule/0"}],
+    }
     listeners, clusters = shape.resources()
     with pytest.raises(ValueError):
         shape.patched(listeners, clusters)

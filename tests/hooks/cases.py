@@ -25,23 +25,37 @@ POOL = "inference.networking.k8s.io/v1"
 OURS = "poolgate.dev/gateway-controller"
 OTHER = "example.com/other-gateway"
 CREATED = "2026-03-01T10:00:00Z"
-EDITED = "2026-03-02T09:30:00Z"      # when users last applied their objects
-WRITTEN = "2026-03-02T09:31:15Z"     # when controllers last wrote status
-READY = "2026-03-02T09:32:40Z"       # when the Envoy Deployment became available
+EDITED = "2026-03-02T09:30:00Z"  # when users last applied their objects
+WRITTEN = "2026-03-02T09:31:15Z"  # when controllers last wrote status
+READY = "2026-03-02T09:32:40Z"  # when the Envoy Deployment became available
 LAST_APPLIED = "metacontroller.k8s.io/last-applied-configuration"
 
 
 # --- objects as the API server returns them -----------------------------------------------------------------------
 
-def meta(kind: str, name: str, namespace: str | None = "default", generation: int = 1, manager: str = "kubectl",
-         **extra) -> dict:
+
+def meta(
+    kind: str, name: str, namespace: str | None = "default", generation: int = 1, manager: str = "kubectl", **extra
+) -> dict:
     """Server-side metadata: uid, resourceVersion, generation, creationTimestamp and a managedFields entry."""
     key = f"{kind}/{namespace or ''}/{name}"
-    out = {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
-           "resourceVersion": str(1000 + int(uuid.uuid5(uuid.NAMESPACE_URL, key).int % 9000)),
-           "generation": generation, "creationTimestamp": CREATED,
-           "managedFields": [{"manager": manager, "operation": "Apply", "apiVersion": "v1", "time": EDITED,
-                              "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]}
+    out = {
+        "name": name,
+        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
+        "resourceVersion": str(1000 + int(uuid.uuid5(uuid.NAMESPACE_URL, key).int % 9000)),
+        "generation": generation,
+        "creationTimestamp": CREATED,
+        "managedFields": [
+            {
+                "manager": manager,
+                "operation": "Apply",
+                "apiVersion": "v1",
+                "time": EDITED,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {}},
+            }
+        ],
+    }
     if namespace:
         out["namespace"] = namespace
     out.update(extra)
@@ -49,21 +63,41 @@ def meta(kind: str, name: str, namespace: str | None = "default", generation: in
 
 
 def gateway_class(name: str = "poolgate", controller: str = OURS, **extra) -> dict:
-    return {"apiVersion": GW, "kind": "GatewayClass", "metadata": meta("GatewayClass", name, None, **extra),
-            "spec": {"controllerName": controller}}
+    return {
+        "apiVersion": GW,
+        "kind": "GatewayClass",
+        "metadata": meta("GatewayClass", name, None, **extra),
+        "spec": {"controllerName": controller},
+    }
 
 
 def namespace(name: str, labels: dict | None = None) -> dict:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {**meta("Namespace", name, None, generation=0),
-                         "labels": {"kubernetes.io/metadata.name": name, **(labels or {})}},
-            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            **meta("Namespace", name, None, generation=0),
+            "labels": {"kubernetes.io/metadata.name": name, **(labels or {})},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
 
 
-def gateway(name: str, listeners: list[dict], class_name: str = "poolgate", ns: str = "default",
-            status: dict | None = None, generation: int = 1) -> dict:
-    obj = {"apiVersion": GW, "kind": "Gateway", "metadata": meta("Gateway", name, ns, generation),
-           "spec": {"gatewayClassName": class_name, "listeners": listeners}}
+def gateway(
+    name: str,
+    listeners: list[dict],
+    class_name: str = "poolgate",
+    ns: str = "default",
+    status: dict | None = None,
+    generation: int = 1,
+) -> dict:
+    obj = {
+        "apiVersion": GW,
+        "kind": "Gateway",
+        "metadata": meta("Gateway", name, ns, generation),
+        "spec": {"gatewayClassName": class_name, "listeners": listeners},
+    }
     if status:
         obj["status"] = status
     return obj
@@ -76,10 +110,20 @@ def listener(name: str, port: int, admit: str = "Same", selector: dict | None = 
     return {"name": name, "port": port, "protocol": "HTTP", "allowedRoutes": {"namespaces": namespaces}}
 
 
-def route(name: str, parents: list[dict], rules: list[dict], ns: str = "default", status: dict | None = None,
-          generation: int = 1) -> dict:
-    obj = {"apiVersion": GW, "kind": "HTTPRoute", "metadata": meta("HTTPRoute", name, ns, generation),
-           "spec": {"parentRefs": parents, "rules": rules}}
+def route(
+    name: str,
+    parents: list[dict],
+    rules: list[dict],
+    ns: str = "default",
+    status: dict | None = None,
+    generation: int = 1,
+) -> dict:
+    obj = {
+        "apiVersion": GW,
+        "kind": "HTTPRoute",
+        "metadata": meta("HTTPRoute", name, ns, generation),
+        "spec": {"parentRefs": parents, "rules": rules},
+    }
     if status:
         obj["status"] = status
     return obj
@@ -94,13 +138,30 @@ def pool_ref(name: str, weight: int | None = None, ns: str | None = None) -> dic
     return ref
 
 
-def pool(name: str, ports: list[int], picker: str | None, failure_mode: str = "FailClose", ns: str = "default",
-         h2c: bool = False, status: dict | None = None, annotations: dict | None = None, generation: int = 1) -> dict:
-    spec: dict = {"selector": {"matchLabels": {"app": name}}, "targetPorts": [{"number": p} for p in ports],
-                  "appProtocol": "kubernetes.io/h2c" if h2c else "http"}
+def pool(
+    name: str,
+    ports: list[int],
+    picker: str | None,
+    failure_mode: str = "FailClose",
+    ns: str = "default",
+    h2c: bool = False,
+    status: dict | None = None,
+    annotations: dict | None = None,
+    generation: int = 1,
+) -> dict:
+    spec: dict = {
+        "selector": {"matchLabels": {"app": name}},
+        "targetPorts": [{"number": p} for p in ports],
+        "appProtocol": "kubernetes.io/h2c" if h2c else "http",
+    }
     if picker:
-        spec["endpointPickerRef"] = {"group": "", "kind": "Service", "name": picker, "port": {"number": 9002},
-                                     "failureMode": failure_mode}
+        spec["endpointPickerRef"] = {
+            "group": "",
+            "kind": "Service",
+            "name": picker,
+            "port": {"number": 9002},
+            "failureMode": failure_mode,
+        }
     metadata = meta("InferencePool", name, ns, generation)
     if annotations:
         metadata["annotations"] = annotations
@@ -111,39 +172,66 @@ def pool(name: str, ports: list[int], picker: str | None, failure_mode: str = "F
 
 
 def service(name: str, ns: str = "default", port: int = 9002, cluster_ip: str = "10.96.10.2") -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": meta("Service", name, ns, generation=0),
-            "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
-                     "selector": {"app": name}, "ports": [{"name": "grpc", "port": port, "targetPort": port,
-                                                           "protocol": "TCP"}]},
-            "status": {"loadBalancer": {}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta("Service", name, ns, generation=0),
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": cluster_ip,
+            "clusterIPs": [cluster_ip],
+            "selector": {"app": name},
+            "ports": [{"name": "grpc", "port": port, "targetPort": port, "protocol": "TCP"}],
+        },
+        "status": {"loadBalancer": {}},
+    }
 
 
 def grant(ns: str, from_ns: str) -> dict:
-    return {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
-            "metadata": meta("ReferenceGrant", f"allow-routes-from-{from_ns}", ns),
-            "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": from_ns}],
-                     "to": [{"group": "inference.networking.k8s.io", "kind": "InferencePool"}]}}
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": meta("ReferenceGrant", f"allow-routes-from-{from_ns}", ns),
+        "spec": {
+            "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": from_ns}],
+            "to": [{"group": "inference.networking.k8s.io", "kind": "InferencePool"}],
+        },
+    }
 
 
 def condition(type_: str, status: str, reason: str, message: str, when: str = WRITTEN, generation: int = 1) -> dict:
-    return {"type": type_, "status": status, "reason": reason, "message": message, "observedGeneration": generation,
-            "lastTransitionTime": when}
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": when,
+    }
 
 
 def parent_entry(gateway_name: str, controller: str, conditions: list[dict], ns: str = "default") -> dict:
-    return {"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway_name,
-                          "namespace": ns},
-            "controllerName": controller, "conditions": conditions}
+    return {
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway_name, "namespace": ns},
+        "controllerName": controller,
+        "conditions": conditions,
+    }
 
 
 def theirs(gateway_name: str = "their-gateway") -> dict:
     """A status.parents entry another Gateway implementation wrote (it must come back unchanged)."""
-    return parent_entry(gateway_name, OTHER, [
-        condition("Accepted", "True", "Accepted", "accepted by example.com", "2026-02-14T08:00:00Z"),
-        condition("ResolvedRefs", "True", "ResolvedRefs", "resolved", "2026-02-14T08:00:00Z")])
+    return parent_entry(
+        gateway_name,
+        OTHER,
+        [
+            condition("Accepted", "True", "Accepted", "accepted by example.com", "2026-02-14T08:00:00Z"),
+            condition("ResolvedRefs", "True", "ResolvedRefs", "resolved", "2026-02-14T08:00:00Z"),
+        ],
+    )
 
 
 # --- the shared world ---------------------------------------------------------------------------------------------
+
 
 def classes() -> list[dict]:
     return [gateway_class(), gateway_class("other", OTHER)]
@@ -167,18 +255,35 @@ def gw_other() -> dict:
 
 def llm_route(**extra) -> dict:
     """Two pools 70/30 on /v1, and requests for model `qwen` (header set by the model router) to qwen only."""
-    return route("llm-route", [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-a"}], [
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
-                      "headers": [{"type": "Exact", "name": "X-Gateway-Model-Name", "value": "qwen"}]}],
-         "backendRefs": [pool_ref("qwen", 1)]},
-        {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
-         "backendRefs": [pool_ref("llama", 70), pool_ref("qwen", 30)], "timeouts": {"request": "300s"}},
-    ], **extra)
+    return route(
+        "llm-route",
+        [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-a"}],
+        [
+            {
+                "matches": [
+                    {
+                        "path": {"type": "PathPrefix", "value": "/v1"},
+                        "headers": [{"type": "Exact", "name": "X-Gateway-Model-Name", "value": "qwen"}],
+                    }
+                ],
+                "backendRefs": [pool_ref("qwen", 1)],
+            },
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
+                "backendRefs": [pool_ref("llama", 70), pool_ref("qwen", 30)],
+                "timeouts": {"request": "300s"},
+            },
+        ],
+        **extra,
+    )
 
 
 def b_route() -> dict:
-    return route("b-route", [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-b"}],
-                 [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [pool_ref("llama")]}])
+    return route(
+        "b-route",
+        [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-b"}],
+        [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [pool_ref("llama")]}],
+    )
 
 
 def llama(**extra) -> dict:
@@ -194,6 +299,7 @@ def pickers() -> list[dict]:
 
 
 # --- Metacontroller envelopes -------------------------------------------------------------------------------------
+
 
 def controller(name: str) -> dict:
     """The DecoratorController object Metacontroller sends along (as installed from metacontroller/)."""
@@ -211,14 +317,25 @@ def object_map(objects: list[dict]) -> dict:
     return out
 
 
-def sync_request(name: str, parent: dict, related: list[dict] = (), children: list[dict] = (),
-                 attachment_kinds: tuple[str, ...] = (), finalizing: bool = False) -> dict:
+def sync_request(
+    name: str,
+    parent: dict,
+    related: list[dict] = (),
+    children: list[dict] = (),
+    attachment_kinds: tuple[str, ...] = (),
+    finalizing: bool = False,
+) -> dict:
     """A v2 sync/finalize request; `children` has an entry (maybe empty) for every attachment kind, as Metacontroller
     sends."""
     observed = {kind: {} for kind in attachment_kinds}
     observed.update(object_map(list(children)))
-    return {"controller": controller(name), "parent": parent, "children": observed,
-            "related": object_map(list(related)), "finalizing": finalizing}
+    return {
+        "controller": controller(name),
+        "parent": parent,
+        "children": observed,
+        "related": object_map(list(related)),
+        "finalizing": finalizing,
+    }
 
 
 def customize_request(name: str, parent: dict) -> dict:
@@ -234,26 +351,52 @@ def attached(declared: dict, parent: dict, controller_name: str, status: dict | 
     metadata = obj["metadata"]
     server = meta(obj["kind"], metadata["name"], metadata.get("namespace"), manager="metacontroller")
     metadata.update({k: v for k, v in server.items() if k not in ("name", "namespace")})
-    metadata["annotations"] = {**metadata.get("annotations", {}),
-                               "metacontroller.k8s.io/decorator-controller": controller_name,
-                               LAST_APPLIED: json.dumps(recorded, sort_keys=True, separators=(",", ":"))}
-    metadata["ownerReferences"] = [{"apiVersion": parent["apiVersion"], "kind": parent["kind"],
-                                    "name": parent["metadata"]["name"], "uid": parent["metadata"]["uid"],
-                                    "controller": True, "blockOwnerDeletion": True}]
+    metadata["annotations"] = {
+        **metadata.get("annotations", {}),
+        "metacontroller.k8s.io/decorator-controller": controller_name,
+        LAST_APPLIED: json.dumps(recorded, sort_keys=True, separators=(",", ":")),
+    }
+    metadata["ownerReferences"] = [
+        {
+            "apiVersion": parent["apiVersion"],
+            "kind": parent["kind"],
+            "name": parent["metadata"]["name"],
+            "uid": parent["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
     if status is not None:
         obj["status"] = status
     return obj
 
 
 def available_deployment_status(replicas: int = 1) -> dict:
-    return {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas,
-            "availableReplicas": replicas, "conditions": [
-                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                 "message": "Deployment has minimum availability.", "lastUpdateTime": READY,
-                 "lastTransitionTime": READY},
-                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                 "message": "ReplicaSet has successfully progressed.", "lastUpdateTime": READY,
-                 "lastTransitionTime": CREATED}]}
+    return {
+        "observedGeneration": 1,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "Deployment has minimum availability.",
+                "lastUpdateTime": READY,
+                "lastTransitionTime": READY,
+            },
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable",
+                "message": "ReplicaSet has successfully progressed.",
+                "lastUpdateTime": READY,
+                "lastTransitionTime": CREATED,
+            },
+        ],
+    }
 
 
 def load_balancer_status(ip: str) -> dict:
@@ -263,8 +406,14 @@ def load_balancer_status(ip: str) -> dict:
 # --- the cases ----------------------------------------------------------------------------------------------------
 
 GATEWAY_KINDS = ("ConfigMap.v1", "Deployment.apps/v1", "Service.v1")
-POOL_KINDS = ("ConfigMap.v1", "Deployment.apps/v1", "Role.rbac.authorization.k8s.io/v1",
-              "RoleBinding.rbac.authorization.k8s.io/v1", "Service.v1", "ServiceAccount.v1")
+POOL_KINDS = (
+    "ConfigMap.v1",
+    "Deployment.apps/v1",
+    "Role.rbac.authorization.k8s.io/v1",
+    "RoleBinding.rbac.authorization.k8s.io/v1",
+    "Service.v1",
+    "ServiceAccount.v1",
+)
 
 
 def _gateway_world() -> list[dict]:
@@ -275,41 +424,88 @@ def _observed_envoy(parent: dict, deployment_status: dict, service_status: dict)
     """The Envoy objects of gw-a as the hook declared them some time ago, created and running."""
     labels = {"app.kubernetes.io/name": "poolgate-envoy", "gateway.networking.k8s.io/gateway-name": "gw-a"}
     metadata = {"name": "gw-a-envoy", "namespace": "default", "labels": labels}
-    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
-                  "data": {"bootstrap.yaml": "node: {id: poolgate}\n", "lds.yaml": "resources: []\n",
-                           "cds.yaml": "resources: []\n"}}
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": {
-        "replicas": 1, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
-            "containers": [{"name": "envoy", "image": "envoyproxy/envoy:v1.40.0", "command": ["envoy"]}],
-            "volumes": [{"name": "config", "configMap": {"name": "gw-a-envoy"}}]}}}}
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": {
-        "type": "LoadBalancer", "selector": labels,
-        "ports": [{"name": "http-8080", "port": 8080, "targetPort": 8080, "protocol": "TCP"}]}}
-    return [attached(config_map, parent, "poolgate-gateways"),
-            attached(deployment, parent, "poolgate-gateways", deployment_status),
-            attached(service, parent, "poolgate-gateways", service_status)]
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata,
+        "data": {
+            "bootstrap.yaml": "node: {id: poolgate}\n",
+            "lds.yaml": "resources: []\n",
+            "cds.yaml": "resources: []\n",
+        },
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": "envoy", "image": "envoyproxy/envoy:v1.40.0", "command": ["envoy"]}],
+                    "volumes": [{"name": "config", "configMap": {"name": "gw-a-envoy"}}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": labels,
+            "ports": [{"name": "http-8080", "port": 8080, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    }
+    return [
+        attached(config_map, parent, "poolgate-gateways"),
+        attached(deployment, parent, "poolgate-gateways", deployment_status),
+        attached(service, parent, "poolgate-gateways", service_status),
+    ]
 
 
 def gateway_cases() -> dict[str, dict]:
-    programmed_earlier = {"conditions": [
-        condition("Accepted", "True", "Accepted", "Gateway is accepted", "2026-03-01T10:00:05Z"),
-        condition("Programmed", "False", "Pending", "waiting for Deployment default/gw-a-envoy to be created",
-                  "2026-03-01T10:00:05Z")]}
+    programmed_earlier = {
+        "conditions": [
+            condition("Accepted", "True", "Accepted", "Gateway is accepted", "2026-03-01T10:00:05Z"),
+            condition(
+                "Programmed",
+                "False",
+                "Pending",
+                "waiting for Deployment default/gw-a-envoy to be created",
+                "2026-03-01T10:00:05Z",
+            ),
+        ]
+    }
     a = gw_a(status=programmed_earlier)
-    invalid = gateway("gw-a", [listener("http", 8080), listener("http", 8081)], generation=2,
-                      status=programmed_earlier)
+    invalid = gateway("gw-a", [listener("http", 8080), listener("http", 8081)], generation=2, status=programmed_earlier)
     return {
-        "customize/selector-and-same": customize_request("poolgate-gateways", gateway(
-            "gw-s", [listener("http", 8080), listener("team", 8081, "Selector", {"matchLabels": {"team": "a"}})])),
+        "customize/selector-and-same": customize_request(
+            "poolgate-gateways",
+            gateway(
+                "gw-s", [listener("http", 8080), listener("team", 8081, "Selector", {"matchLabels": {"team": "a"}})]
+            ),
+        ),
         "customize/all-namespaces": customize_request("poolgate-gateways", gw_b()),
         "sync/two-gateways-a": sync_request(
-            "poolgate-gateways", a, _gateway_world(),
-            _observed_envoy(a, available_deployment_status(), load_balancer_status("203.0.113.10")), GATEWAY_KINDS),
+            "poolgate-gateways",
+            a,
+            _gateway_world(),
+            _observed_envoy(a, available_deployment_status(), load_balancer_status("203.0.113.10")),
+            GATEWAY_KINDS,
+        ),
         "sync/two-gateways-b": sync_request("poolgate-gateways", gw_b(), _gateway_world(), (), GATEWAY_KINDS),
         "sync/other-class": sync_request("poolgate-gateways", gw_other(), [*classes()], (), GATEWAY_KINDS),
         "sync/invalid-listeners": sync_request(
-            "poolgate-gateways", invalid, _gateway_world(),
-            _observed_envoy(a, available_deployment_status(), load_balancer_status("203.0.113.10")), GATEWAY_KINDS),
+            "poolgate-gateways",
+            invalid,
+            _gateway_world(),
+            _observed_envoy(a, available_deployment_status(), load_balancer_status("203.0.113.10")),
+            GATEWAY_KINDS,
+        ),
     }
 
 
@@ -321,39 +517,63 @@ def route_cases() -> dict[str, dict]:
     parent_a = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-a"}
     parent_b = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-b"}
     parent_other = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-other"}
-    ours_accepted = [condition("Accepted", "True", "Accepted", "Route is accepted", "2026-03-01T10:00:05Z"),
-                     condition("ResolvedRefs", "True", "ResolvedRefs", "All references are resolved",
-                               "2026-03-01T10:00:05Z")]
+    ours_accepted = [
+        condition("Accepted", "True", "Accepted", "Route is accepted", "2026-03-01T10:00:05Z"),
+        condition("ResolvedRefs", "True", "ResolvedRefs", "All references are resolved", "2026-03-01T10:00:05Z"),
+    ]
     models_route = route("models-route", [parent_a], [{"backendRefs": [pool_ref("mistral", ns="models")]}])
     mistral = pool("mistral", [8000], "mistral-epp", ns="models")
-    invalid_rules = [{"matches": [{"path": {"type": "PathPrefix", "value": "v1"}}],
-                      "backendRefs": [pool_ref("llama")]}]
+    invalid_rules = [{"matches": [{"path": {"type": "PathPrefix", "value": "v1"}}], "backendRefs": [pool_ref("llama")]}]
     return {
-        "customize/cross-namespace": customize_request("poolgate-httproutes", route(
-            "mixed", [parent_a, {**parent_b, "namespace": "team-a", "sectionName": "http"}],
-            [{"backendRefs": [pool_ref("llama", 50), pool_ref("mistral", 50, "models")]},
-             {"backendRefs": [{"kind": "Service", "name": "echo", "port": 80, "namespace": "team-a"}]}])),
+        "customize/cross-namespace": customize_request(
+            "poolgate-httproutes",
+            route(
+                "mixed",
+                [parent_a, {**parent_b, "namespace": "team-a", "sectionName": "http"}],
+                [
+                    {"backendRefs": [pool_ref("llama", 50), pool_ref("mistral", 50, "models")]},
+                    {"backendRefs": [{"kind": "Service", "name": "echo", "port": 80, "namespace": "team-a"}]},
+                ],
+            ),
+        ),
         "sync/weighted-pools": sync_request(
-            "poolgate-httproutes", llm_route(status={"parents": [theirs(), parent_entry("gw-a", OURS, ours_accepted)]}),
-            [*_route_world(), llama(), qwen()]),
+            "poolgate-httproutes",
+            llm_route(status={"parents": [theirs(), parent_entry("gw-a", OURS, ours_accepted)]}),
+            [*_route_world(), llama(), qwen()],
+        ),
         "sync/missing-pool": sync_request("poolgate-httproutes", llm_route(), [*_route_world(), llama()]),
         "sync/cross-namespace-without-grant": sync_request(
-            "poolgate-httproutes", models_route, [*_route_world(), mistral]),
+            "poolgate-httproutes", models_route, [*_route_world(), mistral]
+        ),
         "sync/cross-namespace-with-grant": sync_request(
-            "poolgate-httproutes", models_route, [*_route_world(), mistral, grant("models", "default")]),
+            "poolgate-httproutes", models_route, [*_route_world(), mistral, grant("models", "default")]
+        ),
         "sync/parent-removed": sync_request(
             "poolgate-httproutes",
-            route("moved", [parent_other], [{"backendRefs": [pool_ref("llama")]}], generation=3, status={
-                "parents": [theirs(), parent_entry("gw-a", OURS, ours_accepted)]}),
-            [*_route_world(), llama()]),
+            route(
+                "moved",
+                [parent_other],
+                [{"backendRefs": [pool_ref("llama")]}],
+                generation=3,
+                status={"parents": [theirs(), parent_entry("gw-a", OURS, ours_accepted)]},
+            ),
+            [*_route_world(), llama()],
+        ),
         "sync/other-gateway-only": sync_request(
             "poolgate-httproutes",
-            route("elsewhere", [parent_other], [{"backendRefs": [pool_ref("llama")]}],
-                  status={"parents": [theirs("gw-other")]}),
-            [*_route_world(), llama()]),
+            route(
+                "elsewhere",
+                [parent_other],
+                [{"backendRefs": [pool_ref("llama")]}],
+                status={"parents": [theirs("gw-other")]},
+            ),
+            [*_route_world(), llama()],
+        ),
         "sync/invalid-path": sync_request(
-            "poolgate-httproutes", route("bad-path", [parent_a, parent_other], invalid_rules, generation=2),
-            [*_route_world(), llama()]),
+            "poolgate-httproutes",
+            route("bad-path", [parent_a, parent_other], invalid_rules, generation=2),
+            [*_route_world(), llama()],
+        ),
     }
 
 
@@ -362,16 +582,25 @@ def _pool_world() -> list[dict]:
 
 
 def pool_cases() -> dict[str, dict]:
-    ours_before = [condition("Accepted", "True", "Accepted", "InferencePool is accepted", "2026-03-01T10:00:05Z"),
-                   condition("ResolvedRefs", "True", "ResolvedRefs", "endpointPickerRef is resolved",
-                             "2026-03-01T10:00:05Z")]
-    lonely = pool("lonely", [8000], "llama-epp",
-                  status={"parents": [theirs(), parent_entry("gw-a", OURS, ours_before)]})
+    ours_before = [
+        condition("Accepted", "True", "Accepted", "InferencePool is accepted", "2026-03-01T10:00:05Z"),
+        condition("ResolvedRefs", "True", "ResolvedRefs", "endpointPickerRef is resolved", "2026-03-01T10:00:05Z"),
+    ]
+    lonely = pool(
+        "lonely", [8000], "llama-epp", status={"parents": [theirs(), parent_entry("gw-a", OURS, ours_before)]}
+    )
     lonely_endpoints = _declared_pool_attachments(lonely)
-    managed = pool("managed", [8000], None, annotations={"poolgate.dev/managed-picker": "true",
-                                                          "poolgate.dev/scheduling-profile": "llmd-default"})
-    managed_route = route("managed-route", [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                                             "name": "gw-a"}], [{"backendRefs": [pool_ref("managed")]}])
+    managed = pool(
+        "managed",
+        [8000],
+        None,
+        annotations={"poolgate.dev/managed-picker": "true", "poolgate.dev/scheduling-profile": "llmd-default"},
+    )
+    managed_route = route(
+        "managed-route",
+        [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-a"}],
+        [{"backendRefs": [pool_ref("managed")]}],
+    )
     broken = qwen(generation=2)
     broken["spec"]["targetPorts"] = [{"number": 8000}, {"number": 8000}]
     qwen_declared = _declared_pool_attachments(qwen())
@@ -379,21 +608,39 @@ def pool_cases() -> dict[str, dict]:
         "customize/picker-services": customize_request("poolgate-inferencepools", llama()),
         "sync/three-target-ports": sync_request("poolgate-inferencepools", qwen(), _pool_world(), (), POOL_KINDS),
         "sync/missing-picker-service": sync_request(
-            "poolgate-inferencepools", qwen(), [s for s in _pool_world() if s["metadata"]["name"] != "qwen-epp"],
-            (), POOL_KINDS),
+            "poolgate-inferencepools",
+            qwen(),
+            [s for s in _pool_world() if s["metadata"]["name"] != "qwen-epp"],
+            (),
+            POOL_KINDS,
+        ),
         "sync/failopen": sync_request(
-            "poolgate-inferencepools", llama(status={"parents": [theirs()]}), _pool_world(), (), POOL_KINDS),
-        "sync/managed-picker": sync_request("poolgate-inferencepools", managed, [*_pool_world(), managed_route], (),
-                                            POOL_KINDS),
+            "poolgate-inferencepools", llama(status={"parents": [theirs()]}), _pool_world(), (), POOL_KINDS
+        ),
+        "sync/managed-picker": sync_request(
+            "poolgate-inferencepools", managed, [*_pool_world(), managed_route], (), POOL_KINDS
+        ),
         "sync/unreferenced-stale-entry": sync_request(
-            "poolgate-inferencepools", lonely, _pool_world(), [attached(o, lonely, "poolgate-inferencepools")
-                                                               for o in lonely_endpoints], POOL_KINDS),
+            "poolgate-inferencepools",
+            lonely,
+            _pool_world(),
+            [attached(o, lonely, "poolgate-inferencepools") for o in lonely_endpoints],
+            POOL_KINDS,
+        ),
         "sync/other-controllers-only": sync_request(
-            "poolgate-inferencepools", pool("theirs", [8000], "llama-epp", status={"parents": [theirs()]}),
-            _pool_world(), (), POOL_KINDS),
+            "poolgate-inferencepools",
+            pool("theirs", [8000], "llama-epp", status={"parents": [theirs()]}),
+            _pool_world(),
+            (),
+            POOL_KINDS,
+        ),
         "sync/invalid-target-ports": sync_request(
-            "poolgate-inferencepools", broken, _pool_world(),
-            [attached(o, qwen(), "poolgate-inferencepools") for o in qwen_declared], POOL_KINDS),
+            "poolgate-inferencepools",
+            broken,
+            _pool_world(),
+            [attached(o, qwen(), "poolgate-inferencepools") for o in qwen_declared],
+            POOL_KINDS,
+        ),
     }
 
 
@@ -405,15 +652,20 @@ def _declared_pool_attachments(pool_object: dict) -> list[dict]:
     used = copy.deepcopy(pool_object)
     used.pop("status", None)
     name = used["metadata"]["name"]
-    used_route = route("r", [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-a"}],
-                       [{"backendRefs": [pool_ref(name)]}])
+    used_route = route(
+        "r",
+        [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-a"}],
+        [{"backendRefs": [pool_ref(name)]}],
+    )
     request = sync_request("poolgate-inferencepools", used, [*classes(), gw_a(), used_route, *pickers()])
     return hook.sync(request, HookSettings())["attachments"]
 
 
 def class_cases() -> dict[str, dict]:
-    deleting = {"deletionTimestamp": "2026-03-03T12:00:00Z", "finalizers": [
-        "metacontroller.io/decoratorcontroller-poolgate-gatewayclass-finalizer"]}
+    deleting = {
+        "deletionTimestamp": "2026-03-03T12:00:00Z",
+        "finalizers": ["metacontroller.io/decoratorcontroller-poolgate-gatewayclass-finalizer"],
+    }
     ours = gateway_class(labels={"poolgate.dev/gateway-class": "true"})
     ours_deleting = gateway_class(labels={"poolgate.dev/gateway-class": "true"}, **deleting)
     return {
@@ -422,9 +674,11 @@ def class_cases() -> dict[str, dict]:
         "gatewayclass-finalizer/customize/gateways": customize_request("poolgate-gatewayclass-finalizer", ours),
         "gatewayclass-finalizer/sync/alive": sync_request("poolgate-gatewayclass-finalizer", ours, [gw_a()]),
         "gatewayclass-finalizer/sync/deleting-in-use": sync_request(
-            "poolgate-gatewayclass-finalizer", ours_deleting, [gw_a(), gw_other()], finalizing=True),
+            "poolgate-gatewayclass-finalizer", ours_deleting, [gw_a(), gw_other()], finalizing=True
+        ),
         "gatewayclass-finalizer/sync/deleting-unused": sync_request(
-            "poolgate-gatewayclass-finalizer", ours_deleting, [gw_other()], finalizing=True),
+            "poolgate-gatewayclass-finalizer", ours_deleting, [gw_other()], finalizing=True
+        ),
     }
 
 
@@ -433,10 +687,14 @@ def malformed_cases() -> dict[str, dict]:
     return {
         "gateways/sync/malformed-wrong-kind": sync_request("poolgate-gateways", llm_route()),
         "httproutes/sync/malformed-no-parent": {"controller": controller("poolgate-httproutes"), "finalizing": False},
-        "inferencepools/sync/malformed-related-not-a-map": {**sync_request("poolgate-inferencepools", llama()),
-                                                             "related": [llm_route()]},
-        "gateways/customize/malformed-parent-not-an-object": {"controller": controller("poolgate-gateways"),
-                                                              "parent": "gw-a"},
+        "inferencepools/sync/malformed-related-not-a-map": {
+            **sync_request("poolgate-inferencepools", llama()),
+            "related": [llm_route()],
+        },
+        "gateways/customize/malformed-parent-not-an-object": {
+            "controller": controller("poolgate-gateways"),
+            "parent": "gw-a",
+        },
     }
 
 

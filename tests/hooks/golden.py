@@ -29,8 +29,11 @@ def dump(data: object) -> str:
 
 def committed_cases() -> list[str]:
     """Every committed request fixture, as `<controller>/<hook>/<case>`."""
-    return sorted(str(p.relative_to(FIXTURES).with_suffix("")) for p in FIXTURES.rglob("*.json")
-                  if not p.name.endswith(".expected.json"))
+    return sorted(
+        str(p.relative_to(FIXTURES).with_suffix(""))
+        for p in FIXTURES.rglob("*.json")
+        if not p.name.endswith(".expected.json")
+    )
 
 
 def check_or_update(path: Path, data: object) -> None:
@@ -43,4 +46,5 @@ def check_or_update(path: Path, data: object) -> None:
     assert path.exists(), f"{path} is missing: run with POOLGATE_UPDATE_GOLDEN=1 and review it"
     assert json.loads(path.read_text()) == data, (
         f"{path} differs from what the hooks answer now; if the change is intended, rerun with "
-        "POOLGATE_UPDATE_GOLDEN=1 (serially: -p no:xdist) and review the diff")
+        "POOLGATE_UPDATE_GOLDEN=1 (serially: -p no:xdist) and review the diff"
+    )

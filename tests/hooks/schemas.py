@@ -9,7 +9,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-KUBERNETES_VERSION = "1.35.0"   # the kubectl/helm of the aws-cdk layer are built for 1.35
+KUBERNETES_VERSION = "1.35.0"  # the kubectl/helm of the aws-cdk layer are built for 1.35
 
 
 class Schemas:

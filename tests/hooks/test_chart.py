@@ -20,8 +20,9 @@ CONTROLLERS = sorted((REPO / "metacontroller").glob("*.yaml"))
 
 
 def render(*args: str, chart=CHART, release: str = "poolgate", namespace: str = "poolgate-system") -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(helm("template", release, str(chart), "--namespace", namespace, *args))
-            if doc]
+    return [
+        doc for doc in yaml.safe_load_all(helm("template", release, str(chart), "--namespace", namespace, *args)) if doc
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,17 @@ def test_chart_lints_clean():
 
 def test_every_rendered_object_is_valid(rendered, schemas):
     kinds = sorted({obj["kind"] for obj in rendered})
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition",
-                     "DecoratorController", "Deployment", "GatewayClass", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "CustomResourceDefinition",
+        "DecoratorController",
+        "Deployment",
+        "GatewayClass",
+        "Service",
+        "ServiceAccount",
+    ]
     for obj in rendered:
         schemas.validate(obj)
 
@@ -56,14 +66,26 @@ def test_hooks_deployment_runs_poolgate_hooks_behind_its_service(rendered):
 
 
 def test_rendered_settings_are_what_the_hooks_read(tmp_path):
-    objects = render("--set", "envoy.image.tag=v1.41.0", "--set", "picker.profile=llmd-default",
-                     "--set", "envoy.serviceType=ClusterIP", "--set", "image.tag=1.2.3")
+    objects = render(
+        "--set",
+        "envoy.image.tag=v1.41.0",
+        "--set",
+        "picker.profile=llmd-default",
+        "--set",
+        "envoy.serviceType=ClusterIP",
+        "--set",
+        "image.tag=1.2.3",
+    )
     config_map = next(c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "poolgate-hooks")
     path = tmp_path / "settings.yaml"
     path.write_text(config_map["data"]["settings.yaml"])
     settings = load_settings(path)
-    assert settings == HookSettings(envoy_image="envoyproxy/envoy:v1.41.0", picker_profile="llmd-default",
-                                    gateway_service_type="ClusterIP", poolgate_image="ghcr.io/poolgate/poolgate:1.2.3")
+    assert settings == HookSettings(
+        envoy_image="envoyproxy/envoy:v1.41.0",
+        picker_profile="llmd-default",
+        gateway_service_type="ClusterIP",
+        poolgate_image="ghcr.io/poolgate/poolgate:1.2.3",
+    )
 
 
 def test_metacontroller_manifests_call_exactly_the_paths_the_app_serves(schemas):
@@ -93,8 +115,9 @@ def test_chart_controllers_are_the_manifests_pointed_at_the_release():
 
 
 def test_crds_of_the_repository_are_installed_kept_and_can_be_left_out(rendered):
-    sources = [doc for path in sorted((REPO / "crds").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
-               if doc]
+    sources = [
+        doc for path in sorted((REPO / "crds").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc
+    ]
     crds = {crd["metadata"]["name"]: crd for crd in of_kind(rendered, "CustomResourceDefinition")}
     assert sorted(crds) == sorted(doc["metadata"]["name"] for doc in sources)
     for source in sources:
@@ -114,8 +137,11 @@ def test_multi_document_crd_files_render_unchanged(tmp_path, reference_crds):
     (chart / "files" / "crds").symlink_to(reference_crds / "metacontroller")
     (chart / "files" / "metacontroller").unlink()
     (chart / "files" / "metacontroller").symlink_to(REPO / "metacontroller")
-    sources = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(
-        (reference_crds / "metacontroller" / "metacontroller-crds-v1.yaml").read_text()) if doc}
+    sources = {
+        doc["metadata"]["name"]: doc
+        for doc in yaml.safe_load_all((reference_crds / "metacontroller" / "metacontroller-crds-v1.yaml").read_text())
+        if doc
+    }
     crds = {crd["metadata"]["name"]: crd for crd in of_kind(render(chart=chart), "CustomResourceDefinition")}
     assert sorted(crds) == sorted(sources) and len(crds) == 3
     for name, crd in crds.items():

@@ -62,15 +62,24 @@ def test_config_map_runs_in_envoy_and_reloads_on_an_atomic_swap(tmp_path):
     config_dir = tmp_path / "envoy"
     admin, ready, first, second = free_port(), free_port(), free_port(), free_port()
     swap_directory(config_dir, config_files(first, str(config_dir), admin, ready))
-    process = subprocess.Popen([envoy_binary(), *envoy.envoy_args(str(config_dir), "warning")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [envoy_binary(), *envoy.envoy_args(str(config_dir), "warning")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for(lambda: get(f"http://127.0.0.1:{ready}/ready")[0] == 200)
         listeners = get(f"http://127.0.0.1:{admin}/listeners")[1]
         assert f"poolgate/default/gw-b/{first}::0.0.0.0:{first}" in listeners
         swap_directory(config_dir, config_files(second, str(config_dir), admin, ready))
-        listeners = wait_for(lambda: (text := get(f"http://127.0.0.1:{admin}/listeners")[1])
-                             and f"gw-b/{second}::" in text and f"gw-b/{first}::" not in text and text)
+        listeners = wait_for(
+            lambda: (
+                (text := get(f"http://127.0.0.1:{admin}/listeners")[1])
+                and f"gw-b/{second}::" in text
+                and f"gw-b/{first}::" not in text
+                and text
+            )
+        )
         assert f"poolgate/default/gw-b/{second}::0.0.0.0:{second}" in listeners
         assert process.poll() is None
     finally:

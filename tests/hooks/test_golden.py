@@ -12,12 +12,22 @@ import pytest
 from hooks.metacontroller import parse_sync
 from tests.hooks import cases
 from tests.hooks.golden import (
-    FIXTURES, UPDATE, check_or_update, committed_cases, expected_file, hook_path, request_file,
+    FIXTURES,
+    UPDATE,
+    check_or_update,
+    committed_cases,
+    expected_file,
+    hook_path,
+    request_file,
 )
 
 ALL = cases.all_cases()
-PARENT_API = {"Gateway": "gateway.networking.k8s.io/v1", "HTTPRoute": "gateway.networking.k8s.io/v1",
-              "GatewayClass": "gateway.networking.k8s.io/v1", "InferencePool": "inference.networking.k8s.io/v1"}
+PARENT_API = {
+    "Gateway": "gateway.networking.k8s.io/v1",
+    "HTTPRoute": "gateway.networking.k8s.io/v1",
+    "GatewayClass": "gateway.networking.k8s.io/v1",
+    "InferencePool": "inference.networking.k8s.io/v1",
+}
 
 
 def test_committed_requests_are_the_cases():

@@ -50,21 +50,36 @@ def test_written_status_is_a_fixpoint(case, client):
 def test_hook_version_v1_requests_get_the_same_answer(case, client):
     """v1 sends `object`/`attachments` keyed by name; v2 `parent`/`children` keyed by namespace/name."""
     v2 = cases.all_cases()[case]
-    v1 = {"controller": v2["controller"], "object": v2["parent"], "finalizing": v2["finalizing"],
-          "attachments": {kind: {obj["metadata"]["name"]: obj for obj in objects.values()}
-                          for kind, objects in v2["children"].items()},
-          "related": v2["related"]}
+    v1 = {
+        "controller": v2["controller"],
+        "object": v2["parent"],
+        "finalizing": v2["finalizing"],
+        "attachments": {
+            kind: {obj["metadata"]["name"]: obj for obj in objects.values()} for kind, objects in v2["children"].items()
+        },
+        "related": v2["related"],
+    }
     assert post(client, case, v1) == post(client, case, v2)
 
 
 def test_answers_do_not_depend_on_the_process():
     """Hook replicas are separate processes with their own hash seeds; they must answer alike, byte for byte."""
-    script = ("import sys; from hooks.app import create_app; client = create_app().test_client()\n"
-              "for case in sys.argv[1:]:\n"
-              "    sys.stdout.buffer.write(client.post('/' + '/'.join(case.split('/')[:2]),"
-              " data=open('tests/hooks/fixtures/' + case + '.json', 'rb').read()).data + b'\\n')")
-    answers = {subprocess.run([sys.executable, "-c", script, *SYNC_CASES], cwd=REPO, capture_output=True, check=True,
-                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    script = (
+        "import sys; from hooks.app import create_app; client = create_app().test_client()\n"
+        "for case in sys.argv[1:]:\n"
+        "    sys.stdout.buffer.write(client.post('/' + '/'.join(case.split('/')[:2]),"
+        " data=open('tests/hooks/fixtures/' + case + '.json', 'rb').read()).data + b'\\n')"
+    )
+    answers = {
+        subprocess.run(
+            [sys.executable, "-c", script, *SYNC_CASES],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(answers) == 1
     assert answers.pop().count(b"\n") == len(SYNC_CASES) and all(request_file(c).exists() for c in SYNC_CASES)
 
@@ -80,8 +95,10 @@ def test_gateway_config_holds_only_its_routes_and_each_pools_failure_mode():
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
     assert all(route["name"].startswith("default/llm-route/") for route in routes)
     weighted = routes[1]["route"]["weighted_clusters"]["clusters"]
-    modes = {c["name"]: c["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]["failure_mode_allow"]
-             for c in weighted}
+    modes = {
+        c["name"]: c["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]["failure_mode_allow"]
+        for c in weighted
+    }
     assert modes == {"poolgate/pool/default/llama": True, "poolgate/pool/default/qwen": False}
     assert [c["weight"] for c in weighted] == [70, 30]
     clusters = {c["name"]: c for c in yaml.safe_load(config_map["data"]["cds.yaml"])["resources"]}
@@ -90,7 +107,8 @@ def test_gateway_config_holds_only_its_routes_and_each_pools_failure_mode():
     endpoints = qwen["load_assignment"]["endpoints"][0]["lb_endpoints"]
     host = "qwen-endpoints.default.svc.cluster.local"
     assert [e["endpoint"]["address"]["socket_address"] for e in endpoints] == [
-        {"address": host, "port_value": port} for port in (8000, 8001, 8002)]
+        {"address": host, "port_value": port} for port in (8000, 8001, 8002)
+    ]
     service = next(a for a in response["attachments"] if a["kind"] == "Service")
     assert [p["port"] for p in service["spec"]["ports"]] == [8080]
 
@@ -108,18 +126,33 @@ def test_route_changes_reach_envoy_through_the_config_map_without_rolling_the_po
     assert before["Deployment"] == after["Deployment"]
     bootstrap_hash = hashlib.sha256(before["ConfigMap"]["data"]["bootstrap.yaml"].encode()).hexdigest()[:16]
     assert before["Deployment"]["spec"]["template"]["metadata"]["annotations"] == {
-        "poolgate.dev/bootstrap-hash": bootstrap_hash}   # a new bootstrap (poolgate upgrade) rolls the pods
+        "poolgate.dev/bootstrap-hash": bootstrap_hash
+    }  # a new bootstrap (poolgate upgrade) rolls the pods
 
 
-@pytest.mark.parametrize("deployment_status, service_status, programmed, words", [
-    (cases.available_deployment_status(), cases.load_balancer_status("203.0.113.10"), True, "serving"),
-    ({"observedGeneration": 1, "availableReplicas": 0, "conditions": [
-        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]},
-     cases.load_balancer_status("203.0.113.10"), False, "0 of 1 Envoy replicas"),
-    ({**cases.available_deployment_status(), "observedGeneration": 0}, cases.load_balancer_status("203.0.113.10"),
-     False, "to roll out its latest spec"),
-    (cases.available_deployment_status(), {"loadBalancer": {}}, False, "to get an address"),
-])
+@pytest.mark.parametrize(
+    "deployment_status, service_status, programmed, words",
+    [
+        (cases.available_deployment_status(), cases.load_balancer_status("203.0.113.10"), True, "serving"),
+        (
+            {
+                "observedGeneration": 1,
+                "availableReplicas": 0,
+                "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}],
+            },
+            cases.load_balancer_status("203.0.113.10"),
+            False,
+            "0 of 1 Envoy replicas",
+        ),
+        (
+            {**cases.available_deployment_status(), "observedGeneration": 0},
+            cases.load_balancer_status("203.0.113.10"),
+            False,
+            "to roll out its latest spec",
+        ),
+        (cases.available_deployment_status(), {"loadBalancer": {}}, False, "to get an address"),
+    ],
+)
 def test_programmed_follows_the_observed_deployment_and_service(deployment_status, service_status, programmed, words):
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-a"])
     request["children"]["Deployment.apps/v1"]["default/gw-a-envoy"]["status"] = deployment_status
@@ -145,16 +178,23 @@ def test_a_new_condition_is_stamped_with_the_latest_time_in_the_request_and_kept
     assert {c["lastTransitionTime"] for c in first["conditions"]} == {cases.EDITED}
     request["parent"]["status"] = first
     request["related"]["HTTPRoute.gateway.networking.k8s.io/v1"]["default/b-route"]["metadata"]["managedFields"][0][
-        "time"] = "2026-04-01T00:00:00Z"
+        "time"
+    ] = "2026-04-01T00:00:00Z"
     second = gateway.sync(request, HookSettings())["status"]
     assert second["conditions"] == first["conditions"]
 
 
 def test_transition_time_is_the_latest_parsable_time_field():
-    docs = [{"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z", "managedFields": [
-        {"time": "2026-01-03T04:05:06Z"}, {"time": "not a time"}]}},
+    docs = [
+        {
+            "metadata": {
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "managedFields": [{"time": "2026-01-03T04:05:06Z"}, {"time": "not a time"}],
+            }
+        },
         [{"status": {"conditions": [{"lastTransitionTime": "2026-01-02T00:00:00+02:00"}]}}],
-        {"spec": {"time": 5, "note": "2030-01-01T00:00:00Z"}}]
+        {"spec": {"time": 5, "note": "2030-01-01T00:00:00Z"}},
+    ]
     assert transition_time(*docs) == "2026-01-03T04:05:06Z"
     assert transition_time({"a": [{"b": "c"}]}) == EPOCH
     assert transition_time({"time": "0001-01-01T00:00:00+14:00"}) == EPOCH
@@ -164,17 +204,23 @@ def test_invalid_pool_keeps_its_attachments_as_last_declared():
     request = cases.all_cases()["inferencepools/sync/invalid-target-ports"]
     response = inferencepool.sync(request, HookSettings())
     observed = parse_sync(request, ("InferencePool",)).attachments
-    assert response["attachments"] == [json.loads(o["metadata"]["annotations"][
-        "metacontroller.k8s.io/last-applied-configuration"]) for o in observed]
+    assert response["attachments"] == [
+        json.loads(o["metadata"]["annotations"]["metacontroller.k8s.io/last-applied-configuration"]) for o in observed
+    ]
     [condition] = response["status"]["parents"][0]["conditions"]
     assert condition["message"] == "spec: targetPorts: port number must be unique"
 
 
 def test_declared_attachment_without_a_record_is_kept_by_reference():
-    bare = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns", "uid": "1",
-                                                                "annotations": {"x": "y"}}, "spec": {"a": 1}}
-    assert as_declared((bare,)) == [{"apiVersion": "v1", "kind": "Service",
-                                     "metadata": {"name": "s", "namespace": "ns"}}]
+    bare = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s", "namespace": "ns", "uid": "1", "annotations": {"x": "y"}},
+        "spec": {"a": 1},
+    }
+    assert as_declared((bare,)) == [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns"}}
+    ]
 
 
 def test_managed_picker_config_names_the_default_profile_unless_the_pool_names_one():
@@ -187,11 +233,13 @@ def test_managed_picker_config_names_the_default_profile_unless_the_pool_names_o
     assert config(HookSettings())["schedulingProfiles"] == [{"name": "llmd-default"}]
     del request["parent"]["metadata"]["annotations"]["poolgate.dev/scheduling-profile"]
     assert config(HookSettings(picker_profile="poolgate-default")) == {
-        "apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig",
-        "schedulingProfiles": [{"name": "poolgate-default"}]}
+        "apiVersion": "llm-d.ai/v1alpha1",
+        "kind": "EndpointPickerConfig",
+        "schedulingProfiles": [{"name": "poolgate-default"}],
+    }
     del request["parent"]["metadata"]["annotations"]["poolgate.dev/managed-picker"]
     kinds = [a["kind"] for a in inferencepool.sync(request, HookSettings())["attachments"]]
-    assert kinds == ["Service"]   # the endpoints Service only: no picker without the annotation
+    assert kinds == ["Service"]  # the endpoints Service only: no picker without the annotation
 
 
 def test_unused_pool_gets_no_endpoints_service():
@@ -208,8 +256,10 @@ def test_errors_are_json_without_tracebacks():
     app.add_url_rule("/broken", "broken", broken, methods=["POST"])
     client = app.test_client()
     assert client.post("/gateways/sync", data=b"{not json").status_code == 400
-    assert client.post("/gateways/sync", data=b"[1, 2]").get_json()["error"]["message"] == \
-        "request body: expected a JSON object, got an array"
+    assert (
+        client.post("/gateways/sync", data=b"[1, 2]").get_json()["error"]["message"]
+        == "request body: expected a JSON object, got an array"
+    )
     assert client.get("/gateways/sync").status_code == 405
     assert client.post("/nowhere", data=b"{}").get_json()["error"]["code"] == 404
     response = client.post("/broken", data=b"{}")

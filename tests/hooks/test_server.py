@@ -29,9 +29,24 @@ def test_poolgate_hooks_serves_every_hook_with_gunicorn_and_stops_cleanly(tmp_pa
     settings = tmp_path / "settings.yaml"
     settings.write_text("envoyImage: registry.example/envoy:v1.40.0\n")
     server = subprocess.Popen(
-        [sys.executable, "-m", "poolgate.cli", "hooks", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--settings", str(settings), "--max-request-bytes", "1048576"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "poolgate.cli",
+            "hooks",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--settings",
+            str(settings),
+            "--max-request-bytes",
+            "1048576",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: server.poll() is not None or _healthy(base), timeout_s=30)
@@ -45,8 +60,10 @@ def test_poolgate_hooks_serves_every_hook_with_gunicorn_and_stops_cleanly(tmp_pa
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/envoy:v1.40.0"
 
         case = "httproutes/sync/weighted-pools"
-        assert call(f"{base}/httproutes/sync", (FIXTURES / f"{case}.json").read_bytes()) == \
-            (200, json.loads(expected_file(case).read_text())["body"])
+        assert call(f"{base}/httproutes/sync", (FIXTURES / f"{case}.json").read_bytes()) == (
+            200,
+            json.loads(expected_file(case).read_text())["body"],
+        )
         assert call(f"{base}/inferencepools/sync", b"{")[0] == 400
         assert call(f"{base}/inferencepools/sync", b"[" + b"0," * 1_000_000 + b"0]")[0] == 413
     finally:
@@ -59,8 +76,12 @@ def test_poolgate_hooks_serves_every_hook_with_gunicorn_and_stops_cleanly(tmp_pa
     assert not _group_alive(server.pid), "a gunicorn process outlived the server"
     lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
     requests = [line for line in lines if line.get("msg") == "request"]
-    assert {(r["path"], r["status"]) for r in requests} >= {("/gateways/sync", 200), ("/httproutes/sync", 200),
-                                                          ("/inferencepools/sync", 400), ("/inferencepools/sync", 413)}
+    assert {(r["path"], r["status"]) for r in requests} >= {
+        ("/gateways/sync", 200),
+        ("/httproutes/sync", 200),
+        ("/inferencepools/sync", 400),
+        ("/inferencepools/sync", 413),
+    }
     assert any(line["logger"] == "gunicorn.error" for line in lines)
 
 

@@ -64,7 +64,7 @@ async def test_reloads_on_atomic_replace_and_keeps_the_last_good_state_on_a_brok
     views, stop = Views(), asyncio.Event()
     task = asyncio.create_task(source.watch(views.publish, stop))
     try:
-        await asyncio.sleep(0.2)   # the watcher is up
+        await asyncio.sleep(0.2)  # the watcher is up
         replace_atomically(path, POOL + pod("p0", "127.0.0.10") + pod("p1", "127.0.0.11"))
         assert endpoints(await views.next()) == ["127.0.0.10:8000", "127.0.0.11:8000"]
 
@@ -76,9 +76,9 @@ async def test_reloads_on_atomic_replace_and_keeps_the_last_good_state_on_a_brok
         problems = [r for r in caplog.records if "objects file is invalid" in r.getMessage()]
         assert len(problems) == 2 and any("Pod default/bad" in p for p in problems[0].problems)
 
-        replace_atomically(path, POOL)                      # fixed: the pool lost its pods
+        replace_atomically(path, POOL)  # fixed: the pool lost its pods
         assert endpoints(await views.next()) == []
-        path.write_text(POOL)                               # rewritten with the same contents: nothing to publish
+        path.write_text(POOL)  # rewritten with the same contents: nothing to publish
         assert await views.none_within(0.3)
     finally:
         stop.set()
@@ -101,7 +101,7 @@ async def test_follows_a_configmap_style_symlink_swap(tmp_path):
         (mount / "v2").mkdir()
         (mount / "v2" / "objects.yaml").write_text(POOL + pod("p9", "127.0.0.19"))
         os.symlink("v2", mount / "..data_tmp")
-        os.replace(mount / "..data_tmp", mount / "..data")   # the one atomic rename a ConfigMap update does
+        os.replace(mount / "..data_tmp", mount / "..data")  # the one atomic rename a ConfigMap update does
         assert endpoints(await views.next()) == ["127.0.0.19:8000"]
     finally:
         stop.set()

@@ -13,18 +13,24 @@ from picker.discovery.kube import KubeSource, ObjectStore, Resource, resources_f
 POOLS = Resource("inference.networking.k8s.io/v1", "InferencePool", "inferencepools", "default")
 PODS = Resource("v1", "Pod", "pods", "default")
 OBJECTIVES = Resource("llm-d.ai/v1alpha2", "InferenceObjective", "inferenceobjectives", "default")
-LEGACY_OBJECTIVES = Resource("inference.networking.x-k8s.io/v1alpha2", "InferenceObjective", "inferenceobjectives",
-                             "default")
+LEGACY_OBJECTIVES = Resource(
+    "inference.networking.x-k8s.io/v1alpha2", "InferenceObjective", "inferenceobjectives", "default"
+)
 
-POOL = {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
-        "metadata": {"name": "pool", "namespace": "default", "resourceVersion": "1"},
-        "spec": {"selector": {"matchLabels": {"app": "pool"}}, "targetPorts": [{"number": 8000}]}}
+POOL = {
+    "apiVersion": "inference.networking.k8s.io/v1",
+    "kind": "InferencePool",
+    "metadata": {"name": "pool", "namespace": "default", "resourceVersion": "1"},
+    "spec": {"selector": {"matchLabels": {"app": "pool"}}, "targetPorts": [{"number": 8000}]},
+}
 
 
 def pod(name: str, ip: str, ready: bool = True, version: str = "2") -> dict:
     # as the API server lists them: no kind/apiVersion on list items
-    return {"metadata": {"name": name, "namespace": "default", "labels": {"app": "pool"}, "resourceVersion": version},
-            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    return {
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": "pool"}, "resourceVersion": version},
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
 
 
 def keys(view) -> list[str]:
@@ -35,11 +41,14 @@ def test_resources_cover_both_objective_groups_per_pool_namespace_and_the_router
     resources = resources_for(["a/one", "a/two", "b/three"], model_router=True)
     assert sorted({r.namespace for r in resources if r.namespace}) == ["a", "b"]
     in_a = {(r.api_version, r.plural) for r in resources if r.namespace == "a"}
-    assert in_a == {("inference.networking.k8s.io/v1", "inferencepools"), ("v1", "pods"),
-                    ("inference.networking.x-k8s.io/v1alpha2", "inferenceobjectives"),
-                    ("llm-d.ai/v1alpha2", "inferenceobjectives"),
-                    ("inference.networking.x-k8s.io/v1alpha2", "inferencemodelrewrites"),
-                    ("llm-d.ai/v1alpha2", "inferencemodelrewrites")}
+    assert in_a == {
+        ("inference.networking.k8s.io/v1", "inferencepools"),
+        ("v1", "pods"),
+        ("inference.networking.x-k8s.io/v1alpha2", "inferenceobjectives"),
+        ("llm-d.ai/v1alpha2", "inferenceobjectives"),
+        ("inference.networking.x-k8s.io/v1alpha2", "inferencemodelrewrites"),
+        ("llm-d.ai/v1alpha2", "inferencemodelrewrites"),
+    }
     (configmaps,) = [r for r in resources if r.kind == "ConfigMap"]
     assert configmaps.namespace is None and configmaps.label_selector == "inference.networking.k8s.io/bbr-managed=true"
     assert not any(r.kind == "ConfigMap" for r in resources_for(["a/one"], model_router=False))
@@ -64,13 +73,20 @@ def test_store_applies_lists_and_recorded_watch_events():
     assert not store.apply(PODS, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})
     assert keys(store.view(["default/pool"])) == []
 
-    objective = {"type": "ADDED", "object": {"metadata": {"name": "batch", "namespace": "default"},
-                                            "spec": {"priority": -2, "poolRef": {"name": "pool"}}}}
+    objective = {
+        "type": "ADDED",
+        "object": {
+            "metadata": {"name": "batch", "namespace": "default"},
+            "spec": {"priority": -2, "poolRef": {"name": "pool"}},
+        },
+    }
     assert store.apply(OBJECTIVES, objective)
     assert store.view(["default/pool"]).pools["default/pool"].priorities == {"batch": -2}
-    invalid = {"type": "MODIFIED", "object": {"metadata": {"name": "batch", "namespace": "default"},
-                                             "spec": {"priority": "high"}}}
-    assert store.apply(OBJECTIVES, invalid)   # an object turning invalid leaves the store
+    invalid = {
+        "type": "MODIFIED",
+        "object": {"metadata": {"name": "batch", "namespace": "default"}, "spec": {"priority": "high"}},
+    }
+    assert store.apply(OBJECTIVES, invalid)  # an object turning invalid leaves the store
     assert store.view(["default/pool"]).pools["default/pool"].priorities == {}
     assert store.apply(POOLS, {"type": "DELETED", "object": POOL})
     assert not store.view(["default/pool"]).pools["default/pool"].exists
@@ -104,8 +120,9 @@ class FakeApiServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path not in self.items:
-            return web.json_response({"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404},
-                                     status=404)
+            return web.json_response(
+                {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}, status=404
+            )
         if request.query.get("watch", "").lower() in ("true", "1"):
             self.watch_requests.append(f"{path}?{request.query_string}")
             response = web.StreamResponse()
@@ -117,10 +134,10 @@ class FakeApiServer:
                     await response.write(orjson.dumps(await queue.get()) + b"\n")
             finally:
                 self.watchers[path].remove(queue)
-        items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")}
-                 for item in self.items[path].values()]
-        return web.json_response({"kind": "List", "metadata": {"resourceVersion": str(self.version)},
-                                  "items": items})
+        items = [
+            {k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in self.items[path].values()
+        ]
+        return web.json_response({"kind": "List", "metadata": {"resourceVersion": str(self.version)}, "items": items})
 
     async def __aenter__(self):
         app = web.Application()
@@ -141,14 +158,19 @@ async def test_the_watch_loop_lists_then_follows_events_with_the_real_kubernetes
     async with FakeApiServer() as api:
         api.add("/apis/inference.networking.k8s.io/v1/namespaces/default/inferencepools", POOL)
         api.add(pods, pod("p0", "10.0.0.1"))
-        api.add("/apis/llm-d.ai/v1alpha2/namespaces/default/inferenceobjectives",
-                {"metadata": {"name": "batch", "namespace": "default"},
-                 "spec": {"priority": -1, "poolRef": {"name": "pool"}}})
+        api.add(
+            "/apis/llm-d.ai/v1alpha2/namespaces/default/inferenceobjectives",
+            {
+                "metadata": {"name": "batch", "namespace": "default"},
+                "spec": {"priority": -1, "poolRef": {"name": "pool"}},
+            },
+        )
         api.add("/apis/llm-d.ai/v1alpha2/namespaces/default/inferencemodelrewrites")
-        api.add("/api/v1/configmaps")   # the x-k8s.io group CRDs are not installed: 404
+        api.add("/api/v1/configmaps")  # the x-k8s.io group CRDs are not installed: 404
         client = ApiClient(Configuration(host=f"http://127.0.0.1:{api.port}"))
-        source = KubeSource(["default/pool"], model_router=True, client=client, settle=0.01, watch_timeout=30,
-                            missing_retry=60)
+        source = KubeSource(
+            ["default/pool"], model_router=True, client=client, settle=0.01, watch_timeout=30, missing_retry=60
+        )
         views: asyncio.Queue = asyncio.Queue()
 
         async def publish(view):
@@ -159,7 +181,7 @@ async def test_the_watch_loop_lists_then_follows_events_with_the_real_kubernetes
             first = await asyncio.wait_for(views.get(), 10)
             assert keys(first) == ["10.0.0.1:8000"]
             assert first.pools["default/pool"].priorities == {"batch": -1}
-            for _ in range(200):   # every watch is open before events are sent
+            for _ in range(200):  # every watch is open before events are sent
                 if len(api.watch_requests) == 5:
                     break
                 await asyncio.sleep(0.01)
@@ -169,11 +191,20 @@ async def test_the_watch_loop_lists_then_follows_events_with_the_real_kubernetes
             assert keys(await asyncio.wait_for(views.get(), 5)) == ["10.0.0.1:8000", "10.0.0.2:8000"]
             await api.send(pods, "DELETED", {"apiVersion": "v1", "kind": "Pod", **pod("p0", "10.0.0.1")})
             assert keys(await asyncio.wait_for(views.get(), 5)) == ["10.0.0.2:8000"]
-            await api.send("/api/v1/configmaps", "ADDED", {
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "adapters", "namespace": "x",
-                             "labels": {"inference.networking.k8s.io/bbr-managed": "true"}},
-                "data": {"baseModel": "llama", "adapters": "- sql-lora"}})
+            await api.send(
+                "/api/v1/configmaps",
+                "ADDED",
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": "adapters",
+                        "namespace": "x",
+                        "labels": {"inference.networking.k8s.io/bbr-managed": "true"},
+                    },
+                    "data": {"baseModel": "llama", "adapters": "- sql-lora"},
+                },
+            )
             assert (await asyncio.wait_for(views.get(), 5)).adapter_bases == {"sql-lora": "llama"}
         finally:
             task.cancel()

@@ -78,8 +78,11 @@ def test_view_of_a_pool_reuses_the_translators_endpoints_and_collects_its_object
     view = build_view(objects_from_yaml(OBJECTS), pools=["team/llama", "team/missing"])
     llama = view.pools["team/llama"]
     assert llama.exists and llama.name == "llama"
-    assert [(e.key, e.pod_name) for e in llama.endpoints] == [("10.0.0.1:8001", "a-pod"), ("10.0.0.2:8000", "b-pod"),
-                                                               ("10.0.0.2:8001", "b-pod")]
+    assert [(e.key, e.pod_name) for e in llama.endpoints] == [
+        ("10.0.0.1:8001", "a-pod"),
+        ("10.0.0.2:8000", "b-pod"),
+        ("10.0.0.2:8001", "b-pod"),
+    ]
     assert llama.endpoints[1].labels["llm-d.ai/engine-type"] == "sglang"
     assert llama.priorities == {"batch": -1, "chat": None}
     (rewrite,) = llama.rewrites
@@ -118,13 +121,17 @@ kind: ConfigMap
 metadata: {name: broken}
 data: {baseModel: x, adapters: "{a: 1}"}
 """)
-    assert adapter_bases(maps) == {"food-review": "meta-llama/Llama-3.1-8B-Instruct",
-                                   "sql-lora": "meta-llama/Llama-3.1-8B-Instruct",
-                                   "qwen-a": "Qwen/Qwen3-8B", "qwen-b": "Qwen/Qwen3-8B"}
+    assert adapter_bases(maps) == {
+        "food-review": "meta-llama/Llama-3.1-8B-Instruct",
+        "sql-lora": "meta-llama/Llama-3.1-8B-Instruct",
+        "qwen-a": "Qwen/Qwen3-8B",
+        "qwen-b": "Qwen/Qwen3-8B",
+    }
 
 
-@pytest.mark.parametrize("value, ok", [("ns/name", True), ("name", False), ("/name", False), ("ns/", False),
-                                       ("a/b/c", False)])
+@pytest.mark.parametrize(
+    "value, ok", [("ns/name", True), ("name", False), ("/name", False), ("ns/", False), ("a/b/c", False)]
+)
 def test_pool_keys_are_namespace_slash_name(value, ok):
     if ok:
         assert parse_pool_key(value) == value

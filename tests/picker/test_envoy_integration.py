@@ -17,11 +17,11 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support.objects import gateway, gateway_class, listener, pool, service, sim_deployment
 from poolgate.up.processes import wait_until
+from tests.support.objects import gateway, gateway_class, listener, pool, service, sim_deployment
 from tests.support.stacks import running_stack
 
-pytestmark = pytest.mark.xdist_group(name="picker-envoy")   # one stack per module, on one worker
+pytestmark = pytest.mark.xdist_group(name="picker-envoy")  # one stack per module, on one worker
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 QWEN = "Qwen/Qwen3-8B"
@@ -29,29 +29,53 @@ PICKER = "picker/default/epp"
 
 
 def by_header(name: str, value: str, pool_name: str, kind: str = "Exact") -> dict:
-    return {"matches": [{"headers": [{"type": kind, "name": name, "value": value}]}],
-            "backendRefs": [{"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": pool_name}]}
+    return {
+        "matches": [{"headers": [{"type": kind, "name": name, "value": value}]}],
+        "backendRefs": [{"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": pool_name}],
+    }
 
 
 def rewrite(name: str, pool_name: str, model: str, target: str, group: str) -> dict:
-    return {"apiVersion": f"{group}/v1alpha2", "kind": "InferenceModelRewrite",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"poolRef": {"name": pool_name},
-                     "rules": [{"matches": [{"model": {"value": model}}], "targets": [{"modelRewrite": target}]}]}}
+    return {
+        "apiVersion": f"{group}/v1alpha2",
+        "kind": "InferenceModelRewrite",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "poolRef": {"name": pool_name},
+            "rules": [{"matches": [{"model": {"value": model}}], "targets": [{"modelRewrite": target}]}],
+        },
+    }
 
 
 def objects() -> list[dict]:
-    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-             "metadata": {"name": "models", "namespace": "default"},
-             "spec": {"parentRefs": [{"name": "gw"}], "rules": [
-                 by_header("x-pool", "llama", "llama"), by_header("x-pool", "qwen", "qwen"),
-                 by_header("X-Gateway-Model-Name", r"meta-llama/Llama-3\.1-8B-Instruct|alias", "llama", "RegularExpression"),
-                 by_header("X-Gateway-Model-Name", QWEN, "qwen")]}}
-    return [gateway_class(), gateway(listeners=listener()), route, service("epp"),
-            pool("llama", picker="epp", failure_mode="FailClose"), pool("qwen", picker="epp", failure_mode="FailOpen"),
-            rewrite("alias", "llama", "alias", LLAMA, "inference.networking.x-k8s.io"),
-            rewrite("qwen-alias", "qwen", "q", QWEN, "llm-d.ai"),
-            sim_deployment("llama", replicas=2, model=LLAMA), sim_deployment("qwen", replicas=2, model=QWEN)]
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "models", "namespace": "default"},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [
+                by_header("x-pool", "llama", "llama"),
+                by_header("x-pool", "qwen", "qwen"),
+                by_header(
+                    "X-Gateway-Model-Name", r"meta-llama/Llama-3\.1-8B-Instruct|alias", "llama", "RegularExpression"
+                ),
+                by_header("X-Gateway-Model-Name", QWEN, "qwen"),
+            ],
+        },
+    }
+    return [
+        gateway_class(),
+        gateway(listeners=listener()),
+        route,
+        service("epp"),
+        pool("llama", picker="epp", failure_mode="FailClose"),
+        pool("qwen", picker="epp", failure_mode="FailOpen"),
+        rewrite("alias", "llama", "alias", LLAMA, "inference.networking.x-k8s.io"),
+        rewrite("qwen-alias", "qwen", "q", QWEN, "llm-d.ai"),
+        sim_deployment("llama", replicas=2, model=LLAMA),
+        sim_deployment("qwen", replicas=2, model=QWEN),
+    ]
 
 
 class Stack:
@@ -85,8 +109,9 @@ def stack(tmp_path_factory):
         yield Stack(running)
 
 
-async def completion(session, stack, model: str, headers=None, stream=False, routed_by_model=False,
-                     **extra) -> tuple[int, dict, bytes]:
+async def completion(
+    session, stack, model: str, headers=None, stream=False, routed_by_model=False, **extra
+) -> tuple[int, dict, bytes]:
     """POST a completion through Envoy, to the pool of the model (header x-pool) unless `routed_by_model`."""
     body = {"model": model, "prompt": "Tell me about picking endpoints", "max_tokens": 4, "stream": stream}
     body.update(extra)
@@ -100,15 +125,20 @@ async def completion(session, stack, model: str, headers=None, stream=False, rou
 
 async def test_requests_land_on_exactly_the_endpoints_the_picker_chose(stack):
     async with aiohttp.ClientSession() as session:
-        for target in stack.running.endpoints("llama") * 2:   # steered: the picker's choice is the named endpoint
+        for target in stack.running.endpoints("llama") * 2:  # steered: the picker's choice is the named endpoint
             status, headers, _ = await completion(session, stack, LLAMA, {"test-epp-endpoint-selection": target})
             assert status == 200 and headers["x-poolgate-served-by"] == target
         served = {}
-        for i in range(16):   # unsteered: compare with the picker's own record of each decision
+        for i in range(16):  # unsteered: compare with the picker's own record of each decision
             request_id = f"req-{i}-{time.monotonic_ns()}"
-            for model in (LLAMA, QWEN):   # distinct prompts: no prefix affinity, ties spread over the pods
-                status, headers, _ = await completion(session, stack, model, {"x-request-id": f"{model}-{request_id}"},
-                                                      prompt=f"request {i}: {request_id}")
+            for model in (LLAMA, QWEN):  # distinct prompts: no prefix affinity, ties spread over the pods
+                status, headers, _ = await completion(
+                    session,
+                    stack,
+                    model,
+                    {"x-request-id": f"{model}-{request_id}"},
+                    prompt=f"request {i}: {request_id}",
+                )
                 assert status == 200
                 served[f"{model}-{request_id}"] = headers["x-poolgate-served-by"]
         wait_until(lambda: set(served) <= set(stack.picker_decisions()), message="picker log lines")
@@ -118,26 +148,28 @@ async def test_requests_land_on_exactly_the_endpoints_the_picker_chose(stack):
         assert {e.split(":")[0] for e in served.values()} == stack.llama_pods | stack.qwen_pods
 
 
-@pytest.mark.parametrize("model", [LLAMA, QWEN])   # full-duplex (FailClose) and buffered (FailOpen) request bodies
+@pytest.mark.parametrize("model", [LLAMA, QWEN])  # full-duplex (FailClose) and buffered (FailOpen) request bodies
 async def test_streaming_and_plain_completions_through_both_body_modes(stack, model):
     async with aiohttp.ClientSession() as session:
         status, headers, body = await completion(session, stack, model)
         assert status == 200 and orjson.loads(body)["model"] == model
-        status, headers, body = await completion(session, stack, model, stream=True,
-                                                 stream_options={"include_usage": True})
+        status, headers, body = await completion(
+            session, stack, model, stream=True, stream_options={"include_usage": True}
+        )
         assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
         assert body.rstrip().endswith(b"data: [DONE]") and body.count(b"data: ") >= 4
 
 
-@pytest.mark.parametrize("alias, pool", [("alias", "llama"), ("q", "qwen")])   # full-duplex and buffered bodies
+@pytest.mark.parametrize("alias, pool", [("alias", "llama"), ("q", "qwen")])  # full-duplex and buffered bodies
 async def test_model_rewrite_goes_upstream_and_comes_back_as_the_requested_name(stack, alias, pool):
     async with aiohttp.ClientSession() as session:
         status, headers, body = await completion(session, stack, alias, {"x-pool": pool})
-        assert status == 200, body   # the pods only serve the rewritten name
+        assert status == 200, body  # the pods only serve the rewritten name
         assert orjson.loads(body)["model"] == alias
-        assert int(headers.get("Content-Length", len(body))) == len(body)   # never a stale length
-        status, _, body = await completion(session, stack, alias, {"x-pool": pool}, stream=True,
-                                           stream_options={"include_usage": True})
+        assert int(headers.get("Content-Length", len(body))) == len(body)  # never a stale length
+        status, _, body = await completion(
+            session, stack, alias, {"x-pool": pool}, stream=True, stream_options={"include_usage": True}
+        )
         events = [orjson.loads(line[6:]) for line in body.split(b"\n") if line.startswith(b"data: {")]
         assert status == 200 and events and {e["model"] for e in events} == {alias}
         assert events[-1]["usage"]["completion_tokens"] == 4
@@ -145,8 +177,10 @@ async def test_model_rewrite_goes_upstream_and_comes_back_as_the_requested_name(
 
 async def test_picker_errors_reach_the_client_as_openai_json(stack):
     async with aiohttp.ClientSession() as session:
-        for body, expected in ((b'{"model": "' + LLAMA.encode() + b'", "prompt": ', 400),   # router: invalid JSON
-                               (b'{"model": "' + LLAMA.encode() + b'", "prompt": "x", "n": [' + b"[" * 3000 + b"]", 400)):
+        for body, expected in (
+            (b'{"model": "' + LLAMA.encode() + b'", "prompt": ', 400),  # router: invalid JSON
+            (b'{"model": "' + LLAMA.encode() + b'", "prompt": "x", "n": [' + b"[" * 3000 + b"]", 400),
+        ):
             async with session.post(stack.url, data=body, headers={"content-type": "application/json"}) as response:
                 assert response.status == expected
                 assert response.headers["content-type"] == "application/json"
@@ -168,7 +202,7 @@ async def test_without_the_picker_failopen_still_answers_and_failclose_fails_fas
     finally:
         assert stack.running.stack.supervisor.restart_exited() == [PICKER]
         stack.running.stack.supervisor.wait_ready(PICKER)
-    async with aiohttp.ClientSession() as session:   # and picking resumes
+    async with aiohttp.ClientSession() as session:  # and picking resumes
         for _ in range(50):
             status, _, _ = await completion(session, stack, LLAMA)
             if status == 200:
@@ -186,15 +220,16 @@ async def test_the_model_router_routes_by_the_model_in_the_body(stack):
                 assert headers["x-poolgate-served-by"].split(":")[0] in pods
                 assert orjson.loads(body)["model"] == model
         status, _, _ = await completion(session, stack, "unknown-model", routed_by_model=True)
-        assert status == 404   # no route matches the model
+        assert status == 404  # no route matches the model
 
 
 async def test_model_routed_requests_are_picked_by_the_endpoint_picker(stack):
     async with aiohttp.ClientSession() as session:
         target = stack.running.endpoints("llama")[1]
         for _ in range(4):
-            status, headers, _ = await completion(session, stack, LLAMA, {"test-epp-endpoint-selection": target},
-                                                  routed_by_model=True)
+            status, headers, _ = await completion(
+                session, stack, LLAMA, {"test-epp-endpoint-selection": target}, routed_by_model=True
+            )
             assert status == 200 and headers["x-poolgate-served-by"] == target
-        status, _, body = await completion(session, stack, "alias", routed_by_model=True)   # rewritten by the picker
+        status, _, body = await completion(session, stack, "alias", routed_by_model=True)  # rewritten by the picker
         assert status == 200 and orjson.loads(body)["model"] == "alias"

@@ -3,7 +3,7 @@
 import pytest
 from prometheus_client.samples import Sample
 
-from picker.pool.metrics import (ENGINES, MetricsError, engine_name, parse_metrics_text, read_samples)
+from picker.pool.metrics import ENGINES, MetricsError, engine_name, parse_metrics_text, read_samples
 
 
 def s(name, value, **labels):
@@ -19,15 +19,24 @@ def test_engine_label_prefers_llmd_label_then_legacy_then_vllm():
 
 
 def test_vllm_reading_with_cache_geometry_and_newest_lora_series():
-    reading = read_samples(ENGINES["vllm"], [
-        s("vllm:num_requests_waiting", 3.0, model_name="m"),
-        s("vllm:num_requests_running", 7.0, model_name="m"),
-        s("vllm:kv_cache_usage_perc", 0.42),
-        s("vllm:cache_config_info", 1.0, block_size="16", num_gpu_blocks="2048"),
-        s("vllm:lora_requests_info", 1.7e9 + 2, max_lora="4", running_lora_adapters="b, c", waiting_lora_adapters=""),
-        s("vllm:lora_requests_info", 1.7e9 + 1, max_lora="2", running_lora_adapters="a", waiting_lora_adapters="x"),
-        s("vllm:prefix_cache_hits_total", 99.0),
-    ])
+    reading = read_samples(
+        ENGINES["vllm"],
+        [
+            s("vllm:num_requests_waiting", 3.0, model_name="m"),
+            s("vllm:num_requests_running", 7.0, model_name="m"),
+            s("vllm:kv_cache_usage_perc", 0.42),
+            s("vllm:cache_config_info", 1.0, block_size="16", num_gpu_blocks="2048"),
+            s(
+                "vllm:lora_requests_info",
+                1.7e9 + 2,
+                max_lora="4",
+                running_lora_adapters="b, c",
+                waiting_lora_adapters="",
+            ),
+            s("vllm:lora_requests_info", 1.7e9 + 1, max_lora="2", running_lora_adapters="a", waiting_lora_adapters="x"),
+            s("vllm:prefix_cache_hits_total", 99.0),
+        ],
+    )
     assert (reading.waiting, reading.running, reading.kv_usage) == (3, 7, 0.42)
     assert (reading.block_size, reading.num_gpu_blocks) == (16, 2048)
     assert reading.lora.max_lora == 4
@@ -35,29 +44,49 @@ def test_vllm_reading_with_cache_geometry_and_newest_lora_series():
 
 
 def test_vllm_falls_back_to_gpu_cache_usage_perc():
-    reading = read_samples(ENGINES["vllm"], [
-        s("vllm:num_requests_waiting", 0), s("vllm:num_requests_running", 1), s("vllm:gpu_cache_usage_perc", 0.25)])
+    reading = read_samples(
+        ENGINES["vllm"],
+        [s("vllm:num_requests_waiting", 0), s("vllm:num_requests_running", 1), s("vllm:gpu_cache_usage_perc", 0.25)],
+    )
     assert reading.kv_usage == 0.25
     assert reading.block_size is None and reading.lora is None
 
 
 def test_new_kv_name_wins_over_old_one():
-    reading = read_samples(ENGINES["vllm"], [
-        s("vllm:num_requests_waiting", 0), s("vllm:num_requests_running", 0),
-        s("vllm:gpu_cache_usage_perc", 0.9), s("vllm:kv_cache_usage_perc", 0.1)])
+    reading = read_samples(
+        ENGINES["vllm"],
+        [
+            s("vllm:num_requests_waiting", 0),
+            s("vllm:num_requests_running", 0),
+            s("vllm:gpu_cache_usage_perc", 0.9),
+            s("vllm:kv_cache_usage_perc", 0.1),
+        ],
+    )
     assert reading.kv_usage == 0.1
 
 
 def test_sglang_and_trtllm_names():
-    sglang = read_samples(ENGINES["sglang"], [
-        s("sglang:num_queue_reqs", 2), s("sglang:num_running_reqs", 5), s("sglang:token_usage", 0.5),
-        s("sglang:cache_config_info", 1, page_size="1", num_pages="9000")])
+    sglang = read_samples(
+        ENGINES["sglang"],
+        [
+            s("sglang:num_queue_reqs", 2),
+            s("sglang:num_running_reqs", 5),
+            s("sglang:token_usage", 0.5),
+            s("sglang:cache_config_info", 1, page_size="1", num_pages="9000"),
+        ],
+    )
     assert (sglang.waiting, sglang.running, sglang.kv_usage) == (2, 5, 0.5)
     assert (sglang.block_size, sglang.num_gpu_blocks) == (1, 9000)
-    trt = read_samples(ENGINES["trtllm-serve"], [
-        s("trtllm_num_requests_waiting", 1), s("trtllm_num_requests_running", 4),
-        s("trtllm_kv_cache_utilization", 0.75),
-        s("trtllm_kv_cache_tokens_per_block", 32), s("trtllm_kv_cache_max_blocks", 5000)])
+    trt = read_samples(
+        ENGINES["trtllm-serve"],
+        [
+            s("trtllm_num_requests_waiting", 1),
+            s("trtllm_num_requests_running", 4),
+            s("trtllm_kv_cache_utilization", 0.75),
+            s("trtllm_kv_cache_tokens_per_block", 32),
+            s("trtllm_kv_cache_max_blocks", 5000),
+        ],
+    )
     assert (trt.waiting, trt.running, trt.kv_usage, trt.block_size, trt.num_gpu_blocks) == (1, 4, 0.75, 32, 5000)
 
 
@@ -70,11 +99,19 @@ def test_missing_core_metric_is_an_error_naming_it():
 
 def test_negative_or_nan_counts_are_rejected():
     with pytest.raises(MetricsError):
-        read_samples(ENGINES["vllm"], [s("vllm:num_requests_waiting", -1), s("vllm:num_requests_running", 0),
-                                       s("vllm:kv_cache_usage_perc", 0.0)])
+        read_samples(
+            ENGINES["vllm"],
+            [s("vllm:num_requests_waiting", -1), s("vllm:num_requests_running", 0), s("vllm:kv_cache_usage_perc", 0.0)],
+        )
     with pytest.raises(MetricsError):
-        read_samples(ENGINES["vllm"], [s("vllm:num_requests_waiting", float("nan")),
-                                       s("vllm:num_requests_running", 0), s("vllm:kv_cache_usage_perc", 0.0)])
+        read_samples(
+            ENGINES["vllm"],
+            [
+                s("vllm:num_requests_waiting", float("nan")),
+                s("vllm:num_requests_running", 0),
+                s("vllm:kv_cache_usage_perc", 0.0),
+            ],
+        )
 
 
 def test_infinite_counts_and_nan_kv_usage_are_rejected_not_crashing():
@@ -82,11 +119,22 @@ def test_infinite_counts_and_nan_kv_usage_are_rejected_not_crashing():
     logged with a traceback on every scrape) instead of a MetricsError."""
     for waiting, kv in ((float("inf"), 0.0), (0, float("nan"))):
         with pytest.raises(MetricsError, match="invalid value"):
-            read_samples(ENGINES["vllm"], [s("vllm:num_requests_waiting", waiting), s("vllm:num_requests_running", 0),
-                                           s("vllm:kv_cache_usage_perc", kv)])
+            read_samples(
+                ENGINES["vllm"],
+                [
+                    s("vllm:num_requests_waiting", waiting),
+                    s("vllm:num_requests_running", 0),
+                    s("vllm:kv_cache_usage_perc", kv),
+                ],
+            )
     with pytest.raises(MetricsError, match="invalid value"):
-        read_samples(ENGINES["vllm"], parse_metrics_text(ENGINES["vllm"], (
-            "vllm:num_requests_waiting 1e999\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0.5\n")))
+        read_samples(
+            ENGINES["vllm"],
+            parse_metrics_text(
+                ENGINES["vllm"],
+                ("vllm:num_requests_waiting 1e999\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0.5\n"),
+            ),
+        )
 
 
 VLLM_TEXT = """\

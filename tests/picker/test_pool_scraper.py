@@ -35,11 +35,14 @@ class FakePod:
                 return web.Response(status=500, text="internal error")
             if self.mode == "garbage":
                 return web.Response(text="<html>\x00 this is not prometheus {{{ </html>")
-            return web.Response(text=(
-                "# TYPE vllm:num_requests_waiting gauge\n"
-                f'vllm:num_requests_waiting{{model_name="m"}} {self.waiting}\n'
-                'vllm:num_requests_running{model_name="m"} 1\n'
-                'vllm:kv_cache_usage_perc{model_name="m"} 0.25\n'))
+            return web.Response(
+                text=(
+                    "# TYPE vllm:num_requests_waiting gauge\n"
+                    f'vllm:num_requests_waiting{{model_name="m"}} {self.waiting}\n'
+                    'vllm:num_requests_running{model_name="m"} 1\n'
+                    'vllm:kv_cache_usage_perc{model_name="m"} 0.25\n'
+                )
+            )
         finally:
             self.in_flight -= 1
 

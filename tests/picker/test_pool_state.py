@@ -9,9 +9,11 @@ from picker.pool import EndpointSpec, MetricsError, PoolState, endpoint_key, spe
 
 
 def vllm(waiting, running=0, kv=0.0):
-    return [Sample("vllm:num_requests_waiting", {}, waiting, None, None),
-            Sample("vllm:num_requests_running", {}, running, None, None),
-            Sample("vllm:kv_cache_usage_perc", {}, kv, None, None)]
+    return [
+        Sample("vllm:num_requests_waiting", {}, waiting, None, None),
+        Sample("vllm:num_requests_running", {}, running, None, None),
+        Sample("vllm:kv_cache_usage_perc", {}, kv, None, None),
+    ]
 
 
 def test_keys_and_data_parallel_specs():
@@ -27,8 +29,9 @@ def test_set_endpoints_adds_updates_and_removes_with_notifications():
     pool.subscribe(added=lambda e: added.append(e.key), removed=removed.append)
     pool.set_endpoints([EndpointSpec("10.0.0.1", 8000, "a"), EndpointSpec("10.0.0.2", 8000, "b")])
     pool.apply_samples("10.0.0.1:8000", vllm(3), now=1.0)
-    pool.set_endpoints([EndpointSpec("10.0.0.1", 8000, "a2", {"llm-d.ai/engine-type": "sglang"}),
-                        EndpointSpec("10.0.0.3", 8000, "c")])
+    pool.set_endpoints(
+        [EndpointSpec("10.0.0.1", 8000, "a2", {"llm-d.ai/engine-type": "sglang"}), EndpointSpec("10.0.0.3", 8000, "c")]
+    )
     assert [e.key for e in pool.endpoints()] == ["10.0.0.1:8000", "10.0.0.3:8000"]
     assert added == ["10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"]
     assert removed == ["10.0.0.2:8000"]
@@ -104,8 +107,13 @@ def test_ticket_of_a_removed_endpoint_releases_as_noop():
 def test_pool_remembers_every_reported_lora_adapter():
     pool = PoolState()
     pool.upsert(EndpointSpec("10.0.0.1", 8000))
-    lora = Sample("vllm:lora_requests_info", {"max_lora": "2", "running_lora_adapters": "sql,chat",
-                                               "waiting_lora_adapters": "math"}, 1.0, None, None)
+    lora = Sample(
+        "vllm:lora_requests_info",
+        {"max_lora": "2", "running_lora_adapters": "sql,chat", "waiting_lora_adapters": "math"},
+        1.0,
+        None,
+        None,
+    )
     pool.apply_samples("10.0.0.1:8000", vllm(0) + [lora], now=0.0)
     endpoint = pool.get("10.0.0.1:8000")
     assert (endpoint.metrics.max_lora, endpoint.metrics.running_adapters) == (2, frozenset({"sql", "chat"}))

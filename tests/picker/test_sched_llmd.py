@@ -8,17 +8,26 @@ import pytest
 from prometheus_client.samples import Sample
 
 from picker.pool import EndpointSpec, PoolState
-from picker.scheduling import PromptInput, SchedulingRequest, Scheduler, builtin_config
+from picker.scheduling import PromptInput, Scheduler, SchedulingRequest, builtin_config
 from picker.scheduling.pickers import MaxScorePicker
 
 
 def vllm(waiting, running, kv, block_size=None, blocks=None):
-    samples = [Sample("vllm:num_requests_waiting", {}, waiting, None, None),
-               Sample("vllm:num_requests_running", {}, running, None, None),
-               Sample("vllm:kv_cache_usage_perc", {}, kv, None, None)]
+    samples = [
+        Sample("vllm:num_requests_waiting", {}, waiting, None, None),
+        Sample("vllm:num_requests_running", {}, running, None, None),
+        Sample("vllm:kv_cache_usage_perc", {}, kv, None, None),
+    ]
     if block_size:
-        samples.append(Sample("vllm:cache_config_info", {"block_size": str(block_size),
-                                                         "num_gpu_blocks": str(blocks)}, 1.0, None, None))
+        samples.append(
+            Sample(
+                "vllm:cache_config_info",
+                {"block_size": str(block_size), "num_gpu_blocks": str(blocks)},
+                1.0,
+                None,
+                None,
+            )
+        )
     return samples
 
 

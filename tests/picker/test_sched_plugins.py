@@ -9,16 +9,24 @@ from prometheus_client.samples import Sample
 from picker.pool import EndpointSpec, PoolState
 from picker.scheduling import CycleState, PrefixIndex, PromptInput, SchedulingRequest, encode_session_token
 from picker.scheduling.filters import HeaderBasedTestingFilter, StaleMetricsFilter, SubsetFilter
-from picker.scheduling.pickers import RandomPicker, RoundRobinPicker, WeightedRandomPicker
 from picker.scheduling.framework import Decision, Outcome
-from picker.scheduling.scorers import (ActiveRequestScorer, KvCacheUtilizationScorer, LoraAffinityScorer,
-                                       NoHitLruScorer, RunningRequestsScorer, SessionAffinityScorer)
+from picker.scheduling.pickers import RandomPicker, RoundRobinPicker, WeightedRandomPicker
+from picker.scheduling.scorers import (
+    ActiveRequestScorer,
+    KvCacheUtilizationScorer,
+    LoraAffinityScorer,
+    NoHitLruScorer,
+    RunningRequestsScorer,
+    SessionAffinityScorer,
+)
 
 
 def vllm(waiting=0, running=0, kv=0.0, lora=None):
-    samples = [Sample("vllm:num_requests_waiting", {}, waiting, None, None),
-               Sample("vllm:num_requests_running", {}, running, None, None),
-               Sample("vllm:kv_cache_usage_perc", {}, kv, None, None)]
+    samples = [
+        Sample("vllm:num_requests_waiting", {}, waiting, None, None),
+        Sample("vllm:num_requests_running", {}, running, None, None),
+        Sample("vllm:kv_cache_usage_perc", {}, kv, None, None),
+    ]
     if lora:
         samples.append(Sample("vllm:lora_requests_info", lora, 1.0, None, None))
     return samples
@@ -45,7 +53,9 @@ def test_subset_hint_by_address_or_address_and_port():
     assert keys(SubsetFilter().filter(cycle(pool), eps)) == keys(eps)  # no hint: everything
     assert keys(SubsetFilter().filter(cycle(pool, subset=("10.0.0.1",)), eps)) == ["10.0.0.1:8000", "10.0.0.1:8001"]
     assert keys(SubsetFilter().filter(cycle(pool, subset=("10.0.0.1:8001", "10.0.0.2:8000")), eps)) == [
-        "10.0.0.1:8001", "10.0.0.2:8000"]
+        "10.0.0.1:8001",
+        "10.0.0.2:8000",
+    ]
     assert SubsetFilter().filter(cycle(pool, subset=()), eps) == []  # an empty hint leaves nothing
     assert SubsetFilter().filter(cycle(pool, subset=("10.9.9.9",)), eps) == []
 
@@ -85,10 +95,12 @@ def test_kv_running_and_active_request_scores():
 
 def test_lora_affinity_scores():
     pool = pool_of(*[(f"10.0.0.{i}", 1) for i in range(1, 5)])
-    infos = [{"max_lora": "2", "running_lora_adapters": "sql", "waiting_lora_adapters": ""},  # running: 1.0
-             {"max_lora": "2", "running_lora_adapters": "x", "waiting_lora_adapters": ""},  # room: 0.8
-             {"max_lora": "1", "running_lora_adapters": "", "waiting_lora_adapters": "sql"},  # waiting: 0.6
-             {"max_lora": "1", "running_lora_adapters": "x", "waiting_lora_adapters": ""}]  # full: 0
+    infos = [
+        {"max_lora": "2", "running_lora_adapters": "sql", "waiting_lora_adapters": ""},  # running: 1.0
+        {"max_lora": "2", "running_lora_adapters": "x", "waiting_lora_adapters": ""},  # room: 0.8
+        {"max_lora": "1", "running_lora_adapters": "", "waiting_lora_adapters": "sql"},  # waiting: 0.6
+        {"max_lora": "1", "running_lora_adapters": "x", "waiting_lora_adapters": ""},
+    ]  # full: 0
     for endpoint, info in zip(pool.endpoints(), infos):
         pool.apply_samples(endpoint.key, vllm(lora=info), now=0.0)
     assert LoraAffinityScorer().score(cycle(pool, model="sql"), pool.endpoints()) == [1.0, 0.8, 0.6, 0.0]

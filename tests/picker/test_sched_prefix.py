@@ -14,7 +14,7 @@ def reference_hashes(data: bytes, seed_text: str, block: int, max_blocks: int) -
     out = []
     for i in range(min(max_blocks, -(-len(data) // block))):
         hasher = xxhash.xxh64()
-        hasher.update(data[i * block:(i + 1) * block])
+        hasher.update(data[i * block : (i + 1) * block])
         hasher.update(struct.pack("<Q", previous))
         previous = hasher.intdigest()
         out.append(previous)
@@ -38,18 +38,29 @@ def test_model_and_cache_salt_seed_the_chain_and_blocks_are_capped():
 
 
 def test_chat_prompt_bytes_are_the_go_json_of_messages():
-    body = {"model": "m", "cache_salt": "s1", "messages": [
-        {"role": "system", "content": "Be brief & <kind>."},
-        {"role": "user", "name": "bob", "content": [
-            {"type": "text", "text": "hi"},
-            {"type": "image_url", "image_url": {"url": "http://x/y.png", "detail": "auto"}}]},
-        {"content": "no role\n\u2028"}]}
+    body = {
+        "model": "m",
+        "cache_salt": "s1",
+        "messages": [
+            {"role": "system", "content": "Be brief & <kind>."},
+            {
+                "role": "user",
+                "name": "bob",
+                "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image_url", "image_url": {"url": "http://x/y.png", "detail": "auto"}},
+                ],
+            },
+            {"content": "no role\n\u2028"},
+        ],
+    }
     prompt = PromptInput.from_body(body)
     assert prompt.data.decode() == (
         '[{"role":"system","content":"Be brief \\u0026 \\u003ckind\\u003e."},'
         '{"role":"user","content":[{"type":"text","text":"hi","image_url":{},"input_audio":{},"video_url":{}},'
         '{"type":"image_url","image_url":{"url":"http://x/y.png"},"input_audio":{},"video_url":{}}]},'
-        '{"content":"no role\\n\\u2028"}]')
+        '{"content":"no role\\n\\u2028"}]'
+    )
     assert prompt.cache_salt == "s1"
 
 
@@ -60,8 +71,10 @@ def test_go_json_writes_lone_surrogates_as_replacement_characters():
 def test_completion_responses_and_embeddings_prompt_bytes():
     assert PromptInput.from_body({"prompt": "héllo"}).data == "héllo".encode()
     assert PromptInput.from_body({"prompt": ["a", "b"]}).data == b'["a","b"]'
-    assert PromptInput.from_body({"input": "x", "instructions": "be <b>", "tools": [{"b": 1, "a": 2}]}).data == \
-        b'[{"instructions":"be \\u003cb\\u003e"},{"tools":[{"a":2,"b":1}]},{"input":"x"}]'
+    assert (
+        PromptInput.from_body({"input": "x", "instructions": "be <b>", "tools": [{"b": 1, "a": 2}]}).data
+        == b'[{"instructions":"be \\u003cb\\u003e"},{"tools":[{"a":2,"b":1}]},{"input":"x"}]'
+    )
     assert PromptInput.from_body({"input": ["q"]}, path="/v1/embeddings").data == b'["q"]'
     assert PromptInput.from_body({"model": "m"}).data == b""
     assert PromptInput(b"x" * 130).estimated_tokens == 32

@@ -6,14 +6,24 @@ import pytest
 from prometheus_client.samples import Sample
 
 from picker.pool import EndpointSpec, PoolState
-from picker.scheduling import (Outcome, PromptInput, SchedulingRequest, Scheduler, UtilizationDetector,
-                               builtin_config, encode_session_token, load_config)
+from picker.scheduling import (
+    Outcome,
+    PromptInput,
+    Scheduler,
+    SchedulingRequest,
+    UtilizationDetector,
+    builtin_config,
+    encode_session_token,
+    load_config,
+)
 
 
 def vllm(waiting, kv):
-    return [Sample("vllm:num_requests_waiting", {}, waiting, None, None),
-            Sample("vllm:num_requests_running", {}, 0, None, None),
-            Sample("vllm:kv_cache_usage_perc", {}, kv, None, None)]
+    return [
+        Sample("vllm:num_requests_waiting", {}, waiting, None, None),
+        Sample("vllm:num_requests_running", {}, 0, None, None),
+        Sample("vllm:kv_cache_usage_perc", {}, kv, None, None),
+    ]
 
 
 def make_pool(*metrics, now=0.0):
@@ -67,8 +77,10 @@ def test_primary_and_configurable_fallbacks():
     assert len(scheduler(pool).schedule(SchedulingRequest("m"), 0.0).endpoints) == 3
     one = scheduler(pool, fallbacks=0).schedule(SchedulingRequest("m"), 0.0)
     assert one.endpoints == ("10.0.0.1:8000",) and one.destination == "10.0.0.1:8000"
-    assert scheduler(pool, fallbacks=10).schedule(SchedulingRequest("m"), 0.0).destination == \
-        "10.0.0.1:8000,10.0.0.2:8000,10.0.0.3:8000,10.0.0.4:8000"
+    assert (
+        scheduler(pool, fallbacks=10).schedule(SchedulingRequest("m"), 0.0).destination
+        == "10.0.0.1:8000,10.0.0.2:8000,10.0.0.3:8000,10.0.0.4:8000"
+    )
 
 
 def test_lifecycle_books_and_releases_in_flight_requests():
@@ -95,7 +107,8 @@ def test_unreflected_dispatches_spread_a_burst_under_poolgate_default():
 
 
 def test_session_affinity_profile_sets_and_honours_the_token():
-    config = load_config("""
+    config = load_config(
+        """
 apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 plugins:
@@ -107,7 +120,9 @@ schedulingProfiles:
   - pluginRef: session-affinity-scorer
     weight: 10
   - pluginRef: queue-scorer
-""", random.Random(0))
+""",
+        random.Random(0),
+    )
     pool = make_pool((0, 0.0), (9, 0.0))
     s = Scheduler(pool, config.profile())
     token = encode_session_token("10.0.0.2:8000")

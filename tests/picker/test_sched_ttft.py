@@ -6,18 +6,28 @@ import pytest
 from prometheus_client.samples import Sample
 
 from picker.pool import EndpointSpec, PoolState
-from picker.scheduling import (CycleState, PrefixIndex, PromptInput, SchedulingRequest, Scheduler, builtin_config,
-                               load_config)
+from picker.scheduling import (
+    CycleState,
+    PrefixIndex,
+    PromptInput,
+    Scheduler,
+    SchedulingRequest,
+    builtin_config,
+    load_config,
+)
 from picker.scheduling.ttft import PredictedTtftScorer
 
 
 def vllm(waiting, running, kv, blocks=None, lora=None):
-    samples = [Sample("vllm:num_requests_waiting", {}, waiting, None, None),
-               Sample("vllm:num_requests_running", {}, running, None, None),
-               Sample("vllm:kv_cache_usage_perc", {}, kv, None, None)]
+    samples = [
+        Sample("vllm:num_requests_waiting", {}, waiting, None, None),
+        Sample("vllm:num_requests_running", {}, running, None, None),
+        Sample("vllm:kv_cache_usage_perc", {}, kv, None, None),
+    ]
     if blocks:
-        samples.append(Sample("vllm:cache_config_info", {"block_size": "16", "num_gpu_blocks": str(blocks)},
-                              1.0, None, None))
+        samples.append(
+            Sample("vllm:cache_config_info", {"block_size": "16", "num_gpu_blocks": str(blocks)}, 1.0, None, None)
+        )
     if lora:
         samples.append(Sample("vllm:lora_requests_info", lora, 1.0, None, None))
     return samples
@@ -50,8 +60,11 @@ def test_predictions_for_three_endpoints():
     per_running = (1.6 / 3) / (1 - 1.6 / 3) / 10
     for penalty in (0.0, 1.0):
         scorer = PredictedTtftScorer(index=index, prefill_penalty=penalty)
-        costs = [0.226 + 0.2 * (penalty + 6 * per_running), 0.73 + 0.2 * (penalty + 10 * per_running),
-                 0.06 + 0.04 * penalty]
+        costs = [
+            0.226 + 0.2 * (penalty + 6 * per_running),
+            0.73 + 0.2 * (penalty + 10 * per_running),
+            0.06 + 0.04 * penalty,
+        ]
         best = min(costs)
         assert scorer.score(cycle, pool.endpoints()) == pytest.approx([best / cost for cost in costs])
 
@@ -70,13 +83,16 @@ def test_a_full_batch_waits_for_slots():
 
 
 def test_requests_ended_since_the_scrape_free_their_slots():
-    config = load_config("""
+    config = load_config(
+        """
 apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 plugins:
 - type: predicted-ttft-scorer
   parameters: {slotSeconds: 8, slotSecondsSmoothing: 0}
-""", random.Random(0))
+""",
+        random.Random(0),
+    )
     pool = make_pool((0, 10, 0.0))
     scheduler = Scheduler(pool, config.profile(), fallbacks=0)
     scorer = config.profile().scorers[0][0]
@@ -87,8 +103,9 @@ plugins:
     scheduler.on_complete(sent, 1.5)
     assert scorer.predict(cycle, pool.endpoints()) == pytest.approx([0.02 + 0.016 + 2 * 0.5])
     pool.apply_samples("10.0.0.1:8000", vllm(2, 16, 0.0), now=2.0)  # a newer scrape no longer counts it
-    assert scorer.predict(CycleState(SchedulingRequest("m"), 2.0, pool), pool.endpoints()) == \
-        pytest.approx([0.02 + 0.016 + 3 * 0.5])
+    assert scorer.predict(CycleState(SchedulingRequest("m"), 2.0, pool), pool.endpoints()) == pytest.approx(
+        [0.02 + 0.016 + 3 * 0.5]
+    )
 
 
 def test_missed_dispatches_count_as_running():
@@ -127,9 +144,11 @@ def test_prompt_that_does_not_fit_the_free_kv_blocks_is_penalised():
 
 
 def test_lora_adapter_loading_costs():
-    infos = [{"max_lora": "2", "running_lora_adapters": "sql", "waiting_lora_adapters": ""},
-             {"max_lora": "2", "running_lora_adapters": "x", "waiting_lora_adapters": ""},
-             {"max_lora": "1", "running_lora_adapters": "x", "waiting_lora_adapters": ""}]
+    infos = [
+        {"max_lora": "2", "running_lora_adapters": "sql", "waiting_lora_adapters": ""},
+        {"max_lora": "2", "running_lora_adapters": "x", "waiting_lora_adapters": ""},
+        {"max_lora": "1", "running_lora_adapters": "x", "waiting_lora_adapters": ""},
+    ]
     pool = make_pool(*[(0, 0, 0.0, None, info) for info in infos])
     scorer = PredictedTtftScorer(index=PrefixIndex())
     adapter = scorer.predict(CycleState(SchedulingRequest("sql"), 0.0, pool), pool.endpoints())
@@ -137,8 +156,7 @@ def test_lora_adapter_loading_costs():
     base = scorer.predict(CycleState(SchedulingRequest("llama"), 0.0, pool), pool.endpoints())
     assert base == pytest.approx([0.02] * 3)  # not an adapter: no LoRA cost
     hinted = SchedulingRequest("new-adapter", base_model="llama")
-    assert scorer.predict(CycleState(hinted, 0.0, pool), pool.endpoints()) == \
-        pytest.approx([0.22, 0.22, 5.02])
+    assert scorer.predict(CycleState(hinted, 0.0, pool), pool.endpoints()) == pytest.approx([0.22, 0.22, 5.02])
 
 
 def test_poolgate_default_spills_from_a_full_cached_endpoint_only_when_the_pool_has_room():
@@ -158,13 +176,16 @@ def test_poolgate_default_spills_from_a_full_cached_endpoint_only_when_the_pool_
 
 
 def test_online_learning_recovers_the_server_costs():
-    config = load_config("""
+    config = load_config(
+        """
 apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 plugins:
 - type: predicted-ttft-scorer
   parameters: {learnOnline: true}
-""", random.Random(0))
+""",
+        random.Random(0),
+    )
     pool = make_pool((0, 0, 0.0))
     scheduler = Scheduler(pool, config.profile(), fallbacks=0)
     scorer = config.profile().scorers[0][0]

@@ -35,8 +35,9 @@ status: {{podIP: {ip}, conditions: [{{type: Ready, status: "True"}}]}}
 async def health_status(target: str, service: str, credentials=None) -> int | str:
     async with grpc.aio.insecure_channel(target) as channel:
         try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
-                                                                    timeout=2)
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=2
+            )
         except grpc.aio.AioRpcError as error:
             return error.code().name
         return reply.status
@@ -48,14 +49,25 @@ async def test_objects_file_picker_serves_reloads_reports_health_and_metrics(tmp
         async with SimulatedServers([f"127.0.0.41:{port}"], ServerConfig().without_latency()):
             path = tmp_path / "objects.yaml"
             path.write_text(OBJECTS.format(port=port) + POD.format(name="p0", ip="127.0.0.40"))
-            picker = Picker(PickerOptions(host="127.0.0.1", grpc_port=0, health_port=0, metrics_port=0,
-                                          objects_file=str(path), profile="llmd-default"))
+            picker = Picker(
+                PickerOptions(
+                    host="127.0.0.1",
+                    grpc_port=0,
+                    health_port=0,
+                    metrics_port=0,
+                    objects_file=str(path),
+                    profile="llmd-default",
+                )
+            )
             await picker.start()
             try:
                 ports = picker.ports()
                 target = f"127.0.0.1:{ports['grpc']}"
                 for service in ("liveness", "readiness", "", "envoy.service.ext_proc.v3.ExternalProcessor"):
-                    assert await health_status(f"127.0.0.1:{ports['health']}", service) == health_pb2.HealthCheckResponse.SERVING
+                    assert (
+                        await health_status(f"127.0.0.1:{ports['health']}", service)
+                        == health_pb2.HealthCheckResponse.SERVING
+                    )
                 assert await health_status(target, "readiness") == health_pb2.HealthCheckResponse.SERVING
                 assert await health_status(target, "no-such-service") == "NOT_FOUND"
 
@@ -65,7 +77,8 @@ async def test_objects_file_picker_serves_reloads_reports_health_and_metrics(tmp
                         await stream.send(request_headers(), request_body(b'{"model": "m", "prompt": "hi"}'))
                         reply = (await stream.read(2))[0]
                         return header_values(reply.request_headers.response.header_mutation)[
-                            "x-gateway-destination-endpoint"]
+                            "x-gateway-destination-endpoint"
+                        ]
 
                 assert await destinations() == f"127.0.0.40:{port}"
                 temporary = tmp_path / ".objects.new"
@@ -77,16 +90,21 @@ async def test_objects_file_picker_serves_reloads_reports_health_and_metrics(tmp
                     await asyncio.sleep(0.02)
                 assert sorted((await destinations()).split(",")) == [f"127.0.0.40:{port}", f"127.0.0.41:{port}"]
 
-                await asyncio.sleep(0.2)   # a few scrapes
+                await asyncio.sleep(0.2)  # a few scrapes
                 async with aiohttp.ClientSession() as session:
                     async with session.get(f"http://127.0.0.1:{ports['metrics']}/metrics") as response:
                         text = await response.text()
-                for family in ("inference_objective_request_total", "inference_objective_request_sizes_bucket",
-                               "inference_extension_scheduler_e2e_duration_seconds_bucket",
-                               "inference_extension_scheduler_attempts_total", 'inference_pool_ready_pods{name="pool"} 2.0',
-                               'inference_pool_average_kv_cache_utilization{name="pool"}',
-                               'inference_pool_average_queue_size{name="pool"}', "inference_extension_info",
-                               "process_cpu_seconds_total"):
+                for family in (
+                    "inference_objective_request_total",
+                    "inference_objective_request_sizes_bucket",
+                    "inference_extension_scheduler_e2e_duration_seconds_bucket",
+                    "inference_extension_scheduler_attempts_total",
+                    'inference_pool_ready_pods{name="pool"} 2.0',
+                    'inference_pool_average_kv_cache_utilization{name="pool"}',
+                    'inference_pool_average_queue_size{name="pool"}',
+                    "inference_extension_info",
+                    "process_cpu_seconds_total",
+                ):
                     assert family in text, family
                 assert 'inference_objective_request_total{model_name="m",target_model_name="m"} 2.0' in text
             finally:
@@ -110,9 +128,11 @@ async def test_secure_serving_with_a_self_signed_certificate():
         stream = picker.stream("default/pool")
         await stream.send(request_headers(), request_body(b'{"model": "m"}'))
         reply = (await stream.read(2))[0]
-        assert header_values(reply.request_headers.response.header_mutation)["x-gateway-destination-endpoint"] == \
-            "127.0.0.42:8000"
-        async with grpc.aio.insecure_channel(picker.target) as plain:   # plaintext is refused
+        assert (
+            header_values(reply.request_headers.response.header_mutation)["x-gateway-destination-endpoint"]
+            == "127.0.0.42:8000"
+        )
+        async with grpc.aio.insecure_channel(picker.target) as plain:  # plaintext is refused
             with pytest.raises(grpc.aio.AioRpcError):
                 await health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
 

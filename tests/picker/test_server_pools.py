@@ -1,7 +1,7 @@
 """The pools a picker serves: scheduling profiles (built-in, config file, per-pool annotation) and view updates."""
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -38,13 +38,13 @@ def test_profile_source_builds_fresh_configs_from_builtins_or_a_config_file(capl
     assert builtin.build("llmd-default")[1] == "llmd-default"
     first, _ = builtin.build("llmd-default")
     second, _ = builtin.build("llmd-default")
-    assert first.profile() is not second.profile()   # one config (and plugin state) per pool
+    assert first.profile() is not second.profile()  # one config (and plugin state) per pool
 
     from_file = ProfileSource(CONFIG)
     assert from_file.default == "queue-only"
     assert ProfileSource(CONFIG, "random").build(None)[1] == "random"
     assert from_file.build("random")[1] == "random"
-    assert from_file.build("llmd-default")[1] == "llmd-default"   # annotations may name built-in profiles
+    assert from_file.build("llmd-default")[1] == "llmd-default"  # annotations may name built-in profiles
     with caplog.at_level(logging.WARNING, logger="poolgate.picker"):
         assert from_file.build("no-such-profile")[1] == "queue-only"
     assert any("unknown scheduling profile" in r.getMessage() for r in caplog.records)
@@ -75,21 +75,25 @@ async def test_an_annotation_change_gives_the_pool_a_fresh_scheduler_and_old_req
     assert sum(e.inflight for e in runtime.state.endpoints()) == 0
 
     await pools.apply(PickerView({"ns/pool": pool_view("ns/pool", endpoints[:1], profile="llmd-default")}))
-    assert runtime.scheduler is not None and len(runtime.state) == 1   # same profile: same scheduler, fewer pods
+    assert runtime.scheduler is not None and len(runtime.state) == 1  # same profile: same scheduler, fewer pods
     await pools.apply(PickerView({}))
     assert pools.pools == {}
 
 
 async def test_accepted_models_follow_the_list_and_the_rewrites():
-    created = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    created = datetime(2025, 1, 1, tzinfo=UTC)
     exact = ModelRewrite("exact", created, (RewriteRule(("alias",), (RewriteTarget("served"),)),))
     catch_all = ModelRewrite("all", created, (RewriteRule((), (RewriteTarget("served"),)),))
     pools = registry_with(ProfileSource())
-    await pools.apply(PickerView({
-        "ns/listed": pool_view("ns/listed", [], models=frozenset({"base"}), rewrites=(exact,)),
-        "ns/any": pool_view("ns/any", []),
-        "ns/catch-all": pool_view("ns/catch-all", [], models=frozenset({"base"}), rewrites=(catch_all,)),
-    }))
+    await pools.apply(
+        PickerView(
+            {
+                "ns/listed": pool_view("ns/listed", [], models=frozenset({"base"}), rewrites=(exact,)),
+                "ns/any": pool_view("ns/any", []),
+                "ns/catch-all": pool_view("ns/catch-all", [], models=frozenset({"base"}), rewrites=(catch_all,)),
+            }
+        )
+    )
     assert pools.pools["ns/listed"].accepted_models == frozenset({"base", "alias", "served"})
     assert pools.pools["ns/any"].accepted_models is None
     assert pools.pools["ns/catch-all"].accepted_models is None
@@ -98,6 +102,9 @@ async def test_accepted_models_follow_the_list_and_the_rewrites():
 
 async def test_metric_labels_are_pool_names_unless_two_namespaces_share_one():
     pools = registry_with(ProfileSource())
-    await pools.apply(PickerView({"a/pool": pool_view("a/pool", []), "b/pool": pool_view("b/pool", []),
-                                  "a/other": pool_view("a/other", [])}))
+    await pools.apply(
+        PickerView(
+            {"a/pool": pool_view("a/pool", []), "b/pool": pool_view("b/pool", []), "a/other": pool_view("a/other", [])}
+        )
+    )
     assert sorted(label for label, _ in pools.labelled_states()) == ["a/pool", "b/pool", "other"]

@@ -4,16 +4,27 @@ Pool metrics are fed through the pool API (the subject here is the protocol); te
 simulated pods scraped for real.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 
 from picker.discovery.view import PickerView
 from picker.pool.objectives import ModelRewrite, RewriteRule, RewriteTarget
-from tests.support.extproc import (BUFFERED, FULL_DUPLEX_STREAMED, NONE, STREAMED, header_values, lb_metadata,
-                                   request_body, request_headers, request_trailers, response_body, response_headers,
-                                   response_trailers)
+from tests.support.extproc import (
+    BUFFERED,
+    FULL_DUPLEX_STREAMED,
+    NONE,
+    STREAMED,
+    header_values,
+    lb_metadata,
+    request_body,
+    request_headers,
+    request_trailers,
+    response_body,
+    response_headers,
+    response_trailers,
+)
 from tests.support.picker import PickerHarness, pool_view
 
 POOL = "default/pool"
@@ -48,8 +59,9 @@ def error_of(reply) -> tuple[int, dict]:
     return immediate.status.code, body["error"]
 
 
-async def refused(picker, body: bytes, mode: int = FULL_DUPLEX_STREAMED, pool: str | None = POOL,
-                  headers: dict | None = None) -> tuple[int, dict]:
+async def refused(
+    picker, body: bytes, mode: int = FULL_DUPLEX_STREAMED, pool: str | None = POOL, headers: dict | None = None
+) -> tuple[int, dict]:
     stream = picker.stream(pool)
     await stream.send(request_headers(headers, request_mode=mode))
     if mode != FULL_DUPLEX_STREAMED:
@@ -61,6 +73,7 @@ async def refused(picker, body: bytes, mode: int = FULL_DUPLEX_STREAMED, pool: s
 
 
 # -- picking ------------------------------------------------------------------------------------------------------
+
 
 async def test_full_duplex_holds_the_headers_reply_until_the_body_ends_then_echoes_the_body():
     async with PickerHarness(ranked_pool()) as picker:
@@ -78,8 +91,10 @@ async def test_full_duplex_holds_the_headers_reply_until_the_body_ends_then_echo
         assert b"".join(e.body for e in echoed) == BODY
         assert [e.end_of_stream for e in echoed] == [False, True]
         assert picker.state(POOL).get(A).inflight == 1
-        assert picker.sample("inference_objective_request_total", {"model_name": "llama",
-                                                                   "target_model_name": "llama"}) == 1
+        assert (
+            picker.sample("inference_objective_request_total", {"model_name": "llama", "target_model_name": "llama"})
+            == 1
+        )
 
 
 async def test_buffered_continues_the_headers_at_once_and_answers_the_body_with_the_pick():
@@ -163,8 +178,10 @@ async def test_the_served_endpoint_takes_over_the_in_flight_booking_and_the_end_
     async with PickerHarness(ranked_pool()) as picker:
         feed_ranked(picker)
         state = picker.state(POOL)
-        for tell in ({"metadata": {"envoy.lb": {"x-gateway-destination-endpoint-served": B}}},
-                     {"attributes": {"upstream.address": B}}):
+        for tell in (
+            {"metadata": {"envoy.lb": {"x-gateway-destination-endpoint-served": B}}},
+            {"attributes": {"upstream.address": B}},
+        ):
             stream = picker.stream(POOL)
             await stream.send(request_headers(), request_body(BODY))
             await stream.read(2)
@@ -180,25 +197,34 @@ async def test_the_served_endpoint_takes_over_the_in_flight_booking_and_the_end_
 
 # -- refusals -----------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", [FULL_DUPLEX_STREAMED, BUFFERED])
-@pytest.mark.parametrize("body, param", [
-    (b'{"model": "llama", "prompt": ', None),            # truncated JSON
-    (b"[1, 2, 3]", None),                                # not an object
-    (b'{"prompt": "hi"}', "model"),                      # no model
-    (b'{"model": "", "prompt": "hi"}', "model"),         # empty model
-    (b'{"model": 7, "prompt": "hi"}', "model"),          # not a string
-    (b'{"model": "a\\nb"}', "model"),                    # control character
-    (b"[" * 5000 + b"]" * 5000, None),                   # deeply nested
-    (b'{"model": "llama", "prompt": "\xff\xfe"}', None),  # not UTF-8
-    (b'{"model": "\\ud800"}', None),                     # lone surrogate
-    (b"", None),                                         # empty body
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        (b'{"model": "llama", "prompt": ', None),  # truncated JSON
+        (b"[1, 2, 3]", None),  # not an object
+        (b'{"prompt": "hi"}', "model"),  # no model
+        (b'{"model": "", "prompt": "hi"}', "model"),  # empty model
+        (b'{"model": 7, "prompt": "hi"}', "model"),  # not a string
+        (b'{"model": "a\\nb"}', "model"),  # control character
+        (b"[" * 5000 + b"]" * 5000, None),  # deeply nested
+        (b'{"model": "llama", "prompt": "\xff\xfe"}', None),  # not UTF-8
+        (b'{"model": "\\ud800"}', None),  # lone surrogate
+        (b"", None),  # empty body
+    ],
+)
 async def test_bad_bodies_get_400_with_an_openai_error(mode, body, param):
     async with PickerHarness(ranked_pool()) as picker:
         status, error = await refused(picker, body, mode)
         assert (status, error["type"], error["param"]) == (400, "BadRequestError", param)
-        assert picker.sample("inference_objective_request_error_total",
-                             {"model_name": "", "target_model_name": "", "error_code": "BadRequest"}) == 1
+        assert (
+            picker.sample(
+                "inference_objective_request_error_total",
+                {"model_name": "", "target_model_name": "", "error_code": "BadRequest"},
+            )
+            == 1
+        )
         assert all(e.inflight == 0 for e in picker.state(POOL).endpoints())
 
 
@@ -214,14 +240,15 @@ async def test_a_body_over_the_limit_gets_413_at_the_chunk_that_crosses_it():
 
 
 async def test_unknown_model_of_a_pool_with_a_model_list_is_404():
-    rewrite = ModelRewrite("canary", datetime(2025, 1, 1, tzinfo=timezone.utc),
-                           (RewriteRule(("food-review",), (RewriteTarget("food-review-v2"),)),))
+    rewrite = ModelRewrite(
+        "canary", datetime(2025, 1, 1, tzinfo=UTC), (RewriteRule(("food-review",), (RewriteTarget("food-review-v2"),)),)
+    )
     async with PickerHarness(ranked_pool(models=frozenset({"llama"}), rewrites=(rewrite,))) as picker:
         feed_ranked(picker)
         status, error = await refused(picker, b'{"model": "mistral"}')
         assert (status, error["type"], error["param"]) == (404, "NotFoundError", "model")
         assert "mistral" in error["message"]
-        for model in (b"llama", b"food-review", b"food-review-v2"):   # the list and the models rewrites name
+        for model in (b"llama", b"food-review", b"food-review-v2"):  # the list and the models rewrites name
             stream = picker.stream(POOL)
             await stream.send(request_headers(), request_body(b'{"model": "%s"}' % model))
             assert destination((await stream.read(1))[0]) == f"{A},{B},{C}"
@@ -239,14 +266,19 @@ async def test_sheddable_requests_get_429_when_the_pool_is_saturated_and_others_
         picker.feed(POOL, {A: (9, 0.9), B: (9, 0.9), C: (9, 0.9)})
         status, error = await refused(picker, BODY, headers={"x-gateway-inference-objective": "batch"})
         assert (status, error["type"]) == (429, "RateLimitError")
-        assert picker.sample("inference_objective_request_error_total", {
-            "model_name": "llama", "target_model_name": "llama", "error_code": "InferencePoolResourceExhausted"}) == 1
-        for objective in ("chat", "unknown-objective", None):   # unknown objective: priority 0, never shed
+        assert (
+            picker.sample(
+                "inference_objective_request_error_total",
+                {"model_name": "llama", "target_model_name": "llama", "error_code": "InferencePoolResourceExhausted"},
+            )
+            == 1
+        )
+        for objective in ("chat", "unknown-objective", None):  # unknown objective: priority 0, never shed
             headers = {"x-gateway-inference-objective": objective} if objective else None
             stream = picker.stream(POOL)
             await stream.send(request_headers(headers), request_body(BODY))
             assert destination((await stream.read(1))[0])
-        picker.feed(POOL, {A: (0, 0.1), B: (0, 0.1), C: (0, 0.1)})   # no longer saturated
+        picker.feed(POOL, {A: (0, 0.1), B: (0, 0.1), C: (0, 0.1)})  # no longer saturated
         stream = picker.stream(POOL)
         await stream.send(request_headers({"x-gateway-inference-objective": "batch"}), request_body(BODY))
         assert destination((await stream.read(1))[0])
@@ -262,23 +294,29 @@ async def test_a_router_callout_to_a_picker_without_the_router_role_is_500():
 
 # -- rewrites -----------------------------------------------------------------------------------------------------
 
+
 def canary_pool() -> PickerView:
-    rewrite = ModelRewrite("canary", datetime(2025, 1, 1, tzinfo=timezone.utc),
-                           (RewriteRule(("food-review",), (RewriteTarget("food-review-v2-long-name"),)),))
+    rewrite = ModelRewrite(
+        "canary",
+        datetime(2025, 1, 1, tzinfo=UTC),
+        (RewriteRule(("food-review",), (RewriteTarget("food-review-v2-long-name"),)),),
+    )
     return ranked_pool(rewrites=(rewrite,))
 
 
-SSE = (b'data: {"id":"1","model":"food-review-v2-long-name","choices":[{"text":"a"}]}\n\n'
-       b'data: {"id":"1","model": "food-review-v2-long-name","choices":[{"text":"b"}]}\n\n'
-       b'data: {"id":"1","model":"food-review-v2-long-name","choices":[],'
-       b'"usage":{"prompt_tokens":7,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}\n\n'
-       b"data: [DONE]\n\n")
+SSE = (
+    b'data: {"id":"1","model":"food-review-v2-long-name","choices":[{"text":"a"}]}\n\n'
+    b'data: {"id":"1","model": "food-review-v2-long-name","choices":[{"text":"b"}]}\n\n'
+    b'data: {"id":"1","model":"food-review-v2-long-name","choices":[],'
+    b'"usage":{"prompt_tokens":7,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}\n\n'
+    b"data: [DONE]\n\n"
+)
 
 
 async def test_rewritten_model_in_the_full_duplex_request_and_mapped_back_across_chunk_boundaries():
     async with PickerHarness(canary_pool()) as picker:
         feed_ranked(picker)
-        for cut in range(1, 140, 3):   # split the response at many places, inside the model name too
+        for cut in range(1, 140, 3):  # split the response at many places, inside the model name too
             stream = picker.stream(POOL)
             await stream.send(request_headers(), request_body(b'{"model": "food-review", "prompt": "x"}'))
             headers, body = await stream.read(2)
@@ -289,15 +327,16 @@ async def test_rewritten_model_in_the_full_duplex_request_and_mapped_back_across
             await stream.send(response_headers({"content-type": "text/event-stream", "content-length": "999"}))
             (reply,) = await stream.read(1)
             assert "content-length" in reply.response_headers.response.header_mutation.remove_headers
-            pieces = [SSE[:cut], SSE[cut:cut + 50], SSE[cut + 50:]]
+            pieces = [SSE[:cut], SSE[cut : cut + 50], SSE[cut + 50 :]]
             out = b""
             for i, piece in enumerate(pieces):
                 await stream.send(response_body(piece, end_of_stream=i == 2))
                 out += (await stream.read(1))[0].response_body.response.body_mutation.streamed_response.body
             assert out == SSE.replace(b"food-review-v2-long-name", b"food-review")
-        assert picker.sample("inference_extension_model_rewrite_decisions_total", {
-            "model_rewrite_name": "canary", "model_name": "food-review",
-            "target_model": "food-review-v2-long-name"}) == len(range(1, 140, 3))
+        assert picker.sample(
+            "inference_extension_model_rewrite_decisions_total",
+            {"model_rewrite_name": "canary", "model_name": "food-review", "target_model": "food-review-v2-long-name"},
+        ) == len(range(1, 140, 3))
 
 
 async def test_rewritten_model_in_a_buffered_body_sets_the_new_content_length():
@@ -326,8 +365,10 @@ async def test_the_rewrite_header_overrides_the_target_and_large_bodies_are_echo
         feed_ranked(picker)
         prompt = "y" * 150_000
         stream = picker.stream(POOL)
-        await stream.send(request_headers({"x-gateway-model-name-rewrite": "forced"}),
-                          request_body(orjson.dumps({"model": "food-review", "prompt": prompt})))
+        await stream.send(
+            request_headers({"x-gateway-model-name-rewrite": "forced"}),
+            request_body(orjson.dumps({"model": "food-review", "prompt": prompt})),
+        )
         replies = await stream.read(1 + 3)
         chunks = [r.request_body.response.body_mutation.streamed_response for r in replies[1:]]
         assert all(len(c.body) <= 62_000 for c in chunks) and chunks[-1].end_of_stream
@@ -335,6 +376,7 @@ async def test_the_rewrite_header_overrides_the_target_and_large_bodies_are_echo
 
 
 # -- response path: usage, TTFT, modes, trailers ------------------------------------------------------------------
+
 
 async def test_usage_from_the_final_sse_event_and_ttft_are_recorded():
     async with PickerHarness(canary_pool()) as picker:
@@ -345,7 +387,7 @@ async def test_usage_from_the_final_sse_event_and_ttft_are_recorded():
         await stream.send(response_headers({"content-type": "text/event-stream"}))
         await stream.read(1)
         for i in range(0, len(SSE), 40):
-            await stream.send(response_body(SSE[i:i + 40], end_of_stream=i + 40 >= len(SSE)))
+            await stream.send(response_body(SSE[i : i + 40], end_of_stream=i + 40 >= len(SSE)))
             await stream.read(1)
         labels = {"model_name": "food-review", "target_model_name": "food-review-v2-long-name"}
         assert picker.sample("inference_objective_input_tokens_sum", labels) == 7
@@ -363,12 +405,17 @@ async def test_usage_from_a_json_body_with_a_long_answer_before_it():
         stream = picker.stream(POOL)
         await stream.send(request_headers(), request_body(BODY))
         await stream.read(2)
-        answer = orjson.dumps({"model": "llama", "choices": [{"text": '"usage": {"prompt_tokens": 99}' * 5000}],
-                               "usage": {"prompt_tokens": 11, "completion_tokens": 13}})
+        answer = orjson.dumps(
+            {
+                "model": "llama",
+                "choices": [{"text": '"usage": {"prompt_tokens": 99}' * 5000}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 13},
+            }
+        )
         await stream.send(response_headers())
         await stream.read(1)
         for i in range(0, len(answer), 30_000):
-            await stream.send(response_body(answer[i:i + 30_000], end_of_stream=i + 30_000 >= len(answer)))
+            await stream.send(response_body(answer[i : i + 30_000], end_of_stream=i + 30_000 >= len(answer)))
             await stream.read(1)
         labels = {"model_name": "llama", "target_model_name": "llama"}
         assert picker.sample("inference_objective_input_tokens_sum", labels) == 11
@@ -381,10 +428,9 @@ async def test_streamed_and_no_response_body_modes(mode):
         feed_ranked(picker)
         state = picker.state(POOL)
         stream = picker.stream(POOL)
-        await stream.send(request_headers(response_mode=mode),
-                          request_body(b'{"model": "food-review", "prompt": "x"}'))
+        await stream.send(request_headers(response_mode=mode), request_body(b'{"model": "food-review", "prompt": "x"}'))
         await stream.read(2)
-        if mode == NONE:   # no body messages: the response is over when Envoy closes the stream
+        if mode == NONE:  # no body messages: the response is over when Envoy closes the stream
             await stream.send(response_headers())
             await stream.read(1)
             assert sum(e.inflight for e in state.endpoints()) == 1
@@ -429,7 +475,7 @@ async def test_a_stream_reset_releases_the_booking_exactly_once():
         await stream.send(response_headers(), response_body(b"data: partial", end_of_stream=False))
         await stream.read(2)
         assert state.get(A).inflight == 1
-        stream.cancel()   # the client went away: Envoy resets the stream
+        stream.cancel()  # the client went away: Envoy resets the stream
         for _ in range(100):
             if state.get(A).inflight == 0:
                 break
@@ -450,14 +496,16 @@ async def test_a_stream_reset_releases_the_booking_exactly_once():
 
 # -- model router -------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("role, callout", [("model-router", None), ("both", "model-router")])
 async def test_model_router_sets_the_model_header_and_clears_the_route_cache(role, callout):
     view = PickerView(adapter_bases={"sql-lora": "llama"})
     async with PickerHarness(view, role=role) as picker:
-        for body, expected in ((b'{"model": "llama"}', {"x-gateway-model-name": "llama"}),
-                               (b'{"model": "sql-lora"}', {"x-gateway-model-name": "sql-lora",
-                                                           "x-gateway-base-model-name": "llama"}),
-                               (b'{"prompt": "no model"}', {})):
+        for body, expected in (
+            (b'{"model": "llama"}', {"x-gateway-model-name": "llama"}),
+            (b'{"model": "sql-lora"}', {"x-gateway-model-name": "sql-lora", "x-gateway-base-model-name": "llama"}),
+            (b'{"prompt": "no model"}', {}),
+        ):
             stream = picker.stream(None, callout=callout)
             await stream.send(request_headers(), request_body(body))
             headers, echo = await stream.read(2)
@@ -478,7 +526,7 @@ async def test_model_router_in_buffered_mode_and_both_roles_in_one_process():
         (reply,) = await stream.read(1)
         assert header_values(reply.request_body.response.header_mutation) == {"x-gateway-model-name": "llama"}
         assert reply.request_body.response.clear_route_cache
-        stream = picker.stream(POOL)   # the endpoint-picking call of the same request
+        stream = picker.stream(POOL)  # the endpoint-picking call of the same request
         await stream.send(request_headers(), request_body(BODY))
         assert destination((await stream.read(2))[0]) == f"{A},{B},{C}"
 
@@ -513,5 +561,5 @@ async def test_a_stream_closed_before_the_response_releases_the_booking():
         stream = picker.stream(POOL)
         await stream.send(request_headers(), request_body(BODY))
         await stream.read(2)
-        await stream.close()   # Envoy half-closes without a response (e.g. the upstream failed to connect)
+        await stream.close()  # Envoy half-closes without a response (e.g. the upstream failed to connect)
         assert picker.state(POOL).get(A).inflight == 0

@@ -17,11 +17,15 @@ SLOW = ServerConfig(max_num_seqs=1, decode_step=0.05, prefill_overhead=0.0, pref
 
 async def fill_queue(session: aiohttp.ClientSession, address: str, requests: int) -> list[asyncio.Task]:
     """Send long requests straight to a simulated pod so that its queue grows (cancel the tasks to stop)."""
+
     async def one():
-        async with session.post(f"http://{address}/v1/completions", json={
-                "model": SLOW.model, "prompt": "keep me busy", "max_tokens": 2000, "stream": True}) as response:
+        async with session.post(
+            f"http://{address}/v1/completions",
+            json={"model": SLOW.model, "prompt": "keep me busy", "max_tokens": 2000, "stream": True},
+        ) as response:
             async for _ in response.content:
                 pass
+
     return [asyncio.create_task(one()) for _ in range(requests)]
 
 
@@ -45,8 +49,10 @@ async def test_picks_avoid_the_pod_whose_scraped_queue_is_long(profile):
     async with SimulatedServers(["127.0.0.30:0", "127.0.0.31:0"], SLOW) as pods:
         busy, idle = pods.addresses
         view = PickerView({POOL: pool_view(POOL, [busy, idle])})
-        async with PickerHarness(view, profile=profile, scrape_interval=0.02) as picker, \
-                aiohttp.ClientSession() as session:
+        async with (
+            PickerHarness(view, profile=profile, scrape_interval=0.02) as picker,
+            aiohttp.ClientSession() as session,
+        ):
             load = await fill_queue(session, busy, 8)
             try:
                 await wait_scraped(picker, lambda m: m[busy].waiting >= 5 and m[idle].updated_at is not None)
@@ -71,7 +77,7 @@ async def test_sheddable_requests_get_429_under_real_saturation():
                 await wait_scraped(picker, lambda m: all(x.waiting >= 5 for x in m.values()))
                 shed = await pick(picker, {"x-gateway-inference-objective": "batch"})
                 assert shed.immediate_response.status.code == 429
-                served = await pick(picker)   # priority 0 is never shed
+                served = await pick(picker)  # priority 0 is never shed
                 assert header_values(served.request_headers.response.header_mutation)
             finally:
                 for task in load:

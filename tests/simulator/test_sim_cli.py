@@ -36,8 +36,22 @@ def test_help_explains_the_simulator(capsys):
 
 
 def test_options_become_the_server_config():
-    args = build_parser().parse_args(["sim", "--decode-ms", "5", "--max-num-seqs", "32", "--engine", "sglang",
-                                      "--lora", "a,b=/p", "--lora", "c", "--no-prefix-caching"])
+    args = build_parser().parse_args(
+        [
+            "sim",
+            "--decode-ms",
+            "5",
+            "--max-num-seqs",
+            "32",
+            "--engine",
+            "sglang",
+            "--lora",
+            "a,b=/p",
+            "--lora",
+            "c",
+            "--no-prefix-caching",
+        ]
+    )
     config = config_from_args(args)
     assert config.decode_step == 0.005 and config.max_num_seqs == 32 and config.engine == "sglang"
     assert config.prefill_overhead == 0.030 and not config.prefix_caching
@@ -47,8 +61,9 @@ def test_options_become_the_server_config():
 
 
 async def test_serves_several_addresses_until_sigterm():
-    process = start("--listen", "127.0.0.13:0", "--listen", "127.0.0.14:0", "--lora", "ad1,ad2=/x/ad2",
-                    "--decode-ms", "1")
+    process = start(
+        "--listen", "127.0.0.13:0", "--listen", "127.0.0.14:0", "--lora", "ad1,ad2=/x/ad2", "--decode-ms", "1"
+    )
     try:
         addresses = wait_for_log(process, "simulated servers ready")["addresses"]
         assert [a.rsplit(":", 1)[0] for a in addresses] == ["127.0.0.13", "127.0.0.14"]

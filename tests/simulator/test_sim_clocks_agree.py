@@ -8,8 +8,9 @@ import pytest
 
 from simulator import Prompt, ServerConfig, ServerModel, VirtualClock, WallClock
 
-CONFIG = ServerConfig(max_num_seqs=2, prefill_overhead=0.02, prefill_per_token=0.0001, decode_step=0.01,
-                      full_batch_slowdown=1.5)
+CONFIG = ServerConfig(
+    max_num_seqs=2, prefill_overhead=0.02, prefill_per_token=0.0001, decode_step=0.01, full_batch_slowdown=1.5
+)
 # (arrival seconds, prompt tokens, max_tokens); two share a prompt prefix; the third queues for a slot.
 SCENARIO = [(0.0, 300, 10, "a"), (0.0, 200, 15, "b"), (0.03, 400, 8, "c"), (0.12, 300, 12, "a")]
 

@@ -40,7 +40,7 @@ async def test_garbage_mode_answers_every_kind_of_garbage_and_no_reading_survive
                 assert response.status == 200
                 bodies.add(await response.read())
         assert bodies == set(GARBAGE_METRICS)
-    for body in GARBAGE_METRICS:          # the picker's reader refuses each one (no crash, no reading)
+    for body in GARBAGE_METRICS:  # the picker's reader refuses each one (no crash, no reading)
         with pytest.raises(MetricsError):
             read_samples(ENGINES["vllm"], parse_metrics_text(ENGINES["vllm"], body.decode("utf-8", "replace")))
 
@@ -54,7 +54,7 @@ async def test_hang_mode_never_answers_counts_scrapes_in_flight_and_can_be_heale
         scrapes = [http.get(f"http://{server.address}/metrics", timeout=timeout) for _ in range(3)]
         results = await asyncio.gather(*scrapes, return_exceptions=True)
         assert all(isinstance(r, asyncio.TimeoutError) for r in results)
-        await asyncio.sleep(0.1)          # the server sees the clients hang up
+        await asyncio.sleep(0.1)  # the server sees the clients hang up
         async with http.get(url) as response:
             assert await response.json() == {"mode": "hang", "scrapes": 3, "in_flight": 0, "max_in_flight": 3}
         async with http.put(url, json={"mode": "none"}):

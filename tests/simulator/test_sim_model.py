@@ -15,8 +15,9 @@ def text_of_tokens(tokens: int, fill: str = "a") -> str:
     return fill * (4 * tokens)
 
 
-def make(config: ServerConfig = ServerConfig(),
-         adapters: dict[str, str] | None = None) -> tuple[VirtualClock, ServerModel]:
+def make(
+    config: ServerConfig = ServerConfig(), adapters: dict[str, str] | None = None
+) -> tuple[VirtualClock, ServerModel]:
     clock = VirtualClock()
     return clock, ServerModel(clock, config, adapters=adapters, name="sim")
 
@@ -141,8 +142,11 @@ def test_lora_requests_info_series_are_stamped_with_the_clock():
     server.submit(Prompt.from_text(text_of_tokens(40)), 4, model="ad1")
     server.submit(Prompt.from_text(text_of_tokens(40)), 4, model="ad2")
     clock.run_until(0.06)
-    series = {(s.labels["running_lora_adapters"], s.labels["waiting_lora_adapters"]): s.value
-              for s in server.gauge_samples() if s.name == "vllm:lora_requests_info"}
+    series = {
+        (s.labels["running_lora_adapters"], s.labels["waiting_lora_adapters"]): s.value
+        for s in server.gauge_samples()
+        if s.name == "vllm:lora_requests_info"
+    }
     assert series[("ad1", "ad2")] == pytest.approx(1_000_000.01)
     assert series[("", "")] == pytest.approx(1_000_000.0)
     assert series[("", "ad1,ad2")] == pytest.approx(1_000_000.01)  # both queued before the engine's first step
@@ -193,7 +197,7 @@ def test_output_tokens_option_stops_early():
 
 
 def test_requests_that_can_never_run_are_refused():
-    clock, server = make(ServerConfig(max_model_len=1000, num_gpu_blocks=20))
+    _clock, server = make(ServerConfig(max_model_len=1000, num_gpu_blocks=20))
     with pytest.raises(InvalidRequestError, match="maximum context length is 1000"):
         server.submit(Prompt.from_text(text_of_tokens(990)), 20)
     with pytest.raises(InvalidRequestError, match="KV cache blocks"):

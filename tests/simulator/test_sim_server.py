@@ -38,8 +38,10 @@ async def client(pods):
 
 async def test_chat_completion_with_the_openai_client(pods, client):
     raw = await client.chat.completions.with_raw_response.create(
-        model=MODEL, max_tokens=7, messages=[{"role": "system", "content": "be brief"},
-                                             {"role": "user", "content": "hello " * 50}])
+        model=MODEL,
+        max_tokens=7,
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello " * 50}],
+    )
     completion = raw.parse()
     assert raw.headers["x-poolgate-served-by"] == pods[0].address
     assert raw.headers["x-poolgate-served-model"] == MODEL
@@ -51,8 +53,10 @@ async def test_chat_completion_with_the_openai_client(pods, client):
     assert usage.prompt_tokens > 75  # 300 bytes of user text alone are 75 tokens
     assert usage.prompt_tokens_details.cached_tokens == 0
     again = await client.chat.completions.create(
-        model=MODEL, max_completion_tokens=3, messages=[{"role": "system", "content": "be brief"},
-                                                        {"role": "user", "content": "hello " * 50}])
+        model=MODEL,
+        max_completion_tokens=3,
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello " * 50}],
+    )
     assert again.usage.completion_tokens == 3
     assert again.usage.prompt_tokens_details.cached_tokens >= 64  # the same prompt: its full blocks are cached
 
@@ -61,16 +65,21 @@ async def test_completions_with_text_and_token_ids(client):
     completion = await client.completions.create(model=MODEL, prompt="Once upon a time")
     assert completion.usage.completion_tokens == 16  # the default max_tokens
     assert completion.usage.prompt_tokens == 4 and completion.choices[0].text.count(" ") == 16
-    by_ids = await client.completions.create(model="ad1", prompt=list(range(40)), max_tokens=2,
-                                             extra_body={"sim_output_tokens": 1})
+    by_ids = await client.completions.create(
+        model="ad1", prompt=list(range(40)), max_tokens=2, extra_body={"sim_output_tokens": 1}
+    )
     assert by_ids.model == "ad1" and by_ids.usage.prompt_tokens == 40
     assert by_ids.usage.completion_tokens == 1 and by_ids.choices[0].finish_reason == "stop"
 
 
 async def test_streaming_chat_with_usage(client):
     stream = await client.chat.completions.create(
-        model=MODEL, max_tokens=5, stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": "count to five"}])
+        model=MODEL,
+        max_tokens=5,
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "count to five"}],
+    )
     chunks = [chunk async for chunk in stream]
     assert chunks[0].choices[0].delta.role == "assistant"
     content = [c for c in chunks if c.choices and c.choices[0].delta.content]
@@ -118,20 +127,26 @@ async def test_models_list_and_lora_adapter_lifecycle(pods, http, client):
     assert "ad2" in str(caught.value.body["message"])
 
 
-@pytest.mark.parametrize("path, body, param", [
-    ("/v1/chat/completions", b"{not json", None),
-    ("/v1/chat/completions", b"[1, 2]", None),
-    ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
-    ("/v1/chat/completions", b'{"model": "%s"}' % MODEL.encode(), "messages"),
-    ("/v1/chat/completions", b'{"model": "%s", "messages": [{"content": "x"}]}' % MODEL.encode(), "messages"),
-    ("/v1/completions", b'{"model": "%s", "prompt": "x", "max_tokens": 0}' % MODEL.encode(), "max_tokens"),
-    ("/v1/completions", b'{"model": "%s", "prompt": "x", "max_tokens": true}' % MODEL.encode(), "max_tokens"),
-    ("/v1/completions", b'{"model": "%s", "prompt": ["a", "b"]}' % MODEL.encode(), "prompt"),
-    ("/v1/completions", b'{"model": "%s", "prompt": "x", "n": 2}' % MODEL.encode(), "n"),
-    ("/v1/completions", b'{"model": "%s", "prompt": "x", "stream_options": {"include_usage": true}}'
-     % MODEL.encode(), "stream_options"),
-    ("/v1/completions", b'{"model": "%s", "prompt": "x", "max_tokens": 200000}' % MODEL.encode(), None),
-])
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        ("/v1/chat/completions", b"{not json", None),
+        ("/v1/chat/completions", b"[1, 2]", None),
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
+        ("/v1/chat/completions", b'{"model": "%s"}' % MODEL.encode(), "messages"),
+        ("/v1/chat/completions", b'{"model": "%s", "messages": [{"content": "x"}]}' % MODEL.encode(), "messages"),
+        ("/v1/completions", b'{"model": "%s", "prompt": "x", "max_tokens": 0}' % MODEL.encode(), "max_tokens"),
+        ("/v1/completions", b'{"model": "%s", "prompt": "x", "max_tokens": true}' % MODEL.encode(), "max_tokens"),
+        ("/v1/completions", b'{"model": "%s", "prompt": ["a", "b"]}' % MODEL.encode(), "prompt"),
+        ("/v1/completions", b'{"model": "%s", "prompt": "x", "n": 2}' % MODEL.encode(), "n"),
+        (
+            "/v1/completions",
+            b'{"model": "%s", "prompt": "x", "stream_options": {"include_usage": true}}' % MODEL.encode(),
+            "stream_options",
+        ),
+        ("/v1/completions", b'{"model": "%s", "prompt": "x", "max_tokens": 200000}' % MODEL.encode(), None),
+    ],
+)
 async def test_bad_requests_get_openai_style_400(pods, http, path, body, param):
     async with http.post(f"http://{pods[0].address}{path}", data=body) as response:
         assert response.status == 400
@@ -146,8 +161,12 @@ async def test_bad_requests_get_openai_style_400(pods, http, path, body, param):
 async def test_unknown_model_and_unknown_route_get_404(pods, http, client):
     with pytest.raises(openai.NotFoundError) as caught:
         await client.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "x"}])
-    assert caught.value.body == {"message": "The model `gpt-nope` does not exist.", "type": "NotFoundError",
-                                 "param": "model", "code": 404}
+    assert caught.value.body == {
+        "message": "The model `gpt-nope` does not exist.",
+        "type": "NotFoundError",
+        "param": "model",
+        "code": 404,
+    }
     async with http.get(f"http://{pods[0].address}/v2/nothing") as response:
         assert response.status == 404 and (await response.json())["error"]["code"] == 404
     async with http.get(f"http://{pods[0].address}/v1/completions") as response:
@@ -192,7 +211,8 @@ async def test_metrics_move_under_load(http):
         assert value(during["vllm:num_requests_running"], "vllm:num_requests_running") == 2
         assert value(during["vllm:num_requests_waiting"], "vllm:num_requests_waiting") == 3
         assert value(during["vllm:kv_cache_usage_perc"], "vllm:kv_cache_usage_perc") == pytest.approx(
-            2 * 8 / 28_000)  # 120 tokens = 8 blocks per running request
+            2 * 8 / 28_000
+        )  # 120 tokens = 8 blocks per running request
         results = await asyncio.gather(*tasks)
         assert all(r["usage"]["completion_tokens"] == 20 for r in results)
         repeat = await complete(0)  # the same prompt again: 6 full blocks of its 100 tokens are cached
@@ -213,15 +233,22 @@ async def test_metrics_move_under_load(http):
     assert info.value == 1 and info.labels["block_size"] == "16" and info.labels["num_gpu_blocks"] == "28000"
     assert after["vllm:num_requests_running"][0].labels["model_name"] == MODEL
     lora = after["vllm:lora_requests_info"]
-    assert max(lora, key=lambda s: s.value).labels == {"max_lora": "4", "running_lora_adapters": "",
-                                                        "waiting_lora_adapters": ""}
+    assert max(lora, key=lambda s: s.value).labels == {
+        "max_lora": "4",
+        "running_lora_adapters": "",
+        "waiting_lora_adapters": "",
+    }
 
 
 async def test_sglang_metric_names(http):
     async with SimulatedServer("127.0.0.12:0", ServerConfig(engine="sglang")) as pod:
         families = scrape(await (await http.get(f"http://{pod.address}/metrics")).text())
-    assert {"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage",
-            "sglang:cache_config_info"} <= set(families)
+    assert {
+        "sglang:num_queue_reqs",
+        "sglang:num_running_reqs",
+        "sglang:token_usage",
+        "sglang:cache_config_info",
+    } <= set(families)
     (info,) = families["sglang:cache_config_info"]
     assert info.labels["page_size"] == "16" and info.labels["num_pages"] == "28000"
     assert not any(name.startswith("vllm:") for name in families)
@@ -231,9 +258,17 @@ async def test_gauge_samples_match_the_scrape(http):
     async with SimulatedServer("127.0.0.12:0", FAST, {"ad1": "/a"}) as pod:
         families = scrape(await (await http.get(f"http://{pod.address}/metrics")).text())
         direct = pod.model.gauge_samples()
-    scraped = [(s.name, s.labels, s.value) for name in ("vllm:num_requests_waiting", "vllm:num_requests_running",
-                                                        "vllm:kv_cache_usage_perc", "vllm:cache_config_info",
-                                                        "vllm:lora_requests_info") for s in families[name]]
+    scraped = [
+        (s.name, s.labels, s.value)
+        for name in (
+            "vllm:num_requests_waiting",
+            "vllm:num_requests_running",
+            "vllm:kv_cache_usage_perc",
+            "vllm:cache_config_info",
+            "vllm:lora_requests_info",
+        )
+        for s in families[name]
+    ]
     assert scraped == [(s.name, s.labels, pytest.approx(s.value)) for s in direct]
 
 

@@ -1,40 +1,52 @@
 """Playing Envoy's side of ext_proc in tests: build the messages Envoy sends, drive real gRPC streams, read replies.
 
-    async with grpc.aio.insecure_channel(target) as channel:
-        stream = ExtProcStream(channel, pool="default/pool")
-        await stream.send(request_headers({":path": "/v1/completions"}))
-        await stream.send(request_body(b'{"model": "m", "prompt": "hi"}', end_of_stream=True))
-        replies = await stream.read(1 + 1)          # headers reply + one echoed body chunk
+async with grpc.aio.insecure_channel(target) as channel:
+    stream = ExtProcStream(channel, pool="default/pool")
+    await stream.send(request_headers({":path": "/v1/completions"}))
+    await stream.send(request_body(b'{"model": "m", "prompt": "hi"}', end_of_stream=True))
+    replies = await stream.read(1 + 1)          # headers reply + one echoed body chunk
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Mapping
+from collections.abc import Mapping
 
 import grpc
-from google.protobuf import json_format
-
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
+from google.protobuf import json_format
 
 FULL_DUPLEX_STREAMED, BUFFERED, STREAMED, NONE = 4, 2, 1, 0
 
 
 def _header_map(headers: Mapping[str, str]) -> base_pb2.HeaderMap:
-    return base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k.lower(), raw_value=v.encode())
-                                       for k, v in headers.items()])
+    return base_pb2.HeaderMap(
+        headers=[base_pb2.HeaderValue(key=k.lower(), raw_value=v.encode()) for k, v in headers.items()]
+    )
 
 
-def request_headers(headers: Mapping[str, str] | None = None, end_of_stream: bool = False,
-                    request_mode: int | None = FULL_DUPLEX_STREAMED, response_mode: int = FULL_DUPLEX_STREAMED,
-                    metadata: Mapping[str, Mapping] | None = None) -> ext_proc.ProcessingRequest:
+def request_headers(
+    headers: Mapping[str, str] | None = None,
+    end_of_stream: bool = False,
+    request_mode: int | None = FULL_DUPLEX_STREAMED,
+    response_mode: int = FULL_DUPLEX_STREAMED,
+    metadata: Mapping[str, Mapping] | None = None,
+) -> ext_proc.ProcessingRequest:
     """The first message of a stream (with `protocol_config`, as Envoy 1.40 sends it; request_mode None omits it)."""
-    base = {":method": "POST", ":path": "/v1/completions", ":authority": "gateway", ":scheme": "http",
-            "content-type": "application/json"}
-    message = ext_proc.ProcessingRequest(request_headers=ext_proc.HttpHeaders(
-        headers=_header_map({**base, **(headers or {})}), end_of_stream=end_of_stream))
+    base = {
+        ":method": "POST",
+        ":path": "/v1/completions",
+        ":authority": "gateway",
+        ":scheme": "http",
+        "content-type": "application/json",
+    }
+    message = ext_proc.ProcessingRequest(
+        request_headers=ext_proc.HttpHeaders(
+            headers=_header_map({**base, **(headers or {})}), end_of_stream=end_of_stream
+        )
+    )
     if request_mode is not None:
         message.protocol_config.request_body_mode = request_mode
         message.protocol_config.response_body_mode = response_mode
@@ -50,12 +62,18 @@ def request_trailers() -> ext_proc.ProcessingRequest:
     return ext_proc.ProcessingRequest(request_trailers=ext_proc.HttpTrailers())
 
 
-def response_headers(headers: Mapping[str, str] | None = None, end_of_stream: bool = False,
-                     metadata: Mapping[str, Mapping] | None = None,
-                     attributes: Mapping[str, str] | None = None) -> ext_proc.ProcessingRequest:
-    message = ext_proc.ProcessingRequest(response_headers=ext_proc.HttpHeaders(
-        headers=_header_map({":status": "200", "content-type": "application/json", **(headers or {})}),
-        end_of_stream=end_of_stream))
+def response_headers(
+    headers: Mapping[str, str] | None = None,
+    end_of_stream: bool = False,
+    metadata: Mapping[str, Mapping] | None = None,
+    attributes: Mapping[str, str] | None = None,
+) -> ext_proc.ProcessingRequest:
+    message = ext_proc.ProcessingRequest(
+        response_headers=ext_proc.HttpHeaders(
+            headers=_header_map({":status": "200", "content-type": "application/json", **(headers or {})}),
+            end_of_stream=end_of_stream,
+        )
+    )
     _add_metadata(message, metadata)
     if attributes:
         message.attributes["envoy.filters.http.ext_proc"].update(dict(attributes))
@@ -120,7 +138,7 @@ class ExtProcStream:
         """Whether the server ended the stream (within `timeout` seconds)."""
         try:
             await asyncio.wait_for(asyncio.shield(self.ended.wait()), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -137,4 +155,3 @@ def header_values(mutation: ext_proc.HeaderMutation) -> dict[str, str]:
 def lb_metadata(reply: ext_proc.ProcessingResponse) -> dict:
     """The dynamic metadata of a reply as a plain dict."""
     return json_format.MessageToDict(reply.dynamic_metadata) if reply.HasField("dynamic_metadata") else {}
-

@@ -9,14 +9,28 @@ CONTROLLER = "poolgate.dev/gateway-controller"
 
 
 def gateway_class(name: str = "poolgate", controller: str = CONTROLLER) -> dict:
-    return {"apiVersion": GW, "kind": "GatewayClass", "metadata": {"name": name}, "spec": {"controllerName": controller}}
+    return {
+        "apiVersion": GW,
+        "kind": "GatewayClass",
+        "metadata": {"name": name},
+        "spec": {"controllerName": controller},
+    }
 
 
-def gateway(name: str = "gw", namespace: str = "default", listeners: list[dict] | None = None,
-            class_name: str = "poolgate", generation: int = 1) -> dict:
+def gateway(
+    name: str = "gw",
+    namespace: str = "default",
+    listeners: list[dict] | None = None,
+    class_name: str = "poolgate",
+    generation: int = 1,
+) -> dict:
     listeners = listeners or [{"name": "http", "port": 8080, "protocol": "HTTP"}]
-    return {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": name, "namespace": namespace, "generation": generation},
-            "spec": {"gatewayClassName": class_name, "listeners": listeners}}
+    return {
+        "apiVersion": GW,
+        "kind": "Gateway",
+        "metadata": {"name": name, "namespace": namespace, "generation": generation},
+        "spec": {"gatewayClassName": class_name, "listeners": listeners},
+    }
 
 
 def pool_ref(name: str, weight: int | None = None, namespace: str | None = None, port: int | None = None) -> dict:
@@ -30,12 +44,22 @@ def pool_ref(name: str, weight: int | None = None, namespace: str | None = None,
     return ref
 
 
-def route(name: str = "route", namespace: str = "default", parents: list[dict] | None = None,
-          rules: list[dict] | None = None, hostnames: list[str] | None = None, generation: int = 1,
-          status: dict | None = None, created: str | None = None) -> dict:
-    obj = {"apiVersion": GW, "kind": "HTTPRoute",
-           "metadata": {"name": name, "namespace": namespace, "generation": generation},
-           "spec": {"parentRefs": parents or [{"name": "gw"}], "rules": rules or [{"backendRefs": [pool_ref("pool")]}]}}
+def route(
+    name: str = "route",
+    namespace: str = "default",
+    parents: list[dict] | None = None,
+    rules: list[dict] | None = None,
+    hostnames: list[str] | None = None,
+    generation: int = 1,
+    status: dict | None = None,
+    created: str | None = None,
+) -> dict:
+    obj = {
+        "apiVersion": GW,
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": namespace, "generation": generation},
+        "spec": {"parentRefs": parents or [{"name": "gw"}], "rules": rules or [{"backendRefs": [pool_ref("pool")]}]},
+    }
     if hostnames:
         obj["spec"]["hostnames"] = hostnames
     if status:
@@ -45,9 +69,17 @@ def route(name: str = "route", namespace: str = "default", parents: list[dict] |
     return obj
 
 
-def pool(name: str = "pool", namespace: str = "default", app: str | None = None, ports: tuple[int, ...] = (8000,),
-         picker: str | None = "epp", failure_mode: str | None = None, h2c: bool = False, generation: int = 1,
-         status: dict | None = None) -> dict:
+def pool(
+    name: str = "pool",
+    namespace: str = "default",
+    app: str | None = None,
+    ports: tuple[int, ...] = (8000,),
+    picker: str | None = "epp",
+    failure_mode: str | None = None,
+    h2c: bool = False,
+    generation: int = 1,
+    status: dict | None = None,
+) -> dict:
     spec: dict = {"selector": {"matchLabels": {"app": app or name}}, "targetPorts": [{"number": p} for p in ports]}
     if picker:
         spec["endpointPickerRef"] = {"name": picker, "port": {"number": 9002}}
@@ -55,34 +87,61 @@ def pool(name: str = "pool", namespace: str = "default", app: str | None = None,
             spec["endpointPickerRef"]["failureMode"] = failure_mode
     if h2c:
         spec["appProtocol"] = "kubernetes.io/h2c"
-    obj = {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
-           "metadata": {"name": name, "namespace": namespace, "generation": generation}, "spec": spec}
+    obj = {
+        "apiVersion": "inference.networking.k8s.io/v1",
+        "kind": "InferencePool",
+        "metadata": {"name": name, "namespace": namespace, "generation": generation},
+        "spec": spec,
+    }
     if status:
         obj["status"] = status
     return obj
 
 
 def service(name: str = "epp", namespace: str = "default", ip: str = "127.0.0.2", port: int = 9002) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"clusterIP": ip, "ports": [{"port": port}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"clusterIP": ip, "ports": [{"port": port}]},
+    }
 
 
-def pod(name: str, ip: str, app: str = "pool", namespace: str = "default", ready: bool = True,
-        annotations: dict | None = None) -> dict:
+def pod(
+    name: str,
+    ip: str,
+    app: str = "pool",
+    namespace: str = "default",
+    ready: bool = True,
+    annotations: dict | None = None,
+) -> dict:
     meta = {"name": name, "namespace": namespace, "labels": {"app": app}}
     if annotations:
         meta["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "status": {"phase": "Running", "podIP": ip,
-                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
 
 
-def grant(namespace: str, from_namespace: str, to_kind: str = "InferencePool",
-          to_group: str = "inference.networking.k8s.io") -> dict:
-    return {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
-            "metadata": {"name": "allow", "namespace": namespace},
-            "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": from_namespace}],
-                     "to": [{"group": to_group, "kind": to_kind}]}}
+def grant(
+    namespace: str, from_namespace: str, to_kind: str = "InferencePool", to_group: str = "inference.networking.k8s.io"
+) -> dict:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "allow", "namespace": namespace},
+        "spec": {
+            "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": from_namespace}],
+            "to": [{"group": to_group, "kind": to_kind}],
+        },
+    }
 
 
 def build(*raws: dict) -> list:
@@ -94,22 +153,45 @@ def build(*raws: dict) -> list:
 
 def basic(*extra: dict) -> list:
     """A GatewayClass, a Gateway, a route to `pool`, the pool with its picker Service and two ready pods."""
-    return build(gateway_class(), gateway(), route(), pool(), service(), pod("p0", "10.0.0.1"), pod("p1", "10.0.0.2"),
-                 *extra)
+    return build(
+        gateway_class(), gateway(), route(), pool(), service(), pod("p0", "10.0.0.1"), pod("p1", "10.0.0.2"), *extra
+    )
 
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
-def sim_deployment(app: str, replicas: int = 2, ports: tuple[int, ...] = (8000,), model: str = MODEL,
-                   args: tuple[str, ...] = ("--no-latency",), namespace: str = "default") -> dict:
+def sim_deployment(
+    app: str,
+    replicas: int = 2,
+    ports: tuple[int, ...] = (8000,),
+    model: str = MODEL,
+    args: tuple[str, ...] = ("--no-latency",),
+    namespace: str = "default",
+) -> dict:
     """A Deployment of `replicas` simulated pods labelled app=<app>, serving `model` on `ports`."""
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app, "namespace": namespace},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}},
-                     "template": {"metadata": {"labels": {"app": app}}, "spec": {"containers": [{
-                         "name": "model-server", "image": "ghcr.io/poolgate/poolgate:test",
-                         "args": ["sim", "--model", model, *args],
-                         "ports": [{"containerPort": p} for p in ports]}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": app, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "model-server",
+                            "image": "ghcr.io/poolgate/poolgate:test",
+                            "args": ["sim", "--model", model, *args],
+                            "ports": [{"containerPort": p} for p in ports],
+                        }
+                    ]
+                },
+            },
+        },
+    }
 
 
 def listener(port: int = 0) -> list[dict]:

@@ -10,7 +10,7 @@ Pool metrics are fed through `PoolState.apply_samples` (no scraping) unless `scr
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -27,34 +27,49 @@ from tests.support.extproc import ExtProcStream
 
 def pool_view(key: str, endpoints: list[str], **fields) -> PoolView:
     """A PoolView of existing pool `key` with endpoints given as `ip:port` strings."""
-    specs = tuple(EndpointSpec(e.rpartition(":")[0], int(e.rpartition(":")[2]), f"pod-{i}")
-                  for i, e in enumerate(endpoints))
+    specs = tuple(
+        EndpointSpec(e.rpartition(":")[0], int(e.rpartition(":")[2]), f"pod-{i}") for i, e in enumerate(endpoints)
+    )
     return PoolView(key, True, specs, **fields)
 
 
 def vllm_samples(waiting: int, kv_usage: float, running: int = 0) -> list[Sample]:
     """The core vLLM gauges of one scrape."""
-    return [Sample("vllm:num_requests_waiting", {}, waiting, None, None),
-            Sample("vllm:num_requests_running", {}, running, None, None),
-            Sample("vllm:kv_cache_usage_perc", {}, kv_usage, None, None)]
+    return [
+        Sample("vllm:num_requests_waiting", {}, waiting, None, None),
+        Sample("vllm:num_requests_running", {}, running, None, None),
+        Sample("vllm:kv_cache_usage_perc", {}, kv_usage, None, None),
+    ]
 
 
 class PickerHarness:
     """A picker's gRPC servers on 127.0.0.1 (free ports) serving the pools of a view; see the module docstring."""
 
-    def __init__(self, view: PickerView, *, profile: str = "llmd-default", fallbacks: int = 2,
-                 role: str = "endpoint-picker", max_body_bytes: int = 10 * 1024 * 1024,
-                 conformance_steering: bool = False, tls: tuple[bytes, bytes] | None = None,
-                 scrape_interval: float | None = None, ready: bool = True) -> None:
+    def __init__(
+        self,
+        view: PickerView,
+        *,
+        profile: str = "llmd-default",
+        fallbacks: int = 2,
+        role: str = "endpoint-picker",
+        max_body_bytes: int = 10 * 1024 * 1024,
+        conformance_steering: bool = False,
+        tls: tuple[bytes, bytes] | None = None,
+        scrape_interval: float | None = None,
+        ready: bool = True,
+    ) -> None:
         self.view = view
         self.registry = CollectorRegistry()
-        self.pools = PoolRegistry(PoolSettings(ProfileSource(None, profile), fallbacks=fallbacks,
-                                               scrape_interval=scrape_interval), self.registry)
+        self.pools = PoolRegistry(
+            PoolSettings(ProfileSource(None, profile), fallbacks=fallbacks, scrape_interval=scrape_interval),
+            self.registry,
+        )
         self.metrics = PickerMetrics(self.registry)
         self.registry.register(PoolCollector(self.pools.labelled_states))
         self.settings = ExchangeSettings(role, max_body_bytes, conformance_steering)
-        self.server = PickerServer(ExternalProcessor(self.pools, self.metrics, self.settings),
-                                   Listen("127.0.0.1", 0, 0, tls))
+        self.server = PickerServer(
+            ExternalProcessor(self.pools, self.metrics, self.settings), Listen("127.0.0.1", 0, 0, tls)
+        )
         self.tls = tls
         self.ready = ready
         self.channel: grpc.aio.Channel | None = None
@@ -68,8 +83,9 @@ class PickerHarness:
             self.channel = grpc.aio.insecure_channel(self.target)
         else:
             credentials = grpc.ssl_channel_credentials(root_certificates=self.tls[1])
-            self.channel = grpc.aio.secure_channel(self.target, credentials,
-                                                   options=(("grpc.ssl_target_name_override", "localhost"),))
+            self.channel = grpc.aio.secure_channel(
+                self.target, credentials, options=(("grpc.ssl_target_name_override", "localhost"),)
+            )
         return self
 
     async def __aexit__(self, *exc_info) -> None:

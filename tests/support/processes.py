@@ -9,8 +9,8 @@ kills every process it started when the test ends, whatever happened.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from poolgate.up.processes import POOLGATE, Process, free_port, port_open, wait_for_port, wait_until
 
@@ -31,7 +31,7 @@ class Processes:
         self.started.append(process)
         return process
 
-    def __enter__(self) -> "Processes":
+    def __enter__(self) -> Processes:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
@@ -37,8 +37,11 @@ class RunningStack:
 
     def status(self, kind: str, name: str) -> dict:
         """The status poolgate computes for an object (kind + name) of the running configuration."""
-        found = [s["status"] for s in self.stack.status.translation.status()
-                 if s["kind"] == kind and s["metadata"]["name"] == name]
+        found = [
+            s["status"]
+            for s in self.stack.status.translation.status()
+            if s["kind"] == kind and s["metadata"]["name"] == name
+        ]
         assert found, f"no status for {kind} {name}"
         return found[0]
 
@@ -52,9 +55,9 @@ class RunningStack:
 
 
 @contextlib.contextmanager
-def running_stack(directory: Path, *objects: dict,
-                  picker_args: tuple[str, ...] = ("--enable-conformance-steering",),
-                  **options) -> Iterator[RunningStack]:
+def running_stack(
+    directory: Path, *objects: dict, picker_args: tuple[str, ...] = ("--enable-conformance-steering",), **options
+) -> Iterator[RunningStack]:
     """Start a stack from raw objects (dicts) and stop it on exit. A Gateway listener port 0 becomes a free port
     of the stack's own listener address."""
     block = next_block()
@@ -67,8 +70,16 @@ def running_stack(directory: Path, *objects: dict,
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"objects-{block}.yaml"
     path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
-    stack = Stack([path], StackOptions(state_dir=directory / f"state-{block}", listener_address=listener,
-                                       address_block=block, picker_args=picker_args, **options))
+    stack = Stack(
+        [path],
+        StackOptions(
+            state_dir=directory / f"state-{block}",
+            listener_address=listener,
+            address_block=block,
+            picker_args=picker_args,
+            **options,
+        ),
+    )
     try:
         stack.start()
         yield RunningStack(stack, block)

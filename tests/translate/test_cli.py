@@ -10,8 +10,13 @@ from tests.conftest import REPO
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "poolgate.cli", "translate", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "poolgate.cli", "translate", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_translate_writes_a_bootstrap_envoy_accepts(tmp_path):

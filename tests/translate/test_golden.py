@@ -34,8 +34,10 @@ def check(path: Path, actual: str) -> None:
 def test_stages_match_golden(case, envoy_validate):
     translation = translate(load_files([GOLDEN / case / "input.yaml"]))
     check(GOLDEN / case / "status.json", json.dumps(translation.status(StatusOptions(now=NOW)), indent=2) + "\n")
-    ir = {"listeners": [dataclasses.asdict(lst) for lst in translation.ir.listeners],
-          "clusters": {name: dataclasses.asdict(c) for name, c in sorted(translation.ir.clusters.items())}}
+    ir = {
+        "listeners": [dataclasses.asdict(lst) for lst in translation.ir.listeners],
+        "clusters": {name: dataclasses.asdict(c) for name, c in sorted(translation.ir.clusters.items())},
+    }
     check(GOLDEN / case / "ir.json", json.dumps(ir, indent=2) + "\n")
     bootstrap = translation.bootstrap()
     check(GOLDEN / case / "bootstrap.yaml", to_yaml(bootstrap))

@@ -6,7 +6,16 @@ from __future__ import annotations
 from poolgate.translate import TranslateOptions, translate, xds
 from poolgate.translate.output import swap_directory
 from tests.support.objects import (
-    basic, build, gateway, gateway_class, grant, pod, pool, pool_ref, route, service,
+    basic,
+    build,
+    gateway,
+    gateway_class,
+    grant,
+    pod,
+    pool,
+    pool_ref,
+    route,
+    service,
 )
 
 
@@ -23,8 +32,11 @@ def routes(bootstrap: dict) -> list[dict]:
 
 
 def endpoints(cluster: dict) -> list[str]:
-    return [f'{e["endpoint"]["address"]["socket_address"]["address"]}:{e["endpoint"]["address"]["socket_address"]["port_value"]}'
-            for group in cluster["load_assignment"].get("endpoints", []) for e in group.get("lb_endpoints", [])]
+    return [
+        f"{e['endpoint']['address']['socket_address']['address']}:{e['endpoint']['address']['socket_address']['port_value']}"
+        for group in cluster["load_assignment"].get("endpoints", [])
+        for e in group.get("lb_endpoints", [])
+    ]
 
 
 def test_pool_cluster_has_ready_pod_endpoints_and_override_host(envoy_validate):
@@ -41,32 +53,64 @@ def test_pool_cluster_has_ready_pod_endpoints_and_override_host(envoy_validate):
     assert sources[0] == {"header": "x-gateway-destination-endpoint"}
     assert sources[1]["metadata"] == {"key": "envoy.lb", "path": [{"key": "x-gateway-destination-endpoint"}]}
     assert "fallback_policy" in config
-    assert config["selected_host_key"] == {"key": "envoy.lb", "path": [{"key": "x-gateway-destination-endpoint-served"}]}
+    assert config["selected_host_key"] == {
+        "key": "envoy.lb",
+        "path": [{"key": "x-gateway-destination-endpoint-served"}],
+    }
 
 
 def test_three_target_ports_and_active_ports_annotation(envoy_validate):
-    objects = build(gateway_class(), gateway(), route(), pool(ports=(8000, 8001, 8002)), service(),
-                    pod("p0", "10.0.0.1"), pod("p1", "10.0.0.2", annotations={"inference.networking.k8s.io/active-ports": "8000,8002"}))
+    objects = build(
+        gateway_class(),
+        gateway(),
+        route(),
+        pool(ports=(8000, 8001, 8002)),
+        service(),
+        pod("p0", "10.0.0.1"),
+        pod("p1", "10.0.0.2", annotations={"inference.networking.k8s.io/active-ports": "8000,8002"}),
+    )
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     assert endpoints(clusters_by_name(boot)["poolgate/pool/default/pool"]) == [
-        "10.0.0.1:8000", "10.0.0.1:8001", "10.0.0.1:8002", "10.0.0.2:8000", "10.0.0.2:8002"]
+        "10.0.0.1:8000",
+        "10.0.0.1:8001",
+        "10.0.0.1:8002",
+        "10.0.0.2:8000",
+        "10.0.0.2:8002",
+    ]
 
 
 def test_port_mismatched_backend_ref_is_ignored(envoy_validate):
-    objects = build(gateway_class(), gateway(), route(rules=[{"backendRefs": [pool_ref("pool", port=1234)]}]), pool(),
-                    service(), pod("p0", "10.0.0.1"))
+    objects = build(
+        gateway_class(),
+        gateway(),
+        route(rules=[{"backendRefs": [pool_ref("pool", port=1234)]}]),
+        pool(),
+        service(),
+        pod("p0", "10.0.0.1"),
+    )
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     assert endpoints(clusters_by_name(boot)["poolgate/pool/default/pool"]) == ["10.0.0.1:8000"]
 
 
 def test_picker_filter_sends_nothing_by_default_and_each_route_names_its_pool(envoy_validate):
-    objects = build(gateway_class(), gateway(),
-                    route(rules=[{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}], "backendRefs": [pool_ref("pool")]},
-                                 {"matches": [{"path": {"type": "PathPrefix", "value": "/plain"}}],
-                                  "backendRefs": [{"name": "web", "port": 80}]}]),
-                    pool(), service(), service("web", ip="127.0.0.40", port=80))
+    objects = build(
+        gateway_class(),
+        gateway(),
+        route(
+            rules=[
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}], "backendRefs": [pool_ref("pool")]},
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/plain"}}],
+                    "backendRefs": [{"name": "web", "port": 80}],
+                },
+            ]
+        ),
+        pool(),
+        service(),
+        service("web", ip="127.0.0.40", port=80),
+    )
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     filters = hcm(boot)["http_filters"]
@@ -95,10 +139,19 @@ def test_client_sent_destination_header_is_stripped_before_any_filter():
 
 
 def test_fail_open_and_fail_close(envoy_validate):
-    objects = build(gateway_class(), gateway(),
-                    route(rules=[{"matches": [{"path": {"value": "/open"}}], "backendRefs": [pool_ref("open")]},
-                                 {"matches": [{"path": {"value": "/closed"}}], "backendRefs": [pool_ref("closed")]}]),
-                    pool("open", failure_mode="FailOpen"), pool("closed"), service())
+    objects = build(
+        gateway_class(),
+        gateway(),
+        route(
+            rules=[
+                {"matches": [{"path": {"value": "/open"}}], "backendRefs": [pool_ref("open")]},
+                {"matches": [{"path": {"value": "/closed"}}], "backendRefs": [pool_ref("closed")]},
+            ]
+        ),
+        pool("open", failure_mode="FailOpen"),
+        pool("closed"),
+        service(),
+    )
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     by_path = {r["match"].get("path_separated_prefix"): r for r in routes(boot)}
@@ -118,8 +171,17 @@ def test_output_is_byte_identical_across_processes(tmp_path):
     import sys
 
     from tests.conftest import REPO
-    outputs = {subprocess.run([sys.executable, "-m", "poolgate.cli", "translate", "-f", "examples/weighted-pools.yaml"],
-                              capture_output=True, text=True, cwd=REPO, check=True).stdout for _ in range(3)}
+
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-m", "poolgate.cli", "translate", "-f", "examples/weighted-pools.yaml"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=True,
+        ).stdout
+        for _ in range(3)
+    }
     assert len(outputs) == 1
 
 
@@ -136,32 +198,53 @@ def test_h2c_pool_speaks_http2_to_pods(envoy_validate):
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     options = clusters_by_name(boot)["poolgate/pool/default/pool"]["typed_extension_protocol_options"]
-    assert "http2_protocol_options" in options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
+    assert (
+        "http2_protocol_options"
+        in options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
+    )
 
 
 def test_weighted_pools_each_call_their_own_picker(envoy_validate):
-    objects = build(gateway_class(), gateway(),
-                    route(rules=[{"backendRefs": [pool_ref("a", weight=70), pool_ref("b", weight=30)]}]),
-                    pool("a", picker="epp-a"), pool("b", picker="epp-b"), service("epp-a"), service("epp-b", ip="127.0.0.3"))
+    objects = build(
+        gateway_class(),
+        gateway(),
+        route(rules=[{"backendRefs": [pool_ref("a", weight=70), pool_ref("b", weight=30)]}]),
+        pool("a", picker="epp-a"),
+        pool("b", picker="epp-b"),
+        service("epp-a"),
+        service("epp-b", ip="127.0.0.3"),
+    )
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     action = routes(boot)[0]["route"]
     weights = {c["name"]: c["weight"] for c in action["weighted_clusters"]["clusters"]}
     assert weights == {"poolgate/pool/default/a": 70, "poolgate/pool/default/b": 30}
-    pickers = {c["name"]: c["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]["grpc_service"]
-               for c in action["weighted_clusters"]["clusters"]}
+    pickers = {
+        c["name"]: c["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]["grpc_service"]
+        for c in action["weighted_clusters"]["clusters"]
+    }
     assert pickers["poolgate/pool/default/a"]["envoy_grpc"]["cluster_name"] == "poolgate/picker/default/epp-a/9002"
     assert pickers["poolgate/pool/default/b"]["envoy_grpc"]["cluster_name"] == "poolgate/picker/default/epp-b/9002"
     assert pickers["poolgate/pool/default/b"]["initial_metadata"] == [{"key": "x-poolgate-pool", "value": "default/b"}]
 
 
 def test_missing_pool_and_missing_picker_answer_500(envoy_validate):
-    objects = build(gateway_class(), gateway(),
-                    route(rules=[{"matches": [{"path": {"value": "/missing"}}], "backendRefs": [pool_ref("nope")]},
-                                 {"matches": [{"path": {"value": "/nopicker"}}], "backendRefs": [pool_ref("pool")]},
-                                 {"matches": [{"path": {"value": "/half"}}],
-                                  "backendRefs": [pool_ref("nope", weight=50), pool_ref("ok", weight=50)]}]),
-                    pool(), pool("ok", picker=None))
+    objects = build(
+        gateway_class(),
+        gateway(),
+        route(
+            rules=[
+                {"matches": [{"path": {"value": "/missing"}}], "backendRefs": [pool_ref("nope")]},
+                {"matches": [{"path": {"value": "/nopicker"}}], "backendRefs": [pool_ref("pool")]},
+                {
+                    "matches": [{"path": {"value": "/half"}}],
+                    "backendRefs": [pool_ref("nope", weight=50), pool_ref("ok", weight=50)],
+                },
+            ]
+        ),
+        pool(),
+        pool("ok", picker=None),
+    )
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     by_path = {r["match"].get("path_separated_prefix"): r for r in routes(boot)}
@@ -169,7 +252,10 @@ def test_missing_pool_and_missing_picker_answer_500(envoy_validate):
     assert by_path["/nopicker"]["direct_response"]["status"] == 500
     half = by_path["/half"]["route"]
     assert half["cluster_not_found_response_code"] == "INTERNAL_SERVER_ERROR"
-    assert [c["name"] for c in half["weighted_clusters"]["clusters"]] == ["poolgate/invalid-backend", "poolgate/pool/default/ok"]
+    assert [c["name"] for c in half["weighted_clusters"]["clusters"]] == [
+        "poolgate/invalid-backend",
+        "poolgate/pool/default/ok",
+    ]
     assert "poolgate/invalid-backend" not in clusters_by_name(boot)
 
 
@@ -184,8 +270,13 @@ def test_pool_without_picker_uses_least_request_and_no_ext_proc(envoy_validate):
 
 
 def test_cross_namespace_backend_without_grant_is_not_routed(envoy_validate):
-    base = [gateway_class(), gateway(), route(rules=[{"backendRefs": [pool_ref("pool", namespace="models")]}]),
-            pool(namespace="models"), service(namespace="models")]
+    base = [
+        gateway_class(),
+        gateway(),
+        route(rules=[{"backendRefs": [pool_ref("pool", namespace="models")]}]),
+        pool(namespace="models"),
+        service(namespace="models"),
+    ]
     denied = translate(build(*base)).bootstrap()
     envoy_validate(denied)
     assert routes(denied)[0]["direct_response"]["status"] == 500
@@ -196,14 +287,27 @@ def test_cross_namespace_backend_without_grant_is_not_routed(envoy_validate):
 
 def test_model_name_routing_runs_the_model_router_first(envoy_validate):
     def rule(model, pool_name):
-        return {"matches": [{"headers": [{"name": "X-Gateway-Model-Name", "value": model}]}],
-                "backendRefs": [pool_ref(pool_name)]}
-    objects = build(gateway_class(), gateway(), route(rules=[rule("llama", "a"), rule("qwen", "b")]),
-                    pool("a"), pool("b"), service())
+        return {
+            "matches": [{"headers": [{"name": "X-Gateway-Model-Name", "value": model}]}],
+            "backendRefs": [pool_ref(pool_name)],
+        }
+
+    objects = build(
+        gateway_class(),
+        gateway(),
+        route(rules=[rule("llama", "a"), rule("qwen", "b")]),
+        pool("a"),
+        pool("b"),
+        service(),
+    )
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     filters = hcm(boot)["http_filters"]
-    assert [f["name"] for f in filters] == ["poolgate.model_router", "poolgate.endpoint_picker", "envoy.filters.http.router"]
+    assert [f["name"] for f in filters] == [
+        "poolgate.model_router",
+        "poolgate.endpoint_picker",
+        "envoy.filters.http.router",
+    ]
     router = filters[0]["typed_config"]
     assert router["route_cache_action"] == "CLEAR"
     assert router["grpc_service"]["initial_metadata"] == [{"key": "x-poolgate-callout", "value": "model-router"}]
@@ -211,54 +315,91 @@ def test_model_name_routing_runs_the_model_router_first(envoy_validate):
     removed = {m["remove"] for m in hcm(boot)["early_header_mutation_extensions"][0]["typed_config"]["mutations"]}
     assert "x-gateway-model-name" in removed
     matchers = [r["match"]["headers"][0] for r in routes(boot)]
-    assert matchers == [{"name": "x-gateway-model-name", "string_match": {"exact": "llama"}},
-                        {"name": "x-gateway-model-name", "string_match": {"exact": "qwen"}}]
+    assert matchers == [
+        {"name": "x-gateway-model-name", "string_match": {"exact": "llama"}},
+        {"name": "x-gateway-model-name", "string_match": {"exact": "qwen"}},
+    ]
     assert "poolgate/model-router" in clusters_by_name(boot)
 
 
 def test_route_precedence_exact_then_longest_prefix_then_headers():
-    rules = [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [pool_ref("pool")]},
-             {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}], "backendRefs": [pool_ref("pool")]},
-             {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
-                           "headers": [{"name": "x-tier", "value": "gold"}]}], "backendRefs": [pool_ref("pool")]},
-             {"matches": [{"path": {"type": "Exact", "value": "/v1/models"}}], "backendRefs": [pool_ref("pool")]}]
+    rules = [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [pool_ref("pool")]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}], "backendRefs": [pool_ref("pool")]},
+        {
+            "matches": [
+                {"path": {"type": "PathPrefix", "value": "/v1"}, "headers": [{"name": "x-tier", "value": "gold"}]}
+            ],
+            "backendRefs": [pool_ref("pool")],
+        },
+        {"matches": [{"path": {"type": "Exact", "value": "/v1/models"}}], "backendRefs": [pool_ref("pool")]},
+    ]
     objects = build(gateway_class(), gateway(), route(rules=rules), pool(), service())
     order = [r["name"].split("/rule/")[1] for r in routes(translate(objects).bootstrap())]
     assert order == ["3/match/0", "2/match/0", "1/match/0", "0/match/0"]
 
 
 def test_hostnames_make_virtual_hosts_with_listener_precedence(envoy_validate):
-    listeners = [{"name": "any", "port": 8080, "protocol": "HTTP"},
-                 {"name": "wild", "port": 8080, "protocol": "HTTP", "hostname": "*.example.com"}]
-    objects = build(gateway_class(), gateway(listeners=listeners),
-                    route("on-wild", parents=[{"name": "gw", "sectionName": "wild"}], hostnames=["chat.example.com"]),
-                    route("on-any", parents=[{"name": "gw", "sectionName": "any"}]), pool(), service())
+    listeners = [
+        {"name": "any", "port": 8080, "protocol": "HTTP"},
+        {"name": "wild", "port": 8080, "protocol": "HTTP", "hostname": "*.example.com"},
+    ]
+    objects = build(
+        gateway_class(),
+        gateway(listeners=listeners),
+        route("on-wild", parents=[{"name": "gw", "sectionName": "wild"}], hostnames=["chat.example.com"]),
+        route("on-any", parents=[{"name": "gw", "sectionName": "any"}]),
+        pool(),
+        service(),
+    )
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
-    assert len(boot["static_resources"]["listeners"]) == 1     # both Gateway listeners share port 8080
-    vhosts = {vh["domains"][0]: [r["name"].split("/rule")[0] for r in vh.get("routes", [])]
-              for vh in hcm(boot)["route_config"]["virtual_hosts"]}
+    assert len(boot["static_resources"]["listeners"]) == 1  # both Gateway listeners share port 8080
+    vhosts = {
+        vh["domains"][0]: [r["name"].split("/rule")[0] for r in vh.get("routes", [])]
+        for vh in hcm(boot)["route_config"]["virtual_hosts"]
+    }
     assert vhosts == {"chat.example.com": ["default/on-wild"], "*.example.com": [], "*": ["default/on-any"]}
 
 
 def test_filters_and_timeouts(envoy_validate):
-    rules = [{"matches": [{"path": {"value": "/v1"}}],
-              "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
-                  "set": [{"name": "x-env", "value": "prod"}], "remove": ["x-debug"]}},
-                  {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/api"}}}],
-              "backendRefs": [pool_ref("pool")], "timeouts": {"request": "5m", "backendRequest": "90s"}},
-             {"matches": [{"path": {"value": "/old"}}],
-              "filters": [{"type": "RequestRedirect", "requestRedirect": {"hostname": "new.example.com", "statusCode": 308}}]},
-             {"matches": [{"path": {"value": "/cors"}}], "filters": [{"type": "CORS", "cors": {"allowOrigins": ["*"]}}],
-              "backendRefs": [pool_ref("pool")]}]
+    rules = [
+        {
+            "matches": [{"path": {"value": "/v1"}}],
+            "filters": [
+                {
+                    "type": "RequestHeaderModifier",
+                    "requestHeaderModifier": {"set": [{"name": "x-env", "value": "prod"}], "remove": ["x-debug"]},
+                },
+                {
+                    "type": "URLRewrite",
+                    "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/api"}},
+                },
+            ],
+            "backendRefs": [pool_ref("pool")],
+            "timeouts": {"request": "5m", "backendRequest": "90s"},
+        },
+        {
+            "matches": [{"path": {"value": "/old"}}],
+            "filters": [
+                {"type": "RequestRedirect", "requestRedirect": {"hostname": "new.example.com", "statusCode": 308}}
+            ],
+        },
+        {
+            "matches": [{"path": {"value": "/cors"}}],
+            "filters": [{"type": "CORS", "cors": {"allowOrigins": ["*"]}}],
+            "backendRefs": [pool_ref("pool")],
+        },
+    ]
     objects = build(gateway_class(), gateway(), route(rules=rules), pool(), service())
     translation = translate(objects)
     boot = translation.bootstrap()
     envoy_validate(boot)
     by_path = {r["match"].get("path_separated_prefix"): r for r in routes(boot)}
     v1 = by_path["/v1"]
-    assert v1["request_headers_to_add"] == [{"header": {"key": "x-env", "value": "prod"},
-                                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    assert v1["request_headers_to_add"] == [
+        {"header": {"key": "x-env", "value": "prod"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+    ]
     assert v1["request_headers_to_remove"] == ["x-debug"]
     assert v1["route"]["timeout"] == "300s" and v1["route"]["retry_policy"]["per_try_timeout"] == "90s"
     assert v1["route"]["regex_rewrite"]["substitution"] == r"/api\1"
@@ -283,23 +424,33 @@ def test_dynamic_resources_files(tmp_path, envoy_validate):
     translation = translate(basic())
     files = translation.discovery_files()
     assert [r["@type"] for r in files["lds.yaml"]["resources"]] == [xds.LISTENER_TYPE]
-    assert {r["name"] for r in files["cds.yaml"]["resources"]} == {"poolgate/pool/default/pool", "poolgate/picker/default/epp/9002"}
+    assert {r["name"] for r in files["cds.yaml"]["resources"]} == {
+        "poolgate/pool/default/pool",
+        "poolgate/picker/default/epp/9002",
+    }
     swap_directory(tmp_path / "xds", files)
     boot = xds.dynamic_bootstrap(str(tmp_path / "xds"), translation.options)
-    assert boot["dynamic_resources"]["lds_config"]["path_config_source"]["watched_directory"]["path"] == str(tmp_path / "xds")
+    assert boot["dynamic_resources"]["lds_config"]["path_config_source"]["watched_directory"]["path"] == str(
+        tmp_path / "xds"
+    )
     envoy_validate(boot)
 
 
 def test_two_gateways_on_one_port_conflict_unless_bound_apart():
     objects = build(gateway_class(), gateway("a"), gateway("b"))
-    assert translate(objects).bind_conflicts() == ["Gateway default/b and Gateway default/a both listen on 0.0.0.0:8080"]
+    assert translate(objects).bind_conflicts() == [
+        "Gateway default/b and Gateway default/a both listen on 0.0.0.0:8080"
+    ]
     apart = TranslateOptions(bind_addresses={("default", "a"): "127.0.1.1", ("default", "b"): "127.0.1.2"})
     assert translate(objects, apart).bind_conflicts() == []
 
 
 def test_managed_picker_annotation_implies_the_managed_picker_service(envoy_validate):
     managed = pool(picker=None)
-    managed["metadata"]["annotations"] = {"poolgate.dev/managed-picker": "true", "poolgate.dev/failure-mode": "FailOpen"}
+    managed["metadata"]["annotations"] = {
+        "poolgate.dev/managed-picker": "true",
+        "poolgate.dev/failure-mode": "FailOpen",
+    }
     objects = build(gateway_class(), gateway(), route(), managed, service("pool-epp"), pod("p0", "10.0.0.1"))
     boot = translate(objects).bootstrap()
     envoy_validate(boot)

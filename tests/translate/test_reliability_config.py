@@ -28,7 +28,9 @@ def test_requests_retry_on_the_next_fallback_when_a_pod_refuses_or_dies_before_a
 
 
 def test_fail_open_responses_stream_chunk_by_chunk_so_a_dying_picker_cannot_cut_them(envoy_validate):
-    objects = build(gateway_class(), gateway(), route(), pool(failure_mode="FailOpen"), service(), pod("p0", "10.0.0.1"))
+    objects = build(
+        gateway_class(), gateway(), route(), pool(failure_mode="FailOpen"), service(), pod("p0", "10.0.0.1")
+    )
     boot = translate(objects).bootstrap()
     envoy_validate(boot)
     override = routes(boot)[0]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
@@ -64,24 +66,33 @@ def test_picker_tls_with_a_ca_checks_the_chain_and_the_service_name(envoy_valida
     ca.write_bytes(_self_signed_pem())
     options = TranslateOptions(picker_tls=True, picker_ca=str(ca), cluster_domain="example.internal")
     boot = translate(basic(), options).bootstrap()
-    envoy_validate(boot)           # Envoy loads the CA file
+    envoy_validate(boot)  # Envoy loads the CA file
     context = clusters_by_name(boot)[PICKER_CLUSTER]["transport_socket"]["typed_config"]
     assert context["sni"] == "epp.default.svc.example.internal"
     validation = context["common_tls_context"]["validation_context"]
     assert validation["trusted_ca"] == {"filename": str(ca)}
     assert [m["matcher"]["exact"] for m in validation["match_typed_subject_alt_names"]] == [
-        "epp.default.svc.example.internal", "epp.default.svc"]
+        "epp.default.svc.example.internal",
+        "epp.default.svc",
+    ]
     assert {m["san_type"] for m in validation["match_typed_subject_alt_names"]} == {"DNS"}
 
 
 def _self_signed_pem() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -95,11 +106,30 @@ def test_translate_command_turns_on_picker_tls_with_a_ca(tmp_path):
 
     ca = tmp_path / "ca.pem"
     ca.write_bytes(_self_signed_pem())
-    result = subprocess.run([sys.executable, "-m", "poolgate.cli", "translate", "-f", "examples/weighted-pools.yaml",
-                             "--picker-ca", str(ca), "--out", str(tmp_path / "out"), "--validate"],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "poolgate.cli",
+            "translate",
+            "-f",
+            "examples/weighted-pools.yaml",
+            "--picker-ca",
+            str(ca),
+            "--out",
+            str(tmp_path / "out"),
+            "--validate",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     clusters = yaml.safe_load((tmp_path / "out" / "bootstrap.yaml").read_text())["static_resources"]["clusters"]
     pickers = [c for c in clusters if c["name"].startswith("poolgate/picker/")]
-    assert pickers and all(c["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
-                           ["trusted_ca"]["filename"] == str(ca) for c in pickers)
+    assert pickers and all(
+        c["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]["trusted_ca"]["filename"]
+        == str(ca)
+        for c in pickers
+    )

@@ -11,8 +11,21 @@ from poolgate.bench.routing import DURATION, LOADS, QUICK_DURATION, QUICK_LOADS,
 from poolgate.bench.routing.pickers import PICKERS
 from poolgate.bench.routing.workloads import WORKLOADS
 
-TABLE_COLUMNS = ("load", "rate", "picker", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s",
-                 "output_tokens_per_s", "completed", "shed", "errors", "prefix_hit_rate")
+TABLE_COLUMNS = (
+    "load",
+    "rate",
+    "picker",
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
+    "itl_p50_s",
+    "itl_p99_s",
+    "output_tokens_per_s",
+    "completed",
+    "shed",
+    "errors",
+    "prefix_hit_rate",
+)
 
 
 def _names(text: str) -> list[str]:
@@ -34,32 +47,52 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = textwrap.fill(
         "Route the same workloads through the same simulated vLLM fleet (virtual clock, deterministic) with "
         "several pickers and compare TTFT, inter-token latency, throughput and prefix-cache hits. Load is a "
-        "fraction of the fleet's capacity for each workload. See docs/benchmarks.md.", 100)
+        "fraction of the fleet's capacity for each workload. See docs/benchmarks.md.",
+        100,
+    )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "workloads:\n" + "\n".join(f"  {spec.name:13} {spec.description}" for spec in WORKLOADS.values())
-    parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help="comma-separated workloads (default: %(default)s)")
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="comma-separated workloads (default: %(default)s)"
+    )
     parser.add_argument("--pickers", default=",".join(PICKERS), help="comma-separated pickers (default: %(default)s)")
     parser.add_argument("--pods", type=int, default=8, help="simulated pods, 1..64 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of workloads and pickers (default: %(default)s)")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--duration", type=float,
-                      help=f"seconds of arrivals per case (default: {DURATION:g}; --quick: {QUICK_DURATION:g})")
+    size.add_argument(
+        "--duration",
+        type=float,
+        help=f"seconds of arrivals per case (default: {DURATION:g}; --quick: {QUICK_DURATION:g})",
+    )
     size.add_argument("--requests", type=int, help="requests per case instead of a duration")
-    parser.add_argument("--loads", type=_loads,
-                        help=f"fractions of fleet capacity (default: {_listed(LOADS)}; --quick: "
-                             f"{_listed(QUICK_LOADS)})")
-    parser.add_argument("--warmup", type=float, default=WARMUP_FRACTION,
-                        help="fraction of each case during which the rate ramps up and nothing is measured "
-                             "(default: %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help="shorter cases and three loads: the same workloads and pickers in about a minute")
+    parser.add_argument(
+        "--loads",
+        type=_loads,
+        help=f"fractions of fleet capacity (default: {_listed(LOADS)}; --quick: {_listed(QUICK_LOADS)})",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=WARMUP_FRACTION,
+        help="fraction of each case during which the rate ramps up and nothing is measured (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="shorter cases and three loads: the same workloads and pickers in about a minute",
+    )
     parser.add_argument("--jobs", type=int, help="processes running cases in parallel (default: one per CPU)")
-    parser.add_argument("--config", action="append", default=[], metavar="NAME=FILE",
-                        help="also compare the profile of an EndpointPickerConfig file as picker NAME (repeatable)")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="also compare the profile of an EndpointPickerConfig file as picker NAME (repeatable)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
-    parser.add_argument("--plots", metavar="DIR", default="bench-results",
-                        help="directory for the PNG plots (default: %(default)s)")
+    parser.add_argument(
+        "--plots", metavar="DIR", default="bench-results", help="directory for the PNG plots (default: %(default)s)"
+    )
     parser.add_argument("--no-plots", action="store_true", help="do not write plots")
     parser.set_defaults(run=run)
 
@@ -90,14 +123,25 @@ def run(args: argparse.Namespace) -> int:
     from poolgate.bench.routing.runner import Settings, capacities, cases, run_cases
 
     errors = Console(stderr=True)
-    duration = args.duration if args.duration is not None or args.requests is not None else \
-        (QUICK_DURATION if args.quick else DURATION)
+    duration = (
+        args.duration
+        if args.duration is not None or args.requests is not None
+        else (QUICK_DURATION if args.quick else DURATION)
+    )
     loads = args.loads or list(QUICK_LOADS if args.quick else LOADS)
     try:
         extra = _extra_configs(args.config)
-        settings = Settings(workloads=_names(args.workloads), pickers=_names(args.pickers) + list(extra),
-                            loads=loads, pods=args.pods, seed=args.seed, duration=duration,
-                            requests=args.requests, warmup_fraction=args.warmup, extra_configs=extra)
+        settings = Settings(
+            workloads=_names(args.workloads),
+            pickers=_names(args.pickers) + list(extra),
+            loads=loads,
+            pods=args.pods,
+            seed=args.seed,
+            duration=duration,
+            requests=args.requests,
+            warmup_fraction=args.warmup,
+            extra_configs=extra,
+        )
     except (OSError, ValueError) as error:
         errors.print(f"[red]error:[/red] {error}")
         return 2
@@ -105,8 +149,14 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     capacity = capacities(settings)
     todo = cases(settings, capacity)
-    with Progress(TextColumn("[bold]routing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=errors) as progress:
+    with Progress(
+        TextColumn("[bold]routing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=errors,
+    ) as progress:
         task = progress.add_task("", total=len(todo))
 
         def done(case, row) -> None:
@@ -116,8 +166,12 @@ def run(args: argparse.Namespace) -> int:
 
     out = output_console()
     for workload in settings.workloads:
-        print_table(f"{workload}: capacity {capacity[workload]:.2f} requests/s ({settings.pods} pods)",
-                    [row for row in rows if row["workload"] == workload], TABLE_COLUMNS, out)
+        print_table(
+            f"{workload}: capacity {capacity[workload]:.2f} requests/s ({settings.pods} pods)",
+            [row for row in rows if row["workload"] == workload],
+            TABLE_COLUMNS,
+            out,
+        )
     if args.json:
         write_json(args.json, rows)
     if not args.no_plots:
@@ -125,4 +179,3 @@ def run(args: argparse.Namespace) -> int:
             errors.print(f"wrote {path}")
     errors.print(f"{len(todo)} cases in {time.monotonic() - started:.0f} s")
     return 0
-

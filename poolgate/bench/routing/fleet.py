@@ -19,6 +19,7 @@ Nothing measures wall time: a run is deterministic for a given workload and pick
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import orjson
 
 from picker.pool import EndpointSpec, PoolState
@@ -82,8 +83,14 @@ class RunResult:
     end: float  # virtual time when the last response ended
 
 
-def simulate(workload: Workload, config: PickerConfig, pods: int, server_config: ServerConfig | None = None,
-             keep_scrape_times: bool = False, prompts: ServerPrompts | None = None) -> RunResult:
+def simulate(
+    workload: Workload,
+    config: PickerConfig,
+    pods: int,
+    server_config: ServerConfig | None = None,
+    keep_scrape_times: bool = False,
+    prompts: ServerPrompts | None = None,
+) -> RunResult:
     """Run a workload through a fleet of `pods` simulated servers routed by `config`'s first profile."""
     server_config = server_config or ServerConfig()
     prompts = prompts or ServerPrompts()
@@ -116,9 +123,12 @@ def simulate(workload: Workload, config: PickerConfig, pods: int, server_config:
         record = RequestRecord(index, turn_index, now)
         records.append(record)
         body = turn.body
-        request = SchedulingRequest(target_model=body["model"], prompt=PromptInput.from_body(body, CHAT_PATH),
-                                    headers={"content-type": "application/json"},
-                                    request_id=f"{index}-{turn_index}")
+        request = SchedulingRequest(
+            target_model=body["model"],
+            prompt=PromptInput.from_body(body, CHAT_PATH),
+            headers={"content-type": "application/json"},
+            request_id=f"{index}-{turn_index}",
+        )
         decision = scheduler.schedule(request, now)
         if decision.outcome is not Outcome.PICKED:
             record.outcome = "shed" if decision.outcome is Outcome.SHED else "error"
@@ -148,8 +158,13 @@ def simulate(workload: Workload, config: PickerConfig, pods: int, server_config:
                 session_done()
 
         try:
-            servers[key].submit(prompts(body), max_tokens=body["max_tokens"], model=body["model"],
-                                on_finish=finished, on_tokens=first_token)
+            servers[key].submit(
+                prompts(body),
+                max_tokens=body["max_tokens"],
+                model=body["model"],
+                on_finish=finished,
+                on_tokens=first_token,
+            )
         except (InvalidRequestError, UnknownModelError):
             record.outcome = "error"
             scheduler.on_complete(decision, now)

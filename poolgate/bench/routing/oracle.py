@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 from itertools import islice
-from typing import Iterable
 
 from poolgate.bench.routing.fleet import RequestRecord, RunResult, ServerPrompts
 from poolgate.bench.routing.workloads import Workload, WorkloadSpec
@@ -49,7 +49,7 @@ class PrefixReuse:
         namespace = body["model"] if body["model"] in self.adapters else config.model
         hashes = prompt.block_hashes(config.block_size, namespace)
         cached = 0
-        for block_hash in hashes[:(prompt.num_tokens - 1) // config.block_size]:
+        for block_hash in hashes[: (prompt.num_tokens - 1) // config.block_size]:
             if block_hash not in self._seen:
                 break
             cached += 1
@@ -59,8 +59,10 @@ class PrefixReuse:
 
 def prefill_seconds(config: ServerConfig, uncached: int) -> float:
     """Time to compute `uncached` prompt tokens on an otherwise idle server (chunked by the token budget)."""
-    return math.ceil(uncached / config.max_num_batched_tokens) * config.prefill_overhead + \
-        uncached * config.prefill_per_token
+    return (
+        math.ceil(uncached / config.max_num_batched_tokens) * config.prefill_overhead
+        + uncached * config.prefill_per_token
+    )
 
 
 def oracle_run(workload: Workload, config: ServerConfig, prompts: ServerPrompts | None = None) -> RunResult:
@@ -77,9 +79,21 @@ def oracle_run(workload: Workload, config: ServerConfig, prompts: ServerPrompts 
         prompt_tokens, uncached = reuse.uncached(turn.body)
         first = arrival + prefill_seconds(config, uncached)
         finished = first + (turn.output_tokens - 1) * gap
-        records.append(RequestRecord(index, turn_index, arrival, "ok", None, prompt_tokens, turn.output_tokens,
-                                     prompt_tokens - uncached, first, finished,
-                                     [[gap, turn.output_tokens - 1]] if turn.output_tokens > 1 else []))
+        records.append(
+            RequestRecord(
+                index,
+                turn_index,
+                arrival,
+                "ok",
+                None,
+                prompt_tokens,
+                turn.output_tokens,
+                prompt_tokens - uncached,
+                first,
+                finished,
+                [[gap, turn.output_tokens - 1]] if turn.output_tokens > 1 else [],
+            )
+        )
         if turn_index + 1 < len(turns):
             heapq.heappush(pending, (finished + turns[turn_index + 1].think, index, turn_index + 1))
     end = max((r.finished_at for r in records), default=0.0)
@@ -95,8 +109,15 @@ def _service_times(spec: WorkloadSpec, seed: int, config: ServerConfig) -> Itera
             yield prefill_seconds(config, uncached) + (turn.output_tokens - 1) * per_token
 
 
-def fleet_capacity(spec: WorkloadSpec, seed: int, pods: int, config: ServerConfig, *, requests: int | None = None,
-                   duration: float | None = None) -> float:
+def fleet_capacity(
+    spec: WorkloadSpec,
+    seed: int,
+    pods: int,
+    config: ServerConfig,
+    *,
+    requests: int | None = None,
+    duration: float | None = None,
+) -> float:
     """The fleet's capacity in requests per second for a run of `requests` requests or `duration` seconds."""
     if (requests is None) == (duration is None):
         raise ValueError("give either requests or duration")
@@ -118,4 +139,3 @@ def fleet_capacity(spec: WorkloadSpec, seed: int, pods: int, config: ServerConfi
     for _ in range(4):
         rate = capacity(round(rate * duration))
     return rate
-

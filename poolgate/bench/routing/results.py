@@ -12,13 +12,27 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from poolgate.bench.routing.fleet import RequestRecord
 from simulator.request import weighted_percentile
 
-ROW_FIELDS = ("workload", "rate", "load", "picker", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "itl_p50_s",
-              "itl_p99_s", "output_tokens_per_s", "completed", "shed", "errors", "prefix_hit_rate")
+ROW_FIELDS = (
+    "workload",
+    "rate",
+    "load",
+    "picker",
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
+    "itl_p50_s",
+    "itl_p99_s",
+    "output_tokens_per_s",
+    "completed",
+    "shed",
+    "errors",
+    "prefix_hit_rate",
+)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -48,8 +62,16 @@ def tokens_in_window(record: RequestRecord, start: float, end: float) -> int:
     return count
 
 
-def summarize(records: Sequence[RequestRecord], *, workload: str, picker: str, rate: float, load: float,
-              warmup_end: float, window_end: float) -> dict:
+def summarize(
+    records: Sequence[RequestRecord],
+    *,
+    workload: str,
+    picker: str,
+    rate: float,
+    load: float,
+    warmup_end: float,
+    window_end: float,
+) -> dict:
     """The result row of one run (fields `ROW_FIELDS`)."""
     measured = [r for r in records if r.arrival >= warmup_end]
     done = [r for r in measured if r.outcome == "ok"]
@@ -59,12 +81,18 @@ def summarize(records: Sequence[RequestRecord], *, workload: str, picker: str, r
     tokens = sum(tokens_in_window(r, warmup_end, window_end) for r in records)
     prompt_tokens = sum(r.prompt_tokens for r in done)
     return {
-        "workload": workload, "rate": round(rate, 3), "load": round(load, 3), "picker": picker,
-        "ttft_p50_s": _round(percentile(ttfts, 50)), "ttft_p90_s": _round(percentile(ttfts, 90)),
+        "workload": workload,
+        "rate": round(rate, 3),
+        "load": round(load, 3),
+        "picker": picker,
+        "ttft_p50_s": _round(percentile(ttfts, 50)),
+        "ttft_p90_s": _round(percentile(ttfts, 90)),
         "ttft_p99_s": _round(percentile(ttfts, 99)),
-        "itl_p50_s": _round(weighted_percentile(gaps, 50)), "itl_p99_s": _round(weighted_percentile(gaps, 99)),
+        "itl_p50_s": _round(weighted_percentile(gaps, 50)),
+        "itl_p99_s": _round(weighted_percentile(gaps, 99)),
         "output_tokens_per_s": round(tokens / window, 1),
-        "completed": len(done), "shed": sum(r.outcome == "shed" for r in measured),
+        "completed": len(done),
+        "shed": sum(r.outcome == "shed" for r in measured),
         "errors": sum(r.outcome == "error" for r in measured),
         "prefix_hit_rate": round(sum(r.cached_tokens for r in done) / prompt_tokens, 4) if prompt_tokens else 0.0,
     }

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Sequence
 
 from poolgate.bench.routing import DURATION, LOADS, WARMUP_FRACTION
 from poolgate.bench.routing.fleet import ServerPrompts, simulate
@@ -46,8 +46,10 @@ class Settings:
             raise ValueError(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
         unknown = [p for p in self.pickers if p not in PICKERS and p not in self.extra_configs]
         if unknown:
-            raise ValueError(f"unknown picker(s) {', '.join(unknown)}; choose from {', '.join(PICKERS)} "
-                             "or add one with --config NAME=FILE")
+            raise ValueError(
+                f"unknown picker(s) {', '.join(unknown)}; choose from {', '.join(PICKERS)} "
+                "or add one with --config NAME=FILE"
+            )
         if not 1 <= self.pods <= 64:
             raise ValueError("pods must be within 1..64")
         if not self.loads or min(self.loads) <= 0:
@@ -72,9 +74,17 @@ def capacities(settings: Settings) -> dict[str, float]:
     config = ServerConfig()
     # during the ramp-up the rate averages half the full rate
     full_rate_seconds = None if settings.duration is None else settings.duration * (1 - settings.warmup_fraction / 2)
-    return {name: fleet_capacity(WORKLOADS[name], settings.seed, settings.pods, config, requests=settings.requests,
-                                 duration=full_rate_seconds)
-            for name in settings.workloads}
+    return {
+        name: fleet_capacity(
+            WORKLOADS[name],
+            settings.seed,
+            settings.pods,
+            config,
+            requests=settings.requests,
+            duration=full_rate_seconds,
+        )
+        for name in settings.workloads
+    }
 
 
 def cases(settings: Settings, capacity: dict[str, float]) -> list[Case]:
@@ -83,8 +93,11 @@ def cases(settings: Settings, capacity: dict[str, float]) -> list[Case]:
     for name in settings.workloads:
         for load in settings.loads:
             rate = load * capacity[name]
-            duration = settings.duration if settings.duration is not None else \
-                settings.requests / rate / (1 - settings.warmup_fraction / 2)
+            duration = (
+                settings.duration
+                if settings.duration is not None
+                else settings.requests / rate / (1 - settings.warmup_fraction / 2)
+            )
             out.extend(Case(name, load, rate, duration, picker) for picker in settings.pickers)
     return out
 
@@ -104,8 +117,15 @@ def run_case(case: Case, settings: Settings) -> dict:
     else:
         picker = build_picker(case.picker, settings.seed, settings.extra_configs)
         result = simulate(workload, picker, settings.pods, config, prompts=prompts)
-    return summarize(result.records, workload=case.workload, picker=case.picker, rate=case.rate, load=case.load,
-                     warmup_end=warmup, window_end=case.duration)
+    return summarize(
+        result.records,
+        workload=case.workload,
+        picker=case.picker,
+        rate=case.rate,
+        load=case.load,
+        warmup_end=warmup,
+        window_end=case.duration,
+    )
 
 
 def _run_indexed(job: tuple[int, Case, Settings]) -> tuple[int, dict]:
@@ -113,8 +133,12 @@ def _run_indexed(job: tuple[int, Case, Settings]) -> tuple[int, dict]:
     return index, run_case(case, settings)
 
 
-def run_cases(all_cases: Sequence[Case], settings: Settings, jobs: int | None = None,
-              done: Callable[[Case, dict], None] | None = None) -> list[dict]:
+def run_cases(
+    all_cases: Sequence[Case],
+    settings: Settings,
+    jobs: int | None = None,
+    done: Callable[[Case, dict], None] | None = None,
+) -> list[dict]:
     """Run the cases on `jobs` processes (default: one per CPU); rows come back in case order."""
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(all_cases)))
     # the heaviest cases (highest load: longest queues) first, so that the processes finish together

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from simulator.tokens import synthetic_text
 
@@ -74,8 +75,13 @@ def text(rng: random.Random, tokens: int) -> str:
 
 def chat_body(model: str, messages: list[dict[str, str]], output_tokens: int) -> dict[str, Any]:
     """The OpenAI chat-completions body a streaming client sends."""
-    return {"model": model, "messages": messages, "max_tokens": output_tokens, "stream": True,
-            "stream_options": {"include_usage": True}}
+    return {
+        "model": model,
+        "messages": messages,
+        "max_tokens": output_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
 
 
 def _lognormal(rng: random.Random, median: float, sigma: float, low: int, high: int) -> int:
@@ -138,6 +144,7 @@ def _multi_lora(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
 
 # -- arrivals: unit-rate inter-arrival gaps -----------------------------------------------------------------
 
+
 def _poisson(rng: random.Random) -> float:
     return rng.expovariate(1.0)
 
@@ -188,14 +195,32 @@ def ramped_time(full_rate_time: float, ramp: float) -> float:
     return math.sqrt(2 * ramp * full_rate_time)
 
 
-WORKLOADS: dict[str, WorkloadSpec] = {spec.name: spec for spec in (
-    WorkloadSpec("prefix-heavy", "150 groups: 6,000-token shared system prompt + fresh 1,200-token question, "
-                 "1,000 output tokens, Poisson", _prefix_heavy),
-    WorkloadSpec("no-prefix", "ShareGPT-like lognormal prompt/output lengths, unique prompts, Poisson", _no_prefix),
-    WorkloadSpec("multi-turn", "chat sessions of 3-10 turns with growing history, 20 system prompts, think time "
-                 "5 s", _multi_turn, mean_turns=(CHAT_MIN_TURNS + CHAT_MAX_TURNS) / 2),
-    WorkloadSpec("multi-lora", "8 LoRA adapters with Zipf popularity (max_loras 4), ShareGPT-like lengths",
-                 _multi_lora, adapters=ADAPTERS),
-    WorkloadSpec("bursty", "ShareGPT-like lengths, gamma arrivals (shape 0.25: coefficient of variation 2)",
-                 _no_prefix, gaps=_gamma),
-)}
+WORKLOADS: dict[str, WorkloadSpec] = {
+    spec.name: spec
+    for spec in (
+        WorkloadSpec(
+            "prefix-heavy",
+            "150 groups: 6,000-token shared system prompt + fresh 1,200-token question, 1,000 output tokens, Poisson",
+            _prefix_heavy,
+        ),
+        WorkloadSpec("no-prefix", "ShareGPT-like lognormal prompt/output lengths, unique prompts, Poisson", _no_prefix),
+        WorkloadSpec(
+            "multi-turn",
+            "chat sessions of 3-10 turns with growing history, 20 system prompts, think time 5 s",
+            _multi_turn,
+            mean_turns=(CHAT_MIN_TURNS + CHAT_MAX_TURNS) / 2,
+        ),
+        WorkloadSpec(
+            "multi-lora",
+            "8 LoRA adapters with Zipf popularity (max_loras 4), ShareGPT-like lengths",
+            _multi_lora,
+            adapters=ADAPTERS,
+        ),
+        WorkloadSpec(
+            "bursty",
+            "ShareGPT-like lengths, gamma arrivals (shape 0.25: coefficient of variation 2)",
+            _no_prefix,
+            gaps=_gamma,
+        ),
+    )
+}
