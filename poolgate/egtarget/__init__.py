@@ -70,7 +70,7 @@ def translate_envoy_gateway(
     """Translate objects into Envoy Gateway resources for the Gateways of Envoy Gateway's class."""
     options = options or EnvoyGatewayOptions()
     graph = resolve(Snapshot.of(objects, options.controller_name), EG_PROTOCOLS)
-    return EnvoyGatewayTranslation(plan(graph), options)
+    return EnvoyGatewayTranslation(plan(graph, options.translate), options)
 
 
 def _has_our_entries(route) -> bool:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 from poolgate.api import KubeObject
 
@@ -19,7 +20,9 @@ def run(args: argparse.Namespace, objects: list[KubeObject]) -> int:
     if args.validate:
         print("error: --validate checks poolgate's own Envoy configuration; it needs --target envoy", file=sys.stderr)
         return 2
-    body_mode = "BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED"
+    body_mode: Literal["FULL_DUPLEX_STREAMED", "BUFFERED"] = (
+        "BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED"
+    )
     options = EnvoyGatewayOptions(gateway_class=args.gateway_class, translate=TranslateOptions(body_mode=body_mode))
     translation = translate_envoy_gateway(objects, options)
     for warning in translation.warnings():

@@ -22,6 +22,7 @@ from poolgate.egtarget.plan import Plan, RoutePlan, RulePlan
 from poolgate.translate import ir, xds
 from poolgate.translate.naming import dns_label
 from poolgate.translate.options import TranslateOptions
+from poolgate.translate.policy import CircuitLimits, ClientTimeouts
 from poolgate.translate.resolve import GatewayState, PoolTarget
 
 GATEWAY_API = f"{GATEWAY_GROUP}/v1"
@@ -30,9 +31,7 @@ EG_API = f"{EG_GROUP}/v1alpha1"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "poolgate"}
 SOURCE_ANNOTATION = "poolgate.dev/generated-from"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-# retries walk the picker's fallback list; `reset` also covers requests in flight on a pod that died (see
-# poolgate/translate/xds.py RETRY_ON: Envoy never retries once response headers went to the client)
-RETRY_TRIGGERS = ["connect-failure", "refused-stream", "reset"]
+BODY_MODES = {"BUFFERED": "Buffered", "STREAMED": "Streamed", "FULL_DUPLEX_STREAMED": "FullDuplexStreamed"}
 KIND_ORDER = (
     "Service",
     "ReferenceGrant",
@@ -52,24 +51,24 @@ def build_objects(plan: Plan, options: TranslateOptions, gateway_class: str | No
     for route_plan in plan.routes:
         if not route_plan.parents:
             continue
-        out.append(companion_route(route_plan))
+        out.append(companion_route(route_plan, plan.policy.route_timeout_s))
         for result in route_plan.parents:
             serving[(result.gateway.namespace, result.gateway.name)][route_plan.key] = route_plan
-        for rules in _rules_by_pool(route_plan).values():
-            out.append(backend_traffic_policy(route_plan, rules, options))
-            if rules[0].pool.picker is not None:
-                out.append(extension_policy(route_plan, rules, options))
+        for target, rules in _rules_by_pool(route_plan):
+            out.append(backend_traffic_policy(route_plan, target, rules, plan.policy.circuit_limits, options))
+            if rules[0].picker is not None:
+                out.append(extension_policy(route_plan, target, rules, plan.policy.circuit_limits))
     gateways = {(state.gateway.namespace, state.gateway.name): state for state in plan.graph.gateways}
-    policy = override_host_policy(options)
+    policy = override_host_policy(plan.policy.circuit_limits, options)
     for key, route_plans in sorted(serving.items()):
         state = gateways[key]
         out.append(sibling_gateway(state, set(route_plans), gateway_class))
-        out.append(client_traffic_policy(state.gateway, options))
+        out.append(client_traffic_policy(state.gateway, plan.policy.client_timeouts, options))
         patches = [
             _override_host_patch(rp, rule, policy)
             for rp in route_plans.values()
             for rule in rp.rules
-            if rule.pool is not None and rule.pool.picker is not None
+            if rule.picker is not None
         ]
         if patches:
             out.append(patch_policy(state.gateway, patches))
@@ -109,12 +108,13 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds)}s" if seconds == int(seconds) else f"{round(seconds * 1000)}ms"
 
 
-def _rules_by_pool(route_plan: RoutePlan) -> dict[tuple[str, str], list[RulePlan]]:
-    out: dict[tuple[str, str], list[RulePlan]] = defaultdict(list)
+def _rules_by_pool(route_plan: RoutePlan) -> list[tuple[PoolTarget, list[RulePlan]]]:
+    """The route's served pools, by namespace and name, each with the rules that forward to it."""
+    out: dict[tuple[str, str], tuple[PoolTarget, list[RulePlan]]] = {}
     for rule in route_plan.rules:
         if rule.pool is not None:
-            out[(rule.pool.pool.namespace, rule.pool.pool.name)].append(rule)
-    return dict(sorted(out.items()))
+            out.setdefault((rule.pool.pool.namespace, rule.pool.pool.name), (rule.pool, []))[1].append(rule)
+    return [entry for _, entry in sorted(out.items(), key=lambda item: item[0])]
 
 
 # --- Gateway, HTTPRoute, Service ----------------------------------------------------------------------------------
@@ -137,9 +137,10 @@ def sibling_gateway(state: GatewayState, routes: set[tuple[str, str]], gateway_c
     }
 
 
-def companion_route(route_plan: RoutePlan) -> dict:
+def companion_route(route_plan: RoutePlan, route_timeout_s: float) -> dict:
     """The user's route on the sibling Gateways: same hostnames, matches and filters; each pool rule forwards to the
-    pool's Service on every target port; rules this target cannot serve keep only their matches (500)."""
+    pool's Service on every target port, with `route_timeout_s` unless the rule sets its own request timeout; rules
+    this target cannot serve keep only their matches (500)."""
     route = route_plan.route.route
     parents = []
     for result in route_plan.parents:
@@ -150,7 +151,7 @@ def companion_route(route_plan: RoutePlan) -> dict:
     spec = {
         "parentRefs": parents,
         "hostnames": list(route.spec.hostnames),
-        "rules": [_companion_rule(route.namespace, rule) for rule in route_plan.rules],
+        "rules": [_companion_rule(route.namespace, rule, route_timeout_s) for rule in route_plan.rules],
     }
     return {
         "apiVersion": GATEWAY_API,
@@ -160,7 +161,7 @@ def companion_route(route_plan: RoutePlan) -> dict:
     }
 
 
-def _companion_rule(route_namespace: str, plan: RulePlan) -> dict:
+def _companion_rule(route_namespace: str, plan: RulePlan, route_timeout_s: float) -> dict:
     rule = plan.rule.rule.to_json()
     out = {"name": plan.name, "matches": rule["matches"]}
     if not plan.served:
@@ -186,7 +187,7 @@ def _companion_rule(route_namespace: str, plan: RulePlan) -> dict:
         ]
     timeouts = dict(rule.get("timeouts", {}))
     if plan.pool is not None:
-        timeouts.setdefault("request", "0s")  # as poolgate's own Envoy: LLM responses can take minutes
+        timeouts.setdefault("request", _duration(route_timeout_s))  # as poolgate's own Envoy
     out["timeouts"] = timeouts
     return out
 
@@ -215,34 +216,34 @@ def _rule_targets(route_plan: RoutePlan, rules: list[RulePlan]) -> list[dict]:
     return [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": name, "sectionName": rule.name} for rule in rules]
 
 
-def _policy_metadata(route_plan: RoutePlan, rules: list[RulePlan]) -> dict:
-    route, pool = route_plan.route.route, rules[0].pool.pool
+def _policy_metadata(route_plan: RoutePlan, target: PoolTarget) -> dict:
+    route, pool = route_plan.route.route, target.pool
     return _metadata(dns_label(route.name, "poolgate", pool.name), route.namespace, f"{route.ref}, {pool.ref}")
 
 
-def extension_policy(route_plan: RoutePlan, rules: list[RulePlan], options: TranslateOptions) -> dict:
-    """ext_proc to the pool's picker on the pool's rules. FailClose: request and response bodies stream full-duplex
-    (or buffered with --body-mode buffered); FailOpen: Envoy Gateway refuses failOpen with full-duplex bodies, so the
-    request body is buffered (the fallback needs it whole) and the response body streamed."""
-    target = rules[0].pool
-    picker = target.picker
-    duplex = options.body_mode == "FULL_DUPLEX_STREAMED" and not picker.failure_open
-    backend = {"name": picker.service.name, "port": picker.port}
+def extension_policy(route_plan: RoutePlan, target: PoolTarget, rules: list[RulePlan], limits: CircuitLimits) -> dict:
+    """ext_proc to the pool's picker on the pool's rules, called as the rules' picker policy says (Envoy Gateway
+    refuses failOpen with full-duplex bodies, which the policy never asks for), its backend lifted to `limits`."""
+    picker, call = target.picker, rules[0].picker
+    assert picker is not None and call is not None  # built for pools with a picker only
+    backend: dict[str, str | int] = {"name": picker.service.name, "port": picker.port}
     if picker.service.namespace != route_plan.route.route.namespace:
         backend["namespace"] = picker.service.namespace
     ext_proc = {
         "backendRefs": [backend],
-        # a gRPC stream per request in flight, for as long as it runs: Envoy Gateway's default of 1,024 would fail
-        # the 1,025th request
+        # a gRPC stream per request in flight, for as long as it runs
         "backendSettings": {
-            "circuitBreaker": {"maxParallelRequests": xds.CIRCUIT_LIMIT, "maxPendingRequests": xds.CIRCUIT_LIMIT}
+            "circuitBreaker": {
+                "maxParallelRequests": limits.max_requests,
+                "maxPendingRequests": limits.max_pending_requests,
+            }
         },
         "processingMode": {
-            "request": {"body": "FullDuplexStreamed" if duplex else "Buffered"},
-            "response": {"body": "Streamed" if picker.failure_open else "FullDuplexStreamed"},
+            "request": {"body": BODY_MODES[call.request_body]},
+            "response": {"body": BODY_MODES[call.response_body]},
         },
-        "failOpen": picker.failure_open,
-        "messageTimeout": _duration(options.picker_timeout_s),
+        "failOpen": call.failure_mode_allow,
+        "messageTimeout": _duration(call.timeout_s),
         "metadata": {
             "accessibleNamespaces": [xds.LB_METADATA_NAMESPACE, xds.SUBSET_HINT_NAMESPACE],
             "writableNamespaces": [xds.LB_METADATA_NAMESPACE],
@@ -251,45 +252,48 @@ def extension_policy(route_plan: RoutePlan, rules: list[RulePlan], options: Tran
     return {
         "apiVersion": EG_API,
         "kind": "EnvoyExtensionPolicy",
-        "metadata": _policy_metadata(route_plan, rules),
+        "metadata": _policy_metadata(route_plan, target),
         "spec": {"targetRefs": _rule_targets(route_plan, rules), "extProc": [ext_proc]},
     }
 
 
-def backend_traffic_policy(route_plan: RoutePlan, rules: list[RulePlan], options: TranslateOptions) -> dict:
+def backend_traffic_policy(
+    route_plan: RoutePlan, target: PoolTarget, rules: list[RulePlan], limits: CircuitLimits, options: TranslateOptions
+) -> dict:
     """The pool cluster's settings: least-request balancing that honours the picker's header (Envoy Gateway's own
     endpoint override, so picks hold even where EnvoyPatchPolicy is disabled), retries that walk the picker's
-    fallbacks, poolgate's circuit-breaker limits and buffer limit. Setting cluster fields at rule level also keeps
+    fallbacks as the rules' retry policy says, the circuit-breaker `limits` and poolgate's buffer limit. Setting cluster fields at rule level also keeps
     the rule's own cluster name when Envoy Gateway merges backend clusters."""
     spec: dict = {
         "targetRefs": _rule_targets(route_plan, rules),
         "loadBalancer": {"type": "LeastRequest"},
         "circuitBreaker": {
-            "maxConnections": xds.CIRCUIT_LIMIT,
-            "maxPendingRequests": xds.CIRCUIT_LIMIT,
-            "maxParallelRequests": xds.CIRCUIT_LIMIT,
-            "maxParallelRetries": xds.CIRCUIT_LIMIT,
+            "maxConnections": limits.max_connections,
+            "maxPendingRequests": limits.max_pending_requests,
+            "maxParallelRequests": limits.max_requests,
+            "maxParallelRetries": limits.max_retries,
         },
         "connection": {"bufferLimit": options.buffer_limit_bytes},
     }
-    if rules[0].pool.picker is not None:
+    retry = rules[0].retry
+    if retry is not None:
         spec["loadBalancer"]["endpointOverride"] = {"extractFrom": [{"header": xds.DESTINATION_HEADER}]}
-        spec["retry"] = {"numRetries": options.retries, "retryOn": {"triggers": RETRY_TRIGGERS}}
+        spec["retry"] = {"numRetries": retry.num_retries, "retryOn": {"triggers": list(retry.retry_on)}}
     return {
         "apiVersion": EG_API,
         "kind": "BackendTrafficPolicy",
-        "metadata": _policy_metadata(route_plan, rules),
+        "metadata": _policy_metadata(route_plan, target),
         "spec": spec,
     }
 
 
-def client_traffic_policy(gateway: Gateway, options: TranslateOptions) -> dict:
+def client_traffic_policy(gateway: Gateway, client_timeouts: ClientTimeouts, options: TranslateOptions) -> dict:
     """On the sibling: strip the headers only the picker may set before any filter runs, raise the buffer limit,
-    and the client timeouts of poolgate's own Envoy (slow clients cut off, long silent requests allowed)."""
+    and the client timeouts poolgate's own Envoy has (slow clients cut off, long silent requests allowed)."""
     timeouts = {
-        "requestHeadersReceivedTimeout": _duration(options.request_headers_timeout_s),
-        "requestReceivedTimeout": _duration(options.request_timeout_s),
-        "streamIdleTimeout": _duration(options.stream_idle_timeout_s),
+        "requestHeadersReceivedTimeout": _duration(client_timeouts.request_headers_s),
+        "requestReceivedTimeout": _duration(client_timeouts.request_s),
+        "streamIdleTimeout": _duration(client_timeouts.stream_idle_s),
     }
     return {
         "apiVersion": EG_API,
@@ -308,11 +312,11 @@ def _gateway_target(gateway: Gateway) -> dict:
     return {"group": GATEWAY_GROUP, "kind": "Gateway", "name": names.sibling_gateway(gateway.name)}
 
 
-def override_host_policy(options: TranslateOptions) -> dict:
+def override_host_policy(limits: CircuitLimits, options: TranslateOptions) -> dict:
     """poolgate's pool-cluster load-balancing policy (override_host on the header and envoy.lb metadata, served
     endpoint written back to envoy.lb, least-request fallback), as JSON with proto field names, keys sorted (the
     policy travels in a TypedStruct, whose Struct fields come out of protobuf in no fixed order)."""
-    policy = xds.cluster_json(ir.Cluster("pool", "pool", (), override_host=True), options)
+    policy = xds.cluster_json(ir.Cluster("pool", "pool", (), limits, override_host=True), options)
     return json.loads(json.dumps(policy["load_balancing_policy"], sort_keys=True))
 
 

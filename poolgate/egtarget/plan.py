@@ -1,6 +1,6 @@
 """What Envoy Gateway can serve of a resolved Graph: per route rule, the one pool (or the Services) it forwards to,
 and what this target cannot do. Pure: the translator's Graph in, a Plan out; references, pickers and attachments
-are the resolver's verdicts, never derived again here."""
+are the resolver's verdicts, never derived again here, and reliability settings are `policy.decide`'s."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from poolgate.api.base import INFERENCE_GROUP
 from poolgate.egtarget import names
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
+from poolgate.translate.options import TranslateOptions
+from poolgate.translate.policy import CalloutPolicy, Policy, RetryPolicy, decide
 from poolgate.translate.resolve import Graph, ParentResult, PoolTarget, ResolvedRoute, ResolvedRule
 
 # Status entries written by this target carry this controllerName: Envoy Gateway owns its own entries (for the same
@@ -28,6 +30,8 @@ class RulePlan:
     name: str  # the rule's name in the companion route; policies target it as sectionName
     pool: PoolTarget | None  # the one pool the rule forwards to; None: Services, a redirect, or nothing
     served: bool  # False: the companion rule has no backends, so Envoy Gateway answers 500
+    picker: CalloutPolicy | None = None  # the call to the pool's picker, if it has one
+    retry: RetryPolicy | None = None  # retries on the picker's fallbacks, if the pool has a picker
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Plan:
     pools: dict[Key, PoolTarget]  # the graph's pools, with this target's refusals applied
     routes: list[RoutePlan]  # routes that reference an InferencePool
     other_routes: list[ResolvedRoute]  # routes on Envoy Gateway's Gateways that reference none
+    policy: Policy  # circuit limits, client and route timeouts (per-rule decisions are in the RulePlans)
 
     def status_graph(self) -> Graph:
         """The graph whose status this target reports: its own controllerName, its refusals in the conditions."""
@@ -59,12 +64,13 @@ class Plan:
         return Graph(snapshot, self.graph.gateways, [_as_reported(p) for p in self.routes], self.pools)
 
 
-def plan(graph: Graph) -> Plan:
+def plan(graph: Graph, options: TranslateOptions) -> Plan:
     """The plan for every route of the graph (which holds only routes on Envoy Gateway's Gateways)."""
+    policy = decide(options)
     referencing = [route for route in graph.routes if _references_pool(route)]
     pools = _refuse_shared_pickers(graph.pools, referencing)
-    routes = [_plan_route(route, pools) for route in referencing]
-    return Plan(graph, pools, routes, [route for route in graph.routes if not _references_pool(route)])
+    routes = [_plan_route(route, pools, policy) for route in referencing]
+    return Plan(graph, pools, routes, [route for route in graph.routes if not _references_pool(route)], policy)
 
 
 def _is_pool_ref(ref) -> bool:
@@ -125,7 +131,7 @@ def _rule_names(route: ResolvedRoute) -> dict[int, str]:
     return out
 
 
-def _plan_route(route: ResolvedRoute, pools: dict[Key, PoolTarget]) -> RoutePlan:
+def _plan_route(route: ResolvedRoute, pools: dict[Key, PoolTarget], policy: Policy) -> RoutePlan:
     rule_names = _rule_names(route)
     rules, problems = [], []
     for rule in route.rules:
@@ -143,7 +149,11 @@ def _plan_route(route: ResolvedRoute, pools: dict[Key, PoolTarget]) -> RoutePlan
         resolved = [b.target for b in pool_refs if isinstance(b.target, PoolTarget)]
         target = pools[_key(resolved[0])] if resolved and len(resolved) == len(pool_refs) else None
         served = problem is None and target is not None and target.servable
-        rules.append(RulePlan(rule, rule_names[rule.index], target if served else None, served))
+        pool = target if served else None
+        picker = pool.picker if pool is not None else None
+        call = policy.picker(picker.failure_open) if picker is not None else None
+        retry = policy.retries if picker is not None else None
+        rules.append(RulePlan(rule, rule_names[rule.index], pool, served, call, retry))
     parents = tuple(p for p in route.parents if p.accepted.status)
     return RoutePlan(route, parents, tuple(rules), tuple(problems))
 

@@ -43,12 +43,12 @@ class Translation:
         seen: dict[tuple[str, int], str] = {}
         out = []
         for lst in self.ir.listeners:
-            namespace, gateway = lst.name.split("/")[1:3]
-            key = (self.options.bind_address(namespace, gateway), lst.port)
+            gateway = f"Gateway {lst.gateway_namespace}/{lst.gateway_name}"
+            key = (self.options.bind_address(lst.gateway_namespace, lst.gateway_name), lst.port)
             if key in seen:
-                out.append(f"Gateway {namespace}/{gateway} and {seen[key]} both listen on {key[0]}:{key[1]}")
+                out.append(f"{gateway} and {seen[key]} both listen on {key[0]}:{key[1]}")
             else:
-                seen[key] = f"Gateway {namespace}/{gateway}"
+                seen[key] = gateway
         return out
 
 

@@ -1,10 +1,13 @@
 """The intermediate representation between resolved Gateway API objects and Envoy: listeners, virtual hosts,
-routes and clusters, with nothing Kubernetes-specific left and nothing Envoy-specific yet."""
+routes and clusters, with nothing Kubernetes-specific left and nothing Envoy-specific yet. Reliability settings are the decisions of
+`policy.decide`, carried where they apply."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from poolgate.translate.policy import CalloutPolicy, CircuitLimits, ClientTimeouts, RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,7 @@ class Cluster:
     name: str
     role: Literal["pool", "service", "picker", "model-router"]
     addresses: tuple[Address, ...]
+    limits: CircuitLimits
     dns: bool = False  # resolve `addresses` by DNS (STRICT_DNS) instead of using them as IPs
     http2: bool = False  # HTTP/2 with prior knowledge (h2c); pickers always
     override_host: bool = False  # honour the picker's x-gateway-destination-endpoint (pools with a picker)
@@ -33,7 +37,7 @@ class PickerCall:
 
     cluster: str
     pool: str  # "namespace/name", sent to the picker as gRPC initial metadata
-    failure_open: bool
+    policy: CalloutPolicy  # for the pool's failure mode
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,9 @@ class Match:
 @dataclass(frozen=True)
 class Forward:
     backends: tuple[Backend, ...]
-    timeout_s: float = 0.0  # 0 = no route timeout (LLM responses can take minutes)
+    timeout_s: float  # 0 = no route timeout
     per_try_timeout_s: float = 0.0
+    retry: RetryPolicy | None = None  # retries on the picker's fallbacks (routes to pools with a picker)
     host_rewrite: str | None = None
     path_rewrite: tuple[str, str] | None = None  # ("ReplaceFullPath" | "ReplacePrefixMatch", value)
 
@@ -111,9 +116,13 @@ class Listener:
     """One Envoy listener: a Gateway's HTTP listeners that share a port."""
 
     name: str
+    gateway_namespace: str
+    gateway_name: str
     port: int
     virtual_hosts: tuple[VirtualHost, ...]
-    model_routing: bool = False  # run the body-based model router (sets X-Gateway-Model-Name) first
+    client_timeouts: ClientTimeouts
+    model_router: CalloutPolicy | None = None  # run the body-based model router (sets X-Gateway-Model-Name) first
+    endpoint_picker: CalloutPolicy | None = None  # the picker filter's own configuration, when a route calls one
 
 
 @dataclass

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from dataclasses import replace
 
 from poolgate.api.base import duration_seconds
-from poolgate.api.gateway import HeaderModifier, RouteFilter, RouteMatch
+from poolgate.api.core import Service
+from poolgate.api.gateway import PathModifier, RouteFilter, RouteMatch
 from poolgate.translate import ir, naming
 from poolgate.translate.hostnames import covering_patterns, matches, specificity
 from poolgate.translate.options import TranslateOptions
-from poolgate.translate.resolve import Attachment, Graph, ListenerState, PoolTarget, ResolvedRule, ServiceTarget
+from poolgate.translate.policy import Policy, decide
+from poolgate.translate.resolve import (
+    Attachment,
+    Graph,
+    ListenerState,
+    Picker,
+    PoolTarget,
+    ResolvedBackend,
+    ResolvedRule,
+    ServiceTarget,
+)
 
 MODEL_NAME_HEADER = "x-gateway-model-name"
 PATH_ORDER = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
@@ -20,6 +32,7 @@ PATH_ORDER = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
 def lower(graph: Graph, options: TranslateOptions, gateways: set[tuple[str, str]] | None = None) -> ir.IR:
     """The IR for this controller's Gateways (all, or those named in `gateways`)."""
     out = ir.IR()
+    policy = decide(options)
     for state in graph.gateways:
         gw = state.gateway
         if gateways is not None and (gw.namespace, gw.name) not in gateways:
@@ -29,16 +42,34 @@ def lower(graph: Graph, options: TranslateOptions, gateways: set[tuple[str, str]
             if ls.valid:
                 by_port[ls.listener.port].append(ls)
         for port, listeners in sorted(by_port.items()):
-            vhosts = tuple(_virtual_hosts(listeners, out, options))
+            vhosts = tuple(_virtual_hosts(listeners, out, options, policy))
             model_routing = any(
                 name == MODEL_NAME_HEADER for vh in vhosts for r in vh.routes for _, name, _ in r.match.headers
             )
+            uses_picker = any(
+                isinstance(r.action, ir.Forward) and any(b.picker for b in r.action.backends)
+                for vh in vhosts
+                for r in vh.routes
+            )
             out.listeners.append(
-                ir.Listener(naming.listener_name(gw.namespace, gw.name, port), port, vhosts, model_routing)
+                ir.Listener(
+                    naming.listener_name(gw.namespace, gw.name, port),
+                    gw.namespace,
+                    gw.name,
+                    port,
+                    vhosts,
+                    policy.client_timeouts,
+                    model_router=policy.model_router if model_routing else None,
+                    endpoint_picker=policy.picker_filter if uses_picker else None,
+                )
             )
             if model_routing:
                 out.clusters[naming.MODEL_ROUTER_CLUSTER] = ir.Cluster(
-                    naming.MODEL_ROUTER_CLUSTER, "model-router", (options.model_router,), http2=True
+                    naming.MODEL_ROUTER_CLUSTER,
+                    "model-router",
+                    (options.model_router,),
+                    policy.circuit_limits,
+                    http2=True,
                 )
     return out
 
@@ -46,7 +77,7 @@ def lower(graph: Graph, options: TranslateOptions, gateways: set[tuple[str, str]
 # --- virtual hosts ------------------------------------------------------------------------------------------------
 
 
-def _virtual_hosts(listeners: list[ListenerState], out: ir.IR, options: TranslateOptions):
+def _virtual_hosts(listeners: list[ListenerState], out: ir.IR, options: TranslateOptions, policy: Policy):
     domains = {ls.listener.hostname or "*" for ls in listeners}
     domains |= {h for ls in listeners for att in ls.attached for h in att.hostnames}
     # attachments by (listener, hostname they serve), so each domain looks up only the patterns covering it
@@ -66,17 +97,19 @@ def _virtual_hosts(listeners: list[ListenerState], out: ir.IR, options: Translat
                 rank = specificity(pattern)
                 if id(att) not in best or rank < best[id(att)][0]:
                     best[id(att)] = (rank, att)
-        routes = _routes(list(best.values()), out, options)
+        routes = _routes(list(best.values()), out, options, policy)
         yield ir.VirtualHost(domain, (domain,), tuple(routes))
 
 
-def _routes(entries: list[tuple[tuple[int, int], Attachment]], out: ir.IR, options: TranslateOptions):
+def _routes(
+    entries: list[tuple[tuple[int, int], Attachment]], out: ir.IR, options: TranslateOptions, policy: Policy
+) -> list[ir.Route]:
     keyed = []
     for host_rank, att in entries:
         route = att.route.route
         age = (route.metadata.creation_timestamp or "", route.namespace, route.name)
         for rule in att.route.rules:
-            action = _action(rule, out, options)
+            action = _action(rule, out, options, policy)
             filters = rule.rule.filters
             for j, match in enumerate(rule.rule.matches):
                 key = (
@@ -126,9 +159,8 @@ def _match(match: RouteMatch) -> ir.Match:
 def _header_mods(filters: list[RouteFilter], kind: str) -> ir.HeaderMods:
     for f in filters:
         if f.type == kind:
-            mod: HeaderModifier = (
-                f.request_header_modifier if kind == "RequestHeaderModifier" else f.response_header_modifier
-            )
+            mod = f.request_header_modifier if kind == "RequestHeaderModifier" else f.response_header_modifier
+            assert mod is not None  # RouteFilter's validator requires the modifier of its type
             return ir.HeaderMods(
                 tuple((h.name, h.value) for h in mod.set), tuple((h.name, h.value) for h in mod.add), tuple(mod.remove)
             )
@@ -138,23 +170,16 @@ def _header_mods(filters: list[RouteFilter], kind: str) -> ir.HeaderMods:
 # --- actions ------------------------------------------------------------------------------------------------------
 
 
-def _action(rule: ResolvedRule, out: ir.IR, options: TranslateOptions):
+def _action(
+    rule: ResolvedRule, out: ir.IR, options: TranslateOptions, policy: Policy
+) -> ir.Forward | ir.Redirect | ir.DirectResponse:
     if rule.unsupported:
         return ir.DirectResponse(500, f"poolgate: this route rule is not served: {rule.unsupported}")
     redirect = next((f.request_redirect for f in rule.rule.filters if f.type == "RequestRedirect"), None)
     if redirect is not None:
-        path = (
-            (
-                redirect.path.type,
-                redirect.path.replace_full_path
-                if redirect.path.type == "ReplaceFullPath"
-                else redirect.path.replace_prefix_match,
-            )
-            if redirect.path
-            else None
-        )
+        path = _path_modifier(redirect.path) if redirect.path else None
         return ir.Redirect(redirect.scheme, redirect.hostname, redirect.port, path, redirect.status_code)
-    backends = tuple(b for b in (_backend(rb, out, options) for rb in rule.backends) if b.weight > 0)
+    backends = tuple(b for b in (_backend(rb, out, options, policy) for rb in rule.backends) if b.weight > 0)
     if not backends:
         return ir.DirectResponse(500, "poolgate: no backend with a weight above 0 for this route rule")
     if len(backends) == 1 and backends[0].cluster is None:
@@ -162,46 +187,55 @@ def _action(rule: ResolvedRule, out: ir.IR, options: TranslateOptions):
     timeouts = rule.rule.timeouts
     return ir.Forward(
         backends,
-        duration_seconds(timeouts.request) if timeouts and timeouts.request else 0.0,
+        duration_seconds(timeouts.request) if timeouts and timeouts.request else policy.route_timeout_s,
         duration_seconds(timeouts.backend_request) if timeouts and timeouts.backend_request else 0.0,
+        policy.retries if any(b.picker for b in backends) else None,
     )
 
 
-def _with_rewrite(action, filters: list[RouteFilter], match: RouteMatch):
+def _with_rewrite(
+    action: ir.Forward | ir.Redirect | ir.DirectResponse, filters: list[RouteFilter], match: RouteMatch
+) -> ir.Forward | ir.Redirect | ir.DirectResponse:
     rewrite = next((f.url_rewrite for f in filters if f.type == "URLRewrite"), None)
     if rewrite is None or not isinstance(action, ir.Forward):
         return action
-    path = None
-    if rewrite.path is not None:
-        if rewrite.path.type == "ReplacePrefixMatch":
-            if match.path.type != "PathPrefix":
-                return ir.DirectResponse(500, "poolgate: ReplacePrefixMatch needs a PathPrefix match")
-            path = ("ReplacePrefixMatch", rewrite.path.replace_prefix_match)
-        else:
-            path = ("ReplaceFullPath", rewrite.path.replace_full_path)
-    return ir.Forward(action.backends, action.timeout_s, action.per_try_timeout_s, rewrite.hostname, path)
+    path = _path_modifier(rewrite.path) if rewrite.path else None
+    if path is not None and path[0] == "ReplacePrefixMatch" and match.path.type != "PathPrefix":
+        return ir.DirectResponse(500, "poolgate: ReplacePrefixMatch needs a PathPrefix match")
+    return replace(action, host_rewrite=rewrite.hostname, path_rewrite=path)
 
 
-def _backend(resolved, out: ir.IR, options: TranslateOptions) -> ir.Backend:
+def _path_modifier(path: PathModifier) -> tuple[str, str]:
+    """A path modifier as (type, replacement)."""
+    value = path.replace_full_path if path.type == "ReplaceFullPath" else path.replace_prefix_match
+    assert value is not None  # PathModifier's validator requires the field of its type
+    return path.type, value
+
+
+def _backend(resolved: ResolvedBackend, out: ir.IR, options: TranslateOptions, policy: Policy) -> ir.Backend:
     ref = resolved.ref
     target = resolved.target
     request = _header_mods(ref.filters, "RequestHeaderModifier")
     response = _header_mods(ref.filters, "ResponseHeaderModifier")
     if isinstance(target, PoolTarget) and target.servable:
-        cluster = _pool_cluster(target, out, options)
-        picker = _picker_call(target, out, options) if target.picker else None
+        cluster = _pool_cluster(target, out, options, policy)
+        picker = _picker_call(target, target.picker, out, options, policy) if target.picker else None
         return ir.Backend(cluster, ref.weight, picker, request, response)
     if isinstance(target, ServiceTarget):
         service = target.service
         name = naming.service_cluster(service.namespace, service.name, target.port)
         out.clusters[name] = ir.Cluster(
-            name, "service", (_service_address(service, target.port, options),), dns=_uses_dns(service, options)
+            name,
+            "service",
+            (_service_address(service, target.port, options),),
+            policy.circuit_limits,
+            dns=_uses_dns(service, options),
         )
         return ir.Backend(name, ref.weight, None, request, response)
     return ir.Backend(None, ref.weight)
 
 
-def _pool_cluster(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> str:
+def _pool_cluster(target: PoolTarget, out: ir.IR, options: TranslateOptions, policy: Policy) -> str:
     pool = target.pool
     name = naming.pool_cluster(pool.namespace, pool.name)
     if name in out.clusters:
@@ -211,11 +245,13 @@ def _pool_cluster(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> 
         host = f"{naming.pool_endpoints_service(pool.name)}.{pool.namespace}.svc.{options.cluster_domain}"
         addresses = tuple(ir.Address(host, port) for port in ports)
     else:
-        addresses = tuple(ir.Address(pod.status.pod_ip, port) for pod, port in target.endpoints)
+        # endpoints are ready pods, which always have an IP
+        addresses = tuple(ir.Address(pod.status.pod_ip, port) for pod, port in target.endpoints if pod.status.pod_ip)
     out.clusters[name] = ir.Cluster(
         name,
         "pool",
         addresses,
+        policy.circuit_limits,
         dns=options.endpoints == "dns",
         http2=pool.spec.app_protocol == "kubernetes.io/h2c",
         override_host=target.picker is not None,
@@ -223,40 +259,47 @@ def _pool_cluster(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> 
     return name
 
 
-def _picker_call(target: PoolTarget, out: ir.IR, options: TranslateOptions) -> ir.PickerCall:
-    picker = target.picker
+def _picker_call(
+    target: PoolTarget, picker: Picker, out: ir.IR, options: TranslateOptions, policy: Policy
+) -> ir.PickerCall:
     service = picker.service
     name = naming.picker_cluster(service.namespace, service.name, picker.port)
     out.clusters[name] = ir.Cluster(
         name,
         "picker",
         (_service_address(service, picker.port, options),),
+        policy.circuit_limits,
         dns=_uses_dns(service, options),
         http2=True,
         tls=options.picker_tls,
         server_name=_service_host(service, options) if options.picker_tls else "",
     )
-    return ir.PickerCall(name, f"{target.pool.namespace}/{target.pool.name}", picker.failure_open)
+    return ir.PickerCall(name, f"{target.pool.namespace}/{target.pool.name}", policy.picker(picker.failure_open))
 
 
-def _uses_dns(service, options: TranslateOptions) -> bool:
-    return options.endpoints == "dns" or not _is_ip(service.spec.cluster_ip)
+def _static_ip(service: Service, options: TranslateOptions) -> str | None:
+    """The Service's cluster IP when Envoy uses it as it is; None when Envoy resolves the Service's name."""
+    ip = service.spec.cluster_ip
+    return ip if options.endpoints != "dns" and ip is not None and _is_ip(ip) else None
 
 
-def _service_address(service, port: int, options: TranslateOptions) -> ir.Address:
-    if not _uses_dns(service, options):
-        return ir.Address(service.spec.cluster_ip, port)
-    return ir.Address(_service_host(service, options), port)
+def _uses_dns(service: Service, options: TranslateOptions) -> bool:
+    return _static_ip(service, options) is None
 
 
-def _service_host(service, options: TranslateOptions) -> str:
+def _service_address(service: Service, port: int, options: TranslateOptions) -> ir.Address:
+    ip = _static_ip(service, options)
+    return ir.Address(ip if ip is not None else _service_host(service, options), port)
+
+
+def _service_host(service: Service, options: TranslateOptions) -> str:
     """The cluster DNS name of a Service."""
     return f"{service.name}.{service.namespace}.svc.{options.cluster_domain}"
 
 
-def _is_ip(value: str | None) -> bool:
+def _is_ip(value: str) -> bool:
     try:
-        ipaddress.ip_address(value or "")
+        ipaddress.ip_address(value)
         return True
     except ValueError:
         return False

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import yaml
 
+try:  # libyaml's emitter when PyYAML has it (about 8x faster on large configurations), else the Python one
+    from yaml import CSafeDumper as _BaseDumper
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeDumper as _BaseDumper  # type: ignore[assignment]  # the same interface, another class
 
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
-    """libyaml's emitter when PyYAML has it (about 8x faster on large configurations), else the Python one."""
+
+class _Dumper(_BaseDumper):
+    """The emitter, with OrderedDicts written as plain mappings."""
 
 
 _Dumper.add_representer(OrderedDict, lambda dumper, data: dumper.represent_dict(data.items()))

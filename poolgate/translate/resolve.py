@@ -4,6 +4,7 @@ backendRef points at, and what is wrong where. Pure: objects in, graph out; stat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from poolgate.api import Gateway, HTTPRoute, InferencePool, Pod, Service
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
@@ -311,7 +312,8 @@ def _resolve_backend(snap: Snapshot, pools: dict, route: HTTPRoute, ref: Backend
                 ),
             )
         service = snap.services.get((namespace, ref.name))
-        if service is None or service.spec.type == "ExternalName" or service.port(ref.port) is None:
+        port = ref.port
+        if service is None or service.spec.type == "ExternalName" or port is None or service.port(port) is None:
             detail = (
                 "not found"
                 if service is None
@@ -322,7 +324,7 @@ def _resolve_backend(snap: Snapshot, pools: dict, route: HTTPRoute, ref: Backend
                 )
             )
             return ResolvedBackend(ref, None, Cond.false(c.RESOLVED_REFS, c.R_BACKEND_NOT_FOUND, f"{where} {detail}"))
-        return ResolvedBackend(ref, ServiceTarget(service, ref.port))
+        return ResolvedBackend(ref, ServiceTarget(service, port))
     return ResolvedBackend(
         ref,
         None,
@@ -389,7 +391,8 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
                 f"endpointPickerRef Service {pool.namespace}/{ref.name} is an ExternalName Service",
             ),
         )
-    if service.port(ref.port.number) is None:
+    port = ref.port.number if ref.port is not None else None  # the model requires a port for Service refs
+    if port is None or service.port(port) is None:
         return PoolTarget(
             pool,
             endpoints,
@@ -398,10 +401,10 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
             Cond.false(
                 c.RESOLVED_REFS,
                 c.R_INVALID_EXTENSION_REF,
-                f"endpointPickerRef Service {pool.namespace}/{ref.name} has no port {ref.port.number}",
+                f"endpointPickerRef Service {pool.namespace}/{ref.name} has no port {port}",
             ),
         )
-    picker = Picker(service, ref.port.number, ref.failure_mode == "FailOpen")
+    picker = Picker(service, port, ref.failure_mode == "FailOpen")
     return PoolTarget(
         pool,
         endpoints,
@@ -418,7 +421,9 @@ def effective_picker_ref(pool: InferencePool) -> EndpointPickerRef | None:
     annotations = pool.metadata.annotations
     if ref is not None or annotations.get(naming.MANAGED_PICKER_ANNOTATION, "").lower() != "true":
         return ref
-    failure_mode = "FailOpen" if annotations.get(naming.FAILURE_MODE_ANNOTATION) == "FailOpen" else "FailClose"
+    failure_mode: Literal["FailOpen", "FailClose"] = (
+        "FailOpen" if annotations.get(naming.FAILURE_MODE_ANNOTATION) == "FailOpen" else "FailClose"
+    )
     return EndpointPickerRef(
         name=naming.managed_picker(pool.name), port=Port(number=naming.MANAGED_PICKER_PORT), failure_mode=failure_mode
     )

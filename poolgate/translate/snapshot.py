@@ -107,7 +107,7 @@ class Snapshot:
         ports = [p.number for p in pool.spec.target_ports]
         by_label = self._ready_pods_by_label()
         candidates = min((by_label.get((pool.namespace, k, v), ()) for k, v in selector.items()), key=len)
-        endpoints = []
+        endpoints: list[tuple[Pod, int]] = []
         for pod in sorted(candidates, key=lambda p: p.name):
             if any(pod.metadata.labels.get(k) != v for k, v in selector.items()):
                 continue

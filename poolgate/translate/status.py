@@ -182,9 +182,7 @@ def route_status(graph: Graph, route: ResolvedRoute, now: str) -> dict:
     parents = []
     for result in route.parents:
         ref = _parent_ref_json(result.parent_ref, obj.namespace)
-        conds = [result.accepted, route.resolved_refs]
-        if route.partially_invalid is not None:
-            conds.append(route.partially_invalid)
+        conds = [cond for cond in (result.accepted, route.resolved_refs, route.partially_invalid) if cond is not None]
         parents.append(
             {
                 "parentRef": ref,

@@ -23,10 +23,12 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import json_format
 from google.protobuf.any_pb2 import Any
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
 from poolgate.translate import ir, naming
 from poolgate.translate.options import TranslateOptions
+from poolgate.translate.policy import CalloutPolicy
 
 DESTINATION_HEADER = "x-gateway-destination-endpoint"
 SERVED_KEY = "x-gateway-destination-endpoint-served"
@@ -39,12 +41,6 @@ MODEL_ROUTER_FILTER = "poolgate.model_router"
 # Headers only the picker (or the model router) may set: removed from client requests before any filter runs.
 PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, "x-gateway-destination-endpoint-subset")
 MODEL_ROUTER_ONLY_HEADERS = ("x-gateway-model-name", "x-gateway-base-model-name")
-# When a picked endpoint cannot be reached or dies before it answered, retry on the picker's next endpoint. `reset`
-# (not only `reset-before-request`) also retries requests that were in flight on a pod that died: an inference
-# request has no side effect, and Envoy never retries once response headers went to the client, so a stream that
-# has started is never replayed. The cost: a request that itself crashes servers is tried on `retries` more pods.
-RETRY_ON = "connect-failure,refused-stream,reset"
-CIRCUIT_LIMIT = 100_000  # connections, requests and parallel retries per cluster (see `cluster`)
 
 
 def _any(message: Message) -> Any:
@@ -53,9 +49,7 @@ def _any(message: Message) -> Any:
     return packed
 
 
-def _duration(seconds: float):
-    from google.protobuf.duration_pb2 import Duration
-
+def _duration(seconds: float) -> Duration:
     d = Duration()
     d.FromNanoseconds(round(seconds * 1e9))
     return d
@@ -71,31 +65,29 @@ def to_dict(message: Message) -> dict:
 
 def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> listener_pb2.Listener:
     """An Envoy listener with one HTTP connection manager serving the listener's virtual hosts."""
-    namespace, gateway = lst.name.split("/")[1:3]
-    uses_picker = any(
-        isinstance(r.action, ir.Forward) and any(b.picker for b in r.action.backends)
-        for vh in lst.virtual_hosts
-        for r in vh.routes
-    )
     pickers = [c for c in model.clusters.values() if c.role == "picker"]
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=lst.name.replace("/", "_"),
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
-        route_config=route_configuration(lst, options),
+        route_config=route_configuration(lst),
         strip_any_host_port=True,
         normalize_path={"value": True},
         merge_slashes=True,
         path_with_escaped_slashes_action=hcm_pb2.HttpConnectionManager.UNESCAPE_AND_REDIRECT,
-        early_header_mutation_extensions=[_strip_headers(lst.model_routing)],
-        request_headers_timeout=_duration(options.request_headers_timeout_s),
-        request_timeout=_duration(options.request_timeout_s),
-        stream_idle_timeout=_duration(options.stream_idle_timeout_s),
+        early_header_mutation_extensions=[_strip_headers(lst.model_router is not None)],
+        request_headers_timeout=_duration(lst.client_timeouts.request_headers_s),
+        request_timeout=_duration(lst.client_timeouts.request_s),
+        stream_idle_timeout=_duration(lst.client_timeouts.stream_idle_s),
     )
-    if lst.model_routing:
-        hcm.http_filters.append(hcm_pb2.HttpFilter(name=MODEL_ROUTER_FILTER, typed_config=_any(_model_router(options))))
-    if uses_picker:
+    if lst.model_router is not None:
         hcm.http_filters.append(
-            hcm_pb2.HttpFilter(name=EPP_FILTER, typed_config=_any(_endpoint_picker(pickers[0].name, options)))
+            hcm_pb2.HttpFilter(name=MODEL_ROUTER_FILTER, typed_config=_any(_model_router(lst.model_router)))
+        )
+    if lst.endpoint_picker is not None:
+        hcm.http_filters.append(
+            hcm_pb2.HttpFilter(
+                name=EPP_FILTER, typed_config=_any(_endpoint_picker(pickers[0].name, lst.endpoint_picker))
+            )
         )
     hcm.http_filters.append(
         hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router()))
@@ -104,7 +96,7 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
         name=lst.name,
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(
-                address=options.bind_address(namespace, gateway), port_value=lst.port
+                address=options.bind_address(lst.gateway_namespace, lst.gateway_name), port_value=lst.port
             )
         ),
         filter_chains=[
@@ -138,42 +130,32 @@ def _grpc_service(cluster: str, timeout_s: float, metadata: dict[str, str]) -> g
     return service
 
 
-def _processing_mode(
-    options: TranslateOptions, request_body: bool, response: bool, fail_open: bool = False
-) -> processing_mode_pb2.ProcessingMode:
-    """What Envoy sends the picker. Request bodies stream full-duplex (or are buffered when configured, and always
-    for FailOpen pools: Envoy can fall back only while the body is still buffered). Response bodies stream
-    full-duplex, except for FailOpen pools: there they stream chunk by chunk (STREAMED), the one mode in which a
-    picker that dies while a response is flowing lets the response go on without it (in full-duplex mode Envoy
-    cuts the response off, measured on Envoy 1.40)."""
+def _processing_mode(policy: CalloutPolicy) -> processing_mode_pb2.ProcessingMode:
+    """What Envoy sends an ext_proc service, as the policy decided."""
     mode = processing_mode_pb2.ProcessingMode
-    duplex = options.body_mode == "FULL_DUPLEX_STREAMED" and not fail_open
-    body_mode = mode.FULL_DUPLEX_STREAMED if duplex else mode.BUFFERED
+
+    def part(send: bool) -> processing_mode_pb2.ProcessingMode.HeaderSendMode.ValueType:
+        return mode.SEND if send else mode.SKIP
+
     return mode(
-        request_header_mode=mode.SEND,
-        request_body_mode=body_mode if request_body else mode.NONE,
-        request_trailer_mode=mode.SEND if duplex and request_body else mode.SKIP,
-        response_header_mode=mode.SEND if response else mode.SKIP,
-        response_body_mode=(mode.STREAMED if fail_open else mode.FULL_DUPLEX_STREAMED) if response else mode.NONE,
-        response_trailer_mode=mode.SEND if response else mode.SKIP,
+        request_header_mode=part(policy.request_headers),
+        request_body_mode=mode.BodySendMode.Value(policy.request_body),
+        request_trailer_mode=part(policy.request_trailers),
+        response_header_mode=part(policy.response_headers),
+        response_body_mode=mode.BodySendMode.Value(policy.response_body),
+        response_trailer_mode=part(policy.response_trailers),
     )
 
 
-def _endpoint_picker(default_cluster: str, options: TranslateOptions) -> ext_proc_pb2.ExternalProcessor:
+def _endpoint_picker(default_cluster: str, policy: CalloutPolicy) -> ext_proc_pb2.ExternalProcessor:
     """The endpoint-picker ext_proc filter. On its own it sends the picker nothing; each route that forwards to a pool
     overrides what to send and to which picker. (It cannot be disabled and enabled per route instead: Envoy decides
     which filters run from the route matched first, before the model router has set X-Gateway-Model-Name.)"""
-    mode = processing_mode_pb2.ProcessingMode
     config = ext_proc_pb2.ExternalProcessor(
-        grpc_service=_grpc_service(default_cluster, options.picker_timeout_s, {}),
-        failure_mode_allow=False,
-        processing_mode=mode(
-            request_header_mode=mode.SKIP,
-            response_header_mode=mode.SKIP,
-            request_trailer_mode=mode.SKIP,
-            response_trailer_mode=mode.SKIP,
-        ),
-        message_timeout=_duration(options.picker_timeout_s),
+        grpc_service=_grpc_service(default_cluster, policy.timeout_s, {}),
+        failure_mode_allow=policy.failure_mode_allow,
+        processing_mode=_processing_mode(policy),
+        message_timeout=_duration(policy.timeout_s),
         metadata_options=ext_proc_pb2.MetadataOptions(
             forwarding_namespaces=ext_proc_pb2.MetadataOptions.MetadataNamespaces(
                 untyped=[LB_METADATA_NAMESPACE, SUBSET_HINT_NAMESPACE]
@@ -186,44 +168,44 @@ def _endpoint_picker(default_cluster: str, options: TranslateOptions) -> ext_pro
     return config
 
 
-def _model_router(options: TranslateOptions) -> ext_proc_pb2.ExternalProcessor:
+def _model_router(policy: CalloutPolicy) -> ext_proc_pb2.ExternalProcessor:
     """The body-based model router: reads `model` from the body, sets X-Gateway-Model-Name, re-picks the route."""
     return ext_proc_pb2.ExternalProcessor(
         grpc_service=_grpc_service(
-            naming.MODEL_ROUTER_CLUSTER, options.picker_timeout_s, {CALLOUT_METADATA_KEY: "model-router"}
+            naming.MODEL_ROUTER_CLUSTER, policy.timeout_s, {CALLOUT_METADATA_KEY: "model-router"}
         ),
-        failure_mode_allow=False,
-        processing_mode=_processing_mode(options, request_body=True, response=False),
-        message_timeout=_duration(options.picker_timeout_s),
+        failure_mode_allow=policy.failure_mode_allow,
+        processing_mode=_processing_mode(policy),
+        message_timeout=_duration(policy.timeout_s),
         route_cache_action=ext_proc_pb2.ExternalProcessor.CLEAR,
         status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
     )
 
 
-def _picker_override(call: ir.PickerCall | None, options: TranslateOptions) -> ext_proc_pb2.ExtProcPerRoute:
+def _picker_override(call: ir.PickerCall | None) -> ext_proc_pb2.ExtProcPerRoute:
     """Per route (or weighted cluster): call the pool's own picker, naming the pool, with the pool's failure mode;
     or, for a backend without a picker next to pools that have one, do not call any."""
     if call is None:
         return ext_proc_pb2.ExtProcPerRoute(disabled=True)
     overrides = ext_proc_pb2.ExtProcOverrides(
-        grpc_service=_grpc_service(call.cluster, options.picker_timeout_s, {POOL_METADATA_KEY: call.pool}),
-        processing_mode=_processing_mode(options, request_body=True, response=True, fail_open=call.failure_open),
+        grpc_service=_grpc_service(call.cluster, call.policy.timeout_s, {POOL_METADATA_KEY: call.pool}),
+        processing_mode=_processing_mode(call.policy),
     )
-    overrides.failure_mode_allow.value = call.failure_open
+    overrides.failure_mode_allow.value = call.policy.failure_mode_allow
     return ext_proc_pb2.ExtProcPerRoute(overrides=overrides)
 
 
 # --- routes -------------------------------------------------------------------------------------------------------
 
 
-def route_configuration(lst: ir.Listener, options: TranslateOptions) -> route_pb2.RouteConfiguration:
+def route_configuration(lst: ir.Listener) -> route_pb2.RouteConfiguration:
     """The listener's routes: one virtual host per hostname, routes in Gateway API precedence."""
     config = route_pb2.RouteConfiguration(name=lst.name)
     config.validate_clusters.value = False  # invalid backends name an undefined cluster on purpose (-> 500)
     for vh in lst.virtual_hosts:
         config.virtual_hosts.append(
             route_components_pb2.VirtualHost(
-                name=f"{lst.name}/{vh.name}", domains=list(vh.domains), routes=[_route(r, options) for r in vh.routes]
+                name=f"{lst.name}/{vh.name}", domains=list(vh.domains), routes=[_route(r) for r in vh.routes]
             )
         )
     return config
@@ -271,7 +253,7 @@ def _header_options(mods: ir.HeaderMods) -> list[base_pb2.HeaderValueOption]:
     return out
 
 
-def _route(route: ir.Route, options: TranslateOptions) -> route_components_pb2.Route:
+def _route(route: ir.Route) -> route_components_pb2.Route:
     out = route_components_pb2.Route(name=route.name, match=_route_match(route.match))
     out.request_headers_to_add.extend(_header_options(route.request_headers))
     out.request_headers_to_remove.extend(route.request_headers.remove)
@@ -284,7 +266,7 @@ def _route(route: ir.Route, options: TranslateOptions) -> route_components_pb2.R
     elif isinstance(action, ir.Redirect):
         _redirect(out.redirect, action, route.match)
     else:
-        _forward(out, action, route.match, options)
+        _forward(out, action, route.match)
     return out
 
 
@@ -323,7 +305,7 @@ def _prefix_rewrite(prefix: str, replacement: str) -> regex_pb2.RegexMatchAndSub
     return regex_pb2.RegexMatchAndSubstitute(pattern=regex_pb2.RegexMatcher(regex=pattern), substitution=substitution)
 
 
-def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Match, options: TranslateOptions) -> None:
+def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Match) -> None:
     route = out.route
     route.timeout.CopyFrom(_duration(action.timeout_s))
     if action.host_rewrite:
@@ -340,10 +322,10 @@ def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Matc
     pickers = [b.picker for b in backends if b.picker]
     if pickers:
         # The route calls its (first) pool's picker; with weighted pools each cluster names its own picker below.
-        out.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(pickers[0], options)))
-        retry = route.retry_policy
-        retry.retry_on = RETRY_ON
-        retry.num_retries.value = options.retries
+        out.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(pickers[0])))
+    if action.retry is not None:
+        route.retry_policy.retry_on = ",".join(action.retry.retry_on)
+        route.retry_policy.num_retries.value = action.retry.num_retries
     if action.per_try_timeout_s:
         route.retry_policy.per_try_timeout.CopyFrom(_duration(action.per_try_timeout_s))
     single = backends[0]
@@ -361,7 +343,7 @@ def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Matc
         weight.response_headers_to_add.extend(_header_options(backend.response_headers))
         weight.response_headers_to_remove.extend(backend.response_headers.remove)
         if pickers:
-            weight.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(backend.picker, options)))
+            weight.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(backend.picker)))
         route.weighted_clusters.clusters.append(weight)
 
 
@@ -433,14 +415,11 @@ def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
     if c.role == "pool":
         out.load_balancing_policy.CopyFrom(_override_host() if c.override_host else _least_request())
         out.per_connection_buffer_limit_bytes.value = options.buffer_limit_bytes
-    # Inference traffic is long-lived and highly concurrent, and every request holds a gRPC stream to its picker
-    # for as long as it runs: Envoy's default limit of 1,024 requests per cluster would fail the 1,025th (as
-    # "overflow"). And when a pod dies, every request on it or picked for it retries at once on the picker's
-    # fallbacks: Envoy's default of 3 parallel retries would fail the rest (a route retries a request at most
-    # `retries` times, and only on connection failures and resets, so this cannot amplify load beyond that).
     thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds()
-    for field in ("max_connections", "max_pending_requests", "max_requests", "max_retries"):
-        getattr(thresholds, field).value = CIRCUIT_LIMIT
+    thresholds.max_connections.value = c.limits.max_connections
+    thresholds.max_pending_requests.value = c.limits.max_pending_requests
+    thresholds.max_requests.value = c.limits.max_requests
+    thresholds.max_retries.value = c.limits.max_retries
     out.circuit_breakers.thresholds.append(thresholds)
     if c.http2:
         protocol = http_protocol_options_pb2.HttpProtocolOptions(

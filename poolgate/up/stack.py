@@ -104,9 +104,8 @@ class Stack:
             return {}
         out: dict[str, list[str]] = {}
         for lst in self.status.translation.ir.listeners:
-            namespace, gateway = lst.name.split("/")[1:3]
-            host = self.status.translation.options.bind_address(namespace, gateway)
-            out.setdefault(f"{namespace}/{gateway}", []).append(f"http://{host}:{lst.port}")
+            host = self.status.translation.options.bind_address(lst.gateway_namespace, lst.gateway_name)
+            out.setdefault(f"{lst.gateway_namespace}/{lst.gateway_name}", []).append(f"http://{host}:{lst.port}")
         return out
 
     def options_for(self, plan: Plan) -> TranslateOptions:
@@ -203,9 +202,8 @@ class Stack:
         if envoy is None:
             return
         for lst in translation.ir.listeners:
-            namespace, gateway = lst.name.split("/")[1:3]
             wait_for_port(
-                translation.options.bind_address(namespace, gateway),
+                translation.options.bind_address(lst.gateway_namespace, lst.gateway_name),
                 lst.port,
                 timeout=self.options.ready_timeout,
                 process=envoy,
@@ -245,7 +243,7 @@ class Stack:
             children[f"picker/{picker.namespace}/{picker.service}"] = Spec(
                 argv, (picker.address.host, picker.address.port)
             )
-        if any(lst.model_routing for lst in translation.ir.listeners):
+        if any(lst.model_router is not None for lst in translation.ir.listeners):
             argv = (
                 *POOLGATE,
                 "picker",

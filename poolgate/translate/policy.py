@@ -1,0 +1,143 @@
+"""Every reliability decision poolgate makes for the Envoy that serves its pools, in one place: what Envoy sends a
+pool's picker and the model router and what it does when they fail, how requests retry on a picker's fallbacks, how
+far circuit breakers are lifted, and the client and route timeouts. `decide` makes them; the lowering records them
+in the IR (the Envoy Gateway target in its Plan), and the emitters only map them to their output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from poolgate.translate.options import TranslateOptions
+
+BodyMode = Literal["NONE", "BUFFERED", "STREAMED", "FULL_DUPLEX_STREAMED"]
+
+# When a picked endpoint cannot be reached or dies before it answered, retry on the picker's next endpoint. `reset`
+# (not only `reset-before-request`) also retries requests that were in flight on a pod that died: an inference
+# request has no side effect, and Envoy never retries once response headers went to the client, so a stream that
+# has started is never replayed. The cost: a request that itself crashes servers is tried on `retries` more pods.
+RETRY_ON = ("connect-failure", "refused-stream", "reset")
+# Inference traffic is long-lived and highly concurrent, and every request holds a gRPC stream to its picker for as
+# long as it runs: Envoy's default limit of 1,024 requests per cluster would fail the 1,025th (as "overflow"). And
+# when a pod dies, every request on it or picked for it retries at once on the picker's fallbacks: Envoy's default of
+# 3 parallel retries would fail the rest (a route retries a request at most `retries` times, and only on connection
+# failures and resets, so this cannot amplify load beyond that).
+CIRCUIT_LIMIT = 100_000
+# A route without a request timeout of its own has none: LLM responses can take minutes.
+NO_ROUTE_TIMEOUT_S = 0.0
+
+
+@dataclass(frozen=True)
+class CalloutPolicy:
+    """How Envoy calls an ext_proc service (a pool's picker or the model router): which parts of a request and its
+    response it sends, in which body mode, and whether a failed call lets the request go on without it."""
+
+    request_headers: bool
+    request_body: BodyMode
+    request_trailers: bool
+    response_headers: bool
+    response_body: BodyMode
+    response_trailers: bool
+    failure_mode_allow: bool  # a failed call lets the request through (FailOpen) instead of answering 503
+    timeout_s: float  # for the gRPC stream and for each message on it
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of a request whose picked endpoint failed, each on the next endpoint of the picker's list."""
+
+    retry_on: tuple[str, ...]
+    num_retries: int
+
+
+@dataclass(frozen=True)
+class CircuitLimits:
+    """Circuit-breaker thresholds of a cluster (Envoy's defaults would fail the 1,025th concurrent request)."""
+
+    max_connections: int
+    max_pending_requests: int
+    max_requests: int
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class ClientTimeouts:
+    """How long a client may take to send its request headers and its whole request, and how long a request may
+    stay silent either way (0: no limit)."""
+
+    request_headers_s: float
+    request_s: float
+    stream_idle_s: float
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The decisions for one translation."""
+
+    fail_open_picker: CalloutPolicy
+    fail_close_picker: CalloutPolicy
+    picker_filter: CalloutPolicy  # the endpoint-picker filter's own configuration, which each route overrides
+    model_router: CalloutPolicy
+    retries: RetryPolicy
+    circuit_limits: CircuitLimits
+    client_timeouts: ClientTimeouts
+    route_timeout_s: float  # the request timeout of a route that sets none
+
+    def picker(self, failure_open: bool) -> CalloutPolicy:
+        """The call to a pool's picker for the pool's failure mode."""
+        return self.fail_open_picker if failure_open else self.fail_close_picker
+
+
+def decide(options: TranslateOptions) -> Policy:
+    """Every reliability decision for a translation with these options (see docs/architecture.md, Policy).
+
+    Request bodies stream full-duplex unless `options.body_mode` asks for BUFFERED, and are always BUFFERED for
+    FailOpen pools: Envoy can fall back only while it still holds the body (a failed full-duplex call answers 503
+    even with failure_mode_allow, measured on Envoy 1.40). Response bodies stream full-duplex, except for FailOpen
+    pools: STREAMED is the one mode in which a response keeps flowing when the picker dies under it."""
+    duplex = options.body_mode == "FULL_DUPLEX_STREAMED"
+
+    def picker(failure_open: bool) -> CalloutPolicy:
+        request_duplex = duplex and not failure_open
+        return CalloutPolicy(
+            request_headers=True,
+            request_body="FULL_DUPLEX_STREAMED" if request_duplex else "BUFFERED",
+            request_trailers=request_duplex,
+            response_headers=True,
+            response_body="STREAMED" if failure_open else "FULL_DUPLEX_STREAMED",
+            response_trailers=True,
+            failure_mode_allow=failure_open,
+            timeout_s=options.picker_timeout_s,
+        )
+
+    return Policy(
+        fail_open_picker=picker(failure_open=True),
+        fail_close_picker=picker(failure_open=False),
+        picker_filter=CalloutPolicy(
+            request_headers=False,
+            request_body="NONE",
+            request_trailers=False,
+            response_headers=False,
+            response_body="NONE",
+            response_trailers=False,
+            failure_mode_allow=False,
+            timeout_s=options.picker_timeout_s,
+        ),
+        model_router=CalloutPolicy(
+            request_headers=True,
+            request_body="FULL_DUPLEX_STREAMED" if duplex else "BUFFERED",
+            request_trailers=duplex,
+            response_headers=False,
+            response_body="NONE",
+            response_trailers=False,
+            failure_mode_allow=False,  # without the model, no route can be chosen
+            timeout_s=options.picker_timeout_s,
+        ),
+        retries=RetryPolicy(RETRY_ON, options.retries),
+        circuit_limits=CircuitLimits(CIRCUIT_LIMIT, CIRCUIT_LIMIT, CIRCUIT_LIMIT, CIRCUIT_LIMIT),
+        client_timeouts=ClientTimeouts(
+            options.request_headers_timeout_s, options.request_timeout_s, options.stream_idle_timeout_s
+        ),
+        route_timeout_s=NO_ROUTE_TIMEOUT_S,
+    )
