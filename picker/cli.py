@@ -134,7 +134,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _duration(text: str) -> float:
-    from picker.scheduling.config import parse_duration
+    from picker.scheduling.registry import parse_duration
 
     try:
         value = float(text)
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the picker until SIGTERM or SIGINT; returns the exit code."""
     import sys
 
-    from picker.scheduling.config import ConfigError
+    from picker.scheduling.registry import ConfigError
     from poolgate.api import InvalidObjects
 
     logs.setup(args.log_level, args.log_format == "json")

@@ -251,6 +251,7 @@ def _list_function(client, resource: Resource):
     """The kubernetes client function that lists (and, with watch=True, watches) a resource, and its arguments."""
     from kubernetes.client import CoreV1Api, CustomObjectsApi
 
+    arguments: dict[str, str | None]
     if resource.api_version == "v1":
         core = CoreV1Api(client)
         if resource.namespace is None:

@@ -132,7 +132,7 @@ def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineR
     missing = [name for name in (names.waiting, names.running) if name not in first]
     if kv_name is None:
         missing.append(" or ".join(names.kv_usage))
-    if missing:
+    if missing or kv_name is None:
         raise MetricsError(f"{names.engine} metrics missing: {', '.join(missing)}")
 
     block_size, num_blocks = _cache_geometry(names, first)

@@ -5,20 +5,14 @@
     request = SchedulingRequest("llama-3", PromptInput.from_body(body), headers, priority=0)
     decision = scheduler.schedule(request, now=pool.clock())
 
-See `picker.scheduling.scheduler` for the request lifecycle and docs/scheduling.md for the plugins.
+See `picker.scheduling.scheduler` for the request lifecycle, `picker.scheduling.registry` for how a plugin declares
+its parameters and registers its type name, and docs/scheduling.md for the plugins.
 """
 
-from picker.scheduling.config import (
-    BUILTIN_CONFIGS,
-    PLUGIN_TYPES,
-    ConfigError,
-    EndpointPickerConfig,
-    PickerConfig,
-    builtin_config,
-    load_config,
-)
+from picker.scheduling.config import BUILTIN_CONFIGS, EndpointPickerConfig, PickerConfig, builtin_config, load_config
 from picker.scheduling.framework import CycleState, Decision, Filter, Outcome, Picker, Plugin, Profile, Scorer
 from picker.scheduling.prefix import PrefixIndex, PrefixMatch, prefix_hashes
+from picker.scheduling.registry import ConfigError, PluginParameters, plugin, plugin_types
 from picker.scheduling.request import PromptInput, SchedulingRequest, go_json
 from picker.scheduling.saturation import SaturationDetector, UtilizationDetector
 from picker.scheduling.scheduler import Scheduler
@@ -26,7 +20,6 @@ from picker.scheduling.scorers import SESSION_TOKEN_HEADER, decode_session_token
 
 __all__ = [
     "BUILTIN_CONFIGS",
-    "PLUGIN_TYPES",
     "SESSION_TOKEN_HEADER",
     "ConfigError",
     "CycleState",
@@ -37,6 +30,7 @@ __all__ = [
     "Picker",
     "PickerConfig",
     "Plugin",
+    "PluginParameters",
     "PrefixIndex",
     "PrefixMatch",
     "Profile",
@@ -51,5 +45,7 @@ __all__ = [
     "encode_session_token",
     "go_json",
     "load_config",
+    "plugin",
+    "plugin_types",
     "prefix_hashes",
 ]

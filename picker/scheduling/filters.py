@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Filter
+from picker.scheduling.registry import BuildContext, Duration, PluginParameters, plugin
 
 
 def _split_address(entry: str) -> tuple[str, str | None]:
@@ -45,30 +46,34 @@ def select_addresses(endpoints: Sequence[Endpoint], entries: Sequence[str]) -> l
     return [e for e in endpoints if e.address in addresses or (e.address, str(e.port)) in exact]
 
 
+@plugin("subset-filter")
 class SubsetFilter(Filter):
     """Keeps only the endpoints of the proxy's subset hint, when the request carries one."""
-
-    type_name = "subset-filter"
 
     def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
         subset = cycle.request.subset
         return endpoints if subset is None else select_addresses(endpoints, subset)
 
 
+@plugin("header-based-testing-filter")
 class HeaderBasedTestingFilter(Filter):
     """Keeps only the endpoints of the conformance steering list, when the request carries one."""
-
-    type_name = "header-based-testing-filter"
 
     def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
         steering = cycle.request.steering
         return endpoints if steering is None else select_addresses(endpoints, steering)
 
 
+@plugin("stale-metrics-filter")
 class StaleMetricsFilter(Filter):
     """Drops endpoints with metrics older than `max_age` seconds, unless that would drop every candidate."""
 
-    type_name = "stale-metrics-filter"
+    class Parameters(PluginParameters):
+        maxAge: Duration = 1.0
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> StaleMetricsFilter:
+        return cls(name, max_age=parameters.maxAge)
 
     def __init__(self, name: str = "", *, max_age: float = 1.0) -> None:
         super().__init__(name)

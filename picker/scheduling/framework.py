@@ -12,7 +12,9 @@ Every plugin may also implement lifecycle hooks, called by the `Scheduler` only 
 `on_complete`, `response_headers` (headers to add to the client response, e.g. a session token) and
 `endpoint_removed`.
 
-Plugins see candidates as sequences of `picker.pool.Endpoint` and return lists aligned with them.
+Plugins see candidates as sequences of `picker.pool.Endpoint` and return lists aligned with them. Each plugin
+class declares its parameters and registers its type name (see `picker.scheduling.registry`); the framework knows
+no particular plugin.
 """
 
 from __future__ import annotations
@@ -20,42 +22,28 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from picker.pool.state import Endpoint, InflightTicket, PoolState
+from picker.scheduling.registry import BuildContext, NoParameters, PluginParameters
 from picker.scheduling.request import SchedulingRequest
-
-if TYPE_CHECKING:
-    from picker.scheduling.prefix import PrefixIndex, PrefixMatch
 
 
 class CycleState:
     """Everything one scheduling cycle shares between plugins: the request, the clock time and scratch data."""
 
-    __slots__ = ("_prefix", "data", "now", "pool", "request")
+    __slots__ = ("data", "now", "pool", "request", "step")
 
     def __init__(self, request: SchedulingRequest, now: float, pool: PoolState) -> None:
         self.request = request
         self.now = now
         self.pool = pool
         self.data: dict[str, Any] = {}  # plugin name -> whatever the plugin keeps for this request
-        self._prefix: dict[int, PrefixMatch] = {}
-
-    def prefix_match(self, index: PrefixIndex, endpoints: Sequence[Endpoint]) -> PrefixMatch:
-        """The request's prefix hashes and per-endpoint matches in `index`, computed once per cycle."""
-        match = self._prefix.get(id(index))
-        if match is None:
-            match = index.match(self.request, endpoints)
-            self._prefix[id(index)] = match
-        return match
-
-    def computed_prefix(self, index: PrefixIndex) -> PrefixMatch | None:
-        """The prefix match of `index` if some plugin computed it during this cycle, else None."""
-        return self._prefix.get(id(index))
+        self.step: dict[int, Any] = {}  # id(plugin) -> what it computed for the scheduling step only
 
     def end(self) -> None:
-        """Drop what only the scheduling step needed (the prefix hashes), keeping `data` for later hooks."""
-        self._prefix.clear()
+        """Drop what only the scheduling step needed (`step`, e.g. prefix hashes), keeping `data` for later hooks."""
+        self.step.clear()
 
 
 class Outcome(enum.Enum):
@@ -96,12 +84,23 @@ class Decision:
 
 
 class Plugin:
-    """Base of every plugin: a type name (as in EndpointPickerConfig) and an instance name."""
+    """Base of every plugin: a type name (as in EndpointPickerConfig) and an instance name.
+
+    `Parameters` is the model of the plugin's EndpointPickerConfig parameters and `create` builds the plugin from
+    them; plugins with a lower `build_order` are built first (producers of shared objects before their readers).
+    """
 
     type_name: ClassVar[str] = ""
+    Parameters: ClassVar[type[PluginParameters]] = NoParameters
+    build_order: ClassVar[int] = 0
 
     def __init__(self, name: str = "") -> None:
         self.name = name or self.type_name
+
+    @classmethod
+    def create(cls, name: str, parameters: Any, context: BuildContext) -> Plugin:
+        """The plugin named `name` built from its validated `Parameters`, sharing `context` with the config."""
+        return cls(name)
 
     def after_pick(self, cycle: CycleState, decision: Decision) -> None:
         """Called after a request was scheduled (outcome PICKED)."""
@@ -119,8 +118,8 @@ class Plugin:
     def endpoint_removed(self, key: str) -> None:
         """Called when an endpoint left the pool."""
 
-    def prefix_indexes(self) -> tuple[PrefixIndex, ...]:
-        """The shared prefix indexes this plugin reads (they join the profile as plugins)."""
+    def shared_plugins(self) -> tuple[Plugin, ...]:
+        """The shared plugins this plugin reads, e.g. a prefix index (they join the profile as plugins)."""
         return ()
 
     def __repr__(self) -> str:
@@ -159,10 +158,10 @@ class Profile:
     extra: list[Plugin] = field(default_factory=list)
 
     def plugins(self) -> list[Plugin]:
-        """Every plugin of the profile once, including the prefix indexes its plugins read."""
+        """Every plugin of the profile once, including the shared plugins its plugins read."""
         seen: dict[int, Plugin] = {}
         for plugin in [*self.filters, *(s for s, _ in self.scorers), self.picker, *self.extra]:
             seen.setdefault(id(plugin), plugin)
-            for index in plugin.prefix_indexes():
-                seen.setdefault(id(index), index)
+            for shared in plugin.shared_plugins():
+                seen.setdefault(id(shared), shared)
         return list(seen.values())

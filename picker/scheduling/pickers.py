@@ -17,18 +17,34 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from pydantic import Field
+
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Picker
+from picker.scheduling.registry import BuildContext, PluginParameters, plugin
 
 
-class MaxScorePicker(Picker):
-    """Best score first, ties broken uniformly at random."""
+class PickerParameters(PluginParameters):
+    maxNumOfEndpoints: int | None = Field(default=None, description="accepted for compatibility; ignored")
 
-    type_name = "max-score-picker"
+
+class RandomizedPicker(Picker):
+    """A picker that draws from the config's `random.Random`."""
+
+    Parameters = PickerParameters
 
     def __init__(self, name: str = "", *, rng: random.Random) -> None:
         super().__init__(name)
         self.rng = rng
+
+    @classmethod
+    def create(cls, name: str, parameters: PickerParameters, context: BuildContext) -> RandomizedPicker:
+        return cls(name, rng=context.rng)
+
+
+@plugin("max-score-picker")
+class MaxScorePicker(RandomizedPicker):
+    """Best score first, ties broken uniformly at random."""
 
     def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
         n = len(scores)
@@ -47,27 +63,17 @@ class MaxScorePicker(Picker):
         return picked
 
 
-class RandomPicker(Picker):
+@plugin("random-picker")
+class RandomPicker(RandomizedPicker):
     """Uniformly random endpoints, scores ignored."""
-
-    type_name = "random-picker"
-
-    def __init__(self, name: str = "", *, rng: random.Random) -> None:
-        super().__init__(name)
-        self.rng = rng
 
     def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
         return self.rng.sample(range(len(endpoints)), min(count, len(endpoints)))
 
 
-class WeightedRandomPicker(Picker):
+@plugin("weighted-random-picker")
+class WeightedRandomPicker(RandomizedPicker):
     """Random endpoints with probability proportional to their scores."""
-
-    type_name = "weighted-random-picker"
-
-    def __init__(self, name: str = "", *, rng: random.Random) -> None:
-        super().__init__(name)
-        self.rng = rng
 
     def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
         if not any(score > 0 for score in scores):
@@ -77,10 +83,11 @@ class WeightedRandomPicker(Picker):
         return sorted(range(len(keys)), key=keys.__getitem__, reverse=True)[:count]
 
 
+@plugin("round-robin-picker")
 class RoundRobinPicker(Picker):
     """Takes turns over the candidates, in pool order."""
 
-    type_name = "round-robin-picker"
+    Parameters = PickerParameters
 
     def __init__(self, name: str = "") -> None:
         super().__init__(name)

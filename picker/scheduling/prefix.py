@@ -23,9 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import xxhash
+from pydantic import Field
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Plugin
+from picker.scheduling.registry import BuildContext, ConfigError, PluginParameters, plugin
 from picker.scheduling.request import CHARS_PER_TOKEN, SchedulingRequest
 
 DEFAULT_BLOCK_SIZE_TOKENS = 16
@@ -69,11 +71,52 @@ class PrefixMatch:
         return self.matched.get(key, 0) * self.block_bytes // CHARS_PER_TOKEN
 
 
+class PrefixIndexParameters(PluginParameters):
+    blockSizeTokens: int = Field(default=DEFAULT_BLOCK_SIZE_TOKENS, gt=0)
+    hashBlockSize: int | None = Field(default=None, gt=0, description="fixed block size in bytes")
+    maxPrefixBlocksToMatch: int = Field(default=DEFAULT_MAX_PREFIX_BLOCKS, gt=0)
+    lruCapacityPerServer: int = Field(default=DEFAULT_LRU_CAPACITY, gt=0)
+    autoTune: bool = True
+
+
+_SHARED_INDEX = "prefix-index"
+
+
+def shared_prefix_index(context: BuildContext, parameters: PrefixIndexParameters | None, owner: str) -> PrefixIndex:
+    """The one prefix index of a config: built by its first user (with `parameters`, or the defaults when None);
+    a later user giving different parameters is a ConfigError naming `owner`."""
+    current: tuple[PrefixIndexParameters, PrefixIndex] | None = context.shared.get(_SHARED_INDEX)
+    if current is not None:
+        if parameters is not None and parameters != current[0]:
+            raise ConfigError(
+                f"plugin {owner!r}: its prefix index parameters differ from those already set; "
+                "one config has one prefix index (declare an approx-prefix-cache-producer)"
+            )
+        return current[1]
+    p = parameters or PrefixIndexParameters()
+    index = PrefixIndex(
+        owner if parameters is not None else "",
+        block_size_tokens=p.blockSizeTokens,
+        hash_block_bytes=p.hashBlockSize,
+        max_prefix_blocks=p.maxPrefixBlocksToMatch,
+        lru_capacity=p.lruCapacityPerServer,
+        auto_tune=p.autoTune,
+    )
+    context.shared[_SHARED_INDEX] = (p, index)
+    return index
+
+
+@plugin("approx-prefix-cache-producer")
 class PrefixIndex(Plugin):
     """The shared approximate prefix-cache index of a set of profiles (EndpointPickerConfig type
     `approx-prefix-cache-producer`); scorers that read it add it to their profile, which credits picks to it."""
 
-    type_name = "approx-prefix-cache-producer"
+    Parameters = PrefixIndexParameters
+    build_order = -1  # before the scorers that read it, so that they share its parameters
+
+    @classmethod
+    def create(cls, name: str, parameters: PrefixIndexParameters, context: BuildContext) -> PrefixIndex:
+        return shared_prefix_index(context, parameters, name)
 
     def __init__(
         self,
@@ -95,12 +138,19 @@ class PrefixIndex(Plugin):
         self.auto_tune = auto_tune
         self._owners: dict[int, int] = {}  # block hash -> bitmask of endpoint slots holding it
         self._slots: dict[str, int] = {}  # endpoint key -> slot
-        self._slot_keys: list[str | None] = []  # slot -> endpoint key
+        self._slot_keys: list[str] = []  # slot -> endpoint key ("" for a free slot)
         self._lrus: list[OrderedDict[int, None] | None] = []  # slot -> LRU of block hashes
         self._capacity: list[int] = []
         self._free: list[int] = []
 
     # -- reading --------------------------------------------------------------------------------------------
+
+    def cycle_match(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> PrefixMatch:
+        """The cycle's request matched against the index, computed once per cycle whichever plugin asks first."""
+        match: PrefixMatch | None = cycle.step.get(id(self))
+        if match is None:
+            match = cycle.step[id(self)] = self.match(cycle.request, endpoints)
+        return match
 
     def block_bytes(self, endpoints: Sequence[Endpoint]) -> int:
         """The hash block size in bytes for these candidates (auto-tuned from the first one's block size)."""
@@ -142,7 +192,7 @@ class PrefixIndex(Plugin):
             while mask:
                 low = mask & -mask
                 key = slot_keys[low.bit_length() - 1]
-                counts[key] = counts.get(key, 0) + length  # type: ignore[index]
+                counts[key] = counts.get(key, 0) + length
                 mask ^= low
         return counts
 
@@ -193,12 +243,12 @@ class PrefixIndex(Plugin):
         for block_hash in lru or ():
             self._drop_owner(block_hash, bit)
         self._lrus[slot] = None
-        self._slot_keys[slot] = None
+        self._slot_keys[slot] = ""
         self._free.append(slot)
 
     def after_pick(self, cycle: CycleState, decision: Decision) -> None:
         """Credit all of the request's blocks to the primary endpoint (if this cycle hashed the request)."""
-        match = cycle.computed_prefix(self)
+        match: PrefixMatch | None = cycle.step.get(id(self))  # None: no plugin of this cycle read the index
         if match is None or not match.hashes or decision.primary is None:
             return
         endpoint = cycle.pool.get(decision.primary)

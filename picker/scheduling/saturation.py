@@ -13,22 +13,41 @@ threshold x (1 + headroom) on both signals, or every candidate if none is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from pydantic import Field
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Filter
+from picker.scheduling.registry import BuildContext, Duration, PluginParameters, plugin
 
 
+@runtime_checkable
 class SaturationDetector(Protocol):
     """What the scheduler asks before admitting a sheddable request."""
 
     def saturation(self, endpoints: Sequence[Endpoint], now: float) -> float: ...
 
 
+@plugin("utilization-detector")
 class UtilizationDetector(Filter):
-    """The reference saturation detector (see the module docstring)."""
+    """The reference saturation detector (see the module docstring); also the config's `saturationDetector`."""
 
-    type_name = "utilization-detector"
+    class Parameters(PluginParameters):
+        queueDepthThreshold: float = Field(default=5, gt=0)
+        kvCacheUtilThreshold: float = Field(default=0.8, gt=0)
+        metricsStalenessThreshold: Duration = 0.2
+        headroom: float = Field(default=0.0, ge=0)
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> UtilizationDetector:
+        return cls(
+            name,
+            queue_depth_threshold=parameters.queueDepthThreshold,
+            kv_cache_util_threshold=parameters.kvCacheUtilThreshold,
+            metrics_staleness_threshold=parameters.metricsStalenessThreshold,
+            headroom=parameters.headroom,
+        )
 
     def __init__(
         self,

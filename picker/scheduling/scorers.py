@@ -25,9 +25,12 @@ from collections.abc import Sequence
 from itertools import repeat
 from operator import attrgetter
 
+from pydantic import Field
+
 from picker.pool.state import Endpoint
-from picker.scheduling.framework import CycleState, Decision, Scorer
-from picker.scheduling.prefix import PrefixIndex
+from picker.scheduling.framework import CycleState, Decision, Plugin, Scorer
+from picker.scheduling.prefix import PrefixIndex, PrefixIndexParameters, shared_prefix_index
+from picker.scheduling.registry import BuildContext, PluginParameters, plugin
 
 SESSION_TOKEN_HEADER = "x-session-token"
 _key = attrgetter("key")
@@ -45,37 +48,41 @@ def _min_max_inverse(values: list[int | None]) -> list[float]:
     return [0.0 if v is None else (high - v) / span for v in values]
 
 
+@plugin("queue-scorer")
 class QueueScorer(Scorer):
     """Prefers endpoints with fewer waiting requests (min-max normalised)."""
-
-    type_name = "queue-scorer"
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
         return _min_max_inverse([e.metrics.waiting if e.metrics.updated_at is not None else None for e in endpoints])
 
 
+@plugin("kv-cache-utilization-scorer", "kv-cache-scorer")  # second name: the older upstream type
 class KvCacheUtilizationScorer(Scorer):
     """Prefers endpoints with free KV cache: 1 - usage."""
-
-    type_name = "kv-cache-utilization-scorer"
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
         return [1.0 - e.metrics.kv_usage if e.metrics.updated_at is not None else 0.0 for e in endpoints]
 
 
+@plugin("running-requests-size-scorer")
 class RunningRequestsScorer(Scorer):
     """Prefers endpoints with fewer running requests (min-max normalised)."""
-
-    type_name = "running-requests-size-scorer"
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
         return _min_max_inverse([e.metrics.running for e in endpoints])
 
 
+@plugin("active-request-scorer")
 class ActiveRequestScorer(Scorer):
     """Prefers endpoints with fewer requests in flight from this picker (its own counters, no scrape lag)."""
 
-    type_name = "active-request-scorer"
+    class Parameters(PluginParameters):
+        idleThreshold: int = Field(default=0, ge=0)
+        maxBusyScore: float = Field(default=1.0, ge=0, le=1)
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> ActiveRequestScorer:
+        return cls(name, idle_threshold=parameters.idleThreshold, max_busy_score=parameters.maxBusyScore)
 
     def __init__(self, name: str = "", *, idle_threshold: int = 0, max_busy_score: float = 1.0) -> None:
         super().__init__(name)
@@ -91,30 +98,43 @@ class ActiveRequestScorer(Scorer):
         return [1.0 if n <= idle else (busiest - n) / busiest * self.max_busy_score for n in counts]
 
 
+@plugin("prefix-cache-scorer")
 class PrefixCacheScorer(Scorer):
     """Prefers endpoints that (probably) cache a longer prefix of the prompt."""
 
-    type_name = "prefix-cache-scorer"
+    class Parameters(PluginParameters):
+        """The prefix index parameters may come with the scorer itself (older upstream configs)."""
+
+        blockSizeTokens: int | None = Field(default=None, gt=0)
+        hashBlockSize: int | None = Field(default=None, gt=0)
+        maxPrefixBlocksToMatch: int | None = Field(default=None, gt=0)
+        lruCapacityPerServer: int | None = Field(default=None, gt=0)
+        autoTune: bool | None = None
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> PrefixCacheScorer:
+        given = parameters.model_dump(exclude_none=True)
+        index_parameters = PrefixIndexParameters(**given) if given else None
+        return cls(name, index=shared_prefix_index(context, index_parameters, name))
 
     def __init__(self, name: str = "", *, index: PrefixIndex) -> None:
         super().__init__(name)
         self.index = index
 
-    def prefix_indexes(self) -> tuple[PrefixIndex, ...]:
+    def shared_plugins(self) -> tuple[Plugin, ...]:
         return (self.index,)
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
-        match = cycle.prefix_match(self.index, endpoints)
+        match = self.index.cycle_match(cycle, endpoints)
         if not match.matched:
             return [0.0] * len(endpoints)
         total = len(match.hashes)
         return [blocks / total for blocks in map(match.matched.get, map(_key, endpoints), repeat(0))]
 
 
+@plugin("lora-affinity-scorer")
 class LoraAffinityScorer(Scorer):
     """Prefers endpoints where the requested adapter is loaded, or can be."""
-
-    type_name = "lora-affinity-scorer"
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
         model = cycle.request.target_model
@@ -145,10 +165,16 @@ def decode_session_token(token: str) -> str | None:
         return None
 
 
+@plugin("session-affinity-scorer")
 class SessionAffinityScorer(Scorer):
     """Sends a session's requests back to the endpoint that served its previous one."""
 
-    type_name = "session-affinity-scorer"
+    class Parameters(PluginParameters):
+        headerName: str = Field(default=SESSION_TOKEN_HEADER, min_length=1)
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> SessionAffinityScorer:
+        return cls(name, header_name=parameters.headerName)
 
     def __init__(self, name: str = "", *, header_name: str = SESSION_TOKEN_HEADER) -> None:
         super().__init__(name)
@@ -163,10 +189,16 @@ class SessionAffinityScorer(Scorer):
         return {self.header_name: encode_session_token(served)}
 
 
+@plugin("no-hit-lru-scorer")
 class NoHitLruScorer(Scorer):
     """Spreads cold requests (no prefix hit anywhere) over the endpoints least recently given a cold request."""
 
-    type_name = "no-hit-lru-scorer"
+    class Parameters(PluginParameters):
+        lruSize: int = Field(default=1024, gt=0)
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> NoHitLruScorer:
+        return cls(name, index=shared_prefix_index(context, None, name), lru_size=parameters.lruSize)
 
     def __init__(self, name: str = "", *, index: PrefixIndex, lru_size: int = 1024) -> None:
         super().__init__(name)
@@ -176,11 +208,11 @@ class NoHitLruScorer(Scorer):
         self.lru_size = lru_size
         self._cold: OrderedDict[str, None] = OrderedDict()  # endpoint keys, least recently cold-picked first
 
-    def prefix_indexes(self) -> tuple[PrefixIndex, ...]:
+    def shared_plugins(self) -> tuple[Plugin, ...]:
         return (self.index,)
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
-        matched = cycle.prefix_match(self.index, endpoints).matched
+        matched = self.index.cycle_match(cycle, endpoints).matched
         cold = not any(matched.get(e.key) for e in endpoints)
         cycle.data[self.name] = cold
         n = len(endpoints)

@@ -56,9 +56,12 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydantic import Field
+
 from picker.pool.state import Endpoint
-from picker.scheduling.framework import CycleState, Decision, Scorer
-from picker.scheduling.prefix import PrefixIndex
+from picker.scheduling.framework import CycleState, Decision, Plugin, Scorer
+from picker.scheduling.prefix import PrefixIndex, shared_prefix_index
+from picker.scheduling.registry import BuildContext, PluginParameters, Seconds, plugin
 from picker.scheduling.request import CHARS_PER_TOKEN
 
 TOKENS_SCALE = 1000.0  # the prefill feature is in thousands of tokens, to keep the features of similar size
@@ -106,10 +109,45 @@ class _Booking:
     sent_after: float  # the endpoint's `sent` total once this request's prefill was added
 
 
+@plugin("predicted-ttft-scorer")
 class PredictedTtftScorer(Scorer):
     """Scores endpoints by the inverse of their predicted time to first token (see the module docstring)."""
 
-    type_name = "predicted-ttft-scorer"
+    class Parameters(PluginParameters):
+        baseSeconds: Seconds = 0.02
+        runningSecondsPerRequest: Seconds = 0.001
+        prefillSecondsPerToken: Seconds = 0.0002
+        slotSeconds: Seconds = 10.0
+        slotSecondsSmoothing: float = Field(default=0.02, ge=0, le=1)
+        kvKnee: float = Field(default=0.8, ge=0, lt=1)
+        kvPressureSeconds: Seconds = 1.0
+        kvFullSeconds: Seconds = 2.0
+        loraLoadSeconds: Seconds = 0.2
+        loraUnavailableSeconds: Seconds = 5.0
+        prefillPenalty: float = Field(default=0.0, ge=0)
+        learnOnline: bool = False
+        forgetting: float = Field(default=0.999, gt=0, le=1)
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> PredictedTtftScorer:
+        p = parameters
+        return cls(
+            name,
+            index=shared_prefix_index(context, None, name),
+            base_seconds=p.baseSeconds,
+            running_seconds_per_request=p.runningSecondsPerRequest,
+            prefill_seconds_per_token=p.prefillSecondsPerToken,
+            slot_seconds=p.slotSeconds,
+            slot_seconds_smoothing=p.slotSecondsSmoothing,
+            kv_knee=p.kvKnee,
+            kv_pressure_seconds=p.kvPressureSeconds,
+            kv_full_seconds=p.kvFullSeconds,
+            lora_load_seconds=p.loraLoadSeconds,
+            lora_unavailable_seconds=p.loraUnavailableSeconds,
+            prefill_penalty=p.prefillPenalty,
+            learn_online=p.learnOnline,
+            forgetting=p.forgetting,
+        )
 
     def __init__(
         self,
@@ -168,7 +206,7 @@ class PredictedTtftScorer(Scorer):
         self.ended: dict[str, deque[float]] = {}
         self.peak_running = 0  # the most requests any endpoint of the pool has been seen running
 
-    def prefix_indexes(self) -> tuple[PrefixIndex, ...]:
+    def shared_plugins(self) -> tuple[Plugin, ...]:
         return (self.index,)
 
     def predict(
@@ -177,7 +215,7 @@ class PredictedTtftScorer(Scorer):
         """Predicted TTFT of each candidate, in seconds; fills `details` (if given) with each candidate's parts."""
         request = cycle.request
         model = request.target_model
-        match = cycle.prefix_match(self.index, endpoints)
+        match = self.index.cycle_match(cycle, endpoints)
         matched = match.matched
         tokens_per_block = match.block_bytes / CHARS_PER_TOKEN
         prompt_tokens = request.prompt.estimated_tokens
@@ -247,7 +285,7 @@ class PredictedTtftScorer(Scorer):
         """Add the request's prefill to its endpoint's backlog."""
         predictions = cycle.data.pop(self.name, None)
         primary = decision.primary
-        if predictions is None or primary not in predictions:
+        if predictions is None or primary is None or primary not in predictions:
             return
         prediction = predictions[primary]
         backlog = self.backlogs.get(primary)

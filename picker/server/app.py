@@ -15,6 +15,7 @@ import logging
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
@@ -25,6 +26,9 @@ from picker.server.exchange import ExchangeSettings
 from picker.server.metrics import PickerMetrics, PoolCollector
 from picker.server.pools import PoolRegistry, PoolSettings, ProfileSource
 from picker.server.service import ExternalProcessor, Listen, PickerServer, load_key_pair, self_signed_key_pair
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger("poolgate.picker")
 
@@ -83,7 +87,7 @@ class Picker:
         )
         self.server = PickerServer(processor, Listen(options.host, options.grpc_port, options.health_port, self._tls()))
         self._tasks: list[asyncio.Task] = []
-        self._metrics_http = None
+        self._metrics_http: WSGIServer | None = None
         self._stop_watch = asyncio.Event()
 
     def _tls(self) -> tuple[bytes, bytes] | None:

@@ -1,5 +1,8 @@
 """One HTTP request's ext_proc stream: the endpoint picker's and the model router's side of the protocol.
 
+`Exchange` holds what both sides share (reading the request body, answering it in its body mode, refusing a request);
+`ModelRouterExchange` names the model from the body, `PickerExchange` picks the endpoint and follows the response.
+
 Envoy opens one stream per HTTP request and sends, in order, the request headers, the request body (chunks), maybe
 request trailers, then the response headers, response body chunks and maybe response trailers. `Exchange.on_message`
 takes one message and returns the replies to send (often none, sometimes several). The body modes come from the
@@ -26,7 +29,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -49,6 +52,9 @@ from picker.server.rewrite import ModelNameMapper
 from picker.server.usage import UsageTail
 
 if TYPE_CHECKING:
+    from envoy.service.ext_proc.v3.external_processor_pb2 import HttpBody
+    from google.protobuf.struct_pb2 import Struct
+
     from picker.scheduling.scheduler import Scheduler
     from picker.server.metrics import ModelMetrics, PickerMetrics
     from picker.server.pools import PoolRegistry, PoolRuntime
@@ -56,7 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("poolgate.picker")
 
 MAX_STREAMED_CHUNK = 62_000  # bytes per streamed_response chunk (some proxies cap chunks at 64 KiB)
-_EMPTY: tuple = ()
+_EMPTY: tuple[p.ProcessingResponse, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,77 +74,62 @@ class ExchangeSettings:
     conformance_steering: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How a request is answered once routed or picked: headers to set, maybe a new body, maybe `envoy.lb` metadata."""
+
+    headers: dict[str, str]
+    new_body: bytes | None = None
+    metadata: Struct | None = None
+
+
 class Exchange:
-    """The state of one request's stream (see the module docstring)."""
+    """One request's stream: reads the request, answers it as `_answer` says (see the module docstring)."""
 
     __slots__ = (
         "answered",
         "body_size",
         "chunks",
-        "decision",
         "failure",
         "finished",
         "headers",
-        "mapper",
         "metrics",
         "model",
-        "pool",
+        "pool_key",
         "pools",
         "released",
         "request_mode",
         "response_mode",
-        "response_size",
-        "router",
-        "scheduler",
-        "series",
         "settings",
         "started",
         "status",
-        "subset",
         "target",
-        "usage",
     )
 
-    def __init__(
-        self,
-        settings: ExchangeSettings,
-        metrics: PickerMetrics,
-        pools: PoolRegistry,
-        pool_key: str | None,
-        router: bool,
-    ) -> None:
+    clear_route_cache: ClassVar[bool] = False  # whether Envoy must match the route again after the answer
+
+    def __init__(self, settings: ExchangeSettings, metrics: PickerMetrics, pools: PoolRegistry) -> None:
         self.settings = settings
         self.metrics = metrics
         self.pools = pools
-        self.router = router
-        self.pool: PoolRuntime | None = None
-        self.failure: RequestError | None = None
-        if not router:
-            try:
-                self.pool = pools.lookup(pool_key)
-                if not self.pool.exists:
-                    raise RequestError(503, f"InferencePool {self.pool.key} does not exist")
-            except RequestError as error:
-                self.failure = error
+        self.pool_key: str | None = None  # the InferencePool of the stream, for logs
+        self.failure: RequestError | None = None  # set when the stream must be refused at its first message
         self.finished = False
+        self.released = True  # no in-flight booking to release
+        self.answered = False  # the request part has been answered (picked, routed or refused)
         self.request_mode = p.FULL_DUPLEX_STREAMED
         self.response_mode = p.FULL_DUPLEX_STREAMED
         self.started = time.monotonic()
         self.headers: dict[str, str] = {}
-        self.subset: tuple[str, ...] | None = None
         self.chunks: list[bytes] = []
         self.body_size = 0
-        self.scheduler: Scheduler | None = None
-        self.decision: Decision | None = None
         self.model = ""
         self.target = ""
-        self.series: ModelMetrics | None = None
-        self.mapper: ModelNameMapper | None = None
-        self.usage: UsageTail | None = None
-        self.response_size = 0
-        self.status = ""
-        self.released = True
-        self.answered = False  # the request part has been answered (picked, routed or refused)
+        self.status = ""  # the response's :status, once the picker has seen the response headers
+
+    def _answer(self, raw: bytes | None) -> Answer:
+        """Route or pick the request whose body is `raw` (None: no body); a RequestError refuses it."""
+        raise NotImplementedError
 
     # -- dispatch ------------------------------------------------------------------------------------------------
 
@@ -161,23 +152,17 @@ class Exchange:
 
     def internal_error(self, error: BaseException) -> Sequence[p.ProcessingResponse]:
         """The reply after an unexpected error: a 500 while the request is still ours to answer, else nothing."""
-        log.error("picker failed on a request", exc_info=error, extra={"pool": self.pool.key if self.pool else None})
+        log.error("picker failed on a request", exc_info=error, extra={"pool": self.pool_key})
         if self.status or self.finished:
             self.finished = True
             return _EMPTY
         return self._refuse(RequestError(500, "The endpoint picker failed on this request."))
 
     def end(self) -> None:
-        """Envoy closed its side of the stream: with no response body to watch (mode NONE) the response is over."""
-        if not self.released and self.status and self.response_mode == p.NONE:
-            self._complete(time.monotonic())
+        """Envoy closed its side of the stream."""
 
     def close(self) -> None:
-        """The stream ended (normally or not): release the in-flight booking if the response never completed."""
-        if not self.released:
-            self._release(time.monotonic())
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("request stream ended before its response completed", extra=self._log_fields())
+        """The stream ended (normally or not)."""
 
     # -- request path --------------------------------------------------------------------------------------------
 
@@ -188,14 +173,13 @@ class Exchange:
         if self.failure is not None:
             return self._refuse(self.failure)
         self.headers = p.header_map(request.request_headers)
-        self.subset = p.subset_hint(request)
         if request.request_headers.end_of_stream:
             return self._decide(None, trailers=False)
         if self.request_mode == p.FULL_DUPLEX_STREAMED:
             return _EMPTY
         return (p.CONTINUE_REQUEST_HEADERS,)
 
-    def _request_body(self, body) -> Sequence[p.ProcessingResponse]:
+    def _request_body(self, body: HttpBody) -> Sequence[p.ProcessingResponse]:
         chunk = body.body
         if chunk:
             self.body_size += len(chunk)
@@ -222,17 +206,15 @@ class Exchange:
     def _decide(self, raw: bytes | None, trailers: bool) -> Sequence[p.ProcessingResponse]:
         """Route or pick, then answer the request headers/body according to the body mode."""
         try:
-            if self.router:
-                headers, new_body, metadata = self._route(raw), None, None
-            else:
-                headers, new_body, metadata = self._pick(raw)
+            answer = self._answer(raw)
         except RequestError as error:
             return self._refuse(error)
         self.answered = True
         chunks, self.chunks = self.chunks, []  # the body is not needed past this point
-        clear = self.router
+        headers, new_body, metadata = answer.headers, answer.new_body, answer.metadata
+        clear = self.clear_route_cache
         duplex = self.request_mode == p.FULL_DUPLEX_STREAMED
-        remove = ()
+        remove: tuple[str, ...] = ()
         if new_body is not None:
             if duplex:
                 remove = ("content-length",)
@@ -249,24 +231,108 @@ class Exchange:
             return replies
         return (p.request_body_reply(mutation, metadata, new_body, clear),)
 
-    def _route(self, raw: bytes | None) -> dict[str, str]:
-        """The model router: X-Gateway-Model-Name (and the base model of a known LoRA adapter) from the body."""
+    def _refuse(self, error: RequestError) -> Sequence[p.ProcessingResponse]:
+        self.finished = self.answered = True
+        self.metrics.errors.labels(self.model, self.target, error.metric_code).inc()
+        log.warning(
+            "request refused",
+            extra={"status": error.status, "error": error.message, "pool": self.pool_key, "model": self.model},
+        )
+        return (p.immediate_response(error),)
+
+    # -- response path: passed through unchanged -----------------------------------------------------------------
+
+    def _response_headers(self, request: p.ProcessingRequest) -> Sequence[p.ProcessingResponse]:
+        return (p.CONTINUE_RESPONSE_HEADERS,)
+
+    def _response_body(self, body: HttpBody) -> Sequence[p.ProcessingResponse]:
+        if self.response_mode == p.FULL_DUPLEX_STREAMED:
+            return (p.streamed_response_body(body.body, body.end_of_stream),)
+        return (p.CONTINUE_RESPONSE_BODY,)
+
+    def _response_trailers(self) -> Sequence[p.ProcessingResponse]:
+        return (p.CONTINUE_RESPONSE_TRAILERS,)
+
+
+class ModelRouterExchange(Exchange):
+    """The model router: sets X-Gateway-Model-Name (and the base model of a known LoRA adapter) from the body, and
+    has Envoy match the route again with it."""
+
+    __slots__ = ()
+
+    clear_route_cache = True
+
+    def _answer(self, raw: bytes | None) -> Answer:
         if raw is None:
-            return {}
+            return Answer({})
         body = parse_body(raw)
         if body.get("model") is None:
-            return {}  # no model: leave the route to match without the header
+            return Answer({})  # no model: leave the route to match without the header
         model = self.model = self.target = body_model(body)
         headers = {MODEL_NAME_HEADER: model}
         base = self.pools.adapter_bases.get(model)
         if base:
             headers[BASE_MODEL_NAME_HEADER] = base
-        return headers
+        return Answer(headers)
 
-    def _pick(self, raw: bytes | None):
-        """The endpoint picker: parse once, resolve objective and rewrite, schedule, book the request."""
+
+@dataclass(slots=True)
+class _Picked:
+    """What a picked request keeps until its response ends: the booking and the metrics to update."""
+
+    scheduler: Scheduler
+    decision: Decision
+    series: ModelMetrics
+    usage: UsageTail
+
+
+class PickerExchange(Exchange):
+    """The endpoint picker: resolves the objective and model rewrite, schedules the request on its pool, books it
+    in flight until the response ends, and records the response's metrics."""
+
+    __slots__ = ("mapper", "picked", "pool", "response_size", "subset")
+
+    def __init__(
+        self, settings: ExchangeSettings, metrics: PickerMetrics, pools: PoolRegistry, pool_key: str | None
+    ) -> None:
+        super().__init__(settings, metrics, pools)
+        self.pool: PoolRuntime | None = None
+        try:
+            self.pool = pools.lookup(pool_key)
+            self.pool_key = self.pool.key
+            if not self.pool.exists:
+                raise RequestError(503, f"InferencePool {self.pool.key} does not exist")
+        except RequestError as error:
+            self.failure = error
+        self.subset: tuple[str, ...] | None = None
+        self.picked: _Picked | None = None
+        self.mapper: ModelNameMapper | None = None
+        self.response_size = 0
+
+    def end(self) -> None:
+        """With no response body to watch (mode NONE) the response is over when Envoy closes its side."""
+        if not self.released and self.status and self.response_mode == p.NONE:
+            self._complete(time.monotonic())
+
+    def close(self) -> None:
+        """Release the in-flight booking if the response never completed."""
+        if not self.released:
+            self._release(time.monotonic())
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("request stream ended before its response completed", extra=self._log_fields())
+
+    # -- request path --------------------------------------------------------------------------------------------
+
+    def _request_headers(self, request: p.ProcessingRequest) -> Sequence[p.ProcessingResponse]:
+        self.subset = p.subset_hint(request)
+        return super()._request_headers(request)
+
+    def _answer(self, raw: bytes | None) -> Answer:
+        """Parse once, resolve objective and rewrite, schedule, book the request."""
         pool = self.pool
+        assert pool is not None  # a stream without its pool was refused at its first message
         headers = self.headers
+        body: dict[str, Any] | None
         if raw is None:
             body, requested, prompt = None, "", PromptInput()
         else:
@@ -294,6 +360,7 @@ class Exchange:
             self.pools.adapter_bases.get(target),
         )
         scheduler = pool.scheduler
+        assert scheduler is not None  # an existing pool has its scheduler (PoolRuntime.apply builds it first)
         metrics = self.metrics
         started = time.perf_counter()
         decision = scheduler.schedule(request, pool.state.clock())
@@ -306,16 +373,14 @@ class Exchange:
                 )
             raise RequestError(503, f"No ready endpoint in InferencePool {pool.key}: {decision.reason}.")
         metrics.scheduled.inc()
-        self.scheduler = scheduler
-        self.decision = decision
+        series = metrics.model(requested, target)
+        self.picked = _Picked(scheduler, decision, series, UsageTail())
         self.released = False
-        self.usage = UsageTail()
-        series = self.series = metrics.model(requested, target)
         series.requests.inc()
         series.request_sizes.observe(self.body_size)
         series.running.inc()
         destination = decision.destination
-        return {p.DESTINATION_HEADER: destination}, new_body, p.destination_metadata(destination)
+        return Answer({p.DESTINATION_HEADER: destination}, new_body, p.destination_metadata(destination))
 
     def _rewrite_target(self, pool: PoolRuntime, requested: str) -> str | None:
         rule = pool.rewrites.rule_for(requested)
@@ -325,40 +390,27 @@ class Exchange:
         self.metrics.rewrites.labels(pool.rewrite_names.get(id(rule), ""), requested, target).inc()
         return target
 
-    def _refuse(self, error: RequestError) -> Sequence[p.ProcessingResponse]:
-        self.finished = self.answered = True
-        self.metrics.errors.labels(self.model, self.target, error.metric_code).inc()
-        log.warning(
-            "request refused",
-            extra={
-                "status": error.status,
-                "error": error.message,
-                "pool": self.pool.key if self.pool else None,
-                "model": self.model,
-            },
-        )
-        return (p.immediate_response(error),)
-
     # -- response path -------------------------------------------------------------------------------------------
 
     def _response_headers(self, request: p.ProcessingRequest) -> Sequence[p.ProcessingResponse]:
-        decision = self.decision
-        if decision is None:
+        picked = self.picked
+        if picked is None:
             return (p.CONTINUE_RESPONSE_HEADERS,)
+        decision = picked.decision
         headers = p.header_map(request.response_headers)
         self.status = headers.get(":status", "")
         served = p.served_endpoint(request)
         if served is not None:
-            self.scheduler.on_served(decision, served)
-        extra = self.scheduler.response_headers(decision, served or decision.primary)
+            picked.scheduler.on_served(decision, served)
+        extra = picked.scheduler.response_headers(decision, served or decision.primary or "")
         if self.settings.conformance_steering:
             # what the GIE conformance picker reports to the test client: its pick, and where Envoy says it served
             extra = {
                 **extra,
-                "x-conformance-test-selected-endpoint": decision.primary,
+                "x-conformance-test-selected-endpoint": decision.primary or "",
                 "x-conformance-test-served-endpoint": served or "fail: missing envoy lb metadata",
             }
-        remove = ()
+        remove: tuple[str, ...] = ()
         if self.mapper is not None and self.mapper.length_changes and self.response_mode != p.BUFFERED:
             remove = ("content-length",)
         if request.response_headers.end_of_stream:
@@ -367,19 +419,19 @@ class Exchange:
             return (p.CONTINUE_RESPONSE_HEADERS,)
         return (p.response_headers_reply(p.header_mutation(extra, remove)),)
 
-    def _response_body(self, body) -> Sequence[p.ProcessingResponse]:
+    def _response_body(self, body: HttpBody) -> Sequence[p.ProcessingResponse]:
         chunk = body.body
         end = body.end_of_stream
-        decision = self.decision
-        if decision is not None and chunk:
+        picked = self.picked
+        if picked is not None and chunk:
             if self.response_size == 0:
                 now = time.monotonic()
-                self.scheduler.on_first_token(decision, now)
-                self.series.ttft.observe(now - self.started)
+                picked.scheduler.on_first_token(picked.decision, now)
+                picked.series.ttft.observe(now - self.started)
             self.response_size += len(chunk)
-            self.usage.feed(chunk)
+            picked.usage.feed(chunk)
         data = self.mapper.feed(chunk, end) if self.mapper is not None else chunk
-        if end and decision is not None:
+        if end and picked is not None:
             self._complete(time.monotonic())
         mode = self.response_mode
         if mode == p.FULL_DUPLEX_STREAMED:
@@ -397,7 +449,7 @@ class Exchange:
             rest = self.mapper.feed(b"", end_of_stream=True)
             if rest:
                 replies.append(p.streamed_response_body(rest, False))
-        if self.decision is not None:
+        if self.picked is not None:
             self._complete(time.monotonic())
         replies.append(p.CONTINUE_RESPONSE_TRAILERS)
         return replies
@@ -405,9 +457,11 @@ class Exchange:
     # -- accounting ----------------------------------------------------------------------------------------------
 
     def _release(self, now: float) -> None:
+        picked = self.picked
+        assert picked is not None  # released is False only once a request was picked
         self.released = True
-        self.scheduler.on_complete(self.decision, now)
-        self.series.running.dec()
+        picked.scheduler.on_complete(picked.decision, now)
+        picked.series.running.dec()
 
     def _complete(self, now: float) -> None:
         """The response ended: release the booking and record the request's metrics (once)."""
@@ -415,11 +469,13 @@ class Exchange:
             return
         self._release(now)
         self.finished = True
-        series = self.series
+        picked = self.picked
+        assert picked is not None
+        series = picked.series
         duration = now - self.started
         series.duration.observe(duration)
         series.response_sizes.observe(self.response_size)
-        usage = self.usage.usage()
+        usage = picked.usage.usage()
         if usage is not None:
             if usage.prompt_tokens:
                 series.input_tokens.observe(usage.prompt_tokens)
@@ -440,10 +496,10 @@ class Exchange:
             )
             log.debug("request", extra=fields)
 
-    def _log_fields(self) -> dict:
-        decision = self.decision
+    def _log_fields(self) -> dict[str, Any]:
+        decision = self.picked.decision if self.picked is not None else None
         return {
-            "pool": self.pool.key if self.pool else None,
+            "pool": self.pool_key,
             "model": self.model,
             "target_model": self.target,
             "destination": decision.destination if decision else None,

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
+from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 
@@ -21,9 +22,6 @@ SERVED_KEY = "x-gateway-destination-endpoint-served"
 SUBSET_KEY = "x-gateway-destination-endpoint-subset"
 EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"  # where Envoy puts request/response attributes
 UPSTREAM_ADDRESS_ATTRIBUTE = "upstream.address"
-
-ProcessingRequest = ext_proc.ProcessingRequest
-ProcessingResponse = ext_proc.ProcessingResponse
 
 # ProcessingMode.BodySendMode values (envoy.extensions.filters.http.ext_proc.v3)
 NONE, STREAMED, BUFFERED, BUFFERED_PARTIAL, FULL_DUPLEX_STREAMED = 0, 1, 2, 3, 4

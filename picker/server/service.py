@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from picker.server.errors import RequestError
-from picker.server.exchange import Exchange, ExchangeSettings
+from picker.server.exchange import Exchange, ExchangeSettings, ModelRouterExchange, PickerExchange
 from picker.server.metrics import PickerMetrics
 from picker.server.pools import PoolRegistry
 from poolgate.translate.xds import CALLOUT_METADATA_KEY, POOL_METADATA_KEY
@@ -41,8 +42,9 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
         self.metrics = metrics
         self.settings = settings
 
-    def exchange(self, metadata) -> Exchange:
-        """A new exchange for a stream with this gRPC initial metadata (pool and callout)."""
+    def exchange(self, metadata: Iterable[tuple[str, str]] | None) -> Exchange:
+        """A new exchange for a stream with this gRPC initial metadata (pool and callout): the model router's for
+        its callout (or when that is the server's only role), else the endpoint picker's."""
         pool_key = None
         callout = None
         for key, value in metadata or ():
@@ -51,9 +53,10 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
             elif key == CALLOUT_METADATA_KEY:
                 callout = value
         role = self.settings.role
-        router = role == "model-router" or (role == "both" and callout == MODEL_ROUTER_CALLOUT)
-        exchange = Exchange(self.settings, self.metrics, self.pools, pool_key, router)
-        if callout == MODEL_ROUTER_CALLOUT and not router:
+        if role == "model-router" or (role == "both" and callout == MODEL_ROUTER_CALLOUT):
+            return ModelRouterExchange(self.settings, self.metrics, self.pools)
+        exchange = PickerExchange(self.settings, self.metrics, self.pools, pool_key)
+        if callout == MODEL_ROUTER_CALLOUT:
             exchange.failure = RequestError(
                 500,
                 "This endpoint picker does not run the model router "

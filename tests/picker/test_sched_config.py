@@ -5,9 +5,9 @@ import random
 import pytest
 
 from picker.scheduling import BUILTIN_CONFIGS, ConfigError, builtin_config, load_config
-from picker.scheduling.config import parse_duration
 from picker.scheduling.filters import StaleMetricsFilter
 from picker.scheduling.pickers import MaxScorePicker, WeightedRandomPicker
+from picker.scheduling.registry import parse_duration
 from picker.scheduling.scorers import NoHitLruScorer, PrefixCacheScorer, QueueScorer
 
 HEADER = "apiVersion: {}\nkind: EndpointPickerConfig\n"

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from picker.discovery.view import PickerView
 from picker.pool.objectives import ModelRewrite, RewriteRule, RewriteTarget
-from picker.scheduling.config import ConfigError
+from picker.scheduling.registry import ConfigError
 from picker.scheduling.request import SchedulingRequest
 from picker.server.pools import PoolRegistry, PoolSettings, ProfileSource
 from tests.support.picker import pool_view
