@@ -28,8 +28,8 @@ from operator import attrgetter
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Scorer
 from picker.scheduling.prefix import PrefixIndex
+from poolgate.api.contract import SESSION_TOKEN_HEADER
 
-SESSION_TOKEN_HEADER = "x-session-token"
 _key = attrgetter("key")
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from picker.pool.objectives import OBJECTIVE_HEADER, objective_priority, pick_target
+from picker.pool.objectives import objective_priority, pick_target
 from picker.scheduling.framework import Decision, Outcome
 from picker.scheduling.request import PromptInput, SchedulingRequest
 from picker.server import protocol as p
@@ -47,6 +47,7 @@ from picker.server.requests import (
 )
 from picker.server.rewrite import ModelNameMapper
 from picker.server.usage import UsageTail
+from poolgate.api.contract import CONFORMANCE_SELECTED_HEADER, CONFORMANCE_SERVED_HEADER, OBJECTIVE_HEADER
 
 if TYPE_CHECKING:
     from picker.scheduling.scheduler import Scheduler
@@ -355,8 +356,8 @@ class Exchange:
             # what the GIE conformance picker reports to the test client: its pick, and where Envoy says it served
             extra = {
                 **extra,
-                "x-conformance-test-selected-endpoint": decision.primary,
-                "x-conformance-test-served-endpoint": served or "fail: missing envoy lb metadata",
+                CONFORMANCE_SELECTED_HEADER: decision.primary,
+                CONFORMANCE_SERVED_HEADER: served or "fail: missing envoy lb metadata",
             }
         remove = ()
         if self.mapper is not None and self.mapper.length_changes and self.response_mode != p.BUFFERED:

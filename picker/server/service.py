@@ -22,11 +22,10 @@ from picker.server.errors import RequestError
 from picker.server.exchange import Exchange, ExchangeSettings
 from picker.server.metrics import PickerMetrics
 from picker.server.pools import PoolRegistry
-from poolgate.translate.xds import CALLOUT_METADATA_KEY, POOL_METADATA_KEY
+from poolgate.api.contract import CALLOUT_METADATA_KEY, MODEL_ROUTER, POOL_METADATA_KEY
 
 log = logging.getLogger("poolgate.picker")
 
-MODEL_ROUTER_CALLOUT = "model-router"  # the value of x-poolgate-callout on the model router's calls
 EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 READY_SERVICES = ("", "readiness", EXT_PROC_SERVICE)
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -51,9 +50,9 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
             elif key == CALLOUT_METADATA_KEY:
                 callout = value
         role = self.settings.role
-        router = role == "model-router" or (role == "both" and callout == MODEL_ROUTER_CALLOUT)
+        router = role == "model-router" or (role == "both" and callout == MODEL_ROUTER)
         exchange = Exchange(self.settings, self.metrics, self.pools, pool_key, router)
-        if callout == MODEL_ROUTER_CALLOUT and not router:
+        if callout == MODEL_ROUTER and not router:
             exchange.failure = RequestError(
                 500,
                 "This endpoint picker does not run the model router "

@@ -15,6 +15,7 @@ import copy
 import json
 from collections import defaultdict
 
+from poolgate.api import contract
 from poolgate.api.base import GATEWAY_GROUP
 from poolgate.api.gateway import Gateway
 from poolgate.egtarget import names
@@ -244,8 +245,8 @@ def extension_policy(route_plan: RoutePlan, rules: list[RulePlan], options: Tran
         "failOpen": picker.failure_open,
         "messageTimeout": _duration(options.picker_timeout_s),
         "metadata": {
-            "accessibleNamespaces": [xds.LB_METADATA_NAMESPACE, xds.SUBSET_HINT_NAMESPACE],
-            "writableNamespaces": [xds.LB_METADATA_NAMESPACE],
+            "accessibleNamespaces": [contract.LB_METADATA_NAMESPACE, contract.SUBSET_HINT_NAMESPACE],
+            "writableNamespaces": [contract.LB_METADATA_NAMESPACE],
         },
     }
     return {
@@ -273,7 +274,7 @@ def backend_traffic_policy(route_plan: RoutePlan, rules: list[RulePlan], options
         "connection": {"bufferLimit": options.buffer_limit_bytes},
     }
     if rules[0].pool.picker is not None:
-        spec["loadBalancer"]["endpointOverride"] = {"extractFrom": [{"header": xds.DESTINATION_HEADER}]}
+        spec["loadBalancer"]["endpointOverride"] = {"extractFrom": [{"header": contract.DESTINATION_HEADER}]}
         spec["retry"] = {"numRetries": options.retries, "retryOn": {"triggers": RETRY_TRIGGERS}}
     return {
         "apiVersion": EG_API,
@@ -297,7 +298,7 @@ def client_traffic_policy(gateway: Gateway, options: TranslateOptions) -> dict:
         "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
         "spec": {
             "targetRefs": [_gateway_target(gateway)],
-            "headers": {"earlyRequestHeaders": {"remove": list(xds.PICKER_ONLY_HEADERS)}},
+            "headers": {"earlyRequestHeaders": {"remove": list(contract.PICKER_ONLY_HEADERS)}},
             "connection": {"bufferLimit": options.buffer_limit_bytes},
             "timeout": {"http": timeouts},
         },

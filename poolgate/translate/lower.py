@@ -7,13 +7,13 @@ import ipaddress
 from collections import defaultdict
 
 from poolgate.api.base import duration_seconds
+from poolgate.api.contract import MODEL_NAME_HEADER
 from poolgate.api.gateway import HeaderModifier, RouteFilter, RouteMatch
 from poolgate.translate import ir, naming
 from poolgate.translate.hostnames import covering_patterns, matches, specificity
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.resolve import Attachment, Graph, ListenerState, PoolTarget, ResolvedRule, ServiceTarget
 
-MODEL_NAME_HEADER = "x-gateway-model-name"
 PATH_ORDER = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
 
 

@@ -1,4 +1,5 @@
-"""A Snapshot: every input object of one translation, indexed the ways the resolver looks them up."""
+"""A Snapshot: a set of objects indexed the ways translator and picker look them up, and pool membership
+(`pool_endpoints`: which pod ports serve an InferencePool)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ from poolgate.api import (
     ReferenceGrant,
     Service,
 )
+from poolgate.api.contract import CONTROLLER_NAME
 from poolgate.api.inference import ACTIVE_PORTS_ANNOTATIONS
-
-CONTROLLER_NAME = "poolgate.dev/gateway-controller"
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 
@@ -107,7 +107,7 @@ class Snapshot:
         ports = [p.number for p in pool.spec.target_ports]
         by_label = self._ready_pods_by_label()
         candidates = min((by_label.get((pool.namespace, k, v), ()) for k, v in selector.items()), key=len)
-        endpoints = []
+        endpoints: list[tuple[Pod, int]] = []
         for pod in sorted(candidates, key=lambda p: p.name):
             if any(pod.metadata.labels.get(k) != v for k, v in selector.items()):
                 continue
