@@ -6,10 +6,7 @@ import time
 
 import pytest
 
-from poolgate.envoy import envoy_binary
-from poolgate.translate.output import write_yaml
-from poolgate.up.processes import POOLGATE, free_port, wait_for_port, wait_until
-from tests.support.objects import (
+from poolgate.api.builders import (
     chat,
     gateway,
     gateway_class,
@@ -21,6 +18,9 @@ from tests.support.objects import (
     service,
     sim_deployment,
 )
+from poolgate.envoy import envoy_binary
+from poolgate.translate.output import write_yaml
+from poolgate.up.processes import POOLGATE, free_port, wait_for_port, wait_until
 from tests.support.processes import Processes
 
 pytestmark = pytest.mark.xdist_group("e2e-failure")

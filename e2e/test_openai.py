@@ -11,9 +11,9 @@ import openai
 import pytest
 import yaml
 
+from poolgate.api.builders import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
 from poolgate.up.processes import wait_until
 from tests.conftest import REPO
-from tests.support.objects import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
 
 pytestmark = pytest.mark.xdist_group("e2e-openai")
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from poolgate.api import InvalidObjects
+from poolgate.api.builders import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
 from poolgate.up.processes import POOLGATE, port_open, wait_until
 from tests.conftest import REPO
-from tests.support.objects import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
 
 pytestmark = pytest.mark.xdist_group("e2e-quickstart")
 

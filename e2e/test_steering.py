@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.objects import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
+from poolgate.api.builders import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
+from poolgate.api.contract import STEERING_HEADER
 
 pytestmark = pytest.mark.xdist_group("e2e-steering")
-STEER = "test-epp-endpoint-selection"
 
 
 def objects(ports=(8000,), replicas=3):
@@ -28,7 +28,7 @@ def test_each_request_lands_on_the_endpoint_the_picker_chose(start_stack, http):
     assert len(endpoints) == 3
     for endpoint in endpoints:
         for _ in range(3):
-            response = http.post(f"{stack.url()}/v1/chat/completions", json=chat(), headers={STEER: endpoint})
+            response = http.post(f"{stack.url()}/v1/chat/completions", json=chat(), headers={STEERING_HEADER: endpoint})
             assert response.status_code == 200, response.text
             assert response.headers["x-poolgate-served-by"] == endpoint
             # the picker's pick and the endpoint Envoy reports back to the picker agree with where it landed
@@ -44,7 +44,7 @@ def test_three_target_ports_per_pod_steer_to_the_exact_port(start_stack, http):
         response = http.post(
             f"{stack.url()}/v1/completions",
             json={"model": "meta-llama/Llama-3.1-8B-Instruct", "prompt": "hi", "max_tokens": 2},
-            headers={STEER: endpoint},
+            headers={STEERING_HEADER: endpoint},
         )
         assert response.status_code == 200, response.text
         assert response.headers["x-poolgate-served-by"] == endpoint
@@ -59,7 +59,7 @@ def test_a_client_sent_destination_header_never_steers(start_stack, http):
             f"{stack.url()}/v1/chat/completions",
             json=chat(),
             headers={
-                STEER: target,
+                STEERING_HEADER: target,
                 "x-gateway-destination-endpoint": forged,
                 "x-gateway-destination-endpoint-subset": forged,
             },

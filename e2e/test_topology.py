@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.support.objects import chat, gateway, gateway_class, listener, pool, pool_ref, route, service, sim_deployment
+from poolgate.api.builders import chat, gateway, gateway_class, listener, pool, pool_ref, route, service, sim_deployment
 
 pytestmark = pytest.mark.xdist_group("e2e-topology")
 

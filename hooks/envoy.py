@@ -20,6 +20,7 @@ from google.protobuf.any_pb2 import Any
 
 from hooks.raw import integer, items, mapping
 from hooks.settings import HookSettings
+from poolgate.api.contract import BOOTSTRAP_HASH_ANNOTATION
 from poolgate.translate import GatewayRuntime, TranslateOptions, xds
 from poolgate.translate.naming import dns_label
 from poolgate.translate.output import to_yaml
@@ -29,7 +30,6 @@ READY_PORT = 19001  # Envoy answers GET /ready here for the kubelet (admin stays
 MODEL_ROUTER_PORT = 9004  # the model-router sidecar, reached by Envoy on 127.0.0.1
 MODEL_ROUTER_HEALTH_PORT = 19003  # its gRPC health and metrics, on loopback too: ports a listener cannot use
 MODEL_ROUTER_METRICS_PORT = 19004
-BOOTSTRAP_HASH_ANNOTATION = "poolgate.dev/bootstrap-hash"
 UNPRIVILEGED_PORTS_SYSCTL = {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}  # bind :80 as non-root
 NON_ROOT_UID = 65532
 

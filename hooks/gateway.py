@@ -21,10 +21,10 @@ from hooks.settings import HookSettings
 from hooks.status import conditions, problems_message
 from hooks.timestamps import transition_time
 from poolgate.api import GatewayClass, InvalidObjects, LabelSelector, parse_object
+from poolgate.api.contract import CONTROLLER_NAME
 from poolgate.translate import StatusOptions, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
-from poolgate.translate.snapshot import CONTROLLER_NAME
 
 KIND = ("Gateway",)
 GATEWAY_API = "gateway.networking.k8s.io/v1"

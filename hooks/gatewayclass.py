@@ -15,13 +15,12 @@ from hooks.settings import HookSettings
 from hooks.status import conditions, problems_message
 from hooks.timestamps import transition_time
 from poolgate.api import InvalidObjects, parse_object
+from poolgate.api.contract import CONTROLLER_NAME, GATEWAY_CLASS_LABEL
 from poolgate.translate import StatusOptions, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
-from poolgate.translate.snapshot import CONTROLLER_NAME
 
 KIND = ("GatewayClass",)
-CLASS_LABEL = "poolgate.dev/gateway-class"
 R_INVALID_PARAMETERS = "InvalidParameters"
 
 
@@ -32,7 +31,7 @@ def sync(body: object, settings: HookSettings) -> dict:
     if mapping(raw.get("spec")).get("controllerName") != CONTROLLER_NAME:
         return sync_response()
     now = transition_time(request.object)
-    labels = {CLASS_LABEL: "true"}
+    labels = {GATEWAY_CLASS_LABEL: "true"}
     try:
         gateway_class = parse_object(raw, "GatewayClass")
     except InvalidObjects as error:

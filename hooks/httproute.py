@@ -16,11 +16,11 @@ from hooks.status import computed_entries, conditions, is_ours, observed_parents
 from hooks.timestamps import transition_time
 from poolgate.api import Gateway, GatewayClass, InvalidObjects, KubeObject, parse_object
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
+from poolgate.api.contract import CONTROLLER_NAME
 from poolgate.api.gateway import ParentReference
 from poolgate.translate import StatusOptions, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
-from poolgate.translate.snapshot import CONTROLLER_NAME
 
 KIND = ("HTTPRoute",)
 GATEWAY_API = "gateway.networking.k8s.io/v1"

@@ -20,10 +20,10 @@ from hooks.status import computed_entries, conditions, is_ours, observed_parents
 from hooks.timestamps import transition_time
 from poolgate.api import InvalidObjects, KubeObject, parse_object
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
+from poolgate.api.contract import CONTROLLER_NAME
 from poolgate.translate import StatusOptions, naming, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
-from poolgate.translate.snapshot import CONTROLLER_NAME
 
 KIND = ("InferencePool",)
 GATEWAY_API = "gateway.networking.k8s.io/v1"

@@ -7,21 +7,19 @@ from __future__ import annotations
 import hashlib
 
 from hooks.settings import HookSettings
-from poolgate.api import InferencePool
+from poolgate.api import InferencePool, contract
 from poolgate.translate import naming
 from poolgate.translate.output import to_yaml
 
 CONFIG_DIR = "/etc/poolgate/picker"
 HEALTH_PORT = 9003
 METRICS_PORT = 9090
-CONFIG_HASH_ANNOTATION = "poolgate.dev/config-hash"
-POOL_LABEL = "poolgate.dev/pool"
 OBJECTIVE_GROUPS = ["inference.networking.x-k8s.io", "llm-d.ai"]
 
 
 def wants_managed_picker(pool: InferencePool) -> bool:
     """Whether the pool asks poolgate to run its endpoint picker."""
-    return pool.metadata.annotations.get(naming.MANAGED_PICKER_ANNOTATION, "").lower() == "true"
+    return pool.metadata.annotations.get(contract.MANAGED_PICKER_ANNOTATION, "").lower() == "true"
 
 
 def endpoints_service(pool: InferencePool) -> dict:
@@ -52,7 +50,7 @@ def endpoints_service(pool: InferencePool) -> dict:
 def managed_picker(pool: InferencePool, settings: HookSettings) -> list[dict]:
     """ConfigMap, Deployment, Service, ServiceAccount, Role and RoleBinding of the pool's managed picker."""
     name = naming.managed_picker(pool.name)
-    profile = pool.metadata.annotations.get(naming.PROFILE_ANNOTATION) or settings.picker_profile
+    profile = pool.metadata.annotations.get(contract.PROFILE_ANNOTATION) or settings.picker_profile
     config = to_yaml(
         {"apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig", "schedulingProfiles": [{"name": profile}]}
     )
@@ -73,14 +71,14 @@ def managed_picker(pool: InferencePool, settings: HookSettings) -> list[dict]:
 
 
 def _selector(pool: InferencePool) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "poolgate-picker", POOL_LABEL: naming.dns_label(pool.name)}
+    return {"app.kubernetes.io/name": "poolgate-picker", contract.POOL_LABEL: naming.dns_label(pool.name)}
 
 
 def _labels(pool: InferencePool, component: str = "picker") -> dict[str, str]:
     return {
         "app.kubernetes.io/name": f"poolgate-{component}",
         "app.kubernetes.io/managed-by": "poolgate",
-        POOL_LABEL: naming.dns_label(pool.name),
+        contract.POOL_LABEL: naming.dns_label(pool.name),
     }
 
 
@@ -137,7 +135,7 @@ def _deployment(name: str, pool: InferencePool, config: str, settings: HookSetti
             "template": {
                 "metadata": {
                     "labels": _labels(pool),
-                    "annotations": {CONFIG_HASH_ANNOTATION: hashlib.sha256(config.encode()).hexdigest()[:16]},
+                    "annotations": {contract.CONFIG_HASH_ANNOTATION: hashlib.sha256(config.encode()).hexdigest()[:16]},
                 },
                 "spec": {
                     "serviceAccountName": name,

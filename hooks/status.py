@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from hooks.raw import integer, items, mapping
 from poolgate.api import Problem
+from poolgate.api.contract import CONTROLLER_NAME
 from poolgate.translate.conditions import Cond
-from poolgate.translate.snapshot import CONTROLLER_NAME
 from poolgate.translate.status import conditions_json
 
 MAX_MESSAGE = 32768  # metav1.Condition message limit

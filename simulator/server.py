@@ -22,6 +22,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from poolgate.api.contract import SERVED_BY_HEADER, SERVED_MODEL_HEADER
 from simulator.clock import WallClock
 from simulator.config import METRICS_FAULT_PATH, METRICS_FAULTS
 from simulator.metrics import registry_for
@@ -30,8 +31,6 @@ from simulator.protocol import ApiError, ChunkWriter, completion_body, error_bod
 
 log = logging.getLogger("poolgate.simulator")
 
-SERVED_BY_HEADER = "x-poolgate-served-by"
-SERVED_MODEL_HEADER = "x-poolgate-served-model"  # the model (or adapter) the request named when it arrived here
 ECHO_SET_HEADER = "X-Echo-Set-Header"
 _MAX_BODY = 64 * 1024 * 1024
 _SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get to finish when a server stops

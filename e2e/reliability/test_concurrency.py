@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from e2e.reliability.conftest import failures
-from poolgate.bench import faults
-from poolgate.bench.loadgen import Load
+from poolgate.api.builders import chat
+from poolgate.load import faults
+from poolgate.load.generator import Load
 
 pytestmark = pytest.mark.xdist_group("reliability-concurrency")
 
@@ -31,7 +32,7 @@ def test_a_pool_carries_more_than_1024_requests_in_flight(start_stack):
         rate=100_000,
         limit=REQUESTS,
         timeout=60.0,
-        body=lambda i: faults.chat(max_tokens=32, stream=True, content=f"request {i}"),
+        body=lambda i: chat(max_tokens=32, stream=True, content=f"request {i}"),
     ).start()
     load.wait_for(REQUESTS, timeout=90.0)
     outcomes = load.stop()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from e2e.reliability.conftest import failures
-from poolgate.bench import faults
+from poolgate.load import faults
 from poolgate.up.processes import POOLGATE, free_port
 from tests.support.stacks import next_block
 

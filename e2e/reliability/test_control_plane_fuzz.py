@@ -16,6 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poolgate.api import parse_objects
+from poolgate.api.builders import gateway as gw
+from poolgate.api.builders import gateway_class as gateway_class_of_ours
+from poolgate.api.builders import pod, pool, pool_ref, route
+from poolgate.api.builders import service as svc
 from poolgate.translate import TranslateOptions, translate
 from tests.hooks.strategies import (
     OUR_CLASS,
@@ -29,10 +33,6 @@ from tests.hooks.strategies import (
     reference_grant,
     service,
 )
-from tests.support.objects import gateway as gw
-from tests.support.objects import gateway_class as gateway_class_of_ours
-from tests.support.objects import pod, pool, pool_ref, route
-from tests.support.objects import service as svc
 
 pytestmark = pytest.mark.xdist_group("reliability-fuzz")
 EXAMPLES = int(os.environ.get("POOLGATE_HYPOTHESIS_EXAMPLES", "300"))

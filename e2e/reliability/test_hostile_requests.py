@@ -16,13 +16,13 @@ import httpx
 import orjson
 import pytest
 
-from poolgate.bench import faults
-from poolgate.bench.loadgen import Load, summarize
+from poolgate.api.builders import MODEL, chat, pool_ref, sim_deployment
+from poolgate.load import faults
+from poolgate.load.generator import Load, summarize
 from poolgate.up.stack import Stack
 from tests.support.stacks import running_stack
 
 pytestmark = pytest.mark.xdist_group("reliability-hostile")
-MODEL = faults.MODEL
 REQUEST_TIMEOUT_S = 2.0  # short, so that slow clients are cut off within the test
 HEADERS_TIMEOUT_S = 1.0
 
@@ -55,15 +55,15 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     objects = [
-        *faults.gateway_objects([{"backendRefs": [faults.pool_ref("pool")]}]),
+        *faults.gateway_objects([{"backendRefs": [pool_ref("pool")]}]),
         *faults.pool_objects(),
-        faults.sim_deployment("pool", "pool", 2),
+        sim_deployment("pool", 2),
     ]
     objects[3]["metadata"]["annotations"] = {"poolgate.dev/models": MODEL}  # the pool serves one model
     timeouts = {"request_timeout_s": REQUEST_TIMEOUT_S, "request_headers_timeout_s": HEADERS_TIMEOUT_S}
     with running_stack(tmp_path_factory.mktemp("hostile"), *objects, translate=timeouts) as running:
         url = f"{running.url()}/v1/chat/completions"
-        with Load(url, 20, lambda i: faults.chat(content=f"background {i}"), timeout=5.0) as load:
+        with Load(url, 20, lambda i: chat(content=f"background {i}"), timeout=5.0) as load:
             yield Gateway(running.stack, load)
 
 
@@ -165,7 +165,7 @@ def trickle(address: tuple[str, int], head: bytes, body: bytes, every: float, re
 
 def test_slow_clients_are_cut_off_with_408_and_do_not_tie_up_the_picker(gateway):
     started = gateway.load.now()
-    body = orjson.dumps(faults.chat(content="slow " * 200))
+    body = orjson.dumps(chat(content="slow " * 200))
     results: list = []
     body_lorises = [
         threading.Thread(

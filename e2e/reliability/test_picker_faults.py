@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from e2e.reliability.conftest import failures
-from poolgate.bench import faults
+from poolgate.load import faults
 
 pytestmark = pytest.mark.xdist_group("reliability-pickers")
 

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from poolgate.bench import faults
+from poolgate.api.builders import chat, pool_ref, sim_deployment
+from poolgate.load import faults
 
 pytestmark = pytest.mark.xdist_group("reliability-tls")
 SERVICE_NAME = "epp.default.svc.cluster.local"  # the picker Service of faults.pool_objects()
@@ -23,9 +24,9 @@ SERVICE_NAME = "epp.default.svc.cluster.local"  # the picker Service of faults.p
 
 def objects() -> list[dict]:
     return [
-        *faults.gateway_objects([{"backendRefs": [faults.pool_ref("pool")]}]),
+        *faults.gateway_objects([{"backendRefs": [pool_ref("pool")]}]),
         *faults.pool_objects(),
-        faults.sim_deployment("pool", "pool", 2),
+        sim_deployment("pool", 2),
     ]
 
 
@@ -84,7 +85,7 @@ def picks(stack, http, count: int = 6) -> list[tuple[int, str]]:
     url = f"{stack.url()}/v1/chat/completions"
     out = []
     for i in range(count):
-        response = http.post(url, json=faults.chat(content=f"tls {i}"))
+        response = http.post(url, json=chat(content=f"tls {i}"))
         out.append((response.status_code, response.headers.get("x-conformance-test-selected-endpoint", "")))
     return out
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from e2e.reliability.conftest import failures
-from poolgate.bench import faults
+from poolgate.load import faults
 
 SECONDS = float(os.environ.get("POOLGATE_SOAK_MINUTES", "30")) * 60 if os.environ.get("POOLGATE_SOAK") else 40.0
 pytestmark = [pytest.mark.xdist_group("reliability-soak"), pytest.mark.soak, pytest.mark.timeout(SECONDS + 180)]

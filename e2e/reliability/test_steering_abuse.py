@@ -8,28 +8,27 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.support.objects import chat, gateway, gateway_class, grant, pool, pool_ref, route, service, sim_deployment
+from poolgate.api.builders import chat, gateway, gateway_class, grant, pool, pool_ref, route, service, sim_deployment
+from poolgate.api.contract import DESTINATION_HEADER, STEERING_HEADER
 
 pytestmark = pytest.mark.xdist_group("reliability-steering")
-STEER = "test-epp-endpoint-selection"
-DESTINATION = "x-gateway-destination-endpoint"
 
 
 def forgeries(outsider: str, member: str) -> list[list[tuple[str, str]]]:
     """Header sets a client might send to steer its request to `outsider` (not in the pool) or pin `member`."""
     return [
-        [(DESTINATION, outsider)],
+        [(DESTINATION_HEADER, outsider)],
         [("X-Gateway-Destination-Endpoint", outsider)],
         [("X-GATEWAY-DESTINATION-ENDPOINT", f"{outsider} ,")],
-        [(DESTINATION, f"{outsider},{member}")],  # a list, the non-member first
-        [(DESTINATION, f"{member},{outsider}")],
-        [(DESTINATION, outsider), (DESTINATION, member)],  # the header twice
-        [(DESTINATION, member), ("x-Gateway-destination-endpoint", outsider)],
-        [(f"{DESTINATION}-subset", outsider)],
-        [(f"{DESTINATION}-served", outsider)],
-        [("envoy.lb", f"{DESTINATION}={outsider}")],
+        [(DESTINATION_HEADER, f"{outsider},{member}")],  # a list, the non-member first
+        [(DESTINATION_HEADER, f"{member},{outsider}")],
+        [(DESTINATION_HEADER, outsider), (DESTINATION_HEADER, member)],  # the header twice
+        [(DESTINATION_HEADER, member), ("x-Gateway-destination-endpoint", outsider)],
+        [(f"{DESTINATION_HEADER}-subset", outsider)],
+        [(f"{DESTINATION_HEADER}-served", outsider)],
+        [("envoy.lb", f"{DESTINATION_HEADER}={outsider}")],
         [("x-envoy-original-dst-host", outsider)],
-        [("x-envoy-upstream-alt-stat-name", outsider), (DESTINATION, outsider)],
+        [("x-envoy-upstream-alt-stat-name", outsider), (DESTINATION_HEADER, outsider)],
     ]
 
 
@@ -56,7 +55,7 @@ def test_forged_destination_headers_never_steer_nor_reach_outside_the_pool(start
     # the picker's choice stands whatever the client adds
     for target, other in ((members[0], members[1]), (members[2], members[0])):
         for forged in forgeries(outsider, other):
-            assert send([(STEER, target), *forged]) == target, forged
+            assert send([(STEERING_HEADER, target), *forged]) == target, forged
     # left to the picker, only members serve
     for forged in forgeries(outsider, members[0]):
         served = {send(forged) for _ in range(3)}
@@ -66,7 +65,7 @@ def test_forged_destination_headers_never_steer_nor_reach_outside_the_pool(start
     for forged in forgeries(outsider, members[0]):
         served = {send(forged) for _ in range(3)}
         assert served <= set(members), (forged, served)
-    pinned = {send([(DESTINATION, members[0])]) for _ in range(30)}
+    pinned = {send([(DESTINATION_HEADER, members[0])]) for _ in range(30)}
     assert len(pinned) >= 2 and pinned <= set(members), pinned
 
 

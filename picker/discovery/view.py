@@ -22,12 +22,11 @@ from picker.pool.objectives import ModelRewrite, rewrite_from_object
 from picker.pool.state import EndpointSpec
 from poolgate.api import InferenceModelRewrite, InferenceObjective, InferencePool, KubeObject
 from poolgate.api.base import INFERENCE_GROUP
-from poolgate.translate.naming import PROFILE_ANNOTATION
-from poolgate.translate.snapshot import Snapshot
+from poolgate.api.contract import MODELS_ANNOTATION, PROFILE_ANNOTATION
+from poolgate.api.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-MODELS_ANNOTATION = "poolgate.dev/models"
 ADAPTERS_CONFIGMAP_LABEL = "inference.networking.k8s.io/bbr-managed"
 
 

@@ -18,7 +18,6 @@ from picker.pool.metrics import (
     read_samples,
 )
 from picker.pool.objectives import (
-    OBJECTIVE_HEADER,
     ModelRewrite,
     RewriteRule,
     RewriteTable,
@@ -42,7 +41,6 @@ __all__ = [
     "ENGINES",
     "ENGINE_LABEL",
     "LEGACY_ENGINE_LABEL",
-    "OBJECTIVE_HEADER",
     "Endpoint",
     "EndpointMetrics",
     "EndpointSpec",

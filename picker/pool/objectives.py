@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-OBJECTIVE_HEADER = "x-gateway-inference-objective"
-
 
 def objective_priority(priorities: Mapping[str, int | None], objective: str | None) -> int:
     """Return the priority of the named objective: its `spec.priority`, 0 when unset, unknown or not named."""

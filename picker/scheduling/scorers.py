@@ -31,8 +31,8 @@ from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Plugin, Scorer
 from picker.scheduling.prefix import PrefixIndex, PrefixIndexParameters, shared_prefix_index
 from picker.scheduling.registry import BuildContext, PluginParameters, plugin
+from poolgate.api.contract import SESSION_TOKEN_HEADER
 
-SESSION_TOKEN_HEADER = "x-session-token"
 _key = attrgetter("key")
 
 

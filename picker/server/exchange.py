@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from picker.pool.objectives import OBJECTIVE_HEADER, objective_priority, pick_target
+from picker.pool.objectives import objective_priority, pick_target
 from picker.scheduling.framework import Decision, Outcome
 from picker.scheduling.request import PromptInput, SchedulingRequest
 from picker.server import protocol as p
@@ -50,6 +50,7 @@ from picker.server.requests import (
 )
 from picker.server.rewrite import ModelNameMapper
 from picker.server.usage import UsageTail
+from poolgate.api.contract import CONFORMANCE_SELECTED_HEADER, CONFORMANCE_SERVED_HEADER, OBJECTIVE_HEADER
 
 if TYPE_CHECKING:
     from envoy.service.ext_proc.v3.external_processor_pb2 import HttpBody
@@ -407,8 +408,8 @@ class PickerExchange(Exchange):
             # what the GIE conformance picker reports to the test client: its pick, and where Envoy says it served
             extra = {
                 **extra,
-                "x-conformance-test-selected-endpoint": decision.primary or "",
-                "x-conformance-test-served-endpoint": served or "fail: missing envoy lb metadata",
+                CONFORMANCE_SELECTED_HEADER: decision.primary or "",
+                CONFORMANCE_SERVED_HEADER: served or "fail: missing envoy lb metadata",
             }
         remove: tuple[str, ...] = ()
         if self.mapper is not None and self.mapper.length_changes and self.response_mode != p.BUFFERED:

@@ -16,10 +16,14 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 
 from picker.server.errors import RequestError
-from poolgate.translate.xds import DESTINATION_HEADER, LB_METADATA_NAMESPACE, SUBSET_HINT_NAMESPACE
+from poolgate.api.contract import (
+    DESTINATION_HEADER,
+    LB_METADATA_NAMESPACE,
+    SERVED_KEY,
+    SUBSET_HINT_NAMESPACE,
+    SUBSET_KEY,
+)
 
-SERVED_KEY = "x-gateway-destination-endpoint-served"
-SUBSET_KEY = "x-gateway-destination-endpoint-subset"
 EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"  # where Envoy puts request/response attributes
 UPSTREAM_ADDRESS_ATTRIBUTE = "upstream.address"
 

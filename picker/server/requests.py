@@ -7,7 +7,13 @@ from typing import Any
 import orjson
 
 from picker.server.errors import bad_request
-from poolgate.translate.lower import MODEL_NAME_HEADER
+from poolgate.api.contract import (
+    BASE_MODEL_NAME_HEADER,
+    MODEL_NAME_HEADER,
+    MODEL_REWRITE_HEADER,
+    REQUEST_ID_HEADER,
+    STEERING_HEADER,
+)
 
 __all__ = [
     "BASE_MODEL_NAME_HEADER",
@@ -19,10 +25,6 @@ __all__ = [
     "body_model",
     "parse_body",
 ]
-BASE_MODEL_NAME_HEADER = "x-gateway-base-model-name"
-MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"
-STEERING_HEADER = "test-epp-endpoint-selection"
-REQUEST_ID_HEADER = "x-request-id"
 
 _CONTROL_CHARACTERS = {chr(c) for c in range(0x20)} | {"\x7f"}
 

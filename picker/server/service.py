@@ -23,11 +23,10 @@ from picker.server.errors import RequestError
 from picker.server.exchange import Exchange, ExchangeSettings, ModelRouterExchange, PickerExchange
 from picker.server.metrics import PickerMetrics
 from picker.server.pools import PoolRegistry
-from poolgate.translate.xds import CALLOUT_METADATA_KEY, POOL_METADATA_KEY
+from poolgate.api.contract import CALLOUT_METADATA_KEY, MODEL_ROUTER, POOL_METADATA_KEY
 
 log = logging.getLogger("poolgate.picker")
 
-MODEL_ROUTER_CALLOUT = "model-router"  # the value of x-poolgate-callout on the model router's calls
 EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 READY_SERVICES = ("", "readiness", EXT_PROC_SERVICE)
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -53,10 +52,10 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
             elif key == CALLOUT_METADATA_KEY:
                 callout = value
         role = self.settings.role
-        if role == "model-router" or (role == "both" and callout == MODEL_ROUTER_CALLOUT):
+        if role == "model-router" or (role == "both" and callout == MODEL_ROUTER):
             return ModelRouterExchange(self.settings, self.metrics, self.pools)
         exchange = PickerExchange(self.settings, self.metrics, self.pools, pool_key)
-        if callout == MODEL_ROUTER_CALLOUT:
+        if callout == MODEL_ROUTER:
             exchange.failure = RequestError(
                 500,
                 "This endpoint picker does not run the model router "

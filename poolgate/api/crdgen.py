@@ -9,6 +9,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -117,10 +118,15 @@ def crd(spec: CrdSpec) -> dict:
     for path in spec.optional:
         make_optional(root, path)
     singular = spec.kind.lower()
-    names = {"kind": spec.kind, "listKind": f"{spec.kind}List", "plural": spec.plural, "singular": singular}
+    names: dict[str, Any] = {
+        "kind": spec.kind,
+        "listKind": f"{spec.kind}List",
+        "plural": spec.plural,
+        "singular": singular,
+    }
     if spec.short_names:
         names["shortNames"] = list(spec.short_names)
-    metadata = {"name": f"{spec.plural}.{spec.group}"}
+    metadata: dict[str, Any] = {"name": f"{spec.plural}.{spec.group}"}
     if spec.annotations:
         metadata["annotations"] = dict(spec.annotations)
     return {

@@ -69,7 +69,9 @@ def field_path(loc: Iterable[str | int]) -> str:
 
 def describe(raw: dict) -> str:
     """Name a raw object the way messages do: `Kind namespace/name` (or what is known of it)."""
-    meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    meta = raw.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
     name = meta.get("name") or "<unnamed>"
     kind = raw.get("kind") or "<no kind>"
     namespace = meta.get("namespace")

@@ -10,6 +10,8 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 
+from poolgate.api.contract import CONTROLLER_NAME
+
 # (routes, pools, pods) per case: the three grow together, the largest is the target case (< 1 s)
 CASES = ((10, 1, 10), (50, 5, 100), (100, 10, 1_000), (250, 25, 2_500), (500, 50, 5_000), (1_000, 100, 10_000))
 
@@ -30,7 +32,7 @@ def synthetic_objects(case: Case) -> list[dict]:
             "apiVersion": gw,
             "kind": "GatewayClass",
             "metadata": {"name": "poolgate"},
-            "spec": {"controllerName": "poolgate.dev/gateway-controller"},
+            "spec": {"controllerName": CONTROLLER_NAME},
         },
         {
             "apiVersion": gw,

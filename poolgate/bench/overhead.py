@@ -36,6 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from poolgate.api.contract import CONTROLLER_NAME, PROFILE_ANNOTATION
+
 MODES = ("direct", "picker-duplex", "picker-buffered")
 CONCURRENCIES = (1, 8, 32, 64)
 GENERATORS = ("python", "wrk")
@@ -104,7 +106,7 @@ def bench_objects(workers: int, pods: int, port: int, profile: str) -> list[dict
         return {
             "apiVersion": f"{gie}/v1",
             "kind": "InferencePool",
-            "metadata": {"name": name, **meta, "annotations": {"poolgate.dev/scheduling-profile": profile}},
+            "metadata": {"name": name, **meta, "annotations": {PROFILE_ANNOTATION: profile}},
             "spec": spec,
         }
 
@@ -125,7 +127,7 @@ def bench_objects(workers: int, pods: int, port: int, profile: str) -> list[dict
             "apiVersion": gw,
             "kind": "GatewayClass",
             "metadata": {"name": "poolgate"},
-            "spec": {"controllerName": "poolgate.dev/gateway-controller"},
+            "spec": {"controllerName": CONTROLLER_NAME},
         },
         {
             "apiVersion": gw,
@@ -293,6 +295,8 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes) -> asyncio.Future:
         if self.closed:
             raise ConnectionError("the gateway closed the connection")
+        if self.transport is None:
+            raise ConnectionError("not connected to the gateway yet")
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self.waiter
@@ -343,7 +347,7 @@ async def _closed_loop(
 def python_load(address: tuple[str, int], requests: list[tuple[str, bytes]], concurrency: int, duration: float) -> Load:
     """Closed-loop load from this process: `concurrency` connections, each sending the next (host, body) request
     as soon as the previous answer is complete."""
-    from poolgate.bench.loadgen import percentile
+    from poolgate.load.generator import percentile
 
     raw = [
         (
@@ -460,27 +464,19 @@ class _Gateway:
 
 
 def _start_gateway(settings: Settings, body_mode: str, workers: int, state: Path):
-    import yaml
-
     from poolgate.up.processes import free_port
-    from poolgate.up.stack import Stack, StackOptions
+    from poolgate.up.stack import Stack
 
     listener = f"127.{settings.address_block}.2.1"
     port = free_port(listener)
     name = f"{body_mode.lower()}-{workers}"
-    objects = state / f"objects-{name}.yaml"
-    objects.write_text(
-        yaml.safe_dump_all(bench_objects(workers, settings.pods, port, settings.profile), sort_keys=False)
-    )
-    stack = Stack(
-        [objects],
-        StackOptions(
-            state_dir=state / f"stack-{name}",
-            listener_address=listener,
-            address_block=settings.address_block,
-            body_mode=body_mode,
-            envoy_log_level="error",
-        ),
+    stack = Stack.from_objects(
+        bench_objects(workers, settings.pods, port, settings.profile),
+        state,
+        settings.address_block,
+        name,
+        body_mode=body_mode,
+        envoy_log_level="error",
     )
     stack.start()
     gateway = _Gateway((listener, port), workers)

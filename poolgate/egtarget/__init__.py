@@ -10,11 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from poolgate.api import KubeObject
+from poolgate.api.snapshot import Snapshot
 from poolgate.egtarget.objects import build_objects
 from poolgate.egtarget.plan import STATUS_CONTROLLER, Plan, plan
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.resolve import resolve
-from poolgate.translate.snapshot import Snapshot
 from poolgate.translate.status import GATEWAY_API_VERSION, StatusOptions, compute_status
 
 EG_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"

@@ -15,6 +15,7 @@ import copy
 import json
 from collections import defaultdict
 
+from poolgate.api import contract
 from poolgate.api.base import GATEWAY_GROUP
 from poolgate.api.gateway import Gateway
 from poolgate.egtarget import names
@@ -245,8 +246,8 @@ def extension_policy(route_plan: RoutePlan, target: PoolTarget, rules: list[Rule
         "failOpen": call.failure_mode_allow,
         "messageTimeout": _duration(call.timeout_s),
         "metadata": {
-            "accessibleNamespaces": [xds.LB_METADATA_NAMESPACE, xds.SUBSET_HINT_NAMESPACE],
-            "writableNamespaces": [xds.LB_METADATA_NAMESPACE],
+            "accessibleNamespaces": [contract.LB_METADATA_NAMESPACE, contract.SUBSET_HINT_NAMESPACE],
+            "writableNamespaces": [contract.LB_METADATA_NAMESPACE],
         },
     }
     return {
@@ -277,7 +278,7 @@ def backend_traffic_policy(
     }
     retry = rules[0].retry
     if retry is not None:
-        spec["loadBalancer"]["endpointOverride"] = {"extractFrom": [{"header": xds.DESTINATION_HEADER}]}
+        spec["loadBalancer"]["endpointOverride"] = {"extractFrom": [{"header": contract.DESTINATION_HEADER}]}
         spec["retry"] = {"numRetries": retry.num_retries, "retryOn": {"triggers": list(retry.retry_on)}}
     return {
         "apiVersion": EG_API,
@@ -301,7 +302,7 @@ def client_traffic_policy(gateway: Gateway, client_timeouts: ClientTimeouts, opt
         "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
         "spec": {
             "targetRefs": [_gateway_target(gateway)],
-            "headers": {"earlyRequestHeaders": {"remove": list(xds.PICKER_ONLY_HEADERS)}},
+            "headers": {"earlyRequestHeaders": {"remove": list(contract.PICKER_ONLY_HEADERS)}},
             "connection": {"bufferLimit": options.buffer_limit_bytes},
             "timeout": {"http": timeouts},
         },

@@ -9,12 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from poolgate.api import KubeObject
+from poolgate.api.contract import CONTROLLER_NAME
+from poolgate.api.snapshot import Snapshot
 from poolgate.translate import xds
 from poolgate.translate.ir import IR
 from poolgate.translate.lower import lower
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.resolve import Graph, resolve
-from poolgate.translate.snapshot import CONTROLLER_NAME, Snapshot
 from poolgate.translate.status import GatewayRuntime, StatusOptions, compute_status
 
 
@@ -64,4 +65,4 @@ def translate(
     return Translation(graph, lower(graph, options, gateways), options)
 
 
-__all__ = ["CONTROLLER_NAME", "GatewayRuntime", "StatusOptions", "TranslateOptions", "Translation", "translate"]
+__all__ = ["GatewayRuntime", "StatusOptions", "TranslateOptions", "Translation", "translate"]

@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from poolgate.api.base import duration_seconds
+from poolgate.api.contract import MODEL_NAME_HEADER
 from poolgate.api.core import Service
 from poolgate.api.gateway import PathModifier, RouteFilter, RouteMatch
 from poolgate.translate import ir, naming
@@ -25,7 +26,6 @@ from poolgate.translate.resolve import (
     ServiceTarget,
 )
 
-MODEL_NAME_HEADER = "x-gateway-model-name"
 PATH_ORDER = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
 
 

@@ -39,9 +39,6 @@ def pool_endpoints_service(pool: str) -> str:
     return dns_label(pool, "endpoints")
 
 
-MANAGED_PICKER_ANNOTATION = "poolgate.dev/managed-picker"  # "true": poolgate deploys the pool's picker
-PROFILE_ANNOTATION = "poolgate.dev/scheduling-profile"  # scheduling profile of a managed picker
-FAILURE_MODE_ANNOTATION = "poolgate.dev/failure-mode"  # FailOpen | FailClose for a managed picker
 MANAGED_PICKER_PORT = 9002
 
 

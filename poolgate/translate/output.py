@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -37,7 +38,7 @@ def write_yaml(path: str | Path, data: object) -> None:
     os.replace(tmp.name, path)
 
 
-def swap_directory(watched: str | Path, files: dict[str, object]) -> None:
+def swap_directory(watched: str | Path, files: Mapping[str, object]) -> None:
     """Publish new contents of `files` in `watched` the way a Kubernetes ConfigMap volume does: the files are
     symlinks into `..data`, itself a symlink to a fresh directory that is replaced by one atomic rename, so Envoy's
     watched_directory sees one move event and reads a consistent set."""

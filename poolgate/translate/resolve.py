@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from poolgate.api import Gateway, HTTPRoute, InferencePool, Pod, Service
+from poolgate.api import Gateway, HTTPRoute, InferencePool, Pod, Service, contract
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
 from poolgate.api.gateway import BackendRef, Listener, ParentReference, RouteRule
 from poolgate.api.inference import EndpointPickerRef, Port
+from poolgate.api.snapshot import Snapshot
 from poolgate.translate import conditions as c
 from poolgate.translate import naming
 from poolgate.translate.conditions import Cond
 from poolgate.translate.hostnames import effective_hostnames
-from poolgate.translate.snapshot import Snapshot
 
 SUPPORTED_PROTOCOLS = ("HTTP",)
 SUPPORTED_ROUTE_KINDS = ((GATEWAY_GROUP, "HTTPRoute"),)
@@ -419,10 +419,10 @@ def effective_picker_ref(pool: InferencePool) -> EndpointPickerRef | None:
     poolgate.dev/managed-picker: "true") and names none, the Service poolgate deploys for it."""
     ref = pool.spec.endpoint_picker_ref
     annotations = pool.metadata.annotations
-    if ref is not None or annotations.get(naming.MANAGED_PICKER_ANNOTATION, "").lower() != "true":
+    if ref is not None or annotations.get(contract.MANAGED_PICKER_ANNOTATION, "").lower() != "true":
         return ref
     failure_mode: Literal["FailOpen", "FailClose"] = (
-        "FailOpen" if annotations.get(naming.FAILURE_MODE_ANNOTATION) == "FailOpen" else "FailClose"
+        "FailOpen" if annotations.get(contract.FAILURE_MODE_ANNOTATION) == "FailOpen" else "FailClose"
     )
     return EndpointPickerRef(
         name=naming.managed_picker(pool.name), port=Port(number=naming.MANAGED_PICKER_PORT), failure_mode=failure_mode

@@ -26,21 +26,22 @@ from google.protobuf.any_pb2 import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
+from poolgate.api.contract import (
+    CALLOUT_METADATA_KEY,
+    DESTINATION_HEADER,
+    EPP_FILTER,
+    LB_METADATA_NAMESPACE,
+    MODEL_ROUTER,
+    MODEL_ROUTER_FILTER,
+    MODEL_ROUTER_ONLY_HEADERS,
+    PICKER_ONLY_HEADERS,
+    POOL_METADATA_KEY,
+    SERVED_KEY,
+    SUBSET_HINT_NAMESPACE,
+)
 from poolgate.translate import ir, naming
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.policy import CalloutPolicy
-
-DESTINATION_HEADER = "x-gateway-destination-endpoint"
-SERVED_KEY = "x-gateway-destination-endpoint-served"
-LB_METADATA_NAMESPACE = "envoy.lb"
-SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"
-POOL_METADATA_KEY = "x-poolgate-pool"  # gRPC initial metadata naming the pool a picker call is for
-CALLOUT_METADATA_KEY = "x-poolgate-callout"  # gRPC initial metadata naming the callout ("model-router")
-EPP_FILTER = "poolgate.endpoint_picker"
-MODEL_ROUTER_FILTER = "poolgate.model_router"
-# Headers only the picker (or the model router) may set: removed from client requests before any filter runs.
-PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, "x-gateway-destination-endpoint-subset")
-MODEL_ROUTER_ONLY_HEADERS = ("x-gateway-model-name", "x-gateway-base-model-name")
 
 
 def _any(message: Message) -> Any:
@@ -171,9 +172,7 @@ def _endpoint_picker(default_cluster: str, policy: CalloutPolicy) -> ext_proc_pb
 def _model_router(policy: CalloutPolicy) -> ext_proc_pb2.ExternalProcessor:
     """The body-based model router: reads `model` from the body, sets X-Gateway-Model-Name, re-picks the route."""
     return ext_proc_pb2.ExternalProcessor(
-        grpc_service=_grpc_service(
-            naming.MODEL_ROUTER_CLUSTER, policy.timeout_s, {CALLOUT_METADATA_KEY: "model-router"}
-        ),
+        grpc_service=_grpc_service(naming.MODEL_ROUTER_CLUSTER, policy.timeout_s, {CALLOUT_METADATA_KEY: MODEL_ROUTER}),
         failure_mode_allow=policy.failure_mode_allow,
         processing_mode=_processing_mode(policy),
         message_timeout=_duration(policy.timeout_s),

@@ -168,8 +168,8 @@ def _settled(files: list[str], quiet: float = 0.1, limit: float = 2.0) -> bool:
     import os
     import time
 
-    def snapshot() -> list:
-        out = []
+    def snapshot() -> list[tuple[int, int, int] | None]:
+        out: list[tuple[int, int, int] | None] = []
         for name in files:
             try:
                 stat = os.stat(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from poolgate.api import Deployment, Gateway, InferencePool, KubeObject, Pod, Service
+from poolgate.api import Deployment, Gateway, InferencePool, KubeObject, Pod, Service, contract
 from poolgate.api.core import Container
 from poolgate.translate import naming
 from poolgate.translate.ir import Address
@@ -181,18 +181,19 @@ def _pickers(pools: list[InferencePool], services: dict, allocator: Allocator) -
         if ref is None or (ref.group, ref.kind) != ("", "Service"):
             continue
         managed = pool.metadata.annotations.get(
-            naming.MANAGED_PICKER_ANNOTATION, ""
+            contract.MANAGED_PICKER_ANNOTATION, ""
         ).lower() == "true" and ref.name == naming.managed_picker(pool.name)
         if (pool.namespace, ref.name) not in services and not managed:
             continue  # a missing picker Service stays missing: the translator reports it
+        assert ref.port is not None  # validation requires a port when kind is Service
         by_service.setdefault((pool.namespace, ref.name, ref.port.number), []).append(pool)
     out = []
     for (namespace, service, port), served in sorted(by_service.items()):
         profile = next(
             (
-                p.metadata.annotations[naming.PROFILE_ANNOTATION]
+                p.metadata.annotations[contract.PROFILE_ANNOTATION]
                 for p in served
-                if naming.PROFILE_ANNOTATION in p.metadata.annotations
+                if contract.PROFILE_ANNOTATION in p.metadata.annotations
             ),
             "poolgate-default",
         )

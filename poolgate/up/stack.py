@@ -13,6 +13,9 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+import yaml
 
 from poolgate.api import load_files
 from poolgate.envoy import envoy_binary
@@ -31,7 +34,7 @@ PICKER_METRICS_PORT = 9090
 class StackOptions:
     state_dir: Path = Path(".poolgate/up")
     listener_address: str = "127.0.0.1"
-    body_mode: str = "FULL_DUPLEX_STREAMED"
+    body_mode: Literal["FULL_DUPLEX_STREAMED", "BUFFERED"] = "FULL_DUPLEX_STREAMED"
     envoy_log_level: str = "warn"
     sim_args: tuple[str, ...] = ()  # extra `poolgate sim` arguments for every simulated pod
     picker_args: tuple[str, ...] = ()  # extra `poolgate picker` arguments for every picker
@@ -68,6 +71,31 @@ class Stack:
         self.admin = Address("127.0.0.1", free_port())
         self.model_router = Address("127.0.0.1", free_port())
         self.status: Status | None = None
+
+    @classmethod
+    def from_objects(
+        cls, objects: list[dict], directory: Path, block: int, name: str | None = None, **options
+    ) -> Stack:
+        """A stack (not started) serving raw objects (dicts) from loopback block `block` (127.B.x.y, see
+        poolgate.up.plan), with its objects file and state under `directory`. A Gateway listener port 0 is replaced,
+        in the given dicts, by a free port of the stack's listener address 127.B.2.1. `name` (default: the block)
+        names the objects file and state directory; `options` are other StackOptions fields."""
+        listener = f"127.{block}.2.1"
+        for obj in objects:
+            if obj.get("kind") == "Gateway":
+                for item in obj["spec"]["listeners"]:
+                    if item["port"] == 0:
+                        item["port"] = free_port(listener)
+        name = name or str(block)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"objects-{name}.yaml"
+        path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+        return cls(
+            [path],
+            StackOptions(
+                state_dir=directory / f"state-{name}", listener_address=listener, address_block=block, **options
+            ),
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -176,6 +204,10 @@ class Stack:
         """Envoy's counts of listener and cluster file loads (attempted, rejected); None while Envoy is not running."""
         if "envoy" not in self.supervisor.children:
             return None
+        return self._envoy_update_counts()
+
+    def _envoy_update_counts(self) -> dict[str, int]:
+        """Envoy's counts of listener and cluster file loads (attempted, rejected)."""
         return self.envoy_stats(r"[lc]ds\.update_(attempt|rejected)$")
 
     def _wait_for_envoy(self, before: dict[str, int]) -> None:
@@ -183,11 +215,11 @@ class Stack:
         returns with the new configuration in force; raise if Envoy rejected it."""
         attempts = [name for name in before if name.endswith("attempt")]
         wait_until(
-            lambda: all(self._envoy_updates()[name] > before[name] for name in attempts),
+            lambda: all(self._envoy_update_counts()[name] > before[name] for name in attempts),
             timeout=self.options.ready_timeout,
             message="Envoy loading the new configuration",
         )
-        after = self._envoy_updates()
+        after = self._envoy_update_counts()
         rejected = [name for name in after if name.endswith("rejected") and after[name] > before.get(name, 0)]
         if rejected:
             raise RuntimeError(

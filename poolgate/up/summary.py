@@ -27,7 +27,7 @@ class Summary:
         self.stack = stack
         self.console = console
         self.events: deque[str] = deque(maxlen=6)
-        self._live: Live | None = None
+        self._live: Live | _NoLive | None = None
 
     def print_started(self, status: Status) -> None:
         plan = status.plan
@@ -46,7 +46,7 @@ class Summary:
                 soft_wrap=True,
             )
 
-    def live(self) -> Live:
+    def live(self) -> Live | _NoLive:
         self._live = (
             Live(self._render(), console=self.console, refresh_per_second=2, transient=False, auto_refresh=False)
             if self.console.is_terminal

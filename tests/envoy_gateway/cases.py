@@ -3,7 +3,7 @@ find generated objects."""
 
 from __future__ import annotations
 
-from tests.support.objects import build, gateway, gateway_class, pod, pool, pool_ref, route, service
+from poolgate.api.builders import build, gateway, gateway_class, pod, pool, pool_ref, route, service
 
 EG = "gateway.envoyproxy.io/gatewayclass-controller"
 

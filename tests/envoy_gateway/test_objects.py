@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 
+from poolgate.api import contract
+from poolgate.api.builders import build, gateway, gateway_class, grant, pod, pool, pool_ref, route, service
 from poolgate.egtarget import STATUS_CONTROLLER, EnvoyGatewayOptions, translate_envoy_gateway
-from poolgate.translate import TranslateOptions, xds
+from poolgate.translate import TranslateOptions
 from poolgate.translate.status import StatusOptions
 from tests.envoy_gateway.cases import EG, eg_class, eg_gateway, find, kinds, rule, service_ref, two_pools
-from tests.support.objects import build, gateway, gateway_class, grant, pod, pool, pool_ref, route, service
 
 NOW = StatusOptions(now="2026-01-01T00:00:00Z")
 
@@ -87,7 +88,7 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     assert traffic["retry"]["numRetries"] == 2
     client = find(out, "ClientTrafficPolicy", "gw-poolgate")["spec"]
     assert client["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-poolgate"}]
-    assert client["headers"]["earlyRequestHeaders"]["remove"] == list(xds.PICKER_ONLY_HEADERS)
+    assert client["headers"]["earlyRequestHeaders"]["remove"] == list(contract.PICKER_ONLY_HEADERS)
     assert client["timeout"]["http"] == {
         "requestHeadersReceivedTimeout": "10s",
         "requestReceivedTimeout": "60s",

@@ -10,13 +10,13 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from poolgate.api.builders import build, grant, pod, pool, pool_ref, route, service
 from poolgate.egtarget import translate_envoy_gateway
 from poolgate.translate.status import StatusOptions
 from tests.api.crdcheck import CrdJudge, read_crd
 from tests.api.test_crd_parity import NOT_EVALUATED
 from tests.envoy_gateway.cases import eg_class, eg_gateway, find, rule, service_ref, two_pools
 from tests.hooks.schemas import KUBERNETES_VERSION
-from tests.support.objects import build, grant, pod, pool, pool_ref, route, service
 
 CRDS = (
     "envoy-gateway/gateway.envoyproxy.io_envoyextensionpolicies.yaml",

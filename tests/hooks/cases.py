@@ -19,10 +19,12 @@ from pathlib import Path
 
 import yaml
 
+from poolgate.api.contract import CONTROLLER_NAME
+
 REPO = Path(__file__).resolve().parents[2]
 GW = "gateway.networking.k8s.io/v1"
 POOL = "inference.networking.k8s.io/v1"
-OURS = "poolgate.dev/gateway-controller"
+OURS = CONTROLLER_NAME
 OTHER = "example.com/other-gateway"
 CREATED = "2026-03-01T10:00:00Z"
 EDITED = "2026-03-02T09:30:00Z"  # when users last applied their objects

@@ -7,9 +7,11 @@ import copy
 
 from hypothesis import strategies as st
 
+from poolgate.api.contract import CONTROLLER_NAME
+
 GW = "gateway.networking.k8s.io/v1"
 POOL = "inference.networking.k8s.io/v1"
-OURS = "poolgate.dev/gateway-controller"
+OURS = CONTROLLER_NAME
 HOOK_KINDS = {
     "gatewayclasses": "GatewayClass",
     "gatewayclass-finalizer": "GatewayClass",

@@ -17,8 +17,8 @@ import aiohttp
 import orjson
 import pytest
 
+from poolgate.api.builders import gateway, gateway_class, listener, pool, service, sim_deployment
 from poolgate.up.processes import wait_until
-from tests.support.objects import gateway, gateway_class, listener, pool, service, sim_deployment
 from tests.support.stacks import running_stack
 
 pytestmark = pytest.mark.xdist_group(name="picker-envoy")  # one stack per module, on one worker

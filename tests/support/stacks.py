@@ -9,10 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
-
-from poolgate.up.processes import free_port
-from poolgate.up.stack import Stack, StackOptions
+from poolgate.up.stack import Stack
 
 _blocks = itertools.count()
 
@@ -58,28 +55,10 @@ class RunningStack:
 def running_stack(
     directory: Path, *objects: dict, picker_args: tuple[str, ...] = ("--enable-conformance-steering",), **options
 ) -> Iterator[RunningStack]:
-    """Start a stack from raw objects (dicts) and stop it on exit. A Gateway listener port 0 becomes a free port
-    of the stack's own listener address."""
+    """Start a stack from raw objects (dicts, see Stack.from_objects) in a loopback block of its own; stop it on
+    exit."""
     block = next_block()
-    listener = f"127.{block}.2.1"
-    for obj in objects:
-        if obj.get("kind") == "Gateway":
-            for item in obj["spec"]["listeners"]:
-                if item["port"] == 0:
-                    item["port"] = free_port(listener)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"objects-{block}.yaml"
-    path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
-    stack = Stack(
-        [path],
-        StackOptions(
-            state_dir=directory / f"state-{block}",
-            listener_address=listener,
-            address_block=block,
-            picker_args=picker_args,
-            **options,
-        ),
-    )
+    stack = Stack.from_objects(list(objects), directory, block, picker_args=picker_args, **options)
     try:
         stack.start()
         yield RunningStack(stack, block)

@@ -3,9 +3,7 @@ generated bootstrap checked by the real Envoy binary."""
 
 from __future__ import annotations
 
-from poolgate.translate import TranslateOptions, translate, xds
-from poolgate.translate.output import swap_directory
-from tests.support.objects import (
+from poolgate.api.builders import (
     basic,
     build,
     gateway,
@@ -17,6 +15,8 @@ from tests.support.objects import (
     route,
     service,
 )
+from poolgate.translate import TranslateOptions, translate, xds
+from poolgate.translate.output import swap_directory
 
 
 def clusters_by_name(bootstrap: dict) -> dict[str, dict]:

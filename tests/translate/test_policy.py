@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from poolgate.api.builders import build, gateway, gateway_class, pod, pool, route, service
 from poolgate.translate import TranslateOptions, ir, translate
 from poolgate.translate.policy import CalloutPolicy, decide
-from tests.support.objects import build, gateway, gateway_class, pod, pool, route, service
 
 
 def test_fail_open_pickers_get_buffered_request_bodies_and_streamed_responses():

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from poolgate.api.builders import basic, build, gateway, gateway_class, pod, pool, route, service
 from poolgate.translate import TranslateOptions, translate
-from tests.support.objects import basic, build, gateway, gateway_class, pod, pool, route, service
 from tests.translate.test_lower_xds import clusters_by_name, hcm, routes
 
 PICKER_CLUSTER = "poolgate/picker/default/epp/9002"

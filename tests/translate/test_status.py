@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from poolgate.translate import StatusOptions, translate
-from tests.support.objects import (
-    CONTROLLER,
+from poolgate.api.builders import (
     basic,
     build,
     gateway,
@@ -16,6 +14,8 @@ from tests.support.objects import (
     route,
     service,
 )
+from poolgate.api.contract import CONTROLLER_NAME
+from poolgate.translate import StatusOptions, translate
 
 NOW = "2026-01-01T00:00:00Z"
 
@@ -54,7 +54,7 @@ def test_other_controllers_gateways_are_not_ours():
 def test_route_accepted_and_pool_parent_entry():
     st = statuses(basic())
     parents = st["HTTPRoute", "route"]["parents"]
-    assert len(parents) == 1 and parents[0]["controllerName"] == CONTROLLER
+    assert len(parents) == 1 and parents[0]["controllerName"] == CONTROLLER_NAME
     assert parents[0]["parentRef"] == {
         "group": "gateway.networking.k8s.io",
         "kind": "Gateway",
@@ -88,7 +88,7 @@ def test_two_routes_on_two_gateways_to_one_pool_give_one_entry_per_gateway():
 def test_unreferenced_pool_has_empty_parents_and_removal_clears_entry():
     previous = {
         "parents": [
-            {"parentRef": {"name": "gw", "namespace": "default"}, "controllerName": CONTROLLER, "conditions": []}
+            {"parentRef": {"name": "gw", "namespace": "default"}, "controllerName": CONTROLLER_NAME, "conditions": []}
         ]
     }
     objects = build(gateway_class(), gateway(), pool(status=previous), service())

@@ -135,6 +135,7 @@ def simulate(
             session_done()
             return
         key = decision.primary
+        assert key is not None  # a PICKED decision names its primary endpoint
         record.endpoint = key
         scheduler.on_served(decision, key)
 

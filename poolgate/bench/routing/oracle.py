@@ -96,7 +96,7 @@ def oracle_run(workload: Workload, config: ServerConfig, prompts: ServerPrompts 
         )
         if turn_index + 1 < len(turns):
             heapq.heappush(pending, (finished + turns[turn_index + 1].think, index, turn_index + 1))
-    end = max((r.finished_at for r in records), default=0.0)
+    end = max((r.finished_at for r in records if r.finished_at is not None), default=0.0)
     return RunResult(records, {}, end)
 
 
@@ -135,6 +135,7 @@ def fleet_capacity(
 
     if requests is not None:
         return capacity(requests)
+    assert duration is not None  # checked above: exactly one of the two is given
     rate = capacity(1000)
     for _ in range(4):
         rate = capacity(round(rate * duration))

@@ -89,15 +89,15 @@ def capacities(settings: Settings) -> dict[str, float]:
 
 def cases(settings: Settings, capacity: dict[str, float]) -> list[Case]:
     """Every case of a run, in report order."""
-    out = []
+    out: list[Case] = []
     for name in settings.workloads:
         for load in settings.loads:
             rate = load * capacity[name]
-            duration = (
-                settings.duration
-                if settings.duration is not None
-                else settings.requests / rate / (1 - settings.warmup_fraction / 2)
-            )
+            if settings.duration is not None:
+                duration = settings.duration
+            else:
+                assert settings.requests is not None  # Settings checks that exactly one of the two is given
+                duration = settings.requests / rate / (1 - settings.warmup_fraction / 2)
             out.extend(Case(name, load, rate, duration, picker) for picker in settings.pickers)
     return out
 

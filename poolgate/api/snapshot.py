@@ -1,4 +1,5 @@
-"""A Snapshot: every input object of one translation, indexed the ways the resolver looks them up."""
+"""A Snapshot: a set of objects indexed the ways translator and picker look them up, and pool membership
+(`pool_endpoints`: which pod ports serve an InferencePool)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ from poolgate.api import (
     ReferenceGrant,
     Service,
 )
+from poolgate.api.contract import CONTROLLER_NAME
 from poolgate.api.inference import ACTIVE_PORTS_ANNOTATIONS
-
-CONTROLLER_NAME = "poolgate.dev/gateway-controller"
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
-SERVED_BY = "x-poolgate-served-by"
-SELECTED = "x-conformance-test-selected-endpoint"  # set when the picker (not Envoy's fallback) chose
+from poolgate.api.contract import CONFORMANCE_SELECTED_HEADER, SERVED_BY_HEADER
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,8 @@ class Load:
 
     async def _one(self, session: aiohttp.ClientSession, i: int) -> None:
         started = time.monotonic()
-        status, error, headers = 0, "", {}
+        status, error = 0, ""
+        headers: Mapping[str, str] = {}
         body = self.body(i)
         try:
             async with session.post(
@@ -190,8 +190,8 @@ class Load:
                 time.monotonic() - started,
                 status,
                 error,
-                headers.get(SERVED_BY, ""),
-                headers.get(SELECTED, ""),
+                headers.get(SERVED_BY_HEADER, ""),
+                headers.get(CONFORMANCE_SELECTED_HEADER, ""),
                 kept,
             )
         )

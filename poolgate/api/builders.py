@@ -1,14 +1,18 @@
-"""Builders of raw Kubernetes objects (dicts) for tests: short to write, explicit to read."""
+"""Builders of raw Kubernetes objects (dicts) and request bodies, for tests, e2e tests and benchmarks: short to write,
+explicit to read."""
 
 from __future__ import annotations
 
-from poolgate.api import parse_objects
+from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
+from poolgate.api.contract import CONTROLLER_NAME
+from poolgate.api.load import parse_objects
 
-GW = "gateway.networking.k8s.io/v1"
-CONTROLLER = "poolgate.dev/gateway-controller"
+GW = f"{GATEWAY_GROUP}/v1"
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
-def gateway_class(name: str = "poolgate", controller: str = CONTROLLER) -> dict:
+def gateway_class(name: str = "poolgate", controller: str = CONTROLLER_NAME) -> dict:
+    """A GatewayClass (of poolgate's controller unless told otherwise)."""
     return {
         "apiVersion": GW,
         "kind": "GatewayClass",
@@ -24,6 +28,7 @@ def gateway(
     class_name: str = "poolgate",
     generation: int = 1,
 ) -> dict:
+    """A Gateway; one HTTP listener on port 8080 unless `listeners` are given."""
     listeners = listeners or [{"name": "http", "port": 8080, "protocol": "HTTP"}]
     return {
         "apiVersion": GW,
@@ -34,7 +39,8 @@ def gateway(
 
 
 def pool_ref(name: str, weight: int | None = None, namespace: str | None = None, port: int | None = None) -> dict:
-    ref = {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": name}
+    """An HTTPRoute backendRef to an InferencePool."""
+    ref: dict = {"group": INFERENCE_GROUP, "kind": "InferencePool", "name": name}
     if weight is not None:
         ref["weight"] = weight
     if namespace:
@@ -54,7 +60,8 @@ def route(
     status: dict | None = None,
     created: str | None = None,
 ) -> dict:
-    obj = {
+    """An HTTPRoute attached to Gateway `gw`, to pool `pool` unless `rules` are given."""
+    obj: dict = {
         "apiVersion": GW,
         "kind": "HTTPRoute",
         "metadata": {"name": name, "namespace": namespace, "generation": generation},
@@ -80,6 +87,7 @@ def pool(
     generation: int = 1,
     status: dict | None = None,
 ) -> dict:
+    """An InferencePool selecting pods labelled app=<app or name>, with picker Service `picker` on port 9002."""
     spec: dict = {"selector": {"matchLabels": {"app": app or name}}, "targetPorts": [{"number": p} for p in ports]}
     if picker:
         spec["endpointPickerRef"] = {"name": picker, "port": {"number": 9002}}
@@ -88,7 +96,7 @@ def pool(
     if h2c:
         spec["appProtocol"] = "kubernetes.io/h2c"
     obj = {
-        "apiVersion": "inference.networking.k8s.io/v1",
+        "apiVersion": f"{INFERENCE_GROUP}/v1",
         "kind": "InferencePool",
         "metadata": {"name": name, "namespace": namespace, "generation": generation},
         "spec": spec,
@@ -98,13 +106,11 @@ def pool(
     return obj
 
 
-def service(name: str = "epp", namespace: str = "default", ip: str = "127.0.0.2", port: int = 9002) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"clusterIP": ip, "ports": [{"port": port}]},
-    }
+def service(name: str = "epp", namespace: str = "default", ip: str | None = "127.0.0.2", port: int = 9002) -> dict:
+    """A Service with one port (a picker's, by default); no clusterIP when `ip` is None."""
+    spec: dict = {"clusterIP": ip} if ip else {}
+    spec["ports"] = [{"port": port}]
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 def pod(
@@ -115,7 +121,8 @@ def pod(
     ready: bool = True,
     annotations: dict | None = None,
 ) -> dict:
-    meta = {"name": name, "namespace": namespace, "labels": {"app": app}}
+    """A running Pod labelled app=<app>, with its IP and Ready condition."""
+    meta: dict = {"name": name, "namespace": namespace, "labels": {"app": app}}
     if annotations:
         meta["annotations"] = annotations
     return {
@@ -130,24 +137,24 @@ def pod(
     }
 
 
-def grant(
-    namespace: str, from_namespace: str, to_kind: str = "InferencePool", to_group: str = "inference.networking.k8s.io"
-) -> dict:
+def grant(namespace: str, from_namespace: str, to_kind: str = "InferencePool", to_group: str = INFERENCE_GROUP) -> dict:
+    """A ReferenceGrant letting HTTPRoutes of `from_namespace` refer to `to_kind` objects of `namespace`."""
     return {
-        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "apiVersion": f"{GATEWAY_GROUP}/v1beta1",
         "kind": "ReferenceGrant",
         "metadata": {"name": "allow", "namespace": namespace},
         "spec": {
-            "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": from_namespace}],
+            "from": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "namespace": from_namespace}],
             "to": [{"group": to_group, "kind": to_kind}],
         },
     }
 
 
 def build(*raws: dict) -> list:
-    """Typed objects from raw dicts; fails the test if any is invalid."""
-    objects, problems = parse_objects(("test", raw) for raw in raws)
-    assert not problems, [str(p) for p in problems]
+    """Typed objects from raw dicts; ValueError naming the problems if any is invalid."""
+    objects, problems = parse_objects(("builders", raw) for raw in raws)
+    if problems:
+        raise ValueError("; ".join(str(p) for p in problems))
     return objects
 
 
@@ -158,9 +165,6 @@ def basic(*extra: dict) -> list:
     )
 
 
-MODEL = "meta-llama/Llama-3.1-8B-Instruct"
-
-
 def sim_deployment(
     app: str,
     replicas: int = 2,
@@ -168,17 +172,20 @@ def sim_deployment(
     model: str = MODEL,
     args: tuple[str, ...] = ("--no-latency",),
     namespace: str = "default",
+    name: str | None = None,
 ) -> dict:
-    """A Deployment of `replicas` simulated pods labelled app=<app>, serving `model` on `ports`."""
+    """A Deployment `name` (default: app) of `replicas` simulated pods labelled app=<app>, serving `model` on `ports`;
+    several Deployments may share an app (one pool) under different names."""
+    labels = {"app": app} if name is None else {"app": app, "deployment": name}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": app, "namespace": namespace},
+        "metadata": {"name": name or app, "namespace": namespace},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {"app": app}},
+            "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": {"app": app}},
+                "metadata": {"labels": labels},
                 "spec": {
                     "containers": [
                         {
@@ -199,5 +206,9 @@ def listener(port: int = 0) -> list[dict]:
     return [{"name": "http", "port": port, "protocol": "HTTP"}]
 
 
-def chat(model: str = MODEL, content: str = "hello", max_tokens: int = 4, **extra) -> dict:
-    return {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, **extra}
+def chat(model: str = MODEL, content: str = "hello", max_tokens: int = 4, stream: bool = False, **extra) -> dict:
+    """A chat completion request body; `stream` asks for a stream with a final usage chunk."""
+    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, **extra}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return body

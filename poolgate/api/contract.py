@@ -1,0 +1,70 @@
+"""Every name that Envoy config, picker, hooks, simulator and benchmarks must agree on, defined once.
+
+In the spirit of the upstream picker's `metadata/consts.go`: headers, Envoy dynamic-metadata namespaces and keys, gRPC
+metadata, annotations and labels, the controller's identity. A module that needs one of these names imports it from
+here; nothing else spells them out.
+"""
+
+from __future__ import annotations
+
+# --- Destination: what the picker tells Envoy, and what Envoy reports back -------------------------------------------
+DESTINATION_HEADER = "x-gateway-destination-endpoint"  # picker -> Envoy: the endpoint(s) to send the request to
+SERVED_KEY = "x-gateway-destination-endpoint-served"  # Envoy -> picker (envoy.lb metadata): the endpoint that served
+SUBSET_KEY = "x-gateway-destination-endpoint-subset"  # Envoy -> picker: the endpoints the picker may choose among
+SCORES_KEY = "x-gateway-destination-endpoint-scores"  # upstream (v0.10): optional per-endpoint scores; unused yet
+LB_METADATA_NAMESPACE = "envoy.lb"  # dynamic-metadata namespace the destination keys live in
+SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"  # filter-metadata namespace of the subset hint
+# Headers only the picker may set: removed from client requests before any filter runs.
+PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, SUBSET_KEY)
+
+# --- Model router (body-based routing) --------------------------------------------------------------------------------
+MODEL_NAME_HEADER = "x-gateway-model-name"  # model router -> route match: the model the request body names
+BASE_MODEL_NAME_HEADER = "x-gateway-base-model-name"  # model router -> route match: the LoRA adapter's base model
+# Headers only the model router may set: removed from client requests before any filter runs.
+MODEL_ROUTER_ONLY_HEADERS = (MODEL_NAME_HEADER, BASE_MODEL_NAME_HEADER)
+MODEL_ROUTER = "model-router"  # the model router's identity: the value of CALLOUT_METADATA_KEY on its calls
+
+# --- Request headers the picker reads (current poolgate names) --------------------------------------------------------
+OBJECTIVE_HEADER = "x-gateway-inference-objective"  # the InferenceObjective a request belongs to
+MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"  # rewrite the request's model to this name
+REQUEST_ID_HEADER = "x-request-id"  # request id, kept in logs and picker metrics
+SESSION_TOKEN_HEADER = "x-session-token"  # session affinity: the endpoint a session stays on
+STEERING_HEADER = "test-epp-endpoint-selection"  # conformance tests' candidate list (only with steering enabled)
+
+# --- Upstream names (llm-d router v0.10, FACTS §9): current names, and the deprecated aliases still read --------------
+# Not read or written by poolgate yet; defined here so the change that adopts them has one place to go.
+LLM_D_OBJECTIVE_HEADER = "x-llm-d-inference-objective"  # current name of OBJECTIVE_HEADER
+LLM_D_MODEL_REWRITE_HEADER = "x-llm-d-model-name-rewrite"  # current name of MODEL_REWRITE_HEADER
+LLM_D_FAIRNESS_ID_HEADER = "x-llm-d-inference-fairness-id"  # flow-control fairness id (deprecated: x-gateway-*)
+LLM_D_SLO_TTFT_HEADER = "x-llm-d-slo-ttft-ms"  # time-to-first-token objective in ms (deprecated: x-slo-ttft-ms)
+LLM_D_SLO_TPOT_HEADER = "x-llm-d-slo-tpot-ms"  # time-per-output-token objective in ms (deprecated: x-slo-tpot-ms)
+DEPRECATED_FAIRNESS_ID_HEADER = "x-gateway-inference-fairness-id"  # deprecated alias of LLM_D_FAIRNESS_ID_HEADER
+DEPRECATED_SLO_TTFT_HEADER = "x-slo-ttft-ms"  # deprecated alias of LLM_D_SLO_TTFT_HEADER
+DEPRECATED_SLO_TPOT_HEADER = "x-slo-tpot-ms"  # deprecated alias of LLM_D_SLO_TPOT_HEADER
+DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason"  # response header on a request the picker rejected
+DROPPED_SATURATED = "rejected-saturated"  # DROPPED_REASON_HEADER value: every endpoint was filtered out (429)
+PREFILLER_HOST_PORT_HEADER = "x-prefiller-host-port"  # prefill/decode: the prefill pod's ip:port for the decode side
+
+# --- Response headers poolgate's parts set for tests and benchmarks ---------------------------------------------------
+SERVED_BY_HEADER = "x-poolgate-served-by"  # simulator: the endpoint (ip:port) that answered
+SERVED_MODEL_HEADER = "x-poolgate-served-model"  # simulator: the model (or adapter) the request named on arrival
+CONFORMANCE_SELECTED_HEADER = "x-conformance-test-selected-endpoint"  # picker (steering on): the endpoint it chose
+CONFORMANCE_SERVED_HEADER = "x-conformance-test-served-endpoint"  # picker (steering on): where Envoy says it served
+CONFIG_GENERATION_HEADER = "x-config-generation"  # benchmark route header: which edit of the objects served
+
+# --- gRPC metadata of Envoy's ext_proc calls, and the filters that make them ------------------------------------------
+POOL_METADATA_KEY = "x-poolgate-pool"  # gRPC initial metadata naming the pool (namespace/name) a picker call is for
+CALLOUT_METADATA_KEY = "x-poolgate-callout"  # gRPC initial metadata naming the callout (MODEL_ROUTER)
+EPP_FILTER = "poolgate.endpoint_picker"  # Envoy filter name of a pool's endpoint-picker callout
+MODEL_ROUTER_FILTER = "poolgate.model_router"  # Envoy filter name of the model-router callout
+
+# --- Controller identity, annotations and labels -----------------------------------------------------------------------
+CONTROLLER_NAME = "poolgate.dev/gateway-controller"  # GatewayClass controllerName poolgate implements
+MANAGED_PICKER_ANNOTATION = "poolgate.dev/managed-picker"  # on an InferencePool: "true": poolgate deploys its picker
+PROFILE_ANNOTATION = "poolgate.dev/scheduling-profile"  # on an InferencePool: its picker's scheduling profile
+FAILURE_MODE_ANNOTATION = "poolgate.dev/failure-mode"  # on an InferencePool: FailOpen | FailClose of a managed picker
+MODELS_ANNOTATION = "poolgate.dev/models"  # on an InferencePool: its fixed model list (comma-separated)
+CONFIG_HASH_ANNOTATION = "poolgate.dev/config-hash"  # on a managed picker's pods: hash of its config (rolls on change)
+BOOTSTRAP_HASH_ANNOTATION = "poolgate.dev/bootstrap-hash"  # on Envoy's pods: hash of its bootstrap (rolls on change)
+POOL_LABEL = "poolgate.dev/pool"  # on a managed picker's children: the pool it serves
+GATEWAY_CLASS_LABEL = "poolgate.dev/gateway-class"  # on a GatewayClass's children: the class they belong to
