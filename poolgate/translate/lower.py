@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from dataclasses import replace
+from typing import Literal
 
 from poolgate.api.base import duration_seconds
 from poolgate.api.contract import MODEL_NAME_HEADER
@@ -224,13 +225,7 @@ def _backend(resolved: ResolvedBackend, out: ir.IR, options: TranslateOptions, p
     if isinstance(target, ServiceTarget):
         service = target.service
         name = naming.service_cluster(service.namespace, service.name, target.port)
-        out.clusters[name] = ir.Cluster(
-            name,
-            "service",
-            (_service_address(service, target.port, options),),
-            policy.circuit_limits,
-            dns=_uses_dns(service, options),
-        )
+        out.clusters[name] = _service_cluster(name, "service", service, target.port, options, policy)
         return ir.Backend(name, ref.weight, None, request, response)
     return ir.Backend(None, ref.weight)
 
@@ -264,17 +259,26 @@ def _picker_call(
 ) -> ir.PickerCall:
     service = picker.service
     name = naming.picker_cluster(service.namespace, service.name, picker.port)
-    out.clusters[name] = ir.Cluster(
-        name,
-        "picker",
-        (_service_address(service, picker.port, options),),
-        policy.circuit_limits,
-        dns=_uses_dns(service, options),
+    out.clusters[name] = replace(
+        _service_cluster(name, "picker", service, picker.port, options, policy),
         http2=True,
         tls=options.picker_tls,
         server_name=_service_host(service, options) if options.picker_tls else "",
     )
     return ir.PickerCall(name, f"{target.pool.namespace}/{target.pool.name}", policy.picker(picker.failure_open))
+
+
+def _service_cluster(
+    name: str,
+    role: Literal["service", "picker"],
+    service: Service,
+    port: int,
+    options: TranslateOptions,
+    policy: Policy,
+) -> ir.Cluster:
+    """A cluster that reaches a port of a Service: at its cluster IP, or by its DNS name."""
+    address = _service_address(service, port, options)
+    return ir.Cluster(name, role, (address,), policy.circuit_limits, dns=_uses_dns(service, options))
 
 
 def _static_ip(service: Service, options: TranslateOptions) -> str | None:

@@ -7,7 +7,7 @@ import pytest
 
 from poolgate.api.builders import build, gateway, gateway_class, pod, pool, route, service
 from poolgate.translate import TranslateOptions, ir, translate
-from poolgate.translate.policy import CalloutPolicy, decide
+from poolgate.translate.policy import decide
 
 
 def test_fail_open_pickers_get_buffered_request_bodies_and_streamed_responses():
@@ -46,16 +46,11 @@ def test_pickers_see_headers_and_response_trailers_in_both_failure_modes():
 
 def test_the_picker_filter_on_its_own_sends_nothing_and_fails_closed():
     # every route that calls a picker overrides it; a route that does not must never reach a picker
-    assert decide(TranslateOptions(picker_timeout_s=4)).picker_filter == CalloutPolicy(
-        request_headers=False,
-        request_body="NONE",
-        request_trailers=False,
-        response_headers=False,
-        response_body="NONE",
-        response_trailers=False,
-        failure_mode_allow=False,
-        timeout_s=4,
-    )
+    alone = decide(TranslateOptions(picker_timeout_s=4)).picker_filter
+    sent = (alone.request_headers, alone.request_trailers, alone.response_headers, alone.response_trailers)
+    assert sent == (False, False, False, False)
+    assert (alone.request_body, alone.response_body) == ("NONE", "NONE")
+    assert (alone.failure_mode_allow, alone.timeout_s) == (False, 4)
 
 
 @pytest.mark.parametrize(("body_mode", "duplex"), [("FULL_DUPLEX_STREAMED", True), ("BUFFERED", False)])
