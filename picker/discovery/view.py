@@ -81,6 +81,7 @@ def _pool_view(snapshot: Snapshot, key: str) -> PoolView:
     endpoints = tuple(
         EndpointSpec(pod.status.pod_ip, port, pod.name, dict(pod.metadata.labels))
         for pod, port in snapshot.pool_endpoints(pool)
+        if pod.status.pod_ip  # ready pods always have one; the check narrows the type
     )
     priorities = {o.name: o.spec.priority for o in snapshot.objectives.values() if _refers_to(o, pool)}
     rewrites = []
