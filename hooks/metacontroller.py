@@ -1,9 +1,13 @@
-"""Metacontroller's wire format: reading sync/finalize and customize requests, writing their responses.
+"""Metacontroller's wire format for DecoratorControllers: reading sync/finalize and customize requests, writing
+their responses.
 
-Requests come in two shapes. Hook version v1 sends `{controller, object, attachments, related, finalizing}` with
-map keys `name` (or `namespace/name` under a cluster-scoped parent); v2 sends `{controller, parent, children,
-related, finalizing}` with `namespace/name` keys everywhere. Both are accepted: the hooks never rely on the map keys,
-only on the objects themselves, so objects of the same name in two namespaces never shadow each other."""
+The shapes follow Metacontroller v4.17.2's Go types (pkg/controller/decorator/api/v2/hooks.go,
+pkg/controller/common/customize/api/v2/hooks.go). A decorator sync/finalize request is `{controller, object,
+attachments, related, finalizing}`; its object maps are keyed `"<Kind>.<group>/<version>"` (`"<Kind>.<version>"` for
+the core group), then `namespace/name` with hook version v2 (`name` for cluster-scoped objects; v1 keys by name
+only). The hooks never rely on the map keys, only on the objects, so same-named objects of two namespaces never
+shadow each other. A customize request is `{controller, parent}`. Responses carry only fields of the v2 response
+types, which Metacontroller parses strictly (an unknown field fails the sync)."""
 
 from __future__ import annotations
 
@@ -48,15 +52,15 @@ class SyncRequest:
 
 
 def parse_sync(body: object, kinds: tuple[str, ...]) -> SyncRequest:
-    """Read a sync/finalize request (v1 or v2) whose object is one of `kinds`; raises BadRequest."""
+    """Read a DecoratorController sync/finalize request whose object is one of `kinds`; raises BadRequest."""
     request = _require_object(body, "request body")
-    obj = _parent(request, kinds, "object" if "object" in request else "parent")
+    obj = _parent(request, kinds, "object")
     finalizing = request.get("finalizing", False)
     if not isinstance(finalizing, bool):
         raise BadRequest("finalizing: expected true or false")
     return SyncRequest(
         object=obj,
-        attachments=_object_map(request, "attachments" if "attachments" in request else "children"),
+        attachments=_object_map(request, "attachments"),
         related=_object_map(request, "related"),
         finalizing=finalizing,
     )
@@ -75,7 +79,8 @@ def _require_object(value: object, what: str) -> dict:
 
 def _parent(request: dict, kinds: tuple[str, ...], field: str) -> dict:
     if field not in request:
-        raise BadRequest(f"{field}: missing (is this a Metacontroller request?)")
+        hook = "DecoratorController sync" if field == "object" else "customize"
+        raise BadRequest(f"{field}: missing (is this a Metacontroller {hook} request?)")
     obj = _require_object(request[field], field)
     kind = obj.get("kind")
     if kind not in kinds:
@@ -126,7 +131,8 @@ def sync_response(
     status: dict | None = None, attachments: list[dict] = (), labels: dict | None = None, finalized: bool | None = None
 ) -> dict:
     """A DecoratorController sync/finalize response. `status` None leaves the object's status as it is; listed
-    attachments are created or updated, observed ones left out are deleted. Only fields both hook versions know."""
+    attachments are created or updated, observed ones left out are deleted. Only fields of v4.17.2's
+    DecoratorHookResponse (labels, annotations, status, attachments, resyncAfterSeconds, finalized)."""
     response = {"attachments": sorted(attachments, key=_sort_key), "labels": labels or {}, "status": status}
     if finalized is not None:
         response["finalized"] = finalized

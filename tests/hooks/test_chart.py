@@ -5,6 +5,7 @@ each other (paths the app serves, settings the hooks read, CRDs of crds/)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tarfile
 
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from hooks.app import HOOKS
 from hooks.settings import HookSettings, load_settings
 from tests.conftest import REPO
-from tests.hooks.helm import helm
+from tests.hooks.helm import helm, helm_binary
 
 CHART = REPO / "helm" / "poolgate"
 CONTROLLERS = sorted((REPO / "metacontroller").glob("*.yaml"))
@@ -44,7 +45,6 @@ def test_every_rendered_object_is_valid(rendered, schemas):
         "ClusterRole",
         "ClusterRoleBinding",
         "ConfigMap",
-        "CustomResourceDefinition",
         "DecoratorController",
         "Deployment",
         "GatewayClass",
@@ -114,43 +114,57 @@ def test_chart_controllers_are_the_manifests_pointed_at_the_release():
         assert controller["metadata"]["labels"]["app.kubernetes.io/instance"] == "gw"
 
 
-def test_crds_of_the_repository_are_installed_kept_and_can_be_left_out(rendered):
-    sources = [
-        doc for path in sorted((REPO / "crds").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc
-    ]
-    crds = {crd["metadata"]["name"]: crd for crd in of_kind(rendered, "CustomResourceDefinition")}
-    assert sorted(crds) == sorted(doc["metadata"]["name"] for doc in sources)
-    for source in sources:
-        crd = crds[source["metadata"]["name"]]
-        assert crd["spec"] == source["spec"]
-        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert not of_kind(render("--set", "crds.install=false"), "CustomResourceDefinition")
+def crd_sources(directory=REPO / "crds") -> dict[str, dict]:
+    return {
+        doc["metadata"]["name"]: doc
+        for path in sorted(directory.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    }
+
+
+def test_crds_come_from_helms_crds_directory_and_never_from_templates(rendered):
+    """Helm creates crds/ CRDs missing from the cluster and skips present ones; CRDs as templates would be owned by
+    the release and collide with an InferencePool CRD another gateway installed. So no template renders one."""
+    assert not of_kind(rendered, "CustomResourceDefinition")
+    crds = {crd["metadata"]["name"]: crd for crd in of_kind(render("--include-crds"), "CustomResourceDefinition")}
+    sources = crd_sources()
+    assert sorted(crds) == sorted(sources) and len(crds) == 5
+    for name, crd in crds.items():
+        assert crd == sources[name]
     assert not of_kind(render("--set", "gatewayClass.create=false"), "GatewayClass")
     assert not of_kind(render("--set", "metacontroller.rbac.create=false"), "ClusterRole")
 
 
+def test_the_removed_crds_install_value_fails_with_a_message():
+    result = subprocess.run(
+        [str(helm_binary()), "template", "poolgate", str(CHART), "--set", "crds.install=false"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "crds.install: removed" in result.stderr and "--skip-crds" in result.stderr
+
+
 def test_multi_document_crd_files_render_unchanged(tmp_path, reference_crds):
-    """The chart reads crds/ through a symlink; here it points at a file holding three CRDs (Metacontroller's)."""
+    """The chart's crds/ is a symlink; here it points at a file holding three CRDs (Metacontroller's)."""
     chart = tmp_path / "poolgate"
     shutil.copytree(CHART, chart, symlinks=True)
-    (chart / "files" / "crds").unlink()
-    (chart / "files" / "crds").symlink_to(reference_crds / "metacontroller")
+    (chart / "crds").unlink()
+    (chart / "crds").symlink_to(reference_crds / "metacontroller")
     (chart / "files" / "metacontroller").unlink()
     (chart / "files" / "metacontroller").symlink_to(REPO / "metacontroller")
-    sources = {
-        doc["metadata"]["name"]: doc
-        for doc in yaml.safe_load_all((reference_crds / "metacontroller" / "metacontroller-crds-v1.yaml").read_text())
-        if doc
-    }
-    crds = {crd["metadata"]["name"]: crd for crd in of_kind(render(chart=chart), "CustomResourceDefinition")}
-    assert sorted(crds) == sorted(sources) and len(crds) == 3
-    for name, crd in crds.items():
-        assert crd["spec"] == sources[name]["spec"]
+    sources = crd_sources(reference_crds / "metacontroller")
+    crds = of_kind(render("--include-crds", chart=chart), "CustomResourceDefinition")
+    assert sorted(crd["metadata"]["name"] for crd in crds) == sorted(sources) and len(crds) == 3
 
 
 def test_packaged_chart_carries_the_linked_files(tmp_path):
     helm("package", str(CHART), "-d", str(tmp_path))
     with tarfile.open(next(tmp_path.glob("poolgate-*.tgz"))) as archive:
         names = set(archive.getnames())
-    for path in [*sorted((REPO / "crds").glob("*.yaml")), *CONTROLLERS]:
-        assert f"poolgate/files/{path.parent.name}/{path.name}" in names
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        assert f"poolgate/crds/{path.name}" in names
+    for path in CONTROLLERS:
+        assert f"poolgate/files/metacontroller/{path.name}" in names

@@ -29,7 +29,7 @@ def config_files(listener_port: int, config_dir: str, admin_port: int, ready_por
     """The Gateway's ConfigMap files for gw-b listening on `listener_port`, with the bootstrap pointed at
     `config_dir` and admin/readiness moved to free ports (the only changes from the cluster's files)."""
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-b"])
-    request["parent"]["spec"]["listeners"][0]["port"] = listener_port
+    request["object"]["spec"]["listeners"][0]["port"] = listener_port
     config_map = next(a for a in gateway.sync(request, HookSettings())["attachments"] if a["kind"] == "ConfigMap")
     files = {name: yaml.safe_load(text) for name, text in config_map["data"].items()}
     assert files["bootstrap.yaml"] == envoy.bootstrap(HookSettings())

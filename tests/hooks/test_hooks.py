@@ -40,26 +40,32 @@ def test_written_status_is_a_fixpoint(case, client):
     if first["status"] is None:
         return
     again = copy.deepcopy(request)
-    again["parent"]["status"] = first["status"]
+    again["object"]["status"] = first["status"]
     second = post(client, case, again)
-    assert (second["status"] or again["parent"]["status"]) == first["status"]
+    assert (second["status"] or again["object"]["status"]) == first["status"]
     assert second["attachments"] == first["attachments"]
 
 
 @pytest.mark.parametrize("case", SYNC_CASES)
 def test_hook_version_v1_requests_get_the_same_answer(case, client):
-    """v1 sends `object`/`attachments` keyed by name; v2 `parent`/`children` keyed by namespace/name."""
+    """v1 keys namespaced objects of the maps by name, v2 by namespace/name; the objects are the same."""
     v2 = cases.all_cases()[case]
-    v1 = {
-        "controller": v2["controller"],
-        "object": v2["parent"],
-        "finalizing": v2["finalizing"],
-        "attachments": {
-            kind: {obj["metadata"]["name"]: obj for obj in objects.values()} for kind, objects in v2["children"].items()
-        },
-        "related": v2["related"],
-    }
+
+    def by_name(groups: dict) -> dict:
+        return {kind: {obj["metadata"]["name"]: obj for obj in objects.values()} for kind, objects in groups.items()}
+
+    v1 = {**v2, "attachments": by_name(v2["attachments"])}
+    assert v1["attachments"] != v2["attachments"] or not any(v2["attachments"].values())
     assert post(client, case, v1) == post(client, case, v2)
+
+
+def test_composite_controller_shaped_requests_are_refused(client):
+    """`parent`/`children` is what a CompositeController gets; a decorator hook answers it 400, naming `object`."""
+    request = cases.all_cases()["gateways/sync/two-gateways-a"]
+    composite = {"controller": request["controller"], "parent": request["object"], "children": {}}
+    response = client.post("/gateways/sync", json=composite)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"].startswith("object: missing")
 
 
 def test_answers_do_not_depend_on_the_process():
@@ -155,8 +161,8 @@ def test_route_changes_reach_envoy_through_the_config_map_without_rolling_the_po
 )
 def test_programmed_follows_the_observed_deployment_and_service(deployment_status, service_status, programmed, words):
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-a"])
-    request["children"]["Deployment.apps/v1"]["default/gw-a-envoy"]["status"] = deployment_status
-    request["children"]["Service.v1"]["default/gw-a-envoy"]["status"] = service_status
+    request["attachments"]["Deployment.apps/v1"]["default/gw-a-envoy"]["status"] = deployment_status
+    request["attachments"]["Service.v1"]["default/gw-a-envoy"]["status"] = service_status
     status = gateway.sync(request, HookSettings())["status"]
     cond = next(c for c in status["conditions"] if c["type"] == "Programmed")
     assert (cond["status"] == "True") is programmed
@@ -166,7 +172,7 @@ def test_programmed_follows_the_observed_deployment_and_service(deployment_statu
 
 def test_cluster_ip_service_gives_its_cluster_ip_as_address():
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-a"])
-    service = request["children"]["Service.v1"]["default/gw-a-envoy"]
+    service = request["attachments"]["Service.v1"]["default/gw-a-envoy"]
     service["spec"] = {**service["spec"], "type": "ClusterIP", "clusterIP": "10.96.0.40"}
     status = gateway.sync(request, HookSettings(gateway_service_type="ClusterIP"))["status"]
     assert status["addresses"] == [{"type": "IPAddress", "value": "10.96.0.40"}]
@@ -176,7 +182,7 @@ def test_a_new_condition_is_stamped_with_the_latest_time_in_the_request_and_kept
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-b"])
     first = gateway.sync(request, HookSettings())["status"]
     assert {c["lastTransitionTime"] for c in first["conditions"]} == {cases.EDITED}
-    request["parent"]["status"] = first
+    request["object"]["status"] = first
     request["related"]["HTTPRoute.gateway.networking.k8s.io/v1"]["default/b-route"]["metadata"]["managedFields"][0][
         "time"
     ] = "2026-04-01T00:00:00Z"
@@ -231,13 +237,13 @@ def test_managed_picker_config_names_the_default_profile_unless_the_pool_names_o
         return yaml.safe_load(config_map["data"]["config.yaml"])
 
     assert config(HookSettings())["schedulingProfiles"] == [{"name": "llmd-default"}]
-    del request["parent"]["metadata"]["annotations"]["poolgate.dev/scheduling-profile"]
+    del request["object"]["metadata"]["annotations"]["poolgate.dev/scheduling-profile"]
     assert config(HookSettings(picker_profile="poolgate-default")) == {
         "apiVersion": "llm-d.ai/v1alpha1",
         "kind": "EndpointPickerConfig",
         "schedulingProfiles": [{"name": "poolgate-default"}],
     }
-    del request["parent"]["metadata"]["annotations"]["poolgate.dev/managed-picker"]
+    del request["object"]["metadata"]["annotations"]["poolgate.dev/managed-picker"]
     kinds = [a["kind"] for a in inferencepool.sync(request, HookSettings())["attachments"]]
     assert kinds == ["Service"]  # the endpoints Service only: no picker without the annotation
 
@@ -292,7 +298,7 @@ def test_settings_file_errors_name_the_field(tmp_path):
 
 def test_invalid_gateway_class_of_ours_is_not_accepted_and_names_the_field():
     request = copy.deepcopy(cases.all_cases()["gatewayclasses/sync/ours"])
-    request["parent"]["spec"]["description"] = "d" * 65
+    request["object"]["spec"]["description"] = "d" * 65
     response = gatewayclass.sync(request, HookSettings())
     [cond] = response["status"]["conditions"]
     assert (cond["type"], cond["status"], cond["reason"]) == ("Accepted", "False", "InvalidParameters")
