@@ -13,6 +13,7 @@ import yaml
 
 from hooks.app import HOOKS
 from hooks.settings import HookSettings, load_settings
+from hooks.uninstall import Resource, build_parser
 from tests.conftest import REPO
 from tests.hooks.helm import helm, helm_binary
 
@@ -48,6 +49,7 @@ def test_every_rendered_object_is_valid(rendered, schemas):
         "DecoratorController",
         "Deployment",
         "GatewayClass",
+        "Job",
         "Service",
         "ServiceAccount",
     ]
@@ -133,7 +135,8 @@ def test_crds_come_from_helms_crds_directory_and_never_from_templates(rendered):
     for name, crd in crds.items():
         assert crd == sources[name]
     assert not of_kind(render("--set", "gatewayClass.create=false"), "GatewayClass")
-    assert not of_kind(render("--set", "metacontroller.rbac.create=false"), "ClusterRole")
+    unbound = render("--set", "metacontroller.rbac.create=false")
+    assert [r["metadata"]["name"] for r in of_kind(unbound, "ClusterRole")] == ["poolgate-uninstall"]
 
 
 def test_the_removed_crds_install_value_fails_with_a_message():
@@ -168,3 +171,51 @@ def test_packaged_chart_carries_the_linked_files(tmp_path):
         assert f"poolgate/crds/{path.name}" in names
     for path in CONTROLLERS:
         assert f"poolgate/files/metacontroller/{path.name}" in names
+
+
+def hook_objects(objects: list[dict]) -> list[dict]:
+    return [o for o in objects if "helm.sh/hook" in o["metadata"].get("annotations", {})]
+
+
+def test_uninstall_hook_removes_every_controller_and_their_finalizers_with_just_the_rights_it_needs(rendered):
+    hooks = hook_objects(rendered)
+    assert sorted(o["kind"] for o in hooks) == ["ClusterRole", "ClusterRoleBinding", "Job", "ServiceAccount"]
+    for obj in hooks:
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-delete"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        # Helm creates hooks by ascending weight: the Job's rights exist before it starts
+        assert int(annotations["helm.sh/hook-weight"]) == (0 if obj["kind"] == "Job" else -10)
+    job = of_kind(hooks, "Job")[0]
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "ghcr.io/poolgate/poolgate:0.1.0"
+    assert container["command"] == ["python", "-m", "hooks.uninstall"]
+    args = build_parser().parse_args(container["args"])
+    controllers = [yaml.safe_load(path.read_text()) for path in CONTROLLERS]
+    assert sorted(args.controller) == sorted(c["metadata"]["name"] for c in controllers)
+    watched = {
+        Resource(r["apiVersion"].split("/")[0], r["apiVersion"].split("/")[1], r["resource"])
+        for c in controllers
+        for r in c["spec"]["resources"]
+    }
+    assert set(args.resource) == watched
+    role = of_kind(hooks, "ClusterRole")[0]
+    binding = of_kind(hooks, "ClusterRoleBinding")[0]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "poolgate-system"}
+    ]
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    needed = {(r.group, r.plural, verb) for r in watched for verb in ("list", "patch")}
+    needed |= {("metacontroller.k8s.io", "decoratorcontrollers", verb) for verb in ("get", "delete")}
+    assert granted == needed
+    controller_rule = next(r for r in role["rules"] if r["resources"] == ["decoratorcontrollers"])
+    assert sorted(controller_rule["resourceNames"]) == sorted(args.controller)
+    assert not hook_objects(render("--set", "uninstall.removeFinalizers=false"))

@@ -46,3 +46,10 @@ app.kubernetes.io/component: hooks
   "pickerResources" .Values.picker.resources
   "clusterDomain" .Values.clusterDomain) -}}
 {{- end -}}
+
+{{/* Annotations of the pre-delete hook objects: created before the uninstall Job (lower weight), removed with it. */}}
+{{- define "poolgate.uninstallHook" -}}
+helm.sh/hook: pre-delete
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}
