@@ -173,6 +173,17 @@ def test_packaged_chart_carries_the_linked_files(tmp_path):
         assert f"poolgate/files/metacontroller/{path.name}" in names
 
 
+def granted_rights(role: dict) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) for every right a ClusterRole grants."""
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
 def hook_objects(objects: list[dict]) -> list[dict]:
     return [o for o in objects if "helm.sh/hook" in o["metadata"].get("annotations", {})]
 
@@ -206,16 +217,26 @@ def test_uninstall_hook_removes_every_controller_and_their_finalizers_with_just_
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "poolgate-system"}
     ]
-    granted = {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
+    granted = granted_rights(role)
     needed = {(r.group, r.plural, verb) for r in watched for verb in ("list", "patch")}
     needed |= {("metacontroller.k8s.io", "decoratorcontrollers", verb) for verb in ("get", "delete")}
     assert granted == needed
     controller_rule = next(r for r in role["rules"] if r["resources"] == ["decoratorcontrollers"])
     assert sorted(controller_rule["resourceNames"]) == sorted(args.controller)
     assert not hook_objects(render("--set", "uninstall.removeFinalizers=false"))
+
+
+def test_metacontroller_may_set_owner_references_to_every_parent_with_attachments(rendered):
+    """With OwnerReferencesPermissionEnforcement, blockOwnerDeletion on an attachment needs `update` on its
+    parent's finalizers subresource."""
+    role = next(r for r in of_kind(rendered, "ClusterRole") if r["metadata"]["name"] == "poolgate-metacontroller")
+    granted = granted_rights(role)
+    parents = {
+        (resource["apiVersion"].split("/")[0], resource["resource"])
+        for controller in (yaml.safe_load(path.read_text()) for path in CONTROLLERS)
+        if controller["spec"].get("attachments")
+        for resource in controller["spec"]["resources"]
+    }
+    assert parents == {("gateway.networking.k8s.io", "gateways"), ("inference.networking.k8s.io", "inferencepools")}
+    for group, resource in parents:
+        assert (group, f"{resource}/finalizers", "update") in granted
