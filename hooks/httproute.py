@@ -9,10 +9,18 @@ from collections import defaultdict
 
 from pydantic import ValidationError
 
-from hooks.metacontroller import customize_response, parse_customize, parse_sync, related_rule, sync_response
+from hooks.metacontroller import customize_response, parse_customize, parse_sync, related_rule
 from hooks.raw import items, mapping
 from hooks.settings import HookSettings
-from hooks.status import computed_entries, conditions, is_ours, observed_parents, problems_message, with_parents
+from hooks.status import (
+    computed_entries,
+    conditions,
+    is_ours,
+    observed_parents,
+    problems_message,
+    shared_status_response,
+    with_parents,
+)
 from hooks.timestamps import transition_time
 from poolgate.api import Gateway, GatewayClass, InvalidObjects, KubeObject, parse_object
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
@@ -75,7 +83,7 @@ def sync(body: object, settings: HookSettings) -> dict:
     else:
         status = translate([route, *related]).status(StatusOptions(now=now))
         ours = computed_entries(status, "HTTPRoute", route.namespace, route.name)
-    return sync_response(with_parents(request.object, ours))
+    return shared_status_response(with_parents(request.object, ours))
 
 
 def _invalid_entries(raw: dict, related: list[KubeObject], message: str, now: str) -> list[dict]:

@@ -12,11 +12,18 @@ from hooks.metacontroller import (
     parse_customize,
     parse_sync,
     related_rule,
-    sync_response,
 )
 from hooks.raw import mapping
 from hooks.settings import HookSettings
-from hooks.status import computed_entries, conditions, is_ours, observed_parents, problems_message, with_parents
+from hooks.status import (
+    computed_entries,
+    conditions,
+    is_ours,
+    observed_parents,
+    problems_message,
+    shared_status_response,
+    with_parents,
+)
 from hooks.timestamps import transition_time
 from poolgate.api import InvalidObjects, KubeObject, parse_object
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
@@ -65,7 +72,7 @@ def sync(body: object, settings: HookSettings) -> dict:
     attachments = [picker.endpoints_service(pool)] if ours else []
     if picker.wants_managed_picker(pool):
         attachments += picker.managed_picker(pool, settings)
-    return sync_response(with_parents(request.object, ours), attachments)
+    return shared_status_response(with_parents(request.object, ours), attachments)
 
 
 def _invalid(request: SyncRequest, related: list[KubeObject], message: str, now: str) -> dict:
@@ -89,7 +96,7 @@ def _invalid(request: SyncRequest, related: list[KubeObject], message: str, now:
                 "conditions": conditions([cond], raw, old.get("conditions"), now),
             }
         )
-    return sync_response(with_parents(raw, entries), as_declared(request.attachments))
+    return shared_status_response(with_parents(raw, entries), as_declared(request.attachments))
 
 
 def _gateways_using(related: list[KubeObject], namespace: str, name: str) -> set[tuple[str, str]]:

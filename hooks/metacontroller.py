@@ -12,6 +12,7 @@ types, which Metacontroller parses strictly (an unknown field fails the sync).""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hooks.raw import mapping
@@ -128,14 +129,21 @@ def _type(value: object) -> str:
 
 
 def sync_response(
-    status: dict | None = None, attachments: list[dict] = (), labels: dict | None = None, finalized: bool | None = None
+    status: dict | None = None,
+    attachments: Sequence[dict] = (),
+    labels: dict | None = None,
+    finalized: bool | None = None,
+    resync_after: float | None = None,
 ) -> dict:
     """A DecoratorController sync/finalize response. `status` None leaves the object's status as it is; listed
-    attachments are created or updated, observed ones left out are deleted. Only fields of v4.17.2's
-    DecoratorHookResponse (labels, annotations, status, attachments, resyncAfterSeconds, finalized)."""
-    response = {"attachments": sorted(attachments, key=_sort_key), "labels": labels or {}, "status": status}
+    attachments are created or updated, observed ones left out are deleted; `resync_after` seconds asks for another
+    sync. Only fields of v4.17.2's DecoratorHookResponse (labels, annotations, status, attachments,
+    resyncAfterSeconds, finalized)."""
+    response: dict = {"attachments": sorted(attachments, key=_sort_key), "labels": labels or {}, "status": status}
     if finalized is not None:
         response["finalized"] = finalized
+    if resync_after is not None:
+        response["resyncAfterSeconds"] = resync_after
     return response
 
 

@@ -17,6 +17,7 @@ from hooks import envoy, gateway, gatewayclass, inferencepool
 from hooks.app import create_app
 from hooks.metacontroller import as_declared, parse_sync
 from hooks.settings import HookSettings, SettingsError, load_settings
+from hooks.status import SHARED_STATUS_RESYNC_SECONDS
 from hooks.timestamps import EPOCH, transition_time
 from tests.conftest import REPO
 from tests.hooks import cases
@@ -304,3 +305,14 @@ def test_invalid_gateway_class_of_ours_is_not_accepted_and_names_the_field():
     assert (cond["type"], cond["status"], cond["reason"]) == ("Accepted", "False", "InvalidParameters")
     assert cond["message"].startswith("spec.description: ")
     assert response["labels"] == {"poolgate.dev/gateway-class": "true"}
+
+
+@pytest.mark.parametrize("case", SYNC_CASES)
+def test_writes_of_shared_status_ask_for_a_resync_that_bounds_a_dropped_write(case, client):
+    """HTTPRoute and InferencePool status is shared: a write Metacontroller drops on a conflict is redone at the
+    requested resync (30 s). Responses leaving status alone, and Gateway/GatewayClass status (poolgate's alone),
+    ask for none beyond the controllers' periodic resync."""
+    response = post(client, case, cases.all_cases()[case])
+    shared = case.split("/")[0] in ("httproutes", "inferencepools") and response["status"] is not None
+    assert response.get("resyncAfterSeconds") == (SHARED_STATUS_RESYNC_SECONDS if shared else None)
+    assert SHARED_STATUS_RESYNC_SECONDS == 30
