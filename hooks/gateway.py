@@ -41,7 +41,7 @@ def customize(body: object, settings: HookSettings) -> dict:
     rules = [
         related_rule("inference.networking.k8s.io/v1", "inferencepools", label_selector={}),
         related_rule("v1", "services", label_selector={}),
-        related_rule(GATEWAY_API, "referencegrants", label_selector={}),
+        related_rule(settings.reference_grant_api, "referencegrants", label_selector={}),
     ]
     if isinstance(spec.get("gatewayClassName"), str):
         rules.append(related_rule(GATEWAY_API, "gatewayclasses", names=[spec["gatewayClassName"]]))

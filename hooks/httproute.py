@@ -65,7 +65,7 @@ def customize(body: object, settings: HookSettings) -> dict:
     ]
     rules += [related_rule("v1", "services", namespace=ns, names=list(names)) for ns, names in services.items()]
     rules += [
-        related_rule(GATEWAY_API, "referencegrants", namespace=ns)
+        related_rule(settings.reference_grant_api, "referencegrants", namespace=ns)
         for ns in sorted((set(pools) | set(services)) - {namespace})
     ]
     return customize_response(rules)

@@ -52,7 +52,7 @@ def customize(body: object, settings: HookSettings) -> dict:
             related_rule(GATEWAY_API, "gateways", label_selector={}),
             related_rule(GATEWAY_API, "gatewayclasses", label_selector={}),
             related_rule("v1", "namespaces", label_selector={}),
-            related_rule(GATEWAY_API, "referencegrants", namespace=namespace),
+            related_rule(settings.reference_grant_api, "referencegrants", namespace=namespace),
             related_rule("v1", "services", namespace=namespace, names=pickers),
         ]
     )

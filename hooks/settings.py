@@ -31,9 +31,17 @@ class HookSettings(BaseModel):
     picker_profile: str = Field(default="poolgate-default", min_length=1, max_length=253)
     picker_replicas: int = Field(default=1, ge=0)
     cluster_domain: str = "cluster.local"
+    # ReferenceGrant's version the cluster serves: v1 (current Gateway API standard channel) or v1beta1 (older
+    # releases). A related rule naming a version the cluster does not serve fails every sync of its controller.
+    reference_grant_version: Literal["v1", "v1beta1"] = "v1"
     envoy_resources: Resources = Field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"}})
     model_router_resources: Resources = Field(default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}})
     picker_resources: Resources = Field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"}})
+
+    @property
+    def reference_grant_api(self) -> str:
+        """The apiVersion the customize hooks ask ReferenceGrants in."""
+        return f"gateway.networking.k8s.io/{self.reference_grant_version}"
 
     def resources(self, which: str) -> dict[str, Any]:
         """The Kubernetes `resources` block for `envoy`, `model_router` or `picker` containers."""

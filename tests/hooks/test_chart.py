@@ -139,15 +139,38 @@ def test_crds_come_from_helms_crds_directory_and_never_from_templates(rendered):
     assert [r["metadata"]["name"] for r in of_kind(unbound, "ClusterRole")] == ["poolgate-uninstall"]
 
 
+def render_error(*args: str) -> str:
+    """What `helm template` prints when it refuses to render."""
+    command = [str(helm_binary()), "template", "poolgate", str(CHART), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, f"helm template {' '.join(args)} rendered"
+    return result.stderr
+
+
 def test_the_removed_crds_install_value_fails_with_a_message():
-    result = subprocess.run(
-        [str(helm_binary()), "template", "poolgate", str(CHART), "--set", "crds.install=false"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    error = render_error("--set", "crds.install=false")
+    assert "crds.install: removed" in error and "--skip-crds" in error
+
+
+GATEWAY_SERVED = ("--api-versions", "gateway.networking.k8s.io/v1/Gateway")
+ONLY_V1BETA1_GRANTS = (*GATEWAY_SERVED, "--api-versions", "gateway.networking.k8s.io/v1beta1/ReferenceGrant")
+
+
+def test_reference_grant_version_must_be_one_the_cluster_serves(tmp_path, reference_crds):
+    error = render_error(*ONLY_V1BETA1_GRANTS)
+    assert "gatewayAPI.referenceGrantVersion" in error and "gateway.networking.k8s.io/v1/ReferenceGrant" in error
+    objects = render(*ONLY_V1BETA1_GRANTS, "--set", "gatewayAPI.referenceGrantVersion=v1beta1")
+    config_map = next(c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "poolgate-hooks")
+    path = tmp_path / "settings.yaml"
+    path.write_text(config_map["data"]["settings.yaml"])
+    assert load_settings(path).reference_grant_api == "gateway.networking.k8s.io/v1beta1"
+    render(*GATEWAY_SERVED, "--api-versions", "gateway.networking.k8s.io/v1/ReferenceGrant")
+    # the documented minimum: Gateway API v1.6.1's standard channel serves ReferenceGrant as v1
+    grant_crd = yaml.safe_load(
+        (reference_crds / "gateway-api" / "gateway.networking.k8s.io_referencegrants.yaml").read_text()
     )
-    assert result.returncode != 0
-    assert "crds.install: removed" in result.stderr and "--skip-crds" in result.stderr
+    assert grant_crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == "v1.6.1"
+    assert {v["name"] for v in grant_crd["spec"]["versions"] if v["served"]} == {"v1", "v1beta1"}
 
 
 def test_multi_document_crd_files_render_unchanged(tmp_path, reference_crds):

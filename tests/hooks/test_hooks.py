@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from hooks import envoy, gateway, gatewayclass, inferencepool
+from hooks import envoy, gateway, gatewayclass, httproute, inferencepool
 from hooks.app import create_app
 from hooks.metacontroller import as_declared, parse_sync
 from hooks.settings import HookSettings, SettingsError, load_settings
@@ -316,3 +316,23 @@ def test_writes_of_shared_status_ask_for_a_resync_that_bounds_a_dropped_write(ca
     shared = case.split("/")[0] in ("httproutes", "inferencepools") and response["status"] is not None
     assert response.get("resyncAfterSeconds") == (SHARED_STATUS_RESYNC_SECONDS if shared else None)
     assert SHARED_STATUS_RESYNC_SECONDS == 30
+
+
+@pytest.mark.parametrize("case", [c for c in sorted(cases.all_cases()) if "/customize/" in c and "malformed" not in c])
+def test_reference_grants_are_asked_in_the_configured_version(case):
+    """A cluster serving ReferenceGrant only as v1beta1 gets rules naming v1beta1, and nothing else changes."""
+    controller = case.split("/")[0]
+    hook = {"gateways": gateway.customize, "httproutes": httproute.customize, "inferencepools": inferencepool.customize}
+    if controller not in hook:
+        return
+    request = cases.all_cases()[case]
+    v1 = hook[controller](request, HookSettings())["relatedResources"]
+    v1beta1 = hook[controller](request, HookSettings(reference_grant_version="v1beta1"))["relatedResources"]
+    grants = [r for r in v1 if r["resource"] == "referencegrants"]
+    assert {r["apiVersion"] for r in grants} <= {"gateway.networking.k8s.io/v1"}
+    assert [r for r in v1beta1 if r["resource"] == "referencegrants"] == [
+        {**r, "apiVersion": "gateway.networking.k8s.io/v1beta1"} for r in grants
+    ]
+    assert [r for r in v1beta1 if r["resource"] != "referencegrants"] == [
+        r for r in v1 if r["resource"] != "referencegrants"
+    ]
