@@ -5,6 +5,9 @@ managed endpoint picker when the pool asks for one. Other controllers' entries a
 from __future__ import annotations
 
 from hooks import picker
+from hooks.gateway import GATEWAY_LABEL
+from hooks.gatewayclass import CLASS_LABEL
+from hooks.httproute import pool_label
 from hooks.metacontroller import (
     SyncRequest,
     as_declared,
@@ -25,7 +28,7 @@ from hooks.status import (
     with_parents,
 )
 from hooks.timestamps import transition_time
-from poolgate.api import InvalidObjects, KubeObject, parse_object
+from poolgate.api import InferencePool, InvalidObjects, KubeObject
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
 from poolgate.translate import StatusOptions, naming, translate
 from poolgate.translate import conditions as c
@@ -37,9 +40,10 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 
 
 def customize(body: object, settings: HookSettings) -> dict:
-    """What a pool's status needs: every HTTPRoute, Gateway, GatewayClass and Namespace (a route of any namespace
-    may use the pool through a Gateway of any namespace), the ReferenceGrants of the pool's namespace, and the
-    picker Services it may name (its endpointPickerRef and the managed picker's)."""
+    """What a pool's status needs: the routes that route to it through a poolgate Gateway (they carry its pool
+    label), poolgate's Gateways and GatewayClasses (labelled by their hooks), every Namespace (listener namespace
+    selectors), the ReferenceGrants of the pool's namespace, and the picker Services it may name (its
+    endpointPickerRef and the managed picker's)."""
     pool = parse_customize(body, KIND)
     namespace = pool["metadata"].get("namespace") or "default"
     ref = mapping(mapping(pool.get("spec")).get("endpointPickerRef"))
@@ -48,14 +52,20 @@ def customize(body: object, settings: HookSettings) -> dict:
         pickers.append(ref["name"])
     return customize_response(
         [
-            related_rule(GATEWAY_API, "httproutes", label_selector={}),
-            related_rule(GATEWAY_API, "gateways", label_selector={}),
-            related_rule(GATEWAY_API, "gatewayclasses", label_selector={}),
+            related_rule(
+                GATEWAY_API, "httproutes", label_selector=_label(pool_label(namespace, pool["metadata"]["name"]))
+            ),
+            related_rule(GATEWAY_API, "gateways", label_selector=_label(GATEWAY_LABEL)),
+            related_rule(GATEWAY_API, "gatewayclasses", label_selector=_label(CLASS_LABEL)),
             related_rule("v1", "namespaces", label_selector={}),
             related_rule(settings.reference_grant_api, "referencegrants", namespace=namespace),
             related_rule("v1", "services", namespace=namespace, names=pickers),
         ]
     )
+
+
+def _label(key: str) -> dict:
+    return {"matchLabels": {key: "true"}}
 
 
 def sync(body: object, settings: HookSettings) -> dict:
@@ -64,7 +74,7 @@ def sync(body: object, settings: HookSettings) -> dict:
     related, _ = request.related_objects()
     now = transition_time(request.object, request.attachments, request.related)
     try:
-        pool = parse_object(request.object, "InferencePool")
+        pool = request.typed_object(InferencePool)
     except InvalidObjects as error:
         return _invalid(request, related, problems_message(error.problems), now)
     status = translate([pool, *related]).status(StatusOptions(now=now))
@@ -102,7 +112,7 @@ def _invalid(request: SyncRequest, related: list[KubeObject], message: str, now:
 def _gateways_using(related: list[KubeObject], namespace: str, name: str) -> set[tuple[str, str]]:
     """poolgate Gateways with a route whose backendRefs (permitted ones) name the pool namespace/name."""
     graph = translate(related).graph
-    out = set()
+    out: set[tuple[str, str]] = set()
     for route in graph.routes:
         for rule in route.rules:
             for backend in rule.backends:

@@ -12,14 +12,18 @@ types, which Metacontroller parses strictly (an unknown field fails the sync).""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hooks.raw import mapping
-from poolgate.api import KubeObject, Problem, parse_objects
+from poolgate.api import InvalidObjects, KubeObject, Problem, parse_object, parse_objects
 
 # Metacontroller records what a hook last returned for each attachment in this annotation (three-way merge base).
 LAST_APPLIED_ANNOTATION = "metacontroller.k8s.io/last-applied-configuration"
+
+
+Model = TypeVar("Model", bound=KubeObject)
 
 
 class BadRequest(Exception):
@@ -46,6 +50,14 @@ class SyncRequest:
     def attachment(self, kind: str, name: str) -> dict | None:
         """The observed attachment of this kind and name, if there is one."""
         return next((a for a in self.attachments if a.get("kind") == kind and _name(a) == name), None)
+
+    def typed_object(self, model: type[Model]) -> Model:
+        """The request's object as poolgate's model of its kind; raises InvalidObjects naming the fields at fault."""
+        typed = parse_object(self.object, "Metacontroller request")
+        if not isinstance(typed, model):
+            what = f"{self.object.get('kind')} {'/'.join(filter(None, (self.namespace, self.name)))}"
+            raise InvalidObjects([Problem("Metacontroller request", what, "", f"expected a {model.__name__}")])
+        return typed
 
     def related_objects(self) -> tuple[list[KubeObject], list[Problem]]:
         """The related objects poolgate reads, typed; invalid ones are left out (their own hooks report them)."""
@@ -131,7 +143,7 @@ def _type(value: object) -> str:
 def sync_response(
     status: dict | None = None,
     attachments: Sequence[dict] = (),
-    labels: dict | None = None,
+    labels: Mapping[str, str | None] | None = None,
     finalized: bool | None = None,
     resync_after: float | None = None,
 ) -> dict:
@@ -139,7 +151,7 @@ def sync_response(
     attachments are created or updated, observed ones left out are deleted; `resync_after` seconds asks for another
     sync. Only fields of v4.17.2's DecoratorHookResponse (labels, annotations, status, attachments,
     resyncAfterSeconds, finalized)."""
-    response: dict = {"attachments": sorted(attachments, key=_sort_key), "labels": labels or {}, "status": status}
+    response: dict = {"attachments": sorted(attachments, key=_sort_key), "labels": dict(labels or {}), "status": status}
     if finalized is not None:
         response["finalized"] = finalized
     if resync_after is not None:

@@ -17,6 +17,10 @@ from poolgate.api.load import field_path
 Resources = dict[Literal["requests", "limits"], dict[str, str | int | float]]
 
 
+def _requests(cpu: str, memory: str) -> Resources:
+    return {"requests": {"cpu": cpu, "memory": memory}}
+
+
 class HookSettings(BaseModel):
     """Installation-wide choices the hooks apply to what they generate (camelCase keys in the YAML file)."""
 
@@ -34,9 +38,9 @@ class HookSettings(BaseModel):
     # ReferenceGrant's version the cluster serves: v1 (current Gateway API standard channel) or v1beta1 (older
     # releases). A related rule naming a version the cluster does not serve fails every sync of its controller.
     reference_grant_version: Literal["v1", "v1beta1"] = "v1"
-    envoy_resources: Resources = Field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"}})
-    model_router_resources: Resources = Field(default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}})
-    picker_resources: Resources = Field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"}})
+    envoy_resources: Resources = Field(default_factory=lambda: _requests("100m", "128Mi"))
+    model_router_resources: Resources = Field(default_factory=lambda: _requests("50m", "64Mi"))
+    picker_resources: Resources = Field(default_factory=lambda: _requests("100m", "128Mi"))
 
     @property
     def reference_grant_api(self) -> str:

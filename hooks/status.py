@@ -12,7 +12,7 @@ enqueues before it writes the status): a dropped write is redone within that tim
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from hooks.metacontroller import sync_response
 from hooks.raw import integer, items, mapping
@@ -25,10 +25,13 @@ MAX_MESSAGE = 32768  # metav1.Condition message limit
 SHARED_STATUS_RESYNC_SECONDS = 30
 
 
-def shared_status_response(status: dict | None, attachments: Sequence[dict] = ()) -> dict:
+def shared_status_response(
+    status: dict | None, attachments: Sequence[dict] = (), labels: Mapping[str, str | None] | None = None
+) -> dict:
     """A sync response writing status shared with other controllers (None: untouched); when it writes, it asks for
     a resync after SHARED_STATUS_RESYNC_SECONDS, so a write Metacontroller dropped on a conflict is redone."""
-    return sync_response(status, attachments, resync_after=None if status is None else SHARED_STATUS_RESYNC_SECONDS)
+    resync = None if status is None else SHARED_STATUS_RESYNC_SECONDS
+    return sync_response(status, attachments, labels=labels, resync_after=resync)
 
 
 def is_ours(entry: object) -> bool:

@@ -162,7 +162,7 @@ class KubernetesCluster:
             if error.status == 404:  # the resource is not served (its CRD is not installed): nothing to release
                 return []
             raise
-        return list(listing.get("items", []))
+        return list(listing.get("items", [])) if isinstance(listing, dict) else []
 
     def patch_object(self, resource: Resource, obj: dict, patch: list[dict]) -> None:
         metadata = obj["metadata"]
