@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from poolgate import __version__
 from poolgate.api.load import field_path
 
 Resources = dict[Literal["requests", "limits"], dict[str, str | int | float]]
@@ -26,7 +27,7 @@ class HookSettings(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
-    poolgate_image: str = "ghcr.io/poolgate/poolgate:0.1.0"
+    poolgate_image: str = f"ghcr.io/poolgate/poolgate:{__version__}"
     envoy_image: str = "envoyproxy/envoy:v1.40.0"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     envoy_replicas: int = Field(default=1, ge=0)
