@@ -6,6 +6,8 @@
 ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE} AS build
+# A CA bundle for pip, for networks that reach PyPI through a TLS-intercepting proxy (a path the build mounts).
+ARG PIP_INDEX_CA=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/poolgate
 WORKDIR /src
@@ -14,7 +16,7 @@ COPY poolgate ./poolgate
 COPY picker ./picker
 COPY hooks ./hooks
 COPY simulator ./simulator
-RUN /opt/poolgate/bin/pip install . && /opt/poolgate/bin/poolgate --version
+RUN ${PIP_INDEX_CA:+env PIP_CERT="$PIP_INDEX_CA"} /opt/poolgate/bin/pip install . && /opt/poolgate/bin/poolgate --version
 
 FROM ${BASE}
 ENV PATH=/opt/poolgate/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

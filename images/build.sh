@@ -6,9 +6,12 @@
 #   images/build.sh [TAG]        TAG defaults to ghcr.io/poolgate/poolgate:<version in pyproject.toml>
 #
 #   BASE=python:3.11-slim-bookworm   the Dockerfile's base image (pulled from its registry), or
-#   BASE=debootstrap                 a base built here from Debian bookworm packages (python3, python3-venv), for
+#   BASE=debootstrap                 a base built here from Debian bookworm packages (python3, python3-venv; kept as
+#                                    localhost/poolgate-base:bookworm and reused), for
 #                                    machines that reach Debian and PyPI but no container registry
 #   OUT=poolgate.tar                 also write the image as an OCI archive (kind load image-archive poolgate.tar)
+#   PIP_CA=/etc/ssl/certs/ca-certificates.crt   a CA bundle pip trusts during the build (mounted, not copied into
+#                                    the image), for networks that reach PyPI through a TLS-intercepting proxy
 #
 # Needs root (buildah with chroot isolation; debootstrap). Slow: minutes, and ~1 GB of disk.
 set -euo pipefail
@@ -21,6 +24,8 @@ trap 'rm -rf "$work"' EXIT
 
 if [ "$base" = debootstrap ]; then
   base=localhost/poolgate-base:bookworm
+fi
+if [ "$base" = localhost/poolgate-base:bookworm ] && ! buildah inspect "$base" > /dev/null 2>&1; then
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     bookworm "$work/rootfs" http://deb.debian.org/debian
   rm -rf "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/var/cache/apt/"*.bin
@@ -32,7 +37,11 @@ if [ "$base" = debootstrap ]; then
   buildah commit --rm "$container" "$base"
 fi
 
-buildah bud --isolation chroot --network host --layers --build-arg "BASE=$base" -t "$tag" .
+ca_args=()
+if [ -n "${PIP_CA:-}" ]; then
+  ca_args=(--volume "$PIP_CA:/run/pip-ca.crt:ro" --build-arg PIP_INDEX_CA=/run/pip-ca.crt)
+fi
+buildah bud --isolation chroot --network host --layers --build-arg "BASE=$base" "${ca_args[@]}" -t "$tag" .
 
 # The entrypoint and its subcommands, run as the image runs them: its PATH, its user, its filesystem.
 container=$(buildah from "$tag")
