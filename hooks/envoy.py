@@ -28,7 +28,7 @@ from poolgate.translate.output import to_yaml
 CONFIG_DIR = "/etc/poolgate/envoy"
 READY_PORT = 19001  # Envoy answers GET /ready here for the kubelet (admin stays on loopback)
 MODEL_ROUTER_PORT = 9004  # the model-router sidecar, reached by Envoy on 127.0.0.1
-MODEL_ROUTER_HEALTH_PORT = 19003  # its gRPC health and metrics, on loopback too: ports a listener cannot use
+MODEL_ROUTER_HEALTH_PORT = 19003  # its gRPC health (probed by the kubelet) and metrics: ports a listener cannot use
 MODEL_ROUTER_METRICS_PORT = 19004
 UNPRIVILEGED_PORTS_SYSCTL = {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}  # bind :80 as non-root
 NON_ROOT_UID = 65532
@@ -104,6 +104,24 @@ def envoy_args(config_dir: str = CONFIG_DIR, log_level: str = "info") -> list[st
     return ["-c", f"{config_dir}/bootstrap.yaml", "--disable-hot-restart", "--log-level", log_level]
 
 
+def model_router_args() -> list[str]:
+    """Arguments of the model-router sidecar (after the image's `poolgate` entrypoint). It listens on every address
+    of the pod: the kubelet's gRPC probes come from outside the pod; the Gateway's Service exposes none of its ports."""
+    return [
+        "picker",
+        "--role",
+        "model-router",
+        "--grpc-host",
+        "0.0.0.0",
+        "--grpc-port",
+        str(MODEL_ROUTER_PORT),
+        "--grpc-health-port",
+        str(MODEL_ROUTER_HEALTH_PORT),
+        "--metrics-port",
+        str(MODEL_ROUTER_METRICS_PORT),
+    ]
+
+
 def objects(
     gateway: str, namespace: str, ports: list[int], discovery_files: dict[str, dict], settings: HookSettings
 ) -> list[dict]:
@@ -165,19 +183,23 @@ def _deployment(
         "name": "model-router",
         "image": settings.poolgate_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "args": [
-            "picker",
-            "--role",
-            "model-router",
-            "--grpc-host",
-            "127.0.0.1",
-            "--grpc-port",
-            str(MODEL_ROUTER_PORT),
-            "--grpc-health-port",
-            str(MODEL_ROUTER_HEALTH_PORT),
-            "--metrics-port",
-            str(MODEL_ROUTER_METRICS_PORT),
+        "args": model_router_args(),
+        "ports": [
+            {"name": "router-health", "containerPort": MODEL_ROUTER_HEALTH_PORT, "protocol": "TCP"},
+            {"name": "router-metrics", "containerPort": MODEL_ROUTER_METRICS_PORT, "protocol": "TCP"},
         ],
+        # Not ready: the pod leaves the Gateway's Service (Envoy would answer 503 to routes that need the router);
+        # not live for 30 s: the kubelet restarts the router.
+        "readinessProbe": {
+            "grpc": {"port": MODEL_ROUTER_HEALTH_PORT, "service": "readiness"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "grpc": {"port": MODEL_ROUTER_HEALTH_PORT, "service": "liveness"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         "resources": settings.resources("model_router"),
         "securityContext": _container_security(),
     }

@@ -20,14 +20,15 @@ from hooks.raw import items, mapping
 from hooks.settings import HookSettings
 from hooks.status import conditions, problems_message
 from hooks.timestamps import transition_time
-from poolgate.api import GatewayClass, InvalidObjects, LabelSelector, parse_object
-from poolgate.api.contract import CONTROLLER_NAME
+from poolgate.api import Gateway, GatewayClass, InvalidObjects, LabelSelector
+from poolgate.api.contract import CONTROLLER_NAME, GATEWAY_LABEL
 from poolgate.translate import StatusOptions, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
 
 KIND = ("Gateway",)
 GATEWAY_API = "gateway.networking.k8s.io/v1"
+OUR_GATEWAY = {GATEWAY_LABEL: "true"}
 
 
 def customize(body: object, settings: HookSettings) -> dict:
@@ -41,7 +42,7 @@ def customize(body: object, settings: HookSettings) -> dict:
     rules = [
         related_rule("inference.networking.k8s.io/v1", "inferencepools", label_selector={}),
         related_rule("v1", "services", label_selector={}),
-        related_rule(GATEWAY_API, "referencegrants", label_selector={}),
+        related_rule(settings.reference_grant_api, "referencegrants", label_selector={}),
     ]
     if isinstance(spec.get("gatewayClassName"), str):
         rules.append(related_rule(GATEWAY_API, "gatewayclasses", names=[spec["gatewayClassName"]]))
@@ -80,7 +81,8 @@ def sync(body: object, settings: HookSettings) -> dict:
     class_name = mapping(raw.get("spec")).get("gatewayClassName")
     gateway_class = next((o for o in related if isinstance(o, GatewayClass) and o.name == class_name), None)
     if gateway_class is None or gateway_class.spec.controller_name != CONTROLLER_NAME:
-        return sync_response()
+        labelled = GATEWAY_LABEL in mapping(mapping(raw.get("metadata")).get("labels"))
+        return sync_response(labels={GATEWAY_LABEL: None} if labelled else None)
     now = transition_time(request.object, request.attachments, request.related)
     name, namespace = request.name, request.namespace or "default"
     runtime = envoy.runtime(
@@ -90,7 +92,7 @@ def sync(body: object, settings: HookSettings) -> dict:
         name,
     )
     try:
-        gateway = parse_object(raw, "Gateway")
+        gateway = request.typed_object(Gateway)
     except InvalidObjects as error:
         return _invalid(request, problems_message(error.problems), now)
     # the parent last: a stale copy of it among the related objects must not replace it
@@ -99,7 +101,7 @@ def sync(body: object, settings: HookSettings) -> dict:
     attachments = envoy.objects(name, namespace, ports, translation.discovery_files(), settings)
     status = translation.status(StatusOptions(now=now, runtime={(namespace, name): runtime}))
     mine = next(s["status"] for s in status if s["kind"] == "Gateway")
-    return sync_response(mine, attachments)
+    return sync_response(mine, attachments, labels=OUR_GATEWAY)
 
 
 def _invalid(request: SyncRequest, message: str, now: str) -> dict:
@@ -112,4 +114,4 @@ def _invalid(request: SyncRequest, message: str, now: str) -> dict:
         Cond.false(c.PROGRAMMED, c.R_INVALID, "the Gateway is invalid; Envoy keeps its last valid configuration"),
     ]
     status = {"conditions": conditions(conds, raw, previous, now), "listeners": []}
-    return sync_response(status, as_declared(request.attachments))
+    return sync_response(status, as_declared(request.attachments), labels=OUR_GATEWAY)

@@ -14,7 +14,7 @@ from hooks.raw import mapping
 from hooks.settings import HookSettings
 from hooks.status import conditions, problems_message
 from hooks.timestamps import transition_time
-from poolgate.api import InvalidObjects, parse_object
+from poolgate.api import GatewayClass, InvalidObjects
 from poolgate.api.contract import CONTROLLER_NAME, GATEWAY_CLASS_LABEL
 from poolgate.translate import StatusOptions, translate
 from poolgate.translate import conditions as c
@@ -33,7 +33,7 @@ def sync(body: object, settings: HookSettings) -> dict:
     now = transition_time(request.object)
     labels = {GATEWAY_CLASS_LABEL: "true"}
     try:
-        gateway_class = parse_object(raw, "GatewayClass")
+        gateway_class = request.typed_object(GatewayClass)
     except InvalidObjects as error:
         previous = mapping(raw.get("status")).get("conditions")
         cond = Cond.false(c.ACCEPTED, R_INVALID_PARAMETERS, problems_message(error.problems))

@@ -4,19 +4,28 @@ longer names is removed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 
 from pydantic import ValidationError
 
-from hooks.metacontroller import customize_response, parse_customize, parse_sync, related_rule, sync_response
+from hooks.metacontroller import customize_response, parse_customize, parse_sync, related_rule
 from hooks.raw import items, mapping
 from hooks.settings import HookSettings
-from hooks.status import computed_entries, conditions, is_ours, observed_parents, problems_message, with_parents
+from hooks.status import (
+    computed_entries,
+    conditions,
+    is_ours,
+    observed_parents,
+    problems_message,
+    shared_status_response,
+    with_parents,
+)
 from hooks.timestamps import transition_time
-from poolgate.api import Gateway, GatewayClass, InvalidObjects, KubeObject, parse_object
+from poolgate.api import Gateway, GatewayClass, HTTPRoute, InvalidObjects, KubeObject
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
-from poolgate.api.contract import CONTROLLER_NAME
+from poolgate.api.contract import CONTROLLER_NAME, POOL_LABEL_PREFIX
 from poolgate.api.gateway import ParentReference
 from poolgate.translate import StatusOptions, translate
 from poolgate.translate import conditions as c
@@ -37,15 +46,7 @@ def customize(body: object, settings: HookSettings) -> dict:
     for ref in map(mapping, items(spec.get("parentRefs"))):
         if (ref.get("group", GATEWAY_GROUP), ref.get("kind", "Gateway")) == (GATEWAY_GROUP, "Gateway"):
             _add(gateways, _text(ref.get("namespace")) or namespace, ref.get("name"))
-    pools: dict[str, set[str]] = defaultdict(set)
-    services: dict[str, set[str]] = defaultdict(set)
-    for rule in map(mapping, items(spec.get("rules"))):
-        for ref in map(mapping, items(rule.get("backendRefs"))):
-            target = {(INFERENCE_GROUP, "InferencePool"): pools, ("", "Service"): services}.get(
-                (ref.get("group", ""), ref.get("kind", "Service"))
-            )
-            if target is not None:
-                _add(target, _text(ref.get("namespace")) or namespace, ref.get("name"))
+    pools, services = _backend_refs(route, namespace)
     rules = [
         related_rule(GATEWAY_API, "gatewayclasses", label_selector={}),
         related_rule("v1", "namespaces", names=[namespace]),
@@ -57,32 +58,71 @@ def customize(body: object, settings: HookSettings) -> dict:
     ]
     rules += [related_rule("v1", "services", namespace=ns, names=list(names)) for ns, names in services.items()]
     rules += [
-        related_rule(GATEWAY_API, "referencegrants", namespace=ns)
+        related_rule(settings.reference_grant_api, "referencegrants", namespace=ns)
         for ns in sorted((set(pools) | set(services)) - {namespace})
     ]
     return customize_response(rules)
 
 
 def sync(body: object, settings: HookSettings) -> dict:
-    """The route's status with poolgate's parents entries recomputed (None when it has none, before or after)."""
+    """The route's status with poolgate's parents entries recomputed (None when it has none, before or after), and
+    its pool labels."""
     request = parse_sync(body, KIND)
     related, _ = request.related_objects()
+    pools, _ = _backend_refs(request.object, request.namespace or "default")
+    labels = _pool_labels(request.object, pools, bool(_poolgate_gateways(related)))
     now = transition_time(request.object, request.attachments, request.related)
     try:
-        route = parse_object(request.object, "HTTPRoute")
+        route = request.typed_object(HTTPRoute)
     except InvalidObjects as error:
         ours = _invalid_entries(request.object, related, problems_message(error.problems), now)
     else:
         status = translate([route, *related]).status(StatusOptions(now=now))
         ours = computed_entries(status, "HTTPRoute", route.namespace, route.name)
-    return sync_response(with_parents(request.object, ours))
+    return shared_status_response(with_parents(request.object, ours), labels=labels)
+
+
+def pool_label(namespace: str, name: str) -> str:
+    """The label a route carries while it names a poolgate Gateway and routes to the pool namespace/name: the pool's
+    hook asks for exactly the routes carrying its label, not every route of the cluster."""
+    return POOL_LABEL_PREFIX + hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:40]
+
+
+def _pool_labels(raw: dict, pools: dict[str, set[str]], serves: bool) -> dict[str, str | None]:
+    """The route's pool labels: one per pool it routes to while it names a poolgate Gateway; None (delete) for
+    labels of pools it no longer routes to."""
+    wanted: dict[str, str | None] = (
+        {pool_label(ns, name): "true" for ns, names in pools.items() for name in names} if serves else {}
+    )
+    observed = mapping(mapping(raw.get("metadata")).get("labels"))
+    stale = {key: None for key in observed if key.startswith(POOL_LABEL_PREFIX) and key not in wanted}
+    return {**wanted, **stale}
+
+
+def _backend_refs(raw: dict, namespace: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The InferencePools and Services the route's backendRefs name, by namespace."""
+    pools: dict[str, set[str]] = defaultdict(set)
+    services: dict[str, set[str]] = defaultdict(set)
+    for rule in map(mapping, items(mapping(raw.get("spec")).get("rules"))):
+        for ref in map(mapping, items(rule.get("backendRefs"))):
+            target = {(INFERENCE_GROUP, "InferencePool"): pools, ("", "Service"): services}.get(
+                (ref.get("group", ""), ref.get("kind", "Service"))
+            )
+            if target is not None:
+                _add(target, _text(ref.get("namespace")) or namespace, ref.get("name"))
+    return pools, services
+
+
+def _poolgate_gateways(related: list[KubeObject]) -> set[tuple[str, str]]:
+    """The related Gateways (those the route names) of a poolgate GatewayClass."""
+    ours = {o.name for o in related if isinstance(o, GatewayClass) and o.spec.controller_name == CONTROLLER_NAME}
+    return {(o.namespace, o.name) for o in related if isinstance(o, Gateway) and o.spec.gateway_class_name in ours}
 
 
 def _invalid_entries(raw: dict, related: list[KubeObject], message: str, now: str) -> list[dict]:
     """Accepted False (UnsupportedValue, naming the invalid fields) for each parentRef naming a poolgate Gateway."""
     namespace = raw["metadata"].get("namespace") or "default"
-    ours = {o.name for o in related if isinstance(o, GatewayClass) and o.spec.controller_name == CONTROLLER_NAME}
-    gateways = {(o.namespace, o.name) for o in related if isinstance(o, Gateway) and o.spec.gateway_class_name in ours}
+    gateways = _poolgate_gateways(related)
     previous = {_key(entry.get("parentRef")): entry for entry in observed_parents(raw) if is_ours(entry)}
     entries: dict[str, dict] = {}
     for ref in items(mapping(raw.get("spec")).get("parentRefs")):

@@ -5,6 +5,7 @@ managed endpoint picker when the pool asks for one. Other controllers' entries a
 from __future__ import annotations
 
 from hooks import picker
+from hooks.httproute import pool_label
 from hooks.metacontroller import (
     SyncRequest,
     as_declared,
@@ -12,15 +13,22 @@ from hooks.metacontroller import (
     parse_customize,
     parse_sync,
     related_rule,
-    sync_response,
 )
 from hooks.raw import mapping
 from hooks.settings import HookSettings
-from hooks.status import computed_entries, conditions, is_ours, observed_parents, problems_message, with_parents
+from hooks.status import (
+    computed_entries,
+    conditions,
+    is_ours,
+    observed_parents,
+    problems_message,
+    shared_status_response,
+    with_parents,
+)
 from hooks.timestamps import transition_time
-from poolgate.api import InvalidObjects, KubeObject, parse_object
+from poolgate.api import InferencePool, InvalidObjects, KubeObject
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
-from poolgate.api.contract import CONTROLLER_NAME
+from poolgate.api.contract import CONTROLLER_NAME, GATEWAY_CLASS_LABEL, GATEWAY_LABEL
 from poolgate.translate import StatusOptions, naming, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
@@ -30,9 +38,10 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 
 
 def customize(body: object, settings: HookSettings) -> dict:
-    """What a pool's status needs: every HTTPRoute, Gateway, GatewayClass and Namespace (a route of any namespace
-    may use the pool through a Gateway of any namespace), the ReferenceGrants of the pool's namespace, and the
-    picker Services it may name (its endpointPickerRef and the managed picker's)."""
+    """What a pool's status needs: the routes that route to it through a poolgate Gateway (they carry its pool
+    label), poolgate's Gateways and GatewayClasses (labelled by their hooks), every Namespace (listener namespace
+    selectors), the ReferenceGrants of the pool's namespace, and the picker Services it may name (its
+    endpointPickerRef and the managed picker's)."""
     pool = parse_customize(body, KIND)
     namespace = pool["metadata"].get("namespace") or "default"
     ref = mapping(mapping(pool.get("spec")).get("endpointPickerRef"))
@@ -41,14 +50,20 @@ def customize(body: object, settings: HookSettings) -> dict:
         pickers.append(ref["name"])
     return customize_response(
         [
-            related_rule(GATEWAY_API, "httproutes", label_selector={}),
-            related_rule(GATEWAY_API, "gateways", label_selector={}),
-            related_rule(GATEWAY_API, "gatewayclasses", label_selector={}),
+            related_rule(
+                GATEWAY_API, "httproutes", label_selector=_label(pool_label(namespace, pool["metadata"]["name"]))
+            ),
+            related_rule(GATEWAY_API, "gateways", label_selector=_label(GATEWAY_LABEL)),
+            related_rule(GATEWAY_API, "gatewayclasses", label_selector=_label(GATEWAY_CLASS_LABEL)),
             related_rule("v1", "namespaces", label_selector={}),
-            related_rule(GATEWAY_API, "referencegrants", namespace=namespace),
+            related_rule(settings.reference_grant_api, "referencegrants", namespace=namespace),
             related_rule("v1", "services", namespace=namespace, names=pickers),
         ]
     )
+
+
+def _label(key: str) -> dict:
+    return {"matchLabels": {key: "true"}}
 
 
 def sync(body: object, settings: HookSettings) -> dict:
@@ -57,7 +72,7 @@ def sync(body: object, settings: HookSettings) -> dict:
     related, _ = request.related_objects()
     now = transition_time(request.object, request.attachments, request.related)
     try:
-        pool = parse_object(request.object, "InferencePool")
+        pool = request.typed_object(InferencePool)
     except InvalidObjects as error:
         return _invalid(request, related, problems_message(error.problems), now)
     status = translate([pool, *related]).status(StatusOptions(now=now))
@@ -65,7 +80,7 @@ def sync(body: object, settings: HookSettings) -> dict:
     attachments = [picker.endpoints_service(pool)] if ours else []
     if picker.wants_managed_picker(pool):
         attachments += picker.managed_picker(pool, settings)
-    return sync_response(with_parents(request.object, ours), attachments)
+    return shared_status_response(with_parents(request.object, ours), attachments)
 
 
 def _invalid(request: SyncRequest, related: list[KubeObject], message: str, now: str) -> dict:
@@ -89,13 +104,13 @@ def _invalid(request: SyncRequest, related: list[KubeObject], message: str, now:
                 "conditions": conditions([cond], raw, old.get("conditions"), now),
             }
         )
-    return sync_response(with_parents(raw, entries), as_declared(request.attachments))
+    return shared_status_response(with_parents(raw, entries), as_declared(request.attachments))
 
 
 def _gateways_using(related: list[KubeObject], namespace: str, name: str) -> set[tuple[str, str]]:
     """poolgate Gateways with a route whose backendRefs (permitted ones) name the pool namespace/name."""
     graph = translate(related).graph
-    out = set()
+    out: set[tuple[str, str]] = set()
     for route in graph.routes:
         for rule in route.rules:
             for backend in rule.backends:

@@ -1,20 +1,29 @@
-"""Metacontroller's wire format: reading sync/finalize and customize requests, writing their responses.
+"""Metacontroller's wire format for DecoratorControllers: reading sync/finalize and customize requests, writing
+their responses.
 
-Requests come in two shapes. Hook version v1 sends `{controller, object, attachments, related, finalizing}` with
-map keys `name` (or `namespace/name` under a cluster-scoped parent); v2 sends `{controller, parent, children,
-related, finalizing}` with `namespace/name` keys everywhere. Both are accepted: the hooks never rely on the map keys,
-only on the objects themselves, so objects of the same name in two namespaces never shadow each other."""
+The shapes follow Metacontroller v4.17.2's Go types (pkg/controller/decorator/api/v2/hooks.go,
+pkg/controller/common/customize/api/v2/hooks.go). A decorator sync/finalize request is `{controller, object,
+attachments, related, finalizing}`; its object maps are keyed `"<Kind>.<group>/<version>"` (`"<Kind>.<version>"` for
+the core group), then `namespace/name` with hook version v2 (`name` for cluster-scoped objects; v1 keys by name
+only). The hooks never rely on the map keys, only on the objects, so same-named objects of two namespaces never
+shadow each other. A customize request is `{controller, parent}`. Responses carry only fields of the v2 response
+types, which Metacontroller parses strictly (an unknown field fails the sync)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hooks.raw import mapping
-from poolgate.api import KubeObject, Problem, parse_objects
+from poolgate.api import InvalidObjects, KubeObject, Problem, parse_object, parse_objects
 
 # Metacontroller records what a hook last returned for each attachment in this annotation (three-way merge base).
 LAST_APPLIED_ANNOTATION = "metacontroller.k8s.io/last-applied-configuration"
+
+
+Model = TypeVar("Model", bound=KubeObject)
 
 
 class BadRequest(Exception):
@@ -42,21 +51,29 @@ class SyncRequest:
         """The observed attachment of this kind and name, if there is one."""
         return next((a for a in self.attachments if a.get("kind") == kind and _name(a) == name), None)
 
+    def typed_object(self, model: type[Model]) -> Model:
+        """The request's object as poolgate's model of its kind; raises InvalidObjects naming the fields at fault."""
+        typed = parse_object(self.object, "Metacontroller request")
+        if not isinstance(typed, model):
+            what = f"{self.object.get('kind')} {'/'.join(filter(None, (self.namespace, self.name)))}"
+            raise InvalidObjects([Problem("Metacontroller request", what, "", f"expected a {model.__name__}")])
+        return typed
+
     def related_objects(self) -> tuple[list[KubeObject], list[Problem]]:
         """The related objects poolgate reads, typed; invalid ones are left out (their own hooks report them)."""
         return parse_objects(("related", raw) for raw in self.related if isinstance(raw.get("kind"), str))
 
 
 def parse_sync(body: object, kinds: tuple[str, ...]) -> SyncRequest:
-    """Read a sync/finalize request (v1 or v2) whose object is one of `kinds`; raises BadRequest."""
+    """Read a DecoratorController sync/finalize request whose object is one of `kinds`; raises BadRequest."""
     request = _require_object(body, "request body")
-    obj = _parent(request, kinds, "object" if "object" in request else "parent")
+    obj = _parent(request, kinds, "object")
     finalizing = request.get("finalizing", False)
     if not isinstance(finalizing, bool):
         raise BadRequest("finalizing: expected true or false")
     return SyncRequest(
         object=obj,
-        attachments=_object_map(request, "attachments" if "attachments" in request else "children"),
+        attachments=_object_map(request, "attachments"),
         related=_object_map(request, "related"),
         finalizing=finalizing,
     )
@@ -75,7 +92,8 @@ def _require_object(value: object, what: str) -> dict:
 
 def _parent(request: dict, kinds: tuple[str, ...], field: str) -> dict:
     if field not in request:
-        raise BadRequest(f"{field}: missing (is this a Metacontroller request?)")
+        hook = "DecoratorController sync" if field == "object" else "customize"
+        raise BadRequest(f"{field}: missing (is this a Metacontroller {hook} request?)")
     obj = _require_object(request[field], field)
     kind = obj.get("kind")
     if kind not in kinds:
@@ -123,13 +141,21 @@ def _type(value: object) -> str:
 
 
 def sync_response(
-    status: dict | None = None, attachments: list[dict] = (), labels: dict | None = None, finalized: bool | None = None
+    status: dict | None = None,
+    attachments: Sequence[dict] = (),
+    labels: Mapping[str, str | None] | None = None,
+    finalized: bool | None = None,
+    resync_after: float | None = None,
 ) -> dict:
     """A DecoratorController sync/finalize response. `status` None leaves the object's status as it is; listed
-    attachments are created or updated, observed ones left out are deleted. Only fields both hook versions know."""
-    response = {"attachments": sorted(attachments, key=_sort_key), "labels": labels or {}, "status": status}
+    attachments are created or updated, observed ones left out are deleted; `resync_after` seconds asks for another
+    sync. Only fields of v4.17.2's DecoratorHookResponse (labels, annotations, status, attachments,
+    resyncAfterSeconds, finalized)."""
+    response: dict = {"attachments": sorted(attachments, key=_sort_key), "labels": dict(labels or {}), "status": status}
     if finalized is not None:
         response["finalized"] = finalized
+    if resync_after is not None:
+        response["resyncAfterSeconds"] = resync_after
     return response
 
 

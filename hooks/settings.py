@@ -12,9 +12,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from poolgate import __version__
 from poolgate.api.load import field_path
 
 Resources = dict[Literal["requests", "limits"], dict[str, str | int | float]]
+
+
+def _requests(cpu: str, memory: str) -> Resources:
+    return {"requests": {"cpu": cpu, "memory": memory}}
 
 
 class HookSettings(BaseModel):
@@ -22,7 +27,7 @@ class HookSettings(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
-    poolgate_image: str = "ghcr.io/poolgate/poolgate:0.1.0"
+    poolgate_image: str = f"ghcr.io/poolgate/poolgate:{__version__}"
     envoy_image: str = "envoyproxy/envoy:v1.40.0"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     envoy_replicas: int = Field(default=1, ge=0)
@@ -31,9 +36,17 @@ class HookSettings(BaseModel):
     picker_profile: str = Field(default="poolgate-default", min_length=1, max_length=253)
     picker_replicas: int = Field(default=1, ge=0)
     cluster_domain: str = "cluster.local"
-    envoy_resources: Resources = Field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"}})
-    model_router_resources: Resources = Field(default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}})
-    picker_resources: Resources = Field(default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"}})
+    # ReferenceGrant's version the cluster serves: v1 (current Gateway API standard channel) or v1beta1 (older
+    # releases). A related rule naming a version the cluster does not serve fails every sync of its controller.
+    reference_grant_version: Literal["v1", "v1beta1"] = "v1"
+    envoy_resources: Resources = Field(default_factory=lambda: _requests("100m", "128Mi"))
+    model_router_resources: Resources = Field(default_factory=lambda: _requests("50m", "64Mi"))
+    picker_resources: Resources = Field(default_factory=lambda: _requests("100m", "128Mi"))
+
+    @property
+    def reference_grant_api(self) -> str:
+        """The apiVersion the customize hooks ask ReferenceGrants in."""
+        return f"gateway.networking.k8s.io/{self.reference_grant_version}"
 
     def resources(self, which: str) -> dict[str, Any]:
         """The Kubernetes `resources` block for `envoy`, `model_router` or `picker` containers."""

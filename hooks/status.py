@@ -3,11 +3,18 @@ that report an object poolgate cannot read.
 
 HTTPRoute and InferencePool status is shared with other Gateway implementations. Metacontroller replaces the whole
 status with what a hook returns, so the hooks return the observed status with only poolgate's entries replaced;
-other controllers' entries go back exactly as they were observed (the write is an update at the observed
-resourceVersion, so a concurrent write by another controller makes it conflict and retry, never lose theirs)."""
+other controllers' entries go back exactly as they were observed. Metacontroller (v4.17.2) writes that status as an
+update at the observed resourceVersion: if another controller wrote in between, the update conflicts and is dropped,
+not retried, and with `ignoreStatusChanges` the other controller's write does not requeue the object. Nothing of
+theirs is lost, but poolgate's entries would wait for the controller's resync period (300 s). So every response that
+writes shared status asks for a resync after SHARED_STATUS_RESYNC_SECONDS (`resyncAfterSeconds`, which Metacontroller
+enqueues before it writes the status): a dropped write is redone within that time plus one sync."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from hooks.metacontroller import sync_response
 from hooks.raw import integer, items, mapping
 from poolgate.api import Problem
 from poolgate.api.contract import CONTROLLER_NAME
@@ -15,6 +22,16 @@ from poolgate.translate.conditions import Cond
 from poolgate.translate.status import conditions_json
 
 MAX_MESSAGE = 32768  # metav1.Condition message limit
+SHARED_STATUS_RESYNC_SECONDS = 30
+
+
+def shared_status_response(
+    status: dict | None, attachments: Sequence[dict] = (), labels: Mapping[str, str | None] | None = None
+) -> dict:
+    """A sync response writing status shared with other controllers (None: untouched); when it writes, it asks for
+    a resync after SHARED_STATUS_RESYNC_SECONDS, so a write Metacontroller dropped on a conflict is redone."""
+    resync = None if status is None else SHARED_STATUS_RESYNC_SECONDS
+    return sync_response(status, attachments, labels=labels, resync_after=resync)
 
 
 def is_ours(entry: object) -> bool:

@@ -68,3 +68,5 @@ CONFIG_HASH_ANNOTATION = "poolgate.dev/config-hash"  # on a managed picker's pod
 BOOTSTRAP_HASH_ANNOTATION = "poolgate.dev/bootstrap-hash"  # on Envoy's pods: hash of its bootstrap (rolls on change)
 POOL_LABEL = "poolgate.dev/pool"  # on a managed picker's children: the pool it serves
 GATEWAY_CLASS_LABEL = "poolgate.dev/gateway-class"  # on a GatewayClass's children: the class they belong to
+GATEWAY_LABEL = "poolgate.dev/gateway"  # on Gateways of a poolgate class: pools relate those Gateways only
+POOL_LABEL_PREFIX = "pools.poolgate.dev/"  # + a pool's hash, on HTTPRoutes that forward to it: the pool relates them

@@ -5,10 +5,11 @@ can be changed in one readable place: `POOLGATE_UPDATE_GOLDEN=1 pytest tests/hoo
 requests from here and the expected responses from the hooks (review the diff by hand), and a test checks the
 committed requests still match this module.
 
-Requests are shaped like Metacontroller v4.17 sends them with hook version v2: `{controller, parent, children,
-related, finalizing}` for sync/finalize and `{controller, parent}` for customize, object maps keyed
-`"<Kind>.<apiVersion>"` then `namespace/name` (just `name` for cluster-scoped objects); every object carries the
-metadata the API server adds (uid, resourceVersion, generation, creationTimestamp, managedFields)."""
+Requests are shaped like Metacontroller v4.17.2 sends them to a DecoratorController with hook version v2 (its Go
+types DecoratorHookRequest and CustomizeHookRequest): `{controller, object, attachments, related, finalizing}` for
+sync/finalize and `{controller, parent}` for customize, object maps keyed `"<Kind>.<apiVersion>"` then
+`namespace/name` (just `name` for cluster-scoped objects); every object carries the metadata the API server adds
+(uid, resourceVersion, generation, creationTimestamp, managedFields)."""
 
 from __future__ import annotations
 
@@ -327,14 +328,14 @@ def sync_request(
     attachment_kinds: tuple[str, ...] = (),
     finalizing: bool = False,
 ) -> dict:
-    """A v2 sync/finalize request; `children` has an entry (maybe empty) for every attachment kind, as Metacontroller
-    sends."""
+    """A v2 decorator sync/finalize request; `attachments` has an entry (maybe empty) for every attachment kind, as
+    Metacontroller sends."""
     observed = {kind: {} for kind in attachment_kinds}
     observed.update(object_map(list(children)))
     return {
         "controller": controller(name),
-        "parent": parent,
-        "children": observed,
+        "object": parent,
+        "attachments": observed,
         "related": object_map(list(related)),
         "finalizing": finalizing,
     }

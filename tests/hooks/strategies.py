@@ -356,8 +356,8 @@ def requests(draw) -> tuple[str, dict]:
     children = draw(st.lists(st.one_of(deployment(), service()), max_size=3))
     body = {
         "controller": {},
-        "parent" if v2 else "object": parent,
-        "children" if v2 else "attachments": object_map(children, v2),
+        "object": parent,
+        "attachments": object_map(children, v2),
         "related": object_map(draw(related_objects) + draw(st.sampled_from([[], [OUR_CLASS], [OUR_CLASS]])), v2),
         "finalizing": draw(st.booleans()),
     }

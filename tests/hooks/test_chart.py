@@ -5,6 +5,7 @@ each other (paths the app serves, settings the hooks read, CRDs of crds/)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tarfile
 
 import pytest
@@ -12,8 +13,9 @@ import yaml
 
 from hooks.app import HOOKS
 from hooks.settings import HookSettings, load_settings
+from hooks.uninstall import Resource, build_parser
 from tests.conftest import REPO
-from tests.hooks.helm import helm
+from tests.hooks.helm import helm, helm_binary
 
 CHART = REPO / "helm" / "poolgate"
 CONTROLLERS = sorted((REPO / "metacontroller").glob("*.yaml"))
@@ -44,10 +46,10 @@ def test_every_rendered_object_is_valid(rendered, schemas):
         "ClusterRole",
         "ClusterRoleBinding",
         "ConfigMap",
-        "CustomResourceDefinition",
         "DecoratorController",
         "Deployment",
         "GatewayClass",
+        "Job",
         "Service",
         "ServiceAccount",
     ]
@@ -114,43 +116,150 @@ def test_chart_controllers_are_the_manifests_pointed_at_the_release():
         assert controller["metadata"]["labels"]["app.kubernetes.io/instance"] == "gw"
 
 
-def test_crds_of_the_repository_are_installed_kept_and_can_be_left_out(rendered):
-    sources = [
-        doc for path in sorted((REPO / "crds").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc
-    ]
-    crds = {crd["metadata"]["name"]: crd for crd in of_kind(rendered, "CustomResourceDefinition")}
-    assert sorted(crds) == sorted(doc["metadata"]["name"] for doc in sources)
-    for source in sources:
-        crd = crds[source["metadata"]["name"]]
-        assert crd["spec"] == source["spec"]
-        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert not of_kind(render("--set", "crds.install=false"), "CustomResourceDefinition")
+def crd_sources(directory=REPO / "crds") -> dict[str, dict]:
+    return {
+        doc["metadata"]["name"]: doc
+        for path in sorted(directory.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    }
+
+
+def test_crds_come_from_helms_crds_directory_and_never_from_templates(rendered):
+    """Helm creates crds/ CRDs missing from the cluster and skips present ones; CRDs as templates would be owned by
+    the release and collide with an InferencePool CRD another gateway installed. So no template renders one."""
+    assert not of_kind(rendered, "CustomResourceDefinition")
+    crds = {crd["metadata"]["name"]: crd for crd in of_kind(render("--include-crds"), "CustomResourceDefinition")}
+    sources = crd_sources()
+    assert sorted(crds) == sorted(sources) and len(crds) == 5
+    for name, crd in crds.items():
+        assert crd == sources[name]
     assert not of_kind(render("--set", "gatewayClass.create=false"), "GatewayClass")
-    assert not of_kind(render("--set", "metacontroller.rbac.create=false"), "ClusterRole")
+    unbound = render("--set", "metacontroller.rbac.create=false")
+    assert [r["metadata"]["name"] for r in of_kind(unbound, "ClusterRole")] == ["poolgate-uninstall"]
+
+
+def render_error(*args: str) -> str:
+    """What `helm template` prints when it refuses to render."""
+    command = [str(helm_binary()), "template", "poolgate", str(CHART), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, f"helm template {' '.join(args)} rendered"
+    return result.stderr
+
+
+def test_the_removed_crds_install_value_fails_with_a_message():
+    error = render_error("--set", "crds.install=false")
+    assert "crds.install: removed" in error and "--skip-crds" in error
+
+
+GATEWAY_SERVED = ("--api-versions", "gateway.networking.k8s.io/v1/Gateway")
+ONLY_V1BETA1_GRANTS = (*GATEWAY_SERVED, "--api-versions", "gateway.networking.k8s.io/v1beta1/ReferenceGrant")
+
+
+def test_reference_grant_version_must_be_one_the_cluster_serves(tmp_path, reference_crds):
+    error = render_error(*ONLY_V1BETA1_GRANTS)
+    assert "gatewayAPI.referenceGrantVersion" in error and "gateway.networking.k8s.io/v1/ReferenceGrant" in error
+    objects = render(*ONLY_V1BETA1_GRANTS, "--set", "gatewayAPI.referenceGrantVersion=v1beta1")
+    config_map = next(c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "poolgate-hooks")
+    path = tmp_path / "settings.yaml"
+    path.write_text(config_map["data"]["settings.yaml"])
+    assert load_settings(path).reference_grant_api == "gateway.networking.k8s.io/v1beta1"
+    render(*GATEWAY_SERVED, "--api-versions", "gateway.networking.k8s.io/v1/ReferenceGrant")
+    # the documented minimum: Gateway API v1.6.1's standard channel serves ReferenceGrant as v1
+    grant_crd = yaml.safe_load(
+        (reference_crds / "gateway-api" / "gateway.networking.k8s.io_referencegrants.yaml").read_text()
+    )
+    assert grant_crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == "v1.6.1"
+    assert {v["name"] for v in grant_crd["spec"]["versions"] if v["served"]} == {"v1", "v1beta1"}
 
 
 def test_multi_document_crd_files_render_unchanged(tmp_path, reference_crds):
-    """The chart reads crds/ through a symlink; here it points at a file holding three CRDs (Metacontroller's)."""
+    """The chart's crds/ is a symlink; here it points at a file holding three CRDs (Metacontroller's)."""
     chart = tmp_path / "poolgate"
     shutil.copytree(CHART, chart, symlinks=True)
-    (chart / "files" / "crds").unlink()
-    (chart / "files" / "crds").symlink_to(reference_crds / "metacontroller")
+    (chart / "crds").unlink()
+    (chart / "crds").symlink_to(reference_crds / "metacontroller")
     (chart / "files" / "metacontroller").unlink()
     (chart / "files" / "metacontroller").symlink_to(REPO / "metacontroller")
-    sources = {
-        doc["metadata"]["name"]: doc
-        for doc in yaml.safe_load_all((reference_crds / "metacontroller" / "metacontroller-crds-v1.yaml").read_text())
-        if doc
-    }
-    crds = {crd["metadata"]["name"]: crd for crd in of_kind(render(chart=chart), "CustomResourceDefinition")}
-    assert sorted(crds) == sorted(sources) and len(crds) == 3
-    for name, crd in crds.items():
-        assert crd["spec"] == sources[name]["spec"]
+    sources = crd_sources(reference_crds / "metacontroller")
+    crds = of_kind(render("--include-crds", chart=chart), "CustomResourceDefinition")
+    assert sorted(crd["metadata"]["name"] for crd in crds) == sorted(sources) and len(crds) == 3
 
 
 def test_packaged_chart_carries_the_linked_files(tmp_path):
     helm("package", str(CHART), "-d", str(tmp_path))
     with tarfile.open(next(tmp_path.glob("poolgate-*.tgz"))) as archive:
         names = set(archive.getnames())
-    for path in [*sorted((REPO / "crds").glob("*.yaml")), *CONTROLLERS]:
-        assert f"poolgate/files/{path.parent.name}/{path.name}" in names
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        assert f"poolgate/crds/{path.name}" in names
+    for path in CONTROLLERS:
+        assert f"poolgate/files/metacontroller/{path.name}" in names
+
+
+def granted_rights(role: dict) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) for every right a ClusterRole grants."""
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def hook_objects(objects: list[dict]) -> list[dict]:
+    return [o for o in objects if "helm.sh/hook" in o["metadata"].get("annotations", {})]
+
+
+def test_uninstall_hook_removes_every_controller_and_their_finalizers_with_just_the_rights_it_needs(rendered):
+    hooks = hook_objects(rendered)
+    assert sorted(o["kind"] for o in hooks) == ["ClusterRole", "ClusterRoleBinding", "Job", "ServiceAccount"]
+    for obj in hooks:
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-delete"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        # Helm creates hooks by ascending weight: the Job's rights exist before it starts
+        assert int(annotations["helm.sh/hook-weight"]) == (0 if obj["kind"] == "Job" else -10)
+    job = of_kind(hooks, "Job")[0]
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "ghcr.io/poolgate/poolgate:0.1.0"
+    assert container["command"] == ["python", "-m", "hooks.uninstall"]
+    args = build_parser().parse_args(container["args"])
+    controllers = [yaml.safe_load(path.read_text()) for path in CONTROLLERS]
+    assert sorted(args.controller) == sorted(c["metadata"]["name"] for c in controllers)
+    watched = {
+        Resource(r["apiVersion"].split("/")[0], r["apiVersion"].split("/")[1], r["resource"])
+        for c in controllers
+        for r in c["spec"]["resources"]
+    }
+    assert set(args.resource) == watched
+    role = of_kind(hooks, "ClusterRole")[0]
+    binding = of_kind(hooks, "ClusterRoleBinding")[0]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "poolgate-system"}
+    ]
+    granted = granted_rights(role)
+    needed = {(r.group, r.plural, verb) for r in watched for verb in ("list", "patch")}
+    needed |= {("metacontroller.k8s.io", "decoratorcontrollers", verb) for verb in ("get", "delete")}
+    assert granted == needed
+    controller_rule = next(r for r in role["rules"] if r["resources"] == ["decoratorcontrollers"])
+    assert sorted(controller_rule["resourceNames"]) == sorted(args.controller)
+    assert not hook_objects(render("--set", "uninstall.removeFinalizers=false"))
+
+
+def test_metacontroller_may_set_owner_references_to_every_parent_with_attachments(rendered):
+    """With OwnerReferencesPermissionEnforcement, blockOwnerDeletion on an attachment needs `update` on its
+    parent's finalizers subresource."""
+    role = next(r for r in of_kind(rendered, "ClusterRole") if r["metadata"]["name"] == "poolgate-metacontroller")
+    granted = granted_rights(role)
+    parents = {
+        (resource["apiVersion"].split("/")[0], resource["resource"])
+        for controller in (yaml.safe_load(path.read_text()) for path in CONTROLLERS)
+        if controller["spec"].get("attachments")
+        for resource in controller["spec"]["resources"]
+    }
+    assert parents == {("gateway.networking.k8s.io", "gateways"), ("inference.networking.k8s.io", "inferencepools")}
+    for group, resource in parents:
+        assert (group, f"{resource}/finalizers", "update") in granted

@@ -5,12 +5,16 @@ volume (no restart)."""
 from __future__ import annotations
 
 import copy
+import json
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
+import grpc
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hooks import envoy, gateway
 from hooks.settings import HookSettings
@@ -29,7 +33,7 @@ def config_files(listener_port: int, config_dir: str, admin_port: int, ready_por
     """The Gateway's ConfigMap files for gw-b listening on `listener_port`, with the bootstrap pointed at
     `config_dir` and admin/readiness moved to free ports (the only changes from the cluster's files)."""
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-b"])
-    request["parent"]["spec"]["listeners"][0]["port"] = listener_port
+    request["object"]["spec"]["listeners"][0]["port"] = listener_port
     config_map = next(a for a in gateway.sync(request, HookSettings())["attachments"] if a["kind"] == "ConfigMap")
     files = {name: yaml.safe_load(text) for name, text in config_map["data"].items()}
     assert files["bootstrap.yaml"] == envoy.bootstrap(HookSettings())
@@ -86,3 +90,51 @@ def test_config_map_runs_in_envoy_and_reloads_on_an_atomic_swap(tmp_path):
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert "error" not in output.lower(), output
+
+
+def test_model_router_sidecar_serves_the_health_services_its_probes_ask_for():
+    """The sidecar's own arguments (ports moved to free ones): the kubelet's gRPC probes get SERVING from the
+    `readiness` and `liveness` services; and Envoy's filter that calls it fails closed with 503."""
+    deployment = next(
+        a
+        for a in gateway.sync(cases.all_cases()["gateways/sync/two-gateways-b"], HookSettings())["attachments"]
+        if a["kind"] == "Deployment"
+    )
+    sidecar = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "model-router")
+    assert sidecar["args"] == envoy.model_router_args()
+    ports = {str(envoy.MODEL_ROUTER_PORT): free_port(), str(envoy.MODEL_ROUTER_HEALTH_PORT): free_port()}
+    ports[str(envoy.MODEL_ROUTER_METRICS_PORT)] = free_port()
+    args = [str(ports.get(arg, arg)) for arg in sidecar["args"]]
+    process = subprocess.Popen([sys.executable, "-m", "poolgate.cli", *args], stderr=subprocess.PIPE)
+    health = str(ports[str(envoy.MODEL_ROUTER_HEALTH_PORT)])
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{health}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert sidecar[probe]["grpc"]["port"] == envoy.MODEL_ROUTER_HEALTH_PORT
+                service = sidecar[probe]["grpc"]["service"]
+                answer = wait_for(lambda s=service: _check(stub, s))
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    answer = gateway.sync(cases.all_cases()["gateways/sync/two-gateways-a"], HookSettings())  # routes by model
+    lds = next(a for a in answer["attachments"] if a["kind"] == "ConfigMap")["data"]["lds.yaml"]
+    router = next(
+        f["typed_config"]
+        for listener in yaml.safe_load(lds)["resources"]
+        for chain in listener["filter_chains"]
+        for hcm in chain["filters"]
+        for f in hcm["typed_config"].get("http_filters", [])
+        if "model-router" in json.dumps(f)
+    )
+    assert (
+        router.get("failure_mode_allow", False) is False and router["status_on_error"]["code"] == "ServiceUnavailable"
+    )
+
+
+def _check(stub, service: str):
+    try:
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+    except grpc.RpcError:
+        return None

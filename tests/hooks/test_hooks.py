@@ -13,10 +13,11 @@ import time
 import pytest
 import yaml
 
-from hooks import envoy, gateway, gatewayclass, inferencepool
+from hooks import envoy, gateway, gatewayclass, httproute, inferencepool
 from hooks.app import create_app
 from hooks.metacontroller import as_declared, parse_sync
 from hooks.settings import HookSettings, SettingsError, load_settings
+from hooks.status import SHARED_STATUS_RESYNC_SECONDS
 from hooks.timestamps import EPOCH, transition_time
 from tests.conftest import REPO
 from tests.hooks import cases
@@ -40,26 +41,32 @@ def test_written_status_is_a_fixpoint(case, client):
     if first["status"] is None:
         return
     again = copy.deepcopy(request)
-    again["parent"]["status"] = first["status"]
+    again["object"]["status"] = first["status"]
     second = post(client, case, again)
-    assert (second["status"] or again["parent"]["status"]) == first["status"]
+    assert (second["status"] or again["object"]["status"]) == first["status"]
     assert second["attachments"] == first["attachments"]
 
 
 @pytest.mark.parametrize("case", SYNC_CASES)
 def test_hook_version_v1_requests_get_the_same_answer(case, client):
-    """v1 sends `object`/`attachments` keyed by name; v2 `parent`/`children` keyed by namespace/name."""
+    """v1 keys namespaced objects of the maps by name, v2 by namespace/name; the objects are the same."""
     v2 = cases.all_cases()[case]
-    v1 = {
-        "controller": v2["controller"],
-        "object": v2["parent"],
-        "finalizing": v2["finalizing"],
-        "attachments": {
-            kind: {obj["metadata"]["name"]: obj for obj in objects.values()} for kind, objects in v2["children"].items()
-        },
-        "related": v2["related"],
-    }
+
+    def by_name(groups: dict) -> dict:
+        return {kind: {obj["metadata"]["name"]: obj for obj in objects.values()} for kind, objects in groups.items()}
+
+    v1 = {**v2, "attachments": by_name(v2["attachments"])}
+    assert v1["attachments"] != v2["attachments"] or not any(v2["attachments"].values())
     assert post(client, case, v1) == post(client, case, v2)
+
+
+def test_composite_controller_shaped_requests_are_refused(client):
+    """`parent`/`children` is what a CompositeController gets; a decorator hook answers it 400, naming `object`."""
+    request = cases.all_cases()["gateways/sync/two-gateways-a"]
+    composite = {"controller": request["controller"], "parent": request["object"], "children": {}}
+    response = client.post("/gateways/sync", json=composite)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"].startswith("object: missing")
 
 
 def test_answers_do_not_depend_on_the_process():
@@ -155,8 +162,8 @@ def test_route_changes_reach_envoy_through_the_config_map_without_rolling_the_po
 )
 def test_programmed_follows_the_observed_deployment_and_service(deployment_status, service_status, programmed, words):
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-a"])
-    request["children"]["Deployment.apps/v1"]["default/gw-a-envoy"]["status"] = deployment_status
-    request["children"]["Service.v1"]["default/gw-a-envoy"]["status"] = service_status
+    request["attachments"]["Deployment.apps/v1"]["default/gw-a-envoy"]["status"] = deployment_status
+    request["attachments"]["Service.v1"]["default/gw-a-envoy"]["status"] = service_status
     status = gateway.sync(request, HookSettings())["status"]
     cond = next(c for c in status["conditions"] if c["type"] == "Programmed")
     assert (cond["status"] == "True") is programmed
@@ -166,7 +173,7 @@ def test_programmed_follows_the_observed_deployment_and_service(deployment_statu
 
 def test_cluster_ip_service_gives_its_cluster_ip_as_address():
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-a"])
-    service = request["children"]["Service.v1"]["default/gw-a-envoy"]
+    service = request["attachments"]["Service.v1"]["default/gw-a-envoy"]
     service["spec"] = {**service["spec"], "type": "ClusterIP", "clusterIP": "10.96.0.40"}
     status = gateway.sync(request, HookSettings(gateway_service_type="ClusterIP"))["status"]
     assert status["addresses"] == [{"type": "IPAddress", "value": "10.96.0.40"}]
@@ -176,7 +183,7 @@ def test_a_new_condition_is_stamped_with_the_latest_time_in_the_request_and_kept
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-b"])
     first = gateway.sync(request, HookSettings())["status"]
     assert {c["lastTransitionTime"] for c in first["conditions"]} == {cases.EDITED}
-    request["parent"]["status"] = first
+    request["object"]["status"] = first
     request["related"]["HTTPRoute.gateway.networking.k8s.io/v1"]["default/b-route"]["metadata"]["managedFields"][0][
         "time"
     ] = "2026-04-01T00:00:00Z"
@@ -231,13 +238,13 @@ def test_managed_picker_config_names_the_default_profile_unless_the_pool_names_o
         return yaml.safe_load(config_map["data"]["config.yaml"])
 
     assert config(HookSettings())["schedulingProfiles"] == [{"name": "llmd-default"}]
-    del request["parent"]["metadata"]["annotations"]["poolgate.dev/scheduling-profile"]
+    del request["object"]["metadata"]["annotations"]["poolgate.dev/scheduling-profile"]
     assert config(HookSettings(picker_profile="poolgate-default")) == {
         "apiVersion": "llm-d.ai/v1alpha1",
         "kind": "EndpointPickerConfig",
         "schedulingProfiles": [{"name": "poolgate-default"}],
     }
-    del request["parent"]["metadata"]["annotations"]["poolgate.dev/managed-picker"]
+    del request["object"]["metadata"]["annotations"]["poolgate.dev/managed-picker"]
     kinds = [a["kind"] for a in inferencepool.sync(request, HookSettings())["attachments"]]
     assert kinds == ["Service"]  # the endpoints Service only: no picker without the annotation
 
@@ -292,9 +299,40 @@ def test_settings_file_errors_name_the_field(tmp_path):
 
 def test_invalid_gateway_class_of_ours_is_not_accepted_and_names_the_field():
     request = copy.deepcopy(cases.all_cases()["gatewayclasses/sync/ours"])
-    request["parent"]["spec"]["description"] = "d" * 65
+    request["object"]["spec"]["description"] = "d" * 65
     response = gatewayclass.sync(request, HookSettings())
     [cond] = response["status"]["conditions"]
     assert (cond["type"], cond["status"], cond["reason"]) == ("Accepted", "False", "InvalidParameters")
     assert cond["message"].startswith("spec.description: ")
     assert response["labels"] == {"poolgate.dev/gateway-class": "true"}
+
+
+@pytest.mark.parametrize("case", SYNC_CASES)
+def test_writes_of_shared_status_ask_for_a_resync_that_bounds_a_dropped_write(case, client):
+    """HTTPRoute and InferencePool status is shared: a write Metacontroller drops on a conflict is redone at the
+    requested resync (30 s). Responses leaving status alone, and Gateway/GatewayClass status (poolgate's alone),
+    ask for none beyond the controllers' periodic resync."""
+    response = post(client, case, cases.all_cases()[case])
+    shared = case.split("/")[0] in ("httproutes", "inferencepools") and response["status"] is not None
+    assert response.get("resyncAfterSeconds") == (SHARED_STATUS_RESYNC_SECONDS if shared else None)
+    assert SHARED_STATUS_RESYNC_SECONDS == 30
+
+
+@pytest.mark.parametrize("case", [c for c in sorted(cases.all_cases()) if "/customize/" in c and "malformed" not in c])
+def test_reference_grants_are_asked_in_the_configured_version(case):
+    """A cluster serving ReferenceGrant only as v1beta1 gets rules naming v1beta1, and nothing else changes."""
+    controller = case.split("/")[0]
+    hook = {"gateways": gateway.customize, "httproutes": httproute.customize, "inferencepools": inferencepool.customize}
+    if controller not in hook:
+        return
+    request = cases.all_cases()[case]
+    v1 = hook[controller](request, HookSettings())["relatedResources"]
+    v1beta1 = hook[controller](request, HookSettings(reference_grant_version="v1beta1"))["relatedResources"]
+    grants = [r for r in v1 if r["resource"] == "referencegrants"]
+    assert {r["apiVersion"] for r in grants} <= {"gateway.networking.k8s.io/v1"}
+    assert [r for r in v1beta1 if r["resource"] == "referencegrants"] == [
+        {**r, "apiVersion": "gateway.networking.k8s.io/v1beta1"} for r in grants
+    ]
+    assert [r for r in v1beta1 if r["resource"] != "referencegrants"] == [
+        r for r in v1 if r["resource"] != "referencegrants"
+    ]

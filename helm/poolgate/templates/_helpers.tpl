@@ -44,5 +44,13 @@ app.kubernetes.io/component: hooks
   "pickerProfile" .Values.picker.profile
   "pickerReplicas" (.Values.picker.replicas | int)
   "pickerResources" .Values.picker.resources
-  "clusterDomain" .Values.clusterDomain) -}}
+  "clusterDomain" .Values.clusterDomain
+  "referenceGrantVersion" .Values.gatewayAPI.referenceGrantVersion) -}}
+{{- end -}}
+
+{{/* Annotations of the pre-delete hook objects: created before the uninstall Job (lower weight), removed with it. */}}
+{{- define "poolgate.uninstallHook" -}}
+helm.sh/hook: pre-delete
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end -}}
