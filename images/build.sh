@@ -46,9 +46,9 @@ buildah bud --isolation chroot --network host --layers --build-arg "BASE=$base" 
 # The entrypoint and its subcommands, run as the image runs them: its PATH, its user, its filesystem.
 container=$(buildah from "$tag")
 root=$(buildah mount "$container")
-entrypoint=$(buildah inspect --format '{{json .OCIv1.Config.Entrypoint}}' "$tag")
+entrypoint=$(buildah inspect --format '{{.OCIv1.Config.Entrypoint}}' "$tag")
 user=$(buildah inspect --format '{{.OCIv1.Config.User}}' "$tag")
-[ "$entrypoint" = '["poolgate"]' ] || { echo "unexpected entrypoint $entrypoint" >&2; exit 1; }
+[ "$entrypoint" = '[poolgate]' ] || { echo "unexpected entrypoint $entrypoint" >&2; exit 1; }
 for command in hooks picker sim; do
   chroot --userspec="$user" "$root" /usr/bin/env -i PATH=/opt/poolgate/bin:/usr/bin:/bin HOME=/tmp \
     poolgate "$command" --help > "$work/$command.txt"
