@@ -113,7 +113,7 @@ def test_model_router_sidecar_serves_the_health_services_its_probes_ask_for():
             for probe in ("readinessProbe", "livenessProbe"):
                 assert sidecar[probe]["grpc"]["port"] == envoy.MODEL_ROUTER_HEALTH_PORT
                 service = sidecar[probe]["grpc"]["service"]
-                answer = wait_for(lambda s=service: _check(stub, s))
+                answer = wait_for(lambda s=service: _check(stub, s), timeout_s=60)
                 assert answer.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         process.terminate()
