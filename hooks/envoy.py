@@ -169,6 +169,7 @@ def _deployment(
             "picker",
             "--role",
             "model-router",
+            "--secure-serving=false",  # Envoy reaches its model-router sidecar in plaintext on loopback
             "--grpc-host",
             "127.0.0.1",
             "--grpc-port",
