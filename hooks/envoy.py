@@ -111,6 +111,7 @@ def model_router_args() -> list[str]:
         "picker",
         "--role",
         "model-router",
+        "--secure-serving=false",  # Envoy reaches its model-router sidecar in plaintext within the pod
         "--grpc-host",
         "0.0.0.0",
         "--grpc-port",

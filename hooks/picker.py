@@ -105,6 +105,9 @@ def _deployment(name: str, pool: InferencePool, config: str, settings: HookSetti
             str(HEALTH_PORT),
             "--metrics-port",
             str(METRICS_PORT),
+            # ext_proc is served over TLS (the default, as upstream), which the translator's picker clusters speak;
+            # /metrics is open, as the upstream chart usually runs it (TokenReview would need cluster-wide RBAC)
+            "--metrics-endpoint-auth=false",
         ],
         "ports": [
             {"name": "grpc", "containerPort": naming.MANAGED_PICKER_PORT, "protocol": "TCP"},

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 
+from picker.flags import add_bool, add_unused_flags, unused_flag_report
 from poolgate import logs
 
 ROLES = ("endpoint-picker", "model-router", "both")
@@ -53,12 +56,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=9090,
         help="Prometheus /metrics port; 0 picks a free port, -1 disables (default: 9090)",
     )
-    listen.add_argument(
+    add_bool(
+        listen,
         "--secure-serving",
-        action="store_true",
-        help="serve ext_proc over TLS (a self-signed certificate unless --cert-path is given)",
+        True,
+        "serve ext_proc over TLS, as upstream does by default: a self-signed certificate unless --cert-path "
+        "is given; --secure-serving=false for plaintext (default: true)",
     )
     listen.add_argument("--cert-path", metavar="DIR", help="directory holding tls.crt and tls.key for --secure-serving")
+    add_bool(
+        listen,
+        "--metrics-endpoint-auth",
+        True,
+        "on Kubernetes, /metrics needs a bearer token the API server accepts (TokenReview) and allows to get "
+        "/metrics (SubjectAccessReview); off with --objects-file or without Kubernetes credentials (default: true)",
+    )
     pools = parser.add_argument_group("pools")
     pools.add_argument(
         "--pool",
@@ -67,12 +79,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="an InferencePool to serve; repeat for several (default with --objects-file: every pool in the file)",
     )
     pools.add_argument("--pool-name", help="the one InferencePool to serve (upstream flag)")
-    pools.add_argument("--pool-namespace", default="default", help="namespace of --pool-name (default: default)")
+    pools.add_argument(
+        "--pool-namespace",
+        default="",
+        help="namespace of --pool-name (default: the NAMESPACE environment variable, then default)",
+    )
     pools.add_argument(
         "--pool-group",
         default="inference.networking.k8s.io",
         help="API group of the pool (only inference.networking.k8s.io is served)",
     )
+    pools.add_argument(
+        "--endpoint-selector",
+        metavar="KEY=VALUE,...",
+        help="upstream's standalone mode without an InferencePool: refused (name a pool, or use --objects-file)",
+    )
+    pools.add_argument("--endpoint-target-ports", metavar="PORT,...", help="with --endpoint-selector: refused")
     pools.add_argument(
         "--objects-file",
         metavar="FILE",
@@ -97,6 +119,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="EndpointPickerConfig YAML with the plugins and scheduling profiles to run",
     )
+    scheduling.add_argument("--config-text", metavar="YAML", help="the EndpointPickerConfig itself, instead of a file")
     scheduling.add_argument(
         "--profile",
         metavar="NAME",
@@ -129,7 +152,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="honour the conformance tests' header test-epp-endpoint-selection (never in production)",
     )
-    logs.add_arguments(parser)
+    logs.add_arguments(parser, default_level=None, default_format=None)
+    logging_group = parser.add_argument_group("upstream logging flags (--log-level and --log-format win when given)")
+    logging_group.add_argument(
+        "-v",
+        "--v",
+        dest="verbosity",
+        type=int,
+        default=2,
+        metavar="N",
+        help="upstream log verbosity: 4 and more log at debug (default: 2)",
+    )
+    logging_group.add_argument("--zap-encoder", choices=("json", "console"), help="json lines or console text")
+    logging_group.add_argument(
+        "--zap-log-level", metavar="LEVEL", help="debug, info, error, panic, or a verbosity number (overrides -v)"
+    )
+    add_unused_flags(parser)
     parser.set_defaults(run=run)
 
 
@@ -153,9 +191,17 @@ def options_from_args(args: argparse.Namespace):
     from picker.discovery.view import parse_pool_key
     from picker.server.app import PickerOptions
 
+    if args.endpoint_selector or args.endpoint_target_ports:
+        raise ValueError(
+            "--endpoint-selector/--endpoint-target-ports (upstream's mode without an InferencePool) is not "
+            "supported: name an InferencePool with --pool-name, or give --objects-file"
+        )
+    if args.config_file and args.config_text:
+        raise ValueError("give --config-file or --config-text, not both")
     pools = [parse_pool_key(value) for value in args.pool or []]
     if args.pool_name:
-        pools.append(parse_pool_key(f"{args.pool_namespace}/{args.pool_name}"))
+        namespace = args.pool_namespace or os.environ.get("NAMESPACE") or "default"
+        pools.append(parse_pool_key(f"{namespace}/{args.pool_name}"))
     if args.pool_group != "inference.networking.k8s.io":
         raise ValueError(
             f"--pool-group {args.pool_group}: poolgate serves InferencePools of "
@@ -178,6 +224,7 @@ def options_from_args(args: argparse.Namespace):
         objects_file=args.objects_file,
         kubeconfig=args.kubeconfig,
         config_file=args.config_file,
+        config_text=args.config_text,
         profile=args.profile,
         role=args.role,
         fallbacks=args.fallbacks,
@@ -185,8 +232,27 @@ def options_from_args(args: argparse.Namespace):
         refresh_metrics_interval=args.refresh_metrics_interval,
         secure_serving=args.secure_serving,
         cert_path=args.cert_path,
+        metrics_endpoint_auth=args.metrics_endpoint_auth,
         conformance_steering=args.enable_conformance_steering,
     )
+
+
+def log_settings(args: argparse.Namespace) -> tuple[str, bool]:
+    """The log level and whether lines are JSON: --log-level/--log-format, else upstream's --zap-log-level, -v and
+    --zap-encoder."""
+    level = args.log_level
+    if level is None:
+        verbosity = args.verbosity
+        zap_level = (args.zap_log_level or "").lower()
+        if zap_level.isdigit():
+            verbosity = int(zap_level)
+        elif zap_level:
+            level = {"debug": "debug", "info": "info", "error": "error", "panic": "error"}.get(zap_level)
+            if level is None:
+                raise ValueError(f"--zap-log-level {args.zap_log_level}: not debug, info, error, panic or a number")
+        level = level or ("debug" if verbosity >= 4 else "info")
+    json_lines = args.log_format == "json" if args.log_format else args.zap_encoder != "console"
+    return level, json_lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,9 +262,19 @@ def run(args: argparse.Namespace) -> int:
     from picker.scheduling.registry import ConfigError
     from poolgate.api import InvalidObjects
 
-    logs.setup(args.log_level, args.log_format == "json")
+    try:
+        level, json_lines = log_settings(args)
+    except ValueError as error:
+        print(f"poolgate picker: {error}", file=sys.stderr)
+        return 2
+    logs.setup(level, json_lines)
     try:
         options = options_from_args(args)
+        unused = unused_flag_report(args)
+        if unused:
+            logging.getLogger("poolgate.picker").warning(
+                "upstream flags accepted but not acted on", extra={"flags": unused}
+            )
         from picker.server.app import run as run_picker
 
         run_picker(options)

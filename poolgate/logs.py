@@ -39,17 +39,18 @@ def setup(level: str = "info", json_format: bool = True) -> None:
     root.setLevel(level.upper())
 
 
-def add_arguments(parser) -> None:
-    """Add the shared `--log-level` and `--log-format` options to a subcommand's parser."""
+def add_arguments(parser, default_level: str | None = "info", default_format: str | None = "json") -> None:
+    """Add the shared `--log-level` and `--log-format` options to a subcommand's parser (a None default lets the
+    subcommand tell whether they were given)."""
     parser.add_argument(
         "--log-level",
-        default="info",
+        default=default_level,
         choices=["debug", "info", "warning", "error"],
         help="minimum level of log lines (default: info)",
     )
     parser.add_argument(
         "--log-format",
-        default="json",
+        default=default_format,
         choices=["json", "text"],
         help="json: one JSON object per line (default); text: human-readable lines",
     )

@@ -53,9 +53,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--picker-tls",
-        action="store_true",
-        help="call the pickers over TLS (`poolgate picker --secure-serving`); without --picker-ca the "
-        "picker's certificate is not checked",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="call the pickers over TLS, which they serve by default (`poolgate picker --secure-serving`, as "
+        "upstream); without --picker-ca the picker's certificate is not checked. --no-picker-tls for pickers "
+        "run with --secure-serving=false (default: TLS)",
     )
     parser.add_argument(
         "--picker-ca",

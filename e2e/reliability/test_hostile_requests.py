@@ -101,7 +101,10 @@ def test_broken_bodies_get_openai_style_4xx_from_the_picker_at_once(gateway):
         error = response.json()["error"]
         assert error["code"] == status and error["type"] and error["message"], (name, error)
         assert error["param"] == param, (name, error)
-        assert elapsed < 2.0, (name, elapsed)
+        assert elapsed < 5.0, (
+            name,
+            elapsed,
+        )  # answered, not left to a timeout (a 40 MiB upload takes ~1-2 s on a loaded 2-core machine)
     gateway.assert_unaffected(started)
 
 

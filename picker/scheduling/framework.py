@@ -51,7 +51,8 @@ class Outcome(enum.Enum):
 
     PICKED = "picked"
     SHED = "shed"  # priority < 0 under saturation: answer 429
-    NO_ENDPOINT = "no_endpoint"  # no ready or eligible endpoint: answer 503
+    NO_ENDPOINT = "no_endpoint"  # no ready endpoint, or none the subset hint or steering allows: answer 503
+    FILTERED_OUT = "filtered_out"  # the profile's filters left no endpoint of a non-empty pool: answer 429
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@
     else: ...                                               # NO_ENDPOINT: 503
 
 Order of a cycle: no endpoint in the pool -> NO_ENDPOINT; priority < 0 and pool saturated -> SHED; the subset
-hint and conformance steering filters, then the profile's filters (an empty result -> NO_ENDPOINT); the weighted
+hint and conformance steering filters (an empty result -> NO_ENDPOINT), then the profile's filters (an empty result
+-> FILTERED_OUT, as upstream, whose scheduler error is a 429); the weighted
 scorers; the picker ranks 1 + `fallbacks` endpoints; the request is booked in flight on the primary; the
 plugins' `after_pick` hooks run. `now` is always passed in: the scheduler never reads a clock.
 """
@@ -72,10 +73,10 @@ class Scheduler:
             return Decision(Outcome.SHED, request, profile, reason="the pool is saturated")
         cycle = CycleState(request, now, self.pool)
         candidates, totals, rejected_by = self._score(cycle)
-        if not candidates:
-            return Decision(
-                Outcome.NO_ENDPOINT, request, profile, reason=f"no endpoint passed {rejected_by}", cycle=cycle
-            )
+        if rejected_by is not None:
+            profile_filter = any(rejected_by is f for f in self.profile.filters)
+            outcome = Outcome.FILTERED_OUT if profile_filter else Outcome.NO_ENDPOINT
+            return Decision(outcome, request, profile, reason=f"no endpoint passed {rejected_by.name}", cycle=cycle)
         ranked = self.profile.picker.pick(cycle, candidates, totals, 1 + self.fallbacks)
         keys = tuple(candidates[i].key for i in ranked)
         ticket = self.pool.dispatch(keys[0], request.prompt.estimated_tokens, now)
@@ -90,13 +91,13 @@ class Scheduler:
         candidates, totals, _ = self._score(CycleState(request, now, self.pool))
         return {endpoint.key: total for endpoint, total in zip(candidates, totals)}
 
-    def _score(self, cycle: CycleState) -> tuple[Sequence[Endpoint], list[float], str]:
-        """Run the filters and the weighted scorers; returns (candidates, totals, name of an emptying filter)."""
+    def _score(self, cycle: CycleState) -> tuple[Sequence[Endpoint], list[float], Plugin | None]:
+        """Run the filters and the weighted scorers; returns (candidates, totals, the filter that left none)."""
         candidates: Sequence[Endpoint] = self.pool.endpoints()
         for plugin in self._filters:
             candidates = plugin.filter(cycle, candidates)
             if not candidates:
-                return (), [], plugin.name
+                return (), [], plugin
         totals = [0.0] * len(candidates)
         for scorer, weight in self._scorers:
             scores = scorer.score(cycle, candidates)
@@ -105,7 +106,7 @@ class Scheduler:
             if weight != 1.0:
                 scores = list(map(mul, scores, repeat(weight)))
             totals = list(map(add, totals, scores))
-        return candidates, totals, ""
+        return candidates, totals, None
 
     def on_served(self, decision: Decision, served: str) -> None:
         """Record the endpoint the proxy actually used; a fallback takes over the primary's in-flight booking."""

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from picker.discovery.files import ObjectsFile
 from picker.discovery.kube import KubeSource, api_client
 from picker.discovery.view import PickerView
 from picker.server.exchange import ExchangeSettings
 from picker.server.metrics import PickerMetrics, PoolCollector
+from picker.server.metrics_http import TokenReviewAuth, serve_metrics
 from picker.server.pools import PoolRegistry, PoolSettings, ProfileSource
 from picker.server.service import ExternalProcessor, Listen, PickerServer, load_key_pair, self_signed_key_pair
 
@@ -45,13 +46,15 @@ class PickerOptions:
     objects_file: str | None = None  # None: watch Kubernetes
     kubeconfig: str | None = None
     config_file: str | None = None
+    config_text: str | None = None  # the EndpointPickerConfig itself (instead of config_file)
     profile: str | None = None
     role: str = "endpoint-picker"
     fallbacks: int = 2
     max_body_bytes: int = 10 * 1024 * 1024
     refresh_metrics_interval: float = 0.05
-    secure_serving: bool = False
+    secure_serving: bool = True  # as upstream: TLS, self-signed unless cert_path
     cert_path: str | None = None
+    metrics_endpoint_auth: bool = True  # as upstream; only acted on with Kubernetes (TokenReview)
     conformance_steering: bool = False
     kube_client: object | None = field(default=None, repr=False)  # a kubernetes ApiClient (tests)
 
@@ -70,7 +73,7 @@ class Picker:
     def __init__(self, options: PickerOptions, registry: CollectorRegistry | None = None) -> None:
         self.options = options
         self.registry = registry or CollectorRegistry()
-        config_text = Path(options.config_file).read_text() if options.config_file else None
+        config_text = Path(options.config_file).read_text() if options.config_file else options.config_text
         settings = PoolSettings(
             ProfileSource(config_text, options.profile),
             fallbacks=options.fallbacks,
@@ -113,6 +116,7 @@ class Picker:
         loaded before the servers start (an unusable file raises)."""
         options = self.options
         pools = options.pools if options.endpoint_picker else []
+        metrics_auth = None
         if options.objects_file:
             source = ObjectsFile(options.objects_file, pools)
             first = source.first_view()
@@ -128,11 +132,13 @@ class Picker:
             await self.server.start()
             await self.publish(PickerView())
         else:
-            kube = KubeSource(pools or [], options.model_router, options.kube_client or api_client(options.kubeconfig))
+            client = options.kube_client or api_client(options.kubeconfig)
+            kube = KubeSource(pools or [], options.model_router, client)
+            metrics_auth = TokenReviewAuth(client) if options.metrics_endpoint_auth else None
             await self.server.start()
             self._tasks.append(asyncio.create_task(kube.run(self.publish), name="kubernetes watch"))
         if options.metrics_port is not None:
-            self._metrics_http, _ = start_http_server(options.metrics_port, addr=options.host, registry=self.registry)
+            self._metrics_http = serve_metrics(self.registry, options.host, options.metrics_port, metrics_auth)
         log.info(
             "picker serving",
             extra={
@@ -141,6 +147,7 @@ class Picker:
                 "host": options.host,
                 "pools": sorted(self.pools.pools),
                 "tls": options.secure_serving,
+                "metrics_auth": metrics_auth is not None,
             },
         )
 

@@ -37,20 +37,27 @@ from picker.pool.objectives import objective_priority, pick_target
 from picker.scheduling.framework import Decision, Outcome
 from picker.scheduling.request import PromptInput, SchedulingRequest
 from picker.server import protocol as p
-from picker.server.errors import RequestError
+from picker.server.errors import RequestError, saturated
+from picker.server.metrics import RequestLabels
 from picker.server.requests import (
     BASE_MODEL_NAME_HEADER,
     MODEL_NAME_HEADER,
-    MODEL_REWRITE_HEADER,
     REQUEST_ID_HEADER,
     STEERING_HEADER,
     address_list,
     body_model,
+    current_header_names,
     parse_body,
 )
 from picker.server.rewrite import ModelNameMapper
 from picker.server.usage import UsageTail
-from poolgate.api.contract import CONFORMANCE_SELECTED_HEADER, CONFORMANCE_SERVED_HEADER, OBJECTIVE_HEADER
+from poolgate.api.contract import (
+    CONFORMANCE_SELECTED_HEADER,
+    CONFORMANCE_SERVED_HEADER,
+    LLM_D_FAIRNESS_ID_HEADER,
+    LLM_D_MODEL_REWRITE_HEADER,
+    LLM_D_OBJECTIVE_HEADER,
+)
 
 if TYPE_CHECKING:
     from envoy.service.ext_proc.v3.external_processor_pb2 import HttpBody
@@ -98,6 +105,7 @@ class Exchange:
         "model",
         "pool_key",
         "pools",
+        "priority",
         "released",
         "request_mode",
         "response_mode",
@@ -126,6 +134,7 @@ class Exchange:
         self.body_size = 0
         self.model = ""
         self.target = ""
+        self.priority = 0  # the InferenceObjective's priority, once known
         self.status = ""  # the response's :status, once the picker has seen the response headers
 
     def _answer(self, raw: bytes | None) -> Answer:
@@ -173,7 +182,7 @@ class Exchange:
             self.response_mode = request.protocol_config.response_body_mode
         if self.failure is not None:
             return self._refuse(self.failure)
-        self.headers = p.header_map(request.request_headers)
+        self.headers = current_header_names(p.header_map(request.request_headers))
         if request.request_headers.end_of_stream:
             return self._decide(None, trailers=False)
         if self.request_mode == p.FULL_DUPLEX_STREAMED:
@@ -234,12 +243,17 @@ class Exchange:
 
     def _refuse(self, error: RequestError) -> Sequence[p.ProcessingResponse]:
         self.finished = self.answered = True
-        self.metrics.errors.labels(self.model, self.target, error.metric_code).inc()
+        self.metrics.error(self._labels(), error.metric_code)
         log.warning(
             "request refused",
             extra={"status": error.status, "error": error.message, "pool": self.pool_key, "model": self.model},
         )
         return (p.immediate_response(error),)
+
+    def _labels(self, streaming: bool = False) -> RequestLabels:
+        """The request's metric labels."""
+        fairness_id = self.headers.get(LLM_D_FAIRNESS_ID_HEADER, "")
+        return RequestLabels(self.model, self.target, fairness_id, self.priority, streaming)
 
     # -- response path: passed through unchanged -----------------------------------------------------------------
 
@@ -285,6 +299,8 @@ class _Picked:
     decision: Decision
     series: ModelMetrics
     usage: UsageTail
+    first_token: float | None = None  # seconds from the request headers to the first response body bytes
+    last_chunk_at: float = 0.0  # monotonic time of the last response body chunk
 
 
 class PickerExchange(Exchange):
@@ -343,18 +359,19 @@ class PickerExchange(Exchange):
                 raise RequestError(404, f"The model `{requested}` does not exist in InferencePool {pool.key}.", "model")
             prompt = PromptInput.from_body(body, headers.get(":path", ""))
         self.model = requested
-        target = headers.get(MODEL_REWRITE_HEADER) or self._rewrite_target(pool, requested) or requested
+        target = headers.get(LLM_D_MODEL_REWRITE_HEADER) or self._rewrite_target(pool, requested) or requested
         self.target = target
         new_body = None
         if body is not None and target != requested:
             body["model"] = target
             new_body = orjson.dumps(body)
             self.mapper = ModelNameMapper(target, requested)
+        self.priority = objective_priority(pool.priorities, headers.get(LLM_D_OBJECTIVE_HEADER))
         request = SchedulingRequest(
             target,
             prompt,
             headers,
-            objective_priority(pool.priorities, headers.get(OBJECTIVE_HEADER)),
+            self.priority,
             headers.get(REQUEST_ID_HEADER, ""),
             self.subset,
             address_list(headers.get(STEERING_HEADER)) if self.settings.conformance_steering else None,
@@ -365,21 +382,21 @@ class PickerExchange(Exchange):
         metrics = self.metrics
         started = time.perf_counter()
         decision = scheduler.schedule(request, pool.state.clock())
-        metrics.scheduler_latency.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
         if decision.outcome is not Outcome.PICKED:
-            metrics.unscheduled.inc()
+            metrics.scheduled(elapsed, target, None)
             if decision.outcome is Outcome.SHED:
-                raise RequestError(
-                    429, f"InferencePool {pool.key} is saturated; the request's objective is sheddable. Retry later."
+                raise saturated(
+                    f"InferencePool {pool.key} is saturated; the request's objective is sheddable. Retry later."
                 )
+            if decision.outcome is Outcome.FILTERED_OUT:
+                raise saturated(f"No endpoint of InferencePool {pool.key} can take the request: {decision.reason}.")
             raise RequestError(503, f"No ready endpoint in InferencePool {pool.key}: {decision.reason}.")
-        metrics.scheduled.inc()
-        series = metrics.model(requested, target)
+        metrics.scheduled(elapsed, target, _endpoint_labels(pool, decision.endpoints[0]))
+        series = metrics.model(self._labels(streaming=body is not None and body.get("stream") is True))
         self.picked = _Picked(scheduler, decision, series, UsageTail())
         self.released = False
-        series.requests.inc()
-        series.request_sizes.observe(self.body_size)
-        series.running.inc()
+        series.started(self.body_size)
         destination = decision.destination
         return Answer({p.DESTINATION_HEADER: destination}, new_body, p.destination_metadata(destination))
 
@@ -388,7 +405,7 @@ class PickerExchange(Exchange):
         if rule is None:
             return None
         target = pick_target(rule.targets, pool.rng)
-        self.metrics.rewrites.labels(pool.rewrite_names.get(id(rule), ""), requested, target).inc()
+        self.metrics.rewrite(pool.rewrite_names.get(id(rule), ""), requested, target)
         return target
 
     # -- response path -------------------------------------------------------------------------------------------
@@ -425,10 +442,14 @@ class PickerExchange(Exchange):
         end = body.end_of_stream
         picked = self.picked
         if picked is not None and chunk:
+            now = time.monotonic()
             if self.response_size == 0:
-                now = time.monotonic()
                 picked.scheduler.on_first_token(picked.decision, now)
-                picked.series.ttft.observe(now - self.started)
+                picked.first_token = now - self.started
+                picked.series.first_token(picked.first_token)
+            elif picked.series.streaming:
+                picked.series.token_gap(now - picked.last_chunk_at)
+            picked.last_chunk_at = now
             self.response_size += len(chunk)
             picked.usage.feed(chunk)
         data = self.mapper.feed(chunk, end) if self.mapper is not None else chunk
@@ -462,7 +483,7 @@ class PickerExchange(Exchange):
         assert picked is not None  # released is False only once a request was picked
         self.released = True
         picked.scheduler.on_complete(picked.decision, now)
-        picked.series.running.dec()
+        picked.series.finished()
 
     def _complete(self, now: float) -> None:
         """The response ended: release the booking and record the request's metrics (once)."""
@@ -472,21 +493,11 @@ class PickerExchange(Exchange):
         self.finished = True
         picked = self.picked
         assert picked is not None
-        series = picked.series
         duration = now - self.started
-        series.duration.observe(duration)
-        series.response_sizes.observe(self.response_size)
         usage = picked.usage.usage()
-        if usage is not None:
-            if usage.prompt_tokens:
-                series.input_tokens.observe(usage.prompt_tokens)
-            if usage.completion_tokens:
-                series.output_tokens.observe(usage.completion_tokens)
-                series.ntpot.observe(duration / usage.completion_tokens)
-            if usage.cached_tokens:
-                series.cached_tokens.observe(usage.cached_tokens)
+        picked.series.completed(duration, picked.first_token, self.response_size, usage)
         if self.status and not self.status.startswith("2"):
-            self.metrics.errors.labels(self.model, self.target, "ModelServerError").inc()
+            self.metrics.error(self._labels(), "ModelServerError")
         if log.isEnabledFor(logging.DEBUG):
             fields = self._log_fields()
             fields.update(
@@ -507,7 +518,15 @@ class PickerExchange(Exchange):
             "served": decision.served if decision else None,
             "status": self.status,
             "request_id": self.headers.get(REQUEST_ID_HEADER),
+            "fairness_id": self.headers.get(LLM_D_FAIRNESS_ID_HEADER),
         }
+
+
+def _endpoint_labels(pool: PoolRuntime, key: str) -> tuple[str, str, str]:
+    """(pod name, namespace, port) of a pool endpoint, the scheduler-attempt labels upstream uses."""
+    endpoint = pool.state.get(key)
+    namespace = pool.key.partition("/")[0]
+    return (endpoint.pod_name if endpoint is not None else "", namespace, key.rpartition(":")[2])
 
 
 def _split(body: bytes) -> list[bytes]:

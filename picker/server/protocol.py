@@ -137,7 +137,7 @@ def immediate_response(error: RequestError) -> ProcessingResponse:
     return ProcessingResponse(
         immediate_response=ext_proc.ImmediateResponse(
             status=http_status_pb2.HttpStatus(code=error.status),
-            headers=header_mutation({"content-type": "application/json"}),
+            headers=header_mutation({"content-type": "application/json", **error.headers}),
             body=error.body(),
             details=f"poolgate_picker_{error.status}",
         )

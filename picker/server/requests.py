@@ -10,21 +10,32 @@ from picker.server.errors import bad_request
 from poolgate.api.contract import (
     BASE_MODEL_NAME_HEADER,
     MODEL_NAME_HEADER,
-    MODEL_REWRITE_HEADER,
     REQUEST_ID_HEADER,
     STEERING_HEADER,
+    UPSTREAM_HEADER_ALIASES,
 )
 
 __all__ = [
     "BASE_MODEL_NAME_HEADER",
     "MODEL_NAME_HEADER",
-    "MODEL_REWRITE_HEADER",
     "REQUEST_ID_HEADER",
     "STEERING_HEADER",
     "address_list",
     "body_model",
+    "current_header_names",
     "parse_body",
 ]
+
+
+def current_header_names(headers: dict[str, str]) -> dict[str, str]:
+    """`headers` with each deprecated upstream alias (`x-gateway-inference-objective`, `x-slo-ttft-ms`, ...) also under
+    its current `x-llm-d-*` name when that name is absent, so the picker and its plugins read current names only
+    (the current name wins when a request carries both, as upstream reads it first)."""
+    for current, deprecated in UPSTREAM_HEADER_ALIASES:
+        if current not in headers and deprecated in headers:
+            headers[current] = headers[deprecated]
+    return headers
+
 
 _CONTROL_CHARACTERS = {chr(c) for c in range(0x20)} | {"\x7f"}
 

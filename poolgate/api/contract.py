@@ -24,7 +24,7 @@ BASE_MODEL_NAME_HEADER = "x-gateway-base-model-name"  # model router -> route ma
 MODEL_ROUTER_ONLY_HEADERS = (MODEL_NAME_HEADER, BASE_MODEL_NAME_HEADER)
 MODEL_ROUTER = "model-router"  # the model router's identity: the value of CALLOUT_METADATA_KEY on its calls
 
-# --- Request headers the picker reads (current poolgate names) --------------------------------------------------------
+# --- Request headers the picker reads (names poolgate's clients send; upstream's deprecated aliases below) -------------
 OBJECTIVE_HEADER = "x-gateway-inference-objective"  # the InferenceObjective a request belongs to
 MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"  # rewrite the request's model to this name
 REQUEST_ID_HEADER = "x-request-id"  # request id, kept in logs and picker metrics
@@ -32,7 +32,7 @@ SESSION_TOKEN_HEADER = "x-session-token"  # session affinity: the endpoint a ses
 STEERING_HEADER = "test-epp-endpoint-selection"  # conformance tests' candidate list (only with steering enabled)
 
 # --- Upstream names (llm-d router v0.10, FACTS §9): current names, and the deprecated aliases still read --------------
-# Not read or written by poolgate yet; defined here so the change that adopts them has one place to go.
+# The picker reads the current name first and the deprecated alias second (UPSTREAM_HEADER_ALIASES).
 LLM_D_OBJECTIVE_HEADER = "x-llm-d-inference-objective"  # current name of OBJECTIVE_HEADER
 LLM_D_MODEL_REWRITE_HEADER = "x-llm-d-model-name-rewrite"  # current name of MODEL_REWRITE_HEADER
 LLM_D_FAIRNESS_ID_HEADER = "x-llm-d-inference-fairness-id"  # flow-control fairness id (deprecated: x-gateway-*)
@@ -41,6 +41,14 @@ LLM_D_SLO_TPOT_HEADER = "x-llm-d-slo-tpot-ms"  # time-per-output-token objective
 DEPRECATED_FAIRNESS_ID_HEADER = "x-gateway-inference-fairness-id"  # deprecated alias of LLM_D_FAIRNESS_ID_HEADER
 DEPRECATED_SLO_TTFT_HEADER = "x-slo-ttft-ms"  # deprecated alias of LLM_D_SLO_TTFT_HEADER
 DEPRECATED_SLO_TPOT_HEADER = "x-slo-tpot-ms"  # deprecated alias of LLM_D_SLO_TPOT_HEADER
+# (current name, deprecated alias) of every request header upstream renamed
+UPSTREAM_HEADER_ALIASES = (
+    (LLM_D_OBJECTIVE_HEADER, OBJECTIVE_HEADER),
+    (LLM_D_MODEL_REWRITE_HEADER, MODEL_REWRITE_HEADER),
+    (LLM_D_FAIRNESS_ID_HEADER, DEPRECATED_FAIRNESS_ID_HEADER),
+    (LLM_D_SLO_TTFT_HEADER, DEPRECATED_SLO_TTFT_HEADER),
+    (LLM_D_SLO_TPOT_HEADER, DEPRECATED_SLO_TPOT_HEADER),
+)
 DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason"  # response header on a request the picker rejected
 DROPPED_SATURATED = "rejected-saturated"  # DROPPED_REASON_HEADER value: every endpoint was filtered out (429)
 PREFILLER_HOST_PORT_HEADER = "x-prefiller-host-port"  # prefill/decode: the prefill pod's ip:port for the decode side

@@ -26,7 +26,7 @@ class TranslateOptions:
     # the picker's certificate is not checked (its self-signed default changes on every start, as upstream's does);
     # with `picker_ca` (a PEM bundle file Envoy reads) the certificate must chain to it and name the picker Service:
     # DNS SAN <service>.<namespace>.svc.<cluster domain> or <service>.<namespace>.svc. SNI is the first of those.
-    picker_tls: bool = False
+    picker_tls: bool = True  # upstream pickers (and `poolgate picker`) serve TLS unless --secure-serving=false
     picker_ca: str | None = None
     retries: int = 2  # retries on the picker's fallback endpoints (connect failures / resets only)
     connect_timeout_s: float = 2.0

@@ -58,9 +58,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--picker-tls",
-        action="store_true",
-        help="the pickers serve gRPC over TLS (self-signed certificates) and Envoy encrypts its calls "
-        "to them without checking the certificate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the pickers serve gRPC over TLS (self-signed certificates, upstream's default) and Envoy encrypts "
+        "its calls to them without checking the certificate; --no-picker-tls: plaintext (default: TLS)",
     )
     parser.add_argument(
         "--picker-cert-dir",

@@ -41,7 +41,7 @@ class StackOptions:
     ready_timeout: float = 30.0
     address_block: int = 0  # loopback block of pods and pickers (see poolgate.up.plan)
     translate: dict = field(default_factory=dict)  # other TranslateOptions fields (e.g. request_timeout_s)
-    picker_tls: bool = False  # pickers serve TLS (self-signed unless picker_cert_dir), Envoy speaks it
+    picker_tls: bool = True  # pickers serve TLS (self-signed unless picker_cert_dir), Envoy speaks it; as upstream
     picker_cert_dir: Path | None = None  # tls.crt + tls.key for the pickers; Envoy checks them against ca.crt
     # there (or tls.crt itself when there is no ca.crt)
 
@@ -162,7 +162,7 @@ class Stack:
 
     def _picker_tls_args(self) -> tuple[str, ...]:
         if not self._picker_tls:
-            return ()
+            return ("--secure-serving=false",)
         if self.options.picker_cert_dir is None:
             return ("--secure-serving",)
         return ("--secure-serving", "--cert-path", str(Path(self.options.picker_cert_dir).resolve()))
@@ -281,6 +281,7 @@ class Stack:
                 "picker",
                 "--role",
                 "model-router",
+                "--secure-serving=false",  # the model router's cluster is plaintext loopback
                 "--grpc-host",
                 self.model_router.host,
                 "--grpc-port",

@@ -171,6 +171,7 @@ class Stack:
                 "--profile",
                 "llmd-default",
                 "--enable-conformance-steering",
+                "--secure-serving=false",  # the Envoy Gateway target calls pickers in plaintext
                 "--log-level",
                 "debug",
             ],

@@ -4,11 +4,10 @@ the real kubernetes client against a tiny fake API server on loopback."""
 import asyncio
 import copy
 
-import orjson
-from aiohttp import web
 from kubernetes.client import ApiClient, Configuration
 
 from picker.discovery.kube import KubeSource, ObjectStore, Resource, resources_for
+from tests.support.kubeapi import FakeApiServer
 
 POOLS = Resource("inference.networking.k8s.io/v1", "InferencePool", "inferencepools", "default")
 PODS = Resource("v1", "Pod", "pods", "default")
@@ -91,66 +90,6 @@ def test_store_applies_lists_and_recorded_watch_events():
     assert store.apply(POOLS, {"type": "DELETED", "object": POOL})
     assert not store.view(["default/pool"]).pools["default/pool"].exists
     assert store.listed(LEGACY_OBJECTIVES) and not store.listed(Resource("v1", "Pod", "pods", "elsewhere"))
-
-
-class FakeApiServer:
-    """Serves list and watch for a few resource paths; `send` pushes a watch event; unknown paths answer 404."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, dict[str, dict]] = {}
-        self.watchers: dict[str, list[asyncio.Queue]] = {}
-        self.version = 10
-        self.watch_requests: list[str] = []
-        self.runner = None
-        self.port = 0
-
-    def add(self, path: str, *items: dict) -> None:
-        self.items.setdefault(path, {}).update({i["metadata"]["name"]: i for i in items})
-
-    async def send(self, path: str, kind: str, item: dict) -> None:
-        self.version += 1
-        item = {**item, "metadata": {**item["metadata"], "resourceVersion": str(self.version)}}
-        if kind == "DELETED":
-            self.items[path].pop(item["metadata"]["name"], None)
-        else:
-            self.items.setdefault(path, {})[item["metadata"]["name"]] = item
-        for queue in self.watchers.get(path, []):
-            queue.put_nowait({"type": kind, "object": item})
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        if path not in self.items:
-            return web.json_response(
-                {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}, status=404
-            )
-        if request.query.get("watch", "").lower() in ("true", "1"):
-            self.watch_requests.append(f"{path}?{request.query_string}")
-            response = web.StreamResponse()
-            await response.prepare(request)
-            queue: asyncio.Queue = asyncio.Queue()
-            self.watchers.setdefault(path, []).append(queue)
-            try:
-                while True:
-                    await response.write(orjson.dumps(await queue.get()) + b"\n")
-            finally:
-                self.watchers[path].remove(queue)
-        items = [
-            {k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in self.items[path].values()
-        ]
-        return web.json_response({"kind": "List", "metadata": {"resourceVersion": str(self.version)}, "items": items})
-
-    async def __aenter__(self):
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *exc_info):
-        await self.runner.cleanup()
 
 
 async def test_the_watch_loop_lists_then_follows_events_with_the_real_kubernetes_client():

@@ -57,6 +57,7 @@ async def test_objects_file_picker_serves_reloads_reports_health_and_metrics(tmp
                     metrics_port=0,
                     objects_file=str(path),
                     profile="llmd-default",
+                    secure_serving=False,
                 )
             )
             await picker.start()
@@ -106,7 +107,9 @@ async def test_objects_file_picker_serves_reloads_reports_health_and_metrics(tmp
                     "process_cpu_seconds_total",
                 ):
                     assert family in text, family
-                assert 'inference_objective_request_total{model_name="m",target_model_name="m"} 2.0' in text
+                assert (
+                    'inference_objective_request_total{model_name="m",priority="0",target_model_name="m"} 2.0' in text
+                )
             finally:
                 await picker.stop()
 

@@ -58,7 +58,7 @@ def test_upstream_flags_and_defaults():
         ((), "name the pool"),
         (("--pool", "no-namespace"), "NAMESPACE/NAME"),
         (("--pool-name", "p", "--pool-group", "inference.networking.x-k8s.io"), "--pool-group"),
-        (("--pool-name", "p", "--cert-path", "/tmp"), "--secure-serving"),
+        (("--pool-name", "p", "--secure-serving=false", "--cert-path", "/tmp"), "--secure-serving"),
         (("--pool-name", "p", "--fallbacks", "-1"), "--fallbacks"),
         (("--pool-name", "p", "--max-body-bytes", "0"), "--max-body-bytes"),
     ],

@@ -92,7 +92,10 @@ async def test_full_duplex_holds_the_headers_reply_until_the_body_ends_then_echo
         assert [e.end_of_stream for e in echoed] == [False, True]
         assert picker.state(POOL).get(A).inflight == 1
         assert (
-            picker.sample("inference_objective_request_total", {"model_name": "llama", "target_model_name": "llama"})
+            picker.sample(
+                "inference_objective_request_total",
+                {"model_name": "llama", "target_model_name": "llama", "priority": "0"},
+            )
             == 1
         )
 
@@ -258,7 +261,9 @@ async def test_a_pool_without_ready_endpoints_is_503():
     async with PickerHarness(PickerView({POOL: pool_view(POOL, [])})) as picker:
         status, error = await refused(picker, BODY)
         assert status == 503 and "no ready endpoint" in error["message"]
-        assert picker.sample("inference_extension_scheduler_attempts_total", {"status": "failure"}) == 1
+        failure = {"status": "failure", "target_model_name": "llama", "namespace": "", "port": ""}
+        assert picker.sample("inference_extension_scheduler_attempts_total", {**failure, "pod_name": ""}) == 1
+        assert picker.sample("llm_d_epp_scheduler_attempts_total", {**failure, "endpoint_name": ""}) == 1
 
 
 async def test_sheddable_requests_get_429_when_the_pool_is_saturated_and_others_are_picked():
@@ -269,7 +274,7 @@ async def test_sheddable_requests_get_429_when_the_pool_is_saturated_and_others_
         assert (
             picker.sample(
                 "inference_objective_request_error_total",
-                {"model_name": "llama", "target_model_name": "llama", "error_code": "InferencePoolResourceExhausted"},
+                {"model_name": "llama", "target_model_name": "llama", "error_code": "ResourceExhausted"},
             )
             == 1
         )

@@ -140,9 +140,9 @@ def test_body_model_validation(body, ok):
 def test_error_bodies_are_openai_style_with_upstream_metric_codes():
     for status, error_type, code in (
         (400, "BadRequestError", "BadRequest"),
-        (404, "NotFoundError", "BadConfiguration"),
+        (404, "NotFoundError", "NotFound"),
         (413, "RequestTooLarge", "BadRequest"),
-        (429, "RateLimitError", "InferencePoolResourceExhausted"),
+        (429, "RateLimitError", "ResourceExhausted"),
         (503, "ServiceUnavailableError", "ServiceUnavailable"),
     ):
         error = RequestError(status, "why", "model")

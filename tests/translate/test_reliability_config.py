@@ -50,15 +50,16 @@ def test_slow_clients_are_bounded_by_header_and_request_timeouts(envoy_validate)
     assert (defaults["request_headers_timeout"], defaults["request_timeout"]) == ("10s", "60s")
 
 
-def test_picker_tls_without_a_ca_encrypts_with_sni_and_checks_nothing(envoy_validate):
-    boot = translate(basic(), TranslateOptions(picker_tls=True)).bootstrap()
+def test_picker_tls_is_the_default_encrypts_with_sni_and_checks_nothing(envoy_validate):
+    boot = translate(basic()).bootstrap()  # pickers serve TLS by default (--secure-serving, as upstream)
     envoy_validate(boot)
     socket = clusters_by_name(boot)[PICKER_CLUSTER]["transport_socket"]
     assert socket["name"] == "envoy.transport_sockets.tls"
     context = socket["typed_config"]
     assert context["sni"] == "epp.default.svc.cluster.local"
     assert context["common_tls_context"] == {"alpn_protocols": ["h2"]}
-    assert "transport_socket" not in clusters_by_name(translate(basic()).bootstrap())[PICKER_CLUSTER]
+    plaintext = translate(basic(), TranslateOptions(picker_tls=False)).bootstrap()
+    assert "transport_socket" not in clusters_by_name(plaintext)[PICKER_CLUSTER]
 
 
 def test_picker_tls_with_a_ca_checks_the_chain_and_the_service_name(envoy_validate, tmp_path):
