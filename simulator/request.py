@@ -28,6 +28,7 @@ class Request:
     output_tokens: int = 0
     cached_tokens: int = 0
     prefill_left: int = 0
+    token_ids: tuple[int, ...] = ()  # the prompt's token ids, when known (for KV events)
     aborted: bool = False
     itl_runs: list[list] = field(default_factory=list)  # [gap seconds, how many consecutive gaps of that length]
 
