@@ -80,8 +80,7 @@ class KVEventPublisher:
         self.endpoint = endpoint
         self.topic = topic.encode()
         self.sequence = 0
-        self._context = zmq.Context.instance()
-        self._socket = self._context.socket(zmq.PUB)
+        self._socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         if "*" in endpoint:
             self._socket.bind(endpoint)

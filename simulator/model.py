@@ -228,7 +228,7 @@ class ServerModel:
         if self.kv_events is not None:
             self.kv_events.close()
             self.kv_events = None
-        for timer in (self._wakeup, self._span and self._span.timer):
+        for timer in (self._wakeup, self._span.timer if self._span is not None else None):
             if timer is not None:
                 timer.cancel()
         self._span = self._wakeup = None
@@ -351,17 +351,20 @@ class ServerModel:
     def _end_span_at_next_step(self, now: float) -> None:
         """The batch is about to change (a newcomer could join, a request left): stop the span at the next step."""
         span = self._span
-        if span.steps <= 1 or span.step_time <= 0:
+        if span is None or span.steps <= 1 or span.step_time <= 0:
             return
         steps_done = max(1, math.ceil((now - span.start) / span.step_time - 1e-9))
         if steps_done >= span.steps:
             return
-        span.timer.cancel()
+        if span.timer is not None:
+            span.timer.cancel()
         span.steps = steps_done
         span.timer = self.clock.call_at(span.end, self._end_span)
 
     def _end_span(self) -> None:
         span, now = self._span, self.clock.now()
+        if span is None:  # the timer of a span that close() dropped
+            return
         steps, gap = span.steps, span.step_time
         for request in span.decoders:
             request.output_tokens += steps
