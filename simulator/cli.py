@@ -83,6 +83,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="distinct LoRA adapters per batch; 0 disables LoRA (default: %(default)s)",
     )
     capacity.add_argument("--no-prefix-caching", action="store_true", help="disable automatic prefix caching")
+    capacity.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="a Hugging Face tokenizer.json (or a model directory holding one): prompts are counted and cached in "
+        "its tokens instead of 4 bytes per token",
+    )
+    capacity.add_argument(
+        "--kv-events-endpoint",
+        metavar="ZMQ",
+        help="publish vLLM's KV-cache events (ZMQ, msgpack) here, e.g. tcp://*:5557 (bind) or tcp://host:5557 "
+        "(connect); needs --tokenizer",
+    )
+    capacity.add_argument(
+        "--kv-events-topic", metavar="TOPIC", help="topic of the KV-cache events (default: kv@LISTEN@MODEL)"
+    )
     latency = parser.add_argument_group("latency")
     latency.add_argument(
         "--prefill-overhead-ms",
@@ -147,6 +162,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         decode_step=args.decode_ms / 1e3,
         full_batch_slowdown=args.full_batch_slowdown,
         lora_load=args.lora_load_ms / 1e3,
+        tokenizer=args.tokenizer,
+        kv_events_endpoint=args.kv_events_endpoint,
+        kv_events_topic=args.kv_events_topic,
     )
     return config.without_latency() if args.no_latency else config
 

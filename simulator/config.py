@@ -31,6 +31,9 @@ class ServerConfig:
     decode_step: float = 0.012  # seconds per decode step at batch size 1
     full_batch_slowdown: float = 2.0  # decode step time factor at batch size max_num_seqs
     lora_load: float = 0.050  # seconds to load an adapter that is not resident
+    tokenizer: str | None = None  # tokenizer.json (or a directory with one): prompts in its tokens
+    kv_events_endpoint: str | None = None  # ZMQ endpoint of vLLM-format KV-cache events (simulator.kvevents)
+    kv_events_topic: str | None = None  # their topic (default: kv@<server name>@<model>)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -47,6 +50,8 @@ class ServerConfig:
                 raise ValueError(f"{name} must not be negative")
         if self.full_batch_slowdown < 1:
             raise ValueError("full_batch_slowdown must be at least 1")
+        if self.kv_events_endpoint and not self.tokenizer:
+            raise ValueError("kv_events_endpoint needs a tokenizer: KV events carry the prompt's token ids")
 
     def without_latency(self) -> ServerConfig:
         """The same server answering as fast as the event loop allows (all time costs zero)."""

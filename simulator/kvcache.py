@@ -9,19 +9,24 @@ hold no reusable content (a partial last prompt block, generated tokens) are sim
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 class KVCache:
     """Block accounting and the prefix-cache index of one server."""
 
-    def __init__(self, num_blocks: int) -> None:
+    def __init__(self, num_blocks: int, on_evict: Callable[[int], None] | None = None) -> None:
         if num_blocks < 1:
             raise ValueError("the KV cache needs at least one block")
         self.num_blocks = num_blocks
+        self._on_evict = on_evict  # told the hash of every cached block evicted
         self._empty = num_blocks  # blocks holding nothing at all
         self._refs: dict[int, int] = {}  # block hash -> number of running requests using it
         self._evictable: OrderedDict[int, None] = OrderedDict()  # cached, unreferenced; least recently used first
+
+    def __contains__(self, block_hash: int) -> bool:
+        """Whether a block with this hash is cached (running or evictable)."""
+        return block_hash in self._refs
 
     def cached_prefix(self, hashes: Sequence[int]) -> int:
         """Return how many leading blocks of `hashes` are cached (running or evictable)."""
@@ -53,6 +58,8 @@ class KVCache:
         for _ in range(needed - from_empty):
             evicted, _ = self._evictable.popitem(last=False)
             del refs[evicted]
+            if self._on_evict is not None:
+                self._on_evict(evicted)
         for block_hash in hashes:
             if block_hash not in refs:
                 refs[block_hash] = 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -88,38 +89,53 @@ E2E_BUCKETS = (
     7680.0,
 )
 
-# Metric names per engine; None = the engine has no such series.
+
+@dataclass(frozen=True)
+class EngineNames:
+    """The metric names of one engine; None = the engine has no such series."""
+
+    waiting: str
+    running: str
+    kv_usage: str
+    cache_config: str
+    prompt_tokens: str
+    generation_tokens: str
+    ttft: str
+    itl: str
+    e2e: str
+    lora_info: str | None = None
+    prefix_hits: str | None = None
+    prefix_queries: str | None = None
+    cached_tokens: str | None = None
+
+
 NAMES = {
-    "vllm": {
-        "waiting": "vllm:num_requests_waiting",
-        "running": "vllm:num_requests_running",
-        "kv_usage": "vllm:kv_cache_usage_perc",
-        "cache_config": "vllm:cache_config_info",
-        "lora_info": "vllm:lora_requests_info",
-        "prompt_tokens": "vllm:prompt_tokens",
-        "generation_tokens": "vllm:generation_tokens",
-        "prefix_hits": "vllm:prefix_cache_hits",
-        "prefix_queries": "vllm:prefix_cache_queries",
-        "cached_tokens": None,
-        "ttft": "vllm:time_to_first_token_seconds",
-        "itl": "vllm:inter_token_latency_seconds",
-        "e2e": "vllm:e2e_request_latency_seconds",
-    },
-    "sglang": {
-        "waiting": "sglang:num_queue_reqs",
-        "running": "sglang:num_running_reqs",
-        "kv_usage": "sglang:token_usage",
-        "cache_config": "sglang:cache_config_info",
-        "lora_info": None,
-        "prompt_tokens": "sglang:prompt_tokens",
-        "generation_tokens": "sglang:generation_tokens",
-        "prefix_hits": None,
-        "prefix_queries": None,
-        "cached_tokens": "sglang:cached_tokens",
-        "ttft": "sglang:time_to_first_token_seconds",
-        "itl": "sglang:inter_token_latency_seconds",
-        "e2e": "sglang:e2e_request_latency_seconds",
-    },
+    "vllm": EngineNames(
+        waiting="vllm:num_requests_waiting",
+        running="vllm:num_requests_running",
+        kv_usage="vllm:kv_cache_usage_perc",
+        cache_config="vllm:cache_config_info",
+        lora_info="vllm:lora_requests_info",
+        prompt_tokens="vllm:prompt_tokens",
+        generation_tokens="vllm:generation_tokens",
+        prefix_hits="vllm:prefix_cache_hits",
+        prefix_queries="vllm:prefix_cache_queries",
+        ttft="vllm:time_to_first_token_seconds",
+        itl="vllm:inter_token_latency_seconds",
+        e2e="vllm:e2e_request_latency_seconds",
+    ),
+    "sglang": EngineNames(
+        waiting="sglang:num_queue_reqs",
+        running="sglang:num_running_reqs",
+        kv_usage="sglang:token_usage",
+        cache_config="sglang:cache_config_info",
+        prompt_tokens="sglang:prompt_tokens",
+        generation_tokens="sglang:generation_tokens",
+        cached_tokens="sglang:cached_tokens",
+        ttft="sglang:time_to_first_token_seconds",
+        itl="sglang:inter_token_latency_seconds",
+        e2e="sglang:e2e_request_latency_seconds",
+    ),
 }
 
 
@@ -174,25 +190,27 @@ class EngineStats:
             self.itl.observe(step_time, decode_tokens)
         for request in first_tokens:
             self.prompt_tokens += request.prompt_tokens
-            self.ttft.observe(request.ttft)
+            if request.ttft is not None:  # always, once the first token is out
+                self.ttft.observe(request.ttft)
 
     def on_finish(self, request: Request) -> None:
         """A request generated its last token."""
         self.finished_requests += 1
-        self.e2e.observe(request.e2e)
+        if request.e2e is not None:  # always, once finished
+            self.e2e.observe(request.e2e)
 
 
 def gauge_families(server: ServerModel) -> list[Metric]:
     """The gauge families of a server's scrape: waiting, running, KV usage, cache config and LoRA info."""
     config, names = server.config, NAMES[server.config.engine]
     base_labels, base_values = _base_labels(server)
-    families = []
-    for key, value in (
-        ("waiting", len(server.waiting)),
-        ("running", len(server.running)),
-        ("kv_usage", server.kv.usage()),
+    families: list[Metric] = []
+    for key, name, value in (
+        ("waiting", names.waiting, len(server.waiting)),
+        ("running", names.running, len(server.running)),
+        ("kv_usage", names.kv_usage, server.kv.usage()),
     ):
-        family = GaugeMetricFamily(names[key], _HELP[key], labels=base_labels)
+        family = GaugeMetricFamily(name, _HELP[key], labels=base_labels)
         family.add_metric(base_values, value)
         families.append(family)
     if config.engine == "vllm":
@@ -208,12 +226,12 @@ def gauge_families(server: ServerModel) -> list[Metric]:
             "num_pages": str(config.num_gpu_blocks),
             "page_size": str(config.block_size),
         }
-    family = GaugeMetricFamily(names["cache_config"], _HELP["cache_config"], labels=list(cache_labels))
+    family = GaugeMetricFamily(names.cache_config, _HELP["cache_config"], labels=list(cache_labels))
     family.add_metric(list(cache_labels.values()), 1)
     families.append(family)
-    if names["lora_info"] and config.max_loras:
+    if names.lora_info and config.max_loras:
         family = GaugeMetricFamily(
-            names["lora_info"],
+            names.lora_info,
             _HELP["lora_info"],
             labels=["max_lora", "running_lora_adapters", "waiting_lora_adapters"],
         )
@@ -235,19 +253,23 @@ class ServerCollector:
         names, stats = NAMES[server.config.engine], server.stats
         labels, values = _base_labels(server)
         yield from gauge_families(server)
-        for key, value in (
-            ("prompt_tokens", stats.prompt_tokens),
-            ("generation_tokens", stats.generation_tokens),
-            ("prefix_hits", stats.prefix_cache_hits),
-            ("prefix_queries", stats.prefix_cache_queries),
-            ("cached_tokens", stats.prefix_cache_hits),
+        for key, counter_name, value in (
+            ("prompt_tokens", names.prompt_tokens, stats.prompt_tokens),
+            ("generation_tokens", names.generation_tokens, stats.generation_tokens),
+            ("prefix_hits", names.prefix_hits, stats.prefix_cache_hits),
+            ("prefix_queries", names.prefix_queries, stats.prefix_cache_queries),
+            ("cached_tokens", names.cached_tokens, stats.prefix_cache_hits),
         ):
-            if names[key]:
-                family = CounterMetricFamily(names[key], _HELP[key], labels=labels)
-                family.add_metric(values, value)
-                yield family
-        for key, histogram in (("ttft", stats.ttft), ("itl", stats.itl), ("e2e", stats.e2e)):
-            family = HistogramMetricFamily(names[key], _HELP[key], labels=labels)
+            if counter_name:
+                counter = CounterMetricFamily(counter_name, _HELP[key], labels=labels)
+                counter.add_metric(values, value)
+                yield counter
+        for key, histogram_name, histogram in (
+            ("ttft", names.ttft, stats.ttft),
+            ("itl", names.itl, stats.itl),
+            ("e2e", names.e2e, stats.e2e),
+        ):
+            family = HistogramMetricFamily(histogram_name, _HELP[key], labels=labels)
             family.add_metric(values, histogram.cumulative_buckets(), histogram.total)
             yield family
 

@@ -30,10 +30,11 @@ from prometheus_client.samples import Sample
 from simulator.clock import Clock, TimerHandle
 from simulator.config import ServerConfig
 from simulator.kvcache import KVCache
+from simulator.kvevents import Event, KVEventPublisher, block_removed, block_stored
 from simulator.lora import AdapterSlots
 from simulator.metrics import EngineStats, gauge_families
 from simulator.request import Request
-from simulator.tokens import Prompt
+from simulator.tokens import Prompt, load_tokenizer
 
 log = logging.getLogger("poolgate.simulator")
 
@@ -87,7 +88,15 @@ class ServerModel:
         self.config = config
         self.name = name
         self.stats = EngineStats()
-        self.kv = KVCache(config.num_gpu_blocks)
+        self._evicted: list[int] = []
+        self.kv = KVCache(config.num_gpu_blocks, on_evict=self._evicted.append)
+        self._encode = load_tokenizer(config.tokenizer) if config.tokenizer else None
+        self.kv_events = (
+            KVEventPublisher(config.kv_events_endpoint, config.kv_events_topic or f"kv@{name}@{config.model}")
+            if config.kv_events_endpoint
+            else None
+        )
+        self._lora_ids: dict[str, int] = {}  # adapter -> vLLM's lora_int_id (1, 2, ... in load order)
         self.slots = AdapterSlots(config.max_loras)
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
@@ -117,6 +126,7 @@ class ServerModel:
         if name == self.config.model or name in self._adapters:
             raise ValueError(f"The lora adapter '{name}' has already been loaded.")
         self._adapters[name] = path
+        self._lora_ids.setdefault(name, len(self._lora_ids) + 1)
 
     def unload_adapter(self, name: str) -> None:
         """Remove a LoRA adapter (requests already accepted still finish); UnknownModelError if not loaded."""
@@ -151,6 +161,8 @@ class ServerModel:
         """
         config = self.config
         adapter = self.resolve(model)
+        if self._encode is not None and prompt.token_ids is None and prompt.text is not None:
+            prompt = Prompt.from_token_ids(self._encode(prompt.text))
         target = max_tokens if output_tokens is None else min(output_tokens, max_tokens)
         if target < 1:
             raise InvalidRequestError("max_tokens must be at least 1")
@@ -179,6 +191,7 @@ class ServerModel:
             arrival=self.clock.now(),
             block_hashes=hashes,
             total_blocks=total_blocks,
+            token_ids=prompt.token_ids or (),
             on_finish=on_finish,
             on_tokens=on_tokens,
         )
@@ -212,7 +225,10 @@ class ServerModel:
 
     def close(self) -> None:
         """Abort every request and stop the engine's timer (the server is shutting down)."""
-        for timer in (self._wakeup, self._span and self._span.timer):
+        if self.kv_events is not None:
+            self.kv_events.close()
+            self.kv_events = None
+        for timer in (self._wakeup, self._span.timer if self._span is not None else None):
             if timer is not None:
                 timer.cancel()
         self._span = self._wakeup = None
@@ -300,8 +316,12 @@ class ServerModel:
                 continue
             hashes = request.block_hashes
             cached_blocks = kv.cached_prefix(hashes[: (request.prompt_tokens - 1) // config.block_size])
+            new_blocks = [index for index, block_hash in enumerate(hashes) if block_hash not in kv]
             if not kv.allocate(hashes, request.total_blocks):
                 break
+            if self.kv_events is not None:
+                self.kv_events.publish(self._cache_events(request, new_blocks))
+            self._evicted.clear()
             self.waiting.popleft()
             request.admitted_at = now
             request.cached_tokens = cached_blocks * config.block_size
@@ -331,17 +351,20 @@ class ServerModel:
     def _end_span_at_next_step(self, now: float) -> None:
         """The batch is about to change (a newcomer could join, a request left): stop the span at the next step."""
         span = self._span
-        if span.steps <= 1 or span.step_time <= 0:
+        if span is None or span.steps <= 1 or span.step_time <= 0:
             return
         steps_done = max(1, math.ceil((now - span.start) / span.step_time - 1e-9))
         if steps_done >= span.steps:
             return
-        span.timer.cancel()
+        if span.timer is not None:
+            span.timer.cancel()
         span.steps = steps_done
         span.timer = self.clock.call_at(span.end, self._end_span)
 
     def _end_span(self) -> None:
         span, now = self._span, self.clock.now()
+        if span is None:  # the timer of a span that close() dropped
+            return
         steps, gap = span.steps, span.step_time
         for request in span.decoders:
             request.output_tokens += steps
@@ -367,6 +390,33 @@ class ServerModel:
         self._start_span(now)
         if error is not None:
             raise error
+
+    def _cache_events(self, request: Request, new_blocks: list[int]) -> list[Event]:
+        """vLLM's KV events for one admission: the blocks it evicted, then the runs of blocks it newly cached."""
+        events = [block_removed(self._evicted)] if self._evicted else []
+        size, hashes, token_ids = self.config.block_size, request.block_hashes, request.token_ids
+        if len(token_ids) < len(hashes) * size:
+            return events  # a prompt without token ids (no tokenizer) has no BlockStored to tell
+        lora_id = self._lora_ids.get(request.adapter) if request.adapter else None
+        runs: list[list[int]] = []
+        for index in new_blocks:
+            if runs and runs[-1][-1] == index - 1:
+                runs[-1].append(index)
+            else:
+                runs.append([index])
+        for run in runs:
+            first, last = run[0], run[-1] + 1
+            events.append(
+                block_stored(
+                    hashes[first:last],
+                    hashes[first - 1] if first else None,
+                    token_ids[first * size : last * size],
+                    size,
+                    lora_id,
+                    request.adapter,
+                )
+            )
+        return events
 
     def _retire(self, request: Request, now: float) -> None:
         self.kv.release(request.block_hashes, request.total_blocks)

@@ -228,7 +228,7 @@ class ChunkWriter:
         return b"".join(out)
 
     def _chunk(self, choice: dict[str, Any]) -> bytes:
-        chunk = {**self._base, "choices": [choice]}
+        chunk: dict[str, Any] = {**self._base, "choices": [choice]}
         if self.spec.include_usage:
             chunk["usage"] = None
         return _event(chunk)

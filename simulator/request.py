@@ -28,8 +28,9 @@ class Request:
     output_tokens: int = 0
     cached_tokens: int = 0
     prefill_left: int = 0
+    token_ids: tuple[int, ...] = ()  # the prompt's token ids, when known (for KV events)
     aborted: bool = False
-    itl_runs: list[list] = field(default_factory=list)  # [gap seconds, how many consecutive gaps of that length]
+    itl_runs: list[list[float]] = field(default_factory=list)  # [gap seconds, how many consecutive gaps of that length]
 
     @property
     def done(self) -> bool:
@@ -58,7 +59,7 @@ class Request:
 
     def itl_gaps(self) -> list[float]:
         """Every inter-token gap in order (output_tokens - 1 values)."""
-        return [gap for gap, count in self.itl_runs for _ in range(count)]
+        return [gap for gap, count in self.itl_runs for _ in range(int(count))]
 
     def itl_percentile(self, q: float) -> float | None:
         """The q-th percentile (0..100, nearest rank) of the inter-token gaps, or None without any gap."""
@@ -76,11 +77,11 @@ class Request:
 def weighted_percentile(runs: Iterable[Sequence[float]], q: float) -> float | None:
     """The q-th percentile (0..100, nearest rank) of values given as (value, how many times) pairs; None when
     there is no value."""
-    ordered = sorted(runs)
+    ordered = sorted((value, count) for value, count in runs)
     total = sum(count for _, count in ordered)
     if not total:
         return None
-    rank = max(1, math.ceil(q / 100 * total))
+    rank: float = max(1, math.ceil(q / 100 * total))
     for value, count in ordered:
         rank -= count
         if rank <= 0:

@@ -65,8 +65,8 @@ class MetricsFault:
         self.in_flight = 0
         self.max_in_flight = 0
 
-    def set(self, mode: str) -> None:
-        if mode not in METRICS_FAULTS:
+    def set(self, mode: object) -> None:
+        if not isinstance(mode, str) or mode not in METRICS_FAULTS:
             raise ValueError(f"metrics fault must be one of {', '.join(METRICS_FAULTS)}, not {mode!r}")
         self.mode = mode
 
@@ -215,7 +215,7 @@ class SimulatedServer:
         try:
             if not spec.stream:
                 await progress.wait()
-                response = _json(completion_body(spec, sim, completion_id))
+                response: web.StreamResponse = _json(completion_body(spec, sim, completion_id))
                 response.headers[SERVED_MODEL_HEADER] = spec.model
                 return response
             response = web.StreamResponse(
@@ -253,7 +253,7 @@ class SimulatedServer:
 
     async def _models(self, request: web.Request) -> web.Response:
         config, created = self.model.config, int(time.time())
-        entries = [(config.model, config.model, None)]
+        entries: list[tuple[str, str, str | None]] = [(config.model, config.model, None)]
         entries += [(name, path, config.model) for name, path in self.model.adapters.items()]
         data = [
             {
@@ -312,9 +312,11 @@ class SimulatedServer:
             fault.in_flight -= 1
 
     async def _fault_state(self, request: web.Request) -> web.Response:
+        assert self.metrics_fault is not None  # the route exists only with fault injection on
         return _json(self.metrics_fault.state())
 
     async def _set_fault(self, request: web.Request) -> web.Response:
+        assert self.metrics_fault is not None  # the route exists only with fault injection on
         mode = (await _json_object(request)).get("mode")
         try:
             self.metrics_fault.set(mode)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 
 import xxhash
+from tokenizers import Tokenizer
 
 BYTES_PER_TOKEN = 4
 
@@ -28,12 +30,20 @@ class Prompt:
     namespace)` (memoised), where the namespace (the model or adapter name) keeps different adapters' caches apart.
     """
 
-    __slots__ = ("_full_blocks", "_hashes", "num_tokens")
+    __slots__ = ("_full_blocks", "_hashes", "num_tokens", "text", "token_ids")
 
-    def __init__(self, num_tokens: int, full_blocks: Callable[[int], Iterable[bytes]]) -> None:
+    def __init__(
+        self,
+        num_tokens: int,
+        full_blocks: Callable[[int], Iterable[bytes]],
+        text: str | None = None,
+        token_ids: tuple[int, ...] | None = None,
+    ) -> None:
         self.num_tokens = num_tokens
         self._full_blocks = full_blocks
         self._hashes: dict[tuple[int, str], tuple[int, ...]] = {}
+        self.text = text  # the prompt text, when it was given as text
+        self.token_ids = token_ids  # the token ids, when known (given as ids, or tokenized)
 
     @classmethod
     def from_text(cls, text: str) -> Prompt:
@@ -46,7 +56,7 @@ class Prompt:
             for index in range(num_tokens // block_size):
                 yield data[index * span : (index + 1) * span]
 
-        return cls(num_tokens, full_blocks)
+        return cls(num_tokens, full_blocks, text=text)
 
     @classmethod
     def from_token_ids(cls, token_ids: Sequence[int]) -> Prompt:
@@ -59,7 +69,7 @@ class Prompt:
             for index in range(num_tokens // block_size):
                 yield data[index * span : (index + 1) * span]
 
-        return cls(num_tokens, full_blocks)
+        return cls(num_tokens, full_blocks, token_ids=tuple(token_ids))
 
     @classmethod
     def from_segments(cls, segments: Sequence[tuple[str, int]]) -> Prompt:
@@ -101,6 +111,18 @@ class Prompt:
                 chain.append(previous)
             hashes = self._hashes[key] = tuple(chain)
         return hashes
+
+
+def load_tokenizer(path: str) -> Callable[[str], list[int]]:
+    """The encoder of a Hugging Face tokenizer: `path` is a tokenizer.json or a directory holding one. Special
+    tokens are not added (vLLM's chat template writes its own)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "tokenizer.json"
+    if not file.is_file():
+        raise ValueError(f"tokenizer: no tokenizer.json at {path}")
+    tokenizer = Tokenizer.from_file(str(file))
+    return lambda text: tokenizer.encode(text, add_special_tokens=False).ids
 
 
 def render_chat(messages: Iterable[tuple[str, str]]) -> str:

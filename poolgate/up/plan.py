@@ -1,5 +1,6 @@
 """What `poolgate up` runs for a set of objects: simulated pods (from Deployments and Pods whose container is
-`poolgate sim`), real model servers (Pods with a podIP), pickers (one per endpointPickerRef Service), Envoy.
+`poolgate sim`), local vLLM processes (from Deployments and Pods whose container runs vLLM, see poolgate.up.vllm),
+real model servers (Pods with a podIP), pickers (one per endpointPickerRef Service), Envoy.
 
 Pure: objects and the previous plan in, the plan out. Loopback addresses are assigned once per pod, picker and Gateway
 and kept across reloads, so an edit never moves what is already running."""
@@ -14,6 +15,7 @@ from poolgate.api.core import Container
 from poolgate.translate import naming
 from poolgate.translate.ir import Address
 from poolgate.translate.resolve import effective_picker_ref
+from poolgate.up import vllm
 
 SIM_SUBCOMMAND = "sim"
 # Loopback addresses of one run, in block B (0 by default; tests running side by side use other blocks):
@@ -36,6 +38,17 @@ class SimPod:
 
 
 @dataclass(frozen=True)
+class VllmPod:
+    """A pod whose container runs vLLM: one local vLLM OpenAI server at one loopback address and port."""
+
+    namespace: str
+    name: str
+    ip: str
+    port: int
+    args: tuple[str, ...]  # api_server arguments without host and port (poolgate.up.vllm.server_args)
+
+
+@dataclass(frozen=True)
 class PickerPlan:
     """A picker process serving the pools whose endpointPickerRef names one Service."""
 
@@ -53,6 +66,7 @@ class Plan:
     pickers: list[PickerPlan]
     bind_addresses: dict[tuple[str, str], str]  # Gateway -> listener address
     warnings: list[str] = field(default_factory=list)
+    vllm_pods: list[VllmPod] = field(default_factory=list)
 
 
 class Addresses:
@@ -117,33 +131,45 @@ def make_plan(objects: list[KubeObject], allocator: Allocator, listener_address:
     sims: list[SimPod] = []
     warnings: list[str] = []
 
-    def add_sim(namespace: str, name: str, labels: dict, annotations: dict, container: Container) -> None:
+    vllms: list[VllmPod] = []
+
+    def add_pod(namespace: str, name: str, labels: dict, annotations: dict, container: Container) -> None:
         ports = [p.container_port for p in container.ports] or _pool_ports(pools, namespace, labels)
         if not ports:
             warnings.append(f"{namespace}/{name}: no containerPorts and no InferencePool selects it; not started")
             return
-        ip = allocator.pods.get(f"{namespace}/{name}")
-        sims.append(SimPod(namespace, name, ip, tuple(ports), _sim_args(container)))
+        if is_simulator(container):
+            ip = allocator.pods.get(f"{namespace}/{name}")
+            sims.append(SimPod(namespace, name, ip, tuple(ports), _sim_args(container)))
+        else:
+            try:
+                args = vllm.server_args(container)
+            except vllm.VllmArgsError as error:
+                warnings.append(f"{namespace}/{name}: {error}; not started")
+                return
+            ip = allocator.pods.get(f"{namespace}/{name}")
+            vllms.append(VllmPod(namespace, name, ip, ports[0], args))
         kept.append(_ready_pod(namespace, name, labels, annotations, ip))
 
     for obj in objects:
         if isinstance(obj, Deployment):
             template = obj.spec.template
-            sim = next((c for c in template.spec.containers if is_simulator(c)), None)
-            if sim is None:
+            server = _model_server(template.spec.containers)
+            if server is None:
                 warnings.append(
-                    f"{obj.ref}: no container runs `poolgate sim`; poolgate up starts only simulators "
-                    "(give real model servers as Pods with status.podIP)"
+                    f"{obj.ref}: no container runs `poolgate sim` or vLLM; poolgate up starts only those "
+                    "(give other model servers as Pods with status.podIP)"
                 )
                 continue
             for i in range(obj.spec.replicas):
-                add_sim(obj.namespace, f"{obj.name}-{i}", template.metadata.labels, template.metadata.annotations, sim)
+                labels, annotations = template.metadata.labels, template.metadata.annotations
+                add_pod(obj.namespace, f"{obj.name}-{i}", labels, annotations, server)
         elif isinstance(obj, Pod) and not obj.status.pod_ip:
-            sim = next((c for c in _containers(obj) if is_simulator(c)), None)
-            if sim is None:
-                warnings.append(f"{obj.ref}: no status.podIP and no `poolgate sim` container; ignored")
+            server = _model_server(_containers(obj))
+            if server is None:
+                warnings.append(f"{obj.ref}: no status.podIP and no `poolgate sim` or vLLM container; ignored")
                 continue
-            add_sim(obj.namespace, obj.name, obj.metadata.labels, obj.metadata.annotations, sim)
+            add_pod(obj.namespace, obj.name, obj.metadata.labels, obj.metadata.annotations, server)
         elif not isinstance(obj, Service):
             kept.append(obj)
 
@@ -167,7 +193,14 @@ def make_plan(objects: list[KubeObject], allocator: Allocator, listener_address:
                     }
                 )
             )
-    return Plan(kept, sims, pickers, _gateway_addresses(objects, allocator, listener_address), warnings)
+    return Plan(kept, sims, pickers, _gateway_addresses(objects, allocator, listener_address), warnings, vllms)
+
+
+def _model_server(containers: list[Container]) -> Container | None:
+    """The container that serves the model: `poolgate sim` first, else vLLM."""
+    return next((c for c in containers if is_simulator(c)), None) or next(
+        (c for c in containers if vllm.runs_vllm(c)), None
+    )
 
 
 def _containers(pod: Pod) -> list[Container]:

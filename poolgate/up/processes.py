@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,31 @@ def wait_for_port(host: str, port: int, timeout: float = 20.0, process: Process 
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s{output}")
 
 
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether GET `url` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except OSError:  # refused, reset, timed out, or an HTTP error status
+        return False
+
+
+def wait_for_health(host: str, port: int, path: str, timeout: float = 20.0, process: Process | None = None) -> None:
+    """Wait until GET http://host:port<path> answers 200; fails with the process's output if it exits or times out."""
+    url = f"http://{host}:{port}{path}"
+    deadline = time.monotonic() + timeout
+    while not http_ok(url):
+        if process is not None and not process.running:
+            raise RuntimeError(
+                f"{process.name} exited with code {process.popen.returncode}; see "
+                f"{process.log_path}:\n{process.output()[-3000:]}"
+            )
+        if time.monotonic() > deadline:
+            output = f"; see {process.log_path}:\n{process.output()[-3000:]}" if process is not None else ""
+            raise TimeoutError(f"{url} does not answer 200 after {timeout:.0f} s{output}")
+        time.sleep(0.25)
+
+
 @dataclass(frozen=True)
 class Spec:
     """How to run one child: its command line and the TCP address that answers once it is ready."""
@@ -128,6 +154,8 @@ class Spec:
     argv: tuple[str, ...]
     ready_at: tuple[str, int] | None = None
     env: tuple[tuple[str, str], ...] = field(default=())
+    health_path: str | None = None  # ready only once GET http://ready_at<health_path> answers 200
+    ready_timeout: float | None = None  # seconds to wait for readiness, instead of the supervisor's default
 
 
 class Supervisor:
@@ -159,9 +187,14 @@ class Supervisor:
         return started
 
     def wait_ready(self, name: str, timeout: float = 30.0) -> None:
-        ready_at = self.specs[name].ready_at
-        if ready_at is not None:
-            wait_for_port(*ready_at, timeout=timeout, process=self.children[name])
+        spec, process = self.specs[name], self.children[name]
+        timeout = spec.ready_timeout or timeout
+        if spec.ready_at is None:
+            return
+        if spec.health_path is None:
+            wait_for_port(*spec.ready_at, timeout=timeout, process=process)
+        else:
+            wait_for_health(*spec.ready_at, spec.health_path, timeout=timeout, process=process)
 
     def restart_exited(self) -> list[str]:
         """Start again every child that exited (a crash, or a fault injected on purpose)."""

@@ -8,6 +8,7 @@ every child process."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -22,6 +23,7 @@ from poolgate.envoy import envoy_binary
 from poolgate.translate import TranslateOptions, Translation, translate, xds
 from poolgate.translate.ir import Address
 from poolgate.translate.output import swap_directory, write_yaml
+from poolgate.up import vllm
 from poolgate.up.plan import Allocator, Plan, make_plan
 from poolgate.up.processes import POOLGATE, Spec, Supervisor, free_port, wait_for_port, wait_until
 
@@ -252,6 +254,23 @@ class Stack:
                 *(arg for listen in pod.listens for arg in ("--listen", listen)),
             )
             children[f"pod/{pod.namespace}/{pod.name}"] = Spec(argv, (pod.ip, pod.ports[0]))
+        if plan.vllm_pods:
+            python = vllm.python_executable()
+            if python is None:
+                names = ", ".join(f"{pod.namespace}/{pod.name}" for pod in plan.vllm_pods)
+                raise RuntimeError(
+                    f"{names} run vLLM, which is not installed here: run `make vllm-venv` (creates {vllm.VENV}) "
+                    f"or set {vllm.PYTHON_ENV} to a Python that has vllm"
+                )
+            cores = os.cpu_count() or 1
+            for index, pod in enumerate(plan.vllm_pods):
+                children[f"pod/{pod.namespace}/{pod.name}"] = Spec(
+                    vllm.server_argv(python, pod.ip, pod.port, pod.args),
+                    (pod.ip, pod.port),
+                    env=tuple(sorted(vllm.server_env(cpu=index % cores).items())),
+                    health_path=vllm.HEALTH_PATH,
+                    ready_timeout=vllm.READY_TIMEOUT,
+                )
         for picker in plan.pickers:
             argv = (
                 *POOLGATE,

@@ -1,0 +1,81 @@
+"""LoRA affinity on real vLLM: an adapter loaded at start on one server, another loaded at run time on the other
+(/v1/load_lora_adapter); while each runs on its server (vLLM's `vllm:lora_requests_info` shows it), every request
+for an adapter through the gateway goes to the server that has it (the other would answer 404)."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from e2e.vllm.gateway import vllm_gateway
+from e2e.vllm.servers import ADAPTER, TINY_MODEL_DIR
+from poolgate.up.processes import wait_until
+
+pytestmark = [pytest.mark.xdist_group("vllm"), pytest.mark.timeout(900)]  # vLLM starts in 30 s to minutes
+RUNTIME_ADAPTER = "tiny-lora-runtime"
+
+
+def models(server) -> set[str]:
+    return {entry["id"] for entry in httpx.get(f"{server.url}/v1/models", timeout=10).json()["data"]}
+
+
+def running_adapters(server) -> str:
+    """`running_lora_adapters` of the newest `vllm:lora_requests_info` series ("" when none)."""
+    series = server.samples().get("vllm:lora_requests_info", [])
+    return max(series, key=lambda s: s.value).labels["running_lora_adapters"] if series else ""
+
+
+@pytest.fixture
+def runtime_adapter(vllm_pair):
+    """RUNTIME_ADAPTER loaded at run time on the second server (and unloaded after the test)."""
+    second = vllm_pair[1]
+    body = {"lora_name": RUNTIME_ADAPTER, "lora_path": str(TINY_MODEL_DIR / "lora")}
+    response = httpx.post(f"{second.url}/v1/load_lora_adapter", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    yield
+    httpx.post(f"{second.url}/v1/unload_lora_adapter", json={"lora_name": RUNTIME_ADAPTER}, timeout=60)
+
+
+def test_requests_for_an_adapter_go_to_the_server_that_has_it(vllm_pair, runtime_adapter, tmp_path):
+    first, second = vllm_pair
+    assert ADAPTER in models(first) and RUNTIME_ADAPTER not in models(first)
+    assert RUNTIME_ADAPTER in models(second) and ADAPTER not in models(second)
+
+    stop = threading.Event()
+
+    def keep_running(server, adapter: str) -> None:
+        body = {"model": adapter, "prompt": "ka lo", "max_tokens": 1500, "ignore_eos": True, "stream": True}
+        with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=300) as response:
+            for _ in response.iter_lines():
+                if stop.is_set():
+                    return
+
+    background = [
+        threading.Thread(target=keep_running, args=(first, ADAPTER), daemon=True),
+        threading.Thread(target=keep_running, args=(second, RUNTIME_ADAPTER), daemon=True),
+    ]
+    for thread in background:
+        thread.start()
+    try:
+        wait_until(
+            lambda: running_adapters(first) == ADAPTER and running_adapters(second) == RUNTIME_ADAPTER,
+            timeout=60,
+            interval=0.2,
+            message="each adapter running on its server",
+        )
+        before = [server.metric("vllm:request_success_total") for server in vllm_pair]
+        with vllm_gateway(tmp_path, vllm_pair) as (_stack, client):
+            for _ in range(4):
+                for adapter in (ADAPTER, RUNTIME_ADAPTER):
+                    answer = client.completions.create(
+                        model=adapter, prompt="mi ne ru", max_tokens=2, extra_body={"ignore_eos": True}
+                    )
+                    assert answer.model == adapter and answer.usage.completion_tokens == 2
+        after = [server.metric("vllm:request_success_total") for server in vllm_pair]
+    finally:
+        stop.set()
+        for thread in background:
+            thread.join(60)
+    assert [a - b for a, b in zip(after, before)] == [4, 4]
