@@ -23,7 +23,16 @@ from poolgate.translate import TranslateOptions, Translation, translate, xds
 from poolgate.translate.ir import Address
 from poolgate.translate.output import swap_directory, write_yaml
 from poolgate.up.plan import Allocator, Plan, make_plan
-from poolgate.up.processes import POOLGATE, Spec, Supervisor, free_port, wait_for_port, wait_until
+from poolgate.up.processes import (
+    POOLGATE,
+    Spec,
+    StateLock,
+    Supervisor,
+    check_port_free,
+    free_port,
+    wait_for_port,
+    wait_until,
+)
 
 log = logging.getLogger("poolgate.up")
 PICKER_HEALTH_PORT = 9003
@@ -69,7 +78,8 @@ class Stack:
         self.supervisor = Supervisor(state / "logs")
         self.allocator = Allocator(self.options.address_block)
         self.admin = Address("127.0.0.1", free_port())
-        self.model_router = Address("127.0.0.1", free_port())
+        self.model_router = Address(self.allocator.model_router, free_port(self.allocator.model_router))
+        self.lock = StateLock(state)
         self.status: Status | None = None
 
     @classmethod
@@ -101,6 +111,7 @@ class Stack:
 
     def start(self) -> Status:
         """Plan and start everything; raises InvalidObjects for bad input and RuntimeError if a process fails."""
+        self.lock.acquire()  # raises when another poolgate up runs from the same state directory
         try:
             return self._apply(start_envoy=True)
         except BaseException:
@@ -116,6 +127,7 @@ class Stack:
         if "envoy" in self.supervisor.children:
             self.supervisor.stop("envoy")
         self.supervisor.stop_all()
+        self.lock.release()
 
     def __enter__(self) -> Stack:
         self.start()
@@ -174,6 +186,7 @@ class Stack:
         conflicts = translation.bind_conflicts()
         if conflicts:
             raise RuntimeError("; ".join(conflicts))
+        self._check_new_ports_free(translation)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(
             self.objects_file, {"apiVersion": "v1", "kind": "List", "items": [o.to_json() for o in plan.objects]}
@@ -191,6 +204,23 @@ class Stack:
         for warning in plan.warnings:
             log.warning(warning)
         return self.status
+
+    def _check_new_ports_free(self, translation) -> None:
+        """Refuse listener ports another process holds (ports this stack's Envoy already serves are not checked)."""
+        ours = set()
+        if self.status is not None and "envoy" in self.supervisor.children:
+            ours = set(self._listen_addresses(self.status.translation))
+        for host, port in self._listen_addresses(translation):
+            if (host, port) not in ours:
+                check_port_free(host, port)
+
+    @staticmethod
+    def _listen_addresses(translation) -> list[tuple[str, int]]:
+        options = translation.options
+        return [
+            (options.bind_address(lst.gateway_namespace, lst.gateway_name), lst.port)
+            for lst in translation.ir.listeners
+        ]
 
     def envoy_stats(self, pattern: str) -> dict[str, int]:
         """Envoy's counters and gauges whose names match the regular expression `pattern` (its admin /stats)."""
@@ -286,9 +316,9 @@ class Stack:
                 "--grpc-port",
                 str(self.model_router.port),
                 "--grpc-health-port",
-                str(free_port()),
+                str(free_port(self.model_router.host)),
                 "--metrics-port",
-                str(free_port()),
+                str(free_port(self.model_router.host)),
             )
             children["model-router"] = Spec(argv, (self.model_router.host, self.model_router.port))
         bootstrap = self.state_dir / "bootstrap.yaml"
