@@ -20,6 +20,7 @@ Cause = Literal[
     "invalid_backend",  # the route's backend is invalid (the route's status says why)
     "rule_not_served",  # Envoy answered from the route itself (poolgate's own 500 for a rule it cannot serve)
     "headers_too_large",  # the request headers are over the listener's limit
+    "malformed_request",  # the request is not valid HTTP (Envoy's codec refused it; the connection is closed)
 ]
 
 # HTTP status -> the error `type` the picker and vLLM use for it
@@ -36,7 +37,7 @@ ERROR_TYPES = {
 class EdgeError:
     """One answer the gateway rewrites: what caused it, and the status and error body the client gets. `message` may
     name `{model}` (the model the body named), `{pools}` (the route's InferencePools), `{route}` (the route's name),
-    `{method}`, `{path}` and `{reply}` (the text Envoy or the route answered with)."""
+    `{method}`, `{path}`, `{reply}` (the text Envoy or the route answered with) and `{details}` (Envoy's reason)."""
 
     cause: Cause
     status: int
@@ -94,4 +95,5 @@ def edge_errors(model_routing: bool) -> tuple[EdgeError, ...]:
             "request_headers_too_large",
             "The request headers are larger than this Gateway accepts.",
         ),
+        EdgeError("malformed_request", 400, "invalid_request", "The request is not valid HTTP ({details})."),
     )

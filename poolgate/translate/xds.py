@@ -141,6 +141,7 @@ _PLACEHOLDERS = {
     "method": "%REQ(:METHOD)%",
     "path": "%REQ(:PATH)%",
     "reply": "%LOCAL_REPLY_BODY%",
+    "details": "%RESPONSE_CODE_DETAILS%",
 }
 # Which local replies an EdgeError's cause is: (status, response flag or None, CEL condition or None)
 _PICKER_ANSWER = "response.code_details.startsWith('poolgate_picker')"  # the picker's own JSON answers (kept)
@@ -152,6 +153,7 @@ _CAUSES: dict[str, tuple[int, str | None, str | None]] = {
     "invalid_backend": (500, "NC", None),
     "rule_not_served": (500, None, "response.code_details == 'direct_response'"),
     "headers_too_large": (431, None, None),
+    "malformed_request": (400, None, "response.code_details.startsWith('http1.')"),
 }
 
 
