@@ -24,6 +24,7 @@ from poolgate.api.contract import (
 from poolgate.translate.policy import MAX_REQUEST_HEADERS_KB
 from poolgate.up.processes import POOLGATE, port_holder, port_open, wait_until
 from poolgate.up.stack import Stack
+from poolgate.up.summary import status_problems
 from tests.conftest import REPO
 from tests.support.stacks import next_block
 
@@ -141,6 +142,9 @@ def test_an_invalid_backend_answers_json_naming_the_object_whose_status_says_why
     assert "InferencePool default/pool" in message and "missing" in message
     conditions = {c["type"]: c for c in stack.status("InferencePool", "pool")["parents"][0]["conditions"]}
     assert conditions["ResolvedRefs"]["status"] == "False" and "missing" in conditions["ResolvedRefs"]["message"]
+    # poolgate up's summary names the same object
+    problems = status_problems(stack.stack.status.translation.status())
+    assert any(p.startswith("InferencePool default/pool: ResolvedRefs False") and "missing" in p for p in problems)
 
 
 def test_models_list_through_the_gateway_shows_every_model_a_client_can_ask_for(quickstart, http):
