@@ -10,6 +10,7 @@ from hooks.settings import HookSettings
 from poolgate.api import InferencePool, contract
 from poolgate.translate import naming
 from poolgate.translate.output import to_yaml
+from poolgate.translate.resolve import effective_picker_ref, is_managed
 
 CONFIG_DIR = "/etc/poolgate/picker"
 HEALTH_PORT = 9003
@@ -19,7 +20,7 @@ OBJECTIVE_GROUPS = ["inference.networking.x-k8s.io", "llm-d.ai"]
 
 def wants_managed_picker(pool: InferencePool) -> bool:
     """Whether the pool asks poolgate to run its endpoint picker."""
-    return pool.metadata.annotations.get(contract.MANAGED_PICKER_ANNOTATION, "").lower() == "true"
+    return is_managed(pool)
 
 
 def endpoints_service(pool: InferencePool) -> dict:
@@ -48,8 +49,11 @@ def endpoints_service(pool: InferencePool) -> dict:
 
 
 def managed_picker(pool: InferencePool, settings: HookSettings) -> list[dict]:
-    """ConfigMap, Deployment, Service, ServiceAccount, Role and RoleBinding of the pool's managed picker."""
-    name = naming.managed_picker(pool.name)
+    """ConfigMap, Deployment, Service, ServiceAccount, Role and RoleBinding of the pool's managed picker, named as
+    its endpointPickerRef names it (`<pool>-epp` when it names none)."""
+    ref = effective_picker_ref(pool)
+    assert ref is not None and ref.port is not None  # a managed pool always has one, with a port
+    name = ref.name
     profile = pool.metadata.annotations.get(contract.PROFILE_ANNOTATION) or settings.picker_profile
     config = to_yaml(
         {"apiVersion": "llm-d.ai/v1alpha1", "kind": "EndpointPickerConfig", "schedulingProfiles": [{"name": profile}]}
@@ -57,7 +61,7 @@ def managed_picker(pool: InferencePool, settings: HookSettings) -> list[dict]:
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(name, pool), "data": {"config.yaml": config}},
         _deployment(name, pool, config, settings),
-        _service(name, pool),
+        _service(name, pool, ref.port.number),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(name, pool)},
         _role(name, pool),
         {
@@ -156,7 +160,7 @@ def _deployment(name: str, pool: InferencePool, config: str, settings: HookSetti
     }
 
 
-def _service(name: str, pool: InferencePool) -> dict:
+def _service(name: str, pool: InferencePool, port: int) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -166,7 +170,7 @@ def _service(name: str, pool: InferencePool) -> dict:
             "ports": [
                 {
                     "name": "grpc",
-                    "port": naming.MANAGED_PICKER_PORT,
+                    "port": port,
                     "targetPort": naming.MANAGED_PICKER_PORT,
                     "protocol": "TCP",
                     "appProtocol": "kubernetes.io/h2c",

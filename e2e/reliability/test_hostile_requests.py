@@ -3,7 +3,7 @@ load of ordinary requests never notices.
 
 Who answers what (docs/reliability.md): the picker answers everything about the body with OpenAI-style JSON (400
 invalid JSON / UTF-8 / nesting / `model`, 404 unknown model, 413 too large); Envoy answers HTTP protocol violations
-itself (400 or 431, text/plain, connection closed; a broken chunked body just closes the connection) and requests
+itself (400 or 431 as OpenAI-style JSON, connection closed; a broken chunked body just closes the connection) and requests
 that arrive too slowly (408)."""
 
 from __future__ import annotations
@@ -140,6 +140,9 @@ def test_protocol_violations_get_envoys_own_4xx_or_a_closed_connection(gateway):
         received, elapsed = raw_exchange(gateway.address, data)
         if status:
             assert received.startswith(b"HTTP/1.1 " + status), (name, received[:200])
+            head, _, body = received.partition(b"\r\n\r\n")
+            assert b"content-type: application/json" in head.lower(), (name, received[:300])
+            assert orjson.loads(body)["error"]["code"] in ("invalid_request", "request_headers_too_large"), name
         else:
             assert received == b"", (name, received[:200])
         assert elapsed < 3.0, (name, elapsed)  # closed by Envoy, not by the client giving up

@@ -12,13 +12,14 @@ import openai
 from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.vllm.servers import MODEL, PORT, VllmServer
+from poolgate.api.builders import gateway, gateway_class, listener, pod, pool, pool_ref, route, service
+from poolgate.api.contract import STEERING_HEADER
 from poolgate.translate import naming
 from poolgate.up.processes import wait_until
 from poolgate.up.stack import PICKER_METRICS_PORT
-from tests.support.objects import gateway, gateway_class, listener, pod, pool, pool_ref, route, service
 from tests.support.stacks import RunningStack, running_stack
 
-STEER_HEADER = "test-epp-endpoint-selection"  # honoured with --enable-conformance-steering (the stacks' default)
+STEER_HEADER = STEERING_HEADER
 ROUND_ROBIN_CONFIG = """
 apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig

@@ -39,6 +39,7 @@ from picker.scheduling.request import PromptInput, SchedulingRequest
 from picker.server import protocol as p
 from picker.server.errors import RequestError, saturated
 from picker.server.metrics import RequestLabels
+from picker.server.models import is_model_list_request
 from picker.server.requests import (
     BASE_MODEL_NAME_HEADER,
     MODEL_NAME_HEADER,
@@ -273,9 +274,23 @@ class ModelRouterExchange(Exchange):
     """The model router: sets X-Gateway-Model-Name (and the base model of a known LoRA adapter) from the body, and
     has Envoy match the route again with it."""
 
-    __slots__ = ()
+    __slots__ = ("model_sources",)
 
     clear_route_cache = True
+
+    def __init__(
+        self, settings: ExchangeSettings, metrics: PickerMetrics, pools: PoolRegistry, model_sources: str | None = None
+    ) -> None:
+        super().__init__(settings, metrics, pools)
+        self.model_sources = model_sources  # what `GET /v1/models` lists (gRPC metadata, see picker/server/models.py)
+
+    def lists_models(self, request: p.ProcessingRequest) -> bool:
+        """Whether this request is `GET /v1/models` on a listener whose model list the router was given."""
+        return (
+            self.model_sources is not None
+            and request.WhichOneof("request") == "request_headers"
+            and is_model_list_request(p.header_map(request.request_headers))
+        )
 
     def _answer(self, raw: bytes | None) -> Answer:
         if raw is None:

@@ -120,8 +120,25 @@ _MODEL = ("model_name", "target_model_name")
 _MODEL_PRIORITY = (*_MODEL, "priority")  # legacy inference_objective_request_total
 _LLMD = (*_MODEL, "fairness_id", "priority")  # every llm_d_epp_request_* family
 _LLMD_TTFT_BUCKETS = _LATENCY_BUCKETS[:24]  # up to 120 s
-_TPOT_BUCKETS = (0.0005, 0.00205, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.125, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
-_TPOT_BUCKETS = (*_TPOT_BUCKETS, 0.8, 1, 2)
+_TPOT_BASE: tuple[float, ...] = (
+    0.0005,
+    0.00205,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.125,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+)
+_TPOT_BUCKETS = (*_TPOT_BASE, 0.8, 1, 2)
 _ITL_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2)
 LLMD = "llm_d_epp_"  # the current family; the inference_objective_/inference_pool_/inference_extension_ ones are legacy
 _DEPRECATED = "[Deprecated: use {}] "
@@ -189,8 +206,8 @@ class ModelMetrics:
             series.inc()
         for series in self.request_sizes:
             series.observe(request_bytes)
-        for series in self.running:
-            series.inc()
+        for gauge in self.running:
+            gauge.inc()
 
     def first_token(self, seconds: float) -> None:
         """The first response body bytes arrived `seconds` after the request headers."""

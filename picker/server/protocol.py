@@ -132,6 +132,18 @@ def response_headers_reply(mutation: ext_proc.HeaderMutation) -> ProcessingRespo
     return reply
 
 
+def immediate_ok(body: bytes) -> ProcessingResponse:
+    """An ImmediateResponse that answers the client 200 with this JSON body."""
+    return ProcessingResponse(
+        immediate_response=ext_proc.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=http_status_pb2.OK),
+            headers=header_mutation({"content-type": "application/json"}),
+            body=body,
+            details="poolgate_model_list",
+        )
+    )
+
+
 def immediate_response(error: RequestError) -> ProcessingResponse:
     """An ImmediateResponse that answers the client with the error's status and JSON body."""
     return ProcessingResponse(

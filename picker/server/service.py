@@ -19,11 +19,13 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_gr
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from picker.server import protocol as p
 from picker.server.errors import RequestError
 from picker.server.exchange import Exchange, ExchangeSettings, ModelRouterExchange, PickerExchange
 from picker.server.metrics import PickerMetrics
+from picker.server.models import model_list
 from picker.server.pools import PoolRegistry
-from poolgate.api.contract import CALLOUT_METADATA_KEY, MODEL_ROUTER, POOL_METADATA_KEY
+from poolgate.api.contract import CALLOUT_METADATA_KEY, MODEL_LIST_METADATA_KEY, MODEL_ROUTER, POOL_METADATA_KEY
 
 log = logging.getLogger("poolgate.picker")
 
@@ -46,14 +48,17 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
         its callout (or when that is the server's only role), else the endpoint picker's."""
         pool_key = None
         callout = None
+        model_sources = None
         for key, value in metadata or ():
             if key == POOL_METADATA_KEY:
                 pool_key = value
             elif key == CALLOUT_METADATA_KEY:
                 callout = value
+            elif key == MODEL_LIST_METADATA_KEY:
+                model_sources = value
         role = self.settings.role
         if role == "model-router" or (role == "both" and callout == MODEL_ROUTER):
-            return ModelRouterExchange(self.settings, self.metrics, self.pools)
+            return ModelRouterExchange(self.settings, self.metrics, self.pools, model_sources)
         exchange = PickerExchange(self.settings, self.metrics, self.pools, pool_key)
         if callout == MODEL_ROUTER:
             exchange.failure = RequestError(
@@ -72,6 +77,9 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
                 request = await read()
                 if request is eof:
                     exchange.end()
+                    return
+                if isinstance(exchange, ModelRouterExchange) and exchange.lists_models(request):
+                    await write(p.immediate_ok(await model_list(exchange.model_sources or "{}")))
                     return
                 try:
                     replies = exchange.on_message(request)

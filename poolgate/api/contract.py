@@ -53,6 +53,32 @@ DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason"  # response header on a
 DROPPED_SATURATED = "rejected-saturated"  # DROPPED_REASON_HEADER value: every endpoint was filtered out (429)
 PREFILLER_HOST_PORT_HEADER = "x-prefiller-host-port"  # prefill/decode: the prefill pod's ip:port for the decode side
 
+# --- Which request headers a client may send --------------------------------------------------------------------------
+# Headers that steer the picker and that only the gateway's own parts may set (the picker, or a route's filters after
+# the picker ran): removed from every client request before any filter runs. A client that set the rewrite header
+# could bypass an InferenceModelRewrite canary; one that set the prefiller header could send its prefill anywhere.
+GATEWAY_ONLY_HEADERS = (
+    *PICKER_ONLY_HEADERS,
+    MODEL_REWRITE_HEADER,
+    LLM_D_MODEL_REWRITE_HEADER,
+    PREFILLER_HOST_PORT_HEADER,
+)
+# Headers meant for clients, which the gateway passes to the picker as sent: they choose among a pool's endpoints or
+# set a request's priority, never steer it outside its pool (the steering header only with conformance steering on).
+CLIENT_CONTROL_HEADERS = (
+    OBJECTIVE_HEADER,
+    LLM_D_OBJECTIVE_HEADER,
+    LLM_D_FAIRNESS_ID_HEADER,
+    DEPRECATED_FAIRNESS_ID_HEADER,
+    LLM_D_SLO_TTFT_HEADER,
+    DEPRECATED_SLO_TTFT_HEADER,
+    LLM_D_SLO_TPOT_HEADER,
+    DEPRECATED_SLO_TPOT_HEADER,
+    SESSION_TOKEN_HEADER,
+    REQUEST_ID_HEADER,
+    STEERING_HEADER,
+)
+
 # --- Response headers poolgate's parts set for tests and benchmarks ---------------------------------------------------
 SERVED_BY_HEADER = "x-poolgate-served-by"  # simulator: the endpoint (ip:port) that answered
 SERVED_MODEL_HEADER = "x-poolgate-served-model"  # simulator: the model (or adapter) the request named on arrival
@@ -60,9 +86,17 @@ CONFORMANCE_SELECTED_HEADER = "x-conformance-test-selected-endpoint"  # picker (
 CONFORMANCE_SERVED_HEADER = "x-conformance-test-served-endpoint"  # picker (steering on): where Envoy says it served
 CONFIG_GENERATION_HEADER = "x-config-generation"  # benchmark route header: which edit of the objects served
 
+# --- Envoy route metadata (read by the gateway's own error answers) ------------------------------------------------------
+ROUTE_METADATA_NAMESPACE = "poolgate"  # filter-metadata namespace poolgate puts on the Envoy routes it generates
+ROUTE_POOLS_KEY = (
+    "pools"  # ROUTE_METADATA_NAMESPACE key: the InferencePools (namespace/name, comma-separated) of a route
+)
+
 # --- gRPC metadata of Envoy's ext_proc calls, and the filters that make them ------------------------------------------
 POOL_METADATA_KEY = "x-poolgate-pool"  # gRPC initial metadata naming the pool (namespace/name) a picker call is for
 CALLOUT_METADATA_KEY = "x-poolgate-callout"  # gRPC initial metadata naming the callout (MODEL_ROUTER)
+MODEL_LIST_METADATA_KEY = "x-poolgate-model-list"  # model router's gRPC metadata: JSON of what /v1/models lists
+MODELS_PATH = "/v1/models"  # the OpenAI model list, which the model router answers for a Gateway
 EPP_FILTER = "poolgate.endpoint_picker"  # Envoy filter name of a pool's endpoint-picker callout
 MODEL_ROUTER_FILTER = "poolgate.model_router"  # Envoy filter name of the model-router callout
 

@@ -302,7 +302,7 @@ def client_traffic_policy(gateway: Gateway, client_timeouts: ClientTimeouts, opt
         "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
         "spec": {
             "targetRefs": [_gateway_target(gateway)],
-            "headers": {"earlyRequestHeaders": {"remove": list(contract.PICKER_ONLY_HEADERS)}},
+            "headers": {"earlyRequestHeaders": {"remove": list(contract.GATEWAY_ONLY_HEADERS)}},
             "connection": {"bufferLimit": options.buffer_limit_bytes},
             "timeout": {"http": timeouts},
         },

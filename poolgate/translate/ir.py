@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from poolgate.translate.policy import CalloutPolicy, CircuitLimits, ClientTimeouts, RetryPolicy
+from poolgate.translate.answers import EdgeError
+from poolgate.translate.policy import CalloutPolicy, CircuitLimits, ClientTimeouts, RequestLimits, RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,23 @@ class VirtualHost:
 
 
 @dataclass(frozen=True)
+class ModelSource:
+    """Where the model servers of one pool answer `GET /v1/models` (tried in order until one answers), and the
+    names the pool's InferenceModelRewrites accept."""
+
+    pool: str  # namespace/name
+    addresses: tuple[Address, ...]
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelList:
+    """What the model router composes `GET /v1/models` from: the listener's pools."""
+
+    sources: tuple[ModelSource, ...]
+
+
+@dataclass(frozen=True)
 class Listener:
     """One Envoy listener: a Gateway's HTTP listeners that share a port."""
 
@@ -121,7 +139,10 @@ class Listener:
     port: int
     virtual_hosts: tuple[VirtualHost, ...]
     client_timeouts: ClientTimeouts
+    request_limits: RequestLimits
+    edge_errors: tuple[EdgeError, ...]  # the answers Envoy gives itself, rewritten as OpenAI-style JSON errors
     model_router: CalloutPolicy | None = None  # run the body-based model router (sets X-Gateway-Model-Name) first
+    model_list: ModelList | None = None  # with the model router: what it answers `GET /v1/models` with
     endpoint_picker: CalloutPolicy | None = None  # the picker filter's own configuration, when a route calls one
 
 

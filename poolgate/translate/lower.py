@@ -11,8 +11,9 @@ from typing import Literal
 from poolgate.api.base import duration_seconds
 from poolgate.api.contract import MODEL_NAME_HEADER
 from poolgate.api.core import Service
-from poolgate.api.gateway import PathModifier, RouteFilter, RouteMatch
+from poolgate.api.gateway import HTTPRoute, PathModifier, RouteFilter, RouteMatch
 from poolgate.translate import ir, naming
+from poolgate.translate.answers import edge_errors
 from poolgate.translate.hostnames import covering_patterns, matches, specificity
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.policy import Policy, decide
@@ -60,7 +61,10 @@ def lower(graph: Graph, options: TranslateOptions, gateways: set[tuple[str, str]
                     port,
                     vhosts,
                     policy.client_timeouts,
+                    policy.request_limits,
+                    edge_errors(model_routing),
                     model_router=policy.model_router if model_routing else None,
+                    model_list=_model_list(graph, listeners, options) if model_routing else None,
                     endpoint_picker=policy.picker_filter if uses_picker else None,
                 )
             )
@@ -73,6 +77,43 @@ def lower(graph: Graph, options: TranslateOptions, gateways: set[tuple[str, str]
                     http2=True,
                 )
     return out
+
+
+# How many of a pool's endpoints the model router asks for the pool's models, in turn, before leaving the pool out.
+MODEL_SOURCES_PER_POOL = 3
+
+
+def _model_list(graph: Graph, listeners: list[ListenerState], options: TranslateOptions) -> ir.ModelList:
+    """Where the model router finds the models of the pools the listeners' routes forward to, and the names the
+    pools' InferenceModelRewrites accept."""
+    pools = {
+        (b.target.pool.namespace, b.target.pool.name): b.target
+        for ls in listeners
+        for att in ls.attached
+        for rule in att.route.rules
+        for b in rule.backends
+        if isinstance(b.target, PoolTarget) and b.target.servable
+    }
+    sources = []
+    for (namespace, name), target in sorted(pools.items()):
+        port = target.pool.spec.target_ports[0].number
+        if options.endpoints == "dns":
+            host = f"{naming.pool_endpoints_service(name)}.{namespace}.svc.{options.cluster_domain}"
+            addresses: tuple[ir.Address, ...] = (ir.Address(host, port),)
+        else:
+            ips = sorted({pod.status.pod_ip for pod, _ in target.endpoints if pod.status.pod_ip})
+            addresses = tuple(ir.Address(ip, port) for ip in ips[:MODEL_SOURCES_PER_POOL])
+        aliases = sorted(
+            {
+                match.model.value
+                for rewrite in graph.snapshot.rewrites.values()
+                if (rewrite.namespace, rewrite.spec.pool_ref.name) == (namespace, name)
+                for rule in rewrite.spec.rules
+                for match in rule.matches
+            }
+        )
+        sources.append(ir.ModelSource(f"{namespace}/{name}", addresses, tuple(aliases)))
+    return ir.ModelList(tuple(sources))
 
 
 # --- virtual hosts ------------------------------------------------------------------------------------------------
@@ -110,7 +151,7 @@ def _routes(
         route = att.route.route
         age = (route.metadata.creation_timestamp or "", route.namespace, route.name)
         for rule in att.route.rules:
-            action = _action(rule, out, options, policy)
+            action = _action(rule, route, out, options, policy)
             filters = rule.rule.filters
             for j, match in enumerate(rule.rule.matches):
                 key = (
@@ -172,7 +213,7 @@ def _header_mods(filters: list[RouteFilter], kind: str) -> ir.HeaderMods:
 
 
 def _action(
-    rule: ResolvedRule, out: ir.IR, options: TranslateOptions, policy: Policy
+    rule: ResolvedRule, route: HTTPRoute, out: ir.IR, options: TranslateOptions, policy: Policy
 ) -> ir.Forward | ir.Redirect | ir.DirectResponse:
     if rule.unsupported:
         return ir.DirectResponse(500, f"poolgate: this route rule is not served: {rule.unsupported}")
@@ -184,7 +225,7 @@ def _action(
     if not backends:
         return ir.DirectResponse(500, "poolgate: no backend with a weight above 0 for this route rule")
     if len(backends) == 1 and backends[0].cluster is None:
-        return ir.DirectResponse(500, "poolgate: the backend of this route rule is invalid; see the HTTPRoute status")
+        return ir.DirectResponse(500, invalid_backend_message(rule, route))
     timeouts = rule.rule.timeouts
     return ir.Forward(
         backends,
@@ -192,6 +233,20 @@ def _action(
         duration_seconds(timeouts.backend_request) if timeouts and timeouts.backend_request else 0.0,
         policy.retries if any(b.picker for b in backends) else None,
     )
+
+
+def invalid_backend_message(rule: ResolvedRule, route: HTTPRoute) -> str:
+    """Why a rule's backend is invalid, naming the object whose status says so."""
+    resolved = next(
+        b for b in rule.backends if b.target is None or (isinstance(b.target, PoolTarget) and not b.target.servable)
+    )
+    target = resolved.target
+    if isinstance(target, PoolTarget):
+        where, why = f"InferencePool {target.pool.namespace}/{target.pool.name}", target.resolved_refs.message
+    else:
+        where = f"HTTPRoute {route.namespace}/{route.name}"
+        why = resolved.problem.message if resolved.problem else "unresolved"
+    return f"The backend of this route is invalid: {why} (see the status of {where}, condition ResolvedRefs)."
 
 
 def _with_rewrite(

@@ -26,6 +26,10 @@ RETRY_ON = ("connect-failure", "refused-stream", "reset")
 CIRCUIT_LIMIT = 100_000
 # A route without a request timeout of its own has none: LLM responses can take minutes.
 NO_ROUTE_TIMEOUT_S = 0.0
+# Envoy answers 431 to a request whose headers (request line included) exceed this, so no oversized header reaches a
+# model server: aiohttp (the simulator) refuses a header line over 8,190 bytes and uvicorn (vLLM) a header block over
+# 16 KiB, each with a plain-text 400 that echoes the header back. 8 KiB is also nginx's default per header line.
+MAX_REQUEST_HEADERS_KB = 8
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,14 @@ class ClientTimeouts:
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """What a listener refuses or drops from a client's request headers before any filter sees them."""
+
+    max_headers_kb: int  # larger request headers get 431
+    drop_underscore_headers: bool  # headers named with `_`: servers that read `_` as `-` would see forged headers
+
+
+@dataclass(frozen=True)
 class Policy:
     """The decisions for one translation."""
 
@@ -82,6 +94,7 @@ class Policy:
     retries: RetryPolicy
     circuit_limits: CircuitLimits
     client_timeouts: ClientTimeouts
+    request_limits: RequestLimits
     route_timeout_s: float  # the request timeout of a route that sets none
 
     def picker(self, failure_open: bool) -> CalloutPolicy:
@@ -139,5 +152,6 @@ def decide(options: TranslateOptions) -> Policy:
         client_timeouts=ClientTimeouts(
             options.request_headers_timeout_s, options.request_timeout_s, options.stream_idle_timeout_s
         ),
+        request_limits=RequestLimits(MAX_REQUEST_HEADERS_KB, drop_underscore_headers=True),
         route_timeout_s=NO_ROUTE_TIMEOUT_S,
     )

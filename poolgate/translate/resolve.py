@@ -366,7 +366,7 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
                 f"endpointPickerRef kind {ref.kind} in group {ref.group or 'core'} is not supported; use a Service",
             ),
         )
-    service = snap.services.get((pool.namespace, ref.name))
+    service = snap.services.get((pool.namespace, ref.name)) or _managed_picker_service(pool, ref)
     if service is None:
         return PoolTarget(
             pool,
@@ -414,12 +414,32 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
     )
 
 
+def is_managed(pool: InferencePool) -> bool:
+    """Whether poolgate deploys the pool's picker (annotation poolgate.dev/managed-picker: "true")."""
+    return pool.metadata.annotations.get(contract.MANAGED_PICKER_ANNOTATION, "").lower() == "true"
+
+
+def _managed_picker_service(pool: InferencePool, ref: EndpointPickerRef) -> Service | None:
+    """The Service poolgate deploys for a managed pool's picker (whatever its endpointPickerRef names it), as it will
+    exist: None for a pool whose picker poolgate does not manage."""
+    if not is_managed(pool) or ref.port is None:
+        return None
+    return Service.model_validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": ref.name, "namespace": pool.namespace},
+            "spec": {"ports": [{"port": ref.port.number}]},
+        }
+    )
+
+
 def effective_picker_ref(pool: InferencePool) -> EndpointPickerRef | None:
     """The pool's endpointPickerRef; for a pool that asks poolgate to manage its picker (annotation
     poolgate.dev/managed-picker: "true") and names none, the Service poolgate deploys for it."""
     ref = pool.spec.endpoint_picker_ref
     annotations = pool.metadata.annotations
-    if ref is not None or annotations.get(contract.MANAGED_PICKER_ANNOTATION, "").lower() != "true":
+    if ref is not None or not is_managed(pool):
         return ref
     failure_mode: Literal["FailOpen", "FailClose"] = (
         "FailOpen" if annotations.get(contract.FAILURE_MODE_ANNOTATION) == "FailOpen" else "FailClose"

@@ -3,14 +3,17 @@ JSON/YAML shapes Envoy loads: a standalone bootstrap, or file-based dynamic reso
 
 from __future__ import annotations
 
+import json
 import re
 
+from envoy.config.accesslog.v3 import accesslog_pb2 as access_log_pb2
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2, grpc_service_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2, processing_mode_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
@@ -21,7 +24,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.any_pb2 import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
@@ -30,16 +33,21 @@ from poolgate.api.contract import (
     CALLOUT_METADATA_KEY,
     DESTINATION_HEADER,
     EPP_FILTER,
+    GATEWAY_ONLY_HEADERS,
     LB_METADATA_NAMESPACE,
+    MODEL_LIST_METADATA_KEY,
+    MODEL_NAME_HEADER,
     MODEL_ROUTER,
     MODEL_ROUTER_FILTER,
     MODEL_ROUTER_ONLY_HEADERS,
-    PICKER_ONLY_HEADERS,
     POOL_METADATA_KEY,
+    ROUTE_METADATA_NAMESPACE,
+    ROUTE_POOLS_KEY,
     SERVED_KEY,
     SUBSET_HINT_NAMESPACE,
 )
 from poolgate.translate import ir, naming
+from poolgate.translate.answers import EdgeError
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.policy import CalloutPolicy
 
@@ -79,10 +87,17 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
         request_headers_timeout=_duration(lst.client_timeouts.request_headers_s),
         request_timeout=_duration(lst.client_timeouts.request_s),
         stream_idle_timeout=_duration(lst.client_timeouts.stream_idle_s),
+        local_reply_config=_local_replies(lst.edge_errors),
     )
+    hcm.common_http_protocol_options.max_headers_count.value = MAX_HEADERS_COUNT
+    hcm.max_request_headers_kb.value = lst.request_limits.max_headers_kb
+    if lst.request_limits.drop_underscore_headers:
+        hcm.common_http_protocol_options.headers_with_underscores_action = protocol_pb2.HttpProtocolOptions.DROP_HEADER
     if lst.model_router is not None:
         hcm.http_filters.append(
-            hcm_pb2.HttpFilter(name=MODEL_ROUTER_FILTER, typed_config=_any(_model_router(lst.model_router)))
+            hcm_pb2.HttpFilter(
+                name=MODEL_ROUTER_FILTER, typed_config=_any(_model_router(lst.model_router, lst.model_list))
+            )
         )
     if lst.endpoint_picker is not None:
         hcm.http_filters.append(
@@ -114,8 +129,79 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
     return out
 
 
+# --- the answers Envoy gives itself -------------------------------------------------------------------------------
+
+# Envoy's own limit on the number of request headers (its default): the size limit is the listener's policy.
+MAX_HEADERS_COUNT = 100
+# The `{placeholder}`s of an EdgeError message -> the Envoy format command that fills them in.
+_PLACEHOLDERS = {
+    "model": f"%REQ({MODEL_NAME_HEADER})%",
+    "pools": f"%METADATA(ROUTE:{ROUTE_METADATA_NAMESPACE}:{ROUTE_POOLS_KEY})%",
+    "route": "%ROUTE_NAME%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(:PATH)%",
+    "reply": "%LOCAL_REPLY_BODY%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+}
+# Which local replies an EdgeError's cause is: (status, response flag or None, CEL condition or None)
+_PICKER_ANSWER = "response.code_details.startsWith('poolgate_picker')"  # the picker's own JSON answers (kept)
+_CAUSES: dict[str, tuple[int, str | None, str | None]] = {
+    "model_not_found": (404, "NR", f"'{MODEL_NAME_HEADER}' in request.headers"),
+    "missing_model": (404, "NR", f"request.method == 'POST' && !('{MODEL_NAME_HEADER}' in request.headers)"),
+    "route_not_found": (404, "NR", None),
+    "picker_unavailable": (503, None, "response.code_details.startsWith('ext_proc_error')"),
+    "invalid_backend": (500, "NC", None),
+    "rule_not_served": (500, None, "response.code_details == 'direct_response'"),
+    "headers_too_large": (431, None, None),
+    "malformed_request": (400, None, "response.code_details.startsWith('http1.')"),
+}
+
+
+def _local_replies(errors: tuple[EdgeError, ...]) -> hcm_pb2.LocalReplyConfig:
+    """Local-reply mappers that turn each answer Envoy gives itself into its OpenAI-style JSON error."""
+    config = hcm_pb2.LocalReplyConfig()
+    for error in errors:
+        status, flag, condition = _CAUSES[error.cause]
+        filters = [
+            access_log_pb2.AccessLogFilter(
+                status_code_filter=access_log_pb2.StatusCodeFilter(
+                    comparison=access_log_pb2.ComparisonFilter(
+                        op=access_log_pb2.ComparisonFilter.EQ,
+                        value=base_pb2.RuntimeUInt32(default_value=status, runtime_key="poolgate.local_reply"),
+                    )
+                )
+            )
+        ]
+        if flag:
+            filters.append(
+                access_log_pb2.AccessLogFilter(response_flag_filter=access_log_pb2.ResponseFlagFilter(flags=[flag]))
+            )
+        if condition:
+            expression = cel_pb2.ExpressionFilter(expression=condition)
+            filters.append(
+                access_log_pb2.AccessLogFilter(
+                    extension_filter=access_log_pb2.ExtensionFilter(
+                        name="envoy.access_loggers.extension_filters.cel", typed_config=_any(expression)
+                    )
+                )
+            )
+        both = access_log_pb2.AccessLogFilter(and_filter=access_log_pb2.AndFilter(filters=filters))
+        mapper = hcm_pb2.ResponseMapper(filter=both if len(filters) > 1 else filters[0])
+        mapper.status_code.value = error.status
+        body = json_format.ParseDict(_error_body(error), struct_pb2.Struct())
+        mapper.body_format_override.json_format.CopyFrom(body)
+        config.mappers.append(mapper)
+    return config
+
+
+def _error_body(error: EdgeError) -> dict:
+    """The JSON body of an edge error, with Envoy format commands where the message names the request."""
+    message = error.message.format(**_PLACEHOLDERS)
+    return {"error": {"message": message, "type": error.error_type, "param": error.param, "code": error.code}}
+
+
 def _strip_headers(model_routing: bool) -> extension_pb2.TypedExtensionConfig:
-    headers = PICKER_ONLY_HEADERS + (MODEL_ROUTER_ONLY_HEADERS if model_routing else ())
+    headers = GATEWAY_ONLY_HEADERS + (MODEL_ROUTER_ONLY_HEADERS if model_routing else ())
     mutation = header_mutation_pb2.HeaderMutation(
         mutations=[mutation_rules_pb2.HeaderMutation(remove=h) for h in headers]
     )
@@ -169,16 +255,29 @@ def _endpoint_picker(default_cluster: str, policy: CalloutPolicy) -> ext_proc_pb
     return config
 
 
-def _model_router(policy: CalloutPolicy) -> ext_proc_pb2.ExternalProcessor:
-    """The body-based model router: reads `model` from the body, sets X-Gateway-Model-Name, re-picks the route."""
+def _model_router(policy: CalloutPolicy, models: ir.ModelList | None) -> ext_proc_pb2.ExternalProcessor:
+    """The body-based model router: reads `model` from the body, sets X-Gateway-Model-Name, re-picks the route; and
+    answers `GET /v1/models` with the models of the listener's pools (gRPC metadata MODEL_LIST_METADATA_KEY)."""
+    metadata = {CALLOUT_METADATA_KEY: MODEL_ROUTER}
+    if models is not None:
+        metadata[MODEL_LIST_METADATA_KEY] = model_list_json(models)
     return ext_proc_pb2.ExternalProcessor(
-        grpc_service=_grpc_service(naming.MODEL_ROUTER_CLUSTER, policy.timeout_s, {CALLOUT_METADATA_KEY: MODEL_ROUTER}),
+        grpc_service=_grpc_service(naming.MODEL_ROUTER_CLUSTER, policy.timeout_s, metadata),
         failure_mode_allow=policy.failure_mode_allow,
         processing_mode=_processing_mode(policy),
         message_timeout=_duration(policy.timeout_s),
         route_cache_action=ext_proc_pb2.ExternalProcessor.CLEAR,
         status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
     )
+
+
+def model_list_json(models: ir.ModelList) -> str:
+    """The model list as the model router reads it: {pool: {"endpoints": ["host:port", ...], "aliases": [...]}}."""
+    pools = {
+        source.pool: {"endpoints": [f"{a.host}:{a.port}" for a in source.addresses], "aliases": list(source.aliases)}
+        for source in models.sources
+    }
+    return json.dumps(pools, separators=(",", ":"))
 
 
 def _picker_override(call: ir.PickerCall | None) -> ext_proc_pb2.ExtProcPerRoute:
@@ -320,6 +419,8 @@ def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Matc
     backends = action.backends
     pickers = [b.picker for b in backends if b.picker]
     if pickers:
+        pools = ",".join(dict.fromkeys(p.pool for p in pickers))
+        out.metadata.filter_metadata[ROUTE_METADATA_NAMESPACE].update({ROUTE_POOLS_KEY: pools})
         # The route calls its (first) pool's picker; with weighted pools each cluster names its own picker below.
         out.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(pickers[0])))
     if action.retry is not None:
@@ -454,6 +555,16 @@ def _upstream_tls(c: ir.Cluster, options: TranslateOptions) -> tls_pb2.UpstreamT
 # --- whole configurations -----------------------------------------------------------------------------------------
 
 
+def listener_json(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> dict:
+    """A listener as the JSON object Envoy loads. The error bodies' fields keep their order (protobuf's Struct
+    does not keep one), so the same input gives the same bytes in every process."""
+    out = to_dict(listener(lst, model, options))
+    hcm = out["filter_chains"][0]["filters"][0]["typed_config"]
+    for mapper, error in zip(hcm.get("local_reply_config", {}).get("mappers", []), lst.edge_errors, strict=True):
+        mapper["body_format_override"]["json_format"] = _error_body(error)
+    return out
+
+
 def cluster_json(c: ir.Cluster, options: TranslateOptions) -> dict:
     """A cluster as the JSON object Envoy loads."""
     out = to_dict(cluster(c, options))
@@ -464,7 +575,7 @@ def cluster_json(c: ir.Cluster, options: TranslateOptions) -> dict:
 
 def resources(model: ir.IR, options: TranslateOptions) -> tuple[list[dict], list[dict]]:
     """The listeners and clusters of the IR as Envoy JSON objects."""
-    listeners = [to_dict(listener(lst, model, options)) for lst in model.listeners]
+    listeners = [listener_json(lst, model, options) for lst in model.listeners]
     clusters = [cluster_json(c, options) for _, c in sorted(model.clusters.items())]
     return listeners, clusters
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 from poolgate.api import Deployment, Gateway, InferencePool, KubeObject, Pod, Service, contract
 from poolgate.api.core import Container
-from poolgate.translate import naming
 from poolgate.translate.ir import Address
-from poolgate.translate.resolve import effective_picker_ref
+from poolgate.translate.resolve import effective_picker_ref, is_managed
 from poolgate.up import vllm
 
 SIM_SUBCOMMAND = "sim"
@@ -90,6 +89,7 @@ class Allocator:
         if not 0 <= block <= 255:
             raise ValueError("the address block must be within 0..255")
         self.pods = Addresses(f"127.{block}.0.10")
+        self.model_router = f"127.{block}.1.1"
         self.pickers = Addresses(f"127.{block}.1.2")
         self.gateways = Addresses(f"127.{block}.2.2")
 
@@ -213,10 +213,7 @@ def _pickers(pools: list[InferencePool], services: dict, allocator: Allocator) -
         ref = effective_picker_ref(pool)
         if ref is None or (ref.group, ref.kind) != ("", "Service"):
             continue
-        managed = pool.metadata.annotations.get(
-            contract.MANAGED_PICKER_ANNOTATION, ""
-        ).lower() == "true" and ref.name == naming.managed_picker(pool.name)
-        if (pool.namespace, ref.name) not in services and not managed:
+        if (pool.namespace, ref.name) not in services and not is_managed(pool):
             continue  # a missing picker Service stays missing: the translator reports it
         assert ref.port is not None  # validation requires a port when kind is Service
         by_service.setdefault((pool.namespace, ref.name, ref.port.number), []).append(pool)

@@ -9,6 +9,8 @@ with its output in a log file, is checked for readiness, and is stopped with SIG
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import signal
 import socket
@@ -19,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 POOLGATE = (sys.executable, "-m", "poolgate.cli")  # the poolgate CLI of this installation, under this Python
 
@@ -39,6 +42,83 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+def port_holder(host: str, port: int) -> str | None:
+    """The process (`pid N: command line`) listening on host:port, when /proc tells (Linux); else None."""
+    ipv4 = socket.inet_aton(host)[::-1].hex().upper()  # /proc/net/tcp's spelling: little-endian hex
+    wanted = {
+        f"{address}:{port:04X}"
+        for address in (ipv4, "00000000", "0000000000000000FFFF0000" + ipv4, "0" * 32)  # also v4-mapped IPv6, any
+    }
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[1] in wanted:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                return f"pid {proc.name}: {command}"
+        except OSError:
+            continue
+    return None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise RuntimeError naming the port and, when it can tell, the process holding it, if something listens on
+    host:port (a listener with SO_REUSEPORT would otherwise share it and split the connections)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+            return
+        except OSError as error:
+            holder = port_holder(host, port)
+            held = f" by {holder}" if holder else ""
+            raise RuntimeError(f"listener port {host}:{port} is already in use{held} ({error.strerror})") from None
+
+
+class StateLock:
+    """An exclusive lock on a state directory, held while one `poolgate up` runs from it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / "lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock; RuntimeError naming the holder's pid if another running process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open while the lock is held, closed in release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RuntimeError(
+                f"state directory {self.path.parent} is in use by another poolgate up (pid {holder}); "
+                "stop it or use another --state-dir"
+            ) from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        """Let the lock go (idempotent)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 def wait_until(
     predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
 ) -> None:
@@ -49,6 +129,23 @@ def wait_until(
             return
         time.sleep(interval)
     raise TimeoutError(f"{message} not reached after {timeout} s")
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """What a child runs between fork and exec so that it is killed when the process that started it dies, even by
+    SIGKILL or the OOM killer (its own process group shields it from signals sent to the parent's). The signal follows
+    the thread that started the child, so children are started from a thread that lives as long as they do (in
+    `poolgate up`, the main thread)."""
+
+    def arrange() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return arrange
 
 
 class Process:
@@ -65,6 +162,7 @@ class Process:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),  # only prctl and getppid: no locks
             env={**os.environ, **(env or {})},
         )
 

@@ -25,7 +25,16 @@ from poolgate.translate.ir import Address
 from poolgate.translate.output import swap_directory, write_yaml
 from poolgate.up import vllm
 from poolgate.up.plan import Allocator, Plan, make_plan
-from poolgate.up.processes import POOLGATE, Spec, Supervisor, free_port, wait_for_port, wait_until
+from poolgate.up.processes import (
+    POOLGATE,
+    Spec,
+    StateLock,
+    Supervisor,
+    check_port_free,
+    free_port,
+    wait_for_port,
+    wait_until,
+)
 
 log = logging.getLogger("poolgate.up")
 PICKER_HEALTH_PORT = 9003
@@ -71,7 +80,8 @@ class Stack:
         self.supervisor = Supervisor(state / "logs")
         self.allocator = Allocator(self.options.address_block)
         self.admin = Address("127.0.0.1", free_port())
-        self.model_router = Address("127.0.0.1", free_port())
+        self.model_router = Address(self.allocator.model_router, free_port(self.allocator.model_router))
+        self.lock = StateLock(state)
         self.status: Status | None = None
 
     @classmethod
@@ -103,6 +113,7 @@ class Stack:
 
     def start(self) -> Status:
         """Plan and start everything; raises InvalidObjects for bad input and RuntimeError if a process fails."""
+        self.lock.acquire()  # raises when another poolgate up runs from the same state directory
         try:
             return self._apply(start_envoy=True)
         except BaseException:
@@ -118,6 +129,7 @@ class Stack:
         if "envoy" in self.supervisor.children:
             self.supervisor.stop("envoy")
         self.supervisor.stop_all()
+        self.lock.release()
 
     def __enter__(self) -> Stack:
         self.start()
@@ -176,6 +188,7 @@ class Stack:
         conflicts = translation.bind_conflicts()
         if conflicts:
             raise RuntimeError("; ".join(conflicts))
+        self._check_new_ports_free(translation)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(
             self.objects_file, {"apiVersion": "v1", "kind": "List", "items": [o.to_json() for o in plan.objects]}
@@ -193,6 +206,23 @@ class Stack:
         for warning in plan.warnings:
             log.warning(warning)
         return self.status
+
+    def _check_new_ports_free(self, translation) -> None:
+        """Refuse listener ports another process holds (ports this stack's Envoy already serves are not checked)."""
+        ours = set()
+        if self.status is not None and "envoy" in self.supervisor.children:
+            ours = set(self._listen_addresses(self.status.translation))
+        for host, port in self._listen_addresses(translation):
+            if (host, port) not in ours:
+                check_port_free(host, port)
+
+    @staticmethod
+    def _listen_addresses(translation) -> list[tuple[str, int]]:
+        options = translation.options
+        return [
+            (options.bind_address(lst.gateway_namespace, lst.gateway_name), lst.port)
+            for lst in translation.ir.listeners
+        ]
 
     def envoy_stats(self, pattern: str) -> dict[str, int]:
         """Envoy's counters and gauges whose names match the regular expression `pattern` (its admin /stats)."""
@@ -263,10 +293,10 @@ class Stack:
                     f"or set {vllm.PYTHON_ENV} to a Python that has vllm"
                 )
             cores = os.cpu_count() or 1
-            for index, pod in enumerate(plan.vllm_pods):
-                children[f"pod/{pod.namespace}/{pod.name}"] = Spec(
-                    vllm.server_argv(python, pod.ip, pod.port, pod.args),
-                    (pod.ip, pod.port),
+            for index, engine in enumerate(plan.vllm_pods):
+                children[f"pod/{engine.namespace}/{engine.name}"] = Spec(
+                    vllm.server_argv(python, engine.ip, engine.port, engine.args),
+                    (engine.ip, engine.port),
                     env=tuple(sorted(vllm.server_env(cpu=index % cores).items())),
                     health_path=vllm.HEALTH_PATH,
                     ready_timeout=vllm.READY_TIMEOUT,
@@ -306,9 +336,9 @@ class Stack:
                 "--grpc-port",
                 str(self.model_router.port),
                 "--grpc-health-port",
-                str(free_port()),
+                str(free_port(self.model_router.host)),
                 "--metrics-port",
-                str(free_port()),
+                str(free_port(self.model_router.host)),
             )
             children["model-router"] = Spec(argv, (self.model_router.host, self.model_router.port))
         bootstrap = self.state_dir / "bootstrap.yaml"

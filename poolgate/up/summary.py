@@ -32,7 +32,7 @@ class Summary:
     def print_started(self, status: Status) -> None:
         plan = status.plan
         self._event(f"started {len(plan.sim_pods)} simulated pods, {len(plan.pickers)} pickers and Envoy")
-        for warning in plan.warnings:
+        for warning in plan.warnings + status_problems(status.translation.status()):
             self._event(f"warning: {warning}")
         model = next(
             (pod.args[pod.args.index("--model") + 1] for pod in plan.sim_pods if "--model" in pod.args[:-1]), "MODEL"
@@ -102,6 +102,30 @@ class Summary:
         running = sum(1 for c in children.values() if c.running)
         processes = f"processes: {running}/{len(children)} running; logs in {self.stack.supervisor.log_dir}"
         return Group(gateways, pools, processes, *self.events)
+
+
+def status_problems(statuses: list[dict]) -> list[str]:
+    """Every condition that is False in the computed status, naming the object whose status says so."""
+    out = []
+
+    def walk(node: object, ref: str) -> None:
+        if isinstance(node, dict):
+            for condition in node.get("conditions", []) if isinstance(node.get("conditions"), list) else []:
+                if condition.get("status") == "False":
+                    line = f"{ref}: {condition['type']} False ({condition.get('reason')}): {condition.get('message')}"
+                    if line not in out:
+                        out.append(line)
+            for key, value in node.items():
+                if key != "conditions":
+                    walk(value, ref)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, ref)
+
+    for entry in statuses:
+        meta = entry["metadata"]
+        walk(entry.get("status"), f"{entry['kind']} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " "))
+    return out
 
 
 def _fmt(value: float | None, pattern: str) -> str:

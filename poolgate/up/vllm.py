@@ -59,7 +59,8 @@ def server_args(container: Container) -> tuple[str, ...]:
     elif API_SERVER in words:
         words = words[words.index(API_SERVER) + 1 :]
     # else: the image's entrypoint (`vllm serve`) takes the args as they are
-    model, rest = None, []
+    model: str | None = None
+    rest: list[str] = []
     index = 0
     while index < len(words):
         word = words[index]

@@ -88,7 +88,7 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     assert traffic["retry"]["numRetries"] == 2
     client = find(out, "ClientTrafficPolicy", "gw-poolgate")["spec"]
     assert client["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-poolgate"}]
-    assert client["headers"]["earlyRequestHeaders"]["remove"] == list(contract.PICKER_ONLY_HEADERS)
+    assert client["headers"]["earlyRequestHeaders"]["remove"] == list(contract.GATEWAY_ONLY_HEADERS)
     assert client["timeout"]["http"] == {
         "requestHeadersReceivedTimeout": "10s",
         "requestReceivedTimeout": "60s",

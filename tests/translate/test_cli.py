@@ -35,6 +35,16 @@ def test_status_lists_every_object_kind():
     assert all(set(s) == {"apiVersion", "kind", "metadata", "status"} for s in status)
 
 
+def test_status_resolves_managed_pickers_as_poolgate_up_and_the_hooks_do():
+    result = run("-f", "examples/quickstart.yaml", "--status")
+    assert result.returncode == 0, result.stderr
+    pools = [s for s in json.loads(result.stdout) if s["kind"] == "InferencePool"]
+    assert sorted(p["metadata"]["name"] for p in pools) == ["llama", "qwen"]  # both with managed pickers
+    for pool in pools:
+        conditions = {c["type"]: c for c in pool["status"]["parents"][0]["conditions"]}
+        assert conditions["ResolvedRefs"]["status"] == "True", conditions["ResolvedRefs"]
+
+
 def test_bad_input_exits_nonzero_naming_object_and_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("""apiVersion: inference.networking.k8s.io/v1

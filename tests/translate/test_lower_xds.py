@@ -3,6 +3,8 @@ generated bootstrap checked by the real Envoy binary."""
 
 from __future__ import annotations
 
+import json
+
 from poolgate.api.builders import (
     basic,
     build,
@@ -310,7 +312,13 @@ def test_model_name_routing_runs_the_model_router_first(envoy_validate):
     ]
     router = filters[0]["typed_config"]
     assert router["route_cache_action"] == "CLEAR"
-    assert router["grpc_service"]["initial_metadata"] == [{"key": "x-poolgate-callout", "value": "model-router"}]
+    metadata = {m["key"]: m["value"] for m in router["grpc_service"]["initial_metadata"]}
+    assert metadata["x-poolgate-callout"] == "model-router"
+    # what GET /v1/models lists: the listener's pools (no endpoints in this snapshot), no rewrite names
+    assert json.loads(metadata["x-poolgate-model-list"]) == {
+        "default/a": {"endpoints": [], "aliases": []},
+        "default/b": {"endpoints": [], "aliases": []},
+    }
     assert filters[1]["typed_config"]["route_cache_action"] == "RETAIN"
     removed = {m["remove"] for m in hcm(boot)["early_header_mutation_extensions"][0]["typed_config"]["mutations"]}
     assert "x-gateway-model-name" in removed

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from poolgate.api.builders import build, gateway, gateway_class, listener, pool, pool_ref, route, service
 from poolgate.api.core import Container
 from poolgate.up import vllm
 from poolgate.up.plan import Allocator, make_plan
-from tests.support.objects import build, gateway, gateway_class, listener, pool, pool_ref, route, service
 
 
 def container(image: str = "vllm/vllm-openai:v0.32.0", command=(), args=()) -> Container:
