@@ -14,8 +14,9 @@ SUBSET_KEY = "x-gateway-destination-endpoint-subset"  # Envoy -> picker: the end
 SCORES_KEY = "x-gateway-destination-endpoint-scores"  # upstream (v0.10): optional per-endpoint scores; unused yet
 LB_METADATA_NAMESPACE = "envoy.lb"  # dynamic-metadata namespace the destination keys live in
 SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"  # filter-metadata namespace of the subset hint
+PREFILLER_HOST_PORT_HEADER = "x-prefiller-host-port"  # picker -> decode pod's sidecar: the prefill pod's ip:port
 # Headers only the picker may set: removed from client requests before any filter runs.
-PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, SUBSET_KEY)
+PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, SUBSET_KEY, PREFILLER_HOST_PORT_HEADER)
 
 # --- Model router (body-based routing) --------------------------------------------------------------------------------
 MODEL_NAME_HEADER = "x-gateway-model-name"  # model router -> route match: the model the request body names
@@ -43,10 +44,10 @@ DEPRECATED_SLO_TTFT_HEADER = "x-slo-ttft-ms"  # deprecated alias of LLM_D_SLO_TT
 DEPRECATED_SLO_TPOT_HEADER = "x-slo-tpot-ms"  # deprecated alias of LLM_D_SLO_TPOT_HEADER
 DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason"  # response header on a request the picker rejected
 DROPPED_SATURATED = "rejected-saturated"  # DROPPED_REASON_HEADER value: every endpoint was filtered out (429)
-PREFILLER_HOST_PORT_HEADER = "x-prefiller-host-port"  # prefill/decode: the prefill pod's ip:port for the decode side
 
 # --- Response headers poolgate's parts set for tests and benchmarks ---------------------------------------------------
 SERVED_BY_HEADER = "x-poolgate-served-by"  # simulator: the endpoint (ip:port) that answered
+PREFILLED_BY_HEADER = "x-poolgate-prefilled-by"  # simulator (P/D decode side): the endpoint that prefilled
 SERVED_MODEL_HEADER = "x-poolgate-served-model"  # simulator: the model (or adapter) the request named on arrival
 CONFORMANCE_SELECTED_HEADER = "x-conformance-test-selected-endpoint"  # picker (steering on): the endpoint it chose
 CONFORMANCE_SERVED_HEADER = "x-conformance-test-served-endpoint"  # picker (steering on): where Envoy says it served
