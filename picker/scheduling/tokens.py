@@ -38,9 +38,14 @@ class TokenizedPrompt:
 
 
 class TokenBackend:
-    """Turns a request's prompt into token IDs."""
+    """Turns a request's prompt into token IDs; `create` builds it from the token producer's parameters."""
 
     name: ClassVar[str] = ""
+
+    @classmethod
+    def create(cls, parameters: Any) -> TokenBackend:
+        """The backend configured by a `token-producer`'s validated parameters (`TokenProducer.Parameters`)."""
+        return cls()
 
     def tokenize(self, request: SchedulingRequest) -> TokenizedPrompt:
         raise NotImplementedError
@@ -83,7 +88,7 @@ class TokenProducer(Plugin):
                 f"plugin {name!r} (token-producer): the {backend!r} tokenizer backend is not implemented yet; "
                 f"poolgate has the backends {sorted(BACKENDS)} (backend: estimate needs no tokenizer)"
             )
-        producer = cls(name, backend_class())
+        producer = cls(name, backend_class.create(parameters))
         context.shared.setdefault(TOKEN_PRODUCER, producer)
         return producer
 
