@@ -153,8 +153,12 @@ class ServerModel:
         on_finish: Callable[[Request], None] | None = None,
         on_tokens: Callable[[Request], None] | None = None,
         output_tokens: int | None = None,
+        remote_prefilled: bool = False,
     ) -> Request:
         """Accept a request now; the engine generates `output_tokens` (default `max_tokens`) tokens.
+
+        `remote_prefilled`: another server prefilled the prompt (P/D disaggregation) and its KV is transferred, so
+        the engine computes only the prompt's last token, as vLLM does with a KV connector.
 
         `on_finish(request)` runs when the last token is out; `on_tokens(request)` (streaming) runs whenever new
         tokens are out, at each step. Raises UnknownModelError or InvalidRequestError instead of accepting.
@@ -194,6 +198,7 @@ class ServerModel:
             token_ids=prompt.token_ids or (),
             on_finish=on_finish,
             on_tokens=on_tokens,
+            remote_prefilled=remote_prefilled,
         )
         self.waiting.append(request)
         if adapter is not None:
@@ -325,6 +330,8 @@ class ServerModel:
             self.waiting.popleft()
             request.admitted_at = now
             request.cached_tokens = cached_blocks * config.block_size
+            if request.remote_prefilled:
+                request.cached_tokens = max(request.cached_tokens, request.prompt_tokens - 1)
             request.prefill_left = request.prompt_tokens - request.cached_tokens
             self.stats.on_admit(request)
             if adapter is not None:

@@ -27,6 +27,7 @@ class Request:
     finished_at: float | None = None
     output_tokens: int = 0
     cached_tokens: int = 0
+    remote_prefilled: bool = False  # prefilled on another server (P/D): its KV arrives, only the last token computes
     prefill_left: int = 0
     token_ids: tuple[int, ...] = ()  # the prompt's token ids, when known (for KV events)
     aborted: bool = False

@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from poolgate.api.contract import SERVED_BY_HEADER, SERVED_MODEL_HEADER
+from poolgate.api.contract import PREFILLED_BY_HEADER, PREFILLER_HOST_PORT_HEADER, SERVED_BY_HEADER, SERVED_MODEL_HEADER
 from simulator.clock import WallClock
 from simulator.config import METRICS_FAULT_PATH, METRICS_FAULTS
 from simulator.metrics import registry_for
@@ -34,6 +34,7 @@ log = logging.getLogger("poolgate.simulator")
 ECHO_SET_HEADER = "X-Echo-Set-Header"
 _MAX_BODY = 64 * 1024 * 1024
 _SHUTDOWN_GRACE = 0.5  # seconds in-flight requests get to finish when a server stops
+_PREFILL_TIMEOUT = 60.0  # seconds the decode side waits for a remote prefill (P/D)
 # What /metrics answers in `garbage` mode, in turn: a scraper must survive each without trusting any of it.
 GARBAGE_METRICS = (
     b"\x00\xff\xfe binary \x80\x81 not text at all",
@@ -191,8 +192,29 @@ class SimulatedServer:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)
 
+    async def _prefill_remotely(self, request: web.Request, raw: bytes, prefiller: str) -> None:
+        """Have `prefiller` (`ip:port`) prefill the prompt first, as the decode pod's sidecar does in P/D
+        disaggregation: the same request with max_tokens 1, not streamed, marked for remote decode."""
+        body = orjson.loads(raw)
+        body.update(max_tokens=1, stream=False, kv_transfer_params={"do_remote_decode": True})
+        body.pop("max_completion_tokens", None)
+        body.pop("stream_options", None)
+        try:
+            async with ClientSession(timeout=ClientTimeout(total=_PREFILL_TIMEOUT)) as session:
+                async with session.post(f"http://{prefiller}{request.path}", data=orjson.dumps(body)) as answer:
+                    await answer.read()
+                    status = answer.status
+        except (TimeoutError, ClientError, ValueError) as exc:
+            raise ApiError(502, f"prefill on {prefiller} failed: {exc}") from None
+        if status != 200:
+            raise ApiError(502, f"prefill on {prefiller} answered {status}")
+
     async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
-        spec = parse_generation(await request.read(), chat)
+        raw = await request.read()
+        spec = parse_generation(raw, chat)
+        prefiller = request.headers.get(PREFILLER_HOST_PORT_HEADER)
+        if prefiller:
+            await self._prefill_remotely(request, raw, prefiller)
         progress = asyncio.Event()
 
         def wake(_: Any) -> None:
@@ -206,6 +228,7 @@ class SimulatedServer:
                 on_finish=wake,
                 on_tokens=wake if spec.stream else None,
                 output_tokens=spec.output_tokens,
+                remote_prefilled=bool(prefiller),
             )
         except UnknownModelError as exc:
             raise ApiError(404, str(exc), "model") from None
@@ -215,16 +238,19 @@ class SimulatedServer:
         try:
             if not spec.stream:
                 await progress.wait()
-                response: web.StreamResponse = _json(completion_body(spec, sim, completion_id))
-                response.headers[SERVED_MODEL_HEADER] = spec.model
-                return response
-            response = web.StreamResponse(
-                headers={
-                    "Content-Type": "text/event-stream",
-                    "Cache-Control": "no-cache",
-                    SERVED_MODEL_HEADER: spec.model,
-                }
-            )
+                answer: web.StreamResponse = _json(completion_body(spec, sim, completion_id))
+                answer.headers[SERVED_MODEL_HEADER] = spec.model
+                if prefiller:
+                    answer.headers[PREFILLED_BY_HEADER] = prefiller
+                return answer
+            headers = {
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                SERVED_MODEL_HEADER: spec.model,
+            }
+            if prefiller:
+                headers[PREFILLED_BY_HEADER] = prefiller
+            response = web.StreamResponse(headers=headers)
             await response.prepare(request)
             writer = ChunkWriter(spec, completion_id)
             while not sim.done:

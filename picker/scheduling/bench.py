@@ -26,11 +26,15 @@ from prometheus_client.samples import Sample
 
 from picker.pool.state import EndpointSpec, PoolState
 from picker.scheduling.config import builtin_config
-from picker.scheduling.prefix import PrefixIndex, prefix_hashes
+from picker.scheduling.prefix import DEFAULT_MAX_PREFIX_TOKENS, MIN_BLOCK_SIZE_TOKENS, PrefixIndex, prefix_hashes
 from picker.scheduling.request import PromptInput, SchedulingRequest
 from picker.scheduling.scheduler import Scheduler
+from picker.scheduling.tokens import TOKEN_BYTES
 
 Progress = Callable[[str], None]
+
+BLOCK_BYTES = MIN_BLOCK_SIZE_TOKENS * TOKEN_BYTES  # the default prefix block: 64 pseudo-tokens
+MAX_BLOCKS = DEFAULT_MAX_PREFIX_TOKENS // MIN_BLOCK_SIZE_TOKENS
 
 
 def run_picker_benchmark(
@@ -114,7 +118,7 @@ def measure_request_parsing(size: int, seed: int) -> dict:
     repeat = max(20, 200_000 // max(size, 1))
     loads = _per_call_us(lambda: orjson.loads(raw), repeat)
     extract = _per_call_us(lambda: PromptInput.from_body(body), repeat)
-    hashes = _per_call_us(lambda: prefix_hashes(prompt.data, "llama-3-8b", "", 64, 256), repeat)
+    hashes = _per_call_us(lambda: prefix_hashes(prompt.data, "llama-3-8b", "", BLOCK_BYTES, MAX_BLOCKS), repeat)
     return {
         "benchmark": "request-parse",
         "body_bytes": len(raw),

@@ -16,40 +16,50 @@
       - pluginRef: prefix
         weight: 3
       - pluginRef: max-score-picker        # at most one picker; max-score-picker when none is listed
-    saturationDetector:                    # optional; or list a `utilization-detector` plugin
-      queueDepthThreshold: 5
-      kvCacheUtilThreshold: 0.8
-      metricsStalenessThreshold: 200ms
+    saturationDetector:                    # optional: {pluginRef: <a declared utilization-detector>}, or its
+      pluginRef: utilization-detector      # parameters inline; default: the first declared detector, else defaults
+    featureGates: [enableLegacyMetrics]    # dataLayer, enableLegacyMetrics; flowControl is refused
+    dataLayer:                             # sources and their extractors must be declared plugins of those kinds
+      sources:
+      - pluginRef: metrics-data-source
+        extractors: [{pluginRef: core-metrics-extractor}]
+    parser: {pluginRef: openai-parser}     # or requestHandler: {parsers: [{pluginRef: openai-parser}]}
 
 Without `schedulingProfiles`, one profile `default` holds every declared filter, scorer (weight 1) and picker.
 The prefix-aware plugins of one config share one prefix index, configured by an `approx-prefix-cache-producer`
-plugin or by the prefix parameters of `prefix-cache-scorer`. `single-profile-handler` is accepted (poolgate runs
-one profile per scheduler); the sections `featureGates`, `dataLayer`, `flowControl`, `parser` and `requestHandler`
-are accepted and not used. Unknown plugin types, unknown parameters and dangling references are errors naming the
-plugin or profile.
+plugin or by the prefix parameters of `prefix-cache-scorer`, tokenized by the config's `token-producer`. With a
+profile handler (`disagg-profile-handler`) the scheduler runs the handler's primary profile (`decode`) and the
+handler runs the others; without one, the first profile (or the one named). Admitters (`probabilistic-admitter`)
+apply to every profile. A `flowControl` section, a `dataLayer.discovery` and the `flowControl` gate are refused
+(not implemented). Unknown plugin types, unknown parameters and dangling references are errors naming the plugin,
+profile or section.
 
-Built-in configs (`builtin_config(name)`): `llmd-default` reproduces the reference default (queue 2, KV 2,
-prefix 3, max-score picker); `poolgate-default` filters stale endpoints and picks the lowest predicted TTFT plus
-the capacity a cache miss costs the pool (`predicted-ttft-scorer`).
+Built-in configs (`builtin_config(name)`): `llmd-default` is the reference picker's (llm-d router v0.10) default:
+queue 2, KV 2, prefix 3 (approximate prefix index over `estimate` tokens), max-score picker; `poolgate-default`
+filters stale endpoints and picks the lowest predicted TTFT plus the capacity a cache miss costs the pool
+(`predicted-ttft-scorer`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from picker.scheduling.framework import Filter, Picker, Plugin, Profile, Scorer
+from picker.scheduling.datalayer import DataLayerSource, ParserPlugin
+from picker.scheduling.framework import Admitter, Filter, Picker, Plugin, Profile, ProfileHandler, Scorer
 from picker.scheduling.registry import BuildContext, ConfigError, plugin_class
 from picker.scheduling.saturation import SaturationDetector
 
 API_VERSIONS = ("llm-d.ai/v1alpha1", "llm-d.ai/v1", "inference.networking.x-k8s.io/v1alpha1")
 DEFAULT_PICKER = "max-score-picker"  # a profile without a picker ranks with this one
 SATURATION_DETECTOR = "utilization-detector"  # what the `saturationDetector` section configures, and the default
+FEATURE_GATES = frozenset({"dataLayer", "enableLegacyMetrics", "flowControl"})  # upstream's gates
+EXTRACTORS = frozenset({"core-metrics-extractor", "precise-prefix-cache-producer"})  # may be listed as extractors
 
 
 class PluginSpec(BaseModel):
@@ -71,33 +81,60 @@ class SchedulingProfileSpec(BaseModel):
     plugins: list[PluginReference] = Field(min_length=1)
 
 
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PluginRefSection(_Section):
+    pluginRef: str = Field(min_length=1)
+
+
+class DataLayerSourceSection(_Section):
+    pluginRef: str = Field(min_length=1)
+    extractors: list[PluginRefSection] = Field(default_factory=list)
+
+
+class DataLayerSection(_Section):
+    injectDefaults: bool | None = None
+    sources: list[DataLayerSourceSection] = Field(default_factory=list)
+    discovery: PluginRefSection | None = None
+
+
+class RequestHandlerSection(_Section):
+    parsers: list[PluginRefSection] = Field(default_factory=list)
+
+
 class EndpointPickerConfig(BaseModel):
-    """The upstream EndpointPickerConfig document (the parts poolgate reads)."""
+    """The upstream EndpointPickerConfig document."""
 
     model_config = ConfigDict(extra="forbid")
     apiVersion: Literal[API_VERSIONS]  # type: ignore[valid-type]
     kind: Literal["EndpointPickerConfig"]
     plugins: list[PluginSpec] = Field(default_factory=list)
     schedulingProfiles: list[SchedulingProfileSpec] = Field(default_factory=list)
-    saturationDetector: dict[str, Any] | None = None  # the parameters of a utilization-detector
+    # {pluginRef: a declared detector} or, poolgate's older form, the parameters of a utilization-detector
+    saturationDetector: dict[str, Any] | None = None
     featureGates: list[str] = Field(default_factory=list)
-    dataLayer: Any = None
-    flowControl: Any = None
-    parser: Any = None
-    requestHandler: Any = None
+    dataLayer: DataLayerSection | None = None
+    flowControl: dict[str, Any] | None = None
+    parser: PluginRefSection | None = None
+    requestHandler: RequestHandlerSection | None = None
 
 
 @dataclass(slots=True)
 class PickerConfig:
-    """A built config: its profiles by name and the pool saturation detector."""
+    """A built config: its profiles by name, the pool saturation detector, the profile run by default (the
+    profile handler's primary, e.g. `decode`, or the first) and the feature gates it enables."""
 
     profiles: dict[str, Profile]
     saturation: SaturationDetector
+    primary: str | None = None
+    feature_gates: frozenset[str] = frozenset()
 
     def profile(self, name: str | None = None) -> Profile:
-        """Return the named profile, or the first one."""
+        """Return the named profile, or the default one."""
         if name is None:
-            return next(iter(self.profiles.values()))
+            return self.profiles[self.primary] if self.primary else next(iter(self.profiles.values()))
         try:
             return self.profiles[name]
         except KeyError:
@@ -121,6 +158,12 @@ def load_config(source: str | Mapping[str, Any], rng: random.Random | None = Non
 
 
 def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
+    gates = _feature_gates(config)
+    if config.flowControl:
+        raise ConfigError(
+            "flowControl: poolgate has no flow-control layer (request queueing and fairness) yet; remove the section "
+            "(admission under load is the saturationDetector's)"
+        )
     specs: dict[str, PluginSpec] = {}
     for spec in config.plugins:
         name = spec.name or spec.type
@@ -130,16 +173,11 @@ def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
         specs[name] = spec
     # producers of shared objects (lower build_order) first, so that the plugins reading them share their parameters
     ordered = sorted(specs.values(), key=lambda spec: plugin_class(spec.type, "").build_order)
-    built = {id(spec): _instantiate(spec, ctx) for spec in ordered}
-    plugins = {name: built[id(spec)] for name, spec in specs.items()}  # back to declaration order
-
-    detectors = [p for p in plugins.values() if isinstance(p, SaturationDetector)]
-    saturation: SaturationDetector
-    if config.saturationDetector is not None:
-        section = PluginSpec(type=SATURATION_DETECTOR, name="saturation-detector", parameters=config.saturationDetector)
-        saturation = cast(SaturationDetector, _instantiate(section, ctx))
-    else:
-        saturation = detectors[0] if detectors else cast(SaturationDetector, _default(SATURATION_DETECTOR, ctx))
+    for spec in ordered:
+        ctx.plugins[spec.name or spec.type] = _instantiate(spec, ctx)
+    plugins = {name: ctx.plugins[name] for name in specs}  # back to declaration order
+    _check_sections(config, plugins)
+    saturation = _saturation_detector(config, plugins, ctx)
 
     if not config.schedulingProfiles:
         every = [
@@ -147,13 +185,90 @@ def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
             for name, p in plugins.items()
             if isinstance(p, (Filter, Scorer, Picker)) and not isinstance(p, SaturationDetector)
         ]
-        return PickerConfig({"default": _profile("default", every, plugins, ctx)}, saturation)
-    profiles: dict[str, Profile] = {}
-    for profile_spec in config.schedulingProfiles:
-        if profile_spec.name in profiles:
-            raise ConfigError(f"scheduling profile {profile_spec.name!r} is declared twice")
-        profiles[profile_spec.name] = _profile(profile_spec.name, profile_spec.plugins, plugins, ctx)
-    return PickerConfig(profiles, saturation)
+        profiles = {"default": _profile("default", every, plugins, ctx)}
+    else:
+        profiles = {}
+        for profile_spec in config.schedulingProfiles:
+            if profile_spec.name in profiles:
+                raise ConfigError(f"scheduling profile {profile_spec.name!r} is declared twice")
+            profiles[profile_spec.name] = _profile(profile_spec.name, profile_spec.plugins, plugins, ctx)
+    admitters = [p for p in plugins.values() if isinstance(p, Admitter)]
+    for profile in profiles.values():
+        profile.extra.extend(a for a in admitters if a not in profile.extra)
+    primary = None
+    handlers = [p for p in plugins.values() if isinstance(p, ProfileHandler)]
+    if len(handlers) > 1:
+        raise ConfigError(f"the config declares {len(handlers)} profile handlers; at most one is allowed")
+    if handlers:
+        primary = handlers[0].bind(profiles)
+        if primary is not None:
+            profiles[primary].handler = handlers[0]
+    return PickerConfig(profiles, saturation, primary, gates)
+
+
+def _feature_gates(config: EndpointPickerConfig) -> frozenset[str]:
+    """The config's feature gates; an unknown one, or one poolgate cannot honour, is a ConfigError."""
+    for gate in config.featureGates:
+        if gate == "flowControl":
+            raise ConfigError("featureGates: 'flowControl' is not implemented by poolgate (no flow-control layer yet)")
+        if gate not in FEATURE_GATES:
+            raise ConfigError(f"featureGates: unknown gate {gate!r}; known gates: {', '.join(sorted(FEATURE_GATES))}")
+    return frozenset(config.featureGates)
+
+
+def _check_sections(config: EndpointPickerConfig, plugins: Mapping[str, Plugin]) -> None:
+    """The `dataLayer`, `parser` and `requestHandler` sections refer to declared plugins of the right kind."""
+
+    def referenced(section: str, name: str, accepts: Callable[[Plugin], bool], kind: str) -> None:
+        plugin = plugins.get(name)
+        if plugin is None:
+            raise ConfigError(f"{section} refers to undeclared plugin {name!r}")
+        if not accepts(plugin):
+            raise ConfigError(f"{section} refers to plugin {name!r} of type {plugin.type_name!r}, not a {kind}")
+
+    layer = config.dataLayer
+    if layer is not None:
+        if layer.discovery is not None:
+            raise ConfigError(
+                "dataLayer.discovery: poolgate discovers endpoints from the InferencePool (or --objects-file); "
+                "discovery plugins are not implemented"
+            )
+        for source in layer.sources:
+            referenced("dataLayer.sources", source.pluginRef, lambda p: isinstance(p, DataLayerSource), "data source")
+            for extractor in source.extractors:
+                referenced(
+                    "dataLayer.sources.extractors",
+                    extractor.pluginRef,
+                    lambda p: p.type_name in EXTRACTORS,
+                    "extractor",
+                )
+    if config.parser is not None:
+        referenced("parser", config.parser.pluginRef, lambda p: isinstance(p, ParserPlugin), "parser")
+    for parser in config.requestHandler.parsers if config.requestHandler is not None else ():
+        referenced("requestHandler.parsers", parser.pluginRef, lambda p: isinstance(p, ParserPlugin), "parser")
+
+
+def _saturation_detector(
+    config: EndpointPickerConfig, plugins: Mapping[str, Plugin], ctx: BuildContext
+) -> SaturationDetector:
+    """The `saturationDetector` section's detector ({pluginRef} or inline parameters), else the first declared
+    detector, else a default utilization-detector."""
+    section = config.saturationDetector
+    if section is not None and set(section) == {"pluginRef"}:
+        detector = plugins.get(section["pluginRef"])
+        if detector is None:
+            raise ConfigError(f"saturationDetector refers to undeclared plugin {section['pluginRef']!r}")
+        if not isinstance(detector, SaturationDetector):
+            raise ConfigError(
+                f"saturationDetector refers to plugin {section['pluginRef']!r} of type {detector.type_name!r}, "
+                "not a saturation detector (utilization-detector)"
+            )
+        return detector
+    if section is not None:
+        inline = PluginSpec(type=SATURATION_DETECTOR, name="saturation-detector", parameters=section)
+        return cast(SaturationDetector, _instantiate(inline, ctx))
+    detectors = [p for p in plugins.values() if isinstance(p, SaturationDetector)]
+    return detectors[0] if detectors else cast(SaturationDetector, _default(SATURATION_DETECTOR, ctx))
 
 
 def _instantiate(spec: PluginSpec, ctx: BuildContext) -> Plugin:
@@ -206,10 +321,20 @@ BUILTIN_CONFIGS: dict[str, str] = {
 apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 plugins:
+- type: token-producer
+  parameters: {backend: estimate}
+- type: approx-prefix-cache-producer
 - type: queue-scorer
 - type: kv-cache-utilization-scorer
 - type: prefix-cache-scorer
+  parameters: {prefixMatchInfoProducerName: approx-prefix-cache-producer}
 - type: max-score-picker
+- type: metrics-data-source
+- type: core-metrics-extractor
+dataLayer:
+  sources:
+  - pluginRef: metrics-data-source
+    extractors: [{pluginRef: core-metrics-extractor}]
 schedulingProfiles:
 - name: llmd-default
   plugins:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, mul
 from typing import Any, ClassVar
 
 from picker.pool.state import Endpoint, InflightTicket, PoolState
@@ -72,6 +74,8 @@ class Decision:
     cycle: CycleState | None = None
     served: str | None = None
     first_token_at: float | None = None
+    prefill: str | None = None  # the prefill endpoint of a disaggregated request (`ip:port`)
+    request_headers: dict[str, str] = field(default_factory=dict)  # to set on the request the model server gets
 
     @property
     def primary(self) -> str | None:
@@ -148,20 +152,66 @@ class Picker(Plugin):
         raise NotImplementedError
 
 
+class Admitter(Plugin):
+    """Decides, before scheduling, whether a request is admitted (a refused request is answered 429)."""
+
+    def admit(self, request: SchedulingRequest, endpoints: Sequence[Endpoint], now: float) -> bool:
+        raise NotImplementedError
+
+
+class ProfileHandler(Plugin):
+    """Runs further profiles once the scheduler's profile picked the primary (e.g. a prefill profile after the
+    decode profile); may set `Decision.prefill` and `Decision.request_headers`."""
+
+    def bind(self, profiles: dict[str, Profile]) -> str | None:
+        """Resolve the profiles the handler names; returns the name of the profile the scheduler runs (None: the
+        config's first). Raises ConfigError for a profile or plugin it cannot find."""
+        return None
+
+    def after_primary(self, cycle: CycleState, decision: Decision) -> None:
+        """Called after the primary was picked and booked, before the `after_pick` hooks."""
+
+
+def score_candidates(
+    cycle: CycleState,
+    filters: Sequence[Filter],
+    scorers: Sequence[tuple[Scorer, float]],
+    candidates: Sequence[Endpoint],
+) -> tuple[Sequence[Endpoint], list[float], Filter | None]:
+    """Run filters, then weighted scorers (scores clamped to [0, 1]); returns (candidates, totals, the filter that
+    left none, or None)."""
+    for plugin in filters:
+        candidates = plugin.filter(cycle, candidates)
+        if not candidates:
+            return (), [], plugin
+    totals = [0.0] * len(candidates)
+    for scorer, weight in scorers:
+        scores = scorer.score(cycle, candidates)
+        if scores and (min(scores) < 0.0 or max(scores) > 1.0):
+            scores = [0.0 if s < 0.0 else 1.0 if s > 1.0 else s for s in scores]
+        if weight != 1.0:
+            scores = list(map(mul, scores, repeat(weight)))
+        totals = list(map(add, totals, scores))
+    return candidates, totals, None
+
+
 @dataclass(slots=True)
 class Profile:
-    """Filters -> weighted scorers -> picker, plus the plugins that only take part through hooks."""
+    """Filters -> weighted scorers -> picker, plus the plugins that only take part through hooks, and the profile
+    handler that runs further profiles after this one (if any)."""
 
     name: str
     filters: list[Filter]
     scorers: list[tuple[Scorer, float]]
     picker: Picker
     extra: list[Plugin] = field(default_factory=list)
+    handler: ProfileHandler | None = None
 
     def plugins(self) -> list[Plugin]:
         """Every plugin of the profile once, including the shared plugins its plugins read."""
         seen: dict[int, Plugin] = {}
-        for plugin in [*self.filters, *(s for s, _ in self.scorers), self.picker, *self.extra]:
+        handler = [self.handler] if self.handler is not None else []
+        for plugin in [*self.filters, *(s for s, _ in self.scorers), self.picker, *self.extra, *handler]:
             seen.setdefault(id(plugin), plugin)
             for shared in plugin.shared_plugins():
                 seen.setdefault(id(shared), shared)

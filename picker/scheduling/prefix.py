@@ -1,15 +1,22 @@
-"""Approximate prefix-cache affinity, as the reference picker does it: hashed character blocks and per-endpoint LRUs.
+"""Approximate prefix-cache affinity as the reference picker (v0.9+) does it: hashed token blocks, per-endpoint LRUs.
 
-Hashing: the prompt bytes (see `PromptInput`) are cut into blocks of `block_size_tokens x 4` bytes (16 x 4 = 64 by
-default; with auto-tuning the block size comes from the first candidate's reported `block_size`); at most 256
-blocks are hashed and a trailing partial block is hashed too. Hashes are chained xxHash64 values: the seed is
-xxh64(target model + cache_salt) and block i hashes to xxh64(block bytes + little-endian 8-byte hash of block i-1).
+Tokens: the config's `token-producer` (see `picker.scheduling.tokens`; the `estimate` backend when none is declared)
+gives the prompt's token IDs. Blocks: `block size` tokens each, where the block size is the first candidate's
+reported vLLM `block_size` (`vllm:cache_config_info`, with `autoTune`) or `blockSizeTokens` (default 16), clamped to
+at least 64 tokens. At most `maxPrefixTokensToMatch` / block size blocks are hashed (131,072 tokens by default;
+`maxPrefixBlocksToMatch` caps instead when the token cap is 0). A prompt shorter than one block has no blocks; a
+trailing partial block is hashed. Hashes are chained xxHash64 values over the blocks' little-endian uint32 token
+IDs: the seed is xxh64(target model + cache_salt) and block i hashes to xxh64(block + le64(hash of block i-1)).
 
 Index: per endpoint an LRU of block hashes whose capacity is the endpoint's `num_gpu_blocks` at the time its LRU is
-created (auto-tuning; 31,250 otherwise). After a pick, every block of the request is credited to the chosen
-endpoint: the picker assumes the server now caches the whole prompt and is never told of evictions. An endpoint's
-match is the number of the request's blocks it holds among the leading blocks that some endpoint holds (the
-walk stops at the first block no endpoint holds); the prefix score is match / total blocks.
+created (auto-tuning; `lruCapacityPerServer`, 31,250, otherwise). After a pick, every block of the request is
+credited to the chosen endpoint (and to the prefill endpoint of a disaggregated request): the picker assumes the
+server now caches the whole prompt and is never told of evictions. An endpoint's match is the number of the
+request's blocks it holds among the leading blocks that some endpoint holds (the walk stops at the first block no
+endpoint holds); the prefix score is match / total blocks.
+
+A prefix-match producer is any plugin with `cycle_match(cycle, endpoints) -> PrefixMatch` (`PrefixMatchProducer`);
+`prefix-cache-scorer` reads the one its `prefixMatchInfoProducerName` names.
 
 Memory: one dict maps each block hash to a bitmask of the endpoints holding it, and each endpoint has an
 OrderedDict LRU sharing the hash objects, about 200 bytes per (endpoint, block) entry.
@@ -21,6 +28,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import xxhash
 from pydantic import Field
@@ -28,9 +36,12 @@ from pydantic import Field
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Plugin
 from picker.scheduling.registry import BuildContext, ConfigError, PluginParameters, plugin
-from picker.scheduling.request import CHARS_PER_TOKEN, SchedulingRequest
+from picker.scheduling.request import SchedulingRequest
+from picker.scheduling.tokens import TOKEN_BYTES, TokenizedPrompt, TokenProducer, shared_token_producer
 
 DEFAULT_BLOCK_SIZE_TOKENS = 16
+MIN_BLOCK_SIZE_TOKENS = 64  # upstream clamps the block size (configured or auto-tuned) to at least this
+DEFAULT_MAX_PREFIX_TOKENS = 131072
 DEFAULT_MAX_PREFIX_BLOCKS = 256
 DEFAULT_LRU_CAPACITY = 31250
 
@@ -39,9 +50,12 @@ _pack_u64 = struct.Struct("<Q").pack
 
 
 def prefix_hashes(data: bytes, model: str, cache_salt: str, block_bytes: int, max_blocks: int) -> list[int]:
-    """Return the chained block hashes of `data` (see the module docstring)."""
+    """Return the chained block hashes of `data` (token IDs as bytes; see the module docstring); `max_blocks` 0 is
+    no cap."""
+    if len(data) < block_bytes:
+        return []
     previous = _hash((model + cache_salt).encode("utf-8"))
-    end = min(len(data), block_bytes * max_blocks)
+    end = min(len(data), block_bytes * max_blocks) if max_blocks else len(data)
     hashes = []
     for start in range(0, end, block_bytes):
         previous = _hash(data[start : start + block_bytes] + _pack_u64(previous))
@@ -51,10 +65,10 @@ def prefix_hashes(data: bytes, model: str, cache_salt: str, block_bytes: int, ma
 
 @dataclass(slots=True)
 class PrefixMatch:
-    """A request's block hashes and, per endpoint key, how many of them the index credits to that endpoint."""
+    """A request's block hashes and, per endpoint key, how many of them the producer credits to that endpoint."""
 
     hashes: list[int]
-    block_bytes: int
+    block_tokens: int
     matched: dict[str, int]
 
     @property
@@ -63,18 +77,27 @@ class PrefixMatch:
         return len(self.hashes)
 
     def ratio(self, key: str) -> float:
-        """The prefix-cache score of an endpoint: matched blocks / total blocks (0 for an empty prompt)."""
+        """The prefix-cache score of an endpoint: matched blocks / total blocks (0 for a prompt without blocks)."""
         return self.matched.get(key, 0) / len(self.hashes) if self.hashes else 0.0
 
     def cached_tokens(self, key: str) -> int:
-        """Estimated prompt tokens an endpoint already caches (matched blocks, in tokens)."""
-        return self.matched.get(key, 0) * self.block_bytes // CHARS_PER_TOKEN
+        """Prompt tokens an endpoint probably caches (matched blocks, in tokens)."""
+        return self.matched.get(key, 0) * self.block_tokens
+
+
+@runtime_checkable
+class PrefixMatchProducer(Protocol):
+    """What `prefix-cache-scorer` reads: per cycle, how much of the request's prefix each candidate caches."""
+
+    name: str
+
+    def cycle_match(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> PrefixMatch: ...
 
 
 class PrefixIndexParameters(PluginParameters):
     blockSizeTokens: int = Field(default=DEFAULT_BLOCK_SIZE_TOKENS, gt=0)
-    hashBlockSize: int | None = Field(default=None, gt=0, description="fixed block size in bytes")
-    maxPrefixBlocksToMatch: int = Field(default=DEFAULT_MAX_PREFIX_BLOCKS, gt=0)
+    maxPrefixTokensToMatch: int = Field(default=DEFAULT_MAX_PREFIX_TOKENS, ge=0)
+    maxPrefixBlocksToMatch: int = Field(default=DEFAULT_MAX_PREFIX_BLOCKS, ge=0)
     lruCapacityPerServer: int = Field(default=DEFAULT_LRU_CAPACITY, gt=0)
     autoTune: bool = True
 
@@ -96,8 +119,9 @@ def shared_prefix_index(context: BuildContext, parameters: PrefixIndexParameters
     p = parameters or PrefixIndexParameters()
     index = PrefixIndex(
         owner if parameters is not None else "",
+        tokens=shared_token_producer(context),
         block_size_tokens=p.blockSizeTokens,
-        hash_block_bytes=p.hashBlockSize,
+        max_prefix_tokens=p.maxPrefixTokensToMatch,
         max_prefix_blocks=p.maxPrefixBlocksToMatch,
         lru_capacity=p.lruCapacityPerServer,
         auto_tune=p.autoTune,
@@ -122,17 +146,19 @@ class PrefixIndex(Plugin):
         self,
         name: str = "",
         *,
+        tokens: TokenProducer | None = None,
         block_size_tokens: int = DEFAULT_BLOCK_SIZE_TOKENS,
-        hash_block_bytes: int | None = None,
+        max_prefix_tokens: int = DEFAULT_MAX_PREFIX_TOKENS,
         max_prefix_blocks: int = DEFAULT_MAX_PREFIX_BLOCKS,
         lru_capacity: int = DEFAULT_LRU_CAPACITY,
         auto_tune: bool = True,
     ) -> None:
         super().__init__(name)
-        if min(block_size_tokens, max_prefix_blocks, lru_capacity, hash_block_bytes or 1) <= 0:
-            raise ValueError("prefix index sizes must be positive")
+        if min(block_size_tokens, lru_capacity) <= 0 or min(max_prefix_tokens, max_prefix_blocks) < 0:
+            raise ValueError("prefix index sizes must be positive (the caps may be 0: no cap)")
+        self.tokens = tokens if tokens is not None else TokenProducer()
         self.block_size_tokens = block_size_tokens
-        self.hash_block_bytes = hash_block_bytes  # fixed block size in bytes (disables block-size auto-tuning)
+        self.max_prefix_tokens = max_prefix_tokens
         self.max_prefix_blocks = max_prefix_blocks
         self.lru_capacity = lru_capacity
         self.auto_tune = auto_tune
@@ -149,25 +175,37 @@ class PrefixIndex(Plugin):
         """The cycle's request matched against the index, computed once per cycle whichever plugin asks first."""
         match: PrefixMatch | None = cycle.step.get(id(self))
         if match is None:
-            match = cycle.step[id(self)] = self.match(cycle.request, endpoints)
+            tokens = self.tokens.cycle_tokens(cycle)
+            match = cycle.step[id(self)] = self._match(cycle.request, tokens, endpoints)
         return match
 
-    def block_bytes(self, endpoints: Sequence[Endpoint]) -> int:
-        """The hash block size in bytes for these candidates (auto-tuned from the first one's block size)."""
-        if self.hash_block_bytes:
-            return self.hash_block_bytes
+    def block_tokens(self, endpoints: Sequence[Endpoint]) -> int:
+        """The block size in tokens for these candidates (auto-tuned from the first one, clamped to >= 64)."""
+        size = self.block_size_tokens
         if self.auto_tune and endpoints and endpoints[0].metrics.block_size > 0:
-            return endpoints[0].metrics.block_size * CHARS_PER_TOKEN
-        return self.block_size_tokens * CHARS_PER_TOKEN
+            size = endpoints[0].metrics.block_size
+        return max(size, MIN_BLOCK_SIZE_TOKENS)
+
+    def max_blocks(self, block_tokens: int) -> int:
+        """How many blocks are hashed at most (0: no cap)."""
+        if self.max_prefix_tokens:
+            return max(1, self.max_prefix_tokens // block_tokens)
+        return self.max_prefix_blocks
 
     def match(self, request: SchedulingRequest, endpoints: Sequence[Endpoint]) -> PrefixMatch:
         """Hash the request's prompt and find how many of its leading blocks each endpoint holds."""
-        block_bytes = self.block_bytes(endpoints)
-        prompt = request.prompt
+        return self._match(request, self.tokens.backend.tokenize(request), endpoints)
+
+    def _match(self, request: SchedulingRequest, tokens: TokenizedPrompt, endpoints: Sequence[Endpoint]) -> PrefixMatch:
+        block_tokens = self.block_tokens(endpoints)
         hashes = prefix_hashes(
-            prompt.data, request.target_model, prompt.cache_salt, block_bytes, self.max_prefix_blocks
+            tokens.ids,
+            request.target_model,
+            request.prompt.cache_salt,
+            block_tokens * TOKEN_BYTES,
+            self.max_blocks(block_tokens),
         )
-        return PrefixMatch(hashes, block_bytes, self.matches(hashes))
+        return PrefixMatch(hashes, block_tokens, self.matches(hashes))
 
     def matches(self, hashes: Sequence[int]) -> dict[str, int]:
         """Per endpoint key, how many of the leading hashes (up to the first one nobody holds) it holds."""
@@ -247,13 +285,15 @@ class PrefixIndex(Plugin):
         self._free.append(slot)
 
     def after_pick(self, cycle: CycleState, decision: Decision) -> None:
-        """Credit all of the request's blocks to the primary endpoint (if this cycle hashed the request)."""
+        """Credit all of the request's blocks to the primary endpoint and to the prefill endpoint, if any (when this
+        cycle hashed the request)."""
         match: PrefixMatch | None = cycle.step.get(id(self))  # None: no plugin of this cycle read the index
         if match is None or not match.hashes or decision.primary is None:
             return
-        endpoint = cycle.pool.get(decision.primary)
-        capacity = endpoint.metrics.num_gpu_blocks if (self.auto_tune and endpoint is not None) else 0
-        self.credit(decision.primary, match.hashes, capacity or self.lru_capacity)
+        for key in (decision.primary, decision.prefill) if decision.prefill else (decision.primary,):
+            endpoint = cycle.pool.get(key)
+            capacity = endpoint.metrics.num_gpu_blocks if (self.auto_tune and endpoint is not None) else 0
+            self.credit(key, match.hashes, capacity or self.lru_capacity)
 
     def _allocate(self, key: str, capacity: int) -> int:
         if self._free:

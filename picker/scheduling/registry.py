@@ -38,6 +38,9 @@ PLUGIN_MODULES = (
     "picker.scheduling.saturation",
     "picker.scheduling.ttft",
     "picker.scheduling.handlers",
+    "picker.scheduling.tokens",
+    "picker.scheduling.datalayer",
+    "picker.scheduling.disagg",
 )
 
 
@@ -78,6 +81,7 @@ class BuildContext:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.shared: dict[str, Any] = {}
+        self.plugins: dict[str, Any] = {}  # the plugins built so far, by name (lower build_order first)
 
 
 _REGISTRY: dict[str, type] = {}

@@ -1,12 +1,11 @@
 """What the scheduler knows of one request: target model, headers, priority, routing hints and the prompt bytes.
 
-`PromptInput.from_body` reproduces the bytes the reference picker hashes for approximate prefix-cache affinity
-(it hashes characters, not tokens):
+`PromptInput.from_body` gives the bytes the reference picker (v0.9+) tokenizes for approximate prefix-cache affinity
+(its `estimate` token backend packs them as 4-byte pseudo-tokens, see `picker.scheduling.tokens`):
 
-- chat completions: the JSON of `messages` as Go's `encoding/json` writes the router's `Message` struct:
-  `[{"role":...,"content":...}]`, no spaces, `role` omitted when empty, `content` a string or a list of
-  `{"type","text"?,"image_url":{"url"?},"input_audio":{"data"?,"format"?},"video_url":{"url"?}}` blocks
-  (other message and block fields are dropped), with Go's HTML-safe escaping of `<`, `>`, `&`, U+2028, U+2029;
+- chat completions: the JSON of `tools` (when present; Go's `encoding/json` form: compact, sorted keys, HTML-safe
+  escaping of `<`, `>`, `&`, U+2028, U+2029), then each message's role followed by its content text (a string, or
+  the text of its `text` blocks), not the JSON of `messages`;
 - completions: the `prompt` string's UTF-8 bytes (a non-string prompt is JSON-encoded the same way);
 - responses API (`input`): the JSON of `[{"instructions":..}?, {"tools":..}?, {"input":..}]`;
   embeddings (path ending in `/embeddings`): the JSON of `input`.
@@ -66,36 +65,28 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _go_content_block(block: Any) -> dict[str, Any]:
-    block = block if isinstance(block, dict) else {}
-    out: dict[str, Any] = {"type": _text(block.get("type"))}
-    if text := _text(block.get("text")):
-        out["text"] = text
-    image = block.get("image_url") if isinstance(block.get("image_url"), dict) else {}
-    out["image_url"] = {"url": url} if (url := _text(image.get("url"))) else {}
-    audio = block.get("input_audio") if isinstance(block.get("input_audio"), dict) else {}
-    audio_out: dict[str, str] = {}
-    if data := _text(audio.get("data")):
-        audio_out["data"] = data
-    if fmt := _text(audio.get("format")):
-        audio_out["format"] = fmt
-    out["input_audio"] = audio_out
-    video = block.get("video_url") if isinstance(block.get("video_url"), dict) else {}
-    out["video_url"] = {"url": url} if (url := _text(video.get("url"))) else {}
-    return out
-
-
-def _go_message(message: Any) -> dict[str, Any]:
-    message = message if isinstance(message, dict) else {}
-    out: dict[str, Any] = {}
-    if role := _text(message.get("role")):
-        out["role"] = role
-    content = message.get("content")
+def _content_text(content: Any) -> str:
+    """A message's content as text: the string, or the text of its `text` blocks joined."""
     if isinstance(content, list):
-        out["content"] = [_go_content_block(block) for block in content]
-    else:
-        out["content"] = _text(content)
-    return out
+        return "".join(
+            _text(block.get("text")) for block in content if isinstance(block, dict) and block.get("type") == "text"
+        )
+    return _text(content)
+
+
+def chat_prompt_bytes(body: Mapping[str, Any]) -> bytes:
+    """The bytes a chat request is tokenized from: the JSON of `tools` (if any), then each message's role and
+    content text."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        messages = []
+    parts = [go_json(body["tools"])] if body.get("tools") else []
+    for message in messages:
+        if isinstance(message, dict):
+            parts.append(
+                (_text(message.get("role")) + _content_text(message.get("content"))).encode("utf-8", "replace")
+            )
+    return b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +106,7 @@ class PromptInput:
         """Extract the hashed prompt bytes from a parsed OpenAI request body (see the module docstring)."""
         salt = _text(body.get("cache_salt"))
         if "messages" in body:
-            messages = body["messages"] if isinstance(body["messages"], list) else []
-            return cls(go_json([_go_message(message) for message in messages], sort_keys=False), salt)
+            return cls(chat_prompt_bytes(body), salt)
         if "prompt" in body:
             prompt = body["prompt"]
             return cls(prompt.encode("utf-8", "replace") if isinstance(prompt, str) else go_json(prompt), salt)

@@ -12,22 +12,30 @@
     elif decision.outcome is Outcome.SHED: ...              # 429
     else: ...                                               # NO_ENDPOINT: 503
 
-Order of a cycle: no endpoint in the pool -> NO_ENDPOINT; priority < 0 and pool saturated -> SHED; the subset
-hint and conformance steering filters (an empty result -> NO_ENDPOINT), then the profile's filters (an empty result
--> FILTERED_OUT, as upstream, whose scheduler error is a 429); the weighted
-scorers; the picker ranks 1 + `fallbacks` endpoints; the request is booked in flight on the primary; the
-plugins' `after_pick` hooks run. `now` is always passed in: the scheduler never reads a clock.
+Order of a cycle: no endpoint in the pool -> NO_ENDPOINT; priority < 0 and pool saturated -> SHED; an admitter
+of the config (e.g. `probabilistic-admitter`) refuses -> SHED; the subset hint and conformance steering filters,
+then the profile's filters (an empty result from the hint or steering -> NO_ENDPOINT, from a profile filter ->
+FILTERED_OUT, as upstream, whose scheduler error is a 429); the weighted scorers; the picker ranks 1 + `fallbacks` endpoints; the request is booked in flight on the primary; the
+profile handler (if any) runs further profiles, e.g. the prefill profile of a disaggregated request; the plugins'
+`after_pick` hooks run. `now` is always passed in: the scheduler never reads a clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
-from operator import add, mul
 
 from picker.pool.state import Endpoint, PoolState
 from picker.scheduling.filters import HeaderBasedTestingFilter, SubsetFilter
-from picker.scheduling.framework import CycleState, Decision, Outcome, Plugin, Profile
+from picker.scheduling.framework import (
+    Admitter,
+    CycleState,
+    Decision,
+    Filter,
+    Outcome,
+    Plugin,
+    Profile,
+    score_candidates,
+)
 from picker.scheduling.request import SchedulingRequest
 from picker.scheduling.saturation import SaturationDetector, UtilizationDetector
 
@@ -56,6 +64,7 @@ class Scheduler:
         self._complete = [p for p in plugins if _overrides(p, "on_complete")]
         self._headers = [p for p in plugins if _overrides(p, "response_headers")]
         self._removed = [p for p in plugins if _overrides(p, "endpoint_removed")]
+        self._admitters = [p for p in plugins if isinstance(p, Admitter)]
         if self._removed:
             pool.subscribe(removed=self._endpoint_removed)
 
@@ -71,6 +80,9 @@ class Scheduler:
             return Decision(Outcome.NO_ENDPOINT, request, profile, reason="the pool has no ready endpoint")
         if request.priority < 0 and self.saturation.saturation(endpoints, now) >= 1.0:
             return Decision(Outcome.SHED, request, profile, reason="the pool is saturated")
+        for admitter in self._admitters:
+            if not admitter.admit(request, endpoints, now):
+                return Decision(Outcome.SHED, request, profile, reason=f"refused by {admitter.name}")
         cycle = CycleState(request, now, self.pool)
         candidates, totals, rejected_by = self._score(cycle)
         if rejected_by is not None:
@@ -81,6 +93,8 @@ class Scheduler:
         keys = tuple(candidates[i].key for i in ranked)
         ticket = self.pool.dispatch(keys[0], request.prompt.estimated_tokens, now)
         decision = Decision(Outcome.PICKED, request, profile, keys, ticket=ticket, cycle=cycle)
+        if self.profile.handler is not None:
+            self.profile.handler.after_primary(cycle, decision)
         for plugin in self._after_pick:
             plugin.after_pick(cycle, decision)
         cycle.end()
@@ -91,22 +105,9 @@ class Scheduler:
         candidates, totals, _ = self._score(CycleState(request, now, self.pool))
         return {endpoint.key: total for endpoint, total in zip(candidates, totals)}
 
-    def _score(self, cycle: CycleState) -> tuple[Sequence[Endpoint], list[float], Plugin | None]:
+    def _score(self, cycle: CycleState) -> tuple[Sequence[Endpoint], list[float], Filter | None]:
         """Run the filters and the weighted scorers; returns (candidates, totals, the filter that left none)."""
-        candidates: Sequence[Endpoint] = self.pool.endpoints()
-        for plugin in self._filters:
-            candidates = plugin.filter(cycle, candidates)
-            if not candidates:
-                return (), [], plugin
-        totals = [0.0] * len(candidates)
-        for scorer, weight in self._scorers:
-            scores = scorer.score(cycle, candidates)
-            if scores and (min(scores) < 0.0 or max(scores) > 1.0):
-                scores = [0.0 if s < 0.0 else 1.0 if s > 1.0 else s for s in scores]
-            if weight != 1.0:
-                scores = list(map(mul, scores, repeat(weight)))
-            totals = list(map(add, totals, scores))
-        return candidates, totals, None
+        return score_candidates(cycle, self._filters, self._scorers, self.pool.endpoints())
 
     def on_served(self, decision: Decision, served: str) -> None:
         """Record the endpoint the proxy actually used; a fallback takes over the primary's in-flight booking."""

@@ -1,12 +1,15 @@
 """Scorer plugins with the reference picker's semantics (type names as in EndpointPickerConfig).
 
-- `queue-scorer`: min-max over scraped candidates of waiting requests, (max - q) / (max - min), all equal -> 1.0;
-  never-scraped endpoints score 0 and take no part in the range.
-- `kv-cache-utilization-scorer`: 1 - KV-cache usage (never scraped: 0).
+- `queue-scorer`: min-max over the candidates of waiting requests, (max - q) / (max - min), all equal -> 1.0; an
+  endpoint not scraped yet counts as 0 waiting, as upstream (so it scores 1.0).
+- `kv-cache-utilization-scorer`: 1 - KV-cache usage (not scraped yet: usage 0, score 1.0, as upstream).
+- `load-aware-scorer`: waiting requests against `threshold` (default 128; <= 0 means the default):
+  0.5 x (1 - min(waiting, threshold) / threshold), so an empty queue scores 0.5.
 - `running-requests-size-scorer`: the same min-max over running requests.
 - `active-request-scorer`: from the picker's own in-flight counts: <= idleThreshold -> 1.0,
   else (max - n) / max x maxBusyScore.
-- `prefix-cache-scorer`: matched prefix blocks / request blocks, from the shared prefix index.
+- `prefix-cache-scorer`: matched prefix blocks / request blocks, from the prefix-match producer named by
+  `prefixMatchInfoProducerName` (default: the config's shared approximate prefix index).
 - `lora-affinity-scorer`: adapter running 1.0; room to load one (running + waiting adapters < max) 0.8;
   adapter waiting 0.6; else 0.
 - `session-affinity-scorer`: 1.0 for the endpoint the session token names, 0 elsewhere. The token is
@@ -29,23 +32,22 @@ from pydantic import Field
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Plugin, Scorer
-from picker.scheduling.prefix import PrefixIndex, PrefixIndexParameters, shared_prefix_index
-from picker.scheduling.registry import BuildContext, PluginParameters, plugin
+from picker.scheduling.prefix import PrefixIndex, PrefixIndexParameters, PrefixMatchProducer, shared_prefix_index
+from picker.scheduling.registry import BuildContext, ConfigError, PluginParameters, plugin
 from poolgate.api.contract import SESSION_TOKEN_HEADER
 
 _key = attrgetter("key")
 
 
-def _min_max_inverse(values: list[int | None]) -> list[float]:
-    """Score lower values higher: (max - v) / (max - min), 1.0 when all equal, 0 for missing values."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return [0.0] * len(values)
-    low, high = min(present), max(present)
+def _min_max_inverse(values: list[int]) -> list[float]:
+    """Score lower values higher: (max - v) / (max - min), 1.0 when all are equal."""
+    if not values:
+        return []
+    low, high = min(values), max(values)
     if low == high:
-        return [0.0 if v is None else 1.0 for v in values]
+        return [1.0] * len(values)
     span = high - low
-    return [0.0 if v is None else (high - v) / span for v in values]
+    return [(high - v) / span for v in values]
 
 
 @plugin("queue-scorer")
@@ -53,7 +55,7 @@ class QueueScorer(Scorer):
     """Prefers endpoints with fewer waiting requests (min-max normalised)."""
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
-        return _min_max_inverse([e.metrics.waiting if e.metrics.updated_at is not None else None for e in endpoints])
+        return _min_max_inverse([e.metrics.waiting for e in endpoints])
 
 
 @plugin("kv-cache-utilization-scorer", "kv-cache-scorer")  # second name: the older upstream type
@@ -61,7 +63,27 @@ class KvCacheUtilizationScorer(Scorer):
     """Prefers endpoints with free KV cache: 1 - usage."""
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
-        return [1.0 - e.metrics.kv_usage if e.metrics.updated_at is not None else 0.0 for e in endpoints]
+        return [1.0 - e.metrics.kv_usage for e in endpoints]
+
+
+@plugin("load-aware-scorer")
+class LoadAwareScorer(Scorer):
+    """Spreads load by waiting requests: an empty queue 0.5, else 0.5 x (1 - min(waiting, threshold) / threshold)."""
+
+    class Parameters(PluginParameters):
+        threshold: int = 128
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> LoadAwareScorer:
+        return cls(name, threshold=parameters.threshold if parameters.threshold > 0 else 128)  # as upstream
+
+    def __init__(self, name: str = "", *, threshold: int = 128) -> None:
+        super().__init__(name)
+        self.threshold = threshold
+
+    def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
+        threshold = self.threshold
+        return [0.5 * (1.0 - min(e.metrics.waiting, threshold) / threshold) for e in endpoints]
 
 
 @plugin("running-requests-size-scorer")
@@ -100,32 +122,48 @@ class ActiveRequestScorer(Scorer):
 
 @plugin("prefix-cache-scorer")
 class PrefixCacheScorer(Scorer):
-    """Prefers endpoints that (probably) cache a longer prefix of the prompt."""
+    """Prefers endpoints that (probably) cache a longer prefix of the prompt: matched blocks / request blocks."""
 
     class Parameters(PluginParameters):
-        """The prefix index parameters may come with the scorer itself (older upstream configs)."""
+        """`prefixMatchInfoProducerName` names the plugin whose prefix matches the scorer reads (default: the
+        config's approximate prefix index); the index parameters may come with the scorer itself (older configs)."""
 
+        prefixMatchInfoProducerName: str | None = Field(default=None, min_length=1)
         blockSizeTokens: int | None = Field(default=None, gt=0)
-        hashBlockSize: int | None = Field(default=None, gt=0)
-        maxPrefixBlocksToMatch: int | None = Field(default=None, gt=0)
+        maxPrefixTokensToMatch: int | None = Field(default=None, ge=0)
+        maxPrefixBlocksToMatch: int | None = Field(default=None, ge=0)
         lruCapacityPerServer: int | None = Field(default=None, gt=0)
         autoTune: bool | None = None
 
     @classmethod
     def create(cls, name: str, parameters: Parameters, context: BuildContext) -> PrefixCacheScorer:
         given = parameters.model_dump(exclude_none=True)
-        index_parameters = PrefixIndexParameters(**given) if given else None
-        return cls(name, index=shared_prefix_index(context, index_parameters, name))
+        producer_name = given.pop("prefixMatchInfoProducerName", None)
+        if producer_name is None or (producer_name == PrefixIndex.type_name and producer_name not in context.plugins):
+            index_parameters = PrefixIndexParameters(**given) if given else None
+            return cls(name, producer=shared_prefix_index(context, index_parameters, name))
+        if given:
+            raise ConfigError(
+                f"plugin {name!r}: give the prefix index parameters {sorted(given)} to {producer_name!r}, "
+                "not to the scorer that reads it"
+            )
+        producer = context.plugins.get(producer_name)
+        if not isinstance(producer, PrefixMatchProducer):
+            raise ConfigError(
+                f"plugin {name!r}: prefixMatchInfoProducerName {producer_name!r} names no declared prefix-match "
+                "producer (approx-prefix-cache-producer or precise-prefix-cache-producer)"
+            )
+        return cls(name, producer=producer)
 
-    def __init__(self, name: str = "", *, index: PrefixIndex) -> None:
+    def __init__(self, name: str = "", *, producer: PrefixMatchProducer) -> None:
         super().__init__(name)
-        self.index = index
+        self.producer = producer
 
     def shared_plugins(self) -> tuple[Plugin, ...]:
-        return (self.index,)
+        return (self.producer,) if isinstance(self.producer, Plugin) else ()
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
-        match = self.index.cycle_match(cycle, endpoints)
+        match = self.producer.cycle_match(cycle, endpoints)
         if not match.matched:
             return [0.0] * len(endpoints)
         total = len(match.hashes)

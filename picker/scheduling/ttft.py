@@ -62,7 +62,6 @@ from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Plugin, Scorer
 from picker.scheduling.prefix import PrefixIndex, shared_prefix_index
 from picker.scheduling.registry import BuildContext, PluginParameters, Seconds, plugin
-from picker.scheduling.request import CHARS_PER_TOKEN
 
 TOKENS_SCALE = 1000.0  # the prefill feature is in thousands of tokens, to keep the features of similar size
 INITIAL_COVARIANCE = 100.0  # RLS prior: loose, so that a few observations move the parameters
@@ -217,7 +216,7 @@ class PredictedTtftScorer(Scorer):
         model = request.target_model
         match = self.index.cycle_match(cycle, endpoints)
         matched = match.matched
-        tokens_per_block = match.block_bytes / CHARS_PER_TOKEN
+        tokens_per_block = float(match.block_tokens)
         prompt_tokens = request.prompt.estimated_tokens
         is_lora = (request.base_model is not None and request.base_model != model) or model in cycle.pool.known_adapters
         base, per_running, per_kilo_token = self.coefficients

@@ -413,7 +413,8 @@ class PickerExchange(Exchange):
         self.released = False
         series.started(self.body_size)
         destination = decision.destination
-        return Answer({p.DESTINATION_HEADER: destination}, new_body, p.destination_metadata(destination))
+        headers = {p.DESTINATION_HEADER: destination, **decision.request_headers}  # e.g. x-prefiller-host-port
+        return Answer(headers, new_body, p.destination_metadata(destination))
 
     def _rewrite_target(self, pool: PoolRuntime, requested: str) -> str | None:
         rule = pool.rewrites.rule_for(requested)

@@ -14,8 +14,9 @@ SUBSET_KEY = "x-gateway-destination-endpoint-subset"  # Envoy -> picker: the end
 SCORES_KEY = "x-gateway-destination-endpoint-scores"  # upstream (v0.10): optional per-endpoint scores; unused yet
 LB_METADATA_NAMESPACE = "envoy.lb"  # dynamic-metadata namespace the destination keys live in
 SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"  # filter-metadata namespace of the subset hint
+PREFILLER_HOST_PORT_HEADER = "x-prefiller-host-port"  # picker -> decode pod's sidecar: the prefill pod's ip:port
 # Headers only the picker may set: removed from client requests before any filter runs.
-PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, SUBSET_KEY)
+PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, SUBSET_KEY, PREFILLER_HOST_PORT_HEADER)
 
 # --- Model router (body-based routing) --------------------------------------------------------------------------------
 MODEL_NAME_HEADER = "x-gateway-model-name"  # model router -> route match: the model the request body names
@@ -51,7 +52,6 @@ UPSTREAM_HEADER_ALIASES = (
 )
 DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason"  # response header on a request the picker rejected
 DROPPED_SATURATED = "rejected-saturated"  # DROPPED_REASON_HEADER value: every endpoint was filtered out (429)
-PREFILLER_HOST_PORT_HEADER = "x-prefiller-host-port"  # prefill/decode: the prefill pod's ip:port for the decode side
 
 # --- Which request headers a client may send --------------------------------------------------------------------------
 # Headers that steer the picker and that only the gateway's own parts may set (the picker, or a route's filters after
@@ -61,7 +61,6 @@ GATEWAY_ONLY_HEADERS = (
     *PICKER_ONLY_HEADERS,
     MODEL_REWRITE_HEADER,
     LLM_D_MODEL_REWRITE_HEADER,
-    PREFILLER_HOST_PORT_HEADER,
 )
 # Headers meant for clients, which the gateway passes to the picker as sent: they choose among a pool's endpoints or
 # set a request's priority, never steer it outside its pool (the steering header only with conformance steering on).
@@ -81,6 +80,7 @@ CLIENT_CONTROL_HEADERS = (
 
 # --- Response headers poolgate's parts set for tests and benchmarks ---------------------------------------------------
 SERVED_BY_HEADER = "x-poolgate-served-by"  # simulator: the endpoint (ip:port) that answered
+PREFILLED_BY_HEADER = "x-poolgate-prefilled-by"  # simulator (P/D decode side): the endpoint that prefilled
 SERVED_MODEL_HEADER = "x-poolgate-served-model"  # simulator: the model (or adapter) the request named on arrival
 CONFORMANCE_SELECTED_HEADER = "x-conformance-test-selected-endpoint"  # picker (steering on): the endpoint it chose
 CONFORMANCE_SERVED_HEADER = "x-conformance-test-served-endpoint"  # picker (steering on): where Envoy says it served

@@ -49,9 +49,9 @@ schedulingProfiles:
     (queue, w1), (prefix, w2) = profile.scorers
     assert isinstance(queue, QueueScorer) and queue.name == "queue" and w1 == 2.5
     assert isinstance(prefix, PrefixCacheScorer) and w2 == 1.0
-    assert prefix.index.max_prefix_blocks == 16 and prefix.index.lru_capacity == 100
+    assert prefix.producer.max_prefix_blocks == 16 and prefix.producer.lru_capacity == 100
     assert isinstance(profile.picker, WeightedRandomPicker)
-    assert profile.picker in profile.plugins() and prefix.index in profile.plugins()
+    assert profile.picker in profile.plugins() and prefix.producer in profile.plugins()
 
 
 def test_without_profiles_a_default_profile_holds_every_plugin_and_a_max_score_picker():
@@ -74,8 +74,8 @@ plugins:
     scorers = [scorer for scorer, _ in config.profile().scorers]
     prefix = next(s for s in scorers if isinstance(s, PrefixCacheScorer))
     no_hit = next(s for s in scorers if isinstance(s, NoHitLruScorer))
-    assert prefix.index is no_hit.index
-    assert prefix.index.block_size_tokens == 32 and not prefix.index.auto_tune
+    assert prefix.producer is no_hit.index
+    assert prefix.producer.block_size_tokens == 32 and not prefix.producer.auto_tune
 
 
 def test_saturation_detector_section_and_plugin():
@@ -119,7 +119,7 @@ saturationDetector: {queueDepthThreshold: 10, kvCacheUtilThreshold: 0.9, metrics
             "at most one is allowed",
         ),
         (
-            "plugins:\n- type: approx-prefix-cache-producer\n- type: prefix-cache-scorer\n  parameters: {hashBlockSize: 5}\n",
+            "plugins:\n- type: approx-prefix-cache-producer\n- type: prefix-cache-scorer\n  parameters: {blockSizeTokens: 5}\n",
             "prefix index parameters differ",
         ),
         (
@@ -162,7 +162,7 @@ def test_durations():
 def test_builtin_configs_build_fresh_state_each_time():
     assert set(BUILTIN_CONFIGS) == {"llmd-default", "poolgate-default"}
     first, second = builtin_config("llmd-default"), builtin_config("llmd-default")
-    index_of = lambda config: config.profile().scorers[2][0].index  # noqa: E731
+    index_of = lambda config: config.profile().scorers[2][0].producer  # noqa: E731
     assert index_of(first) is not index_of(second)
     assert [(s.type_name, w) for s, w in first.profile().scorers] == [
         ("queue-scorer", 2.0),

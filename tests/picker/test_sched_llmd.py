@@ -1,4 +1,6 @@
-"""The `llmd-default` profile reproduces the reference default: queue 2 + KV 2 + prefix 3, max-score picker."""
+"""The `llmd-default` profile reproduces the reference default of llm-d router v0.10: queue 2 + KV 2 + prefix 3
+(approximate prefix index over `estimate` pseudo-tokens, blocks of at least 64 tokens = 256 bytes), max-score
+picker."""
 
 import itertools
 import random
@@ -53,7 +55,7 @@ def llmd(pool, seed=0):
     return Scheduler(pool, builtin_config("llmd-default", random.Random(seed)).profile())
 
 
-def req(data=b"x" * 256):
+def req(data=b"x" * 1024):  # 256 pseudo-tokens: 4 blocks of 64
     return SchedulingRequest("model-a", PromptInput(data))
 
 
@@ -73,21 +75,25 @@ def test_prefix_credit_after_pick_draws_the_same_prompt_back():
     # e1: queue 0.5x2 + kv 0.5x2 + prefix 1.0x3 = 5.0; e2: 1x2 + 0.9x2 = 3.8; e3: 0 + 0.1x2 = 0.2
     assert scheduler.explain(req(), 0.0) == pytest.approx({E1: 5.0, E2: 3.8, E3: 0.2})
     # a prompt sharing 2 of its 4 blocks scores e1's prefix at 0.5
-    assert scheduler.explain(req(b"x" * 128 + b"y" * 128), 0.0)[E1] == pytest.approx(3.5)
+    assert scheduler.explain(req(b"x" * 512 + b"y" * 512), 0.0)[E1] == pytest.approx(3.5)
     # another model hashes differently: no prefix credit
-    other = SchedulingRequest("model-b", PromptInput(b"x" * 256))
+    other = SchedulingRequest("model-b", PromptInput(b"x" * 1024))
     assert scheduler.explain(other, 0.0)[E1] == pytest.approx(2.0)
 
 
-def test_queue_scores_are_min_max_over_scraped_candidates():
-    pool = make_pool((4, 0, 0.0), (4, 0, 0.0), None)
+def test_queue_scores_are_min_max_and_endpoints_without_metrics_score_as_empty():
+    pool = make_pool((4, 0, 0.0), (4, 0, 0.5), None)
     scheduler = llmd(pool)
-    # equal queues -> 1.0; the never-scraped endpoint scores 0 on queue and KV and takes no part in min-max
-    assert scheduler.explain(req(b""), 0.0) == pytest.approx({E1: 4.0, E2: 4.0, "10.0.0.3:8000": 0.0})
-    set_metrics(pool, e1=(0, 0, 0.0), e2=(1, 0, 0.0))
-    assert scheduler.explain(req(b""), 0.0)[E2] == pytest.approx(2.0)  # 0 vs 1 waiting scores like 0 vs 100
+    # as upstream, the never-scraped endpoint counts as 0 waiting and 0 KV usage: queue 1.0, KV 1.0 -> 4.0, and
+    # it is the queue minimum, so the two endpoints with 4 waiting score 0 on queue
+    assert scheduler.explain(req(b""), 0.0) == pytest.approx({E1: 2.0, E2: 1.0, E3: 4.0})
+    assert scheduler.schedule(req(b""), 0.0).primary == E3
+    set_metrics(pool, e3=(4, 0, 0.0))
+    assert scheduler.explain(req(b""), 0.0) == pytest.approx({E1: 4.0, E2: 3.0, E3: 4.0})  # equal queues: 1.0
+    set_metrics(pool, e1=(0, 0, 0.0), e2=(1, 0, 0.0), e3=(2, 0, 0.0))
+    assert scheduler.explain(req(b""), 0.0)[E2] == pytest.approx(3.0)  # queue (2 - 1) / (2 - 0) = 0.5
     set_metrics(pool, e2=(100, 0, 0.0))
-    assert scheduler.explain(req(b""), 0.0)[E2] == pytest.approx(2.0)
+    assert scheduler.explain(req(b""), 0.0)[E3] == pytest.approx(2 * 0.98 + 2)  # (100 - 2) / 100
 
 
 def test_credit_uses_the_endpoint_block_size_and_capacity():
@@ -96,9 +102,11 @@ def test_credit_uses_the_endpoint_block_size_and_capacity():
     pool.apply_samples(E1, vllm(0, 0, 0.0, block_size=16, blocks=3), now=0.0)
     config = builtin_config("llmd-default", random.Random(0))
     scheduler = Scheduler(pool, config.profile())
-    index = config.profile().scorers[2][0].index
-    scheduler.schedule(req(b"q" * 640), 0.0)  # 10 blocks of 64 bytes, LRU capacity 3
+    index = config.profile().scorers[2][0].producer
+    scheduler.schedule(req(b"q" * 2560), 0.0)  # 640 tokens: 10 blocks of 64 (block_size 16 clamped), LRU capacity 3
     assert index.capacity(E1) == 3 and index.block_count(E1) == 3
+    pool.apply_samples(E1, vllm(0, 0, 0.0, block_size=128, blocks=3), now=0.0)
+    assert index.match(req(b"q" * 2560), pool.endpoints()).total == 5  # block_size 128 above the clamp: 5 blocks
 
 
 def test_equal_scores_break_ties_uniformly():

@@ -123,18 +123,19 @@ def test_no_hit_lru_spreads_cold_requests():
     index = PrefixIndex()
     scorer = NoHitLruScorer(index=index)
 
-    def pick(key, data=b"cold prompt"):
+    def pick(key, data=b"cold prompt" * 30):
         c = cycle(pool, prompt=PromptInput(data))
         scores = scorer.score(c, eps)
         scorer.after_pick(c, Decision(Outcome.PICKED, c.request, "p", (key,)))
         return scores
 
     assert pick("10.0.0.2:1") == [1.0, 0.5, 0.0]  # nobody took a cold request yet: candidate order
-    assert pick("10.0.0.1:1", b"other cold") == [1.0, 0.0, 0.5]  # never-used e1, e3 first, then e2
+    assert pick("10.0.0.1:1", b"other cold" * 30) == [1.0, 0.0, 0.5]  # never-used e1, e3 first, then e2
     # e3 never used: 1.0; then least recently used for cold: e2 (rank 1), e1 (rank 2)
-    assert pick("10.0.0.3:1", b"third cold") == [0.0, 0.5, 1.0]
-    index.credit("10.0.0.1:1", index.match(SchedulingRequest("m", PromptInput(b"warm")), eps).hashes)
-    assert pick("10.0.0.1:1", b"warm") == [0.5, 0.5, 0.5]  # a prefix hit somewhere: neutral
+    assert pick("10.0.0.3:1", b"third cold" * 30) == [0.0, 0.5, 1.0]
+    warm = b"warm" * 100
+    index.credit("10.0.0.1:1", index.match(SchedulingRequest("m", PromptInput(warm)), eps).hashes)
+    assert pick("10.0.0.1:1", warm) == [0.5, 0.5, 0.5]  # a prefix hit somewhere: neutral
     scorer.endpoint_removed("10.0.0.3:1")
 
 

@@ -2,10 +2,20 @@
 
 import struct
 
+import pytest
 import xxhash
 
 from picker.pool import EndpointSpec, PoolState
-from picker.scheduling import PrefixIndex, PromptInput, SchedulingRequest, go_json, prefix_hashes
+from picker.scheduling import (
+    ConfigError,
+    PrefixIndex,
+    PromptInput,
+    SchedulingRequest,
+    go_json,
+    load_config,
+    prefix_hashes,
+)
+from picker.scheduling.tokens import EstimateBackend, TokenProducer
 
 
 def reference_hashes(data: bytes, seed_text: str, block: int, max_blocks: int) -> list[int]:
@@ -34,13 +44,16 @@ def test_model_and_cache_salt_seed_the_chain_and_blocks_are_capped():
     assert capped == reference_hashes(data, "llamasalt", 64, 256)
     assert prefix_hashes(data, "qwen", "salt", 64, 256)[0] != capped[0]
     assert prefix_hashes(b"", "m", "", 64, 256) == []
-    assert len(prefix_hashes(b"x", "m", "", 64, 256)) == 1
+    assert prefix_hashes(b"x" * 63, "m", "", 64, 256) == []  # shorter than one block: no block
+    assert len(prefix_hashes(b"x" * 64, "m", "", 64, 256)) == 1
+    assert len(prefix_hashes(data, "llama", "salt", 64, 0)) == 400  # 0: no cap
 
 
-def test_chat_prompt_bytes_are_the_go_json_of_messages():
+def test_chat_prompt_bytes_are_the_tools_json_then_each_role_and_content():
     body = {
         "model": "m",
         "cache_salt": "s1",
+        "tools": [{"type": "function", "function": {"name": "f<x>"}}],
         "messages": [
             {"role": "system", "content": "Be brief & <kind>."},
             {
@@ -49,19 +62,17 @@ def test_chat_prompt_bytes_are_the_go_json_of_messages():
                 "content": [
                     {"type": "text", "text": "hi"},
                     {"type": "image_url", "image_url": {"url": "http://x/y.png", "detail": "auto"}},
+                    {"type": "text", "text": " there"},
                 ],
             },
             {"content": "no role\n\u2028"},
         ],
     }
     prompt = PromptInput.from_body(body)
-    assert prompt.data.decode() == (
-        '[{"role":"system","content":"Be brief \\u0026 \\u003ckind\\u003e."},'
-        '{"role":"user","content":[{"type":"text","text":"hi","image_url":{},"input_audio":{},"video_url":{}},'
-        '{"type":"image_url","image_url":{"url":"http://x/y.png"},"input_audio":{},"video_url":{}}]},'
-        '{"content":"no role\\n\\u2028"}]'
-    )
+    tools = '[{"function":{"name":"f\\u003cx\\u003e"},"type":"function"}]'
+    assert prompt.data.decode() == tools + "systemBe brief & <kind>." + "userhi there" + "no role\n\u2028"
     assert prompt.cache_salt == "s1"
+    assert PromptInput.from_body({"messages": [{"role": "user", "content": "x"}]}).data == b"userx"
 
 
 def test_go_json_writes_lone_surrogates_as_replacement_characters():
@@ -114,15 +125,35 @@ def test_removing_an_endpoint_forgets_its_blocks_and_reuses_its_slot():
     assert sorted(index.tracked_endpoints()) == ["b", "c"]
 
 
-def test_auto_tune_takes_block_size_and_lru_capacity_from_metrics():
+def test_blocks_are_auto_tuned_clamped_to_64_tokens_and_capped_in_tokens():
     pool = PoolState()
     pool.upsert(EndpointSpec("10.0.0.1", 8000))
     endpoint = pool.get("10.0.0.1:8000")
-    endpoint.metrics.block_size, endpoint.metrics.num_gpu_blocks = 32, 500
+    endpoint.metrics.block_size, endpoint.metrics.num_gpu_blocks = 128, 500
     index = PrefixIndex()
-    request = SchedulingRequest("m", PromptInput(b"z" * 300))
+    request = SchedulingRequest("m", PromptInput(b"z" * 1300))  # 325 pseudo-tokens
     match = index.match(request, [endpoint])
-    assert match.block_bytes == 128 and match.total == 3  # 300 bytes in blocks of 32 tokens x 4 bytes
-    fixed = PrefixIndex(auto_tune=False)
-    assert fixed.match(request, [endpoint]).block_bytes == 64
-    assert PrefixIndex(hash_block_bytes=100).match(request, [endpoint]).total == 3
+    assert match.block_tokens == 128 and match.total == 3  # 2 blocks of 128 tokens and a partial one
+    # the hashes are those of the bytes as 4-byte pseudo-tokens: the last token zero-padded
+    assert match.hashes == prefix_hashes(b"z" * 1300 + b"\0\0\0\0"[: -1300 % 4], "m", "", 512, 0)
+    fixed = PrefixIndex(auto_tune=False, block_size_tokens=16)  # below the clamp: 64 tokens
+    assert fixed.match(request, [endpoint]).block_tokens == 64
+    endpoint.metrics.block_size = 16  # vLLM's usual block size is clamped too
+    assert index.match(request, [endpoint]).block_tokens == 64
+    assert index.match(request, [endpoint]).cached_tokens("10.0.0.1:8000") == 0
+    capped = PrefixIndex(max_prefix_tokens=128)  # 128 tokens = 2 blocks of 64
+    assert capped.match(request, [endpoint]).total == 2
+    by_blocks = PrefixIndex(max_prefix_tokens=0, max_prefix_blocks=1)
+    assert by_blocks.match(request, [endpoint]).total == 1
+    assert PrefixIndex().max_blocks(64) == 131072 // 64
+
+
+def test_token_producer_estimate_backend_and_refused_tokenizer_backends():
+    producer = TokenProducer()
+    assert producer.backend.tokenize(SchedulingRequest("m", PromptInput(b"abcdefg"))).ids == b"abcdefg\0"
+    assert producer.backend.tokenize(SchedulingRequest("m", PromptInput(b"abcdefg"))).count == 2
+    header = "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n"
+    config = load_config(header + "- type: token-producer\n  parameters: {modelName: m}\n- type: prefix-cache-scorer\n")
+    assert isinstance(config.profile().scorers[0][0].producer.tokens.backend, EstimateBackend)
+    with pytest.raises(ConfigError, match="'vllm' tokenizer backend is not implemented yet"):
+        load_config(header + "- type: token-producer\n  parameters: {modelName: m, vllm: {url: http://x:8000}}\n")

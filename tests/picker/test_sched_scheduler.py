@@ -136,8 +136,8 @@ def test_removed_endpoints_leave_the_prefix_index():
     pool = make_pool((0, 0.0), (0, 0.0))
     config = builtin_config("llmd-default", random.Random(0))
     s = Scheduler(pool, config.profile())
-    index = config.profile().scorers[2][0].index
-    decision = s.schedule(SchedulingRequest("m", PromptInput(b"z" * 100)), 0.0)
+    index = config.profile().scorers[2][0].producer
+    decision = s.schedule(SchedulingRequest("m", PromptInput(b"z" * 300)), 0.0)  # 75 tokens: 64 + a partial block
     assert index.block_count(decision.primary) == 2
     pool.remove(decision.primary)
     assert index.tracked_endpoints() == []

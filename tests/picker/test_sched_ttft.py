@@ -41,7 +41,7 @@ def make_pool(*metrics):
     return pool
 
 
-PROMPT = PromptInput(bytes(range(200)) * 20)  # 4000 bytes = 1000 estimated tokens = 63 blocks of 64 bytes
+PROMPT = PromptInput(bytes(range(200)) * 20)  # 4000 bytes = 1000 estimated tokens = 16 blocks of 64 tokens
 
 
 def test_predictions_for_three_endpoints():
@@ -50,12 +50,12 @@ def test_predictions_for_three_endpoints():
     scorer = PredictedTtftScorer(index=index)
     request = SchedulingRequest("m", PROMPT)
     hashes = index.match(request, pool.endpoints()).hashes
-    index.credit("10.0.0.3:8000", hashes[:50])  # 50 blocks x 16 tokens = 800 cached tokens
+    index.credit("10.0.0.3:8000", hashes[:12])  # 12 blocks x 64 tokens = 768 cached tokens, 232 uncached
     cycle = CycleState(request, 0.0, pool)
     ttfts = scorer.predict(cycle, pool.endpoints())
     # 0.02 base + 0.001 x running + 0.0002 x uncached tokens + KV pressure (kv - 0.8) / 0.2. The first endpoint's
     # 2 waiting requests run 4 < 10 (the pool's peak): they are a step boundary from joining the batch (6 running).
-    assert ttfts == pytest.approx([0.02 + 0.006 + 0.2, 0.02 + 0.01 + 0.2 + 0.5, 0.02 + 0.04])
+    assert ttfts == pytest.approx([0.02 + 0.006 + 0.2, 0.02 + 0.01 + 0.2 + 0.5, 0.02 + 0.0464])
     # cost = ttft + prefill x (prefillPenalty + running / peak x busy / (1 - busy)), busy = (6/10 + 10/10 + 0) / 3
     per_running = (1.6 / 3) / (1 - 1.6 / 3) / 10
     for penalty in (0.0, 1.0):
@@ -63,7 +63,7 @@ def test_predictions_for_three_endpoints():
         costs = [
             0.226 + 0.2 * (penalty + 6 * per_running),
             0.73 + 0.2 * (penalty + 10 * per_running),
-            0.06 + 0.04 * penalty,
+            0.0664 + 0.0464 * penalty,
         ]
         best = min(costs)
         assert scorer.score(cycle, pool.endpoints()) == pytest.approx([best / cost for cost in costs])

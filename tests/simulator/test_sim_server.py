@@ -301,3 +301,20 @@ async def test_a_stopped_server_no_longer_listens(http):
     await server.stop()
     with pytest.raises(aiohttp.ClientConnectionError):
         await http.get(f"http://{address}/health")
+
+
+async def test_the_decode_side_has_the_named_server_prefill_first_then_decodes(pods, http):
+    prefill, decode = pods[0], pods[1]
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "tell me " * 100}], "max_tokens": 3}
+    headers = {"x-prefiller-host-port": prefill.address}
+    async with http.post(f"http://{decode.address}/v1/chat/completions", json=body, headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["x-poolgate-prefilled-by"] == prefill.address
+        usage = (await response.json())["usage"]
+    # the decode side computed only the last prompt token; the prefill side ran the prompt for one output token
+    assert usage["prompt_tokens_details"]["cached_tokens"] == usage["prompt_tokens"] - 1
+    assert prefill.model.stats.generation_tokens == 1 and decode.model.stats.generation_tokens == 3
+    headers = {"x-prefiller-host-port": "127.0.0.12:9"}  # nobody listens there
+    async with http.post(f"http://{decode.address}/v1/chat/completions", json=body, headers=headers) as response:
+        assert response.status == 502
+        assert "prefill on 127.0.0.12:9 failed" in (await response.json())["error"]["message"]

@@ -1,0 +1,172 @@
+"""Upstream plugin types for what poolgate does outside the scheduling profiles: data sources and extractors, request
+parsers, admission and test hooks. Each is accepted where poolgate does the same thing built in, and refused with a
+message naming the part where it would act differently.
+
+- `metrics-data-source` (`scheme` http, `path` /metrics, `insecureSkipVerify`): the metrics scrape poolgate always
+  runs (every `--refresh-metrics-interval`); another scheme or path is refused.
+- `core-metrics-extractor` (`engineLabelKey`, `defaultEngine`): reads queue, running, KV usage, LoRA and cache
+  config metrics by engine; poolgate's engine label is `llm-d.ai/engine-type` and its engines are built in
+  (`engineConfigs` with custom metric names is refused).
+- `endpoint-notification-source`: pod add/remove notifications; poolgate's pool state always has them.
+- `openai-parser`: parses OpenAI request bodies (chat, completions, responses, embeddings), as poolgate always does;
+  `passthrough-parser`: a request no parser claims is forwarded unparsed (poolgate does this for any body it cannot
+  read as a model request).
+- `precise-prefix-cache-producer`: prefix matches from the engines' KV events; not implemented yet (refused).
+- `probabilistic-admitter` (`queueDepthThreshold` 5, `kvCacheUtilThreshold` 0.8, `power` 5, `k` 300): a
+  sheddable request (priority < 0) is refused (429) with probability min(saturation^power x k, 1), saturation being
+  the mean over the pool of max(waiting / queueDepthThreshold, kv usage / kvCacheUtilThreshold), 1.0 for an endpoint
+  never scraped.
+- `destination-endpoint-served-verifier` (conformance tests): poolgate reports the served endpoint on every response
+  when conformance steering is on; declaring it changes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from picker.pool.metrics import DEFAULT_ENGINE, ENGINE_LABEL, ENGINES
+from picker.pool.state import Endpoint
+from picker.scheduling.framework import Admitter, Plugin
+from picker.scheduling.registry import BuildContext, ConfigError, PluginParameters, plugin
+from picker.scheduling.request import SchedulingRequest
+
+
+class DataLayerSource(Plugin):
+    """A data-layer source (`dataLayer.sources[].pluginRef`)."""
+
+
+@plugin("metrics-data-source")
+class MetricsDataSource(DataLayerSource):
+    """Scrapes each endpoint's Prometheus metrics over HTTP (poolgate's scraper)."""
+
+    class Parameters(PluginParameters):
+        scheme: Literal["http"] = "http"
+        path: Literal["/metrics"] = "/metrics"
+        insecureSkipVerify: bool = True
+
+
+@plugin("endpoint-notification-source")
+class EndpointNotificationSource(DataLayerSource):
+    """Notifies extractors of endpoints joining and leaving (poolgate's pool state)."""
+
+
+@plugin("core-metrics-extractor")
+class CoreMetricsExtractor(Plugin):
+    """Reads the engines' queue, running, KV, LoRA and cache-config metrics (poolgate's built-in engines); listed in
+    `dataLayer.sources[].extractors`."""
+
+    class Parameters(PluginParameters):
+        engineLabelKey: str = ENGINE_LABEL
+        defaultEngine: str = DEFAULT_ENGINE
+        engineConfigs: list[dict[str, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> CoreMetricsExtractor:
+        if parameters.engineConfigs:
+            raise ConfigError(
+                f"plugin {name!r} (core-metrics-extractor): engineConfigs (custom metric names) are not implemented; "
+                f"poolgate has the engines {sorted(ENGINES)}"
+            )
+        if parameters.engineLabelKey != ENGINE_LABEL or parameters.defaultEngine != DEFAULT_ENGINE:
+            raise ConfigError(
+                f"plugin {name!r} (core-metrics-extractor): poolgate reads the engine from label {ENGINE_LABEL!r} "
+                f"with default {DEFAULT_ENGINE!r}; other values are not implemented"
+            )
+        return cls(name)
+
+
+class ParserPlugin(Plugin):
+    """A request parser (`parser.pluginRef`, `requestHandler.parsers[].pluginRef`)."""
+
+
+@plugin("openai-parser")
+class OpenAiParser(ParserPlugin):
+    """Parses OpenAI request bodies (poolgate's request parsing)."""
+
+
+@plugin("passthrough-parser")
+class PassthroughParser(ParserPlugin):
+    """Forwards requests no parser claims without parsing them."""
+
+
+@plugin("precise-prefix-cache-producer")
+class PrecisePrefixCacheProducer(Plugin):
+    """Prefix matches from the engines' KV events: not implemented yet."""
+
+    class Parameters(PluginParameters):
+        model_config = ConfigDict(extra="allow", frozen=True)  # refused whatever its parameters
+
+    @classmethod
+    def create(cls, name: str, parameters: PluginParameters, context: BuildContext) -> Plugin:
+        raise ConfigError(
+            f"plugin {name!r}: type 'precise-prefix-cache-producer' (prefix matches from KV events) is not "
+            "implemented yet; use approx-prefix-cache-producer"
+        )
+
+
+@plugin("probabilistic-admitter")
+class ProbabilisticAdmitter(Admitter):
+    """Refuses sheddable requests with a probability that grows with the pool's saturation."""
+
+    class Parameters(PluginParameters):
+        queueDepthThreshold: int = Field(default=5, gt=0)
+        kvCacheUtilThreshold: float = Field(default=0.8, gt=0)
+        power: float = Field(default=5.0, gt=0)
+        k: float = Field(default=300.0, gt=0)
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> ProbabilisticAdmitter:
+        return cls(
+            name,
+            rng=context.rng,
+            queue_depth_threshold=parameters.queueDepthThreshold,
+            kv_cache_util_threshold=parameters.kvCacheUtilThreshold,
+            power=parameters.power,
+            k=parameters.k,
+        )
+
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        rng: random.Random,
+        queue_depth_threshold: float = 5,
+        kv_cache_util_threshold: float = 0.8,
+        power: float = 5.0,
+        k: float = 300.0,
+    ) -> None:
+        super().__init__(name)
+        self.rng = rng
+        self.queue_depth_threshold = queue_depth_threshold
+        self.kv_cache_util_threshold = kv_cache_util_threshold
+        self.power = power
+        self.k = k
+
+    def pool_saturation(self, endpoints: Sequence[Endpoint]) -> float:
+        """Mean over the endpoints of max(waiting / queue threshold, KV usage / KV threshold); 1.0 if never scraped."""
+        total = 0.0
+        for endpoint in endpoints:
+            m = endpoint.metrics
+            if m.updated_at is None:
+                total += 1.0
+            else:
+                total += max(m.waiting / self.queue_depth_threshold, m.kv_usage / self.kv_cache_util_threshold)
+        return total / len(endpoints)
+
+    def rejection_probability(self, endpoints: Sequence[Endpoint]) -> float:
+        """The probability that a sheddable request is refused now."""
+        return min(self.pool_saturation(endpoints) ** self.power * self.k, 1.0)
+
+    def admit(self, request: SchedulingRequest, endpoints: Sequence[Endpoint], now: float) -> bool:
+        if request.priority >= 0 or not endpoints:
+            return True
+        return self.rng.random() >= self.rejection_probability(endpoints)
+
+
+@plugin("destination-endpoint-served-verifier")
+class DestinationEndpointServedVerifier(Plugin):
+    """Conformance hook: poolgate reports the served endpoint itself when steering is on (no effect)."""
