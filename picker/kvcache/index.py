@@ -273,9 +273,11 @@ class BlockIndex:
 
     # -- lookup -----------------------------------------------------------------------------------------------------
 
-    def matched_blocks(self, keys: Sequence[int], endpoints: Iterable[str], now: float) -> dict[str, int]:
-        """Per endpoint, how many of the leading `keys` it caches consecutively from the first (events plus
-        unexpired speculation)."""
+    def matched_blocks(
+        self, keys: Sequence[int], endpoints: Iterable[str], now: float, speculative: bool = True
+    ) -> dict[str, int]:
+        """Per endpoint, how many of the leading `keys` it caches consecutively from the first (events, plus
+        unexpired speculation unless `speculative` is False)."""
         wanted = 0
         slots: dict[int, str] = {}
         for key in endpoints:
@@ -286,10 +288,10 @@ class BlockIndex:
         counts = dict.fromkeys(slots.values(), 0)
         with self._lock:
             self._expire(now)
-            owners, speculative = self._owners, self._speculative
+            owners, guesses = self._owners, (self._speculative if speculative else {})
             alive = wanted
             for position, block in enumerate(keys):
-                still = alive & (owners.get(block, 0) | speculative.get(block, 0))
+                still = alive & (owners.get(block, 0) | guesses.get(block, 0))
                 dropped = alive & ~still
                 while dropped:
                     low = dropped & -dropped

@@ -38,6 +38,7 @@ PLUGIN_MODULES = (
     "picker.scheduling.saturation",
     "picker.scheduling.ttft",
     "picker.scheduling.handlers",
+    "picker.scheduling.precise_prefix",
 )
 
 
