@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
-import tracemalloc
-
+from picker.kvcache.bench import measure_index_memory
 from picker.kvcache.events import AllBlocksCleared, BlockRemoved, BlockStored, EventBatch, decode_message
 from picker.kvcache.index import BlockIndex, request_keys
 from tests.kvcache.reference import reference_messages
@@ -95,20 +93,6 @@ def test_removed_endpoints_free_their_slot_and_blocks():
 
 
 def test_an_endpoint_with_31250_blocks_takes_under_10_mb():
-    rng = random.Random(1)
-    batches, parent = [], None
-    for seq in range(31250 // 10):
-        hashes = [rng.getrandbits(64) for _ in range(10)]
-        tokens = [rng.randrange(50_000) for _ in range(10 * 16)]
-        batches.append(EventBatch("t", seq, 0.0, [BlockStored(hashes, parent, tokens, 16)]))
-        parent = hashes[-1]
-    index = BlockIndex()
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    for message in batches:
-        index.ingest("a", message)
-    used = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
-    tracemalloc.stop()
-    assert index.block_count("a") == 31250
-    print(f"precise index: {used / 1e6:.2f} MB for 31,250 blocks ({used / 31250:.0f} B/block)")
-    assert used <= 10_000_000
+    row = measure_index_memory(31250)
+    assert row["blocks"] == 31250
+    assert row["mb_per_endpoint"] <= 10.0
