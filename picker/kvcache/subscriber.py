@@ -85,6 +85,11 @@ class KVEventSubscriber:
         if self._thread is not None:
             self._thread.join(5.0)
 
+    @property
+    def running(self) -> bool:
+        """Whether the subscription thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
     def add(self, source: EventSource) -> None:
         """Subscribe to one endpoint's stream (connect layout); the index trusts it from its first message at 0."""
         self.index.endpoint(source.endpoint)

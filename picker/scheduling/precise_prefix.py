@@ -181,6 +181,7 @@ class PrecisePrefixCacheProducer(Plugin):
         """Stop the event subscription."""
         if self.subscriber is not None:
             self.subscriber.stop()
+            self.subscriber = None
 
     # -- matching -----------------------------------------------------------------------------------------------------
 

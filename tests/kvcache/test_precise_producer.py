@@ -75,8 +75,11 @@ def fleet(model_dir) -> Iterator[tuple[Scheduler, PrecisePrefixCacheProducer, di
         pool.upsert(EndpointSpec(address, 8000))
     scorer = PrefixCacheScorer("prefix", index=producer)  # type: ignore[arg-type]  # any prefix-match producer
     profile = Profile("precise", [], [(scorer, 1.0)], MaxScorePicker("picker", rng=random.Random(0)))
-    yield Scheduler(pool, profile), producer, publishers
-    producer.close()
+    scheduler = Scheduler(pool, profile)
+    yield scheduler, producer, publishers
+    subscriber = producer.subscriber
+    scheduler.close()  # a retired scheduler stops its producer's subscription thread
+    assert subscriber is None or not subscriber.running
     for publisher in publishers.values():
         publisher.close(0)
     context.term()
