@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 
 from picker.kvcache.events import BlockHash, BlockStored, EventBatch
@@ -66,12 +67,12 @@ def measure_index_memory(blocks: int = 31250, seed: int = 0) -> dict:
 def measure_tokenize(tokenizer_dir: str | Path, size: int, repeats: int = 20, seed: int = 0) -> dict:
     """Template + encode and block-key time for one chat request of about `size` bytes."""
     rng = random.Random(seed)
-    tokenizer = LocalTokenizer(tokenizer_dir, cache_size=0)
+    tokenizer = LocalTokenizer(tokenizer_dir, cache_tokens=0)
     text = " ".join(rng.choice(_WORDS) for _ in range(size // 4))[:size]
     body = {
         "messages": [{"role": "system", "content": text[: size // 2]}, {"role": "user", "content": text[size // 2 :]}]
     }
-    tokens: list[int] = []
+    tokens: Sequence[int] = []
     start = time.perf_counter()
     for _ in range(repeats):
         tokens = tokenizer.tokenize(body) or []

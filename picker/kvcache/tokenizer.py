@@ -10,32 +10,39 @@ encoded without adding special tokens (the template writes them). Templates run 
 `EngineTokenizer` asks the engine's own `/tokenize` endpoint instead (a network round trip per request: the fallback
 when no tokenizer files are mounted).
 
-Both return None for a request they cannot tokenize (no prompt, an unrenderable template, an engine error), and the
-caller then scores with the approximate index.
+Both return None for a request they cannot tokenize (no prompt, an unrenderable template, an engine error, an engine
+that failed within the last `ENGINE_RETRY_SECONDS`), and the caller then scores with the approximate index.
+`LocalTokenizer` keeps the token IDs of recent prompts (keyed by a 128-bit hash of the rendered text, at most
+`cache_tokens` token IDs in all, 4 bytes each), so a retried or repeated prompt is not encoded again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from array import array
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import jinja2
+import xxhash
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
+ENGINE_RETRY_SECONDS = 5.0
+
 
 class RequestTokenizer(Protocol):
     """Turns an OpenAI request body into the prompt token IDs the engine will see."""
 
-    def tokenize(self, body: Mapping[str, Any]) -> list[int] | None: ...
+    def tokenize(self, body: Mapping[str, Any]) -> Sequence[int] | None: ...
 
 
 def _special_token(config: Mapping[str, Any], name: str) -> str:
@@ -52,7 +59,7 @@ def _raise_exception(message: str) -> None:
 class LocalTokenizer:
     """The engine's tokenizer and chat template, loaded from a model directory (see the module docstring)."""
 
-    def __init__(self, directory: str | Path, cache_size: int = 1024) -> None:
+    def __init__(self, directory: str | Path, cache_tokens: int = 2_000_000) -> None:
         root = Path(directory)
         tokenizer_file = root / "tokenizer.json"
         if not tokenizer_file.is_file():
@@ -67,8 +74,9 @@ class LocalTokenizer:
         self.bos_token = _special_token(config, "bos_token")
         self.eos_token = _special_token(config, "eos_token")
         self.template = self._compile(template) if isinstance(template, str) else None
-        self._cache: OrderedDict[str, list[int]] = OrderedDict()  # rendered text -> token IDs (recent requests)
-        self._cache_size = cache_size
+        self._cache: OrderedDict[bytes, array[int]] = OrderedDict()  # hash of the text -> token IDs, recent last
+        self._cache_tokens = cache_tokens
+        self._cached = 0  # token IDs held by the cache
 
     @staticmethod
     def _compile(source: str) -> jinja2.Template:
@@ -97,7 +105,7 @@ class LocalTokenizer:
             log.debug("chat template failed: %s", error)
             return None
 
-    def tokenize(self, body: Mapping[str, Any]) -> list[int] | None:
+    def tokenize(self, body: Mapping[str, Any]) -> Sequence[int] | None:
         """The prompt token IDs of a completion or chat request, or None if this tokenizer cannot tell."""
         if isinstance(body.get("messages"), list):
             text = self.render_chat(body)
@@ -108,28 +116,34 @@ class LocalTokenizer:
             return None
         if text is None:
             return None
-        cache_key = f"{int(special)}{text}"
-        tokens = self._cache.get(cache_key)
+        key = xxhash.xxh128_digest(text.encode("utf-8", "surrogatepass"), seed=int(special))
+        tokens = self._cache.get(key)
         if tokens is not None:
-            self._cache.move_to_end(cache_key)
+            self._cache.move_to_end(key)
             return tokens
-        tokens = self.tokenizer.encode(text, add_special_tokens=special).ids
-        self._cache[cache_key] = tokens
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        tokens = array("I", self.tokenizer.encode(text, add_special_tokens=special).ids)
+        if len(tokens) <= self._cache_tokens:
+            self._cache[key] = tokens
+            self._cached += len(tokens)
+            while self._cached > self._cache_tokens:
+                self._cached -= len(self._cache.popitem(last=False)[1])
         return tokens
 
 
 class EngineTokenizer:
     """Tokenizes through an engine's `/tokenize` endpoint (vLLM's OpenAI server)."""
 
-    def __init__(self, url: str, model: str = "", timeout: float = 1.0) -> None:
+    def __init__(self, url: str, model: str = "", timeout: float = 0.25) -> None:
         self.url = url.rstrip("/") + "/tokenize"
         self.model = model
         self.client = httpx.Client(timeout=timeout)
+        self._retry_at = 0.0  # after a failure, the engine is not asked again before this time (monotonic)
 
-    def tokenize(self, body: Mapping[str, Any]) -> list[int] | None:
-        """The engine's token IDs for the request's prompt or messages, or None if it could not answer."""
+    def tokenize(self, body: Mapping[str, Any]) -> Sequence[int] | None:
+        """The engine's token IDs for the request's prompt or messages, or None if it could not answer (or failed
+        less than ENGINE_RETRY_SECONDS ago)."""
+        if time.monotonic() < self._retry_at:
+            return None
         request: dict[str, Any] = {"model": self.model or body.get("model", "")}
         if isinstance(body.get("messages"), list):
             request["messages"] = body["messages"]
@@ -144,5 +158,8 @@ class EngineTokenizer:
             tokens = response.json().get("tokens")
         except (httpx.HTTPError, ValueError) as error:
             log.debug("engine tokenize failed: %s", error)
+            tokens = None
+        if not isinstance(tokens, list):
+            self._retry_at = time.monotonic() + ENGINE_RETRY_SECONDS
             return None
-        return tokens if isinstance(tokens, list) else None
+        return tokens

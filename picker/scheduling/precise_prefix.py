@@ -185,7 +185,7 @@ class PrecisePrefixCacheProducer(Plugin):
 
     # -- matching -----------------------------------------------------------------------------------------------------
 
-    def request_tokens(self, request: SchedulingRequest, engine: str) -> list[int] | None:
+    def request_tokens(self, request: SchedulingRequest, engine: str) -> Sequence[int] | None:
         """The request's prompt tokens as the engine at `engine` sees them (None when they cannot be known)."""
         if request.body is None:
             return None
@@ -218,11 +218,12 @@ class PrecisePrefixCacheProducer(Plugin):
         self.attach(cycle.pool)
         approximate = self.approximate.cycle_match(cycle, endpoints)
         trusted = [e.key for e in endpoints if self.index.reliable(e.key) and self.index.block_size(e.key)]
+        block_size = self.index.block_size(trusted[0]) if trusted else 0
+        trusted = [key for key in trusted if self.index.block_size(key) == block_size]  # others: approximate
         tokens = self.request_tokens(cycle.request, trusted[0]) if trusted else None
         if tokens is None:
             match = approximate
         else:
-            block_size = self.index.block_size(trusted[0])
             keys = self.request_keys(cycle.request, tokens, block_size)
             matched: dict[str, float] = dict(self.index.matched_blocks(keys, trusted, cycle.now))
             for e in endpoints:

@@ -99,7 +99,7 @@ def test_requests_go_where_the_events_say_the_prefix_is_cached(fleet, model_dir)
     body = {"prompt": TEXT[:600]}
     tokens = LocalTokenizer(model_dir).tokenize(body)
     assert tokens is not None and len(tokens) > 4 * BLOCK
-    cached = tokens[: 4 * BLOCK]
+    cached = list(tokens[: 4 * BLOCK])
     scheduler.schedule(request({"prompt": "warm up"}), now=0.0)  # the first cycle subscribes to the pool
     hashes = list(range(100, 104))
     publish_until_seen(
