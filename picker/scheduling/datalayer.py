@@ -11,7 +11,6 @@ message naming the part where it would act differently.
 - `openai-parser`: parses OpenAI request bodies (chat, completions, responses, embeddings), as poolgate always does;
   `passthrough-parser`: a request no parser claims is forwarded unparsed (poolgate does this for any body it cannot
   read as a model request).
-- `precise-prefix-cache-producer`: prefix matches from the engines' KV events; not implemented yet (refused).
 - `probabilistic-admitter` (`queueDepthThreshold` 5, `kvCacheUtilThreshold` 0.8, `power` 5, `k` 300): a
   sheddable request (priority < 0) is refused (429) with probability min(saturation^power x k, 1), saturation being
   the mean over the pool of max(waiting / queueDepthThreshold, kv usage / kvCacheUtilThreshold), 1.0 for an endpoint
@@ -26,7 +25,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from picker.pool.metrics import DEFAULT_ENGINE, ENGINE_LABEL, ENGINES
 from picker.pool.state import Endpoint
@@ -91,21 +90,6 @@ class OpenAiParser(ParserPlugin):
 @plugin("passthrough-parser")
 class PassthroughParser(ParserPlugin):
     """Forwards requests no parser claims without parsing them."""
-
-
-@plugin("precise-prefix-cache-producer")
-class PrecisePrefixCacheProducer(Plugin):
-    """Prefix matches from the engines' KV events: not implemented yet."""
-
-    class Parameters(PluginParameters):
-        model_config = ConfigDict(extra="allow", frozen=True)  # refused whatever its parameters
-
-    @classmethod
-    def create(cls, name: str, parameters: PluginParameters, context: BuildContext) -> Plugin:
-        raise ConfigError(
-            f"plugin {name!r}: type 'precise-prefix-cache-producer' (prefix matches from KV events) is not "
-            "implemented yet; use approx-prefix-cache-producer"
-        )
 
 
 @plugin("probabilistic-admitter")

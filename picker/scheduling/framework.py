@@ -9,8 +9,8 @@ A profile runs filters, then weighted scorers, then one picker:
 
 Every plugin may also implement lifecycle hooks, called by the `Scheduler` only for plugins that override them:
 `after_pick` (right after a request is scheduled: prefix-index credit, LRU updates), `on_first_token`,
-`on_complete`, `response_headers` (headers to add to the client response, e.g. a session token) and
-`endpoint_removed`.
+`on_complete`, `response_headers` (headers to add to the client response, e.g. a session token),
+`endpoint_removed` and `close` (the scheduler is retired).
 
 Plugins see candidates as sequences of `picker.pool.Endpoint` and return lists aligned with them. Each plugin
 class declares its parameters and registers its type name (see `picker.scheduling.registry`); the framework knows
@@ -126,6 +126,9 @@ class Plugin:
     def shared_plugins(self) -> tuple[Plugin, ...]:
         """The shared plugins this plugin reads, e.g. a prefix index (they join the profile as plugins)."""
         return ()
+
+    def close(self) -> None:
+        """Called when the scheduler running the plugin is retired: release threads and sockets."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

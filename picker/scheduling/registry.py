@@ -41,6 +41,7 @@ PLUGIN_MODULES = (
     "picker.scheduling.tokens",
     "picker.scheduling.datalayer",
     "picker.scheduling.disagg",
+    "picker.scheduling.precise_prefix",
 )
 
 

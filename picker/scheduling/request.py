@@ -128,7 +128,8 @@ class SchedulingRequest:
     - `priority`: the InferenceObjective priority; below 0 the request may be shed under saturation;
     - `subset`: the proxy's subset hint (`ip` or `ip:port` entries), None when the proxy sent none;
     - `steering`: the conformance-test candidate list (`test-epp-endpoint-selection`), None when absent;
-    - `base_model`: the base model when `target_model` is known to be a LoRA adapter.
+    - `base_model`: the base model when `target_model` is known to be a LoRA adapter;
+    - `body`: the parsed request body (the precise prefix producer tokenizes it), None when there was none.
     """
 
     target_model: str
@@ -139,3 +140,4 @@ class SchedulingRequest:
     subset: tuple[str, ...] | None = None
     steering: tuple[str, ...] | None = None
     base_model: str | None = None
+    body: Mapping[str, Any] | None = None

@@ -68,6 +68,11 @@ class Scheduler:
         if self._removed:
             pool.subscribe(removed=self._endpoint_removed)
 
+    def close(self) -> None:
+        """Retire the scheduler: its plugins release what they hold (e.g. event subscriptions)."""
+        for plugin in self.profile.plugins():
+            plugin.close()
+
     def _endpoint_removed(self, key: str) -> None:
         for plugin in self._removed:
             plugin.endpoint_removed(key)

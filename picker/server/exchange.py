@@ -391,6 +391,7 @@ class PickerExchange(Exchange):
             self.subset,
             address_list(headers.get(STEERING_HEADER)) if self.settings.conformance_steering else None,
             self.pools.adapter_bases.get(target),
+            body=body,
         )
         scheduler = pool.scheduler
         assert scheduler is not None  # an existing pool has its scheduler (PoolRuntime.apply builds it first)

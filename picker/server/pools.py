@@ -113,7 +113,7 @@ class PoolRuntime:
     async def _rebuild(self, requested_profile: str | None) -> None:
         settings = self._settings
         config, profile = settings.profiles.build(requested_profile)
-        old_scraper = self.scraper
+        old_scraper, old_scheduler = self.scraper, self.scheduler
         self.state = PoolState(settings.clock)
         self.scheduler = Scheduler(
             self.state, config.profile(profile), saturation=config.saturation, fallbacks=settings.fallbacks
@@ -122,6 +122,8 @@ class PoolRuntime:
         self.scraper = None
         if old_scraper is not None:
             await old_scraper.stop()
+        if old_scheduler is not None:
+            old_scheduler.close()
         if settings.scrape_interval is not None:
             self.scraper = MetricsScraper(
                 self.state, interval=settings.scrape_interval, timeout=settings.scrape_timeout, registry=self._registry
@@ -130,9 +132,11 @@ class PoolRuntime:
         log.info("pool scheduling profile", extra={"pool": self.key, "profile": profile})
 
     async def close(self) -> None:
-        """Stop scraping."""
+        """Stop scraping and retire the scheduler."""
         if self.scraper is not None:
             await self.scraper.stop()
+        if self.scheduler is not None:
+            self.scheduler.close()
 
 
 def _accepted_models(view: PoolView) -> frozenset[str] | None:

@@ -1,5 +1,6 @@
 """`poolgate bench picker`: the scheduling core in-process — decisions per second and latency for 10, 100 and 1,000
-endpoints per profile, the CPU cost of parsing 1 KB and 100 KB request bodies, and the prefix index's memory."""
+endpoints per profile, the CPU cost of parsing 1 KB and 100 KB request bodies, the prefix indexes' memory, and (with
+`--tokenizer`) the cost of engine-exact tokenization."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="scheduling profiles, comma-separated (default: %(default)s)",
     )
     parser.add_argument("--decisions", type=int, default=2000, help="decisions timed per case (default: %(default)s)")
+    parser.add_argument(
+        "--tokenizer", metavar="DIR", help="a model directory (tokenizer.json, chat template): also time tokenization"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
     parser.set_defaults(run=run)
 
@@ -21,6 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from picker.kvcache.bench import measure_index_memory, measure_tokenize
     from picker.scheduling.bench import run_picker_benchmark
     from poolgate.bench.report import output_console, print_table, write_json
 
@@ -32,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
             decisions=args.decisions,
             progress=lambda message: status.update(message),
         )
+        rows.append(measure_index_memory())
+        if args.tokenizer:
+            rows.extend(measure_tokenize(args.tokenizer, size) for size in (1_000, 10_000, 100_000))
     out = output_console()
     print_table(
         "scheduling decisions",
@@ -47,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     )
     memory = [r for r in rows if r["benchmark"] == "prefix-index-memory"]
     print_table("prefix index memory", memory, [k for k in memory[0] if k != "benchmark"] if memory else [], out)
+    for name, title in (("precise-index-memory", "precise prefix index memory"), ("tokenize", "tokenization")):
+        found = [r for r in rows if r["benchmark"] == name]
+        print_table(title, found, [k for k in found[0] if k != "benchmark"] if found else [], out)
     if args.json:
         write_json(args.json, rows)
     return 0

@@ -86,7 +86,6 @@ def test_every_builtin_type_builds_with_default_parameters(type_name):
     [
         ("disagg-profile-handler", "no scheduling profile 'decode' (the decode profile)"),
         ("pd-profile-handler", "no scheduling profile 'decode' (the decode profile)"),
-        ("precise-prefix-cache-producer", "is not implemented yet; use approx-prefix-cache-producer"),
     ],
 )
 def test_types_that_cannot_stand_alone_say_why(type_name, message):
