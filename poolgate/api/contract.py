@@ -16,6 +16,7 @@ LB_METADATA_NAMESPACE = "envoy.lb"  # dynamic-metadata namespace the destination
 SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"  # filter-metadata namespace of the subset hint
 # Headers only the picker may set: removed from client requests before any filter runs.
 PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, SUBSET_KEY)
+SPLIT_SHARE_HEADER = "x-poolgate-split-share"  # Envoy Gateway target: matches a pool's share rule (clients' is removed)
 
 # --- Model router (body-based routing) --------------------------------------------------------------------------------
 MODEL_NAME_HEADER = "x-gateway-model-name"  # model router -> route match: the model the request body names

@@ -15,6 +15,7 @@ import copy
 import json
 from collections import defaultdict
 
+from picker.server.errors import RequestError
 from poolgate.api import contract
 from poolgate.api.base import GATEWAY_GROUP
 from poolgate.api.gateway import Gateway
@@ -23,7 +24,7 @@ from poolgate.egtarget.plan import Plan, RoutePlan, RulePlan
 from poolgate.translate import ir, xds
 from poolgate.translate.naming import dns_label
 from poolgate.translate.options import TranslateOptions
-from poolgate.translate.policy import CircuitLimits, ClientTimeouts
+from poolgate.translate.policy import CALLOUT_FAILURE_STATUS, CircuitLimits, ClientTimeouts
 from poolgate.translate.resolve import GatewayState, PoolTarget
 
 GATEWAY_API = f"{GATEWAY_GROUP}/v1"
@@ -32,7 +33,20 @@ EG_API = f"{EG_GROUP}/v1alpha1"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "poolgate"}
 SOURCE_ANNOTATION = "poolgate.dev/generated-from"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ROUTE_CONFIGURATION_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+FILTER_CONFIG_TYPE = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 BODY_MODES = {"BUFFERED": "Buffered", "STREAMED": "Streamed", "FULL_DUPLEX_STREAMED": "FullDuplexStreamed"}
+# The errors Envoy itself answers on a pool's rules (its local replies: a failed picker call, no reachable endpoint, a
+# body over the buffer limit, a timeout), rewritten into the OpenAI-style JSON the picker and the model servers answer.
+EDGE_ERRORS = {
+    413: "the request body is larger than the gateway's buffer limit",
+    500: "the gateway failed to handle the request",
+    502: "the model server answered with an invalid response",
+    503: "no endpoint of the pool could serve the request (its endpoint picker or its model servers are unavailable)",
+    504: "the model server did not answer in time",
+}
+# The picker's own refusals are local replies too, already JSON: they keep their body (the format's %LOCAL_REPLY_BODY%).
+JSON_REPLY = {"name": "content-type", "value": {"type": "Prefix", "value": "application/json"}}
 KIND_ORDER = (
     "Service",
     "ReferenceGrant",
@@ -56,9 +70,14 @@ def build_objects(plan: Plan, options: TranslateOptions, gateway_class: str | No
         for result in route_plan.parents:
             serving[(result.gateway.namespace, result.gateway.name)][route_plan.key] = route_plan
         for target, rules in _rules_by_pool(route_plan):
-            out.append(backend_traffic_policy(route_plan, target, rules, plan.policy.circuit_limits, options))
+            metadata = _policy_metadata(route_plan, target.pool.name, target.pool.ref)
+            out.append(backend_traffic_policy(route_plan, metadata, rules, plan.policy.circuit_limits, options))
             if rules[0].picker is not None:
                 out.append(extension_policy(route_plan, target, rules, plan.policy.circuit_limits))
+        for rule in route_plan.rules:
+            if rule.shares:
+                metadata = _policy_metadata(route_plan, rule.name, route_plan.route.route.ref)
+                out.append(backend_traffic_policy(route_plan, metadata, [rule], plan.policy.circuit_limits, options))
     gateways = {(state.gateway.namespace, state.gateway.name): state for state in plan.graph.gateways}
     policy = override_host_policy(plan.policy.circuit_limits, options)
     for key, route_plans in sorted(serving.items()):
@@ -70,6 +89,13 @@ def build_objects(plan: Plan, options: TranslateOptions, gateway_class: str | No
             for rp in route_plans.values()
             for rule in rp.rules
             if rule.picker is not None
+        ]
+        patches += [
+            _split_patch(state.gateway, listener, rp, rule, plan.policy.route_timeout_s)
+            for rp in route_plans.values()
+            for rule in rp.rules
+            if rule.shares
+            for listener in _listeners_of(state, rp)
         ]
         if patches:
             out.append(patch_policy(state.gateway, patches))
@@ -164,33 +190,46 @@ def companion_route(route_plan: RoutePlan, route_timeout_s: float) -> dict:
 
 def _companion_rule(route_namespace: str, plan: RulePlan, route_timeout_s: float) -> dict:
     rule = plan.rule.rule.to_json()
-    out = {"name": plan.name, "matches": rule["matches"]}
+    if plan.share_of is None:
+        out = {"name": plan.name, "matches": rule["matches"]}
+    else:  # a pool's share of a split: reachable only through the split rule's weighted clusters
+        out = {"name": plan.name, "matches": [{"headers": [{"name": contract.SPLIT_SHARE_HEADER, "value": plan.name}]}]}
     if not plan.served:
         return out
     out["filters"] = rule.get("filters", [])
-    if plan.pool is None:  # Services (or a redirect): as the user wrote them; weight-0 pool refs dropped
+    if plan.pool is not None:
+        out["backendRefs"] = _pool_backends(plan.pool, route_namespace, 1)
+    elif plan.shares:  # what Envoy Gateway builds the split rule's route from; the patch replaces its cluster
+        out["backendRefs"] = [
+            ref for share in plan.shares for ref in _pool_backends(share.rule.pool, route_namespace, share.weight)
+        ]
+    else:  # Services (or a redirect): as the user wrote them; weight-0 pool refs dropped
         out["backendRefs"] = [
             b.ref.to_json() for b in plan.rule.backends if (b.ref.group, b.ref.kind) == ("", "Service")
         ]
-    else:
-        pool = plan.pool.pool
-        namespace = {"namespace": pool.namespace} if pool.namespace != route_namespace else {}
-        out["backendRefs"] = [
-            {
-                "group": "",
-                "kind": "Service",
-                "name": names.pool_service(pool.name),
-                **namespace,
-                "port": port.number,
-                "weight": 1,
-            }
-            for port in pool.spec.target_ports
-        ]
     timeouts = dict(rule.get("timeouts", {}))
-    if plan.pool is not None:
+    if plan.pool is not None or plan.shares:
         timeouts.setdefault("request", _duration(route_timeout_s))  # as poolgate's own Envoy
     out["timeouts"] = timeouts
     return out
+
+
+def _pool_backends(target: PoolTarget | None, route_namespace: str, weight: int) -> list[dict]:
+    """The pool's Service on each of its target ports."""
+    assert target is not None  # pool rules and shares always have their pool
+    pool = target.pool
+    namespace = {"namespace": pool.namespace} if pool.namespace != route_namespace else {}
+    return [
+        {
+            "group": "",
+            "kind": "Service",
+            "name": names.pool_service(pool.name),
+            **namespace,
+            "port": port.number,
+            "weight": weight,
+        }
+        for port in pool.spec.target_ports
+    ]
 
 
 def pool_service(target: PoolTarget) -> dict:
@@ -217,9 +256,11 @@ def _rule_targets(route_plan: RoutePlan, rules: list[RulePlan]) -> list[dict]:
     return [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": name, "sectionName": rule.name} for rule in rules]
 
 
-def _policy_metadata(route_plan: RoutePlan, target: PoolTarget) -> dict:
-    route, pool = route_plan.route.route, target.pool
-    return _metadata(dns_label(route.name, "poolgate", pool.name), route.namespace, f"{route.ref}, {pool.ref}")
+def _policy_metadata(route_plan: RoutePlan, part: str, source: str) -> dict:
+    """A policy of the route's companion for one pool (or one split rule)."""
+    route = route_plan.route.route
+    sources = route.ref if source == route.ref else f"{route.ref}, {source}"
+    return _metadata(names.route_policy(route.name, part), route.namespace, sources)
 
 
 def extension_policy(route_plan: RoutePlan, target: PoolTarget, rules: list[RulePlan], limits: CircuitLimits) -> dict:
@@ -245,6 +286,7 @@ def extension_policy(route_plan: RoutePlan, target: PoolTarget, rules: list[Rule
         },
         "failOpen": call.failure_mode_allow,
         "messageTimeout": _duration(call.timeout_s),
+        "statusOnError": CALLOUT_FAILURE_STATUS,
         "metadata": {
             "accessibleNamespaces": [contract.LB_METADATA_NAMESPACE, contract.SUBSET_HINT_NAMESPACE],
             "writableNamespaces": [contract.LB_METADATA_NAMESPACE],
@@ -253,18 +295,19 @@ def extension_policy(route_plan: RoutePlan, target: PoolTarget, rules: list[Rule
     return {
         "apiVersion": EG_API,
         "kind": "EnvoyExtensionPolicy",
-        "metadata": _policy_metadata(route_plan, target),
+        "metadata": _policy_metadata(route_plan, target.pool.name, target.pool.ref),
         "spec": {"targetRefs": _rule_targets(route_plan, rules), "extProc": [ext_proc]},
     }
 
 
 def backend_traffic_policy(
-    route_plan: RoutePlan, target: PoolTarget, rules: list[RulePlan], limits: CircuitLimits, options: TranslateOptions
+    route_plan: RoutePlan, metadata: dict, rules: list[RulePlan], limits: CircuitLimits, options: TranslateOptions
 ) -> dict:
-    """The pool cluster's settings: least-request balancing that honours the picker's header (Envoy Gateway's own
-    endpoint override, so picks hold even where EnvoyPatchPolicy is disabled), retries that walk the picker's
-    fallbacks as the rules' retry policy says, the circuit-breaker `limits` and poolgate's buffer limit. Setting cluster fields at rule level also keeps
-    the rule's own cluster name when Envoy Gateway merges backend clusters."""
+    """The settings of a pool's rules (or of a split rule): least-request balancing that honours the picker's header
+    (Envoy Gateway's own endpoint override, so picks hold even where EnvoyPatchPolicy is disabled), retries that walk
+    the picker's fallbacks as the rules' retry policy says, the circuit-breaker `limits`, poolgate's buffer limit, and
+    Envoy's own error replies as OpenAI JSON. Setting cluster fields at rule level also keeps the rule's own cluster
+    name when Envoy Gateway merges backend clusters."""
     spec: dict = {
         "targetRefs": _rule_targets(route_plan, rules),
         "loadBalancer": {"type": "LeastRequest"},
@@ -275,17 +318,38 @@ def backend_traffic_policy(
             "maxParallelRetries": limits.max_retries,
         },
         "connection": {"bufferLimit": options.buffer_limit_bytes},
+        "responseOverride": edge_error_overrides(),
     }
     retry = rules[0].retry
-    if retry is not None:
+    if rules[0].picker is not None:
         spec["loadBalancer"]["endpointOverride"] = {"extractFrom": [{"header": contract.DESTINATION_HEADER}]}
+    if retry is not None:
         spec["retry"] = {"numRetries": retry.num_retries, "retryOn": {"triggers": list(retry.retry_on)}}
-    return {
-        "apiVersion": EG_API,
-        "kind": "BackendTrafficPolicy",
-        "metadata": _policy_metadata(route_plan, target),
-        "spec": spec,
+    return {"apiVersion": EG_API, "kind": "BackendTrafficPolicy", "metadata": metadata, "spec": spec}
+
+
+def edge_error_overrides() -> list[dict]:
+    """Envoy's own error replies (plain text or empty) as OpenAI-style JSON with the same status; the picker's JSON
+    refusals keep their body and the model servers' answers are left alone (first matching override wins)."""
+    keep_json = {
+        "match": {
+            "statusCodes": [{"type": "Value", "value": status} for status in EDGE_ERRORS],
+            "responseHeaders": [copy.deepcopy(JSON_REPLY)],
+        },
+        "source": "Local",
+        "response": {"contentType": "application/json", "body": {"type": "Inline", "inline": "%LOCAL_REPLY_BODY%"}},
     }
+    return [keep_json] + [
+        {
+            "match": {"statusCodes": [{"type": "Value", "value": status}]},
+            "source": "Local",
+            "response": {
+                "contentType": "application/json",
+                "body": {"type": "Inline", "inline": RequestError(status, message).body().decode()},
+            },
+        }
+        for status, message in EDGE_ERRORS.items()
+    ]
 
 
 def client_traffic_policy(gateway: Gateway, client_timeouts: ClientTimeouts, options: TranslateOptions) -> dict:
@@ -302,7 +366,9 @@ def client_traffic_policy(gateway: Gateway, client_timeouts: ClientTimeouts, opt
         "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
         "spec": {
             "targetRefs": [_gateway_target(gateway)],
-            "headers": {"earlyRequestHeaders": {"remove": list(contract.PICKER_ONLY_HEADERS)}},
+            "headers": {
+                "earlyRequestHeaders": {"remove": [*contract.PICKER_ONLY_HEADERS, contract.SPLIT_SHARE_HEADER]}
+            },
             "connection": {"bufferLimit": options.buffer_limit_bytes},
             "timeout": {"http": timeouts},
         },
@@ -324,13 +390,51 @@ def override_host_policy(limits: CircuitLimits, options: TranslateOptions) -> di
 def _override_host_patch(route_plan: RoutePlan, rule: RulePlan, policy: dict) -> dict:
     return {
         "type": CLUSTER_TYPE,
-        "name": names.rule_cluster(*route_plan.key, rule.rule.index),
+        "name": names.rule_cluster(*route_plan.key, rule.index),
         "operation": {"op": "add", "path": "/load_balancing_policy", "value": copy.deepcopy(policy)},
     }
 
 
+def _listeners_of(state: GatewayState, route_plan: RoutePlan) -> list[str]:
+    """The names of the Gateway's listeners the route attaches to."""
+    return [
+        ls.listener.name
+        for ls in state.listeners
+        if any((a.route.route.namespace, a.route.route.name) == route_plan.key for a in ls.attached)
+    ]
+
+
+def _split_patch(gateway: Gateway, listener: str, route_plan: RoutePlan, rule: RulePlan, timeout_s: float) -> dict:
+    """The split rule's routes on one sibling listener forward to weighted clusters, each the cluster of a pool's
+    share rule and each enabling that pool's picker call (Envoy picks the cluster once per request: the picker's
+    header mutation re-matches the route to the same cluster)."""
+    clusters = []
+    for share in rule.shares:
+        cluster: dict = {"name": names.rule_cluster(*route_plan.key, share.rule.index), "weight": share.weight}
+        if share.rule.picker is not None and share.rule.pool is not None:
+            policy = names.route_policy(route_plan.route.route.name, share.rule.pool.pool.name)
+            filter_name = names.ext_proc_filter(route_plan.key[0], policy)
+            cluster["typed_per_filter_config"] = {filter_name: {"@type": FILTER_CONFIG_TYPE, "config": {}}}
+        clusters.append(cluster)
+    action: dict = {"weighted_clusters": {"clusters": clusters}, "timeout": _duration(timeout_s)}
+    if rule.retry is not None:
+        action["retry_policy"] = {"retry_on": ",".join(rule.retry.retry_on), "num_retries": rule.retry.num_retries}
+    own_cluster = names.rule_cluster(*route_plan.key, rule.index)
+    return {
+        "type": ROUTE_CONFIGURATION_TYPE,
+        "name": f"{gateway.namespace}/{names.sibling_gateway(gateway.name)}/{listener}",
+        "operation": {
+            "op": "replace",
+            "jsonPath": f"$.virtual_hosts[*].routes[?(@.route.cluster=='{own_cluster}')]",
+            "path": "/route",
+            "value": action,
+        },
+    }
+
+
 def patch_policy(gateway: Gateway, patches: list[dict]) -> dict:
-    """JSON patches on the sibling's xDS: each pool rule's cluster gets poolgate's override_host policy."""
+    """JSON patches on the sibling's xDS: each pool rule's cluster gets poolgate's override_host policy, and each
+    rule that splits across pools forwards to its shares' clusters by weight, each with its pool's picker."""
     return {
         "apiVersion": EG_API,
         "kind": "EnvoyPatchPolicy",

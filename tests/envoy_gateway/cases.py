@@ -53,6 +53,27 @@ def two_pools() -> list:
     )
 
 
+def split_route() -> list:
+    """A rule mixing a pool and a Service (refused), a rule splitting 80/20 across a FailClose and a FailOpen pool,
+    and a plain pool rule."""
+    return build(
+        eg_class(),
+        eg_gateway(),
+        service("epp-a"),
+        service("epp-b", ip="10.0.0.3"),
+        service("docs"),
+        pool("a", picker="epp-a"),
+        pool("b", picker="epp-b", failure_mode="FailOpen"),
+        route(
+            rules=[
+                rule(pool_ref("a"), service_ref("docs", 9002), header="mixed"),
+                rule(pool_ref("a", weight=80), pool_ref("b", weight=20), header="split"),
+                rule(pool_ref("a"), header="fine"),
+            ]
+        ),
+    )
+
+
 def find(objects: list[dict], kind: str, name: str | None = None, namespace: str = "default") -> dict:
     """The one generated object of `kind` (and `name`) in `namespace`."""
     found = [

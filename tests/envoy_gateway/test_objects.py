@@ -9,7 +9,7 @@ from poolgate.api.builders import build, gateway, gateway_class, grant, pod, poo
 from poolgate.egtarget import STATUS_CONTROLLER, EnvoyGatewayOptions, translate_envoy_gateway
 from poolgate.translate import TranslateOptions
 from poolgate.translate.status import StatusOptions
-from tests.envoy_gateway.cases import EG, eg_class, eg_gateway, find, kinds, rule, service_ref, two_pools
+from tests.envoy_gateway.cases import EG, eg_class, eg_gateway, find, kinds, rule, service_ref, split_route, two_pools
 
 NOW = StatusOptions(now="2026-01-01T00:00:00Z")
 
@@ -88,7 +88,10 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     assert traffic["retry"]["numRetries"] == 2
     client = find(out, "ClientTrafficPolicy", "gw-poolgate")["spec"]
     assert client["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-poolgate"}]
-    assert client["headers"]["earlyRequestHeaders"]["remove"] == list(contract.PICKER_ONLY_HEADERS)
+    assert client["headers"]["earlyRequestHeaders"]["remove"] == [
+        *contract.PICKER_ONLY_HEADERS,
+        contract.SPLIT_SHARE_HEADER,
+    ]
     assert client["timeout"]["http"] == {
         "requestHeadersReceivedTimeout": "10s",
         "requestReceivedTimeout": "60s",
@@ -134,32 +137,60 @@ def test_failure_mode_and_body_mode_choose_what_envoy_gateway_accepts():
     assert fail_close["messageTimeout"] == "2500ms"
 
 
-def test_rules_envoy_gateway_cannot_serve_answer_500_and_the_status_says_why():
-    objects = build(
-        eg_class(),
-        eg_gateway(),
-        service("epp-a"),
-        service("epp-b", ip="10.0.0.3"),
-        service("docs"),
-        pool("a", picker="epp-a"),
-        pool("b", picker="epp-b"),
-        route(
-            rules=[
-                rule(pool_ref("a"), service_ref("docs", 9002), header="mixed"),
-                rule(pool_ref("a", weight=1), pool_ref("b", weight=1), header="split"),
-                rule(pool_ref("a"), header="fine"),
-            ]
-        ),
-    )
+def test_a_rule_mixing_a_pool_and_services_answers_500_and_the_status_says_why():
+    objects = split_route()
     out = generate(objects)
-    mixed, split, fine = find(out, "HTTPRoute")["spec"]["rules"]
-    assert "backendRefs" not in mixed and "backendRefs" not in split and "filters" not in mixed
+    mixed, _, fine, _, _ = find(out, "HTTPRoute")["spec"]["rules"]
+    assert "backendRefs" not in mixed and "filters" not in mixed
     assert fine["backendRefs"][0]["name"] == "a-poolgate"
-    assert [t["sectionName"] for t in find(out, "EnvoyExtensionPolicy")["spec"]["targetRefs"]] == ["rule-2"]
     (entry,) = status_of(objects, "HTTPRoute", "route")["parents"]
     message = conditions(entry)["PartiallyInvalid"]["message"]
-    assert "rule 0: it splits traffic between an InferencePool and other backends" in message
-    assert "rule 1: it splits traffic between several InferencePools" in message
+    assert message == (
+        "rule 0: it splits traffic between an InferencePool and other backends, which the Envoy Gateway target "
+        "cannot serve (the rule answers 500 there)"
+    )
+
+
+def test_a_split_across_pools_gives_each_share_a_rule_of_its_own_and_weighted_clusters_over_them():
+    out = generate(split_route())
+    _, split, _, share_a, share_b = find(out, "HTTPRoute")["spec"]["rules"]
+    assert [share_a["name"], share_b["name"]] == ["rule-1-a", "rule-1-b"]
+    for share, pool_name in ((share_a, "a"), (share_b, "b")):  # clients cannot match a share: the header is removed
+        assert share["matches"] == [{"headers": [{"name": contract.SPLIT_SHARE_HEADER, "value": share["name"]}]}]
+        assert [b["name"] for b in share["backendRefs"]] == [f"{pool_name}-poolgate"]
+    assert [(b["name"], b["weight"]) for b in split["backendRefs"]] == [("a-poolgate", 80), ("b-poolgate", 20)]
+    # each share is picked by its own pool's picker, in its own failure mode
+    a, b = (find(out, "EnvoyExtensionPolicy", f"route-poolgate-{x}")["spec"] for x in "ab")
+    assert [t["sectionName"] for t in a["targetRefs"]] == ["rule-2", "rule-1-a"]
+    assert [t["sectionName"] for t in b["targetRefs"]] == ["rule-1-b"]
+    assert (a["extProc"][0]["failOpen"], b["extProc"][0]["failOpen"]) == (False, True)
+    traffic = find(out, "BackendTrafficPolicy", "route-poolgate-rule-1")["spec"]
+    assert [t["sectionName"] for t in traffic["targetRefs"]] == ["rule-1"]
+    assert traffic["retry"]["numRetries"] == 2 and "endpointOverride" not in traffic["loadBalancer"]
+    patches = find(out, "EnvoyPatchPolicy")["spec"]["jsonPatches"]
+    assert [p["name"] for p in patches] == [
+        "httproute/default/route-poolgate/rule/2",
+        "httproute/default/route-poolgate/rule/3",
+        "httproute/default/route-poolgate/rule/4",
+        "default/gw-poolgate/http",
+    ]
+    split_patch = patches[-1]
+    assert split_patch["type"] == "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+    operation = split_patch["operation"]
+    assert (operation["op"], operation["path"]) == ("replace", "/route")
+    assert operation["jsonPath"] == (
+        "$.virtual_hosts[*].routes[?(@.route.cluster=='httproute/default/route-poolgate/rule/1')]"
+    )
+    clusters = operation["value"]["weighted_clusters"]["clusters"]
+    assert [(c["name"], c["weight"]) for c in clusters] == [
+        ("httproute/default/route-poolgate/rule/3", 80),
+        ("httproute/default/route-poolgate/rule/4", 20),
+    ]
+    assert [list(c["typed_per_filter_config"]) for c in clusters] == [
+        ["envoy.filters.http.ext_proc/envoyextensionpolicy/default/route-poolgate-a/extproc/0"],
+        ["envoy.filters.http.ext_proc/envoyextensionpolicy/default/route-poolgate-b/extproc/0"],
+    ]
+    assert operation["value"]["retry_policy"] == {"retry_on": "connect-failure,refused-stream,reset", "num_retries": 2}
 
 
 def test_pools_sharing_one_picker_are_refused_because_envoy_gateway_cannot_name_the_pool():

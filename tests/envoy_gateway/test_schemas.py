@@ -15,7 +15,7 @@ from poolgate.egtarget import translate_envoy_gateway
 from poolgate.translate.status import StatusOptions
 from tests.api.crdcheck import CrdJudge, read_crd
 from tests.api.test_crd_parity import NOT_EVALUATED
-from tests.envoy_gateway.cases import eg_class, eg_gateway, find, rule, service_ref, two_pools
+from tests.envoy_gateway.cases import eg_class, eg_gateway, find, rule, service_ref, split_route, two_pools
 from tests.hooks.schemas import KUBERNETES_VERSION
 
 CRDS = (
@@ -72,6 +72,7 @@ def scenarios() -> dict[str, list]:
             ),
         ),
         "pool without picker": build(eg_class(), eg_gateway(), pool(picker=None), route()),
+        "weighted pools of mixed failure modes": split_route(),
     }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from poolgate.egtarget import translate_envoy_gateway
-from tests.envoy_gateway.cases import two_pools
+from tests.envoy_gateway.cases import split_route, two_pools
 from tests.envoy_gateway.egxds import EnvoyGatewayShape
 
 
@@ -62,3 +62,32 @@ def test_a_patch_for_a_cluster_envoy_gateway_does_not_build_is_caught(shape):
     listeners, clusters = shape.resources()
     with pytest.raises(ValueError):
         shape.patched(listeners, clusters)
+
+
+def test_a_split_rule_becomes_weighted_clusters_each_enabling_its_pools_picker(tmp_path, envoy_validate):
+    inputs = split_route()
+    shape = EnvoyGatewayShape(translate_envoy_gateway(inputs).objects(), inputs, tmp_path, "127.0.0.1", 19000)
+    bootstrap = shape.bootstrap(patch=True)
+    envoy_validate(bootstrap)
+    (listener,) = bootstrap["static_resources"]["listeners"]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = {r["name"]: r for r in hcm["route_config"]["virtual_hosts"][0]["routes"]}
+    action = routes["httproute/default/route-poolgate/rule/1/match/0/*"]["route"]
+    assert "cluster" not in action
+    assert [
+        (c["name"], c["weight"], list(c["typed_per_filter_config"])) for c in action["weighted_clusters"]["clusters"]
+    ] == [
+        (
+            "httproute/default/route-poolgate/rule/3",
+            80,
+            ["envoy.filters.http.ext_proc/envoyextensionpolicy/default/route-poolgate-a/extproc/0"],
+        ),
+        (
+            "httproute/default/route-poolgate/rule/4",
+            20,
+            ["envoy.filters.http.ext_proc/envoyextensionpolicy/default/route-poolgate-b/extproc/0"],
+        ),
+    ]
+    assert {f["name"] for f in hcm["http_filters"]} >= {
+        name for c in action["weighted_clusters"]["clusters"] for name in c["typed_per_filter_config"]
+    }
