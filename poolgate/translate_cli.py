@@ -65,6 +65,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Implies --picker-tls",
     )
     parser.add_argument(
+        "--picker-plaintext",
+        action="store_true",
+        help="--target envoy-gateway: call the pickers without TLS (by default they are called over TLS, unverified, "
+        "as pickers serve a self-signed certificate by default)",
+    )
+    parser.add_argument(
         "--target",
         choices=["envoy", "envoy-gateway"],
         default="envoy",

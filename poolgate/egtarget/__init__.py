@@ -24,11 +24,12 @@ EG_PROTOCOLS = ("HTTP", "HTTPS")  # listener protocols HTTPRoutes attach to that
 @dataclass(frozen=True)
 class EnvoyGatewayOptions:
     """How to translate: Envoy Gateway's controllerName, the class of the Gateways poolgate creates (default: the
-    user's Gateway's class), and the translator options the generated policies follow (body mode, buffer limit,
-    picker timeout, retries)."""
+    user's Gateway's class), whether the pickers are called over TLS (default, as pickers serve it by default), and
+    the translator options the generated policies follow (body mode, buffer limit, picker timeout, retries)."""
 
     controller_name: str = EG_CONTROLLER
     gateway_class: str | None = None
+    picker_tls: bool = True
     translate: TranslateOptions = field(default_factory=TranslateOptions)
 
 
@@ -41,7 +42,7 @@ class EnvoyGatewayTranslation:
 
     def objects(self) -> list[dict]:
         """The Kubernetes objects to apply, in a deterministic order."""
-        return build_objects(self.plan, self.options.translate, self.options.gateway_class)
+        return build_objects(self.plan, self.options.translate, self.options.gateway_class, self.options.picker_tls)
 
     def status(self, options: StatusOptions | None = None) -> list[dict]:
         """Status of the InferencePools and of the HTTPRoutes on Envoy Gateway's Gateways, with entries of

@@ -23,7 +23,11 @@ def run(args: argparse.Namespace, objects: list[KubeObject]) -> int:
     body_mode: Literal["FULL_DUPLEX_STREAMED", "BUFFERED"] = (
         "BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED"
     )
-    options = EnvoyGatewayOptions(gateway_class=args.gateway_class, translate=TranslateOptions(body_mode=body_mode))
+    options = EnvoyGatewayOptions(
+        gateway_class=args.gateway_class,
+        picker_tls=not args.picker_plaintext,
+        translate=TranslateOptions(body_mode=body_mode),
+    )
     translation = translate_envoy_gateway(objects, options)
     for warning in translation.warnings():
         print(f"warning: {warning}", file=sys.stderr)

@@ -38,3 +38,8 @@ def route_policy(route: str, part: str) -> str:
 def ext_proc_filter(namespace: str, policy: str) -> str:
     """Envoy Gateway's name of the ext_proc filter of the EnvoyExtensionPolicy `namespace/policy`."""
     return EXT_PROC_FILTER.format(namespace=namespace, policy=policy)
+
+
+def picker_backend(service: str, namespace: str) -> str:
+    """The Envoy Gateway Backend that reaches the picker Service `namespace/service` over TLS."""
+    return dns_label(service, namespace, "poolgate")

@@ -50,6 +50,7 @@ JSON_REPLY = {"name": "content-type", "value": {"type": "Prefix", "value": "appl
 KIND_ORDER = (
     "Service",
     "ReferenceGrant",
+    "Backend",
     "Gateway",
     "HTTPRoute",
     "ClientTrafficPolicy",
@@ -59,8 +60,11 @@ KIND_ORDER = (
 )
 
 
-def build_objects(plan: Plan, options: TranslateOptions, gateway_class: str | None = None) -> list[dict]:
-    """Every object of the plan, in a deterministic order (by kind, then namespace and name)."""
+def build_objects(
+    plan: Plan, options: TranslateOptions, gateway_class: str | None = None, picker_tls: bool = True
+) -> list[dict]:
+    """Every object of the plan, in a deterministic order (by kind, then namespace and name); with `picker_tls` the
+    pickers are called over TLS through a Backend each."""
     out = []
     serving: dict[tuple[str, str], dict[tuple[str, str], RoutePlan]] = defaultdict(dict)  # Gateway -> its routes
     for route_plan in plan.routes:
@@ -73,7 +77,9 @@ def build_objects(plan: Plan, options: TranslateOptions, gateway_class: str | No
             metadata = _policy_metadata(route_plan, target.pool.name, target.pool.ref)
             out.append(backend_traffic_policy(route_plan, metadata, rules, plan.policy.circuit_limits, options))
             if rules[0].picker is not None:
-                out.append(extension_policy(route_plan, target, rules, plan.policy.circuit_limits))
+                out.append(extension_policy(route_plan, target, rules, plan.policy.circuit_limits, picker_tls))
+                if picker_tls:
+                    out.append(picker_backend(route_plan, target, options))
         for rule in route_plan.rules:
             if rule.shares:
                 metadata = _policy_metadata(route_plan, rule.name, route_plan.route.route.ref)
@@ -107,7 +113,8 @@ def build_objects(plan: Plan, options: TranslateOptions, gateway_class: str | No
         if r.pool is not None
     }
     out += [pool_service(target) for _, target in sorted(served_pools.items())]
-    out += reference_grants(plan)
+    out += reference_grants(plan, picker_tls)
+    out = list({(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in out}.values())
     return sorted(out, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["namespace"], o["metadata"]["name"]))
 
 
@@ -263,14 +270,22 @@ def _policy_metadata(route_plan: RoutePlan, part: str, source: str) -> dict:
     return _metadata(names.route_policy(route.name, part), route.namespace, sources)
 
 
-def extension_policy(route_plan: RoutePlan, target: PoolTarget, rules: list[RulePlan], limits: CircuitLimits) -> dict:
+def extension_policy(
+    route_plan: RoutePlan, target: PoolTarget, rules: list[RulePlan], limits: CircuitLimits, picker_tls: bool
+) -> dict:
     """ext_proc to the pool's picker on the pool's rules, called as the rules' picker policy says (Envoy Gateway
-    refuses failOpen with full-duplex bodies, which the policy never asks for), its backend lifted to `limits`."""
+    refuses failOpen with full-duplex bodies, which the policy never asks for), its backend lifted to `limits`;
+    with `picker_tls` through the picker's Backend (TLS), else to its Service."""
     picker, call = target.picker, rules[0].picker
     assert picker is not None and call is not None  # built for pools with a picker only
-    backend: dict[str, str | int] = {"name": picker.service.name, "port": picker.port}
-    if picker.service.namespace != route_plan.route.route.namespace:
-        backend["namespace"] = picker.service.namespace
+    backend: dict[str, str | int]
+    if picker_tls:
+        name = names.picker_backend(picker.service.name, picker.service.namespace)
+        backend = {"group": EG_GROUP, "kind": "Backend", "name": name, "port": picker.port}
+    else:
+        backend = {"name": picker.service.name, "port": picker.port}
+        if picker.service.namespace != route_plan.route.route.namespace:
+            backend["namespace"] = picker.service.namespace
     ext_proc = {
         "backendRefs": [backend],
         # a gRPC stream per request in flight, for as long as it runs
@@ -297,6 +312,29 @@ def extension_policy(route_plan: RoutePlan, target: PoolTarget, rules: list[Rule
         "kind": "EnvoyExtensionPolicy",
         "metadata": _policy_metadata(route_plan, target.pool.name, target.pool.ref),
         "spec": {"targetRefs": _rule_targets(route_plan, rules), "extProc": [ext_proc]},
+    }
+
+
+def picker_backend(route_plan: RoutePlan, target: PoolTarget, options: TranslateOptions) -> dict:
+    """The pool's picker Service by its cluster DNS name, called over TLS (HTTP/2 by ALPN, SNI that name) without
+    checking its certificate: pickers serve a self-signed one by default (poolgate's own Envoy does the same without
+    --picker-ca). In the route's namespace, so the EnvoyExtensionPolicy needs no ReferenceGrant."""
+    picker = target.picker
+    assert picker is not None  # built for pools with a picker only
+    host = f"{picker.service.name}.{picker.service.namespace}.svc.{options.cluster_domain}"
+    metadata = _metadata(
+        names.picker_backend(picker.service.name, picker.service.namespace),
+        route_plan.route.route.namespace,
+        f"{target.pool.ref}, picker Service {picker.service.namespace}/{picker.service.name}",
+    )
+    return {
+        "apiVersion": EG_API,
+        "kind": "Backend",
+        "metadata": metadata,
+        "spec": {
+            "endpoints": [{"fqdn": {"hostname": host, "port": picker.port}}],
+            "tls": {"insecureSkipVerify": True, "sni": host, "alpnProtocols": ["h2"]},
+        },
     }
 
 
@@ -446,10 +484,11 @@ def patch_policy(gateway: Gateway, patches: list[dict]) -> dict:
 # --- ReferenceGrants ----------------------------------------------------------------------------------------------
 
 
-def reference_grants(plan: Plan) -> list[dict]:
+def reference_grants(plan: Plan, picker_tls: bool) -> list[dict]:
     """For routes whose pool lives in another namespace (the user's ReferenceGrant allowed HTTPRoute ->
-    InferencePool): a grant for the companion routes to the pool's Service, and one for the EnvoyExtensionPolicies
-    to the pool's picker Service, each naming exactly those Services."""
+    InferencePool): a grant for the companion routes to the pool's Service, and (pickers called without TLS; with
+    TLS a Backend in the route's namespace names the picker) one for the EnvoyExtensionPolicies to the pool's
+    picker Service, each naming exactly those Services."""
     wanted: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)  # (to ns, from ns, group, kind) -> names
     for route_plan in plan.routes:
         namespace = route_plan.route.route.namespace
@@ -458,7 +497,7 @@ def reference_grants(plan: Plan) -> list[dict]:
                 continue
             pool, picker = rule.pool.pool, rule.pool.picker
             wanted[(pool.namespace, namespace, GATEWAY_GROUP, "HTTPRoute")].add(names.pool_service(pool.name))
-            if picker is not None:
+            if picker is not None and not picker_tls:
                 wanted[(picker.service.namespace, namespace, EG_GROUP, "EnvoyExtensionPolicy")].add(picker.service.name)
     return [
         {

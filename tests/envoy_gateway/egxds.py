@@ -177,12 +177,39 @@ class EnvoyGatewayShape:
             "typed_config": config,
         }
 
+    def _picker_address(self, policy: dict) -> tuple[str, dict | None]:
+        """Where the policy's picker is (a Service's clusterIP; a Backend's FQDN resolved as cluster DNS would, to
+        the Service's clusterIP) and the TLS the cluster speaks (a Backend's `tls`, as translator.go builds it)."""
+        backend = policy["spec"]["extProc"][0]["backendRefs"][0]
+        namespace = backend.get("namespace", policy["metadata"]["namespace"])
+        if backend.get("kind", "Service") == "Service":
+            return self.services[(namespace, backend["name"])].spec.cluster_ip, None
+        (found,) = [
+            b
+            for b in _by_kind(self.objects, "Backend")
+            if (b["metadata"]["namespace"], b["metadata"]["name"]) == (namespace, backend["name"])
+        ]
+        (endpoint,) = found["spec"]["endpoints"]
+        service, service_namespace = endpoint["fqdn"]["hostname"].split(".")[:2]
+        tls = found["spec"].get("tls")
+        socket = None
+        if tls is not None:
+            assert tls.get("insecureSkipVerify"), "only unverified TLS is modelled"
+            context = {
+                "@type": T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": {"alpn_protocols": tls.get("alpnProtocols", [])},
+            }
+            if "sni" in tls:
+                context["sni"] = tls["sni"]
+            socket = {"name": "envoy.transport_sockets.tls", "typed_config": context}
+        return self.services[(service_namespace, service)].spec.cluster_ip, socket
+
     def _ext_proc_cluster(self, policy: dict) -> dict:
         backend = policy["spec"]["extProc"][0]["backendRefs"][0]
-        service = self.services[(backend.get("namespace", policy["metadata"]["namespace"]), backend["name"])]
+        address, transport_socket = self._picker_address(policy)
         name = self.ext_proc_name(policy)
         breaker = policy["spec"]["extProc"][0].get("backendSettings", {}).get("circuitBreaker", {})
-        return {
+        cluster = {
             "name": name,
             "type": "STATIC",
             "connect_timeout": "10s",
@@ -202,12 +229,7 @@ class EnvoyGatewayShape:
                         "lb_endpoints": [
                             {
                                 "endpoint": {
-                                    "address": {
-                                        "socket_address": {
-                                            "address": service.spec.cluster_ip,
-                                            "port_value": backend["port"],
-                                        }
-                                    }
+                                    "address": {"socket_address": {"address": address, "port_value": backend["port"]}}
                                 }
                             }
                         ]
@@ -216,6 +238,9 @@ class EnvoyGatewayShape:
             },
             "typed_extension_protocol_options": _http2(),
         }
+        if transport_socket is not None:
+            cluster["transport_socket"] = transport_socket
+        return cluster
 
     # --- response overrides (custom_response.go) ------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     assert kinds(out) == [
         "Service",
         "Service",
+        "Backend",
+        "Backend",
         "Gateway",
         "HTTPRoute",
         "ClientTrafficPolicy",
@@ -75,7 +77,15 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
         {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "models-poolgate", "sectionName": "rule-0"}
     ]
     (ext_proc,) = extension["extProc"]
-    assert ext_proc["backendRefs"] == [{"name": "llama-epp", "port": 9002}]
+    assert ext_proc["backendRefs"] == [
+        {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "llama-epp-default-poolgate", "port": 9002}
+    ]
+    picker = find(out, "Backend", "llama-epp-default-poolgate")["spec"]  # TLS, as the picker serves by default
+    host = "llama-epp.default.svc.cluster.local"
+    assert picker == {
+        "endpoints": [{"fqdn": {"hostname": host, "port": 9002}}],
+        "tls": {"insecureSkipVerify": True, "sni": host, "alpnProtocols": ["h2"]},
+    }
     assert ext_proc["metadata"] == {
         "accessibleNamespaces": ["envoy.lb", "envoy.lb.subset_hint"],
         "writableNamespaces": ["envoy.lb"],
@@ -222,7 +232,7 @@ def test_a_pool_in_another_namespace_gets_grants_naming_exactly_its_services():
         pool(namespace="ml"),
         service(namespace="ml"),
     ]
-    out = generate(build(*base, grant("ml", "default")))
+    out = generate(build(*base, grant("ml", "default")), picker_tls=False)
     backend = find(out, "HTTPRoute")["spec"]["rules"][0]["backendRefs"][0]
     assert (backend["name"], backend["namespace"]) == ("pool-poolgate", "ml")
     assert find(out, "EnvoyExtensionPolicy")["spec"]["extProc"][0]["backendRefs"] == [
@@ -240,6 +250,11 @@ def test_a_pool_in_another_namespace_gets_grants_naming_exactly_its_services():
         },
     }
     assert all(g["metadata"]["namespace"] == "ml" for g in out if g["kind"] == "ReferenceGrant")
+    over_tls = generate(build(*base, grant("ml", "default")))  # the picker's Backend lives in the route's namespace
+    assert [g["metadata"]["name"] for g in over_tls if g["kind"] == "ReferenceGrant"] == ["poolgate-httproute-default"]
+    assert find(over_tls, "Backend", "epp-ml-poolgate")["spec"]["endpoints"] == [
+        {"fqdn": {"hostname": "epp.ml.svc.cluster.local", "port": 9002}}
+    ]
     ungranted = generate(build(*base))
     assert "ReferenceGrant" not in kinds(ungranted) and "Service" not in kinds(ungranted)
     assert "backendRefs" not in find(ungranted, "HTTPRoute")["spec"]["rules"][0]

@@ -159,7 +159,8 @@ class Stack:
         )
 
     def start_picker(self, pool: str, host: str) -> None:
-        """One picker per pool, serving only that pool: no gRPC metadata names the pool under Envoy Gateway."""
+        """One picker per pool, serving only that pool (no gRPC metadata names the pool under Envoy Gateway), over
+        TLS with a self-signed certificate: every request of these tests crosses Envoy's TLS connection to it."""
         self.pickers[host] = self.processes.start(
             f"picker-{pool.split('/')[1]}",
             [
@@ -180,6 +181,7 @@ class Stack:
                 "--profile",
                 "llmd-default",
                 "--enable-conformance-steering",
+                "--secure-serving",  # the picker's default upstream; Envoy reaches it through a TLS Backend
                 "--log-level",
                 "debug",
             ],

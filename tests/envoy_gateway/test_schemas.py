@@ -23,6 +23,7 @@ CRDS = (
     "envoy-gateway/gateway.envoyproxy.io_envoypatchpolicies.yaml",
     "envoy-gateway/gateway.envoyproxy.io_clienttrafficpolicies.yaml",
     "envoy-gateway/gateway.envoyproxy.io_backendtrafficpolicies.yaml",
+    "envoy-gateway/gateway.envoyproxy.io_backends.yaml",
     "gateway-api/gateway.networking.k8s.io_gateways.yaml",
     "gateway-api/gateway.networking.k8s.io_httproutes.yaml",
     "gateway-api/gateway.networking.k8s.io_referencegrants.yaml",
