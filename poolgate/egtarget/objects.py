@@ -206,9 +206,17 @@ def _companion_rule(route_namespace: str, plan: RulePlan, route_timeout_s: float
     out["filters"] = rule.get("filters", [])
     if plan.pool is not None:
         out["backendRefs"] = _pool_backends(plan.pool, route_namespace, 1)
+    elif plan.service is not None:  # a Service's share of a split
+        out["backendRefs"] = [{**plan.service.ref.to_json(), "weight": 1}]
     elif plan.shares:  # what Envoy Gateway builds the split rule's route from; the patch replaces its cluster
         out["backendRefs"] = [
-            ref for share in plan.shares for ref in _pool_backends(share.rule.pool, route_namespace, share.weight)
+            ref
+            for share in plan.shares
+            for ref in (
+                _pool_backends(share.rule.pool, route_namespace, share.weight)
+                if share.rule.service is None
+                else [{**share.rule.service.ref.to_json(), "weight": share.weight}]
+            )
         ]
     else:  # Services (or a redirect): as the user wrote them; weight-0 pool refs dropped
         out["backendRefs"] = [

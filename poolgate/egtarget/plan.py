@@ -14,7 +14,7 @@ from poolgate.translate.conditions import Cond
 from poolgate.translate.naming import dns_label
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.policy import CalloutPolicy, Policy, RetryPolicy, decide
-from poolgate.translate.resolve import Graph, ParentResult, PoolTarget, ResolvedRoute, ResolvedRule
+from poolgate.translate.resolve import Graph, ParentResult, PoolTarget, ResolvedBackend, ResolvedRoute, ResolvedRule
 
 # Status entries written by this target carry this controllerName: Envoy Gateway owns its own entries (for the same
 # parentRef), and poolgate's own Gateways' entries belong to the hooks; each writer keeps the others' entries.
@@ -34,15 +34,17 @@ class RulePlan:
     served: bool  # False: the companion rule has no backends, so Envoy Gateway answers 500
     picker: CalloutPolicy | None = None  # the call to the pool's picker, if it has one
     retry: RetryPolicy | None = None  # retries on the picker's fallbacks (of the pool, or of every share of a split)
-    shares: tuple[Share, ...] = ()  # a split across pools: each pool's weighted share
+    shares: tuple[Share, ...] = ()  # a split across pools (and Services): each one's weighted share
+    service: ResolvedBackend | None = None  # set on a Service's share of a split: that Service backendRef
     share_of: str | None = None  # set on a share's rule: the name of the split rule it serves a share of
 
 
 @dataclass(frozen=True)
 class Share:
-    """One pool's share of a rule that splits traffic across pools. It is served by a rule of its own in the
-    companion route, which clients cannot match: Envoy Gateway gives that rule its own cluster and the pool's own
-    picker call (and failure mode); the split rule's route is patched to weighted clusters over these rules."""
+    """One pool's (or Service's) share of a rule that splits traffic across pools. It is served by a rule of its own
+    in the companion route, which clients cannot match: Envoy Gateway gives that rule its own cluster and, for a
+    pool, the pool's own picker call (and failure mode); the split rule's route is patched to weighted clusters over
+    these rules."""
 
     weight: int
     rule: RulePlan
@@ -171,7 +173,7 @@ def _plan_route(route: ResolvedRoute, pools: dict[Key, PoolTarget], policy: Poli
         weights: dict[Key, int] = defaultdict(int)  # several refs to one pool add up
         for backend, target in zip(pool_refs, targets, strict=True):
             weights[_key(target)] += backend.ref.weight
-        if len(weights) == 1:
+        if len(weights) == 1 and len(live) == len(pool_refs):
             rules.append(_pool_rule(rule, name, rule.index, targets[0], policy))
             continue
         shares = []
@@ -180,6 +182,12 @@ def _plan_route(route: ResolvedRoute, pools: dict[Key, PoolTarget], policy: Poli
             share = _pool_rule(rule, dns_label(name, pools[key].pool.name), index, pools[key], policy, share_of=name)
             share_rules.append(share)
             shares.append(Share(weight, share))
+        for backend in (b for b in live if not _is_pool_ref(b.ref)):  # Services: a share each, no picker
+            index = len(route.rules) + len(share_rules)
+            share = RulePlan(rule, dns_label(name, "service", backend.ref.name), index, None, True, share_of=name)
+            share = replace(share, service=backend)
+            share_rules.append(share)
+            shares.append(Share(backend.ref.weight, share))
         rules.append(RulePlan(rule, name, rule.index, None, True, retry=policy.retries, shares=tuple(shares)))
     parents = tuple(p for p in route.parents if p.accepted.status)
     return RoutePlan(route, parents, tuple(rules + share_rules), tuple(problems))
@@ -194,8 +202,8 @@ def _pool_rule(
 
 
 def _rule_problem(live: list, pool_refs: list) -> str | None:
-    if len(pool_refs) != len(live):
-        return "it splits traffic between an InferencePool and other backends"
+    if any((b.ref.group, b.ref.kind) != ("", "Service") for b in live if not _is_pool_ref(b.ref)):
+        return "it splits traffic between an InferencePool and backends other than Services"
     if any(b.ref.filters for b in pool_refs):
         return "an InferencePool backendRef has filters (Envoy Gateway would give it a cluster of its own)"
     return None

@@ -54,8 +54,8 @@ def two_pools() -> list:
 
 
 def split_route() -> list:
-    """A rule mixing a pool and a Service (refused), a rule splitting 80/20 across a FailClose and a FailOpen pool,
-    and a plain pool rule."""
+    """A rule splitting 80/20 across a FailClose and a FailOpen pool, a rule splitting 90/10 between a pool and a
+    Service, and a plain pool rule."""
     return build(
         eg_class(),
         eg_gateway(),
@@ -66,8 +66,8 @@ def split_route() -> list:
         pool("b", picker="epp-b", failure_mode="FailOpen"),
         route(
             rules=[
-                rule(pool_ref("a"), service_ref("docs", 9002), header="mixed"),
                 rule(pool_ref("a", weight=80), pool_ref("b", weight=20), header="split"),
+                rule(pool_ref("a", weight=90), service_ref("docs", 9002, weight=10), header="mixed"),
                 rule(pool_ref("a"), header="fine"),
             ]
         ),

@@ -147,49 +147,58 @@ def test_failure_mode_and_body_mode_choose_what_envoy_gateway_accepts():
     assert fail_close["messageTimeout"] == "2500ms"
 
 
-def test_a_rule_mixing_a_pool_and_services_answers_500_and_the_status_says_why():
+def test_a_split_between_a_pool_and_a_service_gives_the_service_a_share_without_a_picker():
     objects = split_route()
     out = generate(objects)
-    mixed, _, fine, _, _ = find(out, "HTTPRoute")["spec"]["rules"]
-    assert "backendRefs" not in mixed and "filters" not in mixed
-    assert fine["backendRefs"][0]["name"] == "a-poolgate"
+    rules = {r["name"]: r for r in find(out, "HTTPRoute")["spec"]["rules"]}
+    assert [(b["name"], b["weight"]) for b in rules["rule-1"]["backendRefs"]] == [("a-poolgate", 90), ("docs", 10)]
+    assert rules["rule-1-service-docs"]["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "docs", "port": 9002, "weight": 1}
+    ]
     (entry,) = status_of(objects, "HTTPRoute", "route")["parents"]
-    message = conditions(entry)["PartiallyInvalid"]["message"]
-    assert message == (
-        "rule 0: it splits traffic between an InferencePool and other backends, which the Envoy Gateway target "
-        "cannot serve (the rule answers 500 there)"
-    )
+    assert "PartiallyInvalid" not in conditions(entry)
+    patch = find(out, "EnvoyPatchPolicy")["spec"]["jsonPatches"][-1]["operation"]
+    clusters = patch["value"]["weighted_clusters"]["clusters"]
+    assert [(c["name"].rsplit("/", 1)[1], c["weight"], "typed_per_filter_config" in c) for c in clusters] == [
+        ("5", 90, True),
+        ("6", 10, False),
+    ]
+    assert "rule-1-service-docs" not in {
+        t["sectionName"] for o in out if o["kind"] == "EnvoyExtensionPolicy" for t in o["spec"]["targetRefs"]
+    }
 
 
 def test_a_split_across_pools_gives_each_share_a_rule_of_its_own_and_weighted_clusters_over_them():
     out = generate(split_route())
-    _, split, _, share_a, share_b = find(out, "HTTPRoute")["spec"]["rules"]
-    assert [share_a["name"], share_b["name"]] == ["rule-1-a", "rule-1-b"]
+    split, _, _, share_a, share_b, _, _ = find(out, "HTTPRoute")["spec"]["rules"]
+    assert [share_a["name"], share_b["name"]] == ["rule-0-a", "rule-0-b"]
     for share, pool_name in ((share_a, "a"), (share_b, "b")):  # clients cannot match a share: the header is removed
         assert share["matches"] == [{"headers": [{"name": contract.SPLIT_SHARE_HEADER, "value": share["name"]}]}]
         assert [b["name"] for b in share["backendRefs"]] == [f"{pool_name}-poolgate"]
     assert [(b["name"], b["weight"]) for b in split["backendRefs"]] == [("a-poolgate", 80), ("b-poolgate", 20)]
     # each share is picked by its own pool's picker, in its own failure mode
     a, b = (find(out, "EnvoyExtensionPolicy", f"route-poolgate-{x}")["spec"] for x in "ab")
-    assert [t["sectionName"] for t in a["targetRefs"]] == ["rule-2", "rule-1-a"]
-    assert [t["sectionName"] for t in b["targetRefs"]] == ["rule-1-b"]
+    assert [t["sectionName"] for t in a["targetRefs"]] == ["rule-2", "rule-0-a", "rule-1-a"]
+    assert [t["sectionName"] for t in b["targetRefs"]] == ["rule-0-b"]
     assert (a["extProc"][0]["failOpen"], b["extProc"][0]["failOpen"]) == (False, True)
-    traffic = find(out, "BackendTrafficPolicy", "route-poolgate-rule-1")["spec"]
-    assert [t["sectionName"] for t in traffic["targetRefs"]] == ["rule-1"]
+    traffic = find(out, "BackendTrafficPolicy", "route-poolgate-rule-0")["spec"]
+    assert [t["sectionName"] for t in traffic["targetRefs"]] == ["rule-0"]
     assert traffic["retry"]["numRetries"] == 2 and "endpointOverride" not in traffic["loadBalancer"]
     patches = find(out, "EnvoyPatchPolicy")["spec"]["jsonPatches"]
     assert [p["name"] for p in patches] == [
         "httproute/default/route-poolgate/rule/2",
         "httproute/default/route-poolgate/rule/3",
         "httproute/default/route-poolgate/rule/4",
+        "httproute/default/route-poolgate/rule/5",
+        "default/gw-poolgate/http",
         "default/gw-poolgate/http",
     ]
-    split_patch = patches[-1]
+    split_patch = patches[-2]
     assert split_patch["type"] == "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
     operation = split_patch["operation"]
     assert (operation["op"], operation["path"]) == ("replace", "/route")
     assert operation["jsonPath"] == (
-        "$.virtual_hosts[*].routes[?(@.route.cluster=='httproute/default/route-poolgate/rule/1')]"
+        "$.virtual_hosts[*].routes[?(@.route.cluster=='httproute/default/route-poolgate/rule/0')]"
     )
     clusters = operation["value"]["weighted_clusters"]["clusters"]
     assert [(c["name"], c["weight"]) for c in clusters] == [

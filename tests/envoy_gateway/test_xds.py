@@ -72,7 +72,7 @@ def test_a_split_rule_becomes_weighted_clusters_each_enabling_its_pools_picker(t
     (listener,) = bootstrap["static_resources"]["listeners"]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     routes = {r["name"]: r for r in hcm["route_config"]["virtual_hosts"][0]["routes"]}
-    action = routes["httproute/default/route-poolgate/rule/1/match/0/*"]["route"]
+    action = routes["httproute/default/route-poolgate/rule/0/match/0/*"]["route"]
     assert "cluster" not in action
     assert [
         (c["name"], c["weight"], list(c["typed_per_filter_config"])) for c in action["weighted_clusters"]["clusters"]
