@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 
 from picker.server.errors import RequestError
 from poolgate.api import contract
@@ -24,7 +25,7 @@ from poolgate.egtarget.plan import Plan, RoutePlan, RulePlan
 from poolgate.translate import ir, xds
 from poolgate.translate.naming import dns_label
 from poolgate.translate.options import TranslateOptions
-from poolgate.translate.policy import CALLOUT_FAILURE_STATUS, CircuitLimits, ClientTimeouts
+from poolgate.translate.policy import CALLOUT_FAILURE_STATUS, CalloutPolicy, CircuitLimits, ClientTimeouts
 from poolgate.translate.resolve import GatewayState, PoolTarget
 
 GATEWAY_API = f"{GATEWAY_GROUP}/v1"
@@ -79,7 +80,7 @@ def build_objects(
             if rules[0].picker is not None:
                 out.append(extension_policy(route_plan, target, rules, plan.policy.circuit_limits, picker_tls))
                 if picker_tls:
-                    out.append(picker_backend(route_plan, target, options))
+                    out.append(callout_backend(route_plan, _picker_service(target), options))
         for rule in route_plan.rules:
             if rule.shares:
                 metadata = _policy_metadata(route_plan, rule.name, route_plan.route.route.ref)
@@ -278,43 +279,69 @@ def _policy_metadata(route_plan: RoutePlan, part: str, source: str) -> dict:
     return _metadata(names.route_policy(route.name, part), route.namespace, sources)
 
 
-def extension_policy(
-    route_plan: RoutePlan, target: PoolTarget, rules: list[RulePlan], limits: CircuitLimits, picker_tls: bool
+@dataclass(frozen=True)
+class CalloutService:
+    """A gRPC ext_proc Service poolgate's policies call: a pool's picker or the model router."""
+
+    namespace: str
+    name: str
+    port: int
+    source: str  # what names it (for the generated-from annotation)
+
+
+def _picker_service(target: PoolTarget) -> CalloutService:
+    picker = target.picker
+    assert picker is not None  # built for pools with a picker only
+    source = f"{target.pool.ref}, picker Service {picker.service.namespace}/{picker.service.name}"
+    return CalloutService(picker.service.namespace, picker.service.name, picker.port, source)
+
+
+def _ext_proc(
+    route_namespace: str, service: CalloutService, call: CalloutPolicy, limits: CircuitLimits, picker_tls: bool
 ) -> dict:
-    """ext_proc to the pool's picker on the pool's rules, called as the rules' picker policy says (Envoy Gateway
-    refuses failOpen with full-duplex bodies, which the policy never asks for), its backend lifted to `limits`;
-    with `picker_tls` through the picker's Backend (TLS), else to its Service."""
-    picker, call = target.picker, rules[0].picker
-    assert picker is not None and call is not None  # built for pools with a picker only
+    """One extProc entry: the Service (through its TLS Backend with `picker_tls`) called as `call` says (Envoy
+    Gateway refuses failOpen with full-duplex bodies, which the policy never asks for), its backend lifted to
+    `limits` (a gRPC stream per request in flight, for as long as it runs); endpoint pickers exchange envoy.lb."""
     backend: dict[str, str | int]
     if picker_tls:
-        name = names.picker_backend(picker.service.name, picker.service.namespace)
-        backend = {"group": EG_GROUP, "kind": "Backend", "name": name, "port": picker.port}
+        name = names.picker_backend(service.name, service.namespace)
+        backend = {"group": EG_GROUP, "kind": "Backend", "name": name, "port": service.port}
     else:
-        backend = {"name": picker.service.name, "port": picker.port}
-        if picker.service.namespace != route_plan.route.route.namespace:
-            backend["namespace"] = picker.service.namespace
-    ext_proc = {
+        backend = {"name": service.name, "port": service.port}
+        if service.namespace != route_namespace:
+            backend["namespace"] = service.namespace
+    mode = {"request": {"body": BODY_MODES[call.request_body]}}
+    if call.response_headers:
+        mode["response"] = {"body": BODY_MODES[call.response_body]}
+    out = {
         "backendRefs": [backend],
-        # a gRPC stream per request in flight, for as long as it runs
         "backendSettings": {
             "circuitBreaker": {
                 "maxParallelRequests": limits.max_requests,
                 "maxPendingRequests": limits.max_pending_requests,
             }
         },
-        "processingMode": {
-            "request": {"body": BODY_MODES[call.request_body]},
-            "response": {"body": BODY_MODES[call.response_body]},
-        },
+        "processingMode": mode,
         "failOpen": call.failure_mode_allow,
         "messageTimeout": _duration(call.timeout_s),
         "statusOnError": CALLOUT_FAILURE_STATUS,
-        "metadata": {
+    }
+    if call.response_headers:  # an endpoint picker: the pick, the subset hint and the served endpoint
+        out["metadata"] = {
             "accessibleNamespaces": [contract.LB_METADATA_NAMESPACE, contract.SUBSET_HINT_NAMESPACE],
             "writableNamespaces": [contract.LB_METADATA_NAMESPACE],
-        },
-    }
+        }
+    return out
+
+
+def extension_policy(
+    route_plan: RoutePlan, target: PoolTarget, rules: list[RulePlan], limits: CircuitLimits, picker_tls: bool
+) -> dict:
+    """ext_proc to the pool's picker on the pool's rules, called as the rules' picker policy says; with
+    `picker_tls` through the picker's Backend (TLS), else to its Service."""
+    call = rules[0].picker
+    assert call is not None  # built for pools with a picker only
+    ext_proc = _ext_proc(route_plan.key[0], _picker_service(target), call, limits, picker_tls)
     return {
         "apiVersion": EG_API,
         "kind": "EnvoyExtensionPolicy",
@@ -323,24 +350,20 @@ def extension_policy(
     }
 
 
-def picker_backend(route_plan: RoutePlan, target: PoolTarget, options: TranslateOptions) -> dict:
-    """The pool's picker Service by its cluster DNS name, called over TLS (HTTP/2 by ALPN, SNI that name) without
-    checking its certificate: pickers serve a self-signed one by default (poolgate's own Envoy does the same without
-    --picker-ca). In the route's namespace, so the EnvoyExtensionPolicy needs no ReferenceGrant."""
-    picker = target.picker
-    assert picker is not None  # built for pools with a picker only
-    host = f"{picker.service.name}.{picker.service.namespace}.svc.{options.cluster_domain}"
+def callout_backend(route_plan: RoutePlan, service: CalloutService, options: TranslateOptions) -> dict:
+    """A picker (or model router) Service by its cluster DNS name, called over TLS (HTTP/2 by ALPN, SNI that name)
+    without checking its certificate: pickers serve a self-signed one by default (poolgate's own Envoy does the same
+    without --picker-ca). In the route's namespace, so the EnvoyExtensionPolicy needs no ReferenceGrant."""
+    host = f"{service.name}.{service.namespace}.svc.{options.cluster_domain}"
     metadata = _metadata(
-        names.picker_backend(picker.service.name, picker.service.namespace),
-        route_plan.route.route.namespace,
-        f"{target.pool.ref}, picker Service {picker.service.namespace}/{picker.service.name}",
+        names.picker_backend(service.name, service.namespace), route_plan.route.route.namespace, service.source
     )
     return {
         "apiVersion": EG_API,
         "kind": "Backend",
         "metadata": metadata,
         "spec": {
-            "endpoints": [{"fqdn": {"hostname": host, "port": picker.port}}],
+            "endpoints": [{"fqdn": {"hostname": host, "port": service.port}}],
             "tls": {"insecureSkipVerify": True, "sni": host, "alpnProtocols": ["h2"]},
         },
     }
