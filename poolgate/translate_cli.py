@@ -71,6 +71,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "as pickers serve a self-signed certificate by default)",
     )
     parser.add_argument(
+        "--model-router-service",
+        metavar="NAMESPACE/NAME:PORT",
+        help="--target envoy-gateway: the Service of `poolgate picker --role model-router`; rules matching "
+        "X-Gateway-Model-Name are then routed by the model named in the request body",
+    )
+    parser.add_argument(
         "--target",
         choices=["envoy", "envoy-gateway"],
         default="envoy",

@@ -25,7 +25,7 @@ from poolgate.egtarget.plan import Plan, RoutePlan, RulePlan
 from poolgate.translate import ir, xds
 from poolgate.translate.naming import dns_label
 from poolgate.translate.options import TranslateOptions
-from poolgate.translate.policy import CALLOUT_FAILURE_STATUS, CalloutPolicy, CircuitLimits, ClientTimeouts
+from poolgate.translate.policy import CALLOUT_FAILURE_STATUS, CalloutPolicy, CircuitLimits, ClientTimeouts, Policy
 from poolgate.translate.resolve import GatewayState, PoolTarget
 
 GATEWAY_API = f"{GATEWAY_GROUP}/v1"
@@ -36,6 +36,7 @@ SOURCE_ANNOTATION = "poolgate.dev/generated-from"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ROUTE_CONFIGURATION_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 FILTER_CONFIG_TYPE = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+EXT_PROC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute"
 BODY_MODES = {"BUFFERED": "Buffered", "STREAMED": "Streamed", "FULL_DUPLEX_STREAMED": "FullDuplexStreamed"}
 # The errors Envoy itself answers on a pool's rules (its local replies: a failed picker call, no reachable endpoint, a
 # body over the buffer limit, a timeout), rewritten into the OpenAI-style JSON the picker and the model servers answer.
@@ -62,25 +63,39 @@ KIND_ORDER = (
 
 
 def build_objects(
-    plan: Plan, options: TranslateOptions, gateway_class: str | None = None, picker_tls: bool = True
+    plan: Plan,
+    options: TranslateOptions,
+    gateway_class: str | None = None,
+    picker_tls: bool = True,
+    model_router: CalloutService | None = None,
 ) -> list[dict]:
     """Every object of the plan, in a deterministic order (by kind, then namespace and name); with `picker_tls` the
-    pickers are called over TLS through a Backend each."""
+    pickers are called over TLS through a Backend each; with a `model_router` Service, rules that match on the model
+    name are routed by it (see docs/envoy-gateway.md, Body-based model routing)."""
     out = []
     serving: dict[tuple[str, str], dict[tuple[str, str], RoutePlan]] = defaultdict(dict)  # Gateway -> its routes
+    routed: dict[tuple[str, str], list[RulePlan]] = {}  # route -> its model-routed rules
     for route_plan in plan.routes:
         if not route_plan.parents:
             continue
-        out.append(companion_route(route_plan, plan.policy.route_timeout_s))
+        model_rules = [r for r in route_plan.rules if r.model_routed and r.picker is not None] if model_router else []
+        out.append(companion_route(route_plan, plan.policy.route_timeout_s, bool(model_rules)))
         for result in route_plan.parents:
             serving[(result.gateway.namespace, result.gateway.name)][route_plan.key] = route_plan
         for target, rules in _rules_by_pool(route_plan):
             metadata = _policy_metadata(route_plan, target.pool.name, target.pool.ref)
             out.append(backend_traffic_policy(route_plan, metadata, rules, plan.policy.circuit_limits, options))
             if rules[0].picker is not None:
-                out.append(extension_policy(route_plan, target, rules, plan.policy.circuit_limits, picker_tls))
                 if picker_tls:
                     out.append(callout_backend(route_plan, _picker_service(target), options))
+                own = [r for r in rules if r not in model_rules]  # model-routed rules: in the model routing policy
+                if own:
+                    out.append(extension_policy(route_plan, target, own, plan.policy.circuit_limits, picker_tls))
+        if model_rules and model_router is not None:
+            routed[route_plan.key] = model_rules
+            out.append(model_routing_policy(route_plan, model_rules, model_router, plan.policy, picker_tls))
+            if picker_tls:
+                out.append(callout_backend(route_plan, model_router, options))
         for rule in route_plan.rules:
             if rule.shares:
                 metadata = _policy_metadata(route_plan, rule.name, route_plan.route.route.ref)
@@ -90,7 +105,8 @@ def build_objects(
     for key, route_plans in sorted(serving.items()):
         state = gateways[key]
         out.append(sibling_gateway(state, set(route_plans), gateway_class))
-        out.append(client_traffic_policy(state.gateway, plan.policy.client_timeouts, options))
+        model_routing = any(key in routed for key in route_plans)
+        out.append(client_traffic_policy(state.gateway, plan.policy.client_timeouts, options, model_routing))
         patches = [
             _override_host_patch(rp, rule, policy)
             for rp in route_plans.values()
@@ -103,6 +119,13 @@ def build_objects(
             for rule in rp.rules
             if rule.shares
             for listener in _listeners_of(state, rp)
+        ]
+        patches += [
+            patch
+            for key, rp in route_plans.items()
+            if key in routed
+            for listener in _listeners_of(state, rp)
+            for patch in _model_routing_patches(state.gateway, listener, rp, routed[key])
         ]
         if patches:
             out.append(patch_policy(state.gateway, patches))
@@ -172,7 +195,7 @@ def sibling_gateway(state: GatewayState, routes: set[tuple[str, str]], gateway_c
     }
 
 
-def companion_route(route_plan: RoutePlan, route_timeout_s: float) -> dict:
+def companion_route(route_plan: RoutePlan, route_timeout_s: float, model_routing: bool = False) -> dict:
     """The user's route on the sibling Gateways: same hostnames, matches and filters; each pool rule forwards to the
     pool's Service on every target port, with `route_timeout_s` unless the rule sets its own request timeout; rules
     this target cannot serve keep only their matches (500)."""
@@ -183,11 +206,10 @@ def companion_route(route_plan: RoutePlan, route_timeout_s: float) -> dict:
         ref.update(name=names.sibling_gateway(result.gateway.name), namespace=result.gateway.namespace)
         if ref not in parents:
             parents.append(ref)
-    spec = {
-        "parentRefs": parents,
-        "hostnames": list(route.spec.hostnames),
-        "rules": [_companion_rule(route.namespace, rule, route_timeout_s) for rule in route_plan.rules],
-    }
+    rules = [_companion_rule(route.namespace, rule, route_timeout_s) for rule in route_plan.rules]
+    if model_routing:  # no backends: a request whose model no rule matches answers 500 after the callouts
+        rules.append({"name": names.MODEL_ROUTING_RULE, "matches": [{"path": {"type": "PathPrefix", "value": "/"}}]})
+    spec = {"parentRefs": parents, "hostnames": list(route.spec.hostnames), "rules": rules}
     return {
         "apiVersion": GATEWAY_API,
         "kind": "HTTPRoute",
@@ -350,6 +372,63 @@ def extension_policy(
     }
 
 
+def model_routing_policy(
+    route_plan: RoutePlan, rules: list[RulePlan], model_router: CalloutService, policy: Policy, picker_tls: bool
+) -> dict:
+    """The callouts of the route's model-routed rules, in order, in one policy (Envoy Gateway orders a policy's
+    extProc entries, not policies): the model router, which sets X-Gateway-Model-Name from the body and so re-matches
+    the route, then each pool's picker (each rule patched to call only its own pool's). It targets those rules and
+    the model routing rule, which is what a request matches before the model router ran (the filters a request runs
+    are those of the route it first matched)."""
+    entries = [_ext_proc(route_plan.key[0], model_router, policy.model_router, policy.circuit_limits, picker_tls)]
+    for target in _model_pools(rules):
+        call = policy.picker(target.picker.failure_open if target.picker else False)
+        entries.append(_ext_proc(route_plan.key[0], _picker_service(target), call, policy.circuit_limits, picker_tls))
+    name = names.companion_route(route_plan.route.route.name)
+    targets = _rule_targets(route_plan, rules) + [
+        {"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": name, "sectionName": names.MODEL_ROUTING_RULE}
+    ]
+    return {
+        "apiVersion": EG_API,
+        "kind": "EnvoyExtensionPolicy",
+        "metadata": _policy_metadata(route_plan, "model-routing", model_router.source),
+        "spec": {"targetRefs": targets, "extProc": entries},
+    }
+
+
+def _model_pools(rules: list[RulePlan]) -> list[PoolTarget]:
+    """The pools of the model-routed rules, by namespace and name: entry i + 1 of the model routing policy."""
+    pools = {(r.pool.pool.namespace, r.pool.pool.name): r.pool for r in rules if r.pool is not None}
+    return [pools[key] for key in sorted(pools)]
+
+
+def _model_routing_patches(gateway: Gateway, listener: str, route_plan: RoutePlan, rules: list[RulePlan]) -> list[dict]:
+    """On each model-routed rule's routes, the other pools' pickers are disabled (ext_proc reads this when the
+    request reaches it, after the model router re-matched the route)."""
+    policy = names.route_policy(route_plan.route.route.name, "model-routing")
+    pools = _model_pools(rules)
+    out = []
+    for rule in rules:
+        cluster = names.rule_cluster(*route_plan.key, rule.index)
+        for i, target in enumerate(pools, start=1):
+            if rule.pool is not None and target.pool.ref == rule.pool.pool.ref:
+                continue
+            filter_name = names.ext_proc_filter(route_plan.key[0], policy, i)
+            out.append(
+                {
+                    "type": ROUTE_CONFIGURATION_TYPE,
+                    "name": f"{gateway.namespace}/{names.sibling_gateway(gateway.name)}/{listener}",
+                    "operation": {
+                        "op": "add",
+                        "jsonPath": f"$.virtual_hosts[*].routes[?(@.route.cluster=='{cluster}')]",
+                        "path": "/typed_per_filter_config/" + filter_name.replace("~", "~0").replace("/", "~1"),
+                        "value": {"@type": EXT_PROC_PER_ROUTE_TYPE, "disabled": True},
+                    },
+                }
+            )
+    return out
+
+
 def callout_backend(route_plan: RoutePlan, service: CalloutService, options: TranslateOptions) -> dict:
     """A picker (or model router) Service by its cluster DNS name, called over TLS (HTTP/2 by ALPN, SNI that name)
     without checking its certificate: pickers serve a self-signed one by default (poolgate's own Envoy does the same
@@ -421,9 +500,14 @@ def edge_error_overrides() -> list[dict]:
     ]
 
 
-def client_traffic_policy(gateway: Gateway, client_timeouts: ClientTimeouts, options: TranslateOptions) -> dict:
-    """On the sibling: strip the headers only the picker may set before any filter runs, raise the buffer limit,
-    and the client timeouts poolgate's own Envoy has (slow clients cut off, long silent requests allowed)."""
+def client_traffic_policy(
+    gateway: Gateway, client_timeouts: ClientTimeouts, options: TranslateOptions, model_routing: bool = False
+) -> dict:
+    """On the sibling: strip the headers only the picker (and, with model routing, the model router) may set before
+    any filter runs, raise the buffer limit, and the client timeouts poolgate's own Envoy has (slow clients cut off,
+    long silent requests allowed)."""
+    removed = [*contract.PICKER_ONLY_HEADERS, contract.SPLIT_SHARE_HEADER]
+    removed += list(contract.MODEL_ROUTER_ONLY_HEADERS) if model_routing else []
     timeouts = {
         "requestHeadersReceivedTimeout": _duration(client_timeouts.request_headers_s),
         "requestReceivedTimeout": _duration(client_timeouts.request_s),
@@ -435,9 +519,7 @@ def client_traffic_policy(gateway: Gateway, client_timeouts: ClientTimeouts, opt
         "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
         "spec": {
             "targetRefs": [_gateway_target(gateway)],
-            "headers": {
-                "earlyRequestHeaders": {"remove": [*contract.PICKER_ONLY_HEADERS, contract.SPLIT_SHARE_HEADER]}
-            },
+            "headers": {"earlyRequestHeaders": {"remove": removed}},
             "connection": {"bufferLimit": options.buffer_limit_bytes},
             "timeout": {"http": timeouts},
         },

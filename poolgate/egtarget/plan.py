@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from poolgate.api.base import INFERENCE_GROUP
+from poolgate.api.contract import MODEL_ROUTER_ONLY_HEADERS
 from poolgate.egtarget import names
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
@@ -36,6 +37,7 @@ class RulePlan:
     retry: RetryPolicy | None = None  # retries on the picker's fallbacks (of the pool, or of every share of a split)
     shares: tuple[Share, ...] = ()  # a split across pools (and Services): each one's weighted share
     service: ResolvedBackend | None = None  # set on a Service's share of a split: that Service backendRef
+    model_routed: bool = False  # its matches name the model the model router sets (X-Gateway-Model-Name)
     share_of: str | None = None  # set on a share's rule: the name of the split rule it serves a share of
 
 
@@ -198,7 +200,10 @@ def _pool_rule(
 ) -> RulePlan:
     call = policy.picker(pool.picker.failure_open) if pool.picker is not None else None
     retry = policy.retries if pool.picker is not None else None
-    return RulePlan(rule, name, index, pool, True, call, retry, share_of=share_of)
+    routed = share_of is None and any(
+        h.name.lower() in MODEL_ROUTER_ONLY_HEADERS for m in rule.rule.matches for h in m.headers
+    )
+    return RulePlan(rule, name, index, pool, True, call, retry, share_of=share_of, model_routed=routed)
 
 
 def _rule_problem(live: list, pool_refs: list) -> str | None:

@@ -129,8 +129,8 @@ class EnvoyGatewayShape:
     def ext_proc_name(policy: dict, index: int = 0) -> str:
         return f"envoyextensionpolicy/{policy['metadata']['namespace']}/{policy['metadata']['name']}/extproc/{index}"
 
-    def _ext_proc_filter(self, policy: dict) -> dict:
-        ext = policy["spec"]["extProc"][0]
+    def _ext_proc_filter(self, policy: dict, index: int = 0) -> dict:
+        ext = policy["spec"]["extProc"][index]
         backend = ext["backendRefs"][0]
         namespace = backend.get("namespace", policy["metadata"]["namespace"])
         mode = {
@@ -153,7 +153,7 @@ class EnvoyGatewayShape:
             "@type": EXT_PROC,
             "grpc_service": {
                 "envoy_grpc": {
-                    "cluster_name": self.ext_proc_name(policy),
+                    "cluster_name": self.ext_proc_name(policy, index),
                     "authority": f"{backend['name']}.{namespace}:{backend['port']}",
                 },
                 "timeout": "10s",
@@ -172,15 +172,15 @@ class EnvoyGatewayShape:
                 "receiving_namespaces": {"untyped": metadata.get("writableNamespaces", [])},
             }
         return {
-            "name": f"envoy.filters.http.ext_proc/{self.ext_proc_name(policy)}",
+            "name": f"envoy.filters.http.ext_proc/{self.ext_proc_name(policy, index)}",
             "disabled": True,
             "typed_config": config,
         }
 
-    def _picker_address(self, policy: dict) -> tuple[str, dict | None]:
+    def _picker_address(self, policy: dict, index: int = 0) -> tuple[str, dict | None]:
         """Where the policy's picker is (a Service's clusterIP; a Backend's FQDN resolved as cluster DNS would, to
         the Service's clusterIP) and the TLS the cluster speaks (a Backend's `tls`, as translator.go builds it)."""
-        backend = policy["spec"]["extProc"][0]["backendRefs"][0]
+        backend = policy["spec"]["extProc"][index]["backendRefs"][0]
         namespace = backend.get("namespace", policy["metadata"]["namespace"])
         if backend.get("kind", "Service") == "Service":
             return self.services[(namespace, backend["name"])].spec.cluster_ip, None
@@ -204,11 +204,11 @@ class EnvoyGatewayShape:
             socket = {"name": "envoy.transport_sockets.tls", "typed_config": context}
         return self.services[(service_namespace, service)].spec.cluster_ip, socket
 
-    def _ext_proc_cluster(self, policy: dict) -> dict:
-        backend = policy["spec"]["extProc"][0]["backendRefs"][0]
-        address, transport_socket = self._picker_address(policy)
-        name = self.ext_proc_name(policy)
-        breaker = policy["spec"]["extProc"][0].get("backendSettings", {}).get("circuitBreaker", {})
+    def _ext_proc_cluster(self, policy: dict, index: int = 0) -> dict:
+        backend = policy["spec"]["extProc"][index]["backendRefs"][0]
+        address, transport_socket = self._picker_address(policy, index)
+        name = self.ext_proc_name(policy, index)
+        breaker = policy["spec"]["extProc"][index].get("backendSettings", {}).get("circuitBreaker", {})
         cluster = {
             "name": name,
             "type": "STATIC",
@@ -359,7 +359,11 @@ class EnvoyGatewayShape:
                         }
                     ],
                 }
-            enabled = [f"envoy.filters.http.ext_proc/{self.ext_proc_name(p)}" for p in extensions]
+            enabled = [
+                f"envoy.filters.http.ext_proc/{self.ext_proc_name(p, i)}"
+                for p in extensions
+                for i in range(len(p["spec"]["extProc"]))
+            ]
             overriding = [p for p in traffic if p["spec"].get("responseOverride")]
             enabled += [self.custom_response_name(p) for p in overriding]
             for j, match in enumerate(rule["matches"]):
@@ -375,10 +379,11 @@ class EnvoyGatewayShape:
             for policy in overriding:
                 if self._custom_response_filter(policy) not in filters:
                     filters.append(self._custom_response_filter(policy))
-            for policy in extensions:  # one filter and one cluster per policy, however many rules it targets
-                if self._ext_proc_filter(policy) not in filters:
-                    filters.append(self._ext_proc_filter(policy))
-                    clusters.append(self._ext_proc_cluster(policy))
+            for policy in extensions:  # one filter and cluster per entry, however many rules the policy targets
+                for i in range(len(policy["spec"]["extProc"])):
+                    if self._ext_proc_filter(policy, i) not in filters:
+                        filters.append(self._ext_proc_filter(policy, i))
+                        clusters.append(self._ext_proc_cluster(policy, i))
             if rule.get("backendRefs"):
                 clusters.append(
                     self._rule_cluster(cluster, rule["backendRefs"], namespace, traffic[0]["spec"] if traffic else {})
@@ -508,7 +513,9 @@ class EnvoyGatewayShape:
             routes += r
             clusters += [x for x in c if x not in clusters]
             filters += [x for x in f if x not in filters]
-        filters.sort(key=lambda f: 0 if "custom_response" in f["name"] else 100)  # httpfilters.go's order (stable)
+        filters.sort(  # httpfilters.go's order: custom_response 0, ext_proc 100 + entry index
+            key=lambda f: 0 if "custom_response" in f["name"] else 100 + int(f["name"].rsplit("/", 1)[1])
+        )
         routes.sort(key=lambda r: -len(r["match"].get("headers", [])))  # more header matches first
         ctp = self._gateway_policy("ClientTrafficPolicy", gateway)
         namespace, name = gateway["metadata"]["namespace"], gateway["metadata"]["name"]

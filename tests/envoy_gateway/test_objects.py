@@ -9,7 +9,19 @@ from poolgate.api.builders import build, gateway, gateway_class, grant, pod, poo
 from poolgate.egtarget import STATUS_CONTROLLER, EnvoyGatewayOptions, translate_envoy_gateway
 from poolgate.translate import TranslateOptions
 from poolgate.translate.status import StatusOptions
-from tests.envoy_gateway.cases import EG, eg_class, eg_gateway, find, kinds, rule, service_ref, split_route, two_pools
+from tests.envoy_gateway.cases import (
+    EG,
+    MODEL_ROUTER,
+    eg_class,
+    eg_gateway,
+    find,
+    kinds,
+    model_routing,
+    rule,
+    service_ref,
+    split_route,
+    two_pools,
+)
 
 NOW = StatusOptions(now="2026-01-01T00:00:00Z")
 
@@ -408,3 +420,40 @@ def test_output_does_not_depend_on_input_order():
     shuffled = list(objects)
     random.Random(7).shuffle(shuffled)
     assert generate(shuffled) == generate(objects)
+
+
+def test_model_routing_calls_the_model_router_first_then_only_the_routed_pools_picker():
+    out = generate(model_routing(), model_router=MODEL_ROUTER)
+    rules = find(out, "HTTPRoute")["spec"]["rules"]
+    assert rules[-1] == {"name": "poolgate-model-routing", "matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}
+    policy = find(out, "EnvoyExtensionPolicy", "route-poolgate-model-routing")["spec"]
+    assert [t["sectionName"] for t in policy["targetRefs"]] == ["rule-0", "rule-1", "poolgate-model-routing"]
+    router, a, b = policy["extProc"]  # Envoy Gateway orders a policy's entries: the model router runs first
+    assert router["backendRefs"][0]["name"] == "model-router-default-poolgate"
+    assert router["processingMode"] == {"request": {"body": "FullDuplexStreamed"}} and not router["failOpen"]
+    assert [e["backendRefs"][0]["name"] for e in (a, b)] == ["epp-a-default-poolgate", "epp-b-default-poolgate"]
+    assert (a["failOpen"], b["failOpen"]) == (False, True)  # each pool keeps its failure mode
+    # the per-pool policies keep only the rules that are not model-routed (here: the split's shares)
+    assert [t["sectionName"] for t in find(out, "EnvoyExtensionPolicy", "route-poolgate-a")["spec"]["targetRefs"]] == [
+        "rule-2-a"
+    ]
+    disables = [
+        p
+        for p in find(out, "EnvoyPatchPolicy")["spec"]["jsonPatches"]
+        if p["operation"]["op"] == "add" and p["operation"].get("jsonPath")
+    ]
+    assert [
+        (p["operation"]["jsonPath"].split("'")[1], p["operation"]["path"].rsplit("~1", 1)[1]) for p in disables
+    ] == [
+        ("httproute/default/route-poolgate/rule/0", "2"),  # pool a's rule: b's picker (entry 2) off
+        ("httproute/default/route-poolgate/rule/1", "1"),  # pool b's rule: a's picker (entry 1) off
+    ]
+    assert disables[0]["operation"]["value"] == {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+        "disabled": True,
+    }
+    removed = find(out, "ClientTrafficPolicy")["spec"]["headers"]["earlyRequestHeaders"]["remove"]
+    assert {"x-gateway-model-name", "x-gateway-base-model-name"} <= set(removed)
+    assert "poolgate-model-routing" not in {
+        r["name"] for r in find(generate(model_routing()), "HTTPRoute")["spec"]["rules"]
+    }

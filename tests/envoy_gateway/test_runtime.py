@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 import pytest
 
-from poolgate.egtarget import translate_envoy_gateway
+from poolgate.egtarget import CalloutService, EnvoyGatewayOptions, translate_envoy_gateway
 from poolgate.egtarget.objects import EDGE_ERRORS
 from poolgate.envoy import envoy_binary, validate
 from poolgate.translate.output import write_yaml
@@ -32,7 +32,7 @@ from tests.support.processes import POOLGATE, Processes, free_port, wait_for_por
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 QWEN = "Qwen/Qwen3-8B"
 SHARED_ADAPTER = "canary-adapter"
-LLAMA_PICKER, QWEN_PICKER = "127.0.1.60", "127.0.1.61"
+LLAMA_PICKER, QWEN_PICKER, MODEL_ROUTER = "127.0.1.60", "127.0.1.61", "127.0.1.62"
 LLAMA_PODS, DOOMED_POD, QWEN_PODS = ("127.0.0.60", "127.0.0.61"), "127.0.0.62", ("127.0.0.63", "127.0.0.64")
 
 OBJECTS = """
@@ -58,6 +58,10 @@ spec:
     backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: llama}}]
   - matches: [{{headers: [{{name: x-pool, value: qwen}}]}}]
     backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: qwen}}]
+  - matches: [{{headers: [{{name: X-Gateway-Model-Name, value: {llama_model}}}]}}]
+    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: llama}}]
+  - matches: [{{headers: [{{name: X-Gateway-Model-Name, value: {qwen_model}}}]}}]
+    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: qwen}}]
   - matches: [{{headers: [{{name: x-pool, value: split}}]}}]
     backendRefs:
     - {{group: inference.networking.k8s.io, kind: InferencePool, name: llama, weight: 80}}
@@ -72,6 +76,11 @@ apiVersion: v1
 kind: Service
 metadata: {{name: qwen-epp, namespace: default}}
 spec: {{clusterIP: {qwen_picker}, ports: [{{port: {qwen_picker_port}}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: model-router, namespace: default}}
+spec: {{clusterIP: {model_router}, ports: [{{port: {model_router_port}}}]}}
 ---
 apiVersion: inference.networking.k8s.io/v1
 kind: InferencePool
@@ -106,7 +115,7 @@ class Stack:
         self.pod_port = free_port(LLAMA_PODS[0])
         self.listener = free_port("127.0.0.1")
         self.unpatched_listener = free_port("127.0.0.1")
-        self.ports = {LLAMA_PICKER: free_port(LLAMA_PICKER), QWEN_PICKER: free_port(QWEN_PICKER)}
+        self.ports = {host: free_port(host) for host in (LLAMA_PICKER, QWEN_PICKER, MODEL_ROUTER)}
         text = OBJECTS.format(
             listener=self.listener,
             pod_port=self.pod_port,
@@ -114,6 +123,10 @@ class Stack:
             qwen_picker=QWEN_PICKER,
             llama_picker_port=self.ports[LLAMA_PICKER],
             qwen_picker_port=self.ports[QWEN_PICKER],
+            model_router=MODEL_ROUTER,
+            model_router_port=self.ports[MODEL_ROUTER],
+            llama_model=LLAMA,
+            qwen_model=QWEN,
         )
         for i, ip in enumerate(LLAMA_PODS + (DOOMED_POD,)):
             text += POD.format(name=f"llama-{i}", app="llama", ip=ip)
@@ -122,7 +135,8 @@ class Stack:
         self.objects_path = tmp_path / "objects.yaml"
         self.objects_path.write_text(text)
         self.inputs = objects_from_yaml(text)
-        self.generated = translate_envoy_gateway(self.inputs).objects()
+        router = CalloutService("default", "model-router", self.ports[MODEL_ROUTER], "model router Service")
+        self.generated = translate_envoy_gateway(self.inputs, EnvoyGatewayOptions(model_router=router)).objects()
         self.pickers: dict[str, object] = {}
         self.doomed = None
 
@@ -136,6 +150,7 @@ class Stack:
             self.doomed = process if name == "sim-doomed" else self.doomed
         self.start_picker("default/llama", LLAMA_PICKER)
         self.start_picker("default/qwen", QWEN_PICKER)
+        self.start_picker(None, MODEL_ROUTER)
         envoys = [self.start_envoy("envoy", patched=True), self.start_envoy("envoy-unpatched", patched=False)]
         for ip in LLAMA_PODS + (DOOMED_POD,) + QWEN_PODS:
             wait_for_port(ip, self.pod_port)
@@ -158,18 +173,17 @@ class Stack:
             name, [envoy_binary(), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warning"]
         )
 
-    def start_picker(self, pool: str, host: str) -> None:
+    def start_picker(self, pool: str | None, host: str) -> None:
         """One picker per pool, serving only that pool (no gRPC metadata names the pool under Envoy Gateway), over
         TLS with a self-signed certificate: every request of these tests crosses Envoy's TLS connection to it."""
         self.pickers[host] = self.processes.start(
-            f"picker-{pool.split('/')[1]}",
+            f"picker-{pool.split('/')[1]}" if pool else "model-router",
             [
                 *POOLGATE,
                 "picker",
                 "--objects-file",
                 str(self.objects_path),
-                "--pool",
-                pool,
+                *(["--pool", pool] if pool else ["--role", "model-router"]),
                 "--grpc-host",
                 host,
                 "--grpc-port",
@@ -288,6 +302,27 @@ async def test_a_split_across_pools_follows_the_weights_and_each_share_is_picked
     qwen_picked = stack.decisions(QWEN_PICKER).keys() & served.keys()
     assert llama_picked == {r for r, endpoint in served.items() if endpoint in llama}
     assert qwen_picked == {r for r, endpoint in served.items() if endpoint in qwen}
+
+
+async def test_body_based_model_routing_runs_the_model_router_then_only_the_routed_pools_picker(stack):
+    """No x-pool header: the request first matches the model routing rule; the model router names the body's model,
+    the route is re-matched to that model's rule, and only that pool's picker picks."""
+    async with aiohttp.ClientSession() as session:
+        for model, pods, own, other in (
+            (LLAMA, LLAMA_PODS, LLAMA_PICKER, QWEN_PICKER),
+            (QWEN, QWEN_PODS, QWEN_PICKER, LLAMA_PICKER),
+        ):
+            request_id = f"model-{time.monotonic_ns()}"
+            body = {"model": model, "prompt": "route me by my model", "max_tokens": 4}
+            sent = {"content-type": "application/json", "x-request-id": request_id, "x-gateway-model-name": "forged"}
+            async with session.post(
+                f"http://127.0.0.1:{stack.listener}/v1/completions", data=orjson.dumps(body), headers=sent
+            ) as response:
+                assert response.status == 200, await response.read()
+                assert response.headers["x-poolgate-served-by"] in {stack.endpoint(ip) for ip in pods}
+                assert response.headers["x-poolgate-served-model"] == model
+            wait_until(lambda r=request_id, o=own: r in stack.decisions(o), message="the routed pool's picker log")
+            assert request_id not in stack.decisions(other)
 
 
 async def test_the_pickers_own_json_refusals_pass_unchanged(stack):
