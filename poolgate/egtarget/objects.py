@@ -5,7 +5,12 @@
   and an EnvoyPatchPolicy (override_host with envoy.lb metadata and the served-endpoint report on each pool cluster);
 - per route: a companion HTTPRoute on the siblings, InferencePool backendRefs replaced by a Service per pool;
 - per route and pool: an EnvoyExtensionPolicy (ext_proc to the pool's picker) and a BackendTrafficPolicy (endpoint
-  override from the picker's header, retries on its fallbacks, circuit breakers), both targeting the pool's rules;
+  override from the picker's header, retries on its fallbacks, circuit breakers, Envoy's errors as OpenAI JSON),
+  both targeting the pool's rules; a TLS Backend per picker;
+- per rule splitting across pools: a share rule per pool (and Service), a BackendTrafficPolicy for the split rule,
+  and a patch turning its routes into weighted clusters over the shares, each with its pool's picker;
+- per route with model routing (and a model router Service): a catch-all rule, one EnvoyExtensionPolicy calling
+  the model router then the pools' pickers, and patches that leave only the routed pool's picker on each rule;
 - per pool: a Service selecting its pods on its target ports; ReferenceGrants for cross-namespace pools.
 The user's objects are never changed."""
 

@@ -186,8 +186,8 @@ def _plan_route(route: ResolvedRoute, pools: dict[Key, PoolTarget], policy: Poli
             shares.append(Share(weight, share))
         for backend in (b for b in live if not _is_pool_ref(b.ref)):  # Services: a share each, no picker
             index = len(route.rules) + len(share_rules)
-            share = RulePlan(rule, dns_label(name, "service", backend.ref.name), index, None, True, share_of=name)
-            share = replace(share, service=backend)
+            share_name = dns_label(name, "service", backend.ref.name)
+            share = RulePlan(rule, share_name, index, None, True, service=backend, share_of=name)
             share_rules.append(share)
             shares.append(Share(backend.ref.weight, share))
         rules.append(RulePlan(rule, name, rule.index, None, True, retry=policy.retries, shares=tuple(shares)))
