@@ -67,6 +67,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Implies --picker-tls",
     )
     parser.add_argument(
+        "--picker-plaintext",
+        action="store_true",
+        help="--target envoy-gateway: call the pickers without TLS (by default they are called over TLS, unverified, "
+        "as pickers serve a self-signed certificate by default)",
+    )
+    parser.add_argument(
+        "--model-router-service",
+        metavar="NAMESPACE/NAME:PORT",
+        help="--target envoy-gateway: the Service of `poolgate picker --role model-router`; rules matching "
+        "X-Gateway-Model-Name are then routed by the model named in the request body",
+    )
+    parser.add_argument(
         "--target",
         choices=["envoy", "envoy-gateway"],
         default="envoy",

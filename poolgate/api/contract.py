@@ -17,6 +17,7 @@ SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"  # filter-metadata namespace of t
 PREFILLER_HOST_PORT_HEADER = "x-prefiller-host-port"  # picker -> decode pod's sidecar: the prefill pod's ip:port
 # Headers only the picker may set: removed from client requests before any filter runs.
 PICKER_ONLY_HEADERS = (DESTINATION_HEADER, SERVED_KEY, SUBSET_KEY, PREFILLER_HOST_PORT_HEADER)
+SPLIT_SHARE_HEADER = "x-poolgate-split-share"  # Envoy Gateway target: matches a pool's share rule (clients' is removed)
 
 # --- Model router (body-based routing) --------------------------------------------------------------------------------
 MODEL_NAME_HEADER = "x-gateway-model-name"  # model router -> route match: the model the request body names

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from poolgate.api import KubeObject
 from poolgate.api.snapshot import Snapshot
-from poolgate.egtarget.objects import build_objects
+from poolgate.egtarget.objects import CalloutService, build_objects
 from poolgate.egtarget.plan import STATUS_CONTROLLER, Plan, plan
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.resolve import resolve
@@ -24,11 +24,13 @@ EG_PROTOCOLS = ("HTTP", "HTTPS")  # listener protocols HTTPRoutes attach to that
 @dataclass(frozen=True)
 class EnvoyGatewayOptions:
     """How to translate: Envoy Gateway's controllerName, the class of the Gateways poolgate creates (default: the
-    user's Gateway's class), and the translator options the generated policies follow (body mode, buffer limit,
-    picker timeout, retries)."""
+    user's Gateway's class), whether the pickers are called over TLS (default, as pickers serve it by default), and
+    the translator options the generated policies follow (body mode, buffer limit, picker timeout, retries)."""
 
     controller_name: str = EG_CONTROLLER
     gateway_class: str | None = None
+    picker_tls: bool = True
+    model_router: CalloutService | None = None  # the model router's Service (`poolgate picker --role model-router`)
     translate: TranslateOptions = field(default_factory=TranslateOptions)
 
 
@@ -41,7 +43,10 @@ class EnvoyGatewayTranslation:
 
     def objects(self) -> list[dict]:
         """The Kubernetes objects to apply, in a deterministic order."""
-        return build_objects(self.plan, self.options.translate, self.options.gateway_class)
+        options = self.options
+        return build_objects(
+            self.plan, options.translate, options.gateway_class, options.picker_tls, options.model_router
+        )
 
     def status(self, options: StatusOptions | None = None) -> list[dict]:
         """Status of the InferencePools and of the HTTPRoutes on Envoy Gateway's Gateways, with entries of
@@ -97,6 +102,7 @@ def _without_our_entries(route) -> dict:
 __all__ = [
     "EG_CONTROLLER",
     "STATUS_CONTROLLER",
+    "CalloutService",
     "EnvoyGatewayOptions",
     "EnvoyGatewayTranslation",
     "translate_envoy_gateway",

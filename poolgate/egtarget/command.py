@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,7 @@ from poolgate.api import KubeObject
 
 def run(args: argparse.Namespace, objects: list[KubeObject]) -> int:
     """Print (or write to --out DIR/envoy-gateway.yaml) the resources; --status prints the status instead."""
-    from poolgate.egtarget import EnvoyGatewayOptions, translate_envoy_gateway
+    from poolgate.egtarget import CalloutService, EnvoyGatewayOptions, translate_envoy_gateway
     from poolgate.translate.options import TranslateOptions
     from poolgate.translate.output import to_yaml
 
@@ -23,7 +24,20 @@ def run(args: argparse.Namespace, objects: list[KubeObject]) -> int:
     body_mode: Literal["FULL_DUPLEX_STREAMED", "BUFFERED"] = (
         "BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED"
     )
-    options = EnvoyGatewayOptions(gateway_class=args.gateway_class, translate=TranslateOptions(body_mode=body_mode))
+    model_router = None
+    if args.model_router_service:
+        match = re.fullmatch(r"([a-z0-9-]+)/([a-z0-9-]+):([0-9]+)", args.model_router_service)
+        if match is None:
+            print("error: --model-router-service: expected NAMESPACE/NAME:PORT", file=sys.stderr)
+            return 2
+        namespace, name, port = match.groups()
+        model_router = CalloutService(namespace, name, int(port), f"model router Service {namespace}/{name}")
+    options = EnvoyGatewayOptions(
+        gateway_class=args.gateway_class,
+        picker_tls=not args.picker_plaintext,
+        model_router=model_router,
+        translate=TranslateOptions(body_mode=body_mode),
+    )
     translation = translate_envoy_gateway(objects, options)
     for warning in translation.warnings():
         print(f"warning: {warning}", file=sys.stderr)

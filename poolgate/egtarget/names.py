@@ -6,6 +6,11 @@ from poolgate.translate.naming import dns_label
 
 # Envoy Gateway's cluster of an HTTPRoute rule (internal/gatewayapi/helpers.go, irRouteDestinationName).
 RULE_CLUSTER = "httproute/{namespace}/{name}/rule/{index}"
+# Envoy Gateway's ext_proc filter of an EnvoyExtensionPolicy's first extProc entry (internal/xds/translator/extproc.go).
+EXT_PROC_FILTER = "envoy.filters.http.ext_proc/envoyextensionpolicy/{namespace}/{policy}/extproc/{index}"
+# The companion route's last rule when the route routes by model: it matches what no other rule does before the model
+# router has set X-Gateway-Model-Name, so that the model router (and the pools' pickers) run on it.
+MODEL_ROUTING_RULE = "poolgate-model-routing"
 
 
 def sibling_gateway(gateway: str) -> str:
@@ -26,3 +31,19 @@ def pool_service(pool: str) -> str:
 def rule_cluster(namespace: str, route: str, index: int) -> str:
     """Envoy Gateway's name of the cluster of rule `index` of the companion of `namespace/route`."""
     return RULE_CLUSTER.format(namespace=namespace, name=companion_route(route), index=index)
+
+
+def route_policy(route: str, part: str) -> str:
+    """A policy poolgate creates for the companion of `route`: per pool (`part` = the pool's name) or per split rule."""
+    return dns_label(route, "poolgate", part)
+
+
+def ext_proc_filter(namespace: str, policy: str, index: int = 0) -> str:
+    """Envoy Gateway's name of the ext_proc filter of extProc entry `index` of the EnvoyExtensionPolicy
+    `namespace/policy`."""
+    return EXT_PROC_FILTER.format(namespace=namespace, policy=policy, index=index)
+
+
+def picker_backend(service: str, namespace: str) -> str:
+    """The Envoy Gateway Backend that reaches the picker Service `namespace/service` over TLS."""
+    return dns_label(service, namespace, "poolgate")

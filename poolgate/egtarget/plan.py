@@ -8,12 +8,14 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from poolgate.api.base import INFERENCE_GROUP
+from poolgate.api.contract import MODEL_ROUTER_ONLY_HEADERS
 from poolgate.egtarget import names
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
+from poolgate.translate.naming import dns_label
 from poolgate.translate.options import TranslateOptions
 from poolgate.translate.policy import CalloutPolicy, Policy, RetryPolicy, decide
-from poolgate.translate.resolve import Graph, ParentResult, PoolTarget, ResolvedRoute, ResolvedRule
+from poolgate.translate.resolve import Graph, ParentResult, PoolTarget, ResolvedBackend, ResolvedRoute, ResolvedRule
 
 # Status entries written by this target carry this controllerName: Envoy Gateway owns its own entries (for the same
 # parentRef), and poolgate's own Gateways' entries belong to the hooks; each writer keeps the others' entries.
@@ -28,10 +30,26 @@ class RulePlan:
 
     rule: ResolvedRule
     name: str  # the rule's name in the companion route; policies target it as sectionName
-    pool: PoolTarget | None  # the one pool the rule forwards to; None: Services, a redirect, or nothing
+    index: int  # its index in the companion route: Envoy Gateway names the rule's cluster and routes after it
+    pool: PoolTarget | None  # the one pool the rule forwards to; None: Services, a redirect, a split, or nothing
     served: bool  # False: the companion rule has no backends, so Envoy Gateway answers 500
     picker: CalloutPolicy | None = None  # the call to the pool's picker, if it has one
-    retry: RetryPolicy | None = None  # retries on the picker's fallbacks, if the pool has a picker
+    retry: RetryPolicy | None = None  # retries on the picker's fallbacks (of the pool, or of every share of a split)
+    shares: tuple[Share, ...] = ()  # a split across pools (and Services): each one's weighted share
+    service: ResolvedBackend | None = None  # set on a Service's share of a split: that Service backendRef
+    model_routed: bool = False  # its matches name the model the model router sets (X-Gateway-Model-Name)
+    share_of: str | None = None  # set on a share's rule: the name of the split rule it serves a share of
+
+
+@dataclass(frozen=True)
+class Share:
+    """One pool's (or Service's) share of a rule that splits traffic across pools. It is served by a rule of its own
+    in the companion route, which clients cannot match: Envoy Gateway gives that rule its own cluster and, for a
+    pool, the pool's own picker call (and failure mode); the split rule's route is patched to weighted clusters over
+    these rules."""
+
+    weight: int
+    rule: RulePlan
 
 
 @dataclass(frozen=True)
@@ -133,36 +151,64 @@ def _rule_names(route: ResolvedRoute) -> dict[int, str]:
 
 def _plan_route(route: ResolvedRoute, pools: dict[Key, PoolTarget], policy: Policy) -> RoutePlan:
     rule_names = _rule_names(route)
-    rules, problems = [], []
+    rules: list[RulePlan] = []
+    share_rules: list[RulePlan] = []
+    problems: list[str] = []
     for rule in route.rules:
+        name = rule_names[rule.index]
         live = [b for b in rule.backends if b.ref.weight > 0]
         pool_refs = [b for b in live if _is_pool_ref(b.ref)]
         if rule.unsupported or not pool_refs:  # resolve reports unsupported rules; Services pass through
-            rules.append(RulePlan(rule, rule_names[rule.index], None, not rule.unsupported))
+            rules.append(RulePlan(rule, name, rule.index, None, not rule.unsupported))
             continue
-        problem = _rule_problem(route.route.namespace, live, pool_refs)
+        problem = _rule_problem(live, pool_refs)
+        resolved = [b.target for b in pool_refs if isinstance(b.target, PoolTarget)]
+        targets = [pools[_key(t)] for t in resolved] if len(resolved) == len(pool_refs) else []
         if problem:
             problems.append(
                 f"rule {rule.index}: {problem}, which the Envoy Gateway target cannot serve "
                 "(the rule answers 500 there)"
             )
-        resolved = [b.target for b in pool_refs if isinstance(b.target, PoolTarget)]
-        target = pools[_key(resolved[0])] if resolved and len(resolved) == len(pool_refs) else None
-        served = problem is None and target is not None and target.servable
-        pool = target if served else None
-        picker = pool.picker if pool is not None else None
-        call = policy.picker(picker.failure_open) if picker is not None else None
-        retry = policy.retries if picker is not None else None
-        rules.append(RulePlan(rule, rule_names[rule.index], pool, served, call, retry))
+        if problem or not targets or not all(t.servable for t in targets):  # the pools' status says why
+            rules.append(RulePlan(rule, name, rule.index, None, False))
+            continue
+        weights: dict[Key, int] = defaultdict(int)  # several refs to one pool add up
+        for backend, target in zip(pool_refs, targets, strict=True):
+            weights[_key(target)] += backend.ref.weight
+        if len(weights) == 1 and len(live) == len(pool_refs):
+            rules.append(_pool_rule(rule, name, rule.index, targets[0], policy))
+            continue
+        shares = []
+        for key, weight in sorted(weights.items()):
+            index = len(route.rules) + len(share_rules)
+            share = _pool_rule(rule, dns_label(name, pools[key].pool.name), index, pools[key], policy, share_of=name)
+            share_rules.append(share)
+            shares.append(Share(weight, share))
+        for backend in (b for b in live if not _is_pool_ref(b.ref)):  # Services: a share each, no picker
+            index = len(route.rules) + len(share_rules)
+            share_name = dns_label(name, "service", backend.ref.name)
+            share = RulePlan(rule, share_name, index, None, True, service=backend, share_of=name)
+            share_rules.append(share)
+            shares.append(Share(backend.ref.weight, share))
+        rules.append(RulePlan(rule, name, rule.index, None, True, retry=policy.retries, shares=tuple(shares)))
     parents = tuple(p for p in route.parents if p.accepted.status)
-    return RoutePlan(route, parents, tuple(rules), tuple(problems))
+    return RoutePlan(route, parents, tuple(rules + share_rules), tuple(problems))
 
 
-def _rule_problem(namespace: str, live: list, pool_refs: list) -> str | None:
-    if len(pool_refs) != len(live):
-        return "it splits traffic between an InferencePool and other backends"
-    if len({(b.ref.namespace or namespace, b.ref.name) for b in pool_refs}) > 1:
-        return "it splits traffic between several InferencePools"
+def _pool_rule(
+    rule: ResolvedRule, name: str, index: int, pool: PoolTarget, policy: Policy, share_of: str | None = None
+) -> RulePlan:
+    call = policy.picker(pool.picker.failure_open) if pool.picker is not None else None
+    retry = policy.retries if pool.picker is not None else None
+    routed = share_of is None and any(
+        h.name.lower() in MODEL_ROUTER_ONLY_HEADERS for m in rule.rule.matches for h in m.headers
+    )
+    return RulePlan(rule, name, index, pool, True, call, retry, share_of=share_of, model_routed=routed)
+
+
+def _rule_problem(live: list, pool_refs: list) -> str | None:
+    if any((b.ref.group, b.ref.kind) != ("", "Service") for b in live if not _is_pool_ref(b.ref)):
+        return "it splits traffic between an InferencePool and backends other than Services"
     if any(b.ref.filters for b in pool_refs):
         return "an InferencePool backendRef has filters (Envoy Gateway would give it a cluster of its own)"
     return None

@@ -24,6 +24,8 @@ RETRY_ON = ("connect-failure", "refused-stream", "reset")
 # 3 parallel retries would fail the rest (a route retries a request at most `retries` times, and only on connection
 # failures and resets, so this cannot amplify load beyond that).
 CIRCUIT_LIMIT = 100_000
+# What a failed picker or model-router call answers when the pool does not let the request through (FailClose).
+CALLOUT_FAILURE_STATUS = 503
 # A route without a request timeout of its own has none: LLM responses can take minutes.
 NO_ROUTE_TIMEOUT_S = 0.0
 # Envoy answers 431 to a request whose headers (request line included) exceed this, so no oversized header reaches a

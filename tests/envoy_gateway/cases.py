@@ -4,6 +4,7 @@ find generated objects."""
 from __future__ import annotations
 
 from poolgate.api.builders import build, gateway, gateway_class, pod, pool, pool_ref, route, service
+from poolgate.egtarget import CalloutService
 
 EG = "gateway.envoyproxy.io/gatewayclass-controller"
 
@@ -50,6 +51,52 @@ def two_pools() -> list:
         service("docs", ip="10.0.0.20", port=8080),
         pod("llama-0", "10.1.0.1", app="llama"),
         pod("qwen-0", "10.1.0.2", app="qwen"),
+    )
+
+
+def split_route() -> list:
+    """A rule splitting 80/20 across a FailClose and a FailOpen pool, a rule splitting 90/10 between a pool and a
+    Service, and a plain pool rule."""
+    return build(
+        eg_class(),
+        eg_gateway(),
+        service("epp-a"),
+        service("epp-b", ip="10.0.0.3"),
+        service("docs"),
+        pool("a", picker="epp-a"),
+        pool("b", picker="epp-b", failure_mode="FailOpen"),
+        route(
+            rules=[
+                rule(pool_ref("a", weight=80), pool_ref("b", weight=20), header="split"),
+                rule(pool_ref("a", weight=90), service_ref("docs", 9002, weight=10), header="mixed"),
+                rule(pool_ref("a"), header="fine"),
+            ]
+        ),
+    )
+
+
+MODEL_ROUTER = CalloutService("default", "model-router", 9004, "model router Service default/model-router")
+
+
+def model_routing() -> list:
+    """Rules matching X-Gateway-Model-Name: model a-model to the FailClose pool a, b-model to the FailOpen pool b,
+    next to an 80/20 split of both."""
+    model = "X-Gateway-Model-Name"
+    return build(
+        eg_class(),
+        eg_gateway(),
+        service("epp-a"),
+        service("epp-b", ip="10.0.0.3"),
+        service("model-router", ip="10.0.0.4", port=9004),
+        pool("a", picker="epp-a"),
+        pool("b", picker="epp-b", failure_mode="FailOpen"),
+        route(
+            rules=[
+                {"matches": [{"headers": [{"name": model, "value": "a-model"}]}], "backendRefs": [pool_ref("a")]},
+                {"matches": [{"headers": [{"name": model, "value": "b-model"}]}], "backendRefs": [pool_ref("b")]},
+                rule(pool_ref("a", weight=80), pool_ref("b", weight=20), header="split"),
+            ]
+        ),
     )
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import jsonpatch
 import yaml
+from jsonpath_ng.ext import parse as jsonpath_parse
 
 from poolgate.api import Pod, Service
 
@@ -51,6 +52,34 @@ def _targets(policy: dict) -> list[dict]:
 
 def _seconds(duration: str) -> str:
     return duration if duration.endswith("s") and not duration.endswith("ms") else f"{int(duration[:-2]) / 1000}s"
+
+
+def _single(name: str, kind: str, fields: dict, value_match: dict) -> dict:
+    return {
+        "single_predicate": {
+            "input": {"name": name, "typed_config": {"@type": T + f"envoy.type.matcher.v3.{kind}", **fields}},
+            "value_match": value_match,
+        }
+    }
+
+
+def _operations(document: dict, operation: dict) -> list[dict]:
+    """The RFC 6902 operations of one Envoy Gateway patch operation (internal/utils/jsonpatch)."""
+    operation = dict(operation)
+    json_path = operation.pop("jsonPath", None)
+    if json_path is None:
+        return [operation]
+    suffix = operation.pop("path", "")
+    found = jsonpath_parse(json_path).find(document)
+    if not found:
+        raise ValueError(f"no element matches the jsonPath {json_path}")
+    pointers = ["/" + "/".join(str(part).strip("[]") for part in str(match.full_path).split(".")) for match in found]
+    return [{**operation, "path": pointer + suffix} for pointer in pointers]
+
+
+def _one_of(kind: str, predicates: list[dict]) -> dict:
+    """A predicate list, or its only predicate (as Envoy Gateway collapses them)."""
+    return predicates[0] if len(predicates) == 1 else {kind: {"predicate": predicates}}
 
 
 def _http2() -> dict:
@@ -100,8 +129,8 @@ class EnvoyGatewayShape:
     def ext_proc_name(policy: dict, index: int = 0) -> str:
         return f"envoyextensionpolicy/{policy['metadata']['namespace']}/{policy['metadata']['name']}/extproc/{index}"
 
-    def _ext_proc_filter(self, policy: dict) -> dict:
-        ext = policy["spec"]["extProc"][0]
+    def _ext_proc_filter(self, policy: dict, index: int = 0) -> dict:
+        ext = policy["spec"]["extProc"][index]
         backend = ext["backendRefs"][0]
         namespace = backend.get("namespace", policy["metadata"]["namespace"])
         mode = {
@@ -124,7 +153,7 @@ class EnvoyGatewayShape:
             "@type": EXT_PROC,
             "grpc_service": {
                 "envoy_grpc": {
-                    "cluster_name": self.ext_proc_name(policy),
+                    "cluster_name": self.ext_proc_name(policy, index),
                     "authority": f"{backend['name']}.{namespace}:{backend['port']}",
                 },
                 "timeout": "10s",
@@ -134,6 +163,8 @@ class EnvoyGatewayShape:
         }
         if "messageTimeout" in ext:
             config["message_timeout"] = _seconds(ext["messageTimeout"])
+        if "statusOnError" in ext:
+            config["status_on_error"] = {"code": ext["statusOnError"]}
         metadata = ext.get("metadata", {})
         if metadata:
             config["metadata_options"] = {
@@ -141,17 +172,44 @@ class EnvoyGatewayShape:
                 "receiving_namespaces": {"untyped": metadata.get("writableNamespaces", [])},
             }
         return {
-            "name": f"envoy.filters.http.ext_proc/{self.ext_proc_name(policy)}",
+            "name": f"envoy.filters.http.ext_proc/{self.ext_proc_name(policy, index)}",
             "disabled": True,
             "typed_config": config,
         }
 
-    def _ext_proc_cluster(self, policy: dict) -> dict:
-        backend = policy["spec"]["extProc"][0]["backendRefs"][0]
-        service = self.services[(backend.get("namespace", policy["metadata"]["namespace"]), backend["name"])]
-        name = self.ext_proc_name(policy)
-        breaker = policy["spec"]["extProc"][0].get("backendSettings", {}).get("circuitBreaker", {})
-        return {
+    def _picker_address(self, policy: dict, index: int = 0) -> tuple[str, dict | None]:
+        """Where the policy's picker is (a Service's clusterIP; a Backend's FQDN resolved as cluster DNS would, to
+        the Service's clusterIP) and the TLS the cluster speaks (a Backend's `tls`, as translator.go builds it)."""
+        backend = policy["spec"]["extProc"][index]["backendRefs"][0]
+        namespace = backend.get("namespace", policy["metadata"]["namespace"])
+        if backend.get("kind", "Service") == "Service":
+            return self.services[(namespace, backend["name"])].spec.cluster_ip, None
+        (found,) = [
+            b
+            for b in _by_kind(self.objects, "Backend")
+            if (b["metadata"]["namespace"], b["metadata"]["name"]) == (namespace, backend["name"])
+        ]
+        (endpoint,) = found["spec"]["endpoints"]
+        service, service_namespace = endpoint["fqdn"]["hostname"].split(".")[:2]
+        tls = found["spec"].get("tls")
+        socket = None
+        if tls is not None:
+            assert tls.get("insecureSkipVerify"), "only unverified TLS is modelled"
+            context = {
+                "@type": T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": {"alpn_protocols": tls.get("alpnProtocols", [])},
+            }
+            if "sni" in tls:
+                context["sni"] = tls["sni"]
+            socket = {"name": "envoy.transport_sockets.tls", "typed_config": context}
+        return self.services[(service_namespace, service)].spec.cluster_ip, socket
+
+    def _ext_proc_cluster(self, policy: dict, index: int = 0) -> dict:
+        backend = policy["spec"]["extProc"][index]["backendRefs"][0]
+        address, transport_socket = self._picker_address(policy, index)
+        name = self.ext_proc_name(policy, index)
+        breaker = policy["spec"]["extProc"][index].get("backendSettings", {}).get("circuitBreaker", {})
+        cluster = {
             "name": name,
             "type": "STATIC",
             "connect_timeout": "10s",
@@ -171,12 +229,7 @@ class EnvoyGatewayShape:
                         "lb_endpoints": [
                             {
                                 "endpoint": {
-                                    "address": {
-                                        "socket_address": {
-                                            "address": service.spec.cluster_ip,
-                                            "port_value": backend["port"],
-                                        }
-                                    }
+                                    "address": {"socket_address": {"address": address, "port_value": backend["port"]}}
                                 }
                             }
                         ]
@@ -184,6 +237,85 @@ class EnvoyGatewayShape:
                 ],
             },
             "typed_extension_protocol_options": _http2(),
+        }
+        if transport_socket is not None:
+            cluster["transport_socket"] = transport_socket
+        return cluster
+
+    # --- response overrides (custom_response.go) ------------------------------------------------------------------
+
+    @staticmethod
+    def custom_response_name(policy: dict) -> str:
+        return f"envoy.filters.http.custom_response/backendtrafficpolicy/{policy['metadata']['namespace']}/{policy['metadata']['name']}"
+
+    def _custom_response_filter(self, policy: dict) -> dict:
+        matchers = []
+        for i, override in enumerate(policy["spec"]["responseOverride"]):
+            match, response = override["match"], override["response"]
+            predicates = []
+            if match.get("statusCodes"):
+                predicates.append(
+                    _one_of(
+                        "or_matcher",
+                        [
+                            _single(
+                                "http-response-status-code-match-input",
+                                "HttpResponseStatusCodeMatchInput",
+                                {},
+                                {"exact": str(code["value"])},
+                            )
+                            for code in match["statusCodes"]
+                        ],
+                    )
+                )
+            if match.get("responseHeaders"):
+                predicates.append(
+                    _one_of(
+                        "and_matcher",
+                        [
+                            _single(
+                                "http-response-header-match-input",
+                                "HttpResponseHeaderMatchInput",
+                                {"header_name": h["name"]},
+                                {h["value"].get("type", "Exact").lower(): h["value"]["value"]},
+                            )
+                            for h in match["responseHeaders"]
+                        ],
+                    )
+                )
+            if override.get("source") in ("Local", "Backend"):
+                predicates.append(
+                    _single(
+                        "http-response-local-reply-match-input",
+                        "HttpResponseLocalReplyMatchInput",
+                        {},
+                        {"exact": "true" if override["source"] == "Local" else "false"},
+                    )
+                )
+            action = {
+                "@type": T + "envoy.extensions.http.custom_response.local_response_policy.v3.LocalResponsePolicy",
+                "body_format": {"text_format": response["body"]["inline"]},
+                "response_headers_to_add": [
+                    {
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        "header": {"key": "Content-Type", "value": response["contentType"]},
+                    }
+                ],
+            }
+            name = f"backendtrafficpolicy/{policy['metadata']['namespace']}/{policy['metadata']['name']}"
+            matchers.append(
+                {
+                    "predicate": _one_of("and_matcher", predicates),
+                    "on_match": {"action": {"name": f"{name}/responseoverride/rule/{i}", "typed_config": action}},
+                }
+            )
+        return {
+            "name": self.custom_response_name(policy),
+            "disabled": True,
+            "typed_config": {
+                "@type": T + "envoy.extensions.filters.http.custom_response.v3.CustomResponse",
+                "custom_response_matcher": {"matcher_list": {"matchers": matchers}},
+            },
         }
 
     # --- routes and clusters ----------------------------------------------------------------------------------------
@@ -227,19 +359,31 @@ class EnvoyGatewayShape:
                         }
                     ],
                 }
+            enabled = [
+                f"envoy.filters.http.ext_proc/{self.ext_proc_name(p, i)}"
+                for p in extensions
+                for i in range(len(p["spec"]["extProc"]))
+            ]
+            overriding = [p for p in traffic if p["spec"].get("responseOverride")]
+            enabled += [self.custom_response_name(p) for p in overriding]
             for j, match in enumerate(rule["matches"]):
                 entry = {"name": f"{cluster}/match/{j}/*", "match": self._match(match), "route": action}
-                if extensions:
+                if not rule.get("backendRefs"):  # a rule without backends answers 500 (Gateway API)
+                    entry = {**entry, "direct_response": {"status": 500}}
+                    del entry["route"]
+                if enabled:
                     entry["typed_per_filter_config"] = {
-                        f"envoy.filters.http.ext_proc/{self.ext_proc_name(extensions[0])}": {
-                            "@type": T + "envoy.config.route.v3.FilterConfig",
-                            "config": {},
-                        }
+                        name: {"@type": T + "envoy.config.route.v3.FilterConfig", "config": {}} for name in enabled
                     }
                 routes.append(entry)
-            for policy in extensions:
-                filters.append(self._ext_proc_filter(policy))
-                clusters.append(self._ext_proc_cluster(policy))
+            for policy in overriding:
+                if self._custom_response_filter(policy) not in filters:
+                    filters.append(self._custom_response_filter(policy))
+            for policy in extensions:  # one filter and cluster per entry, however many rules the policy targets
+                for i in range(len(policy["spec"]["extProc"])):
+                    if self._ext_proc_filter(policy, i) not in filters:
+                        filters.append(self._ext_proc_filter(policy, i))
+                        clusters.append(self._ext_proc_cluster(policy, i))
             if rule.get("backendRefs"):
                 clusters.append(
                     self._rule_cluster(cluster, rule["backendRefs"], namespace, traffic[0]["spec"] if traffic else {})
@@ -367,8 +511,11 @@ class EnvoyGatewayShape:
         for route in _by_kind(self.objects, "HTTPRoute"):
             r, c, f = self._routes_and_clusters(route)
             routes += r
-            clusters += c
+            clusters += [x for x in c if x not in clusters]
             filters += [x for x in f if x not in filters]
+        filters.sort(  # httpfilters.go's order: custom_response 0, ext_proc 100 + entry index
+            key=lambda f: 0 if "custom_response" in f["name"] else 100 + int(f["name"].rsplit("/", 1)[1])
+        )
         routes.sort(key=lambda r: -len(r["match"].get("headers", [])))  # more header matches first
         ctp = self._gateway_policy("ClientTrafficPolicy", gateway)
         namespace, name = gateway["metadata"]["namespace"], gateway["metadata"]["name"]
@@ -419,13 +566,26 @@ class EnvoyGatewayShape:
         return [out_listener], clusters
 
     def patched(self, listeners: list[dict], clusters: list[dict]) -> tuple[list[dict], list[dict]]:
-        """The resources after the EnvoyPatchPolicies, applied as Envoy Gateway applies them."""
-        by_type = {T + "envoy.config.listener.v3.Listener": listeners, T + "envoy.config.cluster.v3.Cluster": clusters}
+        """The resources after the EnvoyPatchPolicies, applied as Envoy Gateway applies them: each patch to the one
+        resource of its type and name, a `jsonPath` first turned into JSON pointers (to which `path` is appended)."""
+        route_configs = [
+            f["typed_config"]["route_config"]
+            for lst in listeners
+            for chain in lst["filter_chains"]
+            for f in chain["filters"]
+        ]
+        by_type = {
+            T + "envoy.config.listener.v3.Listener": listeners,
+            T + "envoy.config.cluster.v3.Cluster": clusters,
+            T + "envoy.config.route.v3.RouteConfiguration": route_configs,
+        }
         for policy in _by_kind(self.objects, "EnvoyPatchPolicy"):
             for patch in policy["spec"]["jsonPatches"]:
                 resources = by_type[patch["type"]]
                 (index,) = [i for i, r in enumerate(resources) if r["name"] == patch["name"]]
-                resources[index] = jsonpatch.apply_patch(resources[index], [patch["operation"]])
+                patched = jsonpatch.apply_patch(resources[index], _operations(resources[index], patch["operation"]))
+                resources[index].clear()
+                resources[index].update(patched)  # in place: route configurations live inside their listener
         return listeners, clusters
 
     def bootstrap(self, patch: bool = True) -> dict:

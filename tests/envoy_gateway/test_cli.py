@@ -36,6 +36,8 @@ def test_prints_the_resources_as_multi_document_yaml_in_a_stable_order(tmp_path)
     assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
         ("Service", "llama-poolgate"),
         ("Service", "qwen-poolgate"),
+        ("Backend", "llama-epp-default-poolgate"),
+        ("Backend", "qwen-epp-default-poolgate"),
         ("Gateway", "gw-poolgate"),
         ("HTTPRoute", "models-poolgate"),
         ("ClientTrafficPolicy", "gw-poolgate"),
@@ -50,7 +52,7 @@ def test_prints_the_resources_as_multi_document_yaml_in_a_stable_order(tmp_path)
 def test_writes_the_file_or_prints_the_status(tmp_path):
     result = run("-f", write_inputs(tmp_path), "--out", str(tmp_path / "out"))
     assert result.returncode == 0 and result.stdout == ""
-    assert len(list(yaml.safe_load_all((tmp_path / "out" / "envoy-gateway.yaml").read_text()))) == 10
+    assert len(list(yaml.safe_load_all((tmp_path / "out" / "envoy-gateway.yaml").read_text()))) == 12
     status = json.loads(run("-f", write_inputs(tmp_path), "--status").stdout)
     assert {(s["kind"], p["controllerName"]) for s in status for p in s["status"]["parents"]} == {
         ("HTTPRoute", "poolgate.dev/envoy-gateway"),
@@ -79,3 +81,12 @@ def test_validate_is_refused_and_a_missing_envoy_gateway_is_reported(tmp_path):
     result = run("-f", str(none))
     assert result.returncode == 0 and result.stdout == ""
     assert "warning: no Gateway of a class with controllerName gateway.envoyproxy.io" in result.stderr
+
+
+def test_picker_plaintext_calls_the_pickers_services_directly(tmp_path):
+    result = run("-f", write_inputs(tmp_path), "--picker-plaintext")
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert "Backend" not in {d["kind"] for d in documents}
+    refs = [d["spec"]["extProc"][0]["backendRefs"] for d in documents if d["kind"] == "EnvoyExtensionPolicy"]
+    assert refs == [[{"name": "llama-epp", "port": 9002}], [{"name": "qwen-epp", "port": 9002}]]

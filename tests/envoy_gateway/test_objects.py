@@ -9,7 +9,19 @@ from poolgate.api.builders import build, gateway, gateway_class, grant, pod, poo
 from poolgate.egtarget import STATUS_CONTROLLER, EnvoyGatewayOptions, translate_envoy_gateway
 from poolgate.translate import TranslateOptions
 from poolgate.translate.status import StatusOptions
-from tests.envoy_gateway.cases import EG, eg_class, eg_gateway, find, kinds, rule, service_ref, two_pools
+from tests.envoy_gateway.cases import (
+    EG,
+    MODEL_ROUTER,
+    eg_class,
+    eg_gateway,
+    find,
+    kinds,
+    model_routing,
+    rule,
+    service_ref,
+    split_route,
+    two_pools,
+)
 
 NOW = StatusOptions(now="2026-01-01T00:00:00Z")
 
@@ -32,6 +44,8 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     assert kinds(out) == [
         "Service",
         "Service",
+        "Backend",
+        "Backend",
         "Gateway",
         "HTTPRoute",
         "ClientTrafficPolicy",
@@ -75,7 +89,15 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
         {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "models-poolgate", "sectionName": "rule-0"}
     ]
     (ext_proc,) = extension["extProc"]
-    assert ext_proc["backendRefs"] == [{"name": "llama-epp", "port": 9002}]
+    assert ext_proc["backendRefs"] == [
+        {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "llama-epp-default-poolgate", "port": 9002}
+    ]
+    picker = find(out, "Backend", "llama-epp-default-poolgate")["spec"]  # TLS, as the picker serves by default
+    host = "llama-epp.default.svc.cluster.local"
+    assert picker == {
+        "endpoints": [{"fqdn": {"hostname": host, "port": 9002}}],
+        "tls": {"insecureSkipVerify": True, "sni": host, "alpnProtocols": ["h2"]},
+    }
     assert ext_proc["metadata"] == {
         "accessibleNamespaces": ["envoy.lb", "envoy.lb.subset_hint"],
         "writableNamespaces": ["envoy.lb"],
@@ -88,7 +110,10 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     assert traffic["retry"]["numRetries"] == 2
     client = find(out, "ClientTrafficPolicy", "gw-poolgate")["spec"]
     assert client["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-poolgate"}]
-    assert client["headers"]["earlyRequestHeaders"]["remove"] == list(contract.GATEWAY_ONLY_HEADERS)
+    assert client["headers"]["earlyRequestHeaders"]["remove"] == [
+        *contract.GATEWAY_ONLY_HEADERS,
+        contract.SPLIT_SHARE_HEADER,
+    ]
     assert client["timeout"]["http"] == {
         "requestHeadersReceivedTimeout": "10s",
         "requestReceivedTimeout": "60s",
@@ -134,32 +159,69 @@ def test_failure_mode_and_body_mode_choose_what_envoy_gateway_accepts():
     assert fail_close["messageTimeout"] == "2500ms"
 
 
-def test_rules_envoy_gateway_cannot_serve_answer_500_and_the_status_says_why():
-    objects = build(
-        eg_class(),
-        eg_gateway(),
-        service("epp-a"),
-        service("epp-b", ip="10.0.0.3"),
-        service("docs"),
-        pool("a", picker="epp-a"),
-        pool("b", picker="epp-b"),
-        route(
-            rules=[
-                rule(pool_ref("a"), service_ref("docs", 9002), header="mixed"),
-                rule(pool_ref("a", weight=1), pool_ref("b", weight=1), header="split"),
-                rule(pool_ref("a"), header="fine"),
-            ]
-        ),
-    )
+def test_a_split_between_a_pool_and_a_service_gives_the_service_a_share_without_a_picker():
+    objects = split_route()
     out = generate(objects)
-    mixed, split, fine = find(out, "HTTPRoute")["spec"]["rules"]
-    assert "backendRefs" not in mixed and "backendRefs" not in split and "filters" not in mixed
-    assert fine["backendRefs"][0]["name"] == "a-poolgate"
-    assert [t["sectionName"] for t in find(out, "EnvoyExtensionPolicy")["spec"]["targetRefs"]] == ["rule-2"]
+    rules = {r["name"]: r for r in find(out, "HTTPRoute")["spec"]["rules"]}
+    assert [(b["name"], b["weight"]) for b in rules["rule-1"]["backendRefs"]] == [("a-poolgate", 90), ("docs", 10)]
+    assert rules["rule-1-service-docs"]["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "docs", "port": 9002, "weight": 1}
+    ]
     (entry,) = status_of(objects, "HTTPRoute", "route")["parents"]
-    message = conditions(entry)["PartiallyInvalid"]["message"]
-    assert "rule 0: it splits traffic between an InferencePool and other backends" in message
-    assert "rule 1: it splits traffic between several InferencePools" in message
+    assert "PartiallyInvalid" not in conditions(entry)
+    patch = find(out, "EnvoyPatchPolicy")["spec"]["jsonPatches"][-1]["operation"]
+    clusters = patch["value"]["weighted_clusters"]["clusters"]
+    assert [(c["name"].rsplit("/", 1)[1], c["weight"], "typed_per_filter_config" in c) for c in clusters] == [
+        ("5", 90, True),
+        ("6", 10, False),
+    ]
+    assert "rule-1-service-docs" not in {
+        t["sectionName"] for o in out if o["kind"] == "EnvoyExtensionPolicy" for t in o["spec"]["targetRefs"]
+    }
+
+
+def test_a_split_across_pools_gives_each_share_a_rule_of_its_own_and_weighted_clusters_over_them():
+    out = generate(split_route())
+    split, _, _, share_a, share_b, _, _ = find(out, "HTTPRoute")["spec"]["rules"]
+    assert [share_a["name"], share_b["name"]] == ["rule-0-a", "rule-0-b"]
+    for share, pool_name in ((share_a, "a"), (share_b, "b")):  # clients cannot match a share: the header is removed
+        assert share["matches"] == [{"headers": [{"name": contract.SPLIT_SHARE_HEADER, "value": share["name"]}]}]
+        assert [b["name"] for b in share["backendRefs"]] == [f"{pool_name}-poolgate"]
+    assert [(b["name"], b["weight"]) for b in split["backendRefs"]] == [("a-poolgate", 80), ("b-poolgate", 20)]
+    # each share is picked by its own pool's picker, in its own failure mode
+    a, b = (find(out, "EnvoyExtensionPolicy", f"route-poolgate-{x}")["spec"] for x in "ab")
+    assert [t["sectionName"] for t in a["targetRefs"]] == ["rule-2", "rule-0-a", "rule-1-a"]
+    assert [t["sectionName"] for t in b["targetRefs"]] == ["rule-0-b"]
+    assert (a["extProc"][0]["failOpen"], b["extProc"][0]["failOpen"]) == (False, True)
+    traffic = find(out, "BackendTrafficPolicy", "route-poolgate-rule-0")["spec"]
+    assert [t["sectionName"] for t in traffic["targetRefs"]] == ["rule-0"]
+    assert traffic["retry"]["numRetries"] == 2 and "endpointOverride" not in traffic["loadBalancer"]
+    patches = find(out, "EnvoyPatchPolicy")["spec"]["jsonPatches"]
+    assert [p["name"] for p in patches] == [
+        "httproute/default/route-poolgate/rule/2",
+        "httproute/default/route-poolgate/rule/3",
+        "httproute/default/route-poolgate/rule/4",
+        "httproute/default/route-poolgate/rule/5",
+        "default/gw-poolgate/http",
+        "default/gw-poolgate/http",
+    ]
+    split_patch = patches[-2]
+    assert split_patch["type"] == "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+    operation = split_patch["operation"]
+    assert (operation["op"], operation["path"]) == ("replace", "/route")
+    assert operation["jsonPath"] == (
+        "$.virtual_hosts[*].routes[?(@.route.cluster=='httproute/default/route-poolgate/rule/0')]"
+    )
+    clusters = operation["value"]["weighted_clusters"]["clusters"]
+    assert [(c["name"], c["weight"]) for c in clusters] == [
+        ("httproute/default/route-poolgate/rule/3", 80),
+        ("httproute/default/route-poolgate/rule/4", 20),
+    ]
+    assert [list(c["typed_per_filter_config"]) for c in clusters] == [
+        ["envoy.filters.http.ext_proc/envoyextensionpolicy/default/route-poolgate-a/extproc/0"],
+        ["envoy.filters.http.ext_proc/envoyextensionpolicy/default/route-poolgate-b/extproc/0"],
+    ]
+    assert operation["value"]["retry_policy"] == {"retry_on": "connect-failure,refused-stream,reset", "num_retries": 2}
 
 
 def test_pools_sharing_one_picker_are_refused_because_envoy_gateway_cannot_name_the_pool():
@@ -191,7 +253,7 @@ def test_a_pool_in_another_namespace_gets_grants_naming_exactly_its_services():
         pool(namespace="ml"),
         service(namespace="ml"),
     ]
-    out = generate(build(*base, grant("ml", "default")))
+    out = generate(build(*base, grant("ml", "default")), picker_tls=False)
     backend = find(out, "HTTPRoute")["spec"]["rules"][0]["backendRefs"][0]
     assert (backend["name"], backend["namespace"]) == ("pool-poolgate", "ml")
     assert find(out, "EnvoyExtensionPolicy")["spec"]["extProc"][0]["backendRefs"] == [
@@ -209,6 +271,11 @@ def test_a_pool_in_another_namespace_gets_grants_naming_exactly_its_services():
         },
     }
     assert all(g["metadata"]["namespace"] == "ml" for g in out if g["kind"] == "ReferenceGrant")
+    over_tls = generate(build(*base, grant("ml", "default")))  # the picker's Backend lives in the route's namespace
+    assert [g["metadata"]["name"] for g in over_tls if g["kind"] == "ReferenceGrant"] == ["poolgate-httproute-default"]
+    assert find(over_tls, "Backend", "epp-ml-poolgate")["spec"]["endpoints"] == [
+        {"fqdn": {"hostname": "epp.ml.svc.cluster.local", "port": 9002}}
+    ]
     ungranted = generate(build(*base))
     assert "ReferenceGrant" not in kinds(ungranted) and "Service" not in kinds(ungranted)
     assert "backendRefs" not in find(ungranted, "HTTPRoute")["spec"]["rules"][0]
@@ -353,3 +420,40 @@ def test_output_does_not_depend_on_input_order():
     shuffled = list(objects)
     random.Random(7).shuffle(shuffled)
     assert generate(shuffled) == generate(objects)
+
+
+def test_model_routing_calls_the_model_router_first_then_only_the_routed_pools_picker():
+    out = generate(model_routing(), model_router=MODEL_ROUTER)
+    rules = find(out, "HTTPRoute")["spec"]["rules"]
+    assert rules[-1] == {"name": "poolgate-model-routing", "matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}
+    policy = find(out, "EnvoyExtensionPolicy", "route-poolgate-model-routing")["spec"]
+    assert [t["sectionName"] for t in policy["targetRefs"]] == ["rule-0", "rule-1", "poolgate-model-routing"]
+    router, a, b = policy["extProc"]  # Envoy Gateway orders a policy's entries: the model router runs first
+    assert router["backendRefs"][0]["name"] == "model-router-default-poolgate"
+    assert router["processingMode"] == {"request": {"body": "FullDuplexStreamed"}} and not router["failOpen"]
+    assert [e["backendRefs"][0]["name"] for e in (a, b)] == ["epp-a-default-poolgate", "epp-b-default-poolgate"]
+    assert (a["failOpen"], b["failOpen"]) == (False, True)  # each pool keeps its failure mode
+    # the per-pool policies keep only the rules that are not model-routed (here: the split's shares)
+    assert [t["sectionName"] for t in find(out, "EnvoyExtensionPolicy", "route-poolgate-a")["spec"]["targetRefs"]] == [
+        "rule-2-a"
+    ]
+    disables = [
+        p
+        for p in find(out, "EnvoyPatchPolicy")["spec"]["jsonPatches"]
+        if p["operation"]["op"] == "add" and p["operation"].get("jsonPath")
+    ]
+    assert [
+        (p["operation"]["jsonPath"].split("'")[1], p["operation"]["path"].rsplit("~1", 1)[1]) for p in disables
+    ] == [
+        ("httproute/default/route-poolgate/rule/0", "2"),  # pool a's rule: b's picker (entry 2) off
+        ("httproute/default/route-poolgate/rule/1", "1"),  # pool b's rule: a's picker (entry 1) off
+    ]
+    assert disables[0]["operation"]["value"] == {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+        "disabled": True,
+    }
+    removed = find(out, "ClientTrafficPolicy")["spec"]["headers"]["earlyRequestHeaders"]["remove"]
+    assert {"x-gateway-model-name", "x-gateway-base-model-name"} <= set(removed)
+    assert "poolgate-model-routing" not in {
+        r["name"] for r in find(generate(model_routing()), "HTTPRoute")["spec"]["rules"]
+    }

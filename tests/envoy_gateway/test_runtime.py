@@ -5,12 +5,14 @@ from them (egxds.py) with its EnvoyPatchPolicy applied, run in the real Envoy wi
 - `llama` (FailClose, request bodies full-duplex): pods 127.0.0.60 and .61 live; 127.0.0.62 is a pod whose server
   dies after the picker has scraped it, so a pick of it must fall back to the next endpoint of the picker's list;
 - `qwen` (FailOpen, request bodies buffered, responses streamed): pods 127.0.0.63 and .64.
-A user HTTPRoute on an Envoy Gateway Gateway sends `x-pool: llama|qwen` to the pools. A second Envoy runs the same
+A user HTTPRoute on an Envoy Gateway Gateway sends `x-pool: llama|qwen` to the pools and `x-pool: split` 80/20 to
+both (each share picked by its own pool's picker, in its own failure mode). A second Envoy runs the same
 xDS without the EnvoyPatchPolicy, as a cluster with EnvoyPatchPolicy disabled would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -19,7 +21,8 @@ import aiohttp
 import orjson
 import pytest
 
-from poolgate.egtarget import translate_envoy_gateway
+from poolgate.egtarget import CalloutService, EnvoyGatewayOptions, translate_envoy_gateway
+from poolgate.egtarget.objects import EDGE_ERRORS
 from poolgate.envoy import envoy_binary, validate
 from poolgate.translate.output import write_yaml
 from tests.conftest import objects_from_yaml
@@ -28,7 +31,8 @@ from tests.support.processes import POOLGATE, Processes, free_port, wait_for_por
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 QWEN = "Qwen/Qwen3-8B"
-LLAMA_PICKER, QWEN_PICKER = "127.0.1.60", "127.0.1.61"
+SHARED_ADAPTER = "canary-adapter"
+LLAMA_PICKER, QWEN_PICKER, MODEL_ROUTER = "127.0.1.60", "127.0.1.61", "127.0.1.62"
 LLAMA_PODS, DOOMED_POD, QWEN_PODS = ("127.0.0.60", "127.0.0.61"), "127.0.0.62", ("127.0.0.63", "127.0.0.64")
 
 OBJECTS = """
@@ -54,6 +58,14 @@ spec:
     backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: llama}}]
   - matches: [{{headers: [{{name: x-pool, value: qwen}}]}}]
     backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: qwen}}]
+  - matches: [{{headers: [{{name: X-Gateway-Model-Name, value: {llama_model}}}]}}]
+    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: llama}}]
+  - matches: [{{headers: [{{name: X-Gateway-Model-Name, value: {qwen_model}}}]}}]
+    backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: qwen}}]
+  - matches: [{{headers: [{{name: x-pool, value: split}}]}}]
+    backendRefs:
+    - {{group: inference.networking.k8s.io, kind: InferencePool, name: llama, weight: 80}}
+    - {{group: inference.networking.k8s.io, kind: InferencePool, name: qwen, weight: 20}}
 ---
 apiVersion: v1
 kind: Service
@@ -64,6 +76,11 @@ apiVersion: v1
 kind: Service
 metadata: {{name: qwen-epp, namespace: default}}
 spec: {{clusterIP: {qwen_picker}, ports: [{{port: {qwen_picker_port}}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: model-router, namespace: default}}
+spec: {{clusterIP: {model_router}, ports: [{{port: {model_router_port}}}]}}
 ---
 apiVersion: inference.networking.k8s.io/v1
 kind: InferencePool
@@ -98,7 +115,7 @@ class Stack:
         self.pod_port = free_port(LLAMA_PODS[0])
         self.listener = free_port("127.0.0.1")
         self.unpatched_listener = free_port("127.0.0.1")
-        self.ports = {LLAMA_PICKER: free_port(LLAMA_PICKER), QWEN_PICKER: free_port(QWEN_PICKER)}
+        self.ports = {host: free_port(host) for host in (LLAMA_PICKER, QWEN_PICKER, MODEL_ROUTER)}
         text = OBJECTS.format(
             listener=self.listener,
             pod_port=self.pod_port,
@@ -106,6 +123,10 @@ class Stack:
             qwen_picker=QWEN_PICKER,
             llama_picker_port=self.ports[LLAMA_PICKER],
             qwen_picker_port=self.ports[QWEN_PICKER],
+            model_router=MODEL_ROUTER,
+            model_router_port=self.ports[MODEL_ROUTER],
+            llama_model=LLAMA,
+            qwen_model=QWEN,
         )
         for i, ip in enumerate(LLAMA_PODS + (DOOMED_POD,)):
             text += POD.format(name=f"llama-{i}", app="llama", ip=ip)
@@ -114,7 +135,8 @@ class Stack:
         self.objects_path = tmp_path / "objects.yaml"
         self.objects_path.write_text(text)
         self.inputs = objects_from_yaml(text)
-        self.generated = translate_envoy_gateway(self.inputs).objects()
+        router = CalloutService("default", "model-router", self.ports[MODEL_ROUTER], "model router Service")
+        self.generated = translate_envoy_gateway(self.inputs, EnvoyGatewayOptions(model_router=router)).objects()
         self.pickers: dict[str, object] = {}
         self.doomed = None
 
@@ -123,10 +145,12 @@ class Stack:
         sims = ((LLAMA, LLAMA_PODS, "sim-llama"), (LLAMA, (DOOMED_POD,), "sim-doomed"), (QWEN, QWEN_PODS, "sim-qwen"))
         for model, ips, name in sims:
             listens = [arg for ip in ips for arg in ("--listen", f"{ip}:{self.pod_port}")]
-            process = start(name, [*POOLGATE, "sim", "--no-latency", "--model", model, *listens])
+            adapter = ["--lora", SHARED_ADAPTER, "--max-loras", "1"]  # a model both pools serve, for the split
+            process = start(name, [*POOLGATE, "sim", "--no-latency", "--model", model, *adapter, *listens])
             self.doomed = process if name == "sim-doomed" else self.doomed
         self.start_picker("default/llama", LLAMA_PICKER)
         self.start_picker("default/qwen", QWEN_PICKER)
+        self.start_picker(None, MODEL_ROUTER)
         envoys = [self.start_envoy("envoy", patched=True), self.start_envoy("envoy-unpatched", patched=False)]
         for ip in LLAMA_PODS + (DOOMED_POD,) + QWEN_PODS:
             wait_for_port(ip, self.pod_port)
@@ -149,17 +173,17 @@ class Stack:
             name, [envoy_binary(), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warning"]
         )
 
-    def start_picker(self, pool: str, host: str) -> None:
-        """One picker per pool, serving only that pool: no gRPC metadata names the pool under Envoy Gateway."""
+    def start_picker(self, pool: str | None, host: str) -> None:
+        """One picker per pool, serving only that pool (no gRPC metadata names the pool under Envoy Gateway), over
+        TLS with a self-signed certificate: every request of these tests crosses Envoy's TLS connection to it."""
         self.pickers[host] = self.processes.start(
-            f"picker-{pool.split('/')[1]}",
+            f"picker-{pool.split('/')[1]}" if pool else "model-router",
             [
                 *POOLGATE,
                 "picker",
                 "--objects-file",
                 str(self.objects_path),
-                "--pool",
-                pool,
+                *(["--pool", pool] if pool else ["--role", "model-router"]),
                 "--grpc-host",
                 host,
                 "--grpc-port",
@@ -171,7 +195,7 @@ class Stack:
                 "--profile",
                 "llmd-default",
                 "--enable-conformance-steering",
-                "--secure-serving=false",  # the Envoy Gateway target calls pickers in plaintext
+                "--secure-serving",  # the picker's default upstream; Envoy reaches it through a TLS Backend
                 "--log-level",
                 "debug",
             ],
@@ -203,13 +227,13 @@ def stack(tmp_path_factory):
 async def completion(
     session, stack, pool: str, headers=None, prompt="Tell me about picking endpoints", patched: bool = True
 ):
-    body = {"model": LLAMA if pool == "llama" else QWEN, "prompt": prompt, "max_tokens": 4}
+    body = {"model": {"llama": LLAMA, "qwen": QWEN}.get(pool, SHARED_ADAPTER), "prompt": prompt, "max_tokens": 4}
     sent = {"content-type": "application/json", "x-pool": pool, **(headers or {})}
     port = stack.listener if patched else stack.unpatched_listener
     async with session.post(
         f"http://127.0.0.1:{port}/v1/completions", data=orjson.dumps(body), headers=sent
     ) as response:
-        return response.status, dict(response.headers), await response.read()
+        return response.status, response.headers.copy(), await response.read()
 
 
 @pytest.mark.parametrize("patched", [True, False], ids=["with-patch-policy", "endpoint-override-only"])
@@ -250,6 +274,66 @@ async def test_a_dead_primary_falls_back_to_the_next_endpoint_and_the_picker_lea
     assert decision["served"] == fallback  # override_host's selected_host_key, forwarded in envoy.lb
 
 
+async def test_a_split_across_pools_follows_the_weights_and_each_share_is_picked_by_its_own_pools_picker(stack):
+    requests, concurrency = 1000, 8
+    served: dict[str, str] = {}  # request id -> the endpoint that answered
+
+    async def one(session, i: int) -> None:
+        request_id = f"split-{i}-{time.monotonic_ns()}"
+        status, headers, body = await completion(session, stack, "split", {"x-request-id": request_id}, f"q{i}")
+        assert status == 200, body
+        served[request_id] = headers["x-poolgate-served-by"]
+
+    async with aiohttp.ClientSession() as session:
+        for start in range(0, requests, concurrency):
+            await asyncio.gather(*(one(session, i) for i in range(start, min(start + concurrency, requests))))
+    llama = {stack.endpoint(ip) for ip in LLAMA_PODS + (DOOMED_POD,)}
+    qwen = {stack.endpoint(ip) for ip in QWEN_PODS}
+    on_llama = sum(endpoint in llama for endpoint in served.values())
+    assert sum(endpoint in qwen for endpoint in served.values()) == requests - on_llama
+    print(f"split 80/20 over {requests} requests: llama {on_llama}, qwen {requests - on_llama}")
+    assert abs(on_llama / requests - 0.80) < 0.04
+    # every request was picked by the picker of the pool that served it, and only by that one
+    wait_until(lambda: len(stack.decisions(LLAMA_PICKER).keys() & served.keys()) >= on_llama, message="llama's log")
+    wait_until(
+        lambda: len(stack.decisions(QWEN_PICKER).keys() & served.keys()) >= requests - on_llama, message="qwen's"
+    )
+    llama_picked = stack.decisions(LLAMA_PICKER).keys() & served.keys()
+    qwen_picked = stack.decisions(QWEN_PICKER).keys() & served.keys()
+    assert llama_picked == {r for r, endpoint in served.items() if endpoint in llama}
+    assert qwen_picked == {r for r, endpoint in served.items() if endpoint in qwen}
+
+
+async def test_body_based_model_routing_runs_the_model_router_then_only_the_routed_pools_picker(stack):
+    """No x-pool header: the request first matches the model routing rule; the model router names the body's model,
+    the route is re-matched to that model's rule, and only that pool's picker picks."""
+    async with aiohttp.ClientSession() as session:
+        for model, pods, own, other in (
+            (LLAMA, LLAMA_PODS, LLAMA_PICKER, QWEN_PICKER),
+            (QWEN, QWEN_PODS, QWEN_PICKER, LLAMA_PICKER),
+        ):
+            request_id = f"model-{time.monotonic_ns()}"
+            body = {"model": model, "prompt": "route me by my model", "max_tokens": 4}
+            sent = {"content-type": "application/json", "x-request-id": request_id, "x-gateway-model-name": "forged"}
+            async with session.post(
+                f"http://127.0.0.1:{stack.listener}/v1/completions", data=orjson.dumps(body), headers=sent
+            ) as response:
+                assert response.status == 200, await response.read()
+                assert response.headers["x-poolgate-served-by"] in {stack.endpoint(ip) for ip in pods}
+                assert response.headers["x-poolgate-served-model"] == model
+            wait_until(lambda r=request_id, o=own: r in stack.decisions(o), message="the routed pool's picker log")
+            assert request_id not in stack.decisions(other)
+
+
+async def test_the_pickers_own_json_refusals_pass_unchanged(stack):
+    """Only Envoy's plain-text and empty local replies are rewritten: a picker's 503 keeps its own message."""
+    async with aiohttp.ClientSession() as session:
+        status, headers, body = await completion(session, stack, "llama", {"test-epp-endpoint-selection": "10.9.9.9:1"})
+    assert (status, headers["content-type"]) == (503, "application/json"), body
+    error = orjson.loads(body)["error"]
+    assert error["code"] == 503 and error["message"] != EDGE_ERRORS[503]
+
+
 async def test_without_pickers_failopen_balances_and_failclose_refuses(stack):
     for host in (QWEN_PICKER, LLAMA_PICKER):
         stack.pickers[host].kill(signal.SIGKILL)
@@ -262,5 +346,8 @@ async def test_without_pickers_failopen_balances_and_failclose_refuses(stack):
             served.add(headers["x-poolgate-served-by"])
         assert served == {stack.endpoint(ip) for ip in QWEN_PODS}
         started = time.monotonic()
-        status, _, _ = await completion(session, stack, "llama")
-        assert status >= 500 and time.monotonic() - started < 2.0
+        status, headers, body = await completion(session, stack, "llama")
+        assert time.monotonic() - started < 2.0
+        assert (status, headers["content-type"]) == (503, "application/json"), body  # statusOnError, responseOverride
+        error = orjson.loads(body)["error"]
+        assert (error["code"], error["type"]) == (503, "ServiceUnavailableError")

@@ -11,11 +11,21 @@ import kubernetes_validate
 import pytest
 
 from poolgate.api.builders import build, grant, pod, pool, pool_ref, route, service
-from poolgate.egtarget import translate_envoy_gateway
+from poolgate.egtarget import EnvoyGatewayOptions, translate_envoy_gateway
 from poolgate.translate.status import StatusOptions
 from tests.api.crdcheck import CrdJudge, read_crd
 from tests.api.test_crd_parity import NOT_EVALUATED
-from tests.envoy_gateway.cases import eg_class, eg_gateway, find, rule, service_ref, two_pools
+from tests.envoy_gateway.cases import (
+    MODEL_ROUTER,
+    eg_class,
+    eg_gateway,
+    find,
+    model_routing,
+    rule,
+    service_ref,
+    split_route,
+    two_pools,
+)
 from tests.hooks.schemas import KUBERNETES_VERSION
 
 CRDS = (
@@ -23,6 +33,7 @@ CRDS = (
     "envoy-gateway/gateway.envoyproxy.io_envoypatchpolicies.yaml",
     "envoy-gateway/gateway.envoyproxy.io_clienttrafficpolicies.yaml",
     "envoy-gateway/gateway.envoyproxy.io_backendtrafficpolicies.yaml",
+    "envoy-gateway/gateway.envoyproxy.io_backends.yaml",
     "gateway-api/gateway.networking.k8s.io_gateways.yaml",
     "gateway-api/gateway.networking.k8s.io_httproutes.yaml",
     "gateway-api/gateway.networking.k8s.io_referencegrants.yaml",
@@ -72,6 +83,7 @@ def scenarios() -> dict[str, list]:
             ),
         ),
         "pool without picker": build(eg_class(), eg_gateway(), pool(picker=None), route()),
+        "weighted pools of mixed failure modes": split_route(),
     }
 
 
@@ -79,6 +91,16 @@ def scenarios() -> dict[str, list]:
 def test_every_generated_object_is_accepted(judges, name):
     objects = translate_envoy_gateway(scenarios()[name]).objects()
     assert objects
+    for obj in objects:
+        if obj["kind"] == "Service":
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        else:
+            assert judges[obj["kind"]].problems(obj) == [], obj
+
+
+def test_model_routing_objects_are_accepted(judges):
+    objects = translate_envoy_gateway(model_routing(), EnvoyGatewayOptions(model_router=MODEL_ROUTER)).objects()
+    assert "poolgate-model-routing" in str(objects)
     for obj in objects:
         if obj["kind"] == "Service":
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from poolgate.egtarget import translate_envoy_gateway
-from tests.envoy_gateway.cases import two_pools
+from poolgate.egtarget import EnvoyGatewayOptions, translate_envoy_gateway
+from tests.envoy_gateway.cases import MODEL_ROUTER, model_routing, split_route, two_pools
 from tests.envoy_gateway.egxds import EnvoyGatewayShape
 
 
@@ -62,3 +62,46 @@ def test_a_patch_for_a_cluster_envoy_gateway_does_not_build_is_caught(shape):
     listeners, clusters = shape.resources()
     with pytest.raises(ValueError):
         shape.patched(listeners, clusters)
+
+
+def test_a_split_rule_becomes_weighted_clusters_each_enabling_its_pools_picker(tmp_path, envoy_validate):
+    inputs = split_route()
+    shape = EnvoyGatewayShape(translate_envoy_gateway(inputs).objects(), inputs, tmp_path, "127.0.0.1", 19000)
+    bootstrap = shape.bootstrap(patch=True)
+    envoy_validate(bootstrap)
+    (listener,) = bootstrap["static_resources"]["listeners"]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = {r["name"]: r for r in hcm["route_config"]["virtual_hosts"][0]["routes"]}
+    action = routes["httproute/default/route-poolgate/rule/0/match/0/*"]["route"]
+    assert "cluster" not in action
+    assert [
+        (c["name"], c["weight"], list(c["typed_per_filter_config"])) for c in action["weighted_clusters"]["clusters"]
+    ] == [
+        (
+            "httproute/default/route-poolgate/rule/3",
+            80,
+            ["envoy.filters.http.ext_proc/envoyextensionpolicy/default/route-poolgate-a/extproc/0"],
+        ),
+        (
+            "httproute/default/route-poolgate/rule/4",
+            20,
+            ["envoy.filters.http.ext_proc/envoyextensionpolicy/default/route-poolgate-b/extproc/0"],
+        ),
+    ]
+    assert {f["name"] for f in hcm["http_filters"]} >= {
+        name for c in action["weighted_clusters"]["clusters"] for name in c["typed_per_filter_config"]
+    }
+
+
+def test_model_routing_orders_the_model_router_first_and_envoy_accepts_it(tmp_path, envoy_validate):
+    inputs = model_routing()
+    objects = translate_envoy_gateway(inputs, EnvoyGatewayOptions(model_router=MODEL_ROUTER)).objects()
+    bootstrap = EnvoyGatewayShape(objects, inputs, tmp_path, "127.0.0.1", 19000).bootstrap(patch=True)
+    envoy_validate(bootstrap)
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    ext_procs = [f["name"] for f in hcm["http_filters"] if "ext_proc" in f["name"]]
+    prefix = "envoy.filters.http.ext_proc/envoyextensionpolicy/default/route-poolgate-model-routing/extproc/"
+    assert [n for n in ext_procs if n.startswith(prefix)] == [prefix + "0", prefix + "1", prefix + "2"]
+    routes = {r["name"]: r for r in hcm["route_config"]["virtual_hosts"][0]["routes"]}
+    a_route = routes["httproute/default/route-poolgate/rule/0/match/0/*"]["typed_per_filter_config"]
+    assert a_route[prefix + "2"]["disabled"] is True and a_route[prefix + "1"]["config"] == {}
