@@ -53,10 +53,11 @@ run: $(STAMP)
 test: $(STAMP) $(VLLM_STAMP) lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-## Lint and format checks (ruff) the test command runs first.
+## Lint, format and type checks (ruff, mypy on the product packages) the test command runs first.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build *.egg-info
