@@ -12,9 +12,9 @@ import openai
 from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.vllm.servers import MODEL, PORT, VllmServer
+from poolgate.api import contract
 from poolgate.api.builders import gateway, gateway_class, listener, pod, pool, pool_ref, route, service
 from poolgate.api.contract import STEERING_HEADER
-from poolgate.translate import naming
 from poolgate.up.processes import wait_until
 from poolgate.up.stack import PICKER_METRICS_PORT
 from tests.support.stacks import RunningStack, running_stack
@@ -37,7 +37,7 @@ def gateway_objects(servers: list[VllmServer], profile: str = "poolgate-default"
     """A Gateway routing everything to one InferencePool whose pods are the real vLLM servers."""
     inference_pool = pool(MODEL, app=MODEL, ports=(PORT,))
     if profile != "round-robin":
-        inference_pool["metadata"]["annotations"] = {naming.PROFILE_ANNOTATION: profile}
+        inference_pool["metadata"]["annotations"] = {contract.PROFILE_ANNOTATION: profile}
     return [
         gateway_class(),
         gateway(listeners=listener()),
