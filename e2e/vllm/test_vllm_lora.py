@@ -47,10 +47,11 @@ def test_requests_for_an_adapter_go_to_the_server_that_has_it(vllm_pair, runtime
 
     def keep_running(server, adapter: str) -> None:
         body = {"model": adapter, "prompt": "ka lo", "max_tokens": 1500, "ignore_eos": True, "stream": True}
-        with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=300) as response:
-            for _ in response.iter_lines():
-                if stop.is_set():
-                    return
+        while not stop.is_set():  # a fast machine finishes 1,500 tokens in a second or two: start another
+            with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=300) as response:
+                for _ in response.iter_lines():
+                    if stop.is_set():
+                        return
 
     background = [
         threading.Thread(target=keep_running, args=(first, ADAPTER), daemon=True),
