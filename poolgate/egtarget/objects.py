@@ -511,7 +511,7 @@ def client_traffic_policy(
     """On the sibling: strip the headers only the picker (and, with model routing, the model router) may set before
     any filter runs, raise the buffer limit, and the client timeouts poolgate's own Envoy has (slow clients cut off,
     long silent requests allowed)."""
-    removed = [*contract.PICKER_ONLY_HEADERS, contract.SPLIT_SHARE_HEADER]
+    removed = [*contract.GATEWAY_ONLY_HEADERS, contract.SPLIT_SHARE_HEADER]
     removed += list(contract.MODEL_ROUTER_ONLY_HEADERS) if model_routing else []
     timeouts = {
         "requestHeadersReceivedTimeout": _duration(client_timeouts.request_headers_s),

@@ -111,7 +111,7 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     client = find(out, "ClientTrafficPolicy", "gw-poolgate")["spec"]
     assert client["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-poolgate"}]
     assert client["headers"]["earlyRequestHeaders"]["remove"] == [
-        *contract.PICKER_ONLY_HEADERS,
+        *contract.GATEWAY_ONLY_HEADERS,
         contract.SPLIT_SHARE_HEADER,
     ]
     assert client["timeout"]["http"] == {
