@@ -46,7 +46,7 @@ def customize(body: object, settings: HookSettings) -> dict:
     for ref in map(mapping, items(spec.get("parentRefs"))):
         if (ref.get("group", GATEWAY_GROUP), ref.get("kind", "Gateway")) == (GATEWAY_GROUP, "Gateway"):
             _add(gateways, _text(ref.get("namespace")) or namespace, ref.get("name"))
-    pools, services = _backend_refs(route, namespace)
+    pools, services = backend_refs(route, namespace)
     rules = [
         related_rule(GATEWAY_API, "gatewayclasses", label_selector={}),
         related_rule("v1", "namespaces", names=[namespace]),
@@ -69,37 +69,41 @@ def sync(body: object, settings: HookSettings) -> dict:
     its pool labels."""
     request = parse_sync(body, KIND)
     related, _ = request.related_objects()
-    pools, _ = _backend_refs(request.object, request.namespace or "default")
-    labels = _pool_labels(request.object, pools, bool(_poolgate_gateways(related)))
+    pools, _ = backend_refs(request.object, request.namespace or "default")
+    gateways = _poolgate_gateways(related)
+    labels = pool_labels(request.object, pools, bool(gateways))
     now = transition_time(request.object, request.attachments, request.related)
     try:
         route = request.typed_object(HTTPRoute)
     except InvalidObjects as error:
-        ours = _invalid_entries(request.object, related, problems_message(error.problems), now)
+        ours = invalid_entries(request.object, gateways, problems_message(error.problems), now)
     else:
         status = translate([route, *related]).status(StatusOptions(now=now))
         ours = computed_entries(status, "HTTPRoute", route.namespace, route.name)
     return shared_status_response(with_parents(request.object, ours), labels=labels)
 
 
-def pool_label(namespace: str, name: str) -> str:
-    """The label a route carries while it names a poolgate Gateway and routes to the pool namespace/name: the pool's
-    hook asks for exactly the routes carrying its label, not every route of the cluster."""
-    return POOL_LABEL_PREFIX + hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:40]
+def pool_label(namespace: str, name: str, prefix: str = POOL_LABEL_PREFIX) -> str:
+    """The label a route carries while it names a Gateway the hooks serve (poolgate's own with the default
+    `prefix`) and routes to the pool namespace/name: the pool's hook asks for exactly the routes carrying its label,
+    not every route of the cluster."""
+    return prefix + hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:40]
 
 
-def _pool_labels(raw: dict, pools: dict[str, set[str]], serves: bool) -> dict[str, str | None]:
-    """The route's pool labels: one per pool it routes to while it names a poolgate Gateway; None (delete) for
-    labels of pools it no longer routes to."""
+def pool_labels(
+    raw: dict, pools: dict[str, set[str]], serves: bool, prefix: str = POOL_LABEL_PREFIX
+) -> dict[str, str | None]:
+    """The route's pool labels of `prefix`: one per pool it routes to while it names a Gateway the hooks serve;
+    None (delete) for labels of pools it no longer routes to."""
     wanted: dict[str, str | None] = (
-        {pool_label(ns, name): "true" for ns, names in pools.items() for name in names} if serves else {}
+        {pool_label(ns, name, prefix): "true" for ns, names in pools.items() for name in names} if serves else {}
     )
     observed = mapping(mapping(raw.get("metadata")).get("labels"))
-    stale = {key: None for key in observed if key.startswith(POOL_LABEL_PREFIX) and key not in wanted}
+    stale = {key: None for key in observed if key.startswith(prefix) and key not in wanted}
     return {**wanted, **stale}
 
 
-def _backend_refs(raw: dict, namespace: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+def backend_refs(raw: dict, namespace: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """The InferencePools and Services the route's backendRefs name, by namespace."""
     pools: dict[str, set[str]] = defaultdict(set)
     services: dict[str, set[str]] = defaultdict(set)
@@ -119,11 +123,13 @@ def _poolgate_gateways(related: list[KubeObject]) -> set[tuple[str, str]]:
     return {(o.namespace, o.name) for o in related if isinstance(o, Gateway) and o.spec.gateway_class_name in ours}
 
 
-def _invalid_entries(raw: dict, related: list[KubeObject], message: str, now: str) -> list[dict]:
-    """Accepted False (UnsupportedValue, naming the invalid fields) for each parentRef naming a poolgate Gateway."""
+def invalid_entries(
+    raw: dict, gateways: set[tuple[str, str]], message: str, now: str, controller: str = CONTROLLER_NAME
+) -> list[dict]:
+    """`controller`'s Accepted False (UnsupportedValue, naming the invalid fields) for each parentRef naming one of
+    `gateways` (namespace, name)."""
     namespace = raw["metadata"].get("namespace") or "default"
-    gateways = _poolgate_gateways(related)
-    previous = {_key(entry.get("parentRef")): entry for entry in observed_parents(raw) if is_ours(entry)}
+    previous = {_key(entry.get("parentRef")): entry for entry in observed_parents(raw) if is_ours(entry, controller)}
     entries: dict[str, dict] = {}
     for ref in items(mapping(raw.get("spec")).get("parentRefs")):
         try:
@@ -140,7 +146,7 @@ def _invalid_entries(raw: dict, related: list[KubeObject], message: str, now: st
         cond = Cond.false(c.ACCEPTED, c.R_UNSUPPORTED_VALUE, message)
         entries[_key(parent_ref)] = {
             "parentRef": parent_ref,
-            "controllerName": CONTROLLER_NAME,
+            "controllerName": controller,
             "conditions": conditions([cond], raw, old.get("conditions"), now),
         }
     return list(entries.values())

@@ -28,7 +28,7 @@ from hooks.status import (
 from hooks.timestamps import transition_time
 from poolgate.api import InferencePool, InvalidObjects, KubeObject
 from poolgate.api.base import GATEWAY_GROUP, INFERENCE_GROUP
-from poolgate.api.contract import CONTROLLER_NAME, GATEWAY_CLASS_LABEL, GATEWAY_LABEL
+from poolgate.api.contract import CONTROLLER_NAME, GATEWAY_CLASS_LABEL, GATEWAY_LABEL, POOL_LABEL_PREFIX
 from poolgate.translate import StatusOptions, naming, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
@@ -43,23 +43,27 @@ def customize(body: object, settings: HookSettings) -> dict:
     selectors), the ReferenceGrants of the pool's namespace, and the picker Services it may name (its
     endpointPickerRef and the managed picker's)."""
     pool = parse_customize(body, KIND)
+    classes = related_rule(GATEWAY_API, "gatewayclasses", label_selector=_label(GATEWAY_CLASS_LABEL))
+    return customize_response(related_rules(pool, settings, POOL_LABEL_PREFIX, GATEWAY_LABEL, classes))
+
+
+def related_rules(pool: dict, settings: HookSettings, route_prefix: str, gateway_label: str, classes: dict) -> list:
+    """The related rules of a pool whose routes carry its pool label of `route_prefix`, on Gateways labelled
+    `gateway_label`, of the GatewayClasses `classes` selects."""
     namespace = pool["metadata"].get("namespace") or "default"
     ref = mapping(mapping(pool.get("spec")).get("endpointPickerRef"))
     pickers = [naming.managed_picker(pool["metadata"]["name"])]
     if (ref.get("group", ""), ref.get("kind", "Service")) == ("", "Service") and isinstance(ref.get("name"), str):
         pickers.append(ref["name"])
-    return customize_response(
-        [
-            related_rule(
-                GATEWAY_API, "httproutes", label_selector=_label(pool_label(namespace, pool["metadata"]["name"]))
-            ),
-            related_rule(GATEWAY_API, "gateways", label_selector=_label(GATEWAY_LABEL)),
-            related_rule(GATEWAY_API, "gatewayclasses", label_selector=_label(GATEWAY_CLASS_LABEL)),
-            related_rule("v1", "namespaces", label_selector={}),
-            related_rule(settings.reference_grant_api, "referencegrants", namespace=namespace),
-            related_rule("v1", "services", namespace=namespace, names=pickers),
-        ]
-    )
+    label = pool_label(namespace, pool["metadata"]["name"], route_prefix)
+    return [
+        related_rule(GATEWAY_API, "httproutes", label_selector=_label(label)),
+        related_rule(GATEWAY_API, "gateways", label_selector=_label(gateway_label)),
+        classes,
+        related_rule("v1", "namespaces", label_selector={}),
+        related_rule(settings.reference_grant_api, "referencegrants", namespace=namespace),
+        related_rule("v1", "services", namespace=namespace, names=pickers),
+    ]
 
 
 def _label(key: str) -> dict:

@@ -34,8 +34,9 @@ def shared_status_response(
     return sync_response(status, attachments, labels=labels, resync_after=resync)
 
 
-def is_ours(entry: object) -> bool:
-    return isinstance(entry, dict) and entry.get("controllerName") == CONTROLLER_NAME
+def is_ours(entry: object, controller: str = CONTROLLER_NAME) -> bool:
+    """Whether a `status.parents` entry is one `controller` (by default poolgate's own Gateways') writes."""
+    return isinstance(entry, dict) and entry.get("controllerName") == controller
 
 
 def observed_parents(obj: dict) -> list:
@@ -43,23 +44,25 @@ def observed_parents(obj: dict) -> list:
     return items(mapping(obj.get("status")).get("parents"))
 
 
-def with_parents(obj: dict, ours: list[dict]) -> dict | None:
-    """The object's whole status with poolgate's `parents` entries replaced by `ours` and every other entry kept
-    as observed; None (leave the status alone) when poolgate has no entry before or after."""
+def with_parents(obj: dict, ours: list[dict], controller: str = CONTROLLER_NAME) -> dict | None:
+    """The object's whole status with `controller`'s `parents` entries replaced by `ours` and every other entry kept
+    as observed; None (leave the status alone) when that controller has no entry before or after."""
     observed = observed_parents(obj)
-    if not ours and not any(is_ours(entry) for entry in observed):
+    if not ours and not any(is_ours(entry, controller) for entry in observed):
         return None
     status = dict(mapping(obj.get("status")))
-    status["parents"] = [entry for entry in observed if not is_ours(entry)] + ours
+    status["parents"] = [entry for entry in observed if not is_ours(entry, controller)] + ours
     return status
 
 
-def computed_entries(status_objects: list[dict], kind: str, namespace: str, name: str) -> list[dict]:
-    """poolgate's `status.parents` entries for one object, from the translator's status objects."""
+def computed_entries(
+    status_objects: list[dict], kind: str, namespace: str, name: str, controller: str = CONTROLLER_NAME
+) -> list[dict]:
+    """`controller`'s `status.parents` entries for one object, from a translator's status objects."""
     for item in status_objects:
         meta = item["metadata"]
         if item["kind"] == kind and meta["name"] == name and meta.get("namespace", "") == namespace:
-            return [entry for entry in item["status"].get("parents", []) if is_ours(entry)]
+            return [entry for entry in item["status"].get("parents", []) if is_ours(entry, controller)]
     return []
 
 

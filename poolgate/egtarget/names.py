@@ -44,6 +44,8 @@ def ext_proc_filter(namespace: str, policy: str, index: int = 0) -> str:
     return EXT_PROC_FILTER.format(namespace=namespace, policy=policy, index=index)
 
 
-def picker_backend(service: str, namespace: str) -> str:
-    """The Envoy Gateway Backend that reaches the picker Service `namespace/service` over TLS."""
-    return dns_label(service, namespace, "poolgate")
+def picker_backend(route: str, service: str, namespace: str) -> str:
+    """The Envoy Gateway Backend through which the companion of `route` reaches the picker Service
+    `namespace/service` over TLS: one per route, so that each route's objects are its own (the hooks attach them to
+    the route)."""
+    return dns_label(route, service, namespace, "poolgate")

@@ -324,14 +324,15 @@ def _picker_service(target: PoolTarget) -> CalloutService:
 
 
 def _ext_proc(
-    route_namespace: str, service: CalloutService, call: CalloutPolicy, limits: CircuitLimits, picker_tls: bool
+    route_key: tuple[str, str], service: CalloutService, call: CalloutPolicy, limits: CircuitLimits, picker_tls: bool
 ) -> dict:
     """One extProc entry: the Service (through its TLS Backend with `picker_tls`) called as `call` says (Envoy
     Gateway refuses failOpen with full-duplex bodies, which the policy never asks for), its backend lifted to
     `limits` (a gRPC stream per request in flight, for as long as it runs); endpoint pickers exchange envoy.lb."""
     backend: dict[str, str | int]
+    route_namespace, route_name = route_key
     if picker_tls:
-        name = names.picker_backend(service.name, service.namespace)
+        name = names.picker_backend(route_name, service.name, service.namespace)
         backend = {"group": EG_GROUP, "kind": "Backend", "name": name, "port": service.port}
     else:
         backend = {"name": service.name, "port": service.port}
@@ -368,7 +369,7 @@ def extension_policy(
     `picker_tls` through the picker's Backend (TLS), else to its Service."""
     call = rules[0].picker
     assert call is not None  # built for pools with a picker only
-    ext_proc = _ext_proc(route_plan.key[0], _picker_service(target), call, limits, picker_tls)
+    ext_proc = _ext_proc(route_plan.key, _picker_service(target), call, limits, picker_tls)
     return {
         "apiVersion": EG_API,
         "kind": "EnvoyExtensionPolicy",
@@ -385,10 +386,10 @@ def model_routing_policy(
     the route, then each pool's picker (each rule patched to call only its own pool's). It targets those rules and
     the model routing rule, which is what a request matches before the model router ran (the filters a request runs
     are those of the route it first matched)."""
-    entries = [_ext_proc(route_plan.key[0], model_router, policy.model_router, policy.circuit_limits, picker_tls)]
+    entries = [_ext_proc(route_plan.key, model_router, policy.model_router, policy.circuit_limits, picker_tls)]
     for target in _model_pools(rules):
         call = policy.picker(target.picker.failure_open if target.picker else False)
-        entries.append(_ext_proc(route_plan.key[0], _picker_service(target), call, policy.circuit_limits, picker_tls))
+        entries.append(_ext_proc(route_plan.key, _picker_service(target), call, policy.circuit_limits, picker_tls))
     name = names.companion_route(route_plan.route.route.name)
     targets = _rule_targets(route_plan, rules) + [
         {"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": name, "sectionName": names.MODEL_ROUTING_RULE}
@@ -440,7 +441,9 @@ def callout_backend(route_plan: RoutePlan, service: CalloutService, options: Tra
     without --picker-ca). In the route's namespace, so the EnvoyExtensionPolicy needs no ReferenceGrant."""
     host = f"{service.name}.{service.namespace}.svc.{options.cluster_domain}"
     metadata = _metadata(
-        names.picker_backend(service.name, service.namespace), route_plan.route.route.namespace, service.source
+        names.picker_backend(route_plan.route.route.name, service.name, service.namespace),
+        route_plan.route.route.namespace,
+        service.source,
     )
     return {
         "apiVersion": EG_API,

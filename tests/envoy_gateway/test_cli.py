@@ -36,8 +36,8 @@ def test_prints_the_resources_as_multi_document_yaml_in_a_stable_order(tmp_path)
     assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
         ("Service", "llama-poolgate"),
         ("Service", "qwen-poolgate"),
-        ("Backend", "llama-epp-default-poolgate"),
-        ("Backend", "qwen-epp-default-poolgate"),
+        ("Backend", "models-llama-epp-default-poolgate"),
+        ("Backend", "models-qwen-epp-default-poolgate"),
         ("Gateway", "gw-poolgate"),
         ("HTTPRoute", "models-poolgate"),
         ("ClientTrafficPolicy", "gw-poolgate"),

@@ -90,9 +90,9 @@ def test_a_pool_route_is_served_by_a_companion_route_on_a_poolgate_gateway():
     ]
     (ext_proc,) = extension["extProc"]
     assert ext_proc["backendRefs"] == [
-        {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "llama-epp-default-poolgate", "port": 9002}
+        {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "models-llama-epp-default-poolgate", "port": 9002}
     ]
-    picker = find(out, "Backend", "llama-epp-default-poolgate")["spec"]  # TLS, as the picker serves by default
+    picker = find(out, "Backend", "models-llama-epp-default-poolgate")["spec"]  # TLS, as the picker serves by default
     host = "llama-epp.default.svc.cluster.local"
     assert picker == {
         "endpoints": [{"fqdn": {"hostname": host, "port": 9002}}],
@@ -273,7 +273,7 @@ def test_a_pool_in_another_namespace_gets_grants_naming_exactly_its_services():
     assert all(g["metadata"]["namespace"] == "ml" for g in out if g["kind"] == "ReferenceGrant")
     over_tls = generate(build(*base, grant("ml", "default")))  # the picker's Backend lives in the route's namespace
     assert [g["metadata"]["name"] for g in over_tls if g["kind"] == "ReferenceGrant"] == ["poolgate-httproute-default"]
-    assert find(over_tls, "Backend", "epp-ml-poolgate")["spec"]["endpoints"] == [
+    assert find(over_tls, "Backend", "route-epp-ml-poolgate")["spec"]["endpoints"] == [
         {"fqdn": {"hostname": "epp.ml.svc.cluster.local", "port": 9002}}
     ]
     ungranted = generate(build(*base))
@@ -429,9 +429,9 @@ def test_model_routing_calls_the_model_router_first_then_only_the_routed_pools_p
     policy = find(out, "EnvoyExtensionPolicy", "route-poolgate-model-routing")["spec"]
     assert [t["sectionName"] for t in policy["targetRefs"]] == ["rule-0", "rule-1", "poolgate-model-routing"]
     router, a, b = policy["extProc"]  # Envoy Gateway orders a policy's entries: the model router runs first
-    assert router["backendRefs"][0]["name"] == "model-router-default-poolgate"
+    assert router["backendRefs"][0]["name"] == "route-model-router-default-poolgate"
     assert router["processingMode"] == {"request": {"body": "FullDuplexStreamed"}} and not router["failOpen"]
-    assert [e["backendRefs"][0]["name"] for e in (a, b)] == ["epp-a-default-poolgate", "epp-b-default-poolgate"]
+    assert [e["backendRefs"][0]["name"] for e in (a, b)] == ["route-epp-a-default-poolgate", "route-epp-b-default-poolgate"]
     assert (a["failOpen"], b["failOpen"]) == (False, True)  # each pool keeps its failure mode
     # the per-pool policies keep only the rules that are not model-routed (here: the split's shares)
     assert [t["sectionName"] for t in find(out, "EnvoyExtensionPolicy", "route-poolgate-a")["spec"]["targetRefs"]] == [
