@@ -15,13 +15,14 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from hooks import gateway, gatewayclass, httproute, inferencepool
+from hooks import envoy_gateway, gateway, gatewayclass, httproute, inferencepool
 from hooks.metacontroller import BadRequest
 from hooks.settings import HookSettings
 
 Hook = Callable[[object, HookSettings], dict]
 
-# URL path -> hook. The DecoratorControllers in metacontroller/ call exactly these paths.
+# URL path -> hook. The DecoratorControllers in metacontroller/ (and, opt-in, metacontroller/envoy-gateway/) call
+# exactly these paths.
 HOOKS: dict[str, Hook] = {
     "/gatewayclasses/sync": gatewayclass.sync,
     "/gatewayclass-finalizer/customize": gatewayclass.finalizer_customize,
@@ -32,6 +33,12 @@ HOOKS: dict[str, Hook] = {
     "/httproutes/sync": httproute.sync,
     "/inferencepools/customize": inferencepool.customize,
     "/inferencepools/sync": inferencepool.sync,
+    "/envoy-gateway/gateways/customize": envoy_gateway.gateway_customize,
+    "/envoy-gateway/gateways/sync": envoy_gateway.gateway_sync,
+    "/envoy-gateway/httproutes/customize": envoy_gateway.route_customize,
+    "/envoy-gateway/httproutes/sync": envoy_gateway.route_sync,
+    "/envoy-gateway/inferencepools/customize": envoy_gateway.pool_customize,
+    "/envoy-gateway/inferencepools/sync": envoy_gateway.pool_sync,
 }
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 

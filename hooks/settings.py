@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from poolgate import __version__
 from poolgate.api.load import field_path
+from poolgate.egtarget import EG_CONTROLLER
 
 Resources = dict[Literal["requests", "limits"], dict[str, str | int | float]]
 
@@ -39,6 +40,8 @@ class HookSettings(BaseModel):
     # ReferenceGrant's version the cluster serves: v1 (current Gateway API standard channel) or v1beta1 (older
     # releases). A related rule naming a version the cluster does not serve fails every sync of its controller.
     reference_grant_version: Literal["v1", "v1beta1"] = "v1"
+    # The controllerName of Envoy Gateway's GatewayClasses: the Envoy Gateway hooks (opt-in) serve their Gateways.
+    envoy_gateway_controller_name: str = Field(default=EG_CONTROLLER, min_length=1, max_length=253)
     envoy_resources: Resources = Field(default_factory=lambda: _requests("100m", "128Mi"))
     model_router_resources: Resources = Field(default_factory=lambda: _requests("50m", "64Mi"))
     picker_resources: Resources = Field(default_factory=lambda: _requests("100m", "128Mi"))

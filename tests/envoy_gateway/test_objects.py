@@ -431,7 +431,10 @@ def test_model_routing_calls_the_model_router_first_then_only_the_routed_pools_p
     router, a, b = policy["extProc"]  # Envoy Gateway orders a policy's entries: the model router runs first
     assert router["backendRefs"][0]["name"] == "route-model-router-default-poolgate"
     assert router["processingMode"] == {"request": {"body": "FullDuplexStreamed"}} and not router["failOpen"]
-    assert [e["backendRefs"][0]["name"] for e in (a, b)] == ["route-epp-a-default-poolgate", "route-epp-b-default-poolgate"]
+    assert [e["backendRefs"][0]["name"] for e in (a, b)] == [
+        "route-epp-a-default-poolgate",
+        "route-epp-b-default-poolgate",
+    ]
     assert (a["failOpen"], b["failOpen"]) == (False, True)  # each pool keeps its failure mode
     # the per-pool policies keep only the rules that are not model-routed (here: the split's shares)
     assert [t["sectionName"] for t in find(out, "EnvoyExtensionPolicy", "route-poolgate-a")["spec"]["targetRefs"]] == [

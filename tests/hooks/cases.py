@@ -306,7 +306,10 @@ def pickers() -> list[dict]:
 
 def controller(name: str) -> dict:
     """The DecoratorController object Metacontroller sends along (as installed from metacontroller/)."""
-    manifest = yaml.safe_load((REPO / "metacontroller" / f"{name.removeprefix('poolgate-')}.yaml").read_text())
+    short = name.removeprefix("poolgate-")
+    if short.startswith("envoy-gateway-"):  # the opt-in controllers of metacontroller/envoy-gateway/
+        short = "envoy-gateway/" + short.removeprefix("envoy-gateway-")
+    manifest = yaml.safe_load((REPO / "metacontroller" / f"{short}.yaml").read_text())
     manifest["metadata"] = meta("DecoratorController", name, None, manager="helm")
     return manifest
 
@@ -685,6 +688,92 @@ def class_cases() -> dict[str, dict]:
     }
 
 
+EG = "gateway.envoyproxy.io/gatewayclass-controller"
+EG_STATUS = "poolgate.dev/envoy-gateway"
+EG_GATEWAY_KINDS = (
+    "Gateway.gateway.networking.k8s.io/v1",
+    "ClientTrafficPolicy.gateway.envoyproxy.io/v1alpha1",
+    "EnvoyPatchPolicy.gateway.envoyproxy.io/v1alpha1",
+)
+EG_ROUTE_KINDS = (
+    "HTTPRoute.gateway.networking.k8s.io/v1",
+    "EnvoyExtensionPolicy.gateway.envoyproxy.io/v1alpha1",
+    "BackendTrafficPolicy.gateway.envoyproxy.io/v1alpha1",
+    "Backend.gateway.envoyproxy.io/v1alpha1",
+)
+
+
+def eg_gateway(**extra) -> dict:
+    """A Gateway of Envoy Gateway's class."""
+    return gateway("eg-gw", [listener("http", 80)], class_name="eg", **extra)
+
+
+def eg_route(status: dict | None = None, labels: dict | None = None) -> dict:
+    """llm-route's rules (a model-named rule to qwen, a 70/30 split of llama and qwen) on the Envoy Gateway
+    Gateway."""
+    out = route(
+        "eg-route", [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "eg-gw"}], [], status=status
+    )
+    out["spec"]["rules"] = llm_route()["spec"]["rules"]
+    if labels:
+        out["metadata"]["labels"] = labels
+    return out
+
+
+def _eg_world() -> list[dict]:
+    return [*classes(), gateway_class("eg", EG), *namespaces(), llama(), qwen(), *pickers()]
+
+
+def eg_cases() -> dict[str, dict]:
+    """The opt-in Envoy Gateway controllers (metacontroller/envoy-gateway/)."""
+    envoy_gateway_accepted = parent_entry(
+        "eg-gw",
+        EG,
+        [condition("Accepted", "False", "UnsupportedValue", "backendRef kind InferencePool is not supported")],
+    )
+    from hooks.envoy_gateway import EG_GATEWAY_LABEL, EG_POOL_LABEL_PREFIX
+    from hooks.httproute import pool_label
+
+    labelled_route = eg_route(labels={pool_label("default", "llama", EG_POOL_LABEL_PREFIX): "true"})
+    labelled_gateway = eg_gateway()
+    labelled_gateway["metadata"]["labels"] = {EG_GATEWAY_LABEL: "true"}
+    return {
+        "gateways/customize/eg-gateway": customize_request("poolgate-envoy-gateway-gateways", eg_gateway()),
+        "gateways/sync/eg-gateway": sync_request(
+            "poolgate-envoy-gateway-gateways", eg_gateway(), [*_eg_world(), eg_route()], (), EG_GATEWAY_KINDS
+        ),
+        "gateways/sync/poolgate-gateway": sync_request(
+            "poolgate-envoy-gateway-gateways", gw_a(), [*_eg_world(), llm_route()], (), EG_GATEWAY_KINDS
+        ),
+        "httproutes/customize/eg-route": customize_request("poolgate-envoy-gateway-httproutes", eg_route()),
+        "httproutes/sync/eg-route": sync_request(
+            "poolgate-envoy-gateway-httproutes",
+            eg_route(status={"parents": [envoy_gateway_accepted]}),
+            [*_eg_world(), eg_gateway()],
+            (),
+            EG_ROUTE_KINDS,
+        ),
+        "httproutes/sync/poolgate-route": sync_request(
+            "poolgate-envoy-gateway-httproutes", llm_route(), [*_eg_world(), gw_a()], (), EG_ROUTE_KINDS
+        ),
+        "inferencepools/customize/llama": customize_request("poolgate-envoy-gateway-inferencepools", llama()),
+        "inferencepools/sync/used": sync_request(
+            "poolgate-envoy-gateway-inferencepools",
+            llama(),
+            [*classes(), gateway_class("eg", EG), *namespaces(), labelled_route, labelled_gateway, *pickers()],
+            (),
+            ("Service.v1",),
+        ),
+        "inferencepools/sync/unused": sync_request(
+            "poolgate-envoy-gateway-inferencepools",
+            llama(),
+            [*classes(), gateway_class("eg", EG), *namespaces(), *pickers()],
+            (),
+            ("Service.v1",),
+        ),
+    }
+
+
 def malformed_cases() -> dict[str, dict]:
     """Requests that are not Metacontroller requests these hooks answer: each gets 400 and a message."""
     return {
@@ -707,4 +796,5 @@ def all_cases() -> dict[str, dict]:
     cases.update({f"gateways/{k}": v for k, v in gateway_cases().items()})
     cases.update({f"httproutes/{k}": v for k, v in route_cases().items()})
     cases.update({f"inferencepools/{k}": v for k, v in pool_cases().items()})
+    cases.update({f"envoy-gateway/{k}": v for k, v in eg_cases().items()})
     return dict(sorted(cases.items()))

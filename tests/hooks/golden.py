@@ -11,8 +11,10 @@ UPDATE = os.environ.get("POOLGATE_UPDATE_GOLDEN") == "1"
 
 
 def hook_path(case: str) -> str:
-    """The URL path a case's request goes to: `gateways/sync/x` -> `/gateways/sync`."""
-    return "/" + "/".join(case.split("/")[:2])
+    """The URL path a case's request goes to: `gateways/sync/x` -> `/gateways/sync`, `envoy-gateway/gateways/sync/x`
+    -> `/envoy-gateway/gateways/sync`."""
+    parts = case.split("/")
+    return "/" + "/".join(parts[:3] if parts[0] == "envoy-gateway" else parts[:2])
 
 
 def request_file(case: str) -> Path:

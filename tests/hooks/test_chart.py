@@ -19,6 +19,7 @@ from tests.hooks.helm import helm, helm_binary
 
 CHART = REPO / "helm" / "poolgate"
 CONTROLLERS = sorted((REPO / "metacontroller").glob("*.yaml"))
+EG_CONTROLLERS = sorted((REPO / "metacontroller" / "envoy-gateway").glob("*.yaml"))  # opt-in: envoyGateway.enabled
 
 
 def render(*args: str, chart=CHART, release: str = "poolgate", namespace: str = "poolgate-system") -> list[dict]:
@@ -92,7 +93,7 @@ def test_rendered_settings_are_what_the_hooks_read(tmp_path):
 
 def test_metacontroller_manifests_call_exactly_the_paths_the_app_serves(schemas):
     called = set()
-    for path in CONTROLLERS:
+    for path in CONTROLLERS + EG_CONTROLLERS:
         controller = yaml.safe_load(path.read_text())
         schemas.validate(controller)
         for hook in controller["spec"]["hooks"].values():
@@ -263,3 +264,38 @@ def test_metacontroller_may_set_owner_references_to_every_parent_with_attachment
     assert parents == {("gateway.networking.k8s.io", "gateways"), ("inference.networking.k8s.io", "inferencepools")}
     for group, resource in parents:
         assert (group, f"{resource}/finalizers", "update") in granted
+
+
+def test_envoy_gateway_controllers_render_only_when_enabled_with_the_rights_they_need(schemas, tmp_path):
+    """Off by default, so users of poolgate's own Gateways get exactly what they had; on, the three controllers of
+    metacontroller/envoy-gateway/, Metacontroller's rights over their attachments, their removal at uninstall, and
+    the controllerName in the hooks' settings."""
+    default = render()
+    role = next(r for r in of_kind(default, "ClusterRole") if r["metadata"]["name"] == "poolgate-metacontroller")
+    assert not any("gateway.envoyproxy.io" in rule["apiGroups"] for rule in role["rules"])
+    assert len(of_kind(default, "DecoratorController")) == len(CONTROLLERS)
+
+    enabled = render("--set", "envoyGateway.enabled=true", "--set", "envoyGateway.controllerName=example.com/eg")
+    for obj in enabled:
+        schemas.validate(obj)
+    sources = [yaml.safe_load(path.read_text()) for path in CONTROLLERS + EG_CONTROLLERS]
+    rendered = {c["metadata"]["name"]: c for c in of_kind(enabled, "DecoratorController")}
+    assert sorted(rendered) == sorted(c["metadata"]["name"] for c in sources)
+    role = next(r for r in of_kind(enabled, "ClusterRole") if r["metadata"]["name"] == "poolgate-metacontroller")
+    granted = granted_rights(role)
+    for controller in (yaml.safe_load(path.read_text()) for path in EG_CONTROLLERS):
+        for attachment in controller["spec"]["attachments"]:
+            group = attachment["apiVersion"].rpartition("/")[0]
+            for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
+                assert (group, attachment["resource"], verb) in granted, (attachment, verb)
+        for parent in controller["spec"]["resources"]:
+            group = parent["apiVersion"].split("/")[0]
+            assert (group, f"{parent['resource']}/finalizers", "update") in granted
+            assert (group, f"{parent['resource']}/status", "update") in granted
+    job = of_kind(hook_objects(enabled), "Job")[0]
+    args = build_parser().parse_args(job["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert sorted(args.controller) == sorted(rendered)
+    config_map = next(c for c in of_kind(enabled, "ConfigMap") if c["metadata"]["name"] == "poolgate-hooks")
+    path = tmp_path / "settings.yaml"
+    path.write_text(config_map["data"]["settings.yaml"])
+    assert load_settings(path).envoy_gateway_controller_name == "example.com/eg"

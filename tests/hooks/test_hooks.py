@@ -13,8 +13,8 @@ import time
 import pytest
 import yaml
 
-from hooks import envoy, gateway, gatewayclass, httproute, inferencepool
-from hooks.app import create_app
+from hooks import envoy, gateway, gatewayclass, inferencepool
+from hooks.app import HOOKS, create_app
 from hooks.metacontroller import as_declared, parse_sync
 from hooks.settings import HookSettings, SettingsError, load_settings
 from hooks.status import SHARED_STATUS_RESYNC_SECONDS
@@ -72,7 +72,7 @@ def test_composite_controller_shaped_requests_are_refused(client):
 def test_answers_do_not_depend_on_the_process():
     """Hook replicas are separate processes with their own hash seeds; they must answer alike, byte for byte."""
     script = (
-        "import sys; from hooks.app import create_app; client = create_app().test_client()\n"
+        "import sys; from hooks.app import HOOKS, create_app; client = create_app().test_client()\n"
         "for case in sys.argv[1:]:\n"
         "    sys.stdout.buffer.write(client.post('/' + '/'.join(case.split('/')[:2]),"
         " data=open('tests/hooks/fixtures/' + case + '.json', 'rb').read()).data + b'\\n')"
@@ -313,7 +313,8 @@ def test_writes_of_shared_status_ask_for_a_resync_that_bounds_a_dropped_write(ca
     requested resync (30 s). Responses leaving status alone, and Gateway/GatewayClass status (poolgate's alone),
     ask for none beyond the controllers' periodic resync."""
     response = post(client, case, cases.all_cases()[case])
-    shared = case.split("/")[0] in ("httproutes", "inferencepools") and response["status"] is not None
+    kind = case.removeprefix("envoy-gateway/").split("/")[0]
+    shared = kind in ("httproutes", "inferencepools") and response["status"] is not None
     assert response.get("resyncAfterSeconds") == (SHARED_STATUS_RESYNC_SECONDS if shared else None)
     assert SHARED_STATUS_RESYNC_SECONDS == 30
 
@@ -321,13 +322,10 @@ def test_writes_of_shared_status_ask_for_a_resync_that_bounds_a_dropped_write(ca
 @pytest.mark.parametrize("case", [c for c in sorted(cases.all_cases()) if "/customize/" in c and "malformed" not in c])
 def test_reference_grants_are_asked_in_the_configured_version(case):
     """A cluster serving ReferenceGrant only as v1beta1 gets rules naming v1beta1, and nothing else changes."""
-    controller = case.split("/")[0]
-    hook = {"gateways": gateway.customize, "httproutes": httproute.customize, "inferencepools": inferencepool.customize}
-    if controller not in hook:
-        return
+    hook = HOOKS[hook_path(case)]
     request = cases.all_cases()[case]
-    v1 = hook[controller](request, HookSettings())["relatedResources"]
-    v1beta1 = hook[controller](request, HookSettings(reference_grant_version="v1beta1"))["relatedResources"]
+    v1 = hook(request, HookSettings())["relatedResources"]
+    v1beta1 = hook(request, HookSettings(reference_grant_version="v1beta1"))["relatedResources"]
     grants = [r for r in v1 if r["resource"] == "referencegrants"]
     assert {r["apiVersion"] for r in grants} <= {"gateway.networking.k8s.io/v1"}
     assert [r for r in v1beta1 if r["resource"] == "referencegrants"] == [

@@ -30,6 +30,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: hooks
 {{- end -}}
 
+{{/* The chart's DecoratorController files (from the repository's metacontroller/), as a JSON list: the Envoy
+     Gateway ones (metacontroller/envoy-gateway/) only with envoyGateway.enabled. */}}
+{{- define "poolgate.controllerFiles" -}}
+{{- $paths := list }}
+{{- range $path, $_ := .Files.Glob "files/metacontroller/*.yaml" }}
+{{- $paths = append $paths $path }}
+{{- end }}
+{{- if .Values.envoyGateway.enabled }}
+{{- range $path, $_ := .Files.Glob "files/metacontroller/envoy-gateway/*.yaml" }}
+{{- $paths = append $paths $path }}
+{{- end }}
+{{- end }}
+{{- toJson $paths }}
+{{- end -}}
+
 {{/* The hooks' settings file (hooks/settings.py reads it; unknown keys are refused). */}}
 {{- define "poolgate.hooks.settings" -}}
 {{- toYaml (dict
@@ -45,7 +60,8 @@ app.kubernetes.io/component: hooks
   "pickerReplicas" (.Values.picker.replicas | int)
   "pickerResources" .Values.picker.resources
   "clusterDomain" .Values.clusterDomain
-  "referenceGrantVersion" .Values.gatewayAPI.referenceGrantVersion) -}}
+  "referenceGrantVersion" .Values.gatewayAPI.referenceGrantVersion
+  "envoyGatewayControllerName" .Values.envoyGateway.controllerName) -}}
 {{- end -}}
 
 {{/* Annotations of the pre-delete hook objects: created before the uninstall Job (lower weight), removed with it. */}}
