@@ -73,6 +73,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "as pickers serve a self-signed certificate by default)",
     )
     parser.add_argument(
+        "--at-user-gateway",
+        action="store_true",
+        help="--target envoy-gateway: serve the inference routes on the user's own Gateways (companion routes that "
+        "outrank the user's by one header match) instead of on poolgate's sibling Gateways",
+    )
+    parser.add_argument(
         "--model-router-service",
         metavar="NAMESPACE/NAME:PORT",
         help="--target envoy-gateway: the Service of `poolgate picker --role model-router`; rules matching "

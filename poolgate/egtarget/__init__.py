@@ -31,6 +31,7 @@ class EnvoyGatewayOptions:
     gateway_class: str | None = None
     picker_tls: bool = True
     model_router: CalloutService | None = None  # the model router's Service (`poolgate picker --role model-router`)
+    at_user_gateway: bool = False  # companions on the user's Gateways instead of siblings (no model routing)
     translate: TranslateOptions = field(default_factory=TranslateOptions)
 
 
@@ -45,14 +46,21 @@ class EnvoyGatewayTranslation:
         """The Kubernetes objects to apply, in a deterministic order."""
         options = self.options
         return build_objects(
-            self.plan, options.translate, options.gateway_class, options.picker_tls, options.model_router
+            self.plan,
+            options.translate,
+            options.gateway_class,
+            options.picker_tls,
+            options.model_router,
+            options.at_user_gateway,
         )
 
     def status(self, options: StatusOptions | None = None) -> list[dict]:
         """Status of the InferencePools and of the HTTPRoutes on Envoy Gateway's Gateways, with entries of
         controllerName poolgate.dev/envoy-gateway (other controllers' entries kept, stale ones of ours removed)."""
         reported = [
-            s for s in compute_status(self.plan.status_graph(), options) if s["kind"] in ("HTTPRoute", "InferencePool")
+            s
+            for s in compute_status(self.plan.status_graph(self.options.at_user_gateway), options)
+            if s["kind"] in ("HTTPRoute", "InferencePool")
         ]
         return reported + [
             _without_our_entries(route.route) for route in self.plan.other_routes if _has_our_entries(route.route)

@@ -18,6 +18,12 @@ def run(args: argparse.Namespace, objects: list[KubeObject]) -> int:
     from poolgate.translate.options import TranslateOptions
     from poolgate.translate.output import to_yaml
 
+    if args.at_user_gateway and args.model_router_service:
+        print(
+            "error: --model-router-service: model routing needs the sibling Gateway (not --at-user-gateway)",
+            file=sys.stderr,
+        )
+        return 2
     if args.validate:
         print("error: --validate checks poolgate's own Envoy configuration; it needs --target envoy", file=sys.stderr)
         return 2
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace, objects: list[KubeObject]) -> int:
         gateway_class=args.gateway_class,
         picker_tls=not args.picker_plaintext,
         model_router=model_router,
+        at_user_gateway=args.at_user_gateway,
         translate=TranslateOptions(body_mode=body_mode),
     )
     translation = translate_envoy_gateway(objects, options)

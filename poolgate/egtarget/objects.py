@@ -54,6 +54,9 @@ EDGE_ERRORS = {
 }
 # The picker's own refusals are local replies too, already JSON: they keep their body (the format's %LOCAL_REPLY_BODY%).
 JSON_REPLY = {"name": "content-type", "value": {"type": "Prefix", "value": "application/json"}}
+# Matches every request (Envoy matches a `host` header matcher against :authority): the one more header match by
+# which a companion rule outranks the user's identical rule on the user's own Gateway.
+OUTRANKING_MATCH = {"type": "RegularExpression", "name": "host", "value": ".*"}
 KIND_ORDER = (
     "Service",
     "ReferenceGrant",
@@ -73,23 +76,34 @@ def build_objects(
     gateway_class: str | None = None,
     picker_tls: bool = True,
     model_router: CalloutService | None = None,
+    at_user_gateway: bool = False,
 ) -> list[dict]:
     """Every object of the plan, in a deterministic order (by kind, then namespace and name); with `picker_tls` the
     pickers are called over TLS through a Backend each; with a `model_router` Service, rules that match on the model
-    name are routed by it (see docs/envoy-gateway.md, Body-based model routing)."""
+    name are routed by it (see docs/envoy-gateway.md, Body-based model routing). With `at_user_gateway` the
+    companion routes attach to the user's Gateways instead of siblings, winning over the user's rules by one more
+    header match, and picks hold through envoy.lb metadata only (docs/envoy-gateway.md, At the user's own address);
+    it routes no rule by model."""
     out = []
     serving: dict[tuple[str, str], dict[tuple[str, str], RoutePlan]] = defaultdict(dict)  # Gateway -> its routes
     routed: dict[tuple[str, str], list[RulePlan]] = {}  # route -> its model-routed rules
     for route_plan in plan.routes:
         if not route_plan.parents:
             continue
-        model_rules = [r for r in route_plan.rules if r.model_routed and r.picker is not None] if model_router else []
-        out.append(companion_route(route_plan, plan.policy.route_timeout_s, bool(model_rules)))
+        routing_by_model = model_router is not None and not at_user_gateway
+        model_rules = (
+            [r for r in route_plan.rules if r.model_routed and r.picker is not None] if routing_by_model else []
+        )
+        out.append(companion_route(route_plan, plan.policy.route_timeout_s, bool(model_rules), at_user_gateway))
         for result in route_plan.parents:
             serving[(result.gateway.namespace, result.gateway.name)][route_plan.key] = route_plan
         for target, rules in _rules_by_pool(route_plan):
             metadata = _policy_metadata(route_plan, target.pool.name, target.pool.ref)
-            out.append(backend_traffic_policy(route_plan, metadata, rules, plan.policy.circuit_limits, options))
+            out.append(
+                backend_traffic_policy(
+                    route_plan, metadata, rules, plan.policy.circuit_limits, options, not at_user_gateway
+                )
+            )
             if rules[0].picker is not None:
                 if picker_tls:
                     out.append(callout_backend(route_plan, _picker_service(target), options))
@@ -106,12 +120,13 @@ def build_objects(
                 metadata = _policy_metadata(route_plan, rule.name, route_plan.route.route.ref)
                 out.append(backend_traffic_policy(route_plan, metadata, [rule], plan.policy.circuit_limits, options))
     gateways = {(state.gateway.namespace, state.gateway.name): state for state in plan.graph.gateways}
-    policy = override_host_policy(plan.policy.circuit_limits, options)
+    policy = override_host_policy(plan.policy.circuit_limits, options, trust_header=not at_user_gateway)
     for key, route_plans in sorted(serving.items()):
         state = gateways[key]
-        out.append(sibling_gateway(state, set(route_plans), gateway_class))
-        model_routing = any(key in routed for key in route_plans)
-        out.append(client_traffic_policy(state.gateway, plan.policy.client_timeouts, options, model_routing))
+        if not at_user_gateway:
+            out.append(sibling_gateway(state, set(route_plans), gateway_class))
+            model_routing = any(key in routed for key in route_plans)
+            out.append(client_traffic_policy(state.gateway, plan.policy.client_timeouts, options, model_routing))
         patches = [
             _override_host_patch(rp, rule, policy)
             for rp in route_plans.values()
@@ -119,7 +134,7 @@ def build_objects(
             if rule.picker is not None
         ]
         patches += [
-            _split_patch(state.gateway, listener, rp, rule, plan.policy.route_timeout_s)
+            _split_patch(state.gateway, listener, rp, rule, plan.policy.route_timeout_s, at_user_gateway)
             for rp in route_plans.values()
             for rule in rp.rules
             if rule.shares
@@ -133,7 +148,7 @@ def build_objects(
             for patch in _model_routing_patches(state.gateway, listener, rp, routed[key])
         ]
         if patches:
-            out.append(patch_policy(state.gateway, patches))
+            out.append(patch_policy(state.gateway, patches, at_user_gateway))
     served_pools = {
         (r.pool.pool.namespace, r.pool.pool.name): r.pool
         for rp in plan.routes
@@ -200,18 +215,23 @@ def sibling_gateway(state: GatewayState, routes: set[tuple[str, str]], gateway_c
     }
 
 
-def companion_route(route_plan: RoutePlan, route_timeout_s: float, model_routing: bool = False) -> dict:
-    """The user's route on the sibling Gateways: same hostnames, matches and filters; each pool rule forwards to the
-    pool's Service on every target port, with `route_timeout_s` unless the rule sets its own request timeout; rules
-    this target cannot serve keep only their matches (500)."""
+def companion_route(
+    route_plan: RoutePlan, route_timeout_s: float, model_routing: bool = False, at_user_gateway: bool = False
+) -> dict:
+    """The user's route on the sibling Gateways (or, `at_user_gateway`, on the user's own, each match with one more
+    header match than the user's so that it wins): same hostnames, matches and filters; each pool rule forwards to
+    the pool's Service on every target port, with `route_timeout_s` unless the rule sets its own request timeout;
+    rules this target cannot serve keep only their matches (500)."""
     route = route_plan.route.route
     parents = []
     for result in route_plan.parents:
         ref = result.parent_ref.to_json()
-        ref.update(name=names.sibling_gateway(result.gateway.name), namespace=result.gateway.namespace)
+        ref.update(name=_served_gateway(result.gateway, at_user_gateway), namespace=result.gateway.namespace)
         if ref not in parents:
             parents.append(ref)
     rules = [_companion_rule(route.namespace, rule, route_timeout_s) for rule in route_plan.rules]
+    if at_user_gateway:
+        rules = [_outranking(rule) for rule in rules]
     if model_routing:  # no backends: a request whose model no rule matches answers 500 after the callouts
         rules.append({"name": names.MODEL_ROUTING_RULE, "matches": [{"path": {"type": "PathPrefix", "value": "/"}}]})
     spec = {"parentRefs": parents, "hostnames": list(route.spec.hostnames), "rules": rules}
@@ -221,6 +241,20 @@ def companion_route(route_plan: RoutePlan, route_timeout_s: float, model_routing
         "metadata": _metadata(names.companion_route(route.name), route.namespace, route.ref),
         "spec": _pruned(spec),
     }
+
+
+def _served_gateway(gateway: Gateway, at_user_gateway: bool) -> str:
+    """The name of the Gateway the companion routes attach to: the sibling, or the user's own."""
+    return gateway.name if at_user_gateway else names.sibling_gateway(gateway.name)
+
+
+def _outranking(rule: dict) -> dict:
+    """The rule with a `host` header match every request passes added to each of its matches (a rule without
+    matches gets Gateway API's default, PathPrefix /): Envoy Gateway orders routes of equal path by their number of
+    header matches before their age, so the companion's rule wins over the user's identical one."""
+    matches = rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]
+    outranking = [{**m, "headers": [*m.get("headers", []), dict(OUTRANKING_MATCH)]} for m in matches]
+    return {**rule, "matches": outranking}
 
 
 def _companion_rule(route_namespace: str, plan: RulePlan, route_timeout_s: float) -> dict:
@@ -457,13 +491,19 @@ def callout_backend(route_plan: RoutePlan, service: CalloutService, options: Tra
 
 
 def backend_traffic_policy(
-    route_plan: RoutePlan, metadata: dict, rules: list[RulePlan], limits: CircuitLimits, options: TranslateOptions
+    route_plan: RoutePlan,
+    metadata: dict,
+    rules: list[RulePlan],
+    limits: CircuitLimits,
+    options: TranslateOptions,
+    trust_header: bool = True,
 ) -> dict:
     """The settings of a pool's rules (or of a split rule): least-request balancing that honours the picker's header
     (Envoy Gateway's own endpoint override, so picks hold even where EnvoyPatchPolicy is disabled), retries that walk
     the picker's fallbacks as the rules' retry policy says, the circuit-breaker `limits`, poolgate's buffer limit, and
     Envoy's own error replies as OpenAI JSON. Setting cluster fields at rule level also keeps the rule's own cluster
-    name when Envoy Gateway merges backend clusters."""
+    name when Envoy Gateway merges backend clusters. Without `trust_header` (the header is not stripped from client
+    requests) no endpoint override: the EnvoyPatchPolicy's, on envoy.lb metadata only, holds the picks."""
     spec: dict = {
         "targetRefs": _rule_targets(route_plan, rules),
         "loadBalancer": {"type": "LeastRequest"},
@@ -477,7 +517,7 @@ def backend_traffic_policy(
         "responseOverride": edge_error_overrides(),
     }
     retry = rules[0].retry
-    if rules[0].picker is not None:
+    if rules[0].picker is not None and trust_header:
         spec["loadBalancer"]["endpointOverride"] = {"extractFrom": [{"header": contract.DESTINATION_HEADER}]}
     if retry is not None:
         spec["retry"] = {"numRetries": retry.num_retries, "retryOn": {"triggers": list(retry.retry_on)}}
@@ -534,15 +574,22 @@ def client_traffic_policy(
     }
 
 
-def _gateway_target(gateway: Gateway) -> dict:
-    return {"group": GATEWAY_GROUP, "kind": "Gateway", "name": names.sibling_gateway(gateway.name)}
+def _gateway_target(gateway: Gateway, at_user_gateway: bool = False) -> dict:
+    return {"group": GATEWAY_GROUP, "kind": "Gateway", "name": _served_gateway(gateway, at_user_gateway)}
 
 
-def override_host_policy(limits: CircuitLimits, options: TranslateOptions) -> dict:
+def override_host_policy(limits: CircuitLimits, options: TranslateOptions, trust_header: bool = True) -> dict:
     """poolgate's pool-cluster load-balancing policy (override_host on the header and envoy.lb metadata, served
     endpoint written back to envoy.lb, least-request fallback), as JSON with proto field names, keys sorted (the
-    policy travels in a TypedStruct, whose Struct fields come out of protobuf in no fixed order)."""
-    policy = xds.cluster_json(ir.Cluster("pool", "pool", (), limits, override_host=True), options)
+    policy travels in a TypedStruct, whose Struct fields come out of protobuf in no fixed order). Without
+    `trust_header` on envoy.lb metadata only, which only the picker writes."""
+    policy = json.loads(
+        json.dumps(xds.cluster_json(ir.Cluster("pool", "pool", (), limits, override_host=True), options))
+    )
+    if not trust_header:
+        for entry in policy["load_balancing_policy"]["policies"]:
+            config = entry["typed_extension_config"]["typed_config"]
+            config["override_host_sources"] = [s for s in config["override_host_sources"] if "header" not in s]
     return json.loads(json.dumps(policy["load_balancing_policy"], sort_keys=True))
 
 
@@ -563,7 +610,9 @@ def _listeners_of(state: GatewayState, route_plan: RoutePlan) -> list[str]:
     ]
 
 
-def _split_patch(gateway: Gateway, listener: str, route_plan: RoutePlan, rule: RulePlan, timeout_s: float) -> dict:
+def _split_patch(
+    gateway: Gateway, listener: str, route_plan: RoutePlan, rule: RulePlan, timeout_s: float, at_user_gateway: bool
+) -> dict:
     """The split rule's routes on one sibling listener forward to weighted clusters, each the cluster of a pool's
     share rule and each enabling that pool's picker call (Envoy picks the cluster once per request: the picker's
     header mutation re-matches the route to the same cluster)."""
@@ -581,7 +630,7 @@ def _split_patch(gateway: Gateway, listener: str, route_plan: RoutePlan, rule: R
     own_cluster = names.rule_cluster(*route_plan.key, rule.index)
     return {
         "type": ROUTE_CONFIGURATION_TYPE,
-        "name": f"{gateway.namespace}/{names.sibling_gateway(gateway.name)}/{listener}",
+        "name": f"{gateway.namespace}/{_served_gateway(gateway, at_user_gateway)}/{listener}",
         "operation": {
             "op": "replace",
             "jsonPath": f"$.virtual_hosts[*].routes[?(@.route.cluster=='{own_cluster}')]",
@@ -591,14 +640,14 @@ def _split_patch(gateway: Gateway, listener: str, route_plan: RoutePlan, rule: R
     }
 
 
-def patch_policy(gateway: Gateway, patches: list[dict]) -> dict:
+def patch_policy(gateway: Gateway, patches: list[dict], at_user_gateway: bool = False) -> dict:
     """JSON patches on the sibling's xDS: each pool rule's cluster gets poolgate's override_host policy, and each
     rule that splits across pools forwards to its shares' clusters by weight, each with its pool's picker."""
     return {
         "apiVersion": EG_API,
         "kind": "EnvoyPatchPolicy",
         "metadata": _metadata(names.sibling_gateway(gateway.name), gateway.namespace, gateway.ref),
-        "spec": {"targetRef": _gateway_target(gateway), "type": "JSONPatch", "jsonPatches": patches},
+        "spec": {"targetRef": _gateway_target(gateway, at_user_gateway), "type": "JSONPatch", "jsonPatches": patches},
     }
 
 

@@ -76,10 +76,12 @@ class Plan:
     other_routes: list[ResolvedRoute]  # routes on Envoy Gateway's Gateways that reference none
     policy: Policy  # circuit limits, client and route timeouts (per-rule decisions are in the RulePlans)
 
-    def status_graph(self) -> Graph:
-        """The graph whose status this target reports: its own controllerName, its refusals in the conditions."""
+    def status_graph(self, at_user_gateway: bool = False) -> Graph:
+        """The graph whose status this target reports: its own controllerName, its refusals in the conditions, and
+        the Gateway that serves the companions (the siblings, or the user's own `at_user_gateway`)."""
         snapshot = replace(self.graph.snapshot, controller_name=STATUS_CONTROLLER)
-        return Graph(snapshot, self.graph.gateways, [_as_reported(p) for p in self.routes], self.pools)
+        routes = [_as_reported(p, at_user_gateway) for p in self.routes]
+        return Graph(snapshot, self.graph.gateways, routes, self.pools)
 
 
 def plan(graph: Graph, options: TranslateOptions) -> Plan:
@@ -214,7 +216,7 @@ def _rule_problem(live: list, pool_refs: list) -> str | None:
     return None
 
 
-def _as_reported(route_plan: RoutePlan) -> ResolvedRoute:
+def _as_reported(route_plan: RoutePlan, at_user_gateway: bool) -> ResolvedRoute:
     """The route with where Envoy Gateway serves it in its Accepted conditions and this target's refusals in
     PartiallyInvalid."""
     route = route_plan.route
@@ -226,7 +228,8 @@ def _as_reported(route_plan: RoutePlan) -> ResolvedRoute:
                 p.accepted,
                 message=(
                     f"Route is accepted; Envoy Gateway serves it as HTTPRoute {namespace}/{names.companion_route(name)} on "
-                    f"Gateway {p.gateway.namespace}/{names.sibling_gateway(p.gateway.name)}"
+                    f"Gateway {p.gateway.namespace}/"
+                    f"{p.gateway.name if at_user_gateway else names.sibling_gateway(p.gateway.name)}"
                 ),
             ),
         )

@@ -328,7 +328,17 @@ class EnvoyGatewayShape:
             if path["type"] == "Exact"
             else ({"prefix": "/"} if path["value"] == "/" else {"path_separated_prefix": path["value"].rstrip("/")})
         )
-        headers = [{"name": h["name"].lower(), "string_match": {"exact": h["value"]}} for h in match.get("headers", [])]
+        headers = [
+            {
+                "name": h["name"].lower(),
+                "string_match": (
+                    {"safe_regex": {"regex": h["value"]}}
+                    if h.get("type") == "RegularExpression"
+                    else {"exact": h["value"]}
+                ),
+            }
+            for h in match.get("headers", [])
+        ]
         if headers:
             out["headers"] = headers
         return out
@@ -338,8 +348,8 @@ class EnvoyGatewayShape:
         routes, clusters, filters = [], [], []
         for i, rule in enumerate(route["spec"]["rules"]):
             cluster = f"httproute/{namespace}/{name}/rule/{i}"
-            extensions = self._rule_policies("EnvoyExtensionPolicy", namespace, name, rule["name"])
-            traffic = self._rule_policies("BackendTrafficPolicy", namespace, name, rule["name"])
+            extensions = self._rule_policies("EnvoyExtensionPolicy", namespace, name, rule.get("name"))
+            traffic = self._rule_policies("BackendTrafficPolicy", namespace, name, rule.get("name"))
             action: dict = {"cluster": cluster}
             if "request" in rule.get("timeouts", {}):
                 action["timeout"] = rule["timeouts"]["request"]

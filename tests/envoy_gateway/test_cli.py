@@ -90,3 +90,14 @@ def test_picker_plaintext_calls_the_pickers_services_directly(tmp_path):
     assert "Backend" not in {d["kind"] for d in documents}
     refs = [d["spec"]["extProc"][0]["backendRefs"] for d in documents if d["kind"] == "EnvoyExtensionPolicy"]
     assert refs == [[{"name": "llama-epp", "port": 9002}], [{"name": "qwen-epp", "port": 9002}]]
+
+
+def test_at_user_gateway_attaches_the_companions_to_the_users_gateway_and_refuses_model_routing(tmp_path):
+    result = run("-f", write_inputs(tmp_path), "--at-user-gateway")
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert {"Gateway", "ClientTrafficPolicy"}.isdisjoint(d["kind"] for d in documents)
+    (companion,) = [d for d in documents if d["kind"] == "HTTPRoute"]
+    assert [p["name"] for p in companion["spec"]["parentRefs"]] == ["gw"]
+    refused = run("-f", write_inputs(tmp_path), "--at-user-gateway", "--model-router-service", "default/mr:9004")
+    assert refused.returncode == 2 and "needs the sibling Gateway" in refused.stderr and refused.stdout == ""

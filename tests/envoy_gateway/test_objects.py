@@ -460,3 +460,36 @@ def test_model_routing_calls_the_model_router_first_then_only_the_routed_pools_p
     assert "poolgate-model-routing" not in {
         r["name"] for r in find(generate(model_routing()), "HTTPRoute")["spec"]["rules"]
     }
+
+
+def test_at_the_users_gateway_the_companion_outranks_the_users_rules_and_trusts_no_client_header():
+    objects = model_routing()
+    at_user = translate_envoy_gateway(objects, EnvoyGatewayOptions(at_user_gateway=True, model_router=MODEL_ROUTER))
+    out = at_user.objects()
+    assert "ClientTrafficPolicy" not in kinds(out) and [g for g in out if g["kind"] == "Gateway"] == []
+    companion = find(out, "HTTPRoute")
+    assert [p["name"] for p in companion["spec"]["parentRefs"]] == ["gw"]
+    sibling = find(generate(objects, model_router=MODEL_ROUTER), "HTTPRoute")  # same rules, one more header match
+    host = {"type": "RegularExpression", "name": "host", "value": ".*"}
+    assert len(companion["spec"]["rules"]) == len(sibling["spec"]["rules"]) - 1  # no model routing rule
+    for ours, theirs in zip(companion["spec"]["rules"], sibling["spec"]["rules"]):
+        assert [m["headers"] for m in ours["matches"]] == [[*m.get("headers", []), host] for m in theirs["matches"]]
+    patch = find(out, "EnvoyPatchPolicy")["spec"]
+    assert patch["targetRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}
+    overrides = [p["operation"] for p in patch["jsonPatches"] if p["operation"].get("path") == "/load_balancing_policy"]
+    assert overrides
+    for operation in overrides:
+        sources = operation["value"]["policies"][0]["typed_extension_config"]["typed_config"]["override_host_sources"]
+        assert sources == [{"metadata": {"key": "envoy.lb", "path": [{"key": contract.DESTINATION_HEADER}]}}]
+    for policy in (o for o in out if o["kind"] == "BackendTrafficPolicy"):
+        assert "endpointOverride" not in policy["spec"]["loadBalancer"]
+    assert all(len(o["spec"]["extProc"]) == 1 for o in out if o["kind"] == "EnvoyExtensionPolicy")
+    (route_status,) = [s for s in at_user.status(NOW) if s["kind"] == "HTTPRoute"]
+    (entry,) = route_status["status"]["parents"]
+    assert conditions(entry)["Accepted"]["message"].endswith("on Gateway default/gw")
+
+
+def test_at_the_users_gateway_split_patches_name_the_users_route_configuration():
+    out = generate(split_route(), at_user_gateway=True)
+    replaced = [p for p in find(out, "EnvoyPatchPolicy")["spec"]["jsonPatches"] if p["operation"]["op"] == "replace"]
+    assert replaced and {p["name"] for p in replaced} == {"default/gw/http"}

@@ -7,7 +7,9 @@ from them (egxds.py) with its EnvoyPatchPolicy applied, run in the real Envoy wi
 - `qwen` (FailOpen, request bodies buffered, responses streamed): pods 127.0.0.63 and .64.
 A user HTTPRoute on an Envoy Gateway Gateway sends `x-pool: llama|qwen` to the pools and `x-pool: split` 80/20 to
 both (each share picked by its own pool's picker, in its own failure mode). A second Envoy runs the same
-xDS without the EnvoyPatchPolicy, as a cluster with EnvoyPatchPolicy disabled would.
+xDS without the EnvoyPatchPolicy, as a cluster with EnvoyPatchPolicy disabled would. A third runs what
+`--at-user-gateway` generates together with the user's own Gateway and HTTPRoute as Envoy Gateway serves them
+(InferencePool backendRefs are invalid to it: those rules answer 500).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 import aiohttp
 import orjson
 import pytest
+import yaml
 
 from poolgate.egtarget import CalloutService, EnvoyGatewayOptions, translate_envoy_gateway
 from poolgate.egtarget.objects import EDGE_ERRORS
@@ -115,6 +118,7 @@ class Stack:
         self.pod_port = free_port(LLAMA_PODS[0])
         self.listener = free_port("127.0.0.1")
         self.unpatched_listener = free_port("127.0.0.1")
+        self.user_listener = free_port("127.0.0.1")
         self.ports = {host: free_port(host) for host in (LLAMA_PICKER, QWEN_PICKER, MODEL_ROUTER)}
         text = OBJECTS.format(
             listener=self.listener,
@@ -137,6 +141,8 @@ class Stack:
         self.inputs = objects_from_yaml(text)
         router = CalloutService("default", "model-router", self.ports[MODEL_ROUTER], "model router Service")
         self.generated = translate_envoy_gateway(self.inputs, EnvoyGatewayOptions(model_router=router)).objects()
+        at_user = translate_envoy_gateway(self.inputs, EnvoyGatewayOptions(at_user_gateway=True)).objects()
+        self.at_user_gateway = user_objects(text) + at_user
         self.pickers: dict[str, object] = {}
         self.doomed = None
 
@@ -151,21 +157,26 @@ class Stack:
         self.start_picker("default/llama", LLAMA_PICKER)
         self.start_picker("default/qwen", QWEN_PICKER)
         self.start_picker(None, MODEL_ROUTER)
-        envoys = [self.start_envoy("envoy", patched=True), self.start_envoy("envoy-unpatched", patched=False)]
+        envoys = [
+            self.start_envoy("envoy", self.generated, self.listener, patched=True),
+            self.start_envoy("envoy-unpatched", self.generated, self.unpatched_listener, patched=False),
+            self.start_envoy("envoy-user-gateway", self.at_user_gateway, self.user_listener, patched=True),
+        ]
         for ip in LLAMA_PODS + (DOOMED_POD,) + QWEN_PODS:
             wait_for_port(ip, self.pod_port)
         for host, port in self.ports.items():
             wait_for_port(host, port, process=self.pickers[host])
-        for envoy, port in zip(envoys, (self.listener, self.unpatched_listener)):
+        for envoy, port in zip(envoys, (self.listener, self.unpatched_listener, self.user_listener)):
             wait_for_port("127.0.0.1", port, process=envoy)
 
-    def start_envoy(self, name: str, patched: bool):
-        """Envoy with the xDS Envoy Gateway would build, with or without the EnvoyPatchPolicy applied."""
+    def start_envoy(self, name: str, objects: list[dict], port: int, patched: bool):
+        """Envoy on `port` with the xDS Envoy Gateway would build from `objects`, with or without the
+        EnvoyPatchPolicy applied."""
         config = self.tmp_path / f"{name}.yaml"
-        shape = EnvoyGatewayShape(self.generated, self.inputs, self.tmp_path, "127.0.0.1", free_port("127.0.0.1"))
+        shape = EnvoyGatewayShape(objects, self.inputs, self.tmp_path, "127.0.0.1", free_port("127.0.0.1"))
         bootstrap = shape.bootstrap(patch=patched)
         listener_address = bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]
-        listener_address["port_value"] = self.listener if patched else self.unpatched_listener
+        listener_address["port_value"] = port
         write_yaml(config, bootstrap)
         ok, output = validate(config)
         assert ok, output
@@ -215,6 +226,18 @@ class Stack:
         return out
 
 
+def user_objects(text: str) -> list[dict]:
+    """The user's Gateway and HTTPRoute as Envoy Gateway serves them: InferencePool backendRefs are an invalid kind to
+    it, so those rules keep their matches and lose their backends (500)."""
+    out = []
+    for doc in yaml.safe_load_all(text):
+        if doc and doc["kind"] in ("Gateway", "HTTPRoute"):
+            for rule in doc["spec"].get("rules", []):
+                rule["backendRefs"] = [r for r in rule["backendRefs"] if r.get("kind") != "InferencePool"]
+            out.append(doc)
+    return out
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("envoy-gateway")
@@ -225,11 +248,11 @@ def stack(tmp_path_factory):
 
 
 async def completion(
-    session, stack, pool: str, headers=None, prompt="Tell me about picking endpoints", patched: bool = True
+    session, stack, pool: str, headers=None, prompt="Tell me about picking endpoints", patched: bool = True, port=None
 ):
     body = {"model": {"llama": LLAMA, "qwen": QWEN}.get(pool, SHARED_ADAPTER), "prompt": prompt, "max_tokens": 4}
     sent = {"content-type": "application/json", "x-pool": pool, **(headers or {})}
-    port = stack.listener if patched else stack.unpatched_listener
+    port = port or (stack.listener if patched else stack.unpatched_listener)
     async with session.post(
         f"http://127.0.0.1:{port}/v1/completions", data=orjson.dumps(body), headers=sent
     ) as response:
@@ -247,6 +270,26 @@ async def test_requests_land_on_the_endpoint_the_picker_chose(stack, patched):
                 )
                 assert status == 200, body
                 assert headers["x-poolgate-served-by"] == target
+
+
+async def test_at_the_users_own_gateway_the_companion_outranks_the_users_500_and_picks_hold_by_metadata(stack):
+    """`--at-user-gateway`: the user's own listener and route (its pool rules answer 500 under Envoy Gateway) plus
+    the companion rules with one more header match; requests land on the picker's choice (the override reads envoy.lb
+    metadata only: see the last test for a client's destination header), and a split splits."""
+    async with aiohttp.ClientSession() as session:
+        for pool, pods in (("llama", LLAMA_PODS), ("qwen", QWEN_PODS)):
+            for ip in pods + pods:
+                target = stack.endpoint(ip)
+                selection = {"test-epp-endpoint-selection": target}
+                status, headers, body = await completion(session, stack, pool, selection, port=stack.user_listener)
+                assert status == 200, body
+                assert headers["x-poolgate-served-by"] == target
+        on_llama = 0
+        for i in range(100):
+            status, headers, body = await completion(session, stack, "split", prompt=f"q{i}", port=stack.user_listener)
+            assert status == 200, body
+            on_llama += headers["x-poolgate-served-by"] in {stack.endpoint(ip) for ip in LLAMA_PODS + (DOOMED_POD,)}
+        assert 65 <= on_llama <= 95  # 80/20
 
 
 async def test_a_dead_primary_falls_back_to_the_next_endpoint_and_the_picker_learns_which_served(stack):
@@ -342,12 +385,16 @@ async def test_without_pickers_failopen_balances_and_failclose_refuses(stack):
         stack.pickers[host].kill(signal.SIGKILL)
     async with aiohttp.ClientSession() as session:
         pinned = stack.endpoint(QWEN_PODS[1])
-        served = set()
-        for _ in range(16):  # a client-sent destination header is stripped before anything reads it
-            status, headers, _ = await completion(session, stack, "qwen", {"x-gateway-destination-endpoint": pinned})
-            assert status == 200
-            served.add(headers["x-poolgate-served-by"])
-        assert served == {stack.endpoint(ip) for ip in QWEN_PODS}
+        # a client-sent destination header is stripped before anything reads it (sibling), or read by nothing (at
+        # the user's Gateway, where nothing strips it: no endpoint override there trusts the header)
+        for port in (stack.listener, stack.user_listener):
+            served = set()
+            for _ in range(16):
+                pin = {"x-gateway-destination-endpoint": pinned}
+                status, headers, _ = await completion(session, stack, "qwen", pin, port=port)
+                assert status == 200
+                served.add(headers["x-poolgate-served-by"])
+            assert served == {stack.endpoint(ip) for ip in QWEN_PODS}
         started = time.monotonic()
         status, headers, body = await completion(session, stack, "llama")
         assert time.monotonic() - started < 2.0

@@ -87,9 +87,10 @@ def scenarios() -> dict[str, list]:
     }
 
 
+@pytest.mark.parametrize("at_user_gateway", [False, True], ids=["sibling", "at-user-gateway"])
 @pytest.mark.parametrize("name", list(scenarios()))
-def test_every_generated_object_is_accepted(judges, name):
-    objects = translate_envoy_gateway(scenarios()[name]).objects()
+def test_every_generated_object_is_accepted(judges, name, at_user_gateway):
+    objects = translate_envoy_gateway(scenarios()[name], EnvoyGatewayOptions(at_user_gateway=at_user_gateway)).objects()
     assert objects
     for obj in objects:
         if obj["kind"] == "Service":
