@@ -3,7 +3,8 @@ the resources `poolgate translate --target envoy-gateway` emits, composed as att
 namespace they live in (a DecoratorController's attachments live in its parent's namespace), and the same status
 that command reports (`--status`):
 
-- Gateway: the sibling Gateway, its ClientTrafficPolicy and EnvoyPatchPolicy; no status (Envoy Gateway owns it);
+- Gateway: the sibling Gateway, its ClientTrafficPolicy and EnvoyPatchPolicy (only the EnvoyPatchPolicy, on the
+  user's Gateway, with the setting envoyGatewayAtUserGateway); no status (Envoy Gateway owns it);
 - HTTPRoute: the companion route and the companion's EnvoyExtensionPolicies, BackendTrafficPolicies and picker
   Backends; its `status.parents` entries of controllerName poolgate.dev/envoy-gateway;
 - InferencePool: the Service standing for its pods; its entries of controllerName poolgate.dev/envoy-gateway.
@@ -48,6 +49,7 @@ ROUTE_PARTS = ("HTTPRoute", "EnvoyExtensionPolicy", "BackendTrafficPolicy", "Bac
 def _translate(objects: list[KubeObject], settings: HookSettings):
     options = EnvoyGatewayOptions(
         controller_name=settings.envoy_gateway_controller_name,
+        at_user_gateway=settings.envoy_gateway_at_user_gateway,
         translate=TranslateOptions(cluster_domain=settings.cluster_domain),
     )
     return translate_envoy_gateway(objects, options)
@@ -77,8 +79,8 @@ def gateway_customize(body: object, settings: HookSettings) -> dict:
 
 
 def gateway_sync(body: object, settings: HookSettings) -> dict:
-    """The sibling Gateway, ClientTrafficPolicy and EnvoyPatchPolicy of an Envoy Gateway Gateway; nothing for a
-    Gateway of another class. The Gateway's status stays Envoy Gateway's."""
+    """The sibling Gateway, ClientTrafficPolicy and EnvoyPatchPolicy of an Envoy Gateway Gateway (all named after
+    the sibling); nothing for a Gateway of another class. The Gateway's status stays Envoy Gateway's."""
     request = parse_sync(body, ("Gateway",))
     related, _ = request.related_objects()
     raw = request.object

@@ -42,6 +42,8 @@ class HookSettings(BaseModel):
     reference_grant_version: Literal["v1", "v1beta1"] = "v1"
     # The controllerName of Envoy Gateway's GatewayClasses: the Envoy Gateway hooks (opt-in) serve their Gateways.
     envoy_gateway_controller_name: str = Field(default=EG_CONTROLLER, min_length=1, max_length=253)
+    # Serve the inference routes on the user's own Envoy Gateway Gateways (`--at-user-gateway`) instead of siblings.
+    envoy_gateway_at_user_gateway: bool = False
     envoy_resources: Resources = Field(default_factory=lambda: _requests("100m", "128Mi"))
     model_router_resources: Resources = Field(default_factory=lambda: _requests("50m", "64Mi"))
     picker_resources: Resources = Field(default_factory=lambda: _requests("100m", "128Mi"))

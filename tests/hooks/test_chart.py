@@ -275,7 +275,14 @@ def test_envoy_gateway_controllers_render_only_when_enabled_with_the_rights_they
     assert not any("gateway.envoyproxy.io" in rule["apiGroups"] for rule in role["rules"])
     assert len(of_kind(default, "DecoratorController")) == len(CONTROLLERS)
 
-    enabled = render("--set", "envoyGateway.enabled=true", "--set", "envoyGateway.controllerName=example.com/eg")
+    enabled = render(
+        "--set",
+        "envoyGateway.enabled=true",
+        "--set",
+        "envoyGateway.controllerName=example.com/eg",
+        "--set",
+        "envoyGateway.atUserGateway=true",
+    )
     for obj in enabled:
         schemas.validate(obj)
     sources = [yaml.safe_load(path.read_text()) for path in CONTROLLERS + EG_CONTROLLERS]
@@ -298,4 +305,5 @@ def test_envoy_gateway_controllers_render_only_when_enabled_with_the_rights_they
     config_map = next(c for c in of_kind(enabled, "ConfigMap") if c["metadata"]["name"] == "poolgate-hooks")
     path = tmp_path / "settings.yaml"
     path.write_text(config_map["data"]["settings.yaml"])
-    assert load_settings(path).envoy_gateway_controller_name == "example.com/eg"
+    settings = load_settings(path)
+    assert (settings.envoy_gateway_controller_name, settings.envoy_gateway_at_user_gateway) == ("example.com/eg", True)

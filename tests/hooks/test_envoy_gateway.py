@@ -6,6 +6,8 @@ the command's status."""
 
 from __future__ import annotations
 
+import pytest
+
 from hooks import envoy_gateway, gateway, httproute
 from hooks.settings import HookSettings
 from poolgate.api import parse_objects
@@ -55,8 +57,9 @@ def run(objects: list[dict], kind: str, settings: HookSettings) -> list[tuple[di
     return out
 
 
-def test_the_attachments_and_status_of_every_parent_are_what_translate_emits():
-    settings = HookSettings()
+@pytest.mark.parametrize("at_user_gateway", [False, True], ids=["sibling", "at-user-gateway"])
+def test_the_attachments_and_status_of_every_parent_are_what_translate_emits(at_user_gateway):
+    settings = HookSettings(envoy_gateway_at_user_gateway=at_user_gateway)
     objects = cluster()
     for kind in ("Gateway", "HTTPRoute"):  # once, as on a cluster where the hooks have run: labels flow to pools
         run(objects, kind, settings)
@@ -64,7 +67,7 @@ def test_the_attachments_and_status_of_every_parent_are_what_translate_emits():
 
     typed, problems = parse_objects(("cluster", o) for o in objects)
     assert not problems
-    translation = translate_envoy_gateway(typed, EnvoyGatewayOptions())
+    translation = translate_envoy_gateway(typed, EnvoyGatewayOptions(at_user_gateway=at_user_gateway))
     expected = [o for o in translation.objects() if o["kind"] != "ReferenceGrant"]
     composed = []
     for parent, answer in answers:
@@ -73,7 +76,8 @@ def test_the_attachments_and_status_of_every_parent_are_what_translate_emits():
         composed += answer["attachments"]
     key = lambda o: (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])  # noqa: E731
     assert sorted(composed, key=key) == sorted(expected, key=key)
-    assert {o["kind"] for o in composed} >= {"Gateway", "HTTPRoute", "EnvoyPatchPolicy", "Service", "Backend"}
+    assert {o["kind"] for o in composed} >= {"HTTPRoute", "EnvoyPatchPolicy", "Service", "Backend"}
+    assert ("Gateway" in {o["kind"] for o in composed}) is not at_user_gateway
 
     status = translation.status(StatusOptions(now=cases.EDITED))  # the hooks take the time from managedFields
     for parent, answer in answers:

@@ -61,7 +61,8 @@ app.kubernetes.io/component: hooks
   "pickerResources" .Values.picker.resources
   "clusterDomain" .Values.clusterDomain
   "referenceGrantVersion" .Values.gatewayAPI.referenceGrantVersion
-  "envoyGatewayControllerName" .Values.envoyGateway.controllerName) -}}
+  "envoyGatewayControllerName" .Values.envoyGateway.controllerName
+  "envoyGatewayAtUserGateway" .Values.envoyGateway.atUserGateway) -}}
 {{- end -}}
 
 {{/* Annotations of the pre-delete hook objects: created before the uninstall Job (lower weight), removed with it. */}}
