@@ -22,7 +22,14 @@ import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from poolgate.api.contract import PREFILLED_BY_HEADER, PREFILLER_HOST_PORT_HEADER, SERVED_BY_HEADER, SERVED_MODEL_HEADER
+from poolgate.api.contract import (
+    DESTINATION_HEADER,
+    PICKED_ECHO_HEADER,
+    PREFILLED_BY_HEADER,
+    PREFILLER_HOST_PORT_HEADER,
+    SERVED_BY_HEADER,
+    SERVED_MODEL_HEADER,
+)
 from simulator.clock import WallClock
 from simulator.config import METRICS_FAULT_PATH, METRICS_FAULTS
 from simulator.metrics import registry_for
@@ -160,6 +167,9 @@ class SimulatedServer:
 
     async def _stamp_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers[SERVED_BY_HEADER] = self.address
+        picked = request.headers.get(DESTINATION_HEADER)
+        if picked:
+            response.headers[PICKED_ECHO_HEADER] = picked.split(",", 1)[0].strip()
         for item in request.headers.getall(ECHO_SET_HEADER, ()):
             for pair in item.split(","):
                 name, sep, value = pair.partition(":")

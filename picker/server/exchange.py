@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from google.protobuf.struct_pb2 import Struct
 
     from picker.scheduling.scheduler import Scheduler
+    from picker.server.handoff import Handoffs
     from picker.server.metrics import ModelMetrics, PickerMetrics
     from picker.server.pools import PoolRegistry, PoolRuntime
 
@@ -174,6 +175,10 @@ class Exchange:
 
     def close(self) -> None:
         """The stream ended (normally or not)."""
+
+    def stream_done(self) -> bool:
+        """Whether the stream has nothing more to do (the picker may end it)."""
+        return self.finished and self.released
 
     # -- request path --------------------------------------------------------------------------------------------
 
@@ -322,12 +327,18 @@ class PickerExchange(Exchange):
     """The endpoint picker: resolves the objective and model rewrite, schedules the request on its pool, books it
     in flight until the response ends, and records the response's metrics."""
 
-    __slots__ = ("mapper", "picked", "pool", "response_size", "subset")
+    __slots__ = ("handoffs", "mapper", "picked", "pool", "response_size", "subset")
 
     def __init__(
-        self, settings: ExchangeSettings, metrics: PickerMetrics, pools: PoolRegistry, pool_key: str | None
+        self,
+        settings: ExchangeSettings,
+        metrics: PickerMetrics,
+        pools: PoolRegistry,
+        pool_key: str | None,
+        handoffs: Handoffs | None = None,
     ) -> None:
         super().__init__(settings, metrics, pools)
+        self.handoffs = handoffs  # set when an observer call follows the response: the pick is handed over to it
         self.pool: PoolRuntime | None = None
         try:
             self.pool = pools.lookup(pool_key)
@@ -346,8 +357,25 @@ class PickerExchange(Exchange):
         if not self.released and self.status and self.response_mode == p.NONE:
             self._complete(time.monotonic())
 
+    @property
+    def handed_off(self) -> bool:
+        """Whether the request was picked and handed over to the call that observes its response."""
+        return self.handoffs is not None and self.picked is not None
+
+    def stream_done(self) -> bool:
+        return self.handed_off or super().stream_done()
+
     def close(self) -> None:
-        """Release the in-flight booking if the response never completed."""
+        """Release the in-flight booking if the response never completed (unless an observer call has it)."""
+        if not self.handed_off:
+            self.abandon()
+
+    def observe(self) -> None:
+        """An observer call claimed the exchange: it feeds the response in, and nothing it answers is sent."""
+        self.response_mode = p.STREAMED  # the cheapest answers to build: constants unless the body is edited
+
+    def abandon(self) -> None:
+        """The response will not be followed any further: release the booking if it is still held."""
         if not self.released:
             self._release(time.monotonic())
             if log.isEnabledFor(logging.DEBUG):
@@ -415,7 +443,8 @@ class PickerExchange(Exchange):
         series.started(self.body_size)
         destination = decision.destination
         headers = {p.DESTINATION_HEADER: destination, **decision.request_headers}  # e.g. x-prefiller-host-port
-        return Answer(headers, new_body, p.destination_metadata(destination))
+        pick_id = self.handoffs.hold(self) if self.handoffs is not None else None
+        return Answer(headers, new_body, p.destination_metadata(destination, pick_id))
 
     def _rewrite_target(self, pool: PoolRuntime, requested: str) -> str | None:
         rule = pool.rewrites.rule_for(requested)

@@ -19,6 +19,7 @@ from picker.server.errors import RequestError
 from poolgate.api.contract import (
     DESTINATION_HEADER,
     LB_METADATA_NAMESPACE,
+    PICK_ID_KEY,
     SERVED_KEY,
     SUBSET_HINT_NAMESPACE,
     SUBSET_KEY,
@@ -59,11 +60,24 @@ def header_mutation(
     return mutation
 
 
-def destination_metadata(destination: str) -> struct_pb2.Struct:
-    """Dynamic metadata `envoy.lb: {x-gateway-destination-endpoint: destination}`."""
+def destination_metadata(destination: str, pick_id: str | None = None) -> struct_pb2.Struct:
+    """Dynamic metadata `envoy.lb: {x-gateway-destination-endpoint: destination}`, with the pick's id when an
+    observer call will claim it."""
     metadata = struct_pb2.Struct()
-    metadata.fields[LB_METADATA_NAMESPACE].struct_value.fields[DESTINATION_HEADER].string_value = destination
+    fields = metadata.fields[LB_METADATA_NAMESPACE].struct_value.fields
+    fields[DESTINATION_HEADER].string_value = destination
+    if pick_id is not None:
+        fields[PICK_ID_KEY].string_value = pick_id
     return metadata
+
+
+def pick_id(request: ProcessingRequest) -> str | None:
+    """The pick id Envoy forwards in `envoy.lb` metadata to an observer call, None if absent."""
+    lb = request.metadata_context.filter_metadata.get(LB_METADATA_NAMESPACE)
+    if lb is None:
+        return None
+    value = lb.fields.get(PICK_ID_KEY)
+    return value.string_value or None if value is not None else None
 
 
 def request_headers_reply(

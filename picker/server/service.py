@@ -22,10 +22,18 @@ from grpc_health.v1.health import aio as health_aio
 from picker.server import protocol as p
 from picker.server.errors import RequestError
 from picker.server.exchange import Exchange, ExchangeSettings, ModelRouterExchange, PickerExchange
+from picker.server.handoff import Handoffs
 from picker.server.metrics import PickerMetrics
 from picker.server.models import model_list
 from picker.server.pools import PoolRegistry
-from poolgate.api.contract import CALLOUT_METADATA_KEY, MODEL_LIST_METADATA_KEY, MODEL_ROUTER, POOL_METADATA_KEY
+from poolgate.api.contract import (
+    CALLOUT_METADATA_KEY,
+    MODEL_LIST_METADATA_KEY,
+    MODEL_ROUTER,
+    OBSERVE_RESPONSE,
+    PICK_REQUEST,
+    POOL_METADATA_KEY,
+)
 
 log = logging.getLogger("poolgate.picker")
 
@@ -42,10 +50,12 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
         self.pools = pools
         self.metrics = metrics
         self.settings = settings
+        self.handoffs = Handoffs()  # picks waiting for the call that observes their response
 
     def exchange(self, metadata: Iterable[tuple[str, str]] | None) -> Exchange:
         """A new exchange for a stream with this gRPC initial metadata (pool and callout): the model router's for
-        its callout (or when that is the server's only role), else the endpoint picker's."""
+        its callout (or when that is the server's only role), else the endpoint picker's (which hands its pick over
+        to an observer call when the callout says one follows)."""
         pool_key = None
         callout = None
         model_sources = None
@@ -59,7 +69,8 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
         role = self.settings.role
         if role == "model-router" or (role == "both" and callout == MODEL_ROUTER):
             return ModelRouterExchange(self.settings, self.metrics, self.pools, model_sources)
-        exchange = PickerExchange(self.settings, self.metrics, self.pools, pool_key)
+        handoffs = self.handoffs if callout == PICK_REQUEST else None
+        exchange = PickerExchange(self.settings, self.metrics, self.pools, pool_key, handoffs)
         if callout == MODEL_ROUTER:
             exchange.failure = RequestError(
                 500,
@@ -69,8 +80,13 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
         return exchange
 
     async def Process(self, request_iterator, context) -> None:
-        """One stream = one HTTP request: read Envoy's messages, answer each as the exchange says."""
-        exchange = self.exchange(context.invocation_metadata())
+        """One stream = one HTTP request: read Envoy's messages, answer each as the exchange says; or, for an
+        observer call, follow the response of the pick it claims."""
+        metadata = context.invocation_metadata()
+        if (CALLOUT_METADATA_KEY, OBSERVE_RESPONSE) in (metadata or ()):
+            await self._observe(context)
+            return
+        exchange = self.exchange(metadata)
         read, write, eof = context.read, context.write, grpc.aio.EOF
         try:
             while True:
@@ -87,10 +103,32 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
                     replies = exchange.internal_error(error)
                 for reply in replies:
                     await write(reply)
-                if exchange.finished and exchange.released:
+                if exchange.stream_done():
                     return
         finally:
             exchange.close()
+
+    async def _observe(self, context) -> None:
+        """An observe-only call: its first message (the request headers) names the pick it follows; the response's
+        messages go to that exchange, and nothing is answered (Envoy does not wait for answers, and ignores them)."""
+        read, eof = context.read, grpc.aio.EOF
+        first = await read()
+        exchange = self.handoffs.claim(p.pick_id(first)) if first is not eof else None
+        if exchange is None:
+            return  # not picked here (refused, or picked by another picker process): nothing to follow
+        exchange.observe()
+        try:
+            while not exchange.finished:
+                request = await read()
+                if request is eof:
+                    return
+                try:
+                    exchange.on_message(request)
+                except Exception as error:  # a bug must not keep the booking: log it, release below
+                    exchange.internal_error(error)
+                    return
+        finally:
+            exchange.abandon()
 
 
 @dataclass(frozen=True)

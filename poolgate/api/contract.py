@@ -85,6 +85,7 @@ PREFILLED_BY_HEADER = "x-poolgate-prefilled-by"  # simulator (P/D decode side): 
 SERVED_MODEL_HEADER = "x-poolgate-served-model"  # simulator: the model (or adapter) the request named on arrival
 CONFORMANCE_SELECTED_HEADER = "x-conformance-test-selected-endpoint"  # picker (steering on): the endpoint it chose
 CONFORMANCE_SERVED_HEADER = "x-conformance-test-served-endpoint"  # picker (steering on): where Envoy says it served
+PICKED_ECHO_HEADER = "x-poolgate-picked"  # simulator -> client: the picker's choice the request arrived with (first)
 CONFIG_GENERATION_HEADER = "x-config-generation"  # benchmark route header: which edit of the objects served
 
 # --- Envoy route metadata (read by the gateway's own error answers) ------------------------------------------------------
@@ -99,6 +100,11 @@ CALLOUT_METADATA_KEY = "x-poolgate-callout"  # gRPC initial metadata naming the 
 MODEL_LIST_METADATA_KEY = "x-poolgate-model-list"  # model router's gRPC metadata: JSON of what /v1/models lists
 MODELS_PATH = "/v1/models"  # the OpenAI model list, which the model router answers for a Gateway
 EPP_FILTER = "poolgate.endpoint_picker"  # Envoy filter name of a pool's endpoint-picker callout
+RESPONSE_OBSERVER_FILTER = "poolgate.response_observer"  # Envoy filter name of a picker's observe-only response call
+# CALLOUT_METADATA_KEY values of a poolgate picker's two calls when the response is observed apart from the pick
+PICK_REQUEST = "pick-request"  # the picking call covers the request alone; an OBSERVE_RESPONSE call follows
+OBSERVE_RESPONSE = "observe-response"  # the observe-only call that follows the request and its response
+PICK_ID_KEY = "x-poolgate-pick"  # envoy.lb metadata: the picker's id of a pick, which ties the two calls together
 MODEL_ROUTER_FILTER = "poolgate.model_router"  # Envoy filter name of the model-router callout
 
 # --- Controller identity, annotations and labels -----------------------------------------------------------------------

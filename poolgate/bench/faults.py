@@ -10,6 +10,7 @@ from pathlib import Path
 
 from poolgate.load.faults import (
     PICKER_ARGS,
+    PICKER_KILLED_ARGS,
     config_storm,
     gateway_url,
     metrics_fault,
@@ -64,16 +65,24 @@ def run(args: argparse.Namespace) -> int:
             status.update(message)
             console.log(message)
 
-        def scenario(name: str, objects: list[dict], block: int, body: Callable) -> None:
+        def scenario(
+            name: str, objects: list[dict], block: int, body: Callable, picker_args: tuple[str, ...] = PICKER_ARGS
+        ) -> None:
             progress(f"{name}: starting the stack")
-            with Stack.from_objects(objects, work, block, picker_args=PICKER_ARGS) as stack:
+            with Stack.from_objects(objects, work, block, picker_args=picker_args) as stack:
                 progress(f"{name}: running")
                 results = body(stack)
             for result in results if isinstance(results, list) else [results]:
                 rows.append(result.row)
                 console.log(result.row)
 
-        scenario("picker-killed", picker_fault_objects(), 241, lambda s: picker_killed(s, seconds, args.rate, progress))
+        scenario(
+            "picker-killed",
+            picker_fault_objects(),
+            241,
+            lambda s: picker_killed(s, seconds, args.rate, progress),
+            picker_args=PICKER_KILLED_ARGS,
+        )
         scenario(
             "model-server-killed",
             model_server_objects(),

@@ -41,6 +41,9 @@ from poolgate.api.contract import CONTROLLER_NAME, PROFILE_ANNOTATION
 MODES = ("direct", "picker-duplex", "picker-buffered")
 CONCURRENCIES = (1, 8, 32, 64)
 GENERATORS = ("python", "wrk")
+# Where the picker sees the response: on a call of its own that Envoy never waits for (poolgate's default), or on
+# the picking call, each message answered before Envoy goes on (what a picker that edits responses needs)
+RESPONSE_PATHS = ("observed", "inline")
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 PATH = "/v1/chat/completions"
 BODIES = 64  # distinct request bodies, cycled (so prefix-cache scoring sees different prompts)
@@ -64,8 +67,11 @@ class Settings:
     profile: str = "poolgate-default"
     generator: str = "python"
     address_block: int = 250  # loopback block 127.B.x.y of the gateway's processes
+    response_path: str = "observed"
 
     def __post_init__(self) -> None:
+        if self.response_path not in RESPONSE_PATHS:
+            raise ValueError(f"response path must be one of {', '.join(RESPONSE_PATHS)}; got {self.response_path}")
         unknown = [m for m in self.modes if m not in MODES]
         if unknown or not self.modes:
             raise ValueError(f"modes must be among {', '.join(MODES)}; got {', '.join(unknown) or 'none'}")
@@ -477,6 +483,7 @@ def _start_gateway(settings: Settings, body_mode: str, workers: int, state: Path
         name,
         body_mode=body_mode,
         envoy_log_level="error",
+        translate={"picker_edits_responses": settings.response_path == "inline"},
     )
     stack.start()
     gateway = _Gateway((listener, port), workers)
@@ -523,6 +530,7 @@ def _measure(
         "generator": result.generator,
         "stream_tokens": settings.stream_tokens,
         "profile": settings.profile,
+        "response_path": None if mode == "direct" else settings.response_path,
         "load_1m": round(os.getloadavg()[0], 2),
     }  # the machine's load: other work shares the cores
 
@@ -663,6 +671,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=250,
         help="loopback block 127.B.x.y for the gateway's processes (default: %(default)s)",
     )
+    parser.add_argument(
+        "--response-path",
+        choices=RESPONSE_PATHS,
+        default="observed",
+        help="the picker observes each response on a call Envoy does not wait for, or answers it inline on the "
+        "picking call (default: %(default)s)",
+    )
     parser.add_argument("--quick", action="store_true", help="one picker process, 3 s per row: under 2 minutes")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
     parser.add_argument(
@@ -692,6 +707,7 @@ def run(args: argparse.Namespace) -> int:
             profile=args.profile,
             generator=args.generator,
             address_block=args.address_block,
+            response_path=args.response_path,
         )
     except ValueError as error:
         print(f"poolgate bench overhead: {error}", file=sys.stderr)

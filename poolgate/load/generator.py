@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
-from poolgate.api.contract import CONFORMANCE_SELECTED_HEADER, SERVED_BY_HEADER
+from poolgate.api.contract import PICKED_ECHO_HEADER, SERVED_BY_HEADER
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Outcome:
     status: int  # HTTP status; 0 when no complete response arrived
     error: str = ""  # "" for a complete response, else what went wrong (a timeout is "timeout")
     served_by: str = ""  # the model server that answered (x-poolgate-served-by)
-    picked: str = ""  # the endpoint the picker chose, when the picker reports it (conformance steering)
+    picked: str = ""  # the endpoint the picker chose, as the simulated server that answered saw it
     headers: Mapping[str, str] = field(default_factory=dict)  # response headers asked for by `keep_headers`
 
     @property
@@ -191,7 +191,7 @@ class Load:
                 status,
                 error,
                 headers.get(SERVED_BY_HEADER, ""),
-                headers.get(CONFORMANCE_SELECTED_HEADER, ""),
+                headers.get(PICKED_ECHO_HEADER, ""),
                 kept,
             )
         )

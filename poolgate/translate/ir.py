@@ -39,6 +39,9 @@ class PickerCall:
     cluster: str
     pool: str  # "namespace/name", sent to the picker as gRPC initial metadata
     policy: CalloutPolicy  # for the pool's failure mode
+    observer: CalloutPolicy | None = (
+        None  # the response's own observe-only call, when `policy` covers the request alone
+    )
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class Listener:
     model_router: CalloutPolicy | None = None  # run the body-based model router (sets X-Gateway-Model-Name) first
     model_list: ModelList | None = None  # with the model router: what it answers `GET /v1/models` with
     endpoint_picker: CalloutPolicy | None = None  # the picker filter's own configuration, when a route calls one
+    response_observer: CalloutPolicy | None = None  # the observer filter's own configuration, when a route has one
 
 
 @dataclass

@@ -66,6 +66,7 @@ def lower(graph: Graph, options: TranslateOptions, gateways: set[tuple[str, str]
                     model_router=policy.model_router if model_routing else None,
                     model_list=_model_list(graph, listeners, options) if model_routing else None,
                     endpoint_picker=policy.picker_filter if uses_picker else None,
+                    response_observer=policy.observer_filter if _observes_responses(vhosts) else None,
                 )
             )
             if model_routing:
@@ -320,7 +321,26 @@ def _picker_call(
         tls=options.picker_tls,
         server_name=_service_host(service, options) if options.picker_tls else "",
     )
-    return ir.PickerCall(name, f"{target.pool.namespace}/{target.pool.name}", policy.picker(picker.failure_open))
+    # Only a poolgate picker knows the observe-only response call, and a picker that edits the response (maps a
+    # rewritten model name back in the body, adds response headers) must have the response on the picking call.
+    pool = target.pool
+    observed = options.poolgate_pickers and not (picker.maps_model_back or options.picker_edits_responses)
+    return ir.PickerCall(
+        name,
+        f"{pool.namespace}/{pool.name}",
+        policy.picking(picker.failure_open, observed),
+        policy.response_observer if observed else None,
+    )
+
+
+def _observes_responses(vhosts: tuple[ir.VirtualHost, ...]) -> bool:
+    return any(
+        b.picker is not None and b.picker.observer is not None
+        for vh in vhosts
+        for r in vh.routes
+        if isinstance(r.action, ir.Forward)
+        for b in r.action.backends
+    )
 
 
 def _service_cluster(

@@ -28,6 +28,12 @@ class TranslateOptions:
     # DNS SAN <service>.<namespace>.svc.<cluster domain> or <service>.<namespace>.svc. SNI is the first of those.
     picker_tls: bool = True  # upstream pickers (and `poolgate picker`) serve TLS unless --secure-serving=false
     picker_ca: str | None = None
+    # Whether every pool's picker is poolgate's own (`poolgate up` runs them). A poolgate picker that does not edit
+    # responses gets each response on a separate observe-only call, so a response that has started never waits for
+    # it or fails with it (see policy.decide). `picker_edits_responses`: the pickers add response headers (the
+    # session-affinity-scorer's token, conformance steering's reports), so the response stays on the picking call.
+    poolgate_pickers: bool = False
+    picker_edits_responses: bool = False
     retries: int = 2  # retries on the picker's fallback endpoints (connect failures / resets only)
     connect_timeout_s: float = 2.0
     # A client must send its request headers within `request_headers_timeout_s` and its whole request within

@@ -5,7 +5,7 @@ in the IR (the Envoy Gateway target in its Plan), and the emitters only map them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class CalloutPolicy:
     response_trailers: bool
     failure_mode_allow: bool  # a failed call lets the request through (FailOpen) instead of answering 503
     timeout_s: float  # for the gRPC stream and for each message on it
+    observe_only: bool = False  # Envoy sends without waiting for answers (no edits; never delays or fails a request)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class Policy:
     fail_open_picker: CalloutPolicy
     fail_close_picker: CalloutPolicy
     picker_filter: CalloutPolicy  # the endpoint-picker filter's own configuration, which each route overrides
+    observed_picker: dict[bool, CalloutPolicy]  # failure open? -> the picking call when an observer has the response
+    response_observer: CalloutPolicy  # the call that follows a picked request's response, for a poolgate picker
+    observer_filter: CalloutPolicy  # the response-observer filter's own configuration, which each route overrides
     model_router: CalloutPolicy
     retries: RetryPolicy
     circuit_limits: CircuitLimits
@@ -103,6 +107,10 @@ class Policy:
         """The call to a pool's picker for the pool's failure mode."""
         return self.fail_open_picker if failure_open else self.fail_close_picker
 
+    def picking(self, failure_open: bool, observed: bool) -> CalloutPolicy:
+        """The call that picks a pool's endpoint: with the response too, or (`observed`) the request alone."""
+        return self.observed_picker[failure_open] if observed else self.picker(failure_open)
+
 
 def decide(options: TranslateOptions) -> Policy:
     """Every reliability decision for a translation with these options (see docs/architecture.md, Policy).
@@ -110,7 +118,15 @@ def decide(options: TranslateOptions) -> Policy:
     Request bodies stream full-duplex unless `options.body_mode` asks for BUFFERED, and are always BUFFERED for
     FailOpen pools: Envoy can fall back only while it still holds the body (a failed full-duplex call answers 503
     even with failure_mode_allow, measured on Envoy 1.40). Response bodies stream full-duplex, except for FailOpen
-    pools: STREAMED is the one mode in which a response keeps flowing when the picker dies under it."""
+    pools: STREAMED is the one mode in which a response keeps flowing when the picker dies under it.
+
+    A poolgate picker that does not edit the response (no model name to map back, no response headers to add) is
+    called twice per request instead: the picking call covers the request alone, in the pool's failure mode, and
+    ends when the request is answered; the response goes to a second, observe-only call (Envoy's observability
+    mode: it never waits for an answer, and a failed call changes nothing), which follows the request from its
+    headers (so that the picker hears of a client that left before any response) to the end of the response. A
+    response that has started therefore finishes whatever happens to the picker, and the picker's answers are off
+    the response's path."""
     duplex = options.body_mode == "FULL_DUPLEX_STREAMED"
 
     def picker(failure_open: bool) -> CalloutPolicy:
@@ -126,9 +142,40 @@ def decide(options: TranslateOptions) -> Policy:
             timeout_s=options.picker_timeout_s,
         )
 
+    def request_only(failure_open: bool) -> CalloutPolicy:
+        return replace(
+            picker(failure_open),
+            response_headers=False,
+            response_body="NONE",
+            response_trailers=False,
+        )
+
     return Policy(
         fail_open_picker=picker(failure_open=True),
         fail_close_picker=picker(failure_open=False),
+        observed_picker={failure_open: request_only(failure_open) for failure_open in (True, False)},
+        response_observer=CalloutPolicy(
+            request_headers=True,
+            request_body="NONE",
+            request_trailers=False,
+            response_headers=True,
+            response_body="STREAMED",  # the one body mode observability mode supports
+            response_trailers=True,
+            failure_mode_allow=True,
+            timeout_s=options.picker_timeout_s,
+            observe_only=True,
+        ),
+        observer_filter=CalloutPolicy(
+            request_headers=False,
+            request_body="NONE",
+            request_trailers=False,
+            response_headers=False,
+            response_body="NONE",
+            response_trailers=False,
+            failure_mode_allow=True,
+            timeout_s=options.picker_timeout_s,
+            observe_only=True,
+        ),
         picker_filter=CalloutPolicy(
             request_headers=False,
             request_body="NONE",

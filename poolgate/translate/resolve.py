@@ -67,6 +67,7 @@ class Picker:
     service: Service
     port: int
     failure_open: bool
+    maps_model_back: bool = False  # an InferenceModelRewrite names the pool: the picker edits its responses' bodies
 
 
 @dataclass
@@ -404,7 +405,8 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
                 f"endpointPickerRef Service {pool.namespace}/{ref.name} has no port {port}",
             ),
         )
-    picker = Picker(service, port, ref.failure_mode == "FailOpen")
+    rewritten = any((r.namespace, r.spec.pool_ref.name) == (pool.namespace, pool.name) for r in snap.rewrites.values())
+    picker = Picker(service, port, ref.failure_mode == "FailOpen", rewritten)
     return PoolTarget(
         pool,
         endpoints,

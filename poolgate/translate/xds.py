@@ -40,7 +40,10 @@ from poolgate.api.contract import (
     MODEL_ROUTER,
     MODEL_ROUTER_FILTER,
     MODEL_ROUTER_ONLY_HEADERS,
+    OBSERVE_RESPONSE,
+    PICK_REQUEST,
     POOL_METADATA_KEY,
+    RESPONSE_OBSERVER_FILTER,
     ROUTE_METADATA_NAMESPACE,
     ROUTE_POOLS_KEY,
     SERVED_KEY,
@@ -103,6 +106,13 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
         hcm.http_filters.append(
             hcm_pb2.HttpFilter(
                 name=EPP_FILTER, typed_config=_any(_endpoint_picker(pickers[0].name, lst.endpoint_picker))
+            )
+        )
+    if lst.response_observer is not None:
+        hcm.http_filters.append(
+            hcm_pb2.HttpFilter(
+                name=RESPONSE_OBSERVER_FILTER,
+                typed_config=_any(_endpoint_picker(pickers[0].name, lst.response_observer)),
             )
         )
     hcm.http_filters.append(
@@ -235,12 +245,14 @@ def _processing_mode(policy: CalloutPolicy) -> processing_mode_pb2.ProcessingMod
 
 
 def _endpoint_picker(default_cluster: str, policy: CalloutPolicy) -> ext_proc_pb2.ExternalProcessor:
-    """The endpoint-picker ext_proc filter. On its own it sends the picker nothing; each route that forwards to a pool
-    overrides what to send and to which picker. (It cannot be disabled and enabled per route instead: Envoy decides
-    which filters run from the route matched first, before the model router has set X-Gateway-Model-Name.)"""
+    """An ext_proc filter calling pickers: the endpoint-picker filter, or the response observer (observe-only). On its
+    own it sends the picker nothing; each route that forwards to a pool overrides what to send and to which picker.
+    (It cannot be disabled and enabled per route instead: Envoy decides which filters run from the route matched
+    first, before the model router has set X-Gateway-Model-Name.)"""
     config = ext_proc_pb2.ExternalProcessor(
         grpc_service=_grpc_service(default_cluster, policy.timeout_s, {}),
         failure_mode_allow=policy.failure_mode_allow,
+        observability_mode=policy.observe_only,
         processing_mode=_processing_mode(policy),
         message_timeout=_duration(policy.timeout_s),
         metadata_options=ext_proc_pb2.MetadataOptions(
@@ -281,16 +293,40 @@ def model_list_json(models: ir.ModelList) -> str:
 
 
 def _picker_override(call: ir.PickerCall | None) -> ext_proc_pb2.ExtProcPerRoute:
-    """Per route (or weighted cluster): call the pool's own picker, naming the pool, with the pool's failure mode;
-    or, for a backend without a picker next to pools that have one, do not call any."""
+    """Per route (or weighted cluster): call the pool's own picker, naming the pool, with the pool's failure mode
+    (and telling it when an observer call follows with the response); or, for a backend without a picker next to
+    pools that have one, do not call any."""
     if call is None:
         return ext_proc_pb2.ExtProcPerRoute(disabled=True)
-    overrides = ext_proc_pb2.ExtProcOverrides(
-        grpc_service=_grpc_service(call.cluster, call.policy.timeout_s, {POOL_METADATA_KEY: call.pool}),
-        processing_mode=_processing_mode(call.policy),
+    metadata = {POOL_METADATA_KEY: call.pool}
+    if call.observer is not None:
+        metadata[CALLOUT_METADATA_KEY] = PICK_REQUEST
+    return _callout_override(call.cluster, call.policy, metadata)
+
+
+def _observer_override(call: ir.PickerCall | None) -> ext_proc_pb2.ExtProcPerRoute:
+    """Per route (or weighted cluster): have the pool's picker observe the response, or not at all."""
+    if call is None or call.observer is None:
+        return ext_proc_pb2.ExtProcPerRoute(disabled=True)
+    return _callout_override(
+        call.cluster, call.observer, {POOL_METADATA_KEY: call.pool, CALLOUT_METADATA_KEY: OBSERVE_RESPONSE}
     )
-    overrides.failure_mode_allow.value = call.policy.failure_mode_allow
+
+
+def _callout_override(cluster: str, policy: CalloutPolicy, metadata: dict[str, str]) -> ext_proc_pb2.ExtProcPerRoute:
+    overrides = ext_proc_pb2.ExtProcOverrides(
+        grpc_service=_grpc_service(cluster, policy.timeout_s, metadata),
+        processing_mode=_processing_mode(policy),
+    )
+    overrides.failure_mode_allow.value = policy.failure_mode_allow
     return ext_proc_pb2.ExtProcPerRoute(overrides=overrides)
+
+
+def _picker_filters(config, call: ir.PickerCall | None, observed: bool) -> None:
+    """Set the picker filters' per-route configuration of a route or weighted cluster (`typed_per_filter_config`)."""
+    config[EPP_FILTER].CopyFrom(_any(_picker_override(call)))
+    if observed:
+        config[RESPONSE_OBSERVER_FILTER].CopyFrom(_any(_observer_override(call)))
 
 
 # --- routes -------------------------------------------------------------------------------------------------------
@@ -418,11 +454,12 @@ def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Matc
             route.regex_rewrite.CopyFrom(_prefix_rewrite(match.path, value))
     backends = action.backends
     pickers = [b.picker for b in backends if b.picker]
+    observed = any(p.observer is not None for p in pickers)  # the listener has the response-observer filter
     if pickers:
         pools = ",".join(dict.fromkeys(p.pool for p in pickers))
         out.metadata.filter_metadata[ROUTE_METADATA_NAMESPACE].update({ROUTE_POOLS_KEY: pools})
         # The route calls its (first) pool's picker; with weighted pools each cluster names its own picker below.
-        out.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(pickers[0])))
+        _picker_filters(out.typed_per_filter_config, pickers[0], observed)
     if action.retry is not None:
         route.retry_policy.retry_on = ",".join(action.retry.retry_on)
         route.retry_policy.num_retries.value = action.retry.num_retries
@@ -443,7 +480,7 @@ def _forward(out: route_components_pb2.Route, action: ir.Forward, match: ir.Matc
         weight.response_headers_to_add.extend(_header_options(backend.response_headers))
         weight.response_headers_to_remove.extend(backend.response_headers.remove)
         if pickers:
-            weight.typed_per_filter_config[EPP_FILTER].CopyFrom(_any(_picker_override(backend.picker)))
+            _picker_filters(weight.typed_per_filter_config, backend.picker, observed)
         route.weighted_clusters.clusters.append(weight)
 
 

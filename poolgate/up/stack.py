@@ -160,7 +160,12 @@ class Stack:
             body_mode=self.options.body_mode,
             picker_tls=self._picker_tls,
             picker_ca=self._picker_ca(),
-            **self.options.translate,
+            **{
+                "poolgate_pickers": True,  # every pool's picker is one this stack runs
+                # conformance steering reports the pick in response headers: the picker must edit responses
+                "picker_edits_responses": "--enable-conformance-steering" in self.options.picker_args,
+                **self.options.translate,
+            },
         )
 
     @property

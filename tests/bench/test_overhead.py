@@ -62,6 +62,7 @@ def test_a_tiny_run_measures_every_mode_with_sane_cpu_accounting():
             assert row["workers"] == 0 and row["picker_cpu_ms_per_req"] is None and row["added_p50_ms"] is None
         else:
             assert row["workers"] == 1 and row["picker_cpu_ms_per_req"] > 0, row
+            assert row["response_path"] == "observed"
             direct = next(r for r in rows if r["mode"] == "direct" and r["concurrency"] == row["concurrency"])
             assert row["added_p50_ms"] == pytest.approx(row["p50_ms"] - direct["p50_ms"], abs=1e-3)
     assert any(m.startswith("starting a gateway") for m in messages)
@@ -112,6 +113,7 @@ def test_added_latency_is_relative_to_direct_at_the_same_concurrency():
         ({"workers": ()}, "workers"),
         ({"duration": 0}, "duration"),
         ({"generator": "ab"}, "generator"),
+        ({"response_path": "async"}, "response path"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(settings, message):

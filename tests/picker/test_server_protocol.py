@@ -4,6 +4,7 @@ Pool metrics are fed through the pool API (the subject here is the protocol); te
 simulated pods scraped for real.
 """
 
+import asyncio
 from datetime import UTC, datetime
 
 import orjson
@@ -568,3 +569,78 @@ async def test_a_stream_closed_before_the_response_releases_the_booking():
         await stream.read(2)
         await stream.close()  # Envoy half-closes without a response (e.g. the upstream failed to connect)
         assert picker.state(POOL).get(A).inflight == 0
+
+
+# -- the response observed on a call of its own -------------------------------------------------------------------
+
+RUNNING = ("inference_objective_running_requests", {"model_name": "llama"})
+
+
+async def picked_for_an_observer(picker: PickerHarness) -> str:
+    """A pick made on a `pick-request` call: the call ends with the pick, which stays booked; its pick id."""
+    stream = picker.stream(POOL, callout="pick-request")
+    await stream.send(request_headers(), request_body(BODY))
+    headers_reply, echo = await stream.read(2)
+    assert echo.request_body.response.body_mutation.streamed_response.end_of_stream
+    lb = lb_metadata(headers_reply)["envoy.lb"]
+    assert lb["x-gateway-destination-endpoint"].split(",")[0] == A
+    assert await stream.finished()  # the picking call is over once the request is answered
+    assert picker.sample(*RUNNING) == 1  # ... and the booking outlives it
+    return lb["x-poolgate-pick"]
+
+
+def observed(pick_id: str | None) -> dict:
+    return {"envoy.lb": {"x-poolgate-pick": pick_id}} if pick_id else {}
+
+
+async def test_an_observer_call_claims_the_pick_follows_the_response_and_answers_nothing():
+    async with PickerHarness(ranked_pool()) as picker:
+        feed_ranked(picker)
+        pick_id = await picked_for_an_observer(picker)
+        observer = picker.stream(POOL, callout="observe-response")
+        await observer.send(request_headers(request_mode=None, metadata=observed(pick_id)))
+        served = {"envoy.lb": {"x-gateway-destination-endpoint-served": B, "x-poolgate-pick": pick_id}}
+        await observer.send(response_headers({"content-type": "text/event-stream"}, metadata=served))
+        state = picker.state(POOL)
+        await wait_for(lambda: (state.get(A).inflight, state.get(B).inflight) == (0, 1))  # B took A's booking
+        for i in range(0, len(SSE), 40):
+            await observer.send(response_body(SSE[i : i + 40], end_of_stream=i + 40 >= len(SSE)))
+        assert await observer.finished()  # the picker ends the call at the response's end
+        assert observer.replies.empty()  # Envoy would ignore answers: none are sent
+        labels = {"model_name": "llama", "target_model_name": "llama"}
+        assert picker.sample("inference_objective_input_tokens_sum", labels) == 7
+        assert picker.sample("inference_objective_request_ttft_seconds_count", labels) == 1
+        assert picker.sample(*RUNNING) == 0
+        assert (state.get(A).inflight, state.get(B).inflight) == (0, 0)
+
+
+async def test_an_observer_call_that_ends_early_releases_the_pick_and_strangers_are_ignored():
+    async with PickerHarness(ranked_pool()) as picker:
+        feed_ranked(picker)
+        pick_id = await picked_for_an_observer(picker)
+        for stranger in (None, "another-process-7", pick_id + "0"):
+            observer = picker.stream(POOL, callout="observe-response")
+            await observer.send(request_headers(request_mode=None, metadata=observed(stranger)))
+            assert await observer.finished()
+        assert picker.sample(*RUNNING) == 1  # nobody else could claim the pick
+        observer = picker.stream(POOL, callout="observe-response")
+        await observer.send(request_headers(request_mode=None, metadata=observed(pick_id)))
+        observer.cancel()  # the client left before any response: Envoy resets the call
+        await wait_for(lambda: picker.sample(*RUNNING) == 0)
+
+
+async def test_a_pick_no_observer_claims_is_released_after_the_hold():
+    async with PickerHarness(ranked_pool()) as picker:
+        feed_ranked(picker)
+        picker.server.processor.handoffs.hold_s = 0.0
+        await picked_for_an_observer(picker)
+        await picked_for_an_observer(picker)  # each hold expires the older ones
+        assert picker.sample(*RUNNING) == 1
+        assert len(picker.server.processor.handoffs) == 1
+
+
+async def wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

@@ -465,3 +465,59 @@ def test_managed_picker_annotation_implies_the_managed_picker_service(envoy_vali
     overrides = routes(boot)[0]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
     assert overrides["grpc_service"]["envoy_grpc"]["cluster_name"] == "poolgate/picker/default/pool-epp/9002"
     assert overrides["failure_mode_allow"] is True
+
+
+REWRITE = {
+    "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
+    "kind": "InferenceModelRewrite",
+    "metadata": {"name": "canary", "namespace": "default"},
+    "spec": {
+        "poolRef": {"name": "pool"},
+        "rules": [{"matches": [{"model": {"type": "Exact", "value": "alias"}}], "targets": [{"modelRewrite": "m"}]}],
+    },
+}
+
+
+def test_a_poolgate_picker_picks_on_one_call_and_observes_the_response_on_another(envoy_validate):
+    boot = translate(basic(), TranslateOptions(poolgate_pickers=True)).bootstrap()
+    envoy_validate(boot)
+    filters = {f["name"]: f["typed_config"] for f in hcm(boot)["http_filters"]}
+    assert list(filters) == ["poolgate.endpoint_picker", "poolgate.response_observer", "envoy.filters.http.router"]
+    observer = filters["poolgate.response_observer"]
+    assert observer["observability_mode"] is True and observer["failure_mode_allow"] is True
+    assert observer["metadata_options"]["forwarding_namespaces"]["untyped"][0] == "envoy.lb"  # pick id, served
+    per_filter = routes(boot)[0]["typed_per_filter_config"]
+    picking = per_filter["poolgate.endpoint_picker"]["overrides"]
+    assert picking["failure_mode_allow"] is False  # the pool's FailClose stays on the pick
+    mode = picking["processing_mode"]
+    assert mode["request_body_mode"] == "FULL_DUPLEX_STREAMED"
+    assert mode["response_header_mode"] == "SKIP" and mode.get("response_body_mode", "NONE") == "NONE"
+    assert {"key": "x-poolgate-callout", "value": "pick-request"} in picking["grpc_service"]["initial_metadata"]
+    observing = per_filter["poolgate.response_observer"]["overrides"]
+    assert observing["failure_mode_allow"] is True
+    assert observing["processing_mode"] == {
+        "request_header_mode": "SEND",  # from the request on: a client that leaves early is heard of
+        "response_header_mode": "SEND",
+        "response_body_mode": "STREAMED",
+        "request_trailer_mode": "SKIP",
+        "response_trailer_mode": "SEND",
+    }
+    assert {"key": "x-poolgate-callout", "value": "observe-response"} in observing["grpc_service"]["initial_metadata"]
+    assert {"key": "x-poolgate-pool", "value": "default/pool"} in observing["grpc_service"]["initial_metadata"]
+
+
+def test_a_picker_that_edits_responses_keeps_them_on_the_picking_call(envoy_validate):
+    for objects, options in (
+        (basic(REWRITE), TranslateOptions(poolgate_pickers=True)),  # maps the rewritten model name back
+        (basic(), TranslateOptions(poolgate_pickers=True, picker_edits_responses=True)),
+        (basic(), TranslateOptions()),  # a picker that may not be poolgate's knows no observer call
+    ):
+        boot = translate(objects, options).bootstrap()
+        envoy_validate(boot)
+        assert [f["name"] for f in hcm(boot)["http_filters"]] == [
+            "poolgate.endpoint_picker",
+            "envoy.filters.http.router",
+        ]
+        picking = routes(boot)[0]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
+        assert picking["processing_mode"]["response_body_mode"] == "FULL_DUPLEX_STREAMED"
+        assert [m["key"] for m in picking["grpc_service"]["initial_metadata"]] == ["x-poolgate-pool"]
