@@ -30,7 +30,8 @@ For each candidate the scorer predicts, in seconds,
 
 Endpoints are then ranked by a cost, the predicted TTFT plus what the request's prefill costs the requests after it:
 
-    cost = ttft + prefill x (prefillPenalty + running / peak x busy / (1 - busy))
+    cost = ttft + prefill x (prefillPenalty + running / peak x busy / (1 - busy)
+                             [+ arrivals x (backlog + prefill / 2) / (1 - prefill load)   with prefillQueueCost])
 
 where prefill = prefillSecondsPerToken x uncached, prefillPenalty a flat extra price on cache misses (0 by default:
 1.0 measured worse in the routing benchmark) and busy is the pool's utilization (the mean over the candidates
@@ -39,7 +40,22 @@ places in the batch then free later (requests already queued are admitted before
 that delays the requests that come next grows like busy / (1 - busy) as the pool fills. So a request follows its
 cached prefix unless the cache's endpoint is clearly the slower choice, and spills over to an uncached endpoint
 readily when the pool has room, reluctantly when it is busy (a cache miss then costs capacity the pool does not
-have). The score is best_cost / cost (1.0 for the best endpoint).
+have).
+
+The last term (`prefillQueueCost: true`; off by default) is the queue a prefill builds in front of the endpoint's
+next requests, which matters when prompts, not outputs, fill the servers' time (long shared prompts, short
+answers): batch slots then stay free while the engine is busy computing prompts, and `busy` sees an idle pool, so
+nothing else in the cost rises with the prompt load. The endpoint's next prefills wait for this one:
+requests keep arriving at `arrivals` per second (the rate at which this picker sends them there) during the
+endpoint's busy period, which this prefill lengthens by prefill / (1 - prefill load), and each waits up to
+`prefill` longer. `prefill load` is the endpoint's share of time computing prompts (the predicted prefill seconds
+sent there per second, at most 0.95); both rates are exponential averages over `loadWindowSeconds` (30 s). A cache
+miss (a 6,000-token prompt is 1.5 s of prefill) on an endpoint already 80% busy with prompts then costs the
+requests after it several times its own TTFT, so a prompt group stays on the endpoint that caches it, and moves
+(is computed once more elsewhere) when that endpoint's share of the work is clearly above the others'. It is off by
+default because the routing benchmark measured it worse: it also stops the few second copies of a busy group that
+let later requests of the group choose between two servers (see docs/benchmarks.md).
+The score is best_cost / cost (1.0 for the best endpoint).
 
 A request is a LoRA request when `base_model` says so or some endpoint of the pool has reported the model among
 its adapters.
@@ -52,6 +68,7 @@ requests); predictions use the coefficients clipped at 0.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,16 +104,35 @@ class Prediction:
 @dataclass(slots=True)
 class _Backlog:
     """An endpoint's prefill work still to do, as the picker estimates it: seconds at `updated_at`, draining at
-    one second per second, and the total work ever sent there."""
+    one second per second, and the total work ever sent there; and the rates at which work and requests are sent
+    there (exponential averages, as of `rated_at`)."""
 
     seconds: float = 0.0
     updated_at: float = 0.0
     sent: float = 0.0
+    work_rate: float = 0.0  # prefill seconds per second: the endpoint's prefill load
+    request_rate: float = 0.0  # requests per second
+    rated_at: float = 0.0
 
     def at(self, now: float) -> float:
         """The work left at `now`."""
         left = self.seconds - max(0.0, now - self.updated_at)
         return left if left > 0.0 else 0.0
+
+    def rates(self, now: float, window: float) -> tuple[float, float]:
+        """(prefill load, requests per second) at `now`, averaged over about `window` seconds."""
+        decay = math.exp(-max(0.0, now - self.rated_at) / window)
+        return self.work_rate * decay, self.request_rate * decay
+
+    def add(self, now: float, work: float, window: float) -> None:
+        """Send one request with `work` seconds of prefill."""
+        self.seconds = self.at(now) + work
+        self.updated_at = now
+        self.sent += work
+        work_rate, request_rate = self.rates(now, window)
+        self.work_rate = work_rate + work / window
+        self.request_rate = request_rate + 1.0 / window
+        self.rated_at = now
 
 
 @dataclass(slots=True)
@@ -124,6 +160,8 @@ class PredictedTtftScorer(Scorer):
         loraLoadSeconds: Seconds = 0.2
         loraUnavailableSeconds: Seconds = 5.0
         prefillPenalty: float = Field(default=0.0, ge=0)
+        prefillQueueCost: bool = False
+        loadWindowSeconds: float = Field(default=30.0, gt=0)
         learnOnline: bool = False
         forgetting: float = Field(default=0.999, gt=0, le=1)
 
@@ -144,6 +182,8 @@ class PredictedTtftScorer(Scorer):
             lora_load_seconds=p.loraLoadSeconds,
             lora_unavailable_seconds=p.loraUnavailableSeconds,
             prefill_penalty=p.prefillPenalty,
+            prefill_queue_cost=p.prefillQueueCost,
+            load_window_seconds=p.loadWindowSeconds,
             learn_online=p.learnOnline,
             forgetting=p.forgetting,
         )
@@ -164,6 +204,8 @@ class PredictedTtftScorer(Scorer):
         lora_load_seconds: float = 0.2,
         lora_unavailable_seconds: float = 5.0,
         prefill_penalty: float = 0.0,
+        prefill_queue_cost: bool = False,
+        load_window_seconds: float = 30.0,
         learn_online: bool = False,
         forgetting: float = 0.999,
     ) -> None:
@@ -185,6 +227,8 @@ class PredictedTtftScorer(Scorer):
             raise ValueError(
                 "kvKnee must be within [0, 1), forgetting within (0, 1] and slotSecondsSmoothing within [0, 1]"
             )
+        if load_window_seconds <= 0:
+            raise ValueError("loadWindowSeconds must be positive")
         self.index = index
         # coefficients of the features (1, running, prefill kilo-tokens)
         self._estimate = [base_seconds, running_seconds_per_request, prefill_seconds_per_token * TOKENS_SCALE]
@@ -198,6 +242,8 @@ class PredictedTtftScorer(Scorer):
         self.lora_load_seconds = lora_load_seconds
         self.lora_unavailable_seconds = lora_unavailable_seconds
         self.prefill_penalty = prefill_penalty
+        self.prefill_queue_cost = prefill_queue_cost
+        self.load_window_seconds = load_window_seconds
         self.learn_online = learn_online
         self.forgetting = forgetting
         self.backlogs: dict[str, _Backlog] = {}  # endpoint key -> its prefill backlog
@@ -274,7 +320,17 @@ class PredictedTtftScorer(Scorer):
         busy = min(busy, MAX_UTILIZATION)
         per_running = busy / (1.0 - busy) / peak
         penalty = self.prefill_penalty
-        costs = [cost + per_token * d.uncached * (penalty + per_running * d.running) for cost, d in zip(costs, details)]
+        now, window, backlogs = cycle.now, self.load_window_seconds, self.backlogs
+        for i, (e, d) in enumerate(zip(endpoints, details)):
+            prefill = per_token * d.uncached
+            if prefill <= 0.0:
+                continue
+            price = penalty + per_running * d.running
+            backlog = backlogs.get(e.key) if self.prefill_queue_cost else None
+            if backlog is not None:
+                load, arrivals = backlog.rates(now, window)
+                price += arrivals * (backlog.at(now) + prefill / 2) / (1.0 - min(load, MAX_UTILIZATION))
+            costs[i] += prefill * price
         best = min(costs)
         if best <= 0.0:  # all coefficients zero: no preference
             return [1.0] * len(costs)
@@ -290,10 +346,7 @@ class PredictedTtftScorer(Scorer):
         backlog = self.backlogs.get(primary)
         if backlog is None:
             backlog = self.backlogs[primary] = _Backlog()
-        work = prediction.uncached * self.coefficients[2] / TOKENS_SCALE
-        backlog.seconds = backlog.at(cycle.now) + work
-        backlog.updated_at = cycle.now
-        backlog.sent += work
+        backlog.add(cycle.now, prediction.uncached * self.coefficients[2] / TOKENS_SCALE, self.load_window_seconds)
         cycle.data[self.name] = _Booking(primary, prediction, backlog.sent)
 
     def on_first_token(self, decision: Decision, ttft: float) -> None:

@@ -1,5 +1,6 @@
 """The `predicted-ttft-scorer` of poolgate's default profile: hand-computed predictions and online learning."""
 
+import math
 import random
 
 import pytest
@@ -15,7 +16,7 @@ from picker.scheduling import (
     builtin_config,
     load_config,
 )
-from picker.scheduling.ttft import PredictedTtftScorer
+from picker.scheduling.ttft import PredictedTtftScorer, _Backlog
 
 
 def vllm(waiting, running, kv, blocks=None, lora=None):
@@ -213,3 +214,41 @@ def test_poolgate_default_learns_its_constants_online():
     decision = scheduler.schedule(SchedulingRequest("m", PROMPT), 0.0)
     scheduler.on_first_token(decision, 1.0)  # far slower than the 0.22 s predicted
     assert scorer.coefficients[0] > 0.02 and scorer.coefficients[2] > 0.2
+
+
+def test_a_cache_miss_pays_for_the_queue_it_builds_where_prompts_fill_the_time():
+    # Two idle endpoints (nothing running: the slot term is 0). The picker has sent 10 requests of 0.5 s of prefill
+    # each to both over the last seconds: prefill load 0.8 and 2 requests per second each.
+    pool = make_pool((0, 0, 0.0), (0, 0, 0.0))
+    index = PrefixIndex()
+    scorer = PredictedTtftScorer(index=index, prefill_queue_cost=True, load_window_seconds=10.0)
+    for key in ("10.0.0.1:8000", "10.0.0.2:8000"):
+        scorer.backlogs[key] = _Backlog(work_rate=0.8, request_rate=2.0, rated_at=10.0)
+    scorer.backlogs["10.0.0.1:8000"].seconds, scorer.backlogs["10.0.0.1:8000"].updated_at = 0.3, 10.0
+    request = SchedulingRequest("m", PROMPT)
+    index.credit("10.0.0.1:8000", index.match(request, pool.endpoints()).hashes)
+    cycle = CycleState(request, 10.0, pool)
+    cached, missed = scorer.predict(cycle, pool.endpoints())
+    assert (cached, missed) == pytest.approx([0.02 + 0.3, 0.02 + 0.2])  # the miss has the lower TTFT
+    # the miss's 0.2 s prefill lengthens the other endpoint's busy period, 2 requests/s arrive meanwhile:
+    # + 0.2 x 2.0 x (0 + 0.2 / 2) / (1 - 0.8); the cached request computes nothing and builds no queue
+    miss_cost = 0.22 + 0.2 * 2.0 * 0.1 / 0.2
+    assert scorer.score(cycle, pool.endpoints()) == pytest.approx([1.0, 0.32 / miss_cost])
+    assert miss_cost > 0.32
+    # the rates fade over the window: 30 s later only e^-3 of them is left, and the backlog is done
+    later = CycleState(request, 40.0, pool)
+    fading = 0.22 + 0.2 * 2.0 * math.exp(-3) * 0.1 / (1 - 0.8 * math.exp(-3))
+    assert scorer.score(later, pool.endpoints()) == pytest.approx([1.0, 0.02 / fading])
+    # off (the default): the miss costs its TTFT only
+    scorer.prefill_queue_cost = False
+    assert scorer.score(cycle, pool.endpoints()) == pytest.approx([0.22 / 0.32, 1.0])
+
+
+def test_sending_a_request_adds_to_the_endpoint_rates():
+    backlog = _Backlog()
+    backlog.add(0.0, 0.4, 10.0)
+    backlog.add(10.0, 0.2, 10.0)
+    load, arrivals = backlog.rates(10.0, 10.0)
+    assert load == pytest.approx(0.04 * math.exp(-1) + 0.02)
+    assert arrivals == pytest.approx(0.1 * math.exp(-1) + 0.1)
+    assert backlog.at(10.0) == pytest.approx(0.2)  # the first 0.4 s drained by then

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from poolgate.bench.routing import DURATION, LOADS, QUICK_DURATION, QUICK_LOADS, WARMUP_FRACTION
 from poolgate.bench.routing.pickers import PICKERS
-from poolgate.bench.routing.workloads import WORKLOADS
+from poolgate.bench.routing.workloads import WORKLOADS, workload_spec
 
 TABLE_COLUMNS = (
     "load",
@@ -25,6 +25,7 @@ TABLE_COLUMNS = (
     "shed",
     "errors",
     "prefix_hit_rate",
+    "servers_per_group",
 )
 
 
@@ -43,6 +44,28 @@ def _loads(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"loads must be numbers, comma-separated: {text!r}") from None
 
 
+def _token_counts(text: str) -> list[int]:
+    try:
+        counts = [int(value) for value in _names(text)]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"token counts must be positive integers, comma-separated: {text!r}")
+    return counts
+
+
+def shaped_workloads(names: list[str], prefix_tokens: list[int] | None, output_tokens: list[int] | None) -> list[str]:
+    """Each workload once per shape of the given axes it takes (`prefix-heavy` x prompts 1500,6000 x outputs 64:
+    `prefix-heavy-p1500-o64`, `prefix-heavy-p6000-o64`); a workload without those axes stays as it is."""
+    out: list[str] = []
+    for name in names:
+        spec = workload_spec(name)
+        prompts = prefix_tokens if prefix_tokens and "p" in spec.shape_axes else [None]
+        outputs = output_tokens if output_tokens and "o" in spec.shape_axes else [None]
+        out.extend(spec.shaped(prompt, output).name for prompt in prompts for output in outputs)
+    return list(dict.fromkeys(out))
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = textwrap.fill(
         "Route the same workloads through the same simulated vLLM fleet (virtual clock, deterministic) with "
@@ -51,9 +74,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         100,
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = "workloads:\n" + "\n".join(f"  {spec.name:13} {spec.description}" for spec in WORKLOADS.values())
+    parser.epilog = (
+        "workloads:\n"
+        + "\n".join(f"  {spec.name:13} {spec.description}" for spec in WORKLOADS.values())
+        + "\nshapes: -p<N> (prefix-heavy's system prompt tokens) and -o<N> (output cap) name a shaped workload, e.g.\n"
+        "  prefix-heavy-p1500-o64; --prefix-tokens/--output-tokens run every combination"
+    )
     parser.add_argument(
         "--workloads", default=",".join(WORKLOADS), help="comma-separated workloads (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--prefix-tokens",
+        type=_token_counts,
+        metavar="N,...",
+        help="shape axis: shared system prompt lengths of prefix-heavy, one run each (e.g. 1500,6000)",
+    )
+    parser.add_argument(
+        "--output-tokens",
+        type=_token_counts,
+        metavar="N,...",
+        help="shape axis: output caps of the single-turn workloads, one run each (e.g. 64,256,1000)",
     )
     parser.add_argument("--pickers", default=",".join(PICKERS), help="comma-separated pickers (default: %(default)s)")
     parser.add_argument("--pods", type=int, default=8, help="simulated pods, 1..64 (default: %(default)s)")
@@ -132,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         extra = _extra_configs(args.config)
         settings = Settings(
-            workloads=_names(args.workloads),
+            workloads=shaped_workloads(_names(args.workloads), args.prefix_tokens, args.output_tokens),
             pickers=_names(args.pickers) + list(extra),
             loads=loads,
             pods=args.pods,

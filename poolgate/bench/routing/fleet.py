@@ -67,6 +67,7 @@ class RequestRecord:
     first_token_at: float | None = None
     finished_at: float | None = None
     itl_runs: list[list] = field(default_factory=list)
+    group: int | None = None  # the shared system prompt the request starts with, numbered in order of appearance
 
     @property
     def ttft(self) -> float | None:
@@ -104,6 +105,7 @@ def simulate(
     records: list[RequestRecord] = []
     scrapes: dict[str, list[float]] = {key: [] for key in servers}
     open_sessions = len(workload.sessions)
+    groups: dict[str, int] = {}  # system prompt -> its group number
 
     def scrape(key: str) -> None:
         now = clock.now()
@@ -123,6 +125,9 @@ def simulate(
         record = RequestRecord(index, turn_index, now)
         records.append(record)
         body = turn.body
+        first = body["messages"][0]
+        if first["role"] == "system":
+            record.group = groups.setdefault(first["content"], len(groups))
         request = SchedulingRequest(
             target_model=body["model"],
             prompt=PromptInput.from_body(body, CHAT_PATH),

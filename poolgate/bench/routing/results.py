@@ -7,6 +7,9 @@
   arrivals, divided by that window: the throughput while the load is applied.
 - `prefix_hit_rate`: prompt tokens served from the prefix cache / prompt tokens, over the measured completed
   requests (vLLM's `prefix_cache_hits / prefix_cache_queries`).
+- `servers_per_group`: over the prompt groups (requests starting with the same system prompt), the mean number of
+  servers that served a group's measured completed requests; None for workloads without system prompts (and the
+  oracle, which has no servers). 1.0: every group stayed on one server.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ ROW_FIELDS = (
     "shed",
     "errors",
     "prefix_hit_rate",
+    "servers_per_group",
 )
 
 
@@ -95,7 +99,16 @@ def summarize(
         "shed": sum(r.outcome == "shed" for r in measured),
         "errors": sum(r.outcome == "error" for r in measured),
         "prefix_hit_rate": round(sum(r.cached_tokens for r in done) / prompt_tokens, 4) if prompt_tokens else 0.0,
+        "servers_per_group": _servers_per_group(done),
     }
+
+
+def _servers_per_group(records: Sequence[RequestRecord]) -> float | None:
+    servers: dict[int, set[str]] = {}
+    for r in records:
+        if r.group is not None and r.endpoint is not None:
+            servers.setdefault(r.group, set()).add(r.endpoint)
+    return round(sum(map(len, servers.values())) / len(servers), 3) if servers else None
 
 
 def _round(value: float | None) -> float | None:

@@ -20,7 +20,7 @@ from poolgate.bench.routing.fleet import ServerPrompts, simulate
 from poolgate.bench.routing.oracle import fleet_capacity, oracle_run
 from poolgate.bench.routing.pickers import ORACLE, PICKERS, build_picker
 from poolgate.bench.routing.results import summarize
-from poolgate.bench.routing.workloads import WORKLOADS, Workload
+from poolgate.bench.routing.workloads import WORKLOADS, Workload, workload_spec
 from simulator import ServerConfig
 
 
@@ -41,9 +41,8 @@ class Settings:
     def __post_init__(self) -> None:
         if (self.duration is None) == (self.requests is None):
             raise ValueError("give either a duration or a number of requests")
-        unknown = [w for w in self.workloads if w not in WORKLOADS]
-        if unknown:
-            raise ValueError(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+        for name in self.workloads:
+            workload_spec(name)  # an unknown workload or shape is a ValueError naming it
         unknown = [p for p in self.pickers if p not in PICKERS and p not in self.extra_configs]
         if unknown:
             raise ValueError(
@@ -76,7 +75,7 @@ def capacities(settings: Settings) -> dict[str, float]:
     full_rate_seconds = None if settings.duration is None else settings.duration * (1 - settings.warmup_fraction / 2)
     return {
         name: fleet_capacity(
-            WORKLOADS[name],
+            workload_spec(name),
             settings.seed,
             settings.pods,
             config,
@@ -104,7 +103,7 @@ def cases(settings: Settings, capacity: dict[str, float]) -> list[Case]:
 
 @lru_cache(maxsize=4)
 def _workload(name: str, rate: float, seed: int, duration: float, ramp: float) -> tuple[Workload, ServerPrompts]:
-    return WORKLOADS[name].build(rate, seed, duration, ramp), ServerPrompts()
+    return workload_spec(name).build(rate, seed, duration, ramp), ServerPrompts()
 
 
 def run_case(case: Case, settings: Settings) -> dict:

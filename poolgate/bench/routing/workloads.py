@@ -17,6 +17,12 @@ escapes), so a prompt of n tokens is exactly 4n characters of message content.
 | `multi-lora` | 1 turn | one of 8 adapters (Zipf popularity, exponent 1): its system prompt (500) + a no-prefix message | as no-prefix | Poisson |
 | `bursty` | 1 turn | as no-prefix | as no-prefix | gamma inter-arrival times, shape 0.25 (coefficient of variation 2) |
 
+**Shapes.** `prefix-heavy` and the single-turn ShareGPT-like workloads take a shape: `-p<N>` sets the shared
+system prompt to N tokens (prefix-heavy only) and `-o<N>` caps every output at N tokens (a request's `max_tokens`
+is min(its own length, N)). `prefix-heavy-p1500-o64` is prefix-heavy with 1,500-token system prompts and 64 output
+tokens, `no-prefix-o256` no-prefix with outputs of at most 256 tokens; `workload_spec(name)` resolves such names.
+A shape keeps the arrival times of the seed, and an output cap keeps its prompts.
+
 `prefix-heavy` has the sizes of inference-perf's shared-prefix workload (llm-d's prefix-cache benchmark: 150
 groups, 6,000-token system prompts, 1,200-token questions, 1,000 output tokens) with one difference: every request
 asks a fresh question of a uniformly drawn group. inference-perf generates 5 questions per group and cycles through
@@ -29,8 +35,10 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from simulator.tokens import synthetic_text
@@ -98,16 +106,19 @@ def _sharegpt_lengths(rng: random.Random) -> tuple[int, int]:
 PREFIX_GROUPS, SYSTEM_TOKENS, QUESTION_TOKENS, PREFIX_OUTPUT_TOKENS = 150, 6000, 1200, 1000
 
 
-def _prefix_heavy(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
-    systems = [{"role": "system", "content": text(rng, SYSTEM_TOKENS)} for _ in range(PREFIX_GROUPS)]
+def _prefix_heavy(
+    rng: random.Random, prompt_tokens: int = SYSTEM_TOKENS, output_tokens: int = PREFIX_OUTPUT_TOKENS
+) -> Iterator[tuple[Turn, ...]]:
+    systems = [{"role": "system", "content": text(rng, prompt_tokens)} for _ in range(PREFIX_GROUPS)]
     while True:
         messages = [rng.choice(systems), {"role": "user", "content": text(rng, QUESTION_TOKENS)}]
-        yield (Turn(chat_body(MODEL, messages, PREFIX_OUTPUT_TOKENS), PREFIX_OUTPUT_TOKENS),)
+        yield (Turn(chat_body(MODEL, messages, output_tokens), output_tokens),)
 
 
-def _no_prefix(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
+def _no_prefix(rng: random.Random, output_tokens: int | None = None) -> Iterator[tuple[Turn, ...]]:
     while True:
         prompt, output = _sharegpt_lengths(rng)
+        output = min(output, output_tokens or output)
         yield (Turn(chat_body(MODEL, [{"role": "user", "content": text(rng, prompt)}], output), output),)
 
 
@@ -132,12 +143,13 @@ def _multi_turn(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
 ADAPTER_SYSTEM_TOKENS, ZIPF_EXPONENT = 500, 1.0
 
 
-def _multi_lora(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
+def _multi_lora(rng: random.Random, output_tokens: int | None = None) -> Iterator[tuple[Turn, ...]]:
     systems = {name: {"role": "system", "content": text(rng, ADAPTER_SYSTEM_TOKENS)} for name in ADAPTERS}
     weights = [1.0 / (rank + 1) ** ZIPF_EXPONENT for rank in range(len(ADAPTERS))]
     while True:
         adapter = rng.choices(ADAPTERS, weights)[0]
         prompt, output = _sharegpt_lengths(rng)
+        output = min(output, output_tokens or output)
         messages = [systems[adapter], {"role": "user", "content": text(rng, prompt)}]
         yield (Turn(chat_body(adapter, messages, output), output),)
 
@@ -156,25 +168,50 @@ def _gamma(rng: random.Random) -> float:
     return rng.gammavariate(BURST_SHAPE, 1.0 / BURST_SHAPE)
 
 
+# shape axes: name suffix letter -> the keyword argument of a workload's content generator it sets
+SHAPE_AXES = {"p": "prompt_tokens", "o": "output_tokens"}
+_SHAPED_NAME = re.compile(r"(?P<base>.+?)(?:-p(?P<p>[1-9][0-9]*))?(?:-o(?P<o>[1-9][0-9]*))?")
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     """A named workload: its content generator and its arrival process (unit-rate gaps)."""
 
     name: str
     description: str
-    contents: Callable[[random.Random], Iterator[tuple[Turn, ...]]]
+    contents: Callable[..., Iterator[tuple[Turn, ...]]]
     gaps: Callable[[random.Random], float] = _poisson
     adapters: tuple[str, ...] = field(default=())
     mean_turns: float = 1.0
+    shape_axes: str = ""  # the shape axes (letters of SHAPE_AXES) its content generator takes
+    family: str = ""  # the unshaped workload's name, which seeds the random streams ("": `name`)
 
     def content(self, seed: int) -> Iterator[tuple[Turn, ...]]:
         """The session contents, in sending order (the same for every rate)."""
-        return self.contents(random.Random(f"{self.name}/content/{seed}"))
+        return self.contents(random.Random(f"{self.family or self.name}/content/{seed}"))
+
+    def shaped(self, prompt_tokens: int | None = None, output_tokens: int | None = None) -> WorkloadSpec:
+        """This workload with other lengths (see Shapes in the module docstring), named after them."""
+        values = {"p": prompt_tokens, "o": output_tokens}
+        given = {axis: value for axis, value in values.items() if value is not None}
+        for axis, value in given.items():
+            if axis not in self.shape_axes:
+                raise ValueError(
+                    f"workload {self.name!r} takes no {SHAPE_AXES[axis]} (its shape axes: "
+                    f"{', '.join(SHAPE_AXES[a] for a in self.shape_axes) or 'none'})"
+                )
+            if value < 1:
+                raise ValueError(f"{SHAPE_AXES[axis]} must be at least 1, not {value}")
+        if not given:
+            return self
+        suffix = "".join(f"-{axis}{value}" for axis, value in given.items())
+        keywords = {SHAPE_AXES[axis]: value for axis, value in given.items()}
+        return replace(self, name=self.name + suffix, contents=partial(self.contents, **keywords), family=self.name)
 
     def build(self, rate: float, seed: int, duration: float, ramp: float = 0.0) -> Workload:
         """The sessions that start within `duration` seconds at `rate` requests per second, the rate rising
         linearly from 0 during the first `ramp` seconds."""
-        gaps = random.Random(f"{self.name}/arrivals/{seed}")
+        gaps = random.Random(f"{self.family or self.name}/arrivals/{seed}")
         session_rate = rate / self.mean_turns
         sessions = []
         units = 0.0  # arrivals of the unit-rate process so far, mapped onto time by the rate profile
@@ -202,8 +239,14 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             "prefix-heavy",
             "150 groups: 6,000-token shared system prompt + fresh 1,200-token question, 1,000 output tokens, Poisson",
             _prefix_heavy,
+            shape_axes="po",
         ),
-        WorkloadSpec("no-prefix", "ShareGPT-like lognormal prompt/output lengths, unique prompts, Poisson", _no_prefix),
+        WorkloadSpec(
+            "no-prefix",
+            "ShareGPT-like lognormal prompt/output lengths, unique prompts, Poisson",
+            _no_prefix,
+            shape_axes="o",
+        ),
         WorkloadSpec(
             "multi-turn",
             "chat sessions of 3-10 turns with growing history, 20 system prompts, think time 5 s",
@@ -215,12 +258,26 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             "8 LoRA adapters with Zipf popularity (max_loras 4), ShareGPT-like lengths",
             _multi_lora,
             adapters=ADAPTERS,
+            shape_axes="o",
         ),
         WorkloadSpec(
             "bursty",
             "ShareGPT-like lengths, gamma arrivals (shape 0.25: coefficient of variation 2)",
             _no_prefix,
             gaps=_gamma,
+            shape_axes="o",
         ),
     )
 }
+
+
+def workload_spec(name: str) -> WorkloadSpec:
+    """The workload of a name, shaped when the name ends in shape suffixes (`prefix-heavy-p1500-o64`)."""
+    spec = WORKLOADS.get(name)
+    if spec is not None:
+        return spec
+    match = _SHAPED_NAME.fullmatch(name)
+    base = WORKLOADS.get(match["base"]) if match else None
+    if match is None or base is None or not (match["p"] or match["o"]):
+        raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)} (with -p<N>/-o<N> shapes)")
+    return base.shaped(*(int(match[axis]) if match[axis] else None for axis in SHAPE_AXES))
