@@ -6,7 +6,8 @@ each endpoint with its own queue, batch, KV and LoRA values; `metrics_pages.py`)
 the staleness of the pool's metrics (their age when sampled at random moments), whether every endpoint's values were
 read right, and the servers' CPU per scrape. Two server behaviours: answering `?name[]=` with only the series asked
 for (prometheus-client servers such as vLLM's) and ignoring it (the scraper then parses the lines it needs out of the
-whole page). A last table is the cost of rendering the page on the server side, per scrape and at 20 scrapes/s.
+whole page). A last table is what producing the page costs the server, per scrape and at 20 scrapes/s: rendering a
+vLLM-like registry and the simulator's page, and a real `poolgate sim` process scraped every 50 ms.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         for interval in intervals:
             rows.append(measure_scraping(args.endpoints, interval, honour_names, args))
     rows.extend(measure_rendering())
+    rows.append(measure_simulator(args.duration))
     out = output_console()
     print_table(
         f"picker scraping {args.endpoints} endpoints (uvloop, one process)",
@@ -239,6 +241,62 @@ def _index_of(address: str) -> int:
     """The endpoint index of an address made by `endpoint_addresses`."""
     third, fourth = (int(part) for part in address.split(".")[2:])
     return (third - 1) * 254 + fourth - 1
+
+
+def measure_simulator(duration: float) -> dict[str, Any]:
+    """What serving `/metrics` costs a real `poolgate sim` process scraped every 50 ms by the picker's scraper: its
+    CPU while scraped minus its CPU while idle, per scrape."""
+    import socket
+    import subprocess
+    import sys
+
+    import uvloop
+
+    from poolgate.bench.overhead import cpu_seconds
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.9.200", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "poolgate.cli", "sim", "--listen", f"127.0.9.200:{port}", "--max-loras", "4"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return uvloop.run(_scrape_simulator(process.pid, port, duration, cpu_seconds))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def _scrape_simulator(pid: int, port: int, duration: float, cpu_seconds: Any) -> dict[str, Any]:
+    from prometheus_client import CollectorRegistry
+
+    from picker.pool import EndpointSpec, MetricsScraper, PoolState
+
+    pool = PoolState()
+    pool.set_endpoints([EndpointSpec("127.0.9.200", port)])
+    key = f"127.0.9.200:{port}"
+    async with MetricsScraper(pool, interval=0.05, registry=CollectorRegistry()) as scraper:
+        for _ in range(1200):  # until the simulator listens and answers (a minute at most)
+            await asyncio.sleep(0.05)
+            if pool.get(key).metrics.updated_at is not None:  # type: ignore[union-attr]
+                break
+        else:
+            raise RuntimeError(f"the simulator on {key} never answered a scrape")
+        await asyncio.sleep(1.0)
+        cpu, scrapes, started = cpu_seconds(pid), scraper.good_scrapes, time.monotonic()
+        await asyncio.sleep(duration)
+        scraped_cpu, scrapes = cpu_seconds(pid) - cpu, scraper.good_scrapes - scrapes
+        scraped_for = time.monotonic() - started
+    cpu, started = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(duration)
+    idle_cores = (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
+    per_scrape = max(0.0, scraped_cpu - idle_cores * scraped_for) / max(scrapes, 1)
+    return {
+        "benchmark": "render",
+        "mode": "simulator process over HTTP (aiohttp, name[], cache)",
+        "page_bytes": None,
+        "us_per_scrape": round(per_scrape * 1e6, 1),
+        "core_share_at_20_per_s": f"{per_scrape * 20 * 100:.2f}%",
+    }
 
 
 def measure_rendering(repeats: int = 200) -> list[dict[str, Any]]:
