@@ -45,14 +45,17 @@ class EngineMetricNames:
     num_blocks_gauge: str | None = None
     lora_info: str | None = None
     all_names: frozenset[str] = field(init=False, repr=False, compare=False)
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "all_names", frozenset(self.names()))
+        optional = (self.cache_info, self.block_size_gauge, self.num_blocks_gauge, self.lora_info)
+        names = (self.waiting, self.running, *self.kv_usage, *(name for name in optional if name))
+        object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "all_names", frozenset(names))
 
     def names(self) -> tuple[str, ...]:
         """Every metric name this engine's mapping reads."""
-        optional = (self.cache_info, self.block_size_gauge, self.num_blocks_gauge, self.lora_info)
-        return (self.waiting, self.running, *self.kv_usage, *(name for name in optional if name))
+        return self._names
 
 
 ENGINES: dict[str, EngineMetricNames] = {
@@ -152,33 +155,26 @@ def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineR
 
 def parse_metrics_text(names: EngineMetricNames, text: str) -> list[Sample]:
     """Read the samples of the metrics an engine's mapping reads out of Prometheus text; raises MetricsError when one
-    of their lines is malformed (lines of other metrics are not looked at)."""
+    of their lines is malformed. Lines of other metrics are not looked at: for each mapped name, `str.find` gives its
+    first sample line, then the lines that follow are read while they carry that name (the text format keeps all lines
+    of a metric together)."""
     samples: list[Sample] = []
     for name in names.names():
-        for line in _family_lines(text, name):
-            samples.append(_parse_line(name, line))
+        start = _line_start(text, name)
+        while start >= 0:
+            end = text.find("\n", start)
+            if end < 0:
+                end = len(text)
+            samples.append(_parse_line(name, text[start:end].rstrip("\r")))
+            start = end + 1
+            if not (text.startswith(name, start) and _name_ends(text, start + len(name))):
+                break
     return samples
 
 
 def metrics_query(names: EngineMetricNames) -> str:
     """The query string that asks a prometheus-client `/metrics` for only the metrics an engine's mapping reads."""
     return "&".join(f"name%5B%5D={quote(name, safe='')}" for name in names.names())
-
-
-def _family_lines(text: str, name: str) -> list[str]:
-    """The sample lines of one metric: from the first line that starts with its name, the lines that follow while they
-    do (the text format keeps all lines of a metric together). Only `str.find` passes over the lines of other metrics."""
-    lines: list[str] = []
-    start = _line_start(text, name)
-    while start >= 0:
-        end = text.find("\n", start)
-        if end < 0:
-            end = len(text)
-        lines.append(text[start:end].rstrip("\r"))
-        start = end + 1
-        if not (text.startswith(name, start) and _name_ends(text, start + len(name))):
-            break
-    return lines
 
 
 def _line_start(text: str, name: str) -> int:

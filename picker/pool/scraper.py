@@ -242,11 +242,14 @@ class MetricsScraper:
         while True:
             now = loop.time()
             current = int((now - start) / slot_length)
-            for number in range(max(fired + 1, current - len(slots) + 1), current + 1):
-                for key in slots[number % len(slots)]:
-                    self._begin(self._targets[key])
+            try:
+                for number in range(max(fired + 1, current - len(slots) + 1), current + 1):
+                    for key in slots[number % len(slots)]:
+                        self._begin(self._targets[key])
+                self._expire(now)
+            except Exception:  # a bug must not end the scraping of the pool
+                log.exception("metrics scraper tick crashed")
             fired = current
-            self._expire(now)
             next_slot = start + (current + 1) * slot_length
             await asyncio.sleep(max(0.0, min(next_slot, now + self.timeout / 4) - loop.time()))
 
@@ -289,9 +292,9 @@ class MetricsScraper:
                 endpoint.address,
                 endpoint.port,
             )
-        except OSError as error:
+        except Exception as error:  # refused, unreachable, or an address the loop cannot use
             target.connecting = None
-            self._finish(target, ScrapeFailure("connection", f"{self._url(target)}: {error}"))
+            self._finish(target, ScrapeFailure("connection", f"{self._url(target)}: {error!r}"))
             return
         target.connecting = None
         if self._targets.get(target.key) is not target or target.sent_at is None:
