@@ -11,7 +11,10 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "translate": ("poolgate.translate_cli", "translate Gateway API / InferencePool objects into Envoy configuration"),
     "up": ("poolgate.up.cli", "run the whole gateway on this machine: Envoy, pickers and model servers"),
-    "bench": ("poolgate.bench.cli", "benchmarks that print numbers: picker, routing, overhead, control-plane, faults"),
+    "bench": (
+        "poolgate.bench.cli",
+        "benchmarks that print numbers: picker, routing, overhead, control-plane, faults, scrape",
+    ),
     "sim": ("simulator.cli", "serve simulated vLLM-compatible model servers (no GPU) on loopback addresses"),
     "picker": ("picker.cli", "run the endpoint picker (Envoy ext_proc service)"),
     "hooks": ("hooks.cli", "serve the Metacontroller webhooks with gunicorn"),

@@ -3,17 +3,18 @@
 `EngineStats` accumulates counters and histograms as the engine runs (a histogram takes weighted observations, so a
 span of identical decode steps costs one update); `ServerCollector` renders them, plus the live gauges, through
 prometheus-client into a per-server `CollectorRegistry`. `gauge_families(server)` is shared by `/metrics` and by
-`ServerModel.gauge_samples()`, so both show exactly the same samples.
+`ServerModel.gauge_samples()`, so both show exactly the same samples. `MetricsPage` serves `/metrics`: whole or only
+the samples a scraper names, rendered again only when the server's state has changed.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 if TYPE_CHECKING:
@@ -247,6 +248,10 @@ class ServerCollector:
     def __init__(self, server: ServerModel) -> None:
         self.server = server
 
+    def describe(self) -> list[Metric]:
+        """The families the server shows, so that a registry restricted to some names (`?name[]=`) finds them."""
+        return list(self.collect())
+
     def collect(self) -> Iterator[Metric]:
         """Yield every family of the server's `/metrics`."""
         server = self.server
@@ -279,6 +284,51 @@ def registry_for(server: ServerModel) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServerCollector(server))
     return registry
+
+
+class MetricsPage:
+    """A server's `/metrics` text, whole or restricted to some sample names (prometheus-client's `?name[]=`), rendered
+    again only when something it shows has changed: a scraper polling every 50 ms mostly sees an unchanged server."""
+
+    KEPT_PAGES = 8  # distinct name selections cached at once
+
+    def __init__(self, server: ServerModel) -> None:
+        self.server = server
+        self.registry = registry_for(server)
+        self.renders = 0  # how many times a page was rendered rather than served from the cache
+        self._pages: dict[frozenset[str] | None, tuple[tuple[object, ...], bytes]] = {}
+
+    def render(self, names: Iterable[str] = ()) -> bytes:
+        """The page in the Prometheus text format, with only the samples named (all of them when none are)."""
+        selection = frozenset(names) or None
+        state = _shown_state(self.server)
+        cached = self._pages.get(selection)
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        registry = self.registry if selection is None else self.registry.restricted_registry(selection)
+        page = generate_latest(registry)  # type: ignore[arg-type]  # a restricted registry collects alike
+        self.renders += 1
+        if selection not in self._pages and len(self._pages) >= self.KEPT_PAGES:
+            self._pages.clear()
+        self._pages[selection] = (state, page)
+        return page
+
+
+def _shown_state(server: ServerModel) -> tuple[object, ...]:
+    """Everything a page shows that can change: the gauges, the counters, and so the histograms (each observation
+    moves a counter: a first token the prompt tokens, a decode step the generation tokens, an end the finished)."""
+    stats = server.stats
+    return (
+        len(server.waiting),
+        len(server.running),
+        server.kv.usage(),
+        stats.prompt_tokens,
+        stats.generation_tokens,
+        stats.prefix_cache_queries,
+        stats.prefix_cache_hits,
+        stats.finished_requests,
+        tuple(server.lora_info_series()),
+    )
 
 
 def _base_labels(server: ServerModel) -> tuple[list[str], list[str]]:

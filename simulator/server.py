@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from poolgate.api.contract import (
     DESTINATION_HEADER,
@@ -32,7 +32,7 @@ from poolgate.api.contract import (
 )
 from simulator.clock import WallClock
 from simulator.config import METRICS_FAULT_PATH, METRICS_FAULTS
-from simulator.metrics import registry_for
+from simulator.metrics import MetricsPage
 from simulator.model import InvalidRequestError, ServerConfig, ServerModel, UnknownModelError
 from simulator.protocol import ApiError, ChunkWriter, completion_body, error_body, parse_generation, response_id
 
@@ -100,7 +100,7 @@ class SimulatedServer:
     ) -> None:
         self.host, self.port = parse_listen(listen)
         self.model = ServerModel(WallClock(), config, adapters, name=listen)
-        self._registry = registry_for(self.model)
+        self.metrics_page = MetricsPage(self.model)
         self._runner: web.AppRunner | None = None
         self.metrics_fault = MetricsFault(metrics_fault) if metrics_fault is not None else None
 
@@ -335,7 +335,8 @@ class SimulatedServer:
     async def _metrics(self, request: web.Request) -> web.Response:
         fault = self.metrics_fault
         if fault is None or fault.mode == "none":
-            return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+            page = self.metrics_page.render(request.query.getall("name[]", ()))
+            return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE_LATEST})
         fault.scrapes += 1
         fault.in_flight += 1
         fault.max_in_flight = max(fault.max_in_flight, fault.in_flight)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import quote
 
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 ENGINE_LABEL = "llm-d.ai/engine-type"
@@ -44,11 +44,18 @@ class EngineMetricNames:
     block_size_gauge: str | None = None  # geometry as plain gauges instead of info labels
     num_blocks_gauge: str | None = None
     lora_info: str | None = None
+    all_names: frozenset[str] = field(init=False, repr=False, compare=False)
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        optional = (self.cache_info, self.block_size_gauge, self.num_blocks_gauge, self.lora_info)
+        names = (self.waiting, self.running, *self.kv_usage, *(name for name in optional if name))
+        object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "all_names", frozenset(names))
 
     def names(self) -> tuple[str, ...]:
         """Every metric name this engine's mapping reads."""
-        optional = (self.cache_info, self.block_size_gauge, self.num_blocks_gauge, self.lora_info)
-        return (self.waiting, self.running, *self.kv_usage, *(name for name in optional if name))
+        return self._names
 
 
 ENGINES: dict[str, EngineMetricNames] = {
@@ -117,7 +124,7 @@ def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineR
     """
     first: dict[str, Sample] = {}
     lora_sample: Sample | None = None
-    wanted = set(names.names())
+    wanted = names.all_names
     for sample in samples:
         name = sample.name
         if name not in wanted:
@@ -147,25 +154,91 @@ def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineR
 
 
 def parse_metrics_text(names: EngineMetricNames, text: str) -> list[Sample]:
-    """Parse Prometheus text, keeping only the series this engine's mapping reads; raises MetricsError if unparsable."""
-    relevant = "\n".join(_line_pattern(names).findall(text))
+    """Read the samples of the metrics an engine's mapping reads out of Prometheus text; raises MetricsError when one
+    of their lines is malformed. Lines of other metrics are not looked at: for each mapped name, `str.find` gives its
+    first sample line, then the lines that follow are read while they carry that name (the text format keeps all lines
+    of a metric together)."""
+    samples: list[Sample] = []
+    for name in names.names():
+        start = _line_start(text, name)
+        while start >= 0:
+            end = text.find("\n", start)
+            if end < 0:
+                end = len(text)
+            samples.append(_parse_line(name, text[start:end].rstrip("\r")))
+            start = end + 1
+            if not (text.startswith(name, start) and _name_ends(text, start + len(name))):
+                break
+    return samples
+
+
+def metrics_query(names: EngineMetricNames) -> str:
+    """The query string that asks a prometheus-client `/metrics` for only the metrics an engine's mapping reads."""
+    return "&".join(f"name%5B%5D={quote(name, safe='')}" for name in names.names())
+
+
+def _line_start(text: str, name: str) -> int:
+    """Where the first sample line of `name` starts (not a longer name that begins with it), or -1."""
+    if text.startswith(name) and _name_ends(text, len(name)):
+        return 0
+    needle = "\n" + name
+    at = text.find(needle)
+    while at >= 0:
+        if _name_ends(text, at + len(needle)):
+            return at + 1
+        at = text.find(needle, at + len(needle))
+    return -1
+
+
+def _name_ends(text: str, at: int) -> bool:
+    """Whether a metric name ends at `at`: labels or the value follow."""
+    return at < len(text) and text[at] in "{ \t"
+
+
+_LABEL_BLOCK = re.compile(r'\{(?:[ \t]*[a-zA-Z_]\w*[ \t]*=[ \t]*"(?:[^"\\\n]|\\.)*"[ \t]*,?)*[ \t]*\}')
+_LABEL = re.compile(r'([a-zA-Z_]\w*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"')
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _parse_line(name: str, line: str) -> Sample:
+    """One sample line: `name{label="value",...} value [timestamp]`."""
+    at = len(name)
+    labels: dict[str, str] = {}
+    if line.startswith("{", at):
+        end = line.rfind("}") + 1  # the value and timestamp after the labels hold no brace
+        labels = _label_set(name, line[at:end])
+        at = end
+    fields = line[at:].split()
+    if not 1 <= len(fields) <= 2 or not line[at : at + 1].isspace():
+        raise MetricsError(f"unparsable {name} line: {line[:200]!r}")
     try:
-        return [sample for family in text_string_to_metric_families(relevant) for sample in family.samples]
-    except (ValueError, IndexError, KeyError) as error:  # the parser's ways of rejecting malformed lines
-        raise MetricsError(f"unparsable metrics text: {error}") from error
+        value = float(fields[0])
+    except ValueError:
+        raise MetricsError(f"{name} has an unparsable value {fields[0][:50]!r}") from None
+    return Sample(name, labels, value)
 
 
-_LINE_PATTERNS: dict[str, re.Pattern[str]] = {}
+_LABEL_SETS: dict[str, dict[str, str]] = {}
+_LABEL_SETS_KEPT = 4096
 
 
-def _line_pattern(names: EngineMetricNames) -> re.Pattern[str]:
-    """A pattern that finds the sample lines of the metrics an engine mapping reads (comments are skipped)."""
-    pattern = _LINE_PATTERNS.get(names.engine)
-    if pattern is None:
-        alternatives = "|".join(re.escape(name) for name in names.names())
-        pattern = re.compile(rf"^(?:{alternatives})[{{ \t].*$", re.MULTILINE)
-        _LINE_PATTERNS[names.engine] = pattern
-    return pattern
+def _label_set(name: str, block: str) -> dict[str, str]:
+    """The labels of a `{...}` block. An endpoint shows the same few label sets scrape after scrape (the long ones of
+    info gauges too), so each distinct block is parsed once; the dicts are shared, never to be changed."""
+    labels = _LABEL_SETS.get(block)
+    if labels is None:
+        if _LABEL_BLOCK.fullmatch(block) is None:
+            raise MetricsError(f"unparsable {name} labels: {block[:200]!r}")
+        if len(_LABEL_SETS) >= _LABEL_SETS_KEPT:
+            _LABEL_SETS.clear()
+        labels = _LABEL_SETS[block] = {
+            label: _ESCAPE.sub(_unescape, value) if "\\" in value else value for label, value in _LABEL.findall(block)
+        }
+    return labels
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return "\n" if match.group(1) == "n" else match.group(1)
 
 
 def _count(sample: Sample) -> int:

@@ -1,11 +1,19 @@
 """Polls each endpoint's Prometheus `/metrics` over HTTP and feeds the pool state.
 
-One polling task per endpoint, started and stopped as endpoints join and leave the pool, so a slow pod never has
-more than one scrape in flight. A scrape that fails (timeout, connection error, non-200 answer, unparsable text,
-missing core metric) keeps the last good values: the pool counts the consecutive failures and the endpoint's
-metrics age grows, which scheduling reads as staleness. Failures are counted in the Prometheus counter
-`inference_extension_metrics_scrape_errors_total{reason}` and logged once per transition (healthy -> failing and
-back), not once per failure.
+Every endpoint is scraped once per interval, at its own phase: the interval is cut into slots (5 ms each, at most 64)
+and each endpoint joins the emptiest slot (`ScrapeSlots`), so a pool's scrapes are spread evenly over the interval
+instead of fired together. One ticker
+task wakes at each slot and writes the slot's GETs; each endpoint has one keep-alive connection
+(`picker/pool/http.py`) and never more than one scrape in flight, so a slow or hung pod is asked once per timeout and
+holds up nobody else. The GET asks for only the metrics the engine's mapping reads (`?name[]=...`, which
+prometheus-client servers such as vLLM's honour, sparing them the rendering of every histogram); a server that
+answers such a request without a core metric is asked again for its whole page, and from then on if that reads.
+Either way only the lines of the mapped metrics are parsed (`parse_metrics_text`).
+
+A scrape that fails (timeout, connection error, non-200 answer, unparsable text, missing core metric) keeps the last
+good values: the pool counts the consecutive failures and the endpoint's metrics age grows, which scheduling reads as
+staleness. Failures are counted in the Prometheus counter `inference_extension_metrics_scrape_errors_total{reason}`
+and logged once per transition (healthy -> failing and back), not once per failure.
 
 Usage, inside a running event loop:
 
@@ -18,15 +26,20 @@ Usage, inside a running event loop:
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+from functools import partial
 
-import aiohttp
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-from picker.pool.metrics import MetricsError, parse_metrics_text
+from picker.pool.http import ScrapeConnection
+from picker.pool.metrics import MetricsError, metrics_query, parse_metrics_text
 from picker.pool.state import Endpoint, PoolState
 
 log = logging.getLogger(__name__)
+
+SLOT_SECONDS = 0.005  # the scrapes of one interval are spread over slots this long
+MAX_SLOTS = 64
 
 _COUNTERS: dict[int, Counter] = {}
 
@@ -53,8 +66,71 @@ class ScrapeFailure(Exception):
         self.reason = reason
 
 
+class ScrapeSlots:
+    """Which endpoints are scraped in which slot of the interval.
+
+    An endpoint joins the emptiest slot; among equally empty slots, the next in a golden-ratio order (0, 0.62, 0.24,
+    0.85, ... of the interval), so that a few endpoints spread over the whole interval rather than its start.
+    """
+
+    def __init__(self, count: int) -> None:
+        if count < 1:
+            raise ValueError("a scrape schedule needs at least one slot")
+        self.members: list[list[str]] = [[] for _ in range(count)]
+        self._slot_of: dict[str, int] = {}
+        order = list(dict.fromkeys(int((k * _GOLDEN) % 1.0 * count) for k in range(16 * count)))
+        order += [slot for slot in range(count) if slot not in order]
+        self._rank = {slot: rank for rank, slot in enumerate(order)}
+
+    def add(self, key: str) -> int:
+        """Give an endpoint a slot (its current one if it has one); returns the slot."""
+        slot = self._slot_of.get(key)
+        if slot is None:
+            slot = min(range(len(self.members)), key=lambda index: (len(self.members[index]), self._rank[index]))
+            self.members[slot].append(key)
+            self._slot_of[key] = slot
+        return slot
+
+    def remove(self, key: str) -> None:
+        """Free an endpoint's slot."""
+        slot = self._slot_of.pop(key, None)
+        if slot is not None:
+            self.members[slot].remove(key)
+
+
+_GOLDEN = (5**0.5 - 1) / 2
+
+
+def slot_count(interval: float) -> int:
+    """How many slots an interval is cut into: one per 5 ms, at least 1 and at most 64."""
+    return max(1, min(MAX_SLOTS, round(interval / SLOT_SECONDS)))
+
+
+class _Query(enum.Enum):
+    """What an endpoint is asked for: the mapped metrics only, the whole page once to check, or the whole page."""
+
+    FILTERED = "filtered"
+    PROBING_FULL = "probing full page"
+    FULL = "full page"
+
+
+class _Target:
+    """The scraping state of one endpoint."""
+
+    __slots__ = ("connecting", "connection", "key", "mark", "query", "sent_at", "waiters")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.connection: ScrapeConnection | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.sent_at: float | None = None  # loop time the scrape in flight began; None when idle
+        self.mark = 0  # the pool's dispatch mark when that scrape began
+        self.query = _Query.FILTERED
+        self.waiters: list[asyncio.Future[None]] = []  # `scrape_once` callers waiting for the scrape in flight
+
+
 class MetricsScraper:
-    """Keeps one polling task per pool endpoint; see the module docstring."""
+    """Scrapes every pool endpoint once per interval; see the module docstring."""
 
     def __init__(
         self,
@@ -63,49 +139,53 @@ class MetricsScraper:
         interval: float = 0.05,
         timeout: float = 1.0,
         path: str = "/metrics",
-        scheme: str = "http",
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         if interval <= 0 or timeout <= 0:
             raise ValueError("scrape interval and timeout must be positive")
         self.pool = pool
         self.interval = interval
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.timeout = timeout
         self.path = path
-        self.scheme = scheme
         self.errors = scrape_error_counter(registry)
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.slots = ScrapeSlots(slot_count(interval))
+        self._targets: dict[str, _Target] = {}
+        self._in_flight: dict[str, _Target] = {}
         self._failing: set[str] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self._filtered_paths: dict[str, str] = {}  # engine -> the path asking for its mapped metrics only
+        self._ticker: asyncio.Task[None] | None = None
+        self.good_scrapes = 0  # scrapes read and applied since the scraper was made
         pool.subscribe(added=self._endpoint_added, removed=self._endpoint_removed)
 
     @property
     def running(self) -> bool:
         """Whether the scraper has been started and not stopped."""
-        return self._session is not None
+        return self._ticker is not None
 
     def polled_endpoints(self) -> set[str]:
-        """The keys of the endpoints that currently have a polling task."""
-        return set(self._tasks)
+        """The keys of the endpoints being scraped."""
+        return set(self._targets)
 
     async def start(self) -> None:
-        """Open the HTTP session and start polling every endpoint of the pool."""
-        if self._session is not None:
+        """Start scraping every endpoint of the pool (and those that join later)."""
+        if self._ticker is not None:
             return
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="metrics scraper")
         for endpoint in self.pool.endpoints():
             self._endpoint_added(endpoint)
 
     async def stop(self) -> None:
-        """Stop every polling task and close the HTTP session."""
-        session, self._session = self._session, None
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if session is not None:
-            await session.close()
+        """Stop scraping and close every connection."""
+        ticker, self._ticker = self._ticker, None
+        if ticker is None:
+            return
+        ticker.cancel()
+        connecting = []
+        for key in list(self._targets):
+            target = self._drop(key)
+            if target.connecting is not None:
+                connecting.append(target.connecting)
+        await asyncio.gather(ticker, *connecting, return_exceptions=True)
 
     async def __aenter__(self) -> MetricsScraper:
         await self.start()
@@ -114,54 +194,190 @@ class MetricsScraper:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    async def scrape_once(self, key: str) -> None:
+        """Scrape one endpoint now (or wait for its scrape in flight) and apply the result; raises ScrapeFailure
+        when that scrape fails."""
+        target = self._targets.get(key)
+        if target is None:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        target.waiters.append(done)
+        self._begin(target)
+        await done
+
+    # -- membership -----------------------------------------------------------------------------------------------
+
     def _endpoint_added(self, endpoint: Endpoint) -> None:
-        if self._session is not None and endpoint.key not in self._tasks:
-            self._tasks[endpoint.key] = asyncio.get_running_loop().create_task(
-                self._poll(endpoint.key), name=f"scrape {endpoint.key}"
-            )
+        if self._ticker is not None and endpoint.key not in self._targets:
+            self._targets[endpoint.key] = _Target(endpoint.key)
+            self.slots.add(endpoint.key)
 
     def _endpoint_removed(self, key: str) -> None:
-        task = self._tasks.pop(key, None)
-        if task is not None:
-            task.cancel()
+        if key in self._targets:
+            self._drop(key)
         self._failing.discard(key)
 
-    async def _poll(self, key: str) -> None:
-        loop = asyncio.get_running_loop()
-        while self.pool.get(key) is not None:
-            started = loop.time()
-            try:
-                await self.scrape_once(key)
-            except ScrapeFailure as failure:
-                self._failed(key, failure)
-            except Exception as error:  # a bug must not end the polling of this endpoint
-                log.exception("metrics scrape crashed", extra={"endpoint": key})
-                self._failed(key, ScrapeFailure("internal", repr(error)))
-            else:
-                self._succeeded(key)
-            await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))
+    def _drop(self, key: str) -> _Target:
+        target = self._targets.pop(key)
+        self.slots.remove(key)
+        self._in_flight.pop(key, None)
+        if target.connection is not None:
+            target.connection.close()
+        if target.connecting is not None:
+            target.connecting.cancel()
+        for waiter in target.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        return target
 
-    async def scrape_once(self, key: str) -> None:
-        """Scrape one endpoint now and apply the result; raises ScrapeFailure when the scrape fails."""
-        endpoint = self.pool.get(key)
-        if endpoint is None or self._session is None:
+    # -- the schedule -----------------------------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        """Wake at every slot, begin its endpoints' scrapes, and time out scrapes in flight too long."""
+        loop = asyncio.get_running_loop()
+        slots = self.slots.members
+        slot_length = self.interval / len(slots)
+        start = loop.time()
+        fired = -1  # the last slot (counted from start) whose scrapes began
+        while True:
+            now = loop.time()
+            current = int((now - start) / slot_length)
+            try:
+                for number in range(max(fired + 1, current - len(slots) + 1), current + 1):
+                    for key in slots[number % len(slots)]:
+                        self._begin(self._targets[key])
+                self._expire(now)
+            except Exception:  # a bug must not end the scraping of the pool
+                log.exception("metrics scraper tick crashed")
+            fired = current
+            next_slot = start + (current + 1) * slot_length
+            await asyncio.sleep(max(0.0, min(next_slot, now + self.timeout / 4) - loop.time()))
+
+    def _expire(self, now: float) -> None:
+        for target in [t for t in self._in_flight.values() if t.sent_at is not None and now - t.sent_at > self.timeout]:
+            if target.connection is not None:
+                target.connection.close()
+                target.connection = None
+            if target.connecting is not None:
+                target.connecting.cancel()
+                target.connecting = None
+            self._finish(
+                target, ScrapeFailure("timeout", f"{self._url(target)} did not answer within {self.timeout} s")
+            )
+
+    # -- one scrape -------------------------------------------------------------------------------------------------
+
+    def _begin(self, target: _Target) -> None:
+        """Start a scrape of the endpoint unless one is in flight."""
+        if target.sent_at is not None or self._ticker is None:
             return
-        mark = self.pool.scrape_mark()
-        url = f"{self.scheme}://{key}{self.path}"
+        target.sent_at = asyncio.get_running_loop().time()
+        target.mark = self.pool.scrape_mark()
+        self._in_flight[target.key] = target
+        connection = target.connection
+        if connection is not None and connection.idle:
+            connection.send(self._request(target))
+        else:
+            target.connection = None
+            target.connecting = asyncio.get_running_loop().create_task(self._connect(target))
+
+    async def _connect(self, target: _Target) -> None:
+        endpoint = self.pool.get(target.key)
+        if endpoint is None:
+            return
+        loop = asyncio.get_running_loop()
         try:
-            async with self._session.get(url, timeout=self.timeout) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise ScrapeFailure("http_status", f"{url} answered HTTP {response.status}")
-        except TimeoutError as error:
-            raise ScrapeFailure("timeout", f"{url} did not answer within {self.timeout.total} s") from error
-        except aiohttp.ClientError as error:
-            raise ScrapeFailure("connection", f"{url}: {error}") from error
+            _, connection = await loop.create_connection(
+                lambda: ScrapeConnection(partial(self._on_response, target), partial(self._on_failure, target)),
+                endpoint.address,
+                endpoint.port,
+            )
+        except Exception as error:  # refused, unreachable, or an address the loop cannot use
+            target.connecting = None
+            self._finish(target, ScrapeFailure("connection", f"{self._url(target)}: {error!r}"))
+            return
+        target.connecting = None
+        if self._targets.get(target.key) is not target or target.sent_at is None:
+            connection.close()  # the endpoint left, or its scrape timed out, while connecting
+            return
+        target.connection = connection
+        connection.send(self._request(target))
+
+    def _request(self, target: _Target) -> bytes:
+        return f"GET {self._path(target)} HTTP/1.1\r\nHost: {target.key}\r\nAccept: text/plain\r\n\r\n".encode()
+
+    def _path(self, target: _Target) -> str:
+        endpoint = self.pool.get(target.key)
+        if endpoint is None or target.query is not _Query.FILTERED:
+            return self.path
+        path = self._filtered_paths.get(endpoint.engine.engine)
+        if path is None:
+            path = self._filtered_paths[endpoint.engine.engine] = f"{self.path}?{metrics_query(endpoint.engine)}"
+        return path
+
+    def _url(self, target: _Target) -> str:
+        return f"http://{target.key}{self.path}"
+
+    def _on_failure(self, target: _Target, connection: ScrapeConnection, detail: str) -> None:
+        if target.connection is connection and target.sent_at is not None:
+            target.connection = None
+            self._finish(target, ScrapeFailure("connection", f"{self._url(target)}: {detail}"))
+
+    def _on_response(self, target: _Target, connection: ScrapeConnection, status: int, body: bytes) -> None:
+        if target.connection is not connection or target.sent_at is None:
+            return
+        if connection.closed:
+            target.connection = None
+        try:
+            self._apply(target, status, body)
+        except ScrapeFailure as failure:
+            if failure.reason == "invalid_metrics" and target.query is _Query.FILTERED:
+                target.query = _Query.PROBING_FULL  # perhaps a server that does not filter well: ask for it all
+                target.sent_at = None
+                self._begin(target)
+                return
+            if target.query is _Query.PROBING_FULL:
+                target.query = _Query.FILTERED
+            self._finish(target, failure)
+        except Exception as error:  # a bug must not end the scraping of this endpoint
+            log.exception("metrics scrape crashed", extra={"endpoint": target.key})
+            self._finish(target, ScrapeFailure("internal", repr(error)))
+        else:
+            if target.query is _Query.PROBING_FULL:
+                target.query = _Query.FULL
+                log.info(
+                    "endpoint does not filter /metrics by name; scraping its whole page", extra={"endpoint": target.key}
+                )
+            self._finish(target, None)
+
+    def _apply(self, target: _Target, status: int, body: bytes) -> None:
+        if status != 200:
+            raise ScrapeFailure("http_status", f"{self._url(target)} answered HTTP {status}")
+        endpoint = self.pool.get(target.key)
+        if endpoint is None:
+            return
         try:
             samples = parse_metrics_text(endpoint.engine, body.decode("utf-8", errors="replace"))
-            self.pool.apply_samples(key, samples, self.pool.clock(), mark)
+            self.pool.apply_samples(target.key, samples, self.pool.clock(), target.mark)
         except MetricsError as error:
-            raise ScrapeFailure("invalid_metrics", f"{url}: {error}") from error
+            raise ScrapeFailure("invalid_metrics", f"{self._url(target)}: {error}") from error
+
+    def _finish(self, target: _Target, failure: ScrapeFailure | None) -> None:
+        target.sent_at = None
+        self._in_flight.pop(target.key, None)
+        if failure is None:
+            self.good_scrapes += 1
+            self._succeeded(target.key)
+        else:
+            self._failed(target.key, failure)
+        waiters, target.waiters = target.waiters, []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if failure is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(failure)
 
     def _failed(self, key: str, failure: ScrapeFailure) -> None:
         self.errors.labels(reason=failure.reason).inc()

@@ -1,9 +1,12 @@
 """Engine metric mappings: label choice, sample reading and Prometheus text parsing."""
 
+from pathlib import Path
+from urllib.parse import parse_qs
+
 import pytest
 from prometheus_client.samples import Sample
 
-from picker.pool.metrics import ENGINES, MetricsError, engine_name, parse_metrics_text, read_samples
+from picker.pool.metrics import ENGINES, MetricsError, engine_name, metrics_query, parse_metrics_text, read_samples
 
 
 def s(name, value, **labels):
@@ -166,3 +169,72 @@ def test_garbage_text_yields_no_reading():
         read_samples(ENGINES["vllm"], samples)
     with pytest.raises(MetricsError):
         parse_metrics_text(ENGINES["vllm"], 'vllm:num_requests_waiting{model_name="x"} notanumber\n')
+
+
+CAPTURED = (Path(__file__).parents[1] / "simulator" / "data" / "vllm-0.32-cpu-metrics.txt").read_text()
+LORA_SERIES = (
+    "# HELP vllm:lora_requests_info Running stats on lora requests.\n"
+    "# TYPE vllm:lora_requests_info gauge\n"
+    'vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql,chat",waiting_lora_adapters=""} 1.79e+09\n'
+    'vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql",waiting_lora_adapters="x\\"y"} 1.8e+09\n'
+)
+
+
+def test_the_captured_vllm_page_yields_exactly_the_mapped_series_with_their_labels():
+    """A real vLLM page (644 lines, mostly histograms) plus LoRA series: only the mapped lines come out, whole."""
+    page = CAPTURED.replace(
+        'vllm:num_requests_waiting{engine="0",model_name="tiny"} 0.0',
+        'vllm:num_requests_waiting{engine="0",model_name="tiny"} 7.0',
+    )
+    samples = parse_metrics_text(ENGINES["vllm"], page + LORA_SERIES)
+    assert [sample.name for sample in samples] == [
+        "vllm:num_requests_waiting",  # not vllm:num_requests_waiting_by_reason, whose name begins alike
+        "vllm:num_requests_running",
+        "vllm:kv_cache_usage_perc",
+        "vllm:cache_config_info",
+        "vllm:lora_requests_info",
+        "vllm:lora_requests_info",
+    ]
+    waiting, _, _, cache, old_lora, new_lora = samples
+    assert (waiting.labels, waiting.value) == ({"engine": "0", "model_name": "tiny"}, 7.0)
+    assert cache.labels["block_size"] == "128" and cache.labels["num_gpu_blocks"] == "8192"
+    assert len(cache.labels) == CAPTURED.split("vllm:cache_config_info{", 1)[1].split("}", 1)[0].count('="')
+    assert old_lora.labels["running_lora_adapters"] == "sql,chat"
+    assert (new_lora.labels["waiting_lora_adapters"], new_lora.value) == ('x"y', 1.8e9)  # escapes undone
+    reading = read_samples(ENGINES["vllm"], samples)
+    assert (reading.waiting, reading.running, reading.kv_usage, reading.block_size) == (7, 0, 0.0, 128)
+    assert reading.lora.running == frozenset({"sql"}) and reading.lora.waiting == frozenset({'x"y'})
+
+
+def test_the_line_filter_reads_timestamps_crlf_and_a_page_that_starts_with_a_mapped_line():
+    text = (
+        "vllm:num_requests_waiting 3 1700000000000\r\n"
+        'vllm:num_requests_running{a="}",b="c\\\\d"} 2.5e0\r\n'
+        "vllm:kv_cache_usage_perc NaN\r\n"
+    )
+    waiting, running, kv = parse_metrics_text(ENGINES["vllm"], text)
+    assert (waiting.labels, waiting.value) == ({}, 3.0)
+    assert (running.labels, running.value) == ({"a": "}", "b": "c\\d"}, 2.5)
+    assert kv.value != kv.value  # NaN, refused later by read_samples
+
+
+def test_malformed_mapped_lines_are_errors_and_other_lines_are_not_looked_at():
+    good = "vllm:num_requests_running 1\nvllm:kv_cache_usage_perc 0.5\n"
+    garbage_elsewhere = "vllm:other{{{ not prometheus at all\n\x00\x01\nvllm:num_requests_waiting 2\n" + good
+    assert len(parse_metrics_text(ENGINES["vllm"], garbage_elsewhere)) == 3
+    for line in (
+        'vllm:num_requests_waiting{model_name="x} 1',  # unterminated label value
+        "vllm:num_requests_waiting{model_name=x} 1",  # unquoted
+        'vllm:num_requests_waiting{model_name="x"}1',  # no space before the value
+        "vllm:num_requests_waiting 1 2 3",
+    ):
+        with pytest.raises(MetricsError, match="vllm:num_requests_waiting"):
+            parse_metrics_text(ENGINES["vllm"], line + "\n" + good)
+    with pytest.raises(MetricsError, match="missing: vllm:num_requests_waiting"):  # a bare name is no sample
+        read_samples(ENGINES["vllm"], parse_metrics_text(ENGINES["vllm"], "vllm:num_requests_waiting\n" + good))
+
+
+def test_metrics_query_names_every_mapped_metric_url_encoded():
+    query = metrics_query(ENGINES["vllm"])
+    assert query.startswith("name%5B%5D=vllm%3Anum_requests_waiting&")
+    assert parse_qs(query)["name[]"] == list(ENGINES["vllm"].names())

@@ -1,13 +1,19 @@
-"""The metrics scraper against real aiohttp servers on loopback addresses (one address per simulated pod)."""
+"""The metrics scraper against real HTTP servers on loopback addresses (one address per simulated pod)."""
 
 import asyncio
 import logging
+from urllib.parse import unquote
 
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from picker.pool import EndpointSpec, MetricsScraper, PoolState
+from picker.pool.scraper import ScrapeSlots, slot_count
+from poolgate.bench.metrics_pages import PageServer, captured_page, vllm_page
+from poolgate.bench.scrape import endpoint_values
+from simulator.config import ServerConfig
+from simulator.server import SimulatedServers
 
 
 class FakePod:
@@ -18,6 +24,7 @@ class FakePod:
         self.mode = "ok"
         self.waiting = 0
         self.requests = 0
+        self.targets = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.release = asyncio.Event()
@@ -26,6 +33,7 @@ class FakePod:
 
     async def metrics(self, request):
         self.requests += 1
+        self.targets.append(request.path_qs)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -33,6 +41,8 @@ class FakePod:
                 await self.release.wait()
             if self.mode == "500":
                 return web.Response(status=500, text="internal error")
+            if self.mode == "drops-named-series" and "name[]" in request.query:
+                return web.Response(text="")
             if self.mode == "garbage":
                 return web.Response(text="<html>\x00 this is not prometheus {{{ </html>")
             return web.Response(
@@ -176,3 +186,98 @@ async def test_polling_follows_pool_membership(pods):
         await asyncio.sleep(0.1)
         assert a.requests == seen  # no more scrapes of a departed endpoint
     assert not scraper.running and scraper.polled_endpoints() == set()
+
+
+def test_slots_balance_and_spread_few_endpoints_over_the_whole_interval():
+    assert (slot_count(0.05), slot_count(0.001), slot_count(60.0)) == (10, 1, 64)
+    slots = ScrapeSlots(10)
+    for i in range(25):
+        slots.add(f"e{i}")
+    assert sorted(len(members) for members in slots.members) == [2] * 5 + [3] * 5
+    for key in list(slots.members[4]):
+        slots.remove(key)
+    assert slots.add("late") == 4  # joins the emptiest slot
+    assert slots.add("late") == 4 and slots.members[4] == ["late"]  # once
+
+    few = ScrapeSlots(40)
+    taken = sorted(few.add(f"e{i}") for i in range(16))
+    gaps = [b - a for a, b in zip(taken, taken[1:] + [taken[0] + 40])]
+    assert max(gaps) <= 5  # 16 endpoints over 40 slots: spread over the interval, not packed at its start
+
+
+def scrape_errors(registry):
+    return {
+        sample.labels["reason"]: sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.value
+    }
+
+
+@pytest.mark.parametrize("honour_names", [True, False], ids=["name-selection", "whole-page"])
+async def test_sixteen_real_vllm_pages_are_read_right_while_one_endpoint_hangs(honour_names):
+    """16 endpoints serving the captured vLLM page (each its own values and LoRA adapters), one of which never
+    answers: the others are read exactly and keep being scraped, the hung one times out once per timeout."""
+    captured = captured_page()
+    addresses = [f"127.0.9.{i + 1}" for i in range(16)]
+    hung = addresses[5]
+    values = {address: endpoint_values(i) for i, address in enumerate(addresses)}
+    server = PageServer(
+        {address: vllm_page(captured, **values[address]) for address in addresses},
+        honour_names=honour_names,
+        hang=[hung],
+    )
+    ports = await server.start()
+    pool = PoolState()
+    pool.set_endpoints(EndpointSpec(address, ports[address]) for address in addresses)
+    registry = CollectorRegistry()
+    requests_seen: list[str] = []
+    answer = server.answer
+    server.answer = lambda address, target: requests_seen.append(target) or answer(address, target)
+    try:
+        async with MetricsScraper(pool, interval=0.02, timeout=0.3, registry=registry) as scraper:
+            healthy = [pool.get(f"{a}:{ports[a]}") for a in addresses if a != hung]
+            await until(lambda: all(e.metrics.updated_at is not None for e in healthy), timeout=5)
+            good_before = scraper.good_scrapes
+            await until(lambda: scrape_errors(registry).get("timeout", 0) >= 2, timeout=5)
+            assert scraper.good_scrapes - good_before >= 2 * len(healthy)  # the hang stalls nobody else
+    finally:
+        await server.stop()
+    for endpoint in healthy:
+        expected = values[endpoint.address]
+        m = endpoint.metrics
+        assert (m.waiting, m.running, m.kv_usage) == (expected["waiting"], expected["running"], expected["kv_usage"])
+        assert m.running_adapters == frozenset({expected["lora_running"]})  # the newest LoRA series
+        assert m.waiting_adapters == frozenset(filter(None, [expected["lora_waiting"]]))
+        assert (m.block_size, m.num_gpu_blocks, m.scrape_errors) == (128, 8192, 0)
+    stuck = pool.get(f"{hung}:{ports[hung]}").metrics
+    assert stuck.updated_at is None and "did not answer within 0.3 s" in stuck.last_error
+    assert set(scrape_errors(registry)) == {"timeout"}
+    assert all(("name%5B%5D=vllm%3Anum_requests_waiting" in target) for target in requests_seen)
+
+
+async def test_a_server_that_drops_series_when_asked_by_name_is_scraped_whole_from_then_on(pods):
+    """A prometheus-client server whose collectors have no names answers `?name[]=` with nothing: the scraper asks
+    again for the whole page, reads it, and from then on asks for the whole page, without counting an error."""
+    pod = await pods("127.0.0.29")
+    pod.waiting, pod.mode = 6, "drops-named-series"
+    pool = PoolState()
+    pool.set_endpoints([pod.spec])
+    registry = CollectorRegistry()
+    async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=registry) as scraper:
+        await until(lambda: scraper.good_scrapes >= 3)
+    assert pool.get(pod.spec.key).metrics.waiting == 6
+    assert "name[]=" in unquote(pod.targets[0]) and all(target == "/metrics" for target in pod.targets[1:])
+    assert scrape_errors(registry) == {}
+
+
+async def test_the_simulator_answers_a_selection_by_name_and_the_scraper_reads_it():
+    async with SimulatedServers(["127.0.9.40:0"], ServerConfig(max_loras=2)) as servers:
+        server = servers[0]
+        host, port = server.address.rsplit(":", 1)
+        pool = PoolState()
+        pool.set_endpoints([EndpointSpec(host, int(port))])
+        async with MetricsScraper(pool, interval=0.02, registry=CollectorRegistry()) as scraper:
+            await until(lambda: scraper.good_scrapes >= 5)
+        assert pool.get(server.address).metrics.num_gpu_blocks == ServerConfig().num_gpu_blocks
+        assert server.metrics_page.renders == 1  # an idle server's page is rendered once, then served from cache

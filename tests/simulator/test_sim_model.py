@@ -290,3 +290,28 @@ def test_without_latency_everything_happens_at_time_zero():
     clock.run_until_idle()
     assert clock.now() == 0 and all(r.e2e == 0 and r.output_tokens == 50 for r in requests)
     assert requests[2].admitted_at == 0 and len(steps) == 3 * 49
+
+
+def test_metrics_page_is_rendered_again_only_when_what_it_shows_changed():
+    from prometheus_client import generate_latest
+
+    from simulator.metrics import MetricsPage
+
+    clock, server = make(ServerConfig(max_loras=2))
+    page = MetricsPage(server)
+    idle = page.render()
+    assert page.render() == idle and page.renders == 1  # unchanged: served from the cache
+    names = ["vllm:num_requests_running", "vllm:cache_config_info"]
+    selected = page.render(names).decode()
+    assert page.renders == 2
+    assert [line.split("{")[0] for line in selected.splitlines() if not line.startswith("#")] == names
+
+    server.submit(Prompt.from_text(text_of_tokens(1000)), max_tokens=50)
+    clock.run_until(clock.now() + 0.4)  # prefilled, decoding
+    busy = page.render()
+    assert busy != idle and busy == generate_latest(page.registry)
+    assert 'vllm:num_requests_running{engine="0",model_name=' in busy.decode()
+    assert page.render(names) != selected.encode()
+    renders = page.renders
+    clock.run_until_idle()
+    assert page.render() == generate_latest(page.registry) and page.renders == renders + 1  # counters moved on
