@@ -3,7 +3,9 @@
 One polling task per endpoint, started and stopped as endpoints join and leave the pool, so a slow pod never has
 more than one scrape in flight. A scrape that fails (timeout, connection error, non-200 answer, unparsable text,
 missing core metric) keeps the last good values: the pool counts the consecutive failures and the endpoint's
-metrics age grows, which scheduling reads as staleness. Failures are counted in the Prometheus counter
+metrics age grows, which scheduling reads as staleness. A scrape that cannot connect at all (refused: nothing listens,
+the pod's server died) also marks the endpoint unreachable until its next good scrape, which scheduling reads at
+once: a dead pod stops being picked one scrape interval after its death, not when its metrics are too old. Failures are counted in the Prometheus counter
 `inference_extension_metrics_scrape_errors_total{reason}` and logged once per transition (healthy -> failing and
 back), not once per failure.
 
@@ -48,9 +50,10 @@ def scrape_error_counter(registry: CollectorRegistry = REGISTRY) -> Counter:
 class ScrapeFailure(Exception):
     """A failed scrape, with the reason label it is counted under."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, unreachable: bool = False) -> None:
         super().__init__(detail)
         self.reason = reason
+        self.unreachable = unreachable
 
 
 class MetricsScraper:
@@ -155,6 +158,10 @@ class MetricsScraper:
                     raise ScrapeFailure("http_status", f"{url} answered HTTP {response.status}")
         except TimeoutError as error:
             raise ScrapeFailure("timeout", f"{url} did not answer within {self.timeout.total} s") from error
+        except aiohttp.ClientSSLError as error:  # a server answered, with a TLS problem: not a dead pod
+            raise ScrapeFailure("connection", f"{url}: {error}") from error
+        except aiohttp.ClientConnectorError as error:  # refused, no route: nothing listens there
+            raise ScrapeFailure("connection", f"{url}: {error}", unreachable=True) from error
         except aiohttp.ClientError as error:
             raise ScrapeFailure("connection", f"{url}: {error}") from error
         try:
@@ -165,7 +172,7 @@ class MetricsScraper:
 
     def _failed(self, key: str, failure: ScrapeFailure) -> None:
         self.errors.labels(reason=failure.reason).inc()
-        self.pool.record_scrape_error(key, str(failure))
+        self.pool.record_scrape_error(key, str(failure), failure.unreachable)
         if key not in self._failing:
             self._failing.add(key)
             log.warning(
