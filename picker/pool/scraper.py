@@ -12,7 +12,9 @@ Either way only the lines of the mapped metrics are parsed (`parse_metrics_text`
 
 A scrape that fails (timeout, connection error, non-200 answer, unparsable text, missing core metric) keeps the last
 good values: the pool counts the consecutive failures and the endpoint's metrics age grows, which scheduling reads as
-staleness. Failures are counted in the Prometheus counter `inference_extension_metrics_scrape_errors_total{reason}`
+staleness. A scrape that cannot connect at all (refused or no route: nothing listens, the pod's server died) also
+marks the endpoint unreachable until its next good scrape, which scheduling reads at once: a dead pod stops being
+picked one scrape interval after its death, not when its metrics are too old. Failures are counted in the Prometheus counter `inference_extension_metrics_scrape_errors_total{reason}`
 and logged once per transition (healthy -> failing and back), not once per failure.
 
 Usage, inside a running event loop:
@@ -61,9 +63,10 @@ def scrape_error_counter(registry: CollectorRegistry = REGISTRY) -> Counter:
 class ScrapeFailure(Exception):
     """A failed scrape, with the reason label it is counted under."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, unreachable: bool = False) -> None:
         super().__init__(detail)
         self.reason = reason
+        self.unreachable = unreachable
 
 
 class ScrapeSlots:
@@ -294,7 +297,9 @@ class MetricsScraper:
             )
         except Exception as error:  # refused, unreachable, or an address the loop cannot use
             target.connecting = None
-            self._finish(target, ScrapeFailure("connection", f"{self._url(target)}: {error!r}"))
+            # refused or no route (an OSError): nothing listens there, the pod's server died or has not started
+            unreachable = isinstance(error, OSError)
+            self._finish(target, ScrapeFailure("connection", f"{self._url(target)}: {error!r}", unreachable))
             return
         target.connecting = None
         if self._targets.get(target.key) is not target or target.sent_at is None:
@@ -381,7 +386,7 @@ class MetricsScraper:
 
     def _failed(self, key: str, failure: ScrapeFailure) -> None:
         self.errors.labels(reason=failure.reason).inc()
-        self.pool.record_scrape_error(key, str(failure))
+        self.pool.record_scrape_error(key, str(failure), failure.unreachable)
         if key not in self._failing:
             self._failing.add(key)
             log.warning(

@@ -58,7 +58,8 @@ class EndpointMetrics:
     """The last good scrape of an endpoint, plus the health of its scraping.
 
     `updated_at` is the clock time of the last good scrape (None until the first one); `scrape_errors` counts the
-    scrapes that failed since then.
+    scrapes that failed since then; `unreachable` says that the latest scrape could not even connect (nothing listens
+    at the endpoint: its server died or has not started), until the next good scrape.
     """
 
     waiting: int = 0
@@ -72,6 +73,7 @@ class EndpointMetrics:
     updated_at: float | None = None
     scrape_errors: int = 0
     last_error: str = ""
+    unreachable: bool = False
 
 
 class Endpoint:
@@ -233,18 +235,21 @@ class PoolState:
         m.updated_at = now
         m.scrape_errors = 0
         m.last_error = ""
+        m.unreachable = False
         reflected = self._dispatch_seq if mark is None else mark
         if reflected > endpoint._reflected_seq:
             endpoint._reflected_seq = reflected
             endpoint.unreflected = sum(1 for seq in endpoint._open if seq > reflected)
 
-    def record_scrape_error(self, key: str, error: str) -> int:
-        """Count a failed scrape of an endpoint (last good values stay); returns the consecutive error count."""
+    def record_scrape_error(self, key: str, error: str, unreachable: bool = False) -> int:
+        """Count a failed scrape of an endpoint (last good values stay), `unreachable` when it could not connect;
+        returns the consecutive error count."""
         endpoint = self._endpoints.get(key)
         if endpoint is None:
             return 0
         endpoint.metrics.scrape_errors += 1
         endpoint.metrics.last_error = error
+        endpoint.metrics.unreachable = unreachable
         return endpoint.metrics.scrape_errors
 
     # -- in-flight accounting ---------------------------------------------------------------------------------

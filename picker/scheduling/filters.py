@@ -6,6 +6,10 @@
 - `header-based-testing-filter`: the same for the conformance steering list (`test-epp-endpoint-selection`);
   the scheduler always runs it second. It only acts when the server put the list on the request, which it should
   do only when conformance test hooks are enabled.
+- the reachability filter (built in, no plugin type): drops endpoints whose latest scrape could not connect (a dead
+  pod's server refuses connections), unless that would drop every candidate. The scheduler always runs it third,
+  whatever the profile, so a dead pod stops being picked within one scrape interval and not only once its metrics
+  are older than a staleness limit (or, in a profile without one, until discovery removes it).
 - `stale-metrics-filter`: drops endpoints whose last good scrape is older than `maxAge` (or that were never
   scraped), but only when at least one candidate is fresh, so a pool whose scraping fails keeps serving.
 """
@@ -62,6 +66,16 @@ class HeaderBasedTestingFilter(Filter):
     def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
         steering = cycle.request.steering
         return endpoints if steering is None else select_addresses(endpoints, steering)
+
+
+class ReachableFilter(Filter):
+    """Drops endpoints whose latest scrape could not connect, unless that would drop every candidate."""
+
+    def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
+        if not any(e.metrics.unreachable for e in endpoints):
+            return endpoints
+        reachable = [e for e in endpoints if not e.metrics.unreachable]
+        return reachable if reachable else endpoints
 
 
 @plugin("stale-metrics-filter")

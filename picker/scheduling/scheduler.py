@@ -14,6 +14,7 @@
 
 Order of a cycle: no endpoint in the pool -> NO_ENDPOINT; priority < 0 and pool saturated -> SHED; an admitter
 of the config (e.g. `probabilistic-admitter`) refuses -> SHED; the subset hint and conformance steering filters,
+then the reachability filter (endpoints whose scrape could not connect are left out while another is reachable),
 then the profile's filters (an empty result from the hint or steering -> NO_ENDPOINT, from a profile filter ->
 FILTERED_OUT, as upstream, whose scheduler error is a 429); the weighted scorers; the picker ranks 1 + `fallbacks` endpoints; the request is booked in flight on the primary; the
 profile handler (if any) runs further profiles, e.g. the prefill profile of a disaggregated request; the plugins'
@@ -25,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from picker.pool.state import Endpoint, PoolState
-from picker.scheduling.filters import HeaderBasedTestingFilter, SubsetFilter
+from picker.scheduling.filters import HeaderBasedTestingFilter, ReachableFilter, SubsetFilter
 from picker.scheduling.framework import (
     Admitter,
     CycleState,
@@ -56,7 +57,7 @@ class Scheduler:
         self.profile = profile
         self.saturation = saturation if saturation is not None else UtilizationDetector()
         self.fallbacks = fallbacks
-        self._filters = [SubsetFilter(), HeaderBasedTestingFilter(), *profile.filters]
+        self._filters = [SubsetFilter(), HeaderBasedTestingFilter(), ReachableFilter(), *profile.filters]
         self._scorers = [(scorer, float(weight)) for scorer, weight in profile.scorers if weight]
         plugins = profile.plugins()
         self._after_pick = [p for p in plugins if _overrides(p, "after_pick")]

@@ -279,8 +279,9 @@ def picker_killed(stack, seconds: float = 30.0, rate: float = 40.0, progress: Pr
 
 def model_server_killed(stack, seconds: float = 30.0, rate: float = 40.0, progress: Progress = _quiet) -> Result:
     """Pod `pool-0` of `model_server_objects` is SIGKILLed at 30% of the run and restarted at 60%. The load is
-    non-streaming chat of ~70 ms, so some requests are in flight on the pod when it dies; one long stream per pod,
-    steered there, is in flight too (one per pod, so the picker keeps choosing the victim until it goes stale)."""
+    non-streaming chat of ~70 ms; one long stream per pod, steered there, is in flight at the kill, and so are three
+    non-streaming requests of ~1 s per pod (the picker spreads them), so that requests certainly are on the pod when
+    it dies: the victim's stream must fail cleanly, its non-streaming requests be retried on a fallback."""
     from poolgate.load.generator import Load
 
     url = f"{gateway_url(stack)}/v1/chat/completions"
@@ -296,19 +297,23 @@ def model_server_killed(stack, seconds: float = 30.0, rate: float = 40.0, progre
         timeout=20.0,
         limit=len(members),
     ).start()
+    held = Load(url, 50, lambda i: chat(max_tokens=250, content=f"held {i}"), timeout=10.0, limit=3 * len(members))
+    held.start()
     time.sleep(0.5)
     progress(f"model-server-killed: killing {victim}")
     kill_at = load.now()
     stack.supervisor.children[child].kill()
     time.sleep(seconds * 0.3)
     progress(f"model-server-killed: restarting {victim}")
+    restart_at = load.now()  # the pod is dead until here; its new process may be picked before _restart returns
     _restart(stack, [child])
     heal_at = load.now()
     time.sleep(seconds * 0.4)
     outcomes = load.stop()
     stream_outcomes = streams.stop()
+    answered = outcomes + held.stop()  # every non-streaming request, each of which must succeed
     stream_kill = kill_at - (streams.t0 - load.t0)
-    picked_dead = [o.started for o in outcomes if o.picked == victim and kill_at <= o.started < heal_at]
+    picked_dead = [o.started for o in outcomes if o.picked == victim and kill_at <= o.started < restart_at]
     returned = _first(outcomes, heal_at, lambda o: o.ok and o.served_by == victim)
     tail_from = heal_at + (returned if returned is not None else 0)
     broken = [o for o in stream_outcomes if not o.ok]
@@ -316,8 +321,10 @@ def model_server_killed(stack, seconds: float = 30.0, rate: float = 40.0, progre
         "victim": victim,
         "kill_at": kill_at,
         "heal_at": heal_at,
+        "restart_s": round(heal_at - restart_at, 3),
         "picked_after_death_s": round(max(picked_dead) - kill_at, 3) if picked_dead else 0.0,
-        "retried": sum(o.ok and o.picked == victim and o.served_by != victim for o in outcomes),
+        "retried": sum(o.ok and o.picked == victim and o.served_by != victim for o in answered),
+        "held_on_victim": sum(o.picked == victim for o in answered[len(outcomes) :]),
         "returned_after_s": returned,
         "streams": [(o.served_by, o.status, o.error, round(o.ended - stream_kill, 3)) for o in stream_outcomes],
     }
@@ -331,12 +338,12 @@ def model_server_killed(stack, seconds: float = 30.0, rate: float = 40.0, progre
     # Envoy's count of retries refused by the cluster's circuit breaker (each one a request lost)
     overflow = stack.envoy_stats(r"^cluster\.poolgate/pool/.*\.upstream_rq_retry_overflow$")
     facts["retry_overflow"] = sum(overflow.values())
-    lost = sum(not o.ok for o in outcomes)
+    lost = sum(not o.ok for o in answered)
     recovered = returned is not None and all(o.ok for o in outcomes if o.started >= tail_from)
     return Result(
         _row(
             "model-server-killed",
-            outcomes,
+            outcomes,  # the figures of the steady load (the held requests would make its p99)
             lost,
             recovered,
             recovery_s=returned,
@@ -345,7 +352,7 @@ def model_server_killed(stack, seconds: float = 30.0, rate: float = 40.0, progre
             dead_picked_for_s=facts["picked_after_death_s"],
             streams_failed_cleanly=streams_clean,
         ),
-        outcomes,
+        answered,
         facts,
     )
 

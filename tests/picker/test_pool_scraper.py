@@ -56,12 +56,12 @@ class FakePod:
         finally:
             self.in_flight -= 1
 
-    async def start(self):
+    async def start(self, port=0):
         app = web.Application()
         app.router.add_get("/metrics", self.metrics)
         self.runner = web.AppRunner(app, handler_cancellation=True)  # like a real server, notice disconnects
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.address, 0)
+        site = web.TCPSite(self.runner, self.address, port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         return self
@@ -168,6 +168,34 @@ async def test_refused_connection_is_counted(pods):
     async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=registry):
         await until(lambda: errors(registry, "connection") >= 2)
     assert pool.get("127.0.0.26:9").metrics.scrape_errors >= 2
+    assert pool.get("127.0.0.26:9").metrics.unreachable
+
+
+async def test_a_pod_whose_server_dies_is_unreachable_until_it_answers_again(pods):
+    pod = await pods("127.0.0.29")
+    pool = PoolState()
+    pool.set_endpoints([pod.spec])
+    async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=CollectorRegistry()):
+        endpoint = pool.get(pod.spec.key)
+        await until(lambda: endpoint.metrics.updated_at is not None)
+        assert not endpoint.metrics.unreachable
+        await pod.runner.cleanup()  # the server dies: connections are refused
+        await until(lambda: endpoint.metrics.unreachable)
+        assert "127.0.0.29" in endpoint.metrics.last_error
+        await pod.start(pod.port)  # restarted on the same address and port
+        await until(lambda: not endpoint.metrics.unreachable)
+        assert endpoint.metrics.scrape_errors == 0
+
+
+async def test_a_hanging_pod_is_stale_but_not_unreachable(pods):
+    pod = await pods("127.0.0.30")
+    pod.mode = "hang"
+    pool = PoolState()
+    pool.set_endpoints([pod.spec])
+    registry = CollectorRegistry()
+    async with MetricsScraper(pool, interval=0.02, timeout=0.1, registry=registry):
+        await until(lambda: errors(registry, "timeout") >= 1)
+    assert not pool.get(pod.spec.key).metrics.unreachable  # slow, maybe busy: staleness decides
 
 
 async def test_polling_follows_pool_membership(pods):

@@ -8,7 +8,7 @@ from prometheus_client.samples import Sample
 
 from picker.pool import EndpointSpec, PoolState
 from picker.scheduling import CycleState, PrefixIndex, PromptInput, SchedulingRequest, encode_session_token
-from picker.scheduling.filters import HeaderBasedTestingFilter, StaleMetricsFilter, SubsetFilter
+from picker.scheduling.filters import HeaderBasedTestingFilter, ReachableFilter, StaleMetricsFilter, SubsetFilter
 from picker.scheduling.framework import Decision, Outcome
 from picker.scheduling.pickers import RandomPicker, RoundRobinPicker, WeightedRandomPicker
 from picker.scheduling.scorers import (
@@ -76,6 +76,21 @@ def test_stale_filter_drops_stale_endpoints_only_if_one_is_fresh():
     stale = StaleMetricsFilter(max_age=1.0)
     assert keys(stale.filter(cycle(pool, now=10.5), pool.endpoints())) == ["10.0.0.1:1"]
     assert keys(stale.filter(cycle(pool, now=20.0), pool.endpoints())) == keys(pool.endpoints())
+
+
+def test_reachable_filter_drops_endpoints_that_refused_their_last_scrape_only_if_one_is_left():
+    pool = pool_of(("10.0.0.1", 1), ("10.0.0.2", 1))
+    reachable = ReachableFilter()
+    eps = pool.endpoints()
+    assert reachable.filter(cycle(pool), eps) is eps  # never scraped is not unreachable
+    pool.record_scrape_error("10.0.0.1:1", "refused", unreachable=True)
+    assert keys(reachable.filter(cycle(pool), eps)) == ["10.0.0.2:1"]
+    pool.record_scrape_error("10.0.0.2:1", "timed out")  # slow, not dead: still a candidate
+    assert keys(reachable.filter(cycle(pool), eps)) == ["10.0.0.2:1"]
+    pool.record_scrape_error("10.0.0.2:1", "refused", unreachable=True)
+    assert keys(reachable.filter(cycle(pool), eps)) == keys(eps)  # none reachable: keep them all
+    pool.apply_samples("10.0.0.1:1", vllm(), now=1.0)
+    assert keys(reachable.filter(cycle(pool), eps)) == ["10.0.0.1:1"]
 
 
 def test_kv_running_and_active_request_scores():

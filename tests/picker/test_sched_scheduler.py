@@ -83,6 +83,22 @@ def test_primary_and_configurable_fallbacks():
     )
 
 
+@pytest.mark.parametrize("profile", ["llmd-default", "poolgate-default"])
+def test_an_endpoint_that_refuses_scrapes_is_not_picked_until_scraped_again(profile):
+    pool = make_pool((0, 0.0), (3, 0.5), (4, 0.6))  # 10.0.0.1 is the best by far
+    s = scheduler(pool, name=profile)
+    assert s.schedule(SchedulingRequest("m"), 0.0).primary == "10.0.0.1:8000"
+    pool.record_scrape_error("10.0.0.1:8000", "connection refused", unreachable=True)  # its server died
+    dead = s.schedule(SchedulingRequest("m"), 0.1)
+    assert "10.0.0.1:8000" not in dead.endpoints and len(dead.endpoints) == 2
+    assert "10.0.0.1:8000" not in s.schedule(SchedulingRequest("m"), 30.0).endpoints  # every pod stale: still out
+    pool.record_scrape_error("10.0.0.2:8000", "connection refused", unreachable=True)
+    pool.record_scrape_error("10.0.0.3:8000", "connection refused", unreachable=True)
+    assert len(s.schedule(SchedulingRequest("m"), 0.1).endpoints) == 3  # none reachable: the pool keeps trying all
+    pool.apply_samples("10.0.0.1:8000", vllm(0, 0.0), now=0.2)  # restarted: a good scrape
+    assert s.schedule(SchedulingRequest("m"), 0.2).primary == "10.0.0.1:8000"
+
+
 def test_lifecycle_books_and_releases_in_flight_requests():
     pool = make_pool((0, 0.0), (0, 0.0))
     s = scheduler(pool, name="poolgate-default")

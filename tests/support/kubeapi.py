@@ -15,7 +15,8 @@ from aiohttp import web
 
 
 class FakeApiServer:
-    """Serves list and watch for a few resource paths; `send` pushes a watch event; unknown paths answer 404.
+    """Serves list and watch for a few resource paths; `send` pushes a watch event (also to watches opened later
+    from an older resourceVersion); unknown paths answer 404.
     TokenReviews authenticate the tokens of `users` (token -> user name); SubjectAccessReviews allow the users of
     `metrics_readers` to get /metrics."""
 
@@ -25,6 +26,7 @@ class FakeApiServer:
         self.reviews: list[str] = []  # kinds of the reviews asked, in order
         self.items: dict[str, dict[str, dict]] = {}
         self.watchers: dict[str, list[asyncio.Queue]] = {}
+        self.events: dict[str, list[dict]] = {}  # every event sent, per path, for watches that start from a version
         self.version = 10
         self.watch_requests: list[str] = []
         self.runner = None
@@ -40,8 +42,10 @@ class FakeApiServer:
             self.items[path].pop(item["metadata"]["name"], None)
         else:
             self.items.setdefault(path, {})[item["metadata"]["name"]] = item
+        event = {"type": kind, "object": item}
+        self.events.setdefault(path, []).append(event)
         for queue in self.watchers.get(path, []):
-            queue.put_nowait({"type": kind, "object": item})
+            queue.put_nowait(event)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
@@ -54,6 +58,12 @@ class FakeApiServer:
             response = web.StreamResponse()
             await response.prepare(request)
             queue: asyncio.Queue = asyncio.Queue()
+            # as a real API server: a watch from a resourceVersion first gets the events after it, so no event sent
+            # between the client's list and its watch is lost
+            since = int(request.query.get("resourceVersion") or self.version)
+            for event in self.events.get(path, []):
+                if int(event["object"]["metadata"]["resourceVersion"]) > since:
+                    queue.put_nowait(event)
             self.watchers.setdefault(path, []).append(queue)
             try:
                 while True:
