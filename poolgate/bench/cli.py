@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "control-plane": ("poolgate.bench.control_plane", "translation time and memory for growing inputs"),
     "overhead": ("poolgate.bench.overhead", "what the picker adds per request through real Envoy: req/s, latency, CPU"),
     "faults": ("poolgate.bench.faults", "fault scenarios on the real local stack: requests lost, p99, recovery"),
+    "peers": ("poolgate.bench.peers.cli", "poolgate, Envoy alone and the Rust routers side by side on the wall clock"),
 }
 
 
