@@ -43,7 +43,7 @@ def test_envoy_and_a_poolgate_profile_answer_every_request_and_fill_every_column
         assert row["errors"] == 0 and row["completed"] == measured, row
         assert all(row[field] is not None for field in ROW_FIELDS), row
         assert 0 < row["ttft_p50_s"] <= row["ttft_p90_s"] <= row["ttft_p99_s"], row
-        assert 0 < row["itl_p50_s"] <= row["itl_p90_s"], row
+        assert 0 <= row["itl_p50_s"] <= row["itl_p90_s"], row  # 0: a starved pod's tokens came in one read
         assert row["requests_per_s"] > 0 and row["output_tokens_per_s"] > 0, row
         assert 0 <= row["prefix_hit_rate"] <= 1 and 1 <= row["pods_per_group"] <= 2, row
         add_agreement(row, work, settings.pods, settings.seed, settings.warmup)

@@ -14,7 +14,6 @@ from poolgate.bench.peers.systems import PEERS, SYSTEMS, PeersMissing, peer_exec
 DURATION, QUICK_DURATION = 60.0, 30.0
 TABLE_COLUMNS = (
     "system",
-    "rate",
     "ttft_p50_s",
     "ttft_p90_s",
     "ttft_p99_s",
@@ -22,8 +21,8 @@ TABLE_COLUMNS = (
     "itl_p90_s",
     "requests_per_s",
     "output_tokens_per_s",
-    "completed",
     "errors",
+    "unfinished",
     "prefix_hit_rate",
     "pods_per_group",
     "virtual_ttft_p90_s",
@@ -129,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     def done(shape: str, system: str, row: dict) -> None:
         nonlocal count
         count += 1
+        if "failed" in row:
+            errors.log(f"[{count}/{total}] {shape}: {system}: [red]failed[/red]: {row['failed']}")
+            return
         add_agreement(row, workload(shape, settings), settings.pods, settings.seed, settings.warmup)
         errors.log(
             f"[{count}/{total}] {shape}: {system}: TTFT p90 {row['ttft_p90_s']} s, hit rate "
@@ -151,4 +153,4 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plots and rows:
         errors.print(f"wrote {write_plot(rows, args.plots)}")
     errors.print(f"{total} cases in {time.monotonic() - started:.0f} s")
-    return 0
+    return 1 if any("failed" in row for row in rows) else 0

@@ -74,7 +74,7 @@ async def run_load(
     at: dict[float, Callable[[], Awaitable[None]]] | None = None,
 ) -> list[RequestRecord]:
     """Send every request of a single-turn workload to `url` at its arrival time; wait at most `drain` seconds after
-    the last arrival for the answers (requests still open then are cancelled and count as errors). `at` maps
+    the last arrival for the answers (requests still open then are cancelled: outcome "unfinished"). `at` maps
     seconds since the start to coroutines to run then (e.g. reading counters at the end of the warm-up)."""
     target = url + CHAT_PATH
     records: list[RequestRecord] = []
@@ -105,6 +105,6 @@ async def run_load(
             await asyncio.gather(*pending, return_exceptions=True)
         for record, task in zip(records, tasks, strict=True):
             if task.cancelled():
-                record.outcome = "error"
+                record.outcome = "unfinished"
         await asyncio.gather(*side)
     return records

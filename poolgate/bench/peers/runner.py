@@ -44,6 +44,7 @@ ROW_FIELDS = (
     "output_tokens_per_s",
     "completed",
     "errors",
+    "unfinished",
     "prefix_hit_rate",
     "pods_per_group",
     "load_1m",
@@ -167,6 +168,7 @@ def row(
     gaps = [(gap, count) for r in measured for gap, count in r.itl_runs]
     last_answer = max((r.finished_at for r in measured if r.finished_at is not None), default=settings.warmup)
     queries = after[1] - before[1]
+    unfinished = sum(1 for r in records if r.arrival >= settings.warmup and r.outcome == "unfinished")
     itl_p90 = weighted_percentile(gaps, 90)
     return {
         "shape": shape,
@@ -181,7 +183,8 @@ def row(
         "requests_per_s": round(len(measured) / max(last_answer - settings.warmup, 1e-9), 2),
         "output_tokens_per_s": base["output_tokens_per_s"],
         "completed": base["completed"],
-        "errors": base["errors"],
+        "errors": base["errors"] + unfinished,
+        "unfinished": unfinished,
         "prefix_hit_rate": round((after[0] - before[0]) / queries, 4) if queries else None,
         "pods_per_group": pods_per_group(work, measured),
         "load_1m": round(os.getloadavg()[0], 1),
@@ -195,7 +198,8 @@ def run_all(
     before: Callable[[str, str], None] | None = None,
 ) -> list[dict]:
     """Every case, shape by shape, the systems interleaved within each shape (their order rotating from one
-    shape to the next, so that a noisy minute does not always hit the same system)."""
+    shape to the next, so that a noisy minute does not always hit the same system). A system that fails to start
+    gets a row with only `failed` (the reason) and `seconds`."""
     rows = []
     for index, shape in enumerate(settings.shapes):
         work = workload(shape, settings)
@@ -205,7 +209,10 @@ def run_all(
             if before is not None:
                 before(shape, system)
             started = time.monotonic()
-            result = run_case(shape, system, settings, directory, work)
+            try:
+                result = run_case(shape, system, settings, directory, work)
+            except RuntimeError as error:  # a system that does not start: its row says why, the others still run
+                result = {"shape": shape, "system": system, "load": settings.load, "failed": str(error)}
             result["seconds"] = round(time.monotonic() - started, 1)
             rows.append(result)
             if done is not None:

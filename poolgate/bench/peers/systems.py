@@ -26,7 +26,7 @@ import httpx
 
 from poolgate.api.builders import MODEL, gateway, gateway_class, listener, pool, route, service, sim_deployment
 from poolgate.api.contract import PROFILE_ANNOTATION
-from poolgate.up.processes import Spec, free_port
+from poolgate.up.processes import Process, Spec, free_port
 from poolgate.up.stack import Stack
 
 PROFILES = ("poolgate-default", "llmd-default")
@@ -116,21 +116,28 @@ def running_system(system: str, pods: int, directory: Path, block: int) -> Itera
         metrics_url = None
         if system in PEERS:
             host = f"127.{block}.3.1"
-            port, metrics_port = free_port(host), free_port(host)
+            port = metrics_port = free_port(host)
+            while metrics_port == port:
+                metrics_port = free_port(host)
             argv = peer_argv(system, host, port, metrics_port, [f"http://{e}" for e in endpoints])
-            stack.supervisor.start(system, Spec(argv, (host, port), ready_timeout=READY_TIMEOUT))
+            router = stack.supervisor.start(system, Spec(argv, (host, port), ready_timeout=READY_TIMEOUT))
             stack.supervisor.wait_ready(system)
             url, metrics_url = f"http://{host}:{port}", f"http://{host}:{metrics_port}/metrics"
-        wait_until_answering(url)
+            wait_until_answering(url, router)
+        else:
+            wait_until_answering(url)
         yield RunningSystem(system, url, endpoints, stack, metrics_url)
 
 
-def wait_until_answering(url: str, timeout: float = READY_TIMEOUT) -> None:
-    """Send a one-token chat request until one is answered 200 (routers find their workers healthy first)."""
+def wait_until_answering(url: str, process: Process | None = None, timeout: float = READY_TIMEOUT) -> None:
+    """Send a one-token chat request until one is answered 200 (routers find their workers healthy first);
+    RuntimeError, with the end of the `process`'s output when it exited, if none is within `timeout`."""
     deadline = time.monotonic() + timeout
     last = ""
     with httpx.Client(timeout=10.0) as client:
         while time.monotonic() < deadline:
+            if process is not None and not process.running:
+                raise RuntimeError(f"{process.name} exited before answering: {process.output()[-2000:]}")
             try:
                 response = client.post(
                     url + "/v1/chat/completions",
