@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-vllm lint venv vllm-venv tiny-model clean
+.PHONY: run test test-vllm lint venv vllm-venv peers-venv tiny-model clean
 
 # Real vLLM (CPU build) for the e2e/vllm suite, in its own virtualenv (~3.5 GB): created on first use, then reused.
 # torch comes from the machine's local wheel folder (pip config); the CUDA builds of torchvision / torchaudio /
@@ -43,6 +43,22 @@ vllm-venv: $(VLLM_STAMP)
 tiny-model: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python e2e/vllm/tiny_model.py $(VLLM_VENV)/tiny-model
 
+# The Rust routers `poolgate bench peers` compares poolgate with, from PyPI, in their own virtualenv (opt-in, like the
+# benchmark: the main dependencies do not grow).
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS_PACKAGES := sglang-router==0.3.2 vllm-router==0.1.17
+
+$(PEERS_STAMP):
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS_PACKAGES) || \
+	  { echo "peers venv: 'pip install $(PEERS_PACKAGES)' failed (see above)" >&2; exit 1; }
+	touch $(PEERS_STAMP)
+
+## The separate virtualenv with sglang-router and vllm-router for `poolgate bench peers` (docs/benchmarks.md).
+peers-venv: $(PEERS_STAMP)
+
 ## Run poolgate's main job on the embedded default: the whole gateway (real Envoy, endpoint pickers, simulated vLLM
 ## pods) from examples/quickstart.yaml, until Ctrl-C.
 run: $(STAMP)
@@ -64,4 +80,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) $(PEERS_VENV) .pytest_cache build *.egg-info

@@ -12,7 +12,8 @@ _DEFAULTS = ServerConfig()
 DESCRIPTION = """\
 Serve one or more simulated model servers from this process, each on its own address. They speak the OpenAI API
 (/v1/completions, /v1/chat/completions with SSE streaming, /v1/models), vLLM's LoRA endpoints
-(/v1/load_lora_adapter, /v1/unload_lora_adapter), /health and /metrics with vLLM's (or SGLang's) metric names.
+(/v1/load_lora_adapter, /v1/unload_lora_adapter) and render endpoints (/v1/chat/completions/render,
+/v1/completions/render), /health and /metrics with vLLM's (or SGLang's) metric names.
 
 No GPU is involved: a latency model schedules requests like vLLM does (continuous batching of at most
 --max-num-seqs sequences, a FIFO queue, a KV cache of --num-gpu-blocks blocks with prefix caching, LoRA slots),

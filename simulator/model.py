@@ -143,6 +143,13 @@ class ServerModel:
             return model
         raise UnknownModelError(f"The model `{model}` does not exist.")
 
+    def prompt_token_ids(self, prompt: Prompt) -> tuple[int, ...]:
+        """The token ids the engine computes a prompt as (what vLLM's render endpoints answer): the tokenizer's when
+        one is configured, else the simulator's stand-in ids (`Prompt.ids`)."""
+        if self._encode is not None and prompt.token_ids is None and prompt.text is not None:
+            return tuple(self._encode(prompt.text))
+        return prompt.ids()
+
     # -- requests --------------------------------------------------------------------------------------------
 
     def submit(

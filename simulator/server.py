@@ -117,6 +117,8 @@ class SimulatedServer:
             [
                 web.post("/v1/chat/completions", self._chat),
                 web.post("/v1/completions", self._completions),
+                web.post("/v1/chat/completions/render", self._render_chat),
+                web.post("/v1/completions/render", self._render_completion),
                 web.get("/v1/models", self._models),
                 web.post("/v1/load_lora_adapter", self._load_adapter),
                 web.post("/v1/unload_lora_adapter", self._unload_adapter),
@@ -201,6 +203,33 @@ class SimulatedServer:
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)
+
+    async def _render_chat(self, request: web.Request) -> web.Response:
+        return await self._render(request, chat=True)
+
+    async def _render_completion(self, request: web.Request) -> web.Response:
+        return await self._render(request, chat=False)
+
+    async def _render(self, request: web.Request, chat: bool) -> web.Response:
+        """vLLM's render endpoints: the request as a token-in generate request (its prompt's token ids), without
+        generating; routers such as vllm-router's cache-aware policy key their prefix index on these ids."""
+        spec = parse_generation(await request.read(), chat)
+        try:
+            self.model.resolve(spec.model)
+        except UnknownModelError as exc:
+            raise ApiError(404, str(exc), "model") from None
+        rendered: dict[str, Any] = {
+            "request_id": response_id(chat),
+            "token_ids": list(self.model.prompt_token_ids(spec.prompt)),
+            "features": None,
+            "sampling_params": {"max_tokens": spec.max_tokens},
+            "model": spec.model,
+            "stream": spec.stream,
+            "stream_options": {"include_usage": spec.include_usage} if spec.stream else None,
+            "cache_salt": None,
+            "priority": 0,
+        }
+        return _json(rendered if chat else [rendered])  # vLLM answers a list for completions (one per prompt)
 
     async def _prefill_remotely(self, request: web.Request, raw: bytes, prefiller: str) -> None:
         """Have `prefiller` (`ip:port`) prefill the prompt first, as the decode pod's sidecar does in P/D
@@ -411,7 +440,7 @@ class SimulatedServers:
         return len(self.servers)
 
 
-def _json(body: dict[str, Any], status: int = 200) -> web.Response:
+def _json(body: dict[str, Any] | list[dict[str, Any]], status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 

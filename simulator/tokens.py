@@ -99,6 +99,18 @@ class Prompt:
 
         return cls(num_tokens, full_blocks)
 
+    def ids(self) -> tuple[int, ...]:
+        """The prompt's token ids when known, else one stand-in id per token of its text: the token's bytes read as
+        an integer, so the same text always gives the same ids. ValueError for a prompt made of segments."""
+        if self.token_ids is not None:
+            return self.token_ids
+        if self.text is None:
+            raise ValueError("a prompt made of segments has no token ids")
+        data = self.text.encode()
+        return tuple(
+            int.from_bytes(data[i : i + BYTES_PER_TOKEN], "little") for i in range(0, len(data), BYTES_PER_TOKEN)
+        )
+
     def block_hashes(self, block_size: int, namespace: str) -> tuple[int, ...]:
         """Return the chained 64-bit hashes of the prompt's full blocks of `block_size` tokens."""
         key = (block_size, namespace)

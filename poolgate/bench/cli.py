@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "overhead": ("poolgate.bench.overhead", "what the picker adds per request through real Envoy: req/s, latency, CPU"),
     "faults": ("poolgate.bench.faults", "fault scenarios on the real local stack: requests lost, p99, recovery"),
     "scrape": ("poolgate.bench.scrape", "the picker's metrics scraping of N endpoints over HTTP: CPU, staleness"),
+    "peers": ("poolgate.bench.peers.cli", "poolgate, Envoy alone and the Rust routers side by side on the wall clock"),
 }
 
 

@@ -318,3 +318,34 @@ async def test_the_decode_side_has_the_named_server_prefill_first_then_decodes(p
     async with http.post(f"http://{decode.address}/v1/chat/completions", json=body, headers=headers) as response:
         assert response.status == 502
         assert "prefill on 127.0.0.12:9 failed" in (await response.json())["error"]["message"]
+
+
+async def test_render_endpoints_answer_the_prompt_token_ids(pods, http):
+    base = f"http://{pods[0].address}"
+    system = {"role": "system", "content": "s" * 640}
+    bodies = [
+        {"model": MODEL, "messages": [system, {"role": "user", "content": "question one"}], "max_tokens": 9},
+        {"model": MODEL, "messages": [system, {"role": "user", "content": "another question"}], "stream": True},
+    ]
+    rendered = []
+    for body in bodies:
+        async with http.post(base + "/v1/chat/completions/render", json=body) as response:
+            assert response.status == 200
+            rendered.append(await response.json())
+    first, second = rendered
+    assert first["model"] == MODEL and first["sampling_params"]["max_tokens"] == 9 and first["stream"] is False
+    assert first["request_id"].startswith("chatcmpl-") and second["stream"] is True
+    # as many ids as the tokens the server counts for the same request, and the shared system prompt gives the same
+    # leading ids (what a router's prefix index keys on)
+    async with http.post(base + "/v1/chat/completions", json=bodies[0]) as response:
+        prompt_tokens = (await response.json())["usage"]["prompt_tokens"]
+    assert len(first["token_ids"]) == prompt_tokens
+    assert first["token_ids"][:160] == second["token_ids"][:160] and first["token_ids"] != second["token_ids"]
+    async with http.post(base + "/v1/completions/render", json={"model": "ad1", "prompt": "abcdefgh"}) as response:
+        assert response.status == 200
+        [completion] = await response.json()
+    assert completion["token_ids"] == [int.from_bytes(b"abcd", "little"), int.from_bytes(b"efgh", "little")]
+    async with http.post(base + "/v1/chat/completions/render", json={**bodies[0], "model": "nope"}) as response:
+        assert response.status == 404 and (await response.json())["error"]["param"] == "model"
+    async with http.post(base + "/v1/chat/completions/render", json={"model": MODEL}) as response:
+        assert response.status == 400 and (await response.json())["error"]["param"] == "messages"
