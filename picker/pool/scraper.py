@@ -7,7 +7,8 @@ task wakes at each slot and writes the slot's GETs; each endpoint has one keep-a
 (`picker/pool/http.py`) and never more than one scrape in flight, so a slow or hung pod is asked once per timeout and
 holds up nobody else. The GET asks for only the metrics the engine's mapping reads (`?name[]=...`, which
 prometheus-client servers such as vLLM's honour, sparing them the rendering of every histogram); a server that
-answers such a request without a core metric is asked again for its whole page, and from then on if that reads.
+answers such a request without a core metric is asked again for its whole page (at most once per 10 s, so a broken
+server is not asked twice per interval), and from then on if that reads.
 Either way only the lines of the mapped metrics are parsed (`parse_metrics_text`).
 
 A scrape that fails (timeout, connection error, non-200 answer, unparsable text, missing core metric) keeps the last
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SLOT_SECONDS = 0.005  # the scrapes of one interval are spread over slots this long
 MAX_SLOTS = 64
+PROBE_BACKOFF = 10.0  # seconds at least between two whole-page probes of an endpoint whose answers by name fail
 
 _COUNTERS: dict[int, Counter] = {}
 
@@ -120,7 +122,7 @@ class _Query(enum.Enum):
 class _Target:
     """The scraping state of one endpoint."""
 
-    __slots__ = ("connecting", "connection", "key", "mark", "query", "sent_at", "waiters")
+    __slots__ = ("connecting", "connection", "key", "mark", "next_probe", "query", "sent_at", "waiters")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -129,6 +131,7 @@ class _Target:
         self.sent_at: float | None = None  # loop time the scrape in flight began; None when idle
         self.mark = 0  # the pool's dispatch mark when that scrape began
         self.query = _Query.FILTERED
+        self.next_probe = 0.0  # loop time before which a bad answer by name is not followed by a whole-page probe
         self.waiters: list[asyncio.Future[None]] = []  # `scrape_once` callers waiting for the scrape in flight
 
 
@@ -336,8 +339,10 @@ class MetricsScraper:
         try:
             self._apply(target, status, body)
         except ScrapeFailure as failure:
-            if failure.reason == "invalid_metrics" and target.query is _Query.FILTERED:
+            now = asyncio.get_running_loop().time()
+            if failure.reason == "invalid_metrics" and target.query is _Query.FILTERED and now >= target.next_probe:
                 target.query = _Query.PROBING_FULL  # perhaps a server that does not filter well: ask for it all
+                target.next_probe = now + max(PROBE_BACKOFF, 100 * self.interval)  # a broken one: not every time
                 target.sent_at = None
                 self._begin(target)
                 return
