@@ -7,12 +7,11 @@ that command reports (`--status`):
   user's Gateway, with the setting envoyGatewayAtUserGateway); no status (Envoy Gateway owns it);
 - HTTPRoute: the companion route and the companion's EnvoyExtensionPolicies, BackendTrafficPolicies and picker
   Backends; its `status.parents` entries of controllerName poolgate.dev/envoy-gateway;
-- InferencePool: the Service standing for its pods; its entries of controllerName poolgate.dev/envoy-gateway.
+- InferencePool: the Service standing for its pods and the ReferenceGrants letting the companions of routes in
+  other namespaces reach it; its entries of controllerName poolgate.dev/envoy-gateway.
 
 Each hook translates what its object relates with the Envoy Gateway target and keeps its own part; Gateways, routes
-and pools of poolgate's own class are left to the other hooks (and theirs to these). ReferenceGrants the target
-emits for pools in another namespace than their routes are shared between pools and routes, so no object owns
-them: they are not composed (docs/envoy-gateway.md, Installing with the hooks)."""
+and pools of poolgate's own class are left to the other hooks (and theirs to these)."""
 
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ from hooks.timestamps import transition_time
 from poolgate.api import Gateway, GatewayClass, HTTPRoute, InferencePool, InvalidObjects, KubeObject
 from poolgate.egtarget import STATUS_CONTROLLER, EnvoyGatewayOptions, translate_envoy_gateway
 from poolgate.egtarget import names as eg_names
-from poolgate.egtarget.objects import pool_service
+from poolgate.egtarget.objects import SOURCE_ANNOTATION, pool_service
 from poolgate.translate import StatusOptions
 from poolgate.translate.options import TranslateOptions
 
@@ -142,18 +141,21 @@ def route_sync(body: object, settings: HookSettings) -> dict:
 
 
 def pool_customize(body: object, settings: HookSettings) -> dict:
-    """What a pool's Service and status need: the routes that route to it through an Envoy Gateway Gateway (they
+    """What a pool's objects and status need: the routes that route to it through an Envoy Gateway Gateway (they
     carry its Envoy Gateway pool label), those Gateways (labelled by the Gateway hook), every GatewayClass, every
-    Namespace, the ReferenceGrants of its namespace and the picker Services it may name."""
+    Namespace, the ReferenceGrants of its namespace, the picker Services it may name, and every InferencePool (a
+    rule splitting across pools is served, and needs grants, only with all of its pools)."""
     pool = parse_customize(body, ("InferencePool",))
     classes = related_rule(GATEWAY_API, "gatewayclasses", label_selector={})
     rules = inferencepool.related_rules(pool, settings, EG_POOL_LABEL_PREFIX, EG_GATEWAY_LABEL, classes)
+    rules.append(related_rule("inference.networking.k8s.io/v1", "inferencepools", label_selector={}))
     return customize_response(rules)
 
 
 def pool_sync(body: object, settings: HookSettings) -> dict:
     """The Service standing for the pool's pods while an Envoy Gateway Gateway's route uses it (while the pool has
-    an entry of controllerName poolgate.dev/envoy-gateway), and those entries."""
+    an entry of controllerName poolgate.dev/envoy-gateway), the ReferenceGrants for the pool's routes in other
+    namespaces, and those entries."""
     request = parse_sync(body, ("InferencePool",))
     related, _ = request.related_objects()
     try:
@@ -164,8 +166,11 @@ def pool_sync(body: object, settings: HookSettings) -> dict:
     translation = _translate([pool, *related], settings)
     computed = translation.status(StatusOptions(now=now))
     ours = computed_entries(computed, "InferencePool", pool.namespace, pool.name, STATUS_CONTROLLER)
-    # Built from the pool alone: the pool relates its own routes, not the other pools they name, without which
-    # the translation may leave a rule that splits across pools unserved.
     target = translation.plan.pools.get((pool.namespace, pool.name))
     attachments = [pool_service(target)] if ours and target is not None else []
+    attachments += [
+        o
+        for o in _in(translation.objects(), ("ReferenceGrant",), pool.namespace)
+        if o["metadata"]["annotations"][SOURCE_ANNOTATION] == pool.ref
+    ]
     return shared_status_response(with_parents(request.object, ours, STATUS_CONTROLLER), attachments)

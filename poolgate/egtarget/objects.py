@@ -656,32 +656,33 @@ def patch_policy(gateway: Gateway, patches: list[dict], at_user_gateway: bool = 
 
 def reference_grants(plan: Plan, picker_tls: bool) -> list[dict]:
     """For routes whose pool lives in another namespace (the user's ReferenceGrant allowed HTTPRoute ->
-    InferencePool): a grant for the companion routes to the pool's Service, and (pickers called without TLS; with
-    TLS a Backend in the route's namespace names the picker) one for the EnvoyExtensionPolicies to the pool's
-    picker Service, each naming exactly those Services."""
-    wanted: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)  # (to ns, from ns, group, kind) -> names
+    InferencePool), per pool and route namespace: a grant for the companion routes to the pool's Service, and
+    (pickers called without TLS; with TLS a Backend in the route's namespace names the picker) one for the
+    EnvoyExtensionPolicies to the pool's picker Service, each naming exactly that Service. Per pool, so that each
+    grant is the pool's own (the hooks attach it to the pool)."""
+    wanted: dict[tuple[str, str, str, str, str], tuple[str, str]] = {}  # (to ns, pool, from ns, group, kind) ->
     for route_plan in plan.routes:
         namespace = route_plan.route.route.namespace
         for rule in route_plan.rules:
             if not route_plan.parents or rule.pool is None or rule.pool.pool.namespace == namespace:
                 continue
             pool, picker = rule.pool.pool, rule.pool.picker
-            wanted[(pool.namespace, namespace, GATEWAY_GROUP, "HTTPRoute")].add(names.pool_service(pool.name))
+            wanted[(pool.namespace, pool.name, namespace, GATEWAY_GROUP, "HTTPRoute")] = (
+                names.pool_service(pool.name),
+                pool.ref,
+            )
             if picker is not None and not picker_tls:
-                wanted[(picker.service.namespace, namespace, EG_GROUP, "EnvoyExtensionPolicy")].add(picker.service.name)
+                key = (picker.service.namespace, pool.name, namespace, EG_GROUP, "EnvoyExtensionPolicy")
+                wanted[key] = (picker.service.name, pool.ref)
     return [
         {
             "apiVersion": f"{GATEWAY_GROUP}/v1beta1",
             "kind": "ReferenceGrant",
-            "metadata": _metadata(
-                dns_label("poolgate", kind.lower(), from_namespace),
-                to_namespace,
-                f"InferencePool references from namespace {from_namespace}",
-            ),
+            "metadata": _metadata(dns_label(pool, "poolgate", kind.lower(), from_namespace), to_namespace, source),
             "spec": {
                 "from": [{"group": group, "kind": kind, "namespace": from_namespace}],
-                "to": [{"group": "", "kind": "Service", "name": name} for name in sorted(names)],
+                "to": [{"group": "", "kind": "Service", "name": service}],
             },
         }
-        for (to_namespace, from_namespace, group, kind), names in sorted(wanted.items())
+        for (to_namespace, pool, from_namespace, group, kind), (service, source) in sorted(wanted.items())
     ]

@@ -261,18 +261,20 @@ def test_a_pool_in_another_namespace_gets_grants_naming_exactly_its_services():
     ]
     grants = {g["metadata"]["name"]: g["spec"] for g in out if g["kind"] == "ReferenceGrant"}
     assert grants == {
-        "poolgate-httproute-default": {
+        "pool-poolgate-httproute-default": {
             "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "default"}],
             "to": [{"group": "", "kind": "Service", "name": "pool-poolgate"}],
         },
-        "poolgate-envoyextensionpolicy-default": {
+        "pool-poolgate-envoyextensionpolicy-default": {
             "from": [{"group": "gateway.envoyproxy.io", "kind": "EnvoyExtensionPolicy", "namespace": "default"}],
             "to": [{"group": "", "kind": "Service", "name": "epp"}],
         },
     }
     assert all(g["metadata"]["namespace"] == "ml" for g in out if g["kind"] == "ReferenceGrant")
     over_tls = generate(build(*base, grant("ml", "default")))  # the picker's Backend lives in the route's namespace
-    assert [g["metadata"]["name"] for g in over_tls if g["kind"] == "ReferenceGrant"] == ["poolgate-httproute-default"]
+    assert [g["metadata"]["name"] for g in over_tls if g["kind"] == "ReferenceGrant"] == [
+        "pool-poolgate-httproute-default"
+    ]
     assert find(over_tls, "Backend", "route-epp-ml-poolgate")["spec"]["endpoints"] == [
         {"fqdn": {"hostname": "epp.ml.svc.cluster.local", "port": 9002}}
     ]

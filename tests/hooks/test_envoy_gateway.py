@@ -1,8 +1,7 @@
 """The opt-in Envoy Gateway hooks compose what `poolgate translate --target envoy-gateway` emits: run the way
 Metacontroller runs them (each customize hook's rules select the related objects from a cluster, labels the syncs
 set applied), the attachments of every Gateway, HTTPRoute and InferencePool together are the command's objects (but
-its ReferenceGrants, which no object owns), each in its parent's namespace, and the status entries they write are
-the command's status."""
+nothing left out), each in its parent's namespace, and the status entries they write are the command's status."""
 
 from __future__ import annotations
 
@@ -25,10 +24,11 @@ PARENT = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "eg-g
 
 def cluster() -> list[dict]:
     """An Envoy Gateway Gateway admitting routes of every namespace: eg-route (default: a rule to qwen by model
-    name, a 70/30 split of llama and qwen), a route of team-a to its own pool; and a poolgate Gateway with its route,
-    which these hooks must leave alone."""
+    name, a 70/30 split of llama and qwen), a route of team-a to its own pool and to a pool of `models` (granted);
+    and a poolgate Gateway with its route, which these hooks must leave alone."""
     eg_gw = cases.gateway("eg-gw", [cases.listener("http", 80, "All")], class_name="eg")
-    team_route = cases.route("team-route", [PARENT], [{"backendRefs": [cases.pool_ref("mistral")]}], ns="team-a")
+    rules = [{"backendRefs": [cases.pool_ref("mistral")]}, {"backendRefs": [cases.pool_ref("gemma", ns="models")]}]
+    team_route = cases.route("team-route", [PARENT], rules, ns="team-a")
     return [
         *cases.classes(),
         cases.gateway_class("eg", cases.EG),
@@ -41,6 +41,9 @@ def cluster() -> list[dict]:
         *cases.pickers(),
         cases.pool("mistral", [8000], "mistral-epp", ns="team-a"),
         cases.service("mistral-epp", "team-a", cluster_ip="10.96.10.9"),
+        cases.pool("gemma", [8000], "gemma-epp", ns="models"),
+        cases.service("gemma-epp", "models", cluster_ip="10.96.10.10"),
+        cases.grant("models", "team-a"),
         cases.gw_a(),
         cases.llm_route(),
     ]
@@ -68,7 +71,7 @@ def test_the_attachments_and_status_of_every_parent_are_what_translate_emits(at_
     typed, problems = parse_objects(("cluster", o) for o in objects)
     assert not problems
     translation = translate_envoy_gateway(typed, EnvoyGatewayOptions(at_user_gateway=at_user_gateway))
-    expected = [o for o in translation.objects() if o["kind"] != "ReferenceGrant"]
+    expected = translation.objects()
     composed = []
     for parent, answer in answers:
         for attachment in answer["attachments"]:
@@ -76,7 +79,7 @@ def test_the_attachments_and_status_of_every_parent_are_what_translate_emits(at_
         composed += answer["attachments"]
     key = lambda o: (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])  # noqa: E731
     assert sorted(composed, key=key) == sorted(expected, key=key)
-    assert {o["kind"] for o in composed} >= {"HTTPRoute", "EnvoyPatchPolicy", "Service", "Backend"}
+    assert {o["kind"] for o in composed} >= {"HTTPRoute", "EnvoyPatchPolicy", "Service", "Backend", "ReferenceGrant"}
     assert ("Gateway" in {o["kind"] for o in composed}) is not at_user_gateway
 
     status = translation.status(StatusOptions(now=cases.EDITED))  # the hooks take the time from managedFields
@@ -98,6 +101,7 @@ def test_the_attachments_and_status_of_every_parent_are_what_translate_emits(at_
         ("InferencePool", "llama"),
         ("InferencePool", "qwen"),
         ("InferencePool", "mistral"),
+        ("InferencePool", "gemma"),
     }
 
 
