@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from poolgate import cli_options
+
 DESCRIPTION = """\
 Translate Gateway API and Inference Extension objects (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
 InferencePool, InferenceObjective, InferenceModelRewrite, Services, Pods) into Envoy configuration.
@@ -27,15 +29,7 @@ Exit codes: 0 success, 1 invalid input (each problem names the object and field)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "-f",
-        "--file",
-        dest="files",
-        action="append",
-        required=True,
-        metavar="FILE",
-        help="YAML file of objects (repeatable; multi-document files and kind: List are read)",
-    )
+    cli_options.add_object_files(parser)
     parser.add_argument("--out", metavar="DIR", help="directory to write the Envoy configuration into")
     parser.add_argument("--status", action="store_true", help="print the computed status objects as JSON")
     parser.add_argument(
@@ -45,17 +39,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="static: pool endpoints from the Pods given (standalone, default); dns: from the "
         "headless Service poolgate creates per pool (Kubernetes)",
     )
-    parser.add_argument(
-        "--body-mode",
-        choices=["duplex", "buffered"],
-        default="duplex",
-        help="how Envoy streams request bodies to the picker (default: duplex = FULL_DUPLEX_STREAMED)",
-    )
-    parser.add_argument(
-        "--picker-tls",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="call the pickers over TLS, which they serve by default (`poolgate picker --secure-serving`, as "
+    cli_options.add_body_mode(parser)
+    cli_options.add_picker_tls(
+        parser,
+        "call the pickers over TLS, which they serve by default (`poolgate picker --secure-serving`, as "
         "upstream); without --picker-ca the picker's certificate is not checked. --no-picker-tls for pickers "
         "run with --secure-serving=false (default: TLS)",
     )

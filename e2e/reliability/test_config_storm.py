@@ -22,7 +22,7 @@ pytestmark = pytest.mark.xdist_group("reliability-storm")
 def test_a_storm_of_reloads_loses_no_request_and_ends_on_the_last_edit(start_stack, report):
     stack = start_stack(*faults.storm_objects(0, 0))
     envoy = stack.child("envoy").popen.pid
-    result = faults.config_storm(stack.url(), faults.reload_editor(stack.stack), edits=100, rate=30.0)
+    result = faults.config_storm(stack.url(), faults.reload_editor(stack.stack), edits=100, rate=30.0, settle=60.0)
     report(result)
     assert result.row["lost"] == 0, failures(result)
     assert result.row["recovered"], result.facts
@@ -68,7 +68,9 @@ def test_a_storm_of_file_edits_seen_by_poolgate_up_ends_on_the_last_edit(tmp_pat
             write(generation)
             time.sleep(0.01)
 
-        result = faults.config_storm(match.group(1), edit, edits=100, rate=30.0, scenario="config-storm-watch")
+        result = faults.config_storm(
+            match.group(1), edit, edits=100, rate=30.0, scenario="config-storm-watch", settle=60.0
+        )  # settle: a deadline for the watcher's last reload, not a measure of its speed
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0

@@ -32,6 +32,7 @@ from picker.pool.state import Endpoint
 from picker.scheduling.framework import Admitter, Plugin
 from picker.scheduling.registry import BuildContext, ConfigError, PluginParameters, plugin
 from picker.scheduling.request import SchedulingRequest
+from picker.scheduling.saturation import mean_utilization
 
 
 class DataLayerSource(Plugin):
@@ -132,14 +133,7 @@ class ProbabilisticAdmitter(Admitter):
 
     def pool_saturation(self, endpoints: Sequence[Endpoint]) -> float:
         """Mean over the endpoints of max(waiting / queue threshold, KV usage / KV threshold); 1.0 if never scraped."""
-        total = 0.0
-        for endpoint in endpoints:
-            m = endpoint.metrics
-            if m.updated_at is None:
-                total += 1.0
-            else:
-                total += max(m.waiting / self.queue_depth_threshold, m.kv_usage / self.kv_cache_util_threshold)
-        return total / len(endpoints)
+        return mean_utilization(endpoints, self.queue_depth_threshold, self.kv_cache_util_threshold)
 
     def rejection_probability(self, endpoints: Sequence[Endpoint]) -> float:
         """The probability that a sheddable request is refused now."""

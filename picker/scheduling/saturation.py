@@ -22,6 +22,23 @@ from picker.scheduling.framework import CycleState, Filter
 from picker.scheduling.registry import BuildContext, Duration, PluginParameters, plugin
 
 
+def mean_utilization(
+    endpoints: Sequence[Endpoint], queue_threshold: float, kv_threshold: float, oldest: float | None = None
+) -> float:
+    """The mean over the endpoints of max(waiting / queue_threshold, KV usage / kv_threshold), an endpoint never
+    scraped (or last scraped before `oldest`) counting 1.0; 1.0 for no endpoint."""
+    if not endpoints:
+        return 1.0
+    total = 0.0
+    for endpoint in endpoints:
+        m = endpoint.metrics
+        if m.updated_at is None or (oldest is not None and m.updated_at < oldest):
+            total += 1.0
+        else:
+            total += max(m.waiting / queue_threshold, m.kv_usage / kv_threshold)
+    return total / len(endpoints)
+
+
 @runtime_checkable
 class SaturationDetector(Protocol):
     """What the scheduler asks before admitting a sheddable request."""
@@ -70,18 +87,9 @@ class UtilizationDetector(Filter):
 
     def saturation(self, endpoints: Sequence[Endpoint], now: float) -> float:
         """Return the pool saturation (>= 1.0 means saturated)."""
-        if not endpoints:
-            return 1.0
-        oldest = now - self.metrics_staleness_threshold
-        queue, kv = self.queue_depth_threshold, self.kv_cache_util_threshold
-        total = 0.0
-        for endpoint in endpoints:
-            m = endpoint.metrics
-            if m.updated_at is None or m.updated_at < oldest:
-                total += 1.0
-            else:
-                total += max(m.waiting / queue, m.kv_usage / kv)
-        return total / len(endpoints)
+        return mean_utilization(
+            endpoints, self.queue_depth_threshold, self.kv_cache_util_threshold, now - self.metrics_staleness_threshold
+        )
 
     def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
         oldest = cycle.now - self.metrics_staleness_threshold

@@ -42,6 +42,7 @@ READY_SERVICES = ("", "readiness", EXT_PROC_SERVICE)
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 STREAM_BACKLOG = 100_000  # new ext_proc streams waiting for the event loop before gRPC refuses any (see start)
+STREAM_WAIT_S = 3600  # seconds a new stream may wait for the event loop before gRPC drops it (see start)
 
 
 class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
@@ -161,11 +162,13 @@ class PickerServer:
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             # Streams that arrived but that the event loop has not taken up yet: past 1,000 of them gRPC refuses new
-            # ones at random (RESOURCE_EXHAUSTED, certainly past 3,000), which Envoy turns into a 503 for the
-            # request. A burst of requests is a burst of streams (one per request), so the backlog is as large as
-            # Envoy's own limits (100,000 requests per cluster).
+            # ones at random (RESOURCE_EXHAUSTED, certainly past 3,000), and it drops those left waiting 30 s; Envoy
+            # answers either with a 503. A burst of requests is a burst of streams (one per request), so the backlog
+            # is as large as Envoy's own limits (100,000 requests per cluster), and a stream waits as long as
+            # Envoy lets its request live (the stream idle timeout, an hour by default).
             ("grpc.server.max_pending_requests", STREAM_BACKLOG),
             ("grpc.server.max_pending_requests_hard_limit", STREAM_BACKLOG),
+            ("grpc.server_max_unrequested_time_in_server", STREAM_WAIT_S),
         ]
         main = grpc.aio.server(options=options)
         ext_proc_grpc.add_ExternalProcessorServicer_to_server(self.processor, main)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from poolgate import logs
+from poolgate import cli_options, logs
 
 DESCRIPTION = """\
 Run poolgate's gateway on this machine: real Envoy, one endpoint picker per endpointPickerRef Service, and the model
@@ -21,15 +21,7 @@ Edits to the files are applied while running (Envoy reloads in place). Ctrl-C st
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "-f",
-        "--file",
-        dest="files",
-        action="append",
-        required=True,
-        metavar="FILE",
-        help="YAML file of objects (repeatable)",
-    )
+    cli_options.add_object_files(parser)
     parser.add_argument(
         "--state-dir",
         default=".poolgate/up",
@@ -50,17 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="loopback block of the pods (127.B.0.10, ...) and pickers (127.B.1.2, ...), 0-255, so "
         "that several gateways can run side by side (default: %(default)s)",
     )
-    parser.add_argument(
-        "--body-mode",
-        choices=["duplex", "buffered"],
-        default="duplex",
-        help="how Envoy streams request bodies to the pickers (default: duplex)",
-    )
-    parser.add_argument(
-        "--picker-tls",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the pickers serve gRPC over TLS (self-signed certificates, upstream's default) and Envoy encrypts "
+    cli_options.add_body_mode(parser)
+    cli_options.add_picker_tls(
+        parser,
+        "the pickers serve gRPC over TLS (self-signed certificates, upstream's default) and Envoy encrypts "
         "its calls to them without checking the certificate; --no-picker-tls: plaintext (default: TLS)",
     )
     parser.add_argument(
