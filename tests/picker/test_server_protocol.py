@@ -625,6 +625,7 @@ async def test_an_observer_call_that_ends_early_releases_the_pick_and_strangers_
         assert picker.sample(*RUNNING) == 1  # nobody else could claim the pick
         observer = picker.stream(POOL, callout="observe-response")
         await observer.send(request_headers(request_mode=None, metadata=observed(pick_id)))
+        await wait_for(lambda: len(picker.server.processor.handoffs) == 0)  # claimed
         observer.cancel()  # the client left before any response: Envoy resets the call
         await wait_for(lambda: picker.sample(*RUNNING) == 0)
 
