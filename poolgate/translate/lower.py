@@ -314,8 +314,12 @@ def _picker_call(
 ) -> ir.PickerCall:
     service = picker.service
     name = naming.picker_cluster(service.namespace, service.name, picker.port)
+    cluster = _service_cluster(name, "picker", service, picker.port, options, policy)
+    if options.endpoints == "static" and picker.replicas:  # every replica the Service selects (as Endpoints would)
+        replicas = tuple(ir.Address(pod.status.pod_ip or "", port) for pod, port in picker.replicas)
+        cluster = replace(cluster, addresses=replicas, dns=False)
     out.clusters[name] = replace(
-        _service_cluster(name, "picker", service, picker.port, options, policy),
+        cluster,
         http2=True,
         tls=options.picker_tls,
         server_name=_service_host(service, options) if options.picker_tls else "",

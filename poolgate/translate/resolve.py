@@ -62,11 +62,13 @@ class ParentResult:
 
 @dataclass
 class Picker:
-    """A pool's endpoint picker, resolved to its Service and port."""
+    """A pool's endpoint picker, resolved to its Service and port, and the ready pods (replicas) the Service
+    selects, each with the port it serves on."""
 
     service: Service
     port: int
     failure_open: bool
+    replicas: list[tuple[Pod, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -404,7 +406,7 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
                 f"endpointPickerRef Service {pool.namespace}/{ref.name} has no port {port}",
             ),
         )
-    picker = Picker(service, port, ref.failure_mode == "FailOpen")
+    picker = Picker(service, port, ref.failure_mode == "FailOpen", snap.service_endpoints(service, port))
     return PoolTarget(
         pool,
         endpoints,
