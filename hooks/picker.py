@@ -161,11 +161,14 @@ def _deployment(name: str, pool: InferencePool, config: str, settings: HookSetti
 
 
 def _service(name: str, pool: InferencePool, port: int) -> dict:
+    """The picker's Service, headless: its DNS name resolves to every ready replica, so that Envoy spreads its picker
+    calls over them and stops calling one that fails (a cluster IP would hide the replicas behind one address)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(name, pool),
         "spec": {
+            "clusterIP": "None",
             "selector": _selector(pool),
             "ports": [
                 {

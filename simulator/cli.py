@@ -165,9 +165,21 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         lora_load=args.lora_load_ms / 1e3,
         tokenizer=args.tokenizer,
         kv_events_endpoint=args.kv_events_endpoint,
+        kv_events_interface=_pod_address(args.listen),
         kv_events_topic=args.kv_events_topic,
     )
     return config.without_latency() if args.no_latency else config
+
+
+def _pod_address(listens: list[str] | None) -> str | None:
+    """The address a KV-event endpoint's `*` binds: vLLM binds every interface of its pod, and a simulated pod is
+    its listen address, so pods side by side on one machine's loopback each bind their own (None: listening on
+    several or on every address)."""
+    from simulator.server import parse_listen
+
+    hosts = {parse_listen(listen)[0] for listen in listens or ()}
+    host = hosts.pop() if len(hosts) == 1 else None
+    return None if host in (None, "0.0.0.0", "::") else host
 
 
 def adapters_from_args(values: list[str]) -> dict[str, str]:

@@ -34,6 +34,7 @@ class ServerConfig:
     tokenizer: str | None = None  # tokenizer.json (or a directory with one): prompts in its tokens
     kv_events_endpoint: str | None = None  # ZMQ endpoint of vLLM-format KV-cache events (simulator.kvevents)
     kv_events_topic: str | None = None  # their topic (default: kv@<server name>@<model>)
+    kv_events_interface: str | None = None  # the address a `*` endpoint binds (None: every interface)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import zmq
@@ -73,17 +73,28 @@ def decode_batch(payload: bytes) -> tuple[float, list[Event], int]:
     return timestamp, events, rank
 
 
+class KVEventSink(Protocol):
+    """Where an engine's KV-event batches go: a ZMQ publisher, or a consumer in the same process."""
+
+    def publish(self, events: Sequence[Event], timestamp: float | None = None) -> None:
+        """Deliver one batch (nothing when `events` is empty)."""
+
+    def close(self) -> None:
+        """Release what the sink holds."""
+
+
 class KVEventPublisher:
     """Publishes event batches on a ZMQ PUB socket under one topic, numbering messages from 0."""
 
-    def __init__(self, endpoint: str, topic: str) -> None:
+    def __init__(self, endpoint: str, topic: str, interface: str | None = None) -> None:
+        """`interface`: the address a `*` endpoint binds (None: every interface)."""
         self.endpoint = endpoint
         self.topic = topic.encode()
         self.sequence = 0
         self._socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         if "*" in endpoint:
-            self._socket.bind(endpoint)
+            self._socket.bind(endpoint.replace("*", interface) if interface else endpoint)
         else:
             self._socket.connect(endpoint)
 

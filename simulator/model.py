@@ -30,11 +30,11 @@ from prometheus_client.samples import Sample
 from simulator.clock import Clock, TimerHandle
 from simulator.config import ServerConfig
 from simulator.kvcache import KVCache
-from simulator.kvevents import Event, KVEventPublisher, block_removed, block_stored
+from simulator.kvevents import Event, KVEventPublisher, KVEventSink, block_removed, block_stored
 from simulator.lora import AdapterSlots
 from simulator.metrics import EngineStats, gauge_families
 from simulator.request import Request
-from simulator.tokens import Prompt, load_tokenizer
+from simulator.tokens import Prompt, byte_token_ids, load_tokenizer
 
 log = logging.getLogger("poolgate.simulator")
 
@@ -75,7 +75,10 @@ class _Span:
 
 
 class ServerModel:
-    """One simulated model server: catalog (base model + LoRA adapters), scheduler, KV cache and statistics."""
+    """One simulated model server: catalog (base model + LoRA adapters), scheduler, KV cache and statistics.
+
+    Its KV events (vLLM's, see `simulator.kvevents`) go to `kv_events`, by default a ZMQ publisher when the config
+    names an endpoint."""
 
     def __init__(
         self,
@@ -83,6 +86,7 @@ class ServerModel:
         config: ServerConfig = ServerConfig(),
         adapters: Mapping[str, str] | None = None,
         name: str = "",
+        kv_events: KVEventSink | None = None,
     ) -> None:
         self.clock = clock
         self.config = config
@@ -91,11 +95,10 @@ class ServerModel:
         self._evicted: list[int] = []
         self.kv = KVCache(config.num_gpu_blocks, on_evict=self._evicted.append)
         self._encode = load_tokenizer(config.tokenizer) if config.tokenizer else None
-        self.kv_events = (
-            KVEventPublisher(config.kv_events_endpoint, config.kv_events_topic or f"kv@{name}@{config.model}")
-            if config.kv_events_endpoint
-            else None
-        )
+        self.kv_events: KVEventSink | None = kv_events
+        if kv_events is None and config.kv_events_endpoint:
+            topic = config.kv_events_topic or f"kv@{name}@{config.model}"
+            self.kv_events = KVEventPublisher(config.kv_events_endpoint, topic, config.kv_events_interface)
         self._lora_ids: dict[str, int] = {}  # adapter -> vLLM's lora_int_id (1, 2, ... in load order)
         self.slots = AdapterSlots(config.max_loras)
         self.waiting: deque[Request] = deque()
@@ -151,6 +154,10 @@ class ServerModel:
         return prompt.ids()
 
     # -- requests --------------------------------------------------------------------------------------------
+
+    def token_ids(self, text: str) -> list[int]:
+        """The token ids of a prompt text: its tokenizer's, or one per 4 bytes without one (`byte_token_ids`)."""
+        return self._encode(text) if self._encode is not None else list(byte_token_ids(text))
 
     def submit(
         self,

@@ -102,6 +102,16 @@ def parse_generation(raw: bytes, chat: bool) -> GenerationRequest:
     )
 
 
+def parse_tokenize(body: dict[str, Any]) -> Prompt:
+    """The prompt of a `/tokenize` request (vLLM's: `messages`, rendered as a chat prompt, or a text `prompt`);
+    raises ApiError(400) naming the offending field."""
+    if body.get("messages") is not None:
+        return _chat_prompt(body["messages"])
+    if isinstance(body.get("prompt"), str):
+        return Prompt.from_text(body["prompt"])
+    raise ApiError(400, "`messages` (a list) or `prompt` (a string) is required.", "prompt")
+
+
 def _positive_int(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ApiError(400, f"`{field}` must be a positive integer, not {value!r}.", field)

@@ -34,7 +34,15 @@ from simulator.clock import WallClock
 from simulator.config import METRICS_FAULT_PATH, METRICS_FAULTS
 from simulator.metrics import MetricsPage
 from simulator.model import InvalidRequestError, ServerConfig, ServerModel, UnknownModelError
-from simulator.protocol import ApiError, ChunkWriter, completion_body, error_body, parse_generation, response_id
+from simulator.protocol import (
+    ApiError,
+    ChunkWriter,
+    completion_body,
+    error_body,
+    parse_generation,
+    parse_tokenize,
+    response_id,
+)
 
 log = logging.getLogger("poolgate.simulator")
 
@@ -120,6 +128,7 @@ class SimulatedServer:
                 web.post("/v1/chat/completions/render", self._render_chat),
                 web.post("/v1/completions/render", self._render_completion),
                 web.get("/v1/models", self._models),
+                web.post("/tokenize", self._tokenize),
                 web.post("/v1/load_lora_adapter", self._load_adapter),
                 web.post("/v1/unload_lora_adapter", self._unload_adapter),
                 web.get("/health", self._health),
@@ -333,6 +342,12 @@ class SimulatedServer:
             for name, root, parent in entries
         ]
         return _json({"object": "list", "data": data})
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        """vLLM's `/tokenize`: the token ids the server computes for a prompt or chat messages."""
+        prompt = parse_tokenize(await _json_object(request))
+        tokens = self.model.token_ids(prompt.text or "")
+        return _json({"count": len(tokens), "max_model_len": self.model.config.max_model_len, "tokens": tokens})
 
     async def _load_adapter(self, request: web.Request) -> web.Response:
         body = await _json_object(request)

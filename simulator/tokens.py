@@ -125,6 +125,14 @@ class Prompt:
         return hashes
 
 
+def byte_token_ids(text: str) -> tuple[int, ...]:
+    """Stand-in token ids for a text without a tokenizer: one per 4 bytes of UTF-8 (the bytes as a little-endian
+    number, the last token zero-padded), so that equal ids mean equal text, token for token."""
+    data = text.encode()
+    data += b"\x00" * (-len(data) % BYTES_PER_TOKEN)
+    return tuple(array("I", data))
+
+
 def load_tokenizer(path: str) -> Callable[[str], list[int]]:
     """The encoder of a Hugging Face tokenizer: `path` is a tokenizer.json or a directory holding one. Special
     tokens are not added (vLLM's chat template writes its own)."""

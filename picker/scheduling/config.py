@@ -37,7 +37,9 @@ profile or section.
 Built-in configs (`builtin_config(name)`): `llmd-default` is the reference picker's (llm-d router v0.10) default:
 queue 2, KV 2, prefix 3 (approximate prefix index over `estimate` tokens), max-score picker; `poolgate-default`
 filters stale endpoints and picks the lowest predicted TTFT plus the capacity a cache miss costs the pool
-(`predicted-ttft-scorer`).
+(`predicted-ttft-scorer`), with prefix matches from `precise-prefix-cache-producer`: the engines' KV events for
+each endpoint that publishes them (on port 5557, vLLM's default) and whose index is trusted, the approximate
+index for the others, so a pool without events is routed as with the approximate index alone.
 """
 
 from __future__ import annotations
@@ -351,9 +353,13 @@ apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 plugins:
 - type: stale-metrics-filter
+- type: precise-prefix-cache-producer
+  parameters:
+    speculativeIndexing: true
 - type: predicted-ttft-scorer
   parameters:
     learnOnline: true
+    prefixMatchInfoProducerName: precise-prefix-cache-producer
 - type: max-score-picker
 schedulingProfiles:
 - name: poolgate-default

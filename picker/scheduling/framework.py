@@ -107,6 +107,9 @@ class Plugin:
         """The plugin named `name` built from its validated `Parameters`, sharing `context` with the config."""
         return cls(name)
 
+    def attach(self, pool: PoolState) -> None:
+        """Called when a scheduler over `pool` starts running the plugin (e.g. to subscribe to its endpoints)."""
+
     def after_pick(self, cycle: CycleState, decision: Decision) -> None:
         """Called after a request was scheduled (outcome PICKED)."""
 

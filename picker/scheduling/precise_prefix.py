@@ -141,7 +141,8 @@ class PrecisePrefixCacheProducer(Plugin):
     # -- subscriptions ----------------------------------------------------------------------------------------------
 
     def attach(self, pool: PoolState) -> None:
-        """Subscribe to the events of every endpoint of `pool`, now and as endpoints join (once per plugin)."""
+        """Subscribe to the events of every endpoint of `pool`, now and as endpoints join (once per plugin: when
+        its scheduler starts, so that the engines' first events are not missed)."""
         if self._pool is not None:
             return
         self._pool = pool
@@ -153,6 +154,12 @@ class PrecisePrefixCacheProducer(Plugin):
             pool.subscribe(added=self._subscribe)
             for endpoint in pool.endpoints():
                 self._subscribe(endpoint)
+
+    def attach_fed(self, pool: PoolState, tokenizer: RequestTokenizer) -> None:
+        """Serve `pool` without subscribing: the caller applies the engines' event batches to `self.index` itself,
+        in order, and `tokenizer` tokenizes as its engines do (the virtual-clock routing benchmark)."""
+        self._pool = pool
+        self.tokenizer = tokenizer
 
     def _subscribe(self, endpoint: Endpoint) -> None:
         assert self.subscriber is not None
@@ -194,7 +201,11 @@ class PrecisePrefixCacheProducer(Plugin):
 
     def request_keys(self, request: SchedulingRequest, tokens: Sequence[int], block_size: int) -> list[int]:
         """The block keys of the request's tokens (LoRA adapter and cache salt included)."""
-        adapter = request.target_model if request.base_model not in (None, request.target_model) else None
+        model = request.target_model
+        is_adapter = request.base_model not in (None, model) or (
+            self._pool is not None and model in self._pool.known_adapters
+        )
+        adapter = model if is_adapter else None
         return request_keys(tokens, block_size, adapter, request.prompt.cache_salt)
 
     def predicted_cached_tokens(self, request: SchedulingRequest, endpoint: str, now: float) -> int | None:

@@ -130,6 +130,20 @@ def shared_prefix_index(context: BuildContext, parameters: PrefixIndexParameters
     return index
 
 
+def prefix_match_producer(context: BuildContext, producer_name: str | None, owner: str) -> PrefixMatchProducer:
+    """The prefix-match producer a plugin reads: the declared plugin `producer_name` names, or the config's shared
+    approximate index when none is named; naming anything else is a ConfigError naming `owner`."""
+    if producer_name is None or (producer_name == PrefixIndex.type_name and producer_name not in context.plugins):
+        return shared_prefix_index(context, None, owner)
+    producer = context.plugins.get(producer_name)
+    if not isinstance(producer, PrefixMatchProducer):
+        raise ConfigError(
+            f"plugin {owner!r}: prefixMatchInfoProducerName {producer_name!r} names no declared prefix-match "
+            "producer (approx-prefix-cache-producer or precise-prefix-cache-producer)"
+        )
+    return producer
+
+
 @plugin("approx-prefix-cache-producer")
 class PrefixIndex(Plugin):
     """The shared approximate prefix-cache index of a set of profiles (EndpointPickerConfig type

@@ -68,6 +68,9 @@ class Scheduler:
         self._admitters = [p for p in plugins if isinstance(p, Admitter)]
         if self._removed:
             pool.subscribe(removed=self._endpoint_removed)
+        for plugin in plugins:
+            if _overrides(plugin, "attach"):
+                plugin.attach(pool)
 
     def close(self) -> None:
         """Retire the scheduler: its plugins release what they hold (e.g. event subscriptions)."""

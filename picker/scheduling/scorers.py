@@ -32,7 +32,13 @@ from pydantic import Field
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Plugin, Scorer
-from picker.scheduling.prefix import PrefixIndex, PrefixIndexParameters, PrefixMatchProducer, shared_prefix_index
+from picker.scheduling.prefix import (
+    PrefixIndex,
+    PrefixIndexParameters,
+    PrefixMatchProducer,
+    prefix_match_producer,
+    shared_prefix_index,
+)
 from picker.scheduling.registry import BuildContext, ConfigError, PluginParameters, plugin
 from poolgate.api.contract import SESSION_TOKEN_HEADER
 
@@ -147,13 +153,7 @@ class PrefixCacheScorer(Scorer):
                 f"plugin {name!r}: give the prefix index parameters {sorted(given)} to {producer_name!r}, "
                 "not to the scorer that reads it"
             )
-        producer = context.plugins.get(producer_name)
-        if not isinstance(producer, PrefixMatchProducer):
-            raise ConfigError(
-                f"plugin {name!r}: prefixMatchInfoProducerName {producer_name!r} names no declared prefix-match "
-                "producer (approx-prefix-cache-producer or precise-prefix-cache-producer)"
-            )
-        return cls(name, producer=producer)
+        return cls(name, producer=prefix_match_producer(context, producer_name, name))
 
     def __init__(self, name: str = "", *, producer: PrefixMatchProducer) -> None:
         super().__init__(name)

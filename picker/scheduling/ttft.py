@@ -12,8 +12,9 @@ For each candidate the scorer predicts, in seconds,
          + loraLoadSeconds when a requested LoRA adapter must be loaded (waiting, or a free slot),
            loraUnavailableSeconds when it is not loaded and there is no free slot
 
-- `uncached`: prompt tokens - the tokens of the prompt's leading blocks the prefix index credits to the endpoint
-  (prompt tokens are estimated from the hashed prompt bytes at 4 characters per token);
+- `uncached`: prompt tokens - the tokens of the prompt's leading blocks the prefix-match producer credits to the
+  endpoint (`prefixMatchInfoProducerName`, as for `prefix-cache-scorer`; default the approximate prefix index;
+  prompt tokens are estimated from the hashed prompt bytes at 4 characters per token);
 - prefill backlog: the prefill work this picker sent to the endpoint that is not done yet — each pick adds its
   predicted prefill time, the backlog drains at one second per second, and a request's first token proves that at
   most the work sent after it is left;
@@ -77,7 +78,7 @@ from pydantic import Field
 
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import CycleState, Decision, Plugin, Scorer
-from picker.scheduling.prefix import PrefixIndex, shared_prefix_index
+from picker.scheduling.prefix import PrefixMatchProducer, prefix_match_producer
 from picker.scheduling.registry import BuildContext, PluginParameters, Seconds, plugin
 
 TOKENS_SCALE = 1000.0  # the prefill feature is in thousands of tokens, to keep the features of similar size
@@ -164,13 +165,14 @@ class PredictedTtftScorer(Scorer):
         loadWindowSeconds: float = Field(default=30.0, gt=0)
         learnOnline: bool = False
         forgetting: float = Field(default=0.999, gt=0, le=1)
+        prefixMatchInfoProducerName: str | None = Field(default=None, min_length=1)
 
     @classmethod
     def create(cls, name: str, parameters: Parameters, context: BuildContext) -> PredictedTtftScorer:
         p = parameters
         return cls(
             name,
-            index=shared_prefix_index(context, None, name),
+            index=prefix_match_producer(context, p.prefixMatchInfoProducerName, name),
             base_seconds=p.baseSeconds,
             running_seconds_per_request=p.runningSecondsPerRequest,
             prefill_seconds_per_token=p.prefillSecondsPerToken,
@@ -192,7 +194,7 @@ class PredictedTtftScorer(Scorer):
         self,
         name: str = "",
         *,
-        index: PrefixIndex,
+        index: PrefixMatchProducer,
         base_seconds: float = 0.02,
         running_seconds_per_request: float = 0.001,
         prefill_seconds_per_token: float = 0.0002,
@@ -252,7 +254,7 @@ class PredictedTtftScorer(Scorer):
         self.peak_running = 0  # the most requests any endpoint of the pool has been seen running
 
     def shared_plugins(self) -> tuple[Plugin, ...]:
-        return (self.index,)
+        return (self.index,) if isinstance(self.index, Plugin) else ()
 
     def predict(
         self, cycle: CycleState, endpoints: Sequence[Endpoint], details: list[Prediction] | None = None

@@ -115,6 +115,23 @@ class Snapshot:
             endpoints.extend((pod, port) for port in ports if active is None or port in active)
         return endpoints
 
+    def service_endpoints(self, service: Service, port: int) -> list[tuple[Pod, int]]:
+        """What a Service port reaches: every ready pod of its namespace matching its selector (none without one),
+        at the port's numeric targetPort (the port itself when unset), sorted by pod name. A named targetPort is
+        not resolved (no endpoints: callers use the Service's own address)."""
+        service_port = service.port(port)
+        selector = service.spec.selector
+        if service_port is None or not selector or isinstance(service_port.target_port, str):
+            return []
+        target = service_port.target_port or port
+        by_label = self._ready_pods_by_label()
+        candidates = min((by_label.get((service.namespace, k, v), ()) for k, v in selector.items()), key=len)
+        return [
+            (pod, target)
+            for pod in sorted(candidates, key=lambda p: p.name)
+            if all(pod.metadata.labels.get(k) == v for k, v in selector.items())
+        ]
+
     def _ready_pods_by_label(self) -> dict[tuple[str, str, str], list[Pod]]:
         """Ready pods indexed by (namespace, label key, label value), built once per snapshot."""
         if self._pod_index is None:

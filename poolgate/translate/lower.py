@@ -315,16 +315,23 @@ def _picker_call(
 ) -> ir.PickerCall:
     service = picker.service
     name = naming.picker_cluster(service.namespace, service.name, picker.port)
+    cluster = _service_cluster(name, "picker", service, picker.port, options, policy)
+    if options.endpoints == "static" and picker.replicas:  # every replica the Service selects (as Endpoints would)
+        replicas = tuple(ir.Address(pod.status.pod_ip or "", port) for pod, port in picker.replicas)
+        cluster = replace(cluster, addresses=replicas, dns=False)
     out.clusters[name] = replace(
-        _service_cluster(name, "picker", service, picker.port, options, policy),
+        cluster,
         http2=True,
         tls=options.picker_tls,
         server_name=_service_host(service, options) if options.picker_tls else "",
     )
     # Only a poolgate picker knows the observe-only response call, and a picker that edits the response (maps a
-    # rewritten model name back in the body, adds response headers) must have the response on the picking call.
+    # rewritten model name back in the body, adds response headers) must have the response on the picking call. So
+    # must several replicas: Envoy balances each call on its own, and the observing call could reach a replica that
+    # does not hold the pick (its in-flight booking would wait out the unclaimed-pick hold).
     pool = target.pool
-    observed = options.poolgate_pickers and not (picker.maps_model_back or options.picker_edits_responses)
+    edits = picker.maps_model_back or options.picker_edits_responses
+    observed = options.poolgate_pickers and not edits and len(picker.replicas) <= 1
     return ir.PickerCall(
         name,
         f"{pool.namespace}/{pool.name}",

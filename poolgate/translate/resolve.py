@@ -62,12 +62,14 @@ class ParentResult:
 
 @dataclass
 class Picker:
-    """A pool's endpoint picker, resolved to its Service and port."""
+    """A pool's endpoint picker, resolved to its Service and port, and the ready pods (replicas) the Service
+    selects, each with the port it serves on."""
 
     service: Service
     port: int
     failure_open: bool
     maps_model_back: bool = False  # an InferenceModelRewrite names the pool: the picker edits its responses' bodies
+    replicas: list[tuple[Pod, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -406,7 +408,7 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
             ),
         )
     rewritten = any((r.namespace, r.spec.pool_ref.name) == (pool.namespace, pool.name) for r in snap.rewrites.values())
-    picker = Picker(service, port, ref.failure_mode == "FailOpen", rewritten)
+    picker = Picker(service, port, ref.failure_mode == "FailOpen", rewritten, snap.service_endpoints(service, port))
     return PoolTarget(
         pool,
         endpoints,

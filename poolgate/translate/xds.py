@@ -7,7 +7,7 @@ import json
 import re
 
 from envoy.config.accesslog.v3 import accesslog_pb2 as access_log_pb2
-from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2, grpc_service_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -24,7 +24,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format, struct_pb2, wrappers_pb2
 from google.protobuf.any_pb2 import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
@@ -143,6 +143,7 @@ def listener(lst: ir.Listener, model: ir.IR, options: TranslateOptions) -> liste
 
 # Envoy's own limit on the number of request headers (its default): the size limit is the listener's policy.
 MAX_HEADERS_COUNT = 100
+PICKER_EJECTION_FAILURES = 2  # failed calls in a row that take a picker replica out of rotation
 # The `{placeholder}`s of an EdgeError message -> the Envoy format command that fills them in.
 _PLACEHOLDERS = {
     "model": f"%REQ({MODEL_NAME_HEADER})%",
@@ -552,6 +553,8 @@ def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
     if c.role == "pool":
         out.load_balancing_policy.CopyFrom(_override_host() if c.override_host else _least_request())
         out.per_connection_buffer_limit_bytes.value = options.buffer_limit_bytes
+    if c.role == "picker":
+        out.outlier_detection.CopyFrom(_picker_outlier_detection())
     thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds()
     thresholds.max_connections.value = c.limits.max_connections
     thresholds.max_pending_requests.value = c.limits.max_pending_requests
@@ -571,6 +574,17 @@ def cluster(c: ir.Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
         out.transport_socket.name = "envoy.transport_sockets.tls"
         out.transport_socket.typed_config.Pack(_upstream_tls(c, options))
     return out
+
+
+def _picker_outlier_detection() -> outlier_detection_pb2.OutlierDetection:
+    """Take a picker replica out of rotation after two failed calls in a row (a refused or reset connection counts
+    as a 5xx), for 5 s and longer each time it fails again, so that the other replicas take its requests."""
+    return outlier_detection_pb2.OutlierDetection(
+        consecutive_5xx=wrappers_pb2.UInt32Value(value=PICKER_EJECTION_FAILURES),
+        interval=_duration(1.0),
+        base_ejection_time=_duration(5.0),
+        max_ejection_percent=wrappers_pb2.UInt32Value(value=100),
+    )
 
 
 def _upstream_tls(c: ir.Cluster, options: TranslateOptions) -> tls_pb2.UpstreamTlsContext:

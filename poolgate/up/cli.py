@@ -55,6 +55,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "certificate against DIR/ca.crt (or tls.crt itself) and the picker Service's name "
         "(implies --picker-tls)",
     )
+    parser.add_argument(
+        "--picker-replicas",
+        type=_replicas,
+        default=1,
+        metavar="N",
+        help="picker processes per picker Service; Envoy spreads the picker calls over them and stops calling "
+        "one that fails (default: %(default)s)",
+    )
     parser.add_argument("--no-watch", action="store_true", help="do not reload when the files change")
     parser.add_argument(
         "--exit-after-start",
@@ -69,6 +77,13 @@ def _block(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 255:
         raise argparse.ArgumentTypeError("must be within 0..255")
+    return value
+
+
+def _replicas(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError("must be within 1..16")
     return value
 
 
@@ -92,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         picker_tls=args.picker_tls,
         picker_cert_dir=Path(args.picker_cert_dir) if args.picker_cert_dir else None,
         body_mode="BUFFERED" if args.body_mode == "buffered" else "FULL_DUPLEX_STREAMED",
+        picker_replicas=args.picker_replicas,
     )
     stack = Stack(args.files, options)
     stop = threading.Event()

@@ -17,6 +17,7 @@ from poolgate.translate.resolve import effective_picker_ref, is_managed
 from poolgate.up import vllm
 
 SIM_SUBCOMMAND = "sim"
+PICKER_REPLICA_LABEL = "poolgate.dev/picker-replica-of"  # on the Pods the plan makes for a picker's replicas
 # Loopback addresses of one run, in block B (0 by default; tests running side by side use other blocks):
 # simulated pods from 127.B.0.10, pickers from 127.B.1.2, Gateways whose ports clash with another's from 127.B.2.2.
 
@@ -49,13 +50,19 @@ class VllmPod:
 
 @dataclass(frozen=True)
 class PickerPlan:
-    """A picker process serving the pools whose endpointPickerRef names one Service."""
+    """A picker process serving the pools whose endpointPickerRef names one Service (one of its `replicas`)."""
 
     namespace: str
     service: str
     address: Address
     pools: tuple[str, ...]  # "namespace/name"
     profile: str
+    replica: int = 0
+
+    @property
+    def child(self) -> str:
+        """The process's name: picker/<namespace>/<service>, with /<replica> after it for replicas 1, 2, ..."""
+        return f"picker/{self.namespace}/{self.service}" + (f"/{self.replica}" if self.replica else "")
 
 
 @dataclass
@@ -124,8 +131,13 @@ def _ready_pod(namespace: str, name: str, labels: dict, annotations: dict, ip: s
     )
 
 
-def make_plan(objects: list[KubeObject], allocator: Allocator, listener_address: str = "127.0.0.1") -> Plan:
-    """Plan the processes and loopback addresses for these objects."""
+def make_plan(
+    objects: list[KubeObject], allocator: Allocator, listener_address: str = "127.0.0.1", picker_replicas: int = 1
+) -> Plan:
+    """Plan the processes and loopback addresses for these objects, with `picker_replicas` processes per picker
+    Service (more than one: the Service selects a ready Pod per replica, as a Deployment's would be)."""
+    if picker_replicas < 1:
+        raise ValueError("picker replicas must be at least 1")
     pools = [o for o in objects if isinstance(o, InferencePool)]
     kept: list[KubeObject] = []
     sims: list[SimPod] = []
@@ -174,25 +186,27 @@ def make_plan(objects: list[KubeObject], allocator: Allocator, listener_address:
             kept.append(obj)
 
     services = {(o.namespace, o.name): o for o in objects if isinstance(o, Service)}
-    pickers = _pickers(pools, services, allocator)
-    picker_addresses = {(p.namespace, p.service): p.address.host for p in pickers}
+    pickers = _pickers(pools, services, allocator, picker_replicas)
+    first_replicas = {(p.namespace, p.service): p for p in pickers if p.replica == 0}
     for key, service in sorted(services.items()):
-        ip = picker_addresses.get(key)
-        if ip is not None:
-            service = service.model_copy(update={"spec": service.spec.model_copy(update={"cluster_ip": ip})})
-        kept.append(service)
-    for picker in pickers:  # a managed picker's Service exists only in the plan
+        picker = first_replicas.get(key)
+        kept.append(_picker_service(service, picker, picker_replicas) if picker is not None else service)
+    for picker in first_replicas.values():  # a managed picker's Service exists only in the plan
         if (picker.namespace, picker.service) not in services:
-            kept.append(
-                Service.model_validate(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Service",
-                        "metadata": {"name": picker.service, "namespace": picker.namespace},
-                        "spec": {"clusterIP": picker.address.host, "ports": [{"port": picker.address.port}]},
-                    }
-                )
+            spec = {"ports": [{"port": picker.address.port}]}
+            service = Service.model_validate(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": picker.service, "namespace": picker.namespace},
+                    "spec": spec,
+                }
             )
+            kept.append(_picker_service(service, picker, picker_replicas))
+    if picker_replicas > 1:
+        for p in pickers:
+            name, labels = f"{p.service}-replica-{p.replica}", {PICKER_REPLICA_LABEL: p.service}
+            kept.append(_ready_pod(p.namespace, name, labels, {}, p.address.host))
     return Plan(kept, sims, pickers, _gateway_addresses(objects, allocator, listener_address), warnings, vllms)
 
 
@@ -207,7 +221,17 @@ def _containers(pod: Pod) -> list[Container]:
     return [Container.model_validate(c) for c in pod.spec.get("containers", []) if isinstance(c, dict)]
 
 
-def _pickers(pools: list[InferencePool], services: dict, allocator: Allocator) -> list[PickerPlan]:
+def _picker_service(service: Service, picker: PickerPlan, replicas: int) -> Service:
+    """A picker Service as the plan runs it: its cluster IP the first replica's address and, with several replicas,
+    selecting the replicas' Pods on the Service's port."""
+    update: dict = {"cluster_ip": picker.address.host}
+    if replicas > 1:
+        update["selector"] = {PICKER_REPLICA_LABEL: picker.service}
+        update["ports"] = [port.model_copy(update={"target_port": None}) for port in service.spec.ports]
+    return service.model_copy(update={"spec": service.spec.model_copy(update=update)})
+
+
+def _pickers(pools: list[InferencePool], services: dict, allocator: Allocator, replicas: int) -> list[PickerPlan]:
     by_service: dict[tuple[str, str, int], list[InferencePool]] = {}
     for pool in sorted(pools, key=lambda p: (p.namespace, p.name)):
         ref = effective_picker_ref(pool)
@@ -227,8 +251,11 @@ def _pickers(pools: list[InferencePool], services: dict, allocator: Allocator) -
             ),
             "poolgate-default",
         )
-        address = Address(allocator.pickers.get(f"{namespace}/{service}"), port)
-        out.append(PickerPlan(namespace, service, address, tuple(f"{p.namespace}/{p.name}" for p in served), profile))
+        pool_names = tuple(f"{p.namespace}/{p.name}" for p in served)
+        for replica in range(replicas):
+            key = f"{namespace}/{service}" + (f"/{replica}" if replica else "")
+            address = Address(allocator.pickers.get(key), port)
+            out.append(PickerPlan(namespace, service, address, pool_names, profile, replica))
     return out
 
 

@@ -49,6 +49,7 @@ class StackOptions:
     envoy_log_level: str = "warn"
     sim_args: tuple[str, ...] = ()  # extra `poolgate sim` arguments for every simulated pod
     picker_args: tuple[str, ...] = ()  # extra `poolgate picker` arguments for every picker
+    picker_replicas: int = 1  # picker processes per picker Service (Envoy spreads the picker calls over them)
     ready_timeout: float = 30.0
     address_block: int = 0  # loopback block of pods and pickers (see poolgate.up.plan)
     translate: dict = field(default_factory=dict)  # other TranslateOptions fields (e.g. request_timeout_s)
@@ -188,7 +189,7 @@ class Stack:
 
     def _apply(self, start_envoy: bool) -> Status:
         objects = load_files(self.files)  # raises InvalidObjects, naming object and field
-        plan = make_plan(objects, self.allocator, self.options.listener_address)
+        plan = make_plan(objects, self.allocator, self.options.listener_address, self.options.picker_replicas)
         translation = translate(plan.objects, self.options_for(plan))
         conflicts = translation.bind_conflicts()
         if conflicts:
@@ -326,9 +327,7 @@ class Stack:
                 *self._picker_tls_args(),
                 *self.options.picker_args,
             )
-            children[f"picker/{picker.namespace}/{picker.service}"] = Spec(
-                argv, (picker.address.host, picker.address.port)
-            )
+            children[picker.child] = Spec(argv, (picker.address.host, picker.address.port))
         if any(lst.model_router is not None for lst in translation.ir.listeners):
             argv = (
                 *POOLGATE,

@@ -87,7 +87,7 @@ class Summary:
             pools.add_column(column)
         children = self.stack.supervisor.children
         for picker in status.plan.pickers if status else []:
-            child = children.get(f"picker/{picker.namespace}/{picker.service}")
+            child = children.get(picker.child)
             state = "running" if child and child.running else "down"
             gauges = _picker_gauges(picker.address.host)
             for pool in picker.pools:

@@ -268,3 +268,33 @@ def test_run_case_uses_the_case_rate():
     low, high = (run_case(case, settings) for case in cases(settings, capacities(settings)))
     assert low["rate"] == pytest.approx(0.5 * capacity, abs=1e-3) and high["rate"] == pytest.approx(capacity, abs=1e-3)
     assert high["completed"] > 1.5 * low["completed"]
+
+
+@pytest.mark.parametrize("picker", ["llmd-precise", "poolgate"])
+def test_precise_profiles_route_on_what_the_servers_report_caching(picker):
+    """The servers' KV events reach the precise index in order (every endpoint's index is trusted and holds
+    blocks), and the picker tokenizes a body into as many ids as the servers count."""
+    from poolgate.bench.routing.fleet import ServerTokenizer, _precise_producer
+
+    config = build_picker(picker, 0)
+    producer = _precise_producer(config)
+    assert producer is not None
+    run = simulate(workload("prefix-heavy", 0.5, 2, 60.0), config, 2)
+    keys = sorted({r.endpoint for r in run.records if r.endpoint})
+    assert len(keys) == 2 and all(producer.index.reliable(key) for key in keys)
+    assert all(producer.index.block_count(key) > 0 for key in keys)
+    body = WORKLOADS["prefix-heavy"].build(1.0, 1, 60.0, ramp=12.0).sessions[-1].turns[0].body
+    tokens = ServerTokenizer().tokenize(body)
+    assert tokens is not None and len(tokens) == ServerPrompts()(body).num_tokens
+
+
+def test_cache_pressure_needs_more_kv_cache_than_the_fleet_has():
+    from poolgate.bench.routing import workloads
+
+    config = ServerConfig()
+    fleet_tokens = 8 * config.num_gpu_blocks * config.block_size
+    assert 4 * fleet_tokens < workloads.PRESSURE_GROUPS * workloads.SYSTEM_TOKENS
+    turns = [session.turns[0] for session in WORKLOADS["cache-pressure"].build(5.0, 0, 200.0).sessions]
+    systems = [turn.body["messages"][0]["content"] for turn in turns]
+    counts = sorted((systems.count(s) for s in set(systems)), reverse=True)
+    assert counts[0] > 10 * counts[len(counts) // 2]  # Zipf: a few hot groups, a long cold tail

@@ -349,3 +349,28 @@ async def test_render_endpoints_answer_the_prompt_token_ids(pods, http):
         assert response.status == 404 and (await response.json())["error"]["param"] == "model"
     async with http.post(base + "/v1/chat/completions/render", json={"model": MODEL}) as response:
         assert response.status == 400 and (await response.json())["error"]["param"] == "messages"
+
+
+async def test_tokenize_answers_the_ids_the_engine_counts_and_caches(pods, http):
+    """vLLM's /tokenize: chat messages rendered as the server renders them, or a text prompt; without a tokenizer,
+    one id per 4 bytes, as many as the prompt's token count."""
+    from simulator.tokens import byte_token_ids, render_chat
+
+    url = f"http://{pods[0].address}/tokenize"
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+    async with http.post(url, json={"model": MODEL, "messages": messages}) as response:
+        assert response.status == 200
+        answer = await response.json()
+    expected = list(byte_token_ids(render_chat([("system", "be brief"), ("user", "hello there")])))
+    assert answer["tokens"] == expected and answer["count"] == len(expected)
+    assert answer["max_model_len"] == FAST.max_model_len
+    async with http.post(f"http://{pods[0].address}/v1/chat/completions", json=chat_body(messages)) as response:
+        assert (await response.json())["usage"]["prompt_tokens"] == len(expected)
+    async with http.post(url, json={"model": MODEL, "prompt": "abcdefgh"}) as response:
+        assert (await response.json())["tokens"] == list(byte_token_ids("abcdefgh"))
+    async with http.post(url, json={"model": MODEL}) as response:
+        assert response.status == 400 and (await response.json())["error"]["param"] == "prompt"
+
+
+def chat_body(messages: list[dict]) -> dict:
+    return {"model": MODEL, "messages": messages, "max_tokens": 1}

@@ -163,3 +163,26 @@ def _next_payload(socket) -> bytes:
         _, events, _ = decode_batch(payload)
         if events != [{"type": "AllBlocksCleared"}]:
             return payload
+
+
+def test_a_pod_binding_every_interface_binds_its_own_address_on_loopback(tmp_path):
+    """`--kv-events-endpoint tcp://*:PORT` on pods side by side on loopback: each binds its listen address."""
+    from poolgate.cli import build_parser
+    from simulator.cli import config_from_args
+
+    tokenizer = train_tokenizer()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    port = free_port()
+    arguments = ["sim", "--tokenizer", str(tmp_path), "--kv-events-endpoint", f"tcp://*:{port}"]
+    servers = []
+    try:
+        for address in ("127.0.0.21", "127.0.0.22"):
+            args = build_parser().parse_args([*arguments, "--listen", f"{address}:8000"])
+            config = config_from_args(args)
+            assert config.kv_events_interface == address
+            servers.append(ServerModel(VirtualClock(), config, name=address))  # the same port twice: no clash
+        everywhere = config_from_args(build_parser().parse_args([*arguments, "--listen", "0.0.0.0:8000"]))
+        assert everywhere.kv_events_interface is None
+    finally:
+        for server in servers:
+            server.close()

@@ -521,3 +521,35 @@ def test_a_picker_that_edits_responses_keeps_them_on_the_picking_call(envoy_vali
         picking = routes(boot)[0]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
         assert picking["processing_mode"]["response_body_mode"] == "FULL_DUPLEX_STREAMED"
         assert [m["key"] for m in picking["grpc_service"]["initial_metadata"]] == ["x-poolgate-pool"]
+
+
+def test_a_picker_service_resolves_to_every_ready_replica_it_selects(envoy_validate):
+    """Static endpoints: the ready Pods the picker Service selects are the picker cluster's endpoints (a Service
+    without a selector, or with none ready, is reached at its cluster IP), and a failing replica is taken out of
+    rotation."""
+    epp = service("epp", ip="10.96.0.9")
+    epp["spec"]["selector"] = {"app": "epp"}
+    epp["spec"]["ports"][0]["targetPort"] = 9102
+    replicas = [pod(f"epp-{i}", f"10.0.1.{i}", app="epp") for i in range(3)]
+    replicas.append(pod("epp-down", "10.0.1.9", app="epp", ready=False))
+    objects = build(gateway_class(), gateway(), route(), pool(), epp, pod("p0", "10.0.0.1"), *replicas)
+    boot = translate(objects).bootstrap()
+    envoy_validate(boot)
+    picker = clusters_by_name(boot)["poolgate/picker/default/epp/9002"]
+    assert endpoints(picker) == ["10.0.1.0:9102", "10.0.1.1:9102", "10.0.1.2:9102"]
+    assert picker["type"] == "STATIC"
+    assert picker["outlier_detection"]["consecutive_5xx"] == xds.PICKER_EJECTION_FAILURES
+    lone = build(gateway_class(), gateway(), route(), pool(), service("epp", ip="10.96.0.9"), pod("p0", "10.0.0.1"))
+    assert endpoints(clusters_by_name(translate(lone).bootstrap())["poolgate/picker/default/epp/9002"]) == [
+        "10.96.0.9:9002"
+    ]
+    dns = translate(objects, TranslateOptions(endpoints="dns")).bootstrap()
+    assert endpoints(clusters_by_name(dns)["poolgate/picker/default/epp/9002"]) == [
+        "epp.default.svc.cluster.local:9002"
+    ]
+    # Envoy balances each call on its own, so with several replicas the response stays on the picking call
+    own = translate(objects, TranslateOptions(poolgate_pickers=True)).bootstrap()
+    assert [f["name"] for f in hcm(own)["http_filters"]] == ["poolgate.endpoint_picker", "envoy.filters.http.router"]
+    single = build(gateway_class(), gateway(), route(), pool(), epp, pod("p0", "10.0.0.1"), replicas[0])
+    observed = translate(single, TranslateOptions(poolgate_pickers=True)).bootstrap()
+    assert "poolgate.response_observer" in [f["name"] for f in hcm(observed)["http_filters"]]

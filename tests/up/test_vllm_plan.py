@@ -1,5 +1,5 @@
-"""`poolgate up` with vLLM containers: which containers run vLLM, how their arguments map to a local api_server
-process, and what the plan starts for a Deployment of them."""
+"""`poolgate up` plans: which containers run vLLM, how their arguments map to a local api_server
+process, what the plan starts for a Deployment of them, and picker replicas."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 
 from poolgate.api.builders import build, gateway, gateway_class, listener, pool, pool_ref, route, service
 from poolgate.api.core import Container
+from poolgate.translate import translate
 from poolgate.up import vllm
-from poolgate.up.plan import Allocator, make_plan
+from poolgate.up.plan import PICKER_REPLICA_LABEL, Allocator, make_plan
 
 
 def container(image: str = "vllm/vllm-openai:v0.32.0", command=(), args=()) -> Container:
@@ -101,3 +102,33 @@ def test_a_vllm_deployment_without_a_model_is_not_started_and_says_why():
     assert plan.warnings == [
         "default/tiny-0: container 'vllm': the vLLM arguments name no model (`vllm serve MODEL`); not started"
     ]
+
+
+def test_picker_replicas_are_processes_the_picker_service_selects():
+    objects = build(
+        gateway_class(),
+        gateway(listeners=listener(8080)),
+        route(rules=[{"backendRefs": [pool_ref("tiny")]}]),
+        pool("tiny", app="tiny"),
+        service(),
+        vllm_deployment(("--model", "/m"), replicas=1),
+    )
+    single = make_plan(objects, Allocator(7))
+    assert [(p.child, p.address.host) for p in single.pickers] == [("picker/default/epp", "127.7.1.2")]
+    assert not [o for o in single.objects if o.kind == "Pod" and o.name.startswith("epp")]
+    plan = make_plan(objects, Allocator(7), picker_replicas=3)
+    assert [(p.child, p.address.host, p.replica) for p in plan.pickers] == [
+        ("picker/default/epp", "127.7.1.2", 0),
+        ("picker/default/epp/1", "127.7.1.3", 1),
+        ("picker/default/epp/2", "127.7.1.4", 2),
+    ]
+    epp = next(o for o in plan.objects if o.kind == "Service" and o.name == "epp")
+    assert epp.spec.selector == {PICKER_REPLICA_LABEL: "epp"}
+    graph = translate(plan.objects).graph
+    assert [(pod.status.pod_ip, port) for pod, port in graph.pools[("default", "tiny")].picker.replicas] == [
+        ("127.7.1.2", 9002),
+        ("127.7.1.3", 9002),
+        ("127.7.1.4", 9002),
+    ]
+    with pytest.raises(ValueError, match="picker replicas"):
+        make_plan(objects, Allocator(7), picker_replicas=0)

@@ -18,16 +18,22 @@ Nothing measures wall time: a run is deterministic for a given workload and pick
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
+from picker.kvcache.events import EventBatch, decode_event
+from picker.kvcache.index import BlockIndex
 from picker.pool import EndpointSpec, PoolState
 from picker.scheduling import Outcome, PickerConfig, PromptInput, Scheduler, SchedulingRequest
+from picker.scheduling.precise_prefix import PrecisePrefixCacheProducer
 from poolgate.bench.routing.workloads import CHAT_PATH, Session, Workload
 from simulator import Prompt, ServerConfig, ServerModel, VirtualClock
 from simulator.model import InvalidRequestError, UnknownModelError
 from simulator.protocol import parse_generation
+from simulator.tokens import byte_token_ids, render_chat
 
 SCRAPE_INTERVAL = 0.05  # seconds, as the live scraper
 ENGINE_LABELS = {"llm-d.ai/engine-type": "vllm"}
@@ -39,7 +45,8 @@ def endpoint_specs(pods: int) -> list[EndpointSpec]:
 
 
 class ServerPrompts:
-    """The simulator's view of request bodies (its `Prompt`), parsed once per distinct body object."""
+    """The simulator's view of request bodies (its `Prompt`, in stand-in token ids: `byte_token_ids`), parsed once
+    per distinct body object."""
 
     def __init__(self) -> None:
         self._prompts: dict[int, tuple[dict, Prompt]] = {}
@@ -48,8 +55,49 @@ class ServerPrompts:
         """The prompt a simulated server builds from this body."""
         cached = self._prompts.get(id(body))
         if cached is None or cached[0] is not body:
-            cached = self._prompts[id(body)] = (body, parse_generation(orjson.dumps(body), chat=True).prompt)
+            text = parse_generation(orjson.dumps(body), chat=True).prompt.text
+            assert text is not None  # a chat prompt is rendered text
+            cached = self._prompts[id(body)] = (body, Prompt.from_token_ids(byte_token_ids(text)))
         return cached[1]
+
+
+class ServerTokenizer:
+    """Tokenizes a chat body as the simulated servers do (their chat rendering, `byte_token_ids`): what a precise
+    prefix producer is given here in place of the engines' tokenizer."""
+
+    def tokenize(self, body: Mapping[str, Any]) -> Sequence[int] | None:
+        """The servers' token ids for the body's messages."""
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return None
+        return byte_token_ids(render_chat((m["role"], m["content"]) for m in messages))
+
+
+class IndexFeed:
+    """Delivers one server's KV-event batches straight into a precise prefix index, in order, as the subscriber
+    would from the server's ZMQ stream (sequence numbers from 0)."""
+
+    def __init__(self, index: BlockIndex, endpoint: str, clock: VirtualClock) -> None:
+        self.index = index
+        self.endpoint = endpoint
+        self.clock = clock
+        self.sequence = 0
+
+    def publish(self, events: Sequence[dict[str, Any]], timestamp: float | None = None) -> None:
+        """Apply one batch to the index."""
+        if not events:
+            return
+        decoded = [decode_event(event) for event in events]
+        batch = EventBatch(f"kv@{self.endpoint}", self.sequence, self.clock.now(), decoded)
+        self.index.ingest(self.endpoint, batch)
+        self.sequence += 1
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _precise_producer(config: PickerConfig) -> PrecisePrefixCacheProducer | None:
+    return next((p for p in config.profile().plugins() if isinstance(p, PrecisePrefixCacheProducer)), None)
 
 
 @dataclass(slots=True)
@@ -98,9 +146,17 @@ def simulate(
     clock = VirtualClock(start=-SCRAPE_INTERVAL)  # every endpoint is scraped once before time 0
     specs = endpoint_specs(pods)
     adapters = {name: f"/adapters/{name}" for name in workload.adapters}
-    servers = {spec.key: ServerModel(clock, server_config, adapters, name=spec.key) for spec in specs}
     pool = PoolState(clock=clock.now)
     pool.set_endpoints(specs)
+    producer = _precise_producer(config)  # fed the servers' KV events directly, in order
+    if producer is not None:
+        producer.attach_fed(pool, ServerTokenizer())
+
+    def server(key: str) -> ServerModel:
+        feed = IndexFeed(producer.index, key, clock) if producer is not None else None
+        return ServerModel(clock, server_config, adapters, name=key, kv_events=feed)
+
+    servers = {spec.key: server(spec.key) for spec in specs}
     scheduler = Scheduler(pool, config.profile(), saturation=config.saturation, fallbacks=2)
     records: list[RequestRecord] = []
     scrapes: dict[str, list[float]] = {key: [] for key in servers}
@@ -133,6 +189,7 @@ def simulate(
             prompt=PromptInput.from_body(body, CHAT_PATH),
             headers={"content-type": "application/json"},
             request_id=f"{index}-{turn_index}",
+            body=body,
         )
         decision = scheduler.schedule(request, now)
         if decision.outcome is not Outcome.PICKED:

@@ -6,10 +6,16 @@
 | `random` | `random-picker` | random load balancing |
 | `least-request` | `active-request-scorer` + `max-score-picker` | Envoy's least-request balancing on the gateway's own in-flight counts |
 | `llmd-default` | built-in `llmd-default` | the llm-d router's default profile (queue 2, KV 2, prefix 3) |
+| `llmd-precise` | upstream's `epp-precise-prefix-cache-config.yaml` (llm-d router v0.10) | the llm-d router fed by the engines' KV events: precise prefix 2, KV 1, queue 1 |
 | `poolgate` | built-in `poolgate-default` | poolgate's default profile |
 | `oracle` | none: computed (see `oracle.py`) | a lower bound: no queueing, every reusable prefix cached |
 
 Other profiles can join a run from EndpointPickerConfig files (`--config NAME=FILE`).
+
+`llmd-precise` is upstream's sample config as published, but for its `token-producer`: upstream's asks a vLLM
+server's `/tokenize` (at a placeholder URL); here no server listens, so it estimates, and the precise producer is
+given the simulated servers' own tokenization (`fleet.ServerTokenizer`) and fed their KV events in order
+(`fleet.IndexFeed`), as any config with a `precise-prefix-cache-producer` is (`poolgate` too).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ if TYPE_CHECKING:
     from picker.scheduling import PickerConfig
 
 ORACLE = "oracle"
-PICKERS = ("round-robin", "random", "least-request", "llmd-default", "poolgate", ORACLE)
+PICKERS = ("round-robin", "random", "least-request", "llmd-default", "llmd-precise", "poolgate", ORACLE)
 
 _HEADER = "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"
 BASELINE_CONFIGS = {
@@ -29,6 +35,46 @@ BASELINE_CONFIGS = {
     "random": _HEADER + "plugins:\n- type: random-picker\n",
     "least-request": _HEADER + "plugins:\n- type: active-request-scorer\n- type: max-score-picker\n",
 }
+# upstream's epp-precise-prefix-cache-config.yaml (llm-d router v0.10), its token-producer estimating (see above)
+LLMD_PRECISE = (
+    _HEADER
+    + """plugins:
+- type: token-producer
+  parameters: {backend: estimate}
+- type: endpoint-notification-source
+- type: metrics-data-source
+- type: core-metrics-extractor
+- type: single-profile-handler
+- type: decode-filter
+- type: precise-prefix-cache-producer
+  parameters:
+    tokenProcessorConfig: {blockSize: 64}
+    indexerConfig: {kvBlockIndexConfig: {enableMetrics: true}}
+- type: prefix-cache-scorer
+  parameters: {prefixMatchInfoProducerName: precise-prefix-cache-producer}
+- type: kv-cache-utilization-scorer
+- type: queue-scorer
+- type: max-score-picker
+dataLayer:
+  sources:
+  - pluginRef: metrics-data-source
+    extractors: [{pluginRef: core-metrics-extractor}]
+  - pluginRef: endpoint-notification-source
+    extractors: [{pluginRef: precise-prefix-cache-producer}]
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: prefix-cache-scorer
+    weight: 2.0
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 1.0
+  - pluginRef: queue-scorer
+    weight: 1.0
+  - pluginRef: max-score-picker
+"""
+)
+BASELINE_CONFIGS["llmd-precise"] = LLMD_PRECISE
 BUILTIN_PROFILES = {"llmd-default": "llmd-default", "poolgate": "poolgate-default"}
 
 

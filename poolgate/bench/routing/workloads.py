@@ -15,6 +15,7 @@ escapes), so a prompt of n tokens is exactly 4n characters of message content.
 | `no-prefix` | 1 turn | one unique user message, lognormal (median 300, sigma 1.0, 16..8,000) | lognormal (median 200, sigma 0.8, 4..2,000) | Poisson |
 | `multi-turn` | 3..10 turns | one of 20 system prompts (1,000) + the history + a new user message (lognormal median 150, sigma 0.8) | lognormal (median 250, sigma 0.6, 8..1,500) | Poisson session starts; think time exponential, mean 5 s |
 | `multi-lora` | 1 turn | one of 8 adapters (Zipf popularity, exponent 1): its system prompt (500) + a no-prefix message | as no-prefix | Poisson |
+| `cache-pressure` | 1 turn | one of 3,000 group system prompts (6,000; Zipf popularity, exponent 1) + a fresh question (1,200) | 300 | Poisson |
 | `bursty` | 1 turn | as no-prefix | as no-prefix | gamma inter-arrival times, shape 0.25 (coefficient of variation 2) |
 
 **Shapes.** `prefix-heavy` and the single-turn ShareGPT-like workloads take a shape: `-p<N>` sets the shared
@@ -120,6 +121,18 @@ def _no_prefix(rng: random.Random, output_tokens: int | None = None) -> Iterator
         prompt, output = _sharegpt_lengths(rng)
         output = min(output, output_tokens or output)
         yield (Turn(chat_body(MODEL, [{"role": "user", "content": text(rng, prompt)}], output), output),)
+
+
+PRESSURE_GROUPS, PRESSURE_OUTPUT_TOKENS, PRESSURE_ZIPF_EXPONENT = 3000, 300, 1.0
+
+
+def _cache_pressure(rng: random.Random) -> Iterator[tuple[Turn, ...]]:
+    """prefix-heavy's shapes over more groups than the fleet can cache, drawn by Zipf popularity."""
+    systems = [{"role": "system", "content": text(rng, SYSTEM_TOKENS)} for _ in range(PRESSURE_GROUPS)]
+    weights = [1.0 / (rank + 1) ** PRESSURE_ZIPF_EXPONENT for rank in range(PRESSURE_GROUPS)]
+    while True:
+        messages = [rng.choices(systems, weights)[0], {"role": "user", "content": text(rng, QUESTION_TOKENS)}]
+        yield (Turn(chat_body(MODEL, messages, PRESSURE_OUTPUT_TOKENS), PRESSURE_OUTPUT_TOKENS),)
 
 
 CHAT_SYSTEM_PROMPTS, CHAT_SYSTEM_TOKENS, CHAT_MIN_TURNS, CHAT_MAX_TURNS, THINK_MEAN = 20, 1000, 3, 10, 5.0
@@ -259,6 +272,12 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             _multi_lora,
             adapters=ADAPTERS,
             shape_axes="o",
+        ),
+        WorkloadSpec(
+            "cache-pressure",
+            "3,000 groups (Zipf popularity): 6,000-token system prompt + fresh 1,200-token question, 300 output "
+            "tokens, Poisson; the system prompts need 5x the KV cache of 8 pods",
+            _cache_pressure,
         ),
         WorkloadSpec(
             "bursty",
