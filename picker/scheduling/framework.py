@@ -20,7 +20,7 @@ no particular plugin.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import add, mul
@@ -106,6 +106,10 @@ class Plugin:
     def create(cls, name: str, parameters: Any, context: BuildContext) -> Plugin:
         """The plugin named `name` built from its validated `Parameters`, sharing `context` with the config."""
         return cls(name)
+
+    def prepare(self, body: Mapping[str, Any]) -> None:
+        """Called on a worker thread with a request's parsed body before its scheduling cycle: slow per-request work
+        (tokenizing) whose result the cycle then finds in the plugin's caches."""
 
     def after_pick(self, cycle: CycleState, decision: Decision) -> None:
         """Called after a request was scheduled (outcome PICKED)."""
