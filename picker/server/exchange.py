@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
+from picker.kvcache.tokenizer import OFF_LOOP_MIN_BYTES
 from picker.pool.objectives import objective_priority, pick_target
 from picker.scheduling.framework import Decision, Outcome
 from picker.scheduling.request import PromptInput, SchedulingRequest
@@ -346,9 +347,9 @@ class PickerExchange(Exchange):
         self.response_size = 0
 
     def preparation(self, request: p.ProcessingRequest) -> Callable[[], None] | None:
-        """When `request` completes the request body and the pool's profile has slow per-request work (tokenizing
-        for the precise prefix cache), that work on the parsed body, to run on a worker thread; `_answer` then
-        finds its result in the plugins' caches. None otherwise."""
+        """When `request` completes a request body of at least OFF_LOOP_MIN_BYTES and the pool's profile has slow
+        per-request work (tokenizing for the precise prefix cache), that work on the parsed body, to run on a worker
+        thread; `_answer` then finds its result in the plugins' caches. None otherwise."""
         pool = self.pool
         scheduler = pool.scheduler if pool is not None and self.failure is None and not self.answered else None
         if scheduler is None or not scheduler.prepares:
@@ -360,8 +361,8 @@ class PickerExchange(Exchange):
             chunks = self.chunks
         else:
             return None
-        if sum(map(len, chunks)) > self.settings.max_body_bytes:
-            return None
+        if not OFF_LOOP_MIN_BYTES <= sum(map(len, chunks)) <= self.settings.max_body_bytes:
+            return None  # small bodies are tokenized by the cycle itself, too large ones are refused
 
         def prepare() -> None:
             try:
