@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from poolgate.up import vllm
-from poolgate.up.processes import Process, free_port, wait_for_health
+from poolgate.up.processes import Process, wait_for_health
 from tests.conftest import REPO
 
 MODEL = "tiny"
@@ -21,6 +21,9 @@ PORT = 8000
 HOSTS = ("127.250.0.1", "127.250.0.2")  # outside the blocks of tests/support/stacks.py
 NUM_GPU_BLOCKS = 48  # of 128 tokens: small enough that a prefix workload larger than one server's cache evicts
 TINY_MODEL_DIR = REPO / vllm.VENV / "tiny-model"
+# vLLM binds its KV-event socket on every interface (tcp://*:PORT) minutes after it starts: ports below the ephemeral
+# range (32768+), one per server, so that no connection made meanwhile can take them
+KV_EVENTS_BASE_PORT = 5557
 
 
 def vllm_python() -> Path:
@@ -40,7 +43,7 @@ class VllmServer:
 
     def __init__(self, name: str, host: str, args: tuple[str, ...], cpu: int, log_dir: Path) -> None:
         self.name, self.host, self.port = name, host, PORT
-        self.kv_events_port = free_port(host)
+        self.kv_events_port = KV_EVENTS_BASE_PORT + HOSTS.index(host)
         kv_events = {
             "enable_kv_cache_events": True,
             "publisher": "zmq",
@@ -127,6 +130,7 @@ def server_args(model_dir: Path, adapters: dict[str, Path]) -> tuple[str, ...]:
         "--max-model-len",
         "2048",
         "--enable-prefix-caching",
+        "--enable-prompt-tokens-details",  # usage.prompt_tokens_details.cached_tokens
         "--enforce-eager",
         "--num-gpu-blocks-override",
         str(NUM_GPU_BLOCKS),

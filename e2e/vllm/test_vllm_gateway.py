@@ -54,60 +54,69 @@ def test_chat_completions_and_streaming_with_usage(gateway, vllm_pair):
 
 def test_the_picker_reads_what_vllm_reports(vllm_pair):
     """The picker's scraper, run against live vLLM, holds the values vLLM's /metrics shows: idle, then with three
-    long generations running on the first server."""
+    long generations running on the first server. Each loaded reading is bracketed by two of vLLM's own: once vLLM
+    shows the three running, a scrape counts when both brackets show them and no request finished in between."""
     first = vllm_pair[0]
-    busy = [threading.Event() for _ in range(3)]
     stop = threading.Event()
 
-    def generate(word: str, started: threading.Event) -> None:
+    def generate(word: str) -> None:
         body = {"model": MODEL, "prompt": f"{word} " * 300, "max_tokens": 1500, "ignore_eos": True, "stream": True}
-        while not stop.is_set():  # a fast machine finishes 1,500 tokens in a second or two: start another
+        while not stop.is_set():  # a fast machine finishes 1,500 tokens in seconds: start another
             with httpx.stream("POST", f"{first.url}/v1/completions", json=body, timeout=120) as response:
                 assert response.status_code == 200, response.read()
                 for _ in response.iter_lines():
-                    started.set()
                     if stop.is_set():
                         return
 
-    async def scrape() -> tuple:
+    async def scrape(bracketed: bool) -> tuple:
+        """The scraper's reading of the first server (running, waiting, KV usage, block size, block count) and, when
+        `bracketed`, vLLM's own readings just before and after it: up to 10 tries for a bracket in which both of
+        vLLM's readings show the three running and no request finished (a stream that restarts voids a try)."""
         pool = PoolState()
         pool.set_endpoints([EndpointSpec(first.host, first.port, pod_name=first.name, labels={})])
         key = pool.endpoints()[0].key
-        scraper = MetricsScraper(pool, interval=60)
-        async with scraper:
-            await scraper.scrape_once(key)
-            return pool.get(key).metrics
+        scraper = MetricsScraper(pool, interval=60, timeout=30)  # vLLM answers slowly on a busy machine
+        async with scraper:  # one session for every try: starting and stopping a scraper can take its interval
+            for _ in range(10 if bracketed else 1):
+                before = first.samples() if bracketed else {}
+                await scraper.scrape_once(key)
+                m = pool.get(key).metrics
+                loaded = (m.running, m.waiting, m.kv_usage, m.block_size, m.num_gpu_blocks)
+                after = first.samples() if bracketed else {}
+                if not bracketed or steady(before, after):
+                    break
+        return before, loaded, after
+
+    def value(samples: dict, name: str) -> float:
+        return sum(sample.value for sample in samples[name] if sample.name in (name, f"{name}_total"))
+
+    def load(samples: dict) -> tuple[float, float]:
+        return value(samples, "vllm:num_requests_running"), value(samples, "vllm:num_requests_waiting")
+
+    def steady(before: dict, after: dict) -> bool:
+        finished = value(after, "vllm:request_success") - value(before, "vllm:request_success")
+        return load(before) == load(after) == (3, 0) and not finished
 
     wait_until(lambda: first.metric("vllm:num_requests_running") == 0, timeout=60, message="the first server idle")
-    idle = asyncio.run(scrape())
-    assert (idle.waiting, idle.running, idle.kv_usage) == (0, 0, first.metric("vllm:kv_cache_usage_perc"))
+    _, idle, _ = asyncio.run(scrape(bracketed=False))
+    assert idle[:3] == (0, 0, first.metric("vllm:kv_cache_usage_perc"))
     info = first.samples()["vllm:cache_config_info"][0].labels
-    assert idle.block_size == int(info["block_size"]) == BLOCK_SIZE
-    assert idle.num_gpu_blocks == int(info["num_gpu_blocks"]) == NUM_GPU_BLOCKS
+    assert idle[3] == int(info["block_size"]) == BLOCK_SIZE
+    assert idle[4] == int(info["num_gpu_blocks"]) == NUM_GPU_BLOCKS
 
-    threads = [
-        threading.Thread(target=generate, args=(word, event), daemon=True)
-        for word, event in zip(("ka", "lo", "mi"), busy)
-    ]
+    threads = [threading.Thread(target=generate, args=(word,), daemon=True) for word in ("ka", "lo", "mi")]
     for thread in threads:
         thread.start()
     try:
-        wait_until(lambda: all(event.is_set() for event in busy), timeout=60, message="three streams generating")
-        before = first.samples()
-        loaded = asyncio.run(scrape())
-        after = first.samples()
+        wait_until(lambda: load(first.samples()) == (3, 0), timeout=120, message="vLLM showing three running")
+        before, loaded, after = asyncio.run(scrape(bracketed=True))
     finally:
         stop.set()
         for thread in threads:
             thread.join(60)
-
-    def value(samples: dict, name: str) -> float:
-        return samples[name][0].value
-
-    for reading in (before, after):
-        assert (value(reading, "vllm:num_requests_running"), value(reading, "vllm:num_requests_waiting")) == (3, 0)
-    assert (loaded.running, loaded.waiting) == (3, 0)
+    assert steady(before, after), (load(before), load(after))
+    assert loaded[:2] == (3, 0)
     # the three outputs only grow while the scraper reads: its KV usage lies between vLLM's before and after
     kv_before, kv_after = value(before, "vllm:kv_cache_usage_perc"), value(after, "vllm:kv_cache_usage_perc")
-    assert kv_before <= loaded.kv_usage <= kv_after
+    assert kv_before <= loaded[2] <= kv_after
     assert kv_before >= 6 / NUM_GPU_BLOCKS  # three different prompts of ~300 tokens: at least 3 x 2 full blocks

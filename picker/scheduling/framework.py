@@ -20,7 +20,7 @@ no particular plugin.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import add, mul
@@ -109,6 +109,16 @@ class Plugin:
 
     def attach(self, pool: PoolState) -> None:
         """Called when a scheduler over `pool` starts running the plugin (e.g. to subscribe to its endpoints)."""
+
+    def prepare(self, body: Mapping[str, Any]) -> None:
+        """Called on a worker thread with a request's parsed body before its scheduling cycle: slow per-request work
+        (tokenizing) whose result the cycle then finds in the plugin's caches."""
+
+    @property
+    def prepare_min_bytes(self) -> int | None:
+        """The smallest request body whose `prepare` work is worth a worker thread (0: every body, e.g. when the work
+        is a network call; smaller bodies are prepared by the cycle itself); None when the plugin has none."""
+        return None
 
     def after_pick(self, cycle: CycleState, decision: Decision) -> None:
         """Called after a request was scheduled (outcome PICKED)."""

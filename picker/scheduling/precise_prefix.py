@@ -3,8 +3,11 @@
 Each endpoint's KV-event stream feeds a `picker.kvcache.BlockIndex` (connect layout with `discoverPods`: the picker
 connects to `tcp://<pod ip>:<socketPort>`, and to `<replaySocketPort>` for replays; bind layout with `zmqEndpoint`:
 the engines connect to the picker and the topic `kv@<pod>@<model>` names the endpoint). A request is tokenized as
-the engine does (`picker.kvcache.tokenizer`: the `tokenizer.path` directory, else the engine's own `/tokenize`), cut
-into the engine's blocks and looked up: an endpoint's match is the number of leading blocks it caches.
+the engine does (`picker.kvcache.tokenizer`: the `tokenizer.path` directory, else the config's `token-producer` when
+it has a tokenizer (`vllm` backend), else the `/tokenize` endpoint of the first trusted engine), cut into the
+engine's blocks and looked up: an endpoint's match is the number of leading blocks it caches. The picker's server
+tokenizes each request ahead of its cycle on a worker thread (`prepare`); the cycle finds the tokens in the
+tokenizer's cache.
 
 Endpoints whose index is not trusted (no events yet, missed events: see `picker.kvcache.index`) get the approximate
 index's estimate instead, as does every endpoint when the request cannot be tokenized; so a pool whose engines do
@@ -21,7 +24,7 @@ block size from the events and never needs the engine's hash, so both only docum
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
@@ -34,6 +37,7 @@ from picker.scheduling.framework import CycleState, Decision, Plugin
 from picker.scheduling.prefix import PrefixIndex, PrefixMatch, shared_prefix_index
 from picker.scheduling.registry import BuildContext, Duration, PluginParameters, plugin
 from picker.scheduling.request import SchedulingRequest
+from picker.scheduling.tokens import shared_token_producer
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,7 @@ class PrecisePrefixCacheProducer(Plugin):
         return cls(
             name,
             approximate=shared_prefix_index(context, None, name),
-            tokenizer=LocalTokenizer(path) if path else None,
+            tokenizer=LocalTokenizer(path) if path else shared_token_producer(context).request_tokenizer,
             bind=events.zmqEndpoint if not events.discoverPods else None,
             events_port=events.podDiscoveryConfig.socketPort,
             replay_port=events.podDiscoveryConfig.replaySocketPort,
@@ -192,12 +196,33 @@ class PrecisePrefixCacheProducer(Plugin):
 
     # -- matching -----------------------------------------------------------------------------------------------------
 
+    def trusted_endpoints(self, endpoints: Sequence[Endpoint]) -> list[str]:
+        """The endpoints whose event index is trusted, with the block size of the first of them."""
+        trusted = [e.key for e in endpoints if self.index.reliable(e.key) and self.index.block_size(e.key)]
+        block_size = self.index.block_size(trusted[0]) if trusted else 0
+        return [key for key in trusted if self.index.block_size(key) == block_size]  # others: approximate
+
+    def prepare(self, body: Mapping[str, Any]) -> None:
+        """Tokenize the request ahead of its cycle, with the tokenizer the cycle will use (into its cache)."""
+        self.approximate.prepare(body)
+        trusted = self.trusted_endpoints(self._pool.endpoints()) if self._pool is not None else []
+        if trusted:
+            self.tokenizer_for(trusted[0]).tokenize(body)
+
+    @property
+    def prepare_min_bytes(self) -> int | None:
+        """Every body when the engines tokenize (a network call), else the local tokenizer's threshold."""
+        return self.tokenizer.off_loop_min_bytes if self.tokenizer is not None else 0
+
+    def tokenizer_for(self, engine: str) -> RequestTokenizer:
+        """The tokenizer of requests matched against the engine at `engine`."""
+        return self.tokenizer or self.engine_tokenizers.for_endpoint(engine)
+
     def request_tokens(self, request: SchedulingRequest, engine: str) -> Sequence[int] | None:
         """The request's prompt tokens as the engine at `engine` sees them (None when they cannot be known)."""
         if request.body is None:
             return None
-        tokenizer = self.tokenizer or self.engine_tokenizers.for_endpoint(engine)
-        return tokenizer.tokenize(request.body)
+        return self.tokenizer_for(engine).tokenize(request.body)
 
     def request_keys(self, request: SchedulingRequest, tokens: Sequence[int], block_size: int) -> list[int]:
         """The block keys of the request's tokens (LoRA adapter and cache salt included)."""
@@ -228,9 +253,8 @@ class PrecisePrefixCacheProducer(Plugin):
             return match
         self.attach(cycle.pool)
         approximate = self.approximate.cycle_match(cycle, endpoints)
-        trusted = [e.key for e in endpoints if self.index.reliable(e.key) and self.index.block_size(e.key)]
+        trusted = self.trusted_endpoints(endpoints)
         block_size = self.index.block_size(trusted[0]) if trusted else 0
-        trusted = [key for key in trusted if self.index.block_size(key) == block_size]  # others: approximate
         tokens = self.request_tokens(cycle.request, trusted[0]) if trusted else None
         if tokens is None:
             match = approximate

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import xxhash
 from pydantic import Field
@@ -184,6 +184,15 @@ class PrefixIndex(Plugin):
         self._free: list[int] = []
 
     # -- reading --------------------------------------------------------------------------------------------
+
+    @property
+    def prepare_min_bytes(self) -> int | None:
+        """Its token producer's threshold."""
+        return self.tokens.prepare_min_bytes
+
+    def prepare(self, body: Mapping[str, Any]) -> None:
+        """Tokenize the request ahead of its cycle (a token producer with a tokenizer; nothing for `estimate`)."""
+        self.tokens.prepare(body)
 
     def cycle_match(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> PrefixMatch:
         """The cycle's request matched against the index, computed once per cycle whichever plugin asks first."""

@@ -23,7 +23,8 @@ profile handler (if any) runs further profiles, e.g. the prefill profile of a di
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from picker.pool.state import Endpoint, PoolState
 from picker.scheduling.filters import HeaderBasedTestingFilter, ReachableFilter, SubsetFilter
@@ -60,6 +61,7 @@ class Scheduler:
         self._filters = [SubsetFilter(), HeaderBasedTestingFilter(), ReachableFilter(), *profile.filters]
         self._scorers = [(scorer, float(weight)) for scorer, weight in profile.scorers if weight]
         plugins = profile.plugins()
+        self._prepare = [p for p in plugins if p.prepare_min_bytes is not None]
         self._after_pick = [p for p in plugins if _overrides(p, "after_pick")]
         self._first_token = [p for p in plugins if _overrides(p, "on_first_token")]
         self._complete = [p for p in plugins if _overrides(p, "on_complete")]
@@ -80,6 +82,21 @@ class Scheduler:
     def _endpoint_removed(self, key: str) -> None:
         for plugin in self._removed:
             plugin.endpoint_removed(key)
+
+    @property
+    def prepares(self) -> bool:
+        """Whether a plugin of the profile does slow per-request work that `prepare` runs ahead of the cycle."""
+        return bool(self._prepare)
+
+    @property
+    def prepare_min_bytes(self) -> int:
+        """The smallest request body whose preparation goes to a worker thread (the least of the plugins')."""
+        return min(plugin.prepare_min_bytes or 0 for plugin in self._prepare) if self._prepare else 0
+
+    def prepare(self, body: Mapping[str, Any]) -> None:
+        """The plugins' slow per-request work for a parsed request body (blocking: run it off the event loop)."""
+        for plugin in self._prepare:
+            plugin.prepare(body)
 
     def schedule(self, request: SchedulingRequest, now: float) -> Decision:
         """Choose the endpoints for a request at clock time `now`; see `Decision` for the outcome."""

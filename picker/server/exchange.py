@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -144,6 +144,10 @@ class Exchange:
         raise NotImplementedError
 
     # -- dispatch ------------------------------------------------------------------------------------------------
+
+    def preparation(self, request: p.ProcessingRequest) -> Callable[[], None] | None:
+        """Blocking work to run off the event loop before `on_message(request)`, or None (see PickerExchange)."""
+        return None
 
     def on_message(self, request: p.ProcessingRequest) -> Sequence[p.ProcessingResponse]:
         """The replies to one message from Envoy."""
@@ -351,6 +355,33 @@ class PickerExchange(Exchange):
         self.picked: _Picked | None = None
         self.mapper: ModelNameMapper | None = None
         self.response_size = 0
+
+    def preparation(self, request: p.ProcessingRequest) -> Callable[[], None] | None:
+        """When `request` completes a request body of at least the profile's `prepare_min_bytes` and it has slow
+        per-request work (tokenizing for the precise prefix cache), that work on the parsed body, to run on a worker
+        thread; `_answer` then finds its result in the plugins' caches. None otherwise."""
+        pool = self.pool
+        scheduler = pool.scheduler if pool is not None and self.failure is None and not self.answered else None
+        if scheduler is None or not scheduler.prepares:
+            return None
+        kind = request.WhichOneof("request")
+        if kind == "request_body" and request.request_body.end_of_stream:
+            chunks = [*self.chunks, request.request_body.body]
+        elif kind == "request_trailers" and self.request_mode == p.FULL_DUPLEX_STREAMED:
+            chunks = self.chunks
+        else:
+            return None
+        if not scheduler.prepare_min_bytes <= sum(map(len, chunks)) <= self.settings.max_body_bytes:
+            return None  # small bodies are tokenized by the cycle itself, too large ones are refused
+
+        def prepare() -> None:
+            try:
+                body = parse_body(b"".join(chunks))
+            except RequestError:
+                return  # refused by `_answer`
+            scheduler.prepare(body)
+
+        return prepare
 
     def end(self) -> None:
         """With no response body to watch (mode NONE) the response is over when Envoy closes its side."""

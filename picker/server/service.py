@@ -19,6 +19,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_gr
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from picker.kvcache.tokenizer import TokenizeQueue
 from picker.server import protocol as p
 from picker.server.errors import RequestError
 from picker.server.exchange import Exchange, ExchangeSettings, ModelRouterExchange, PickerExchange
@@ -53,6 +54,7 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
         self.metrics = metrics
         self.settings = settings
         self.handoffs = Handoffs()  # picks waiting for the call that observes their response
+        self.tokenize_queue = TokenizeQueue()  # slow per-request work (tokenizing) off the event loop
 
     def exchange(self, metadata: Iterable[tuple[str, str]] | None) -> Exchange:
         """A new exchange for a stream with this gRPC initial metadata (pool and callout): the model router's for
@@ -99,6 +101,9 @@ class ExternalProcessor(ext_proc_grpc.ExternalProcessorServicer):
                 if isinstance(exchange, ModelRouterExchange) and exchange.lists_models(request):
                     await write(p.immediate_ok(await model_list(exchange.model_sources or "{}")))
                     return
+                work = exchange.preparation(request)
+                if work is not None:
+                    await self.tokenize_queue.run(work)
                 try:
                     replies = exchange.on_message(request)
                 except Exception as error:  # a bug must answer the request, not hang it

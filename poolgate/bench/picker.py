@@ -1,6 +1,6 @@
 """`poolgate bench picker`: the scheduling core in-process — decisions per second and latency for 10, 100 and 1,000
 endpoints per profile, the CPU cost of parsing 1 KB and 100 KB request bodies, the prefix indexes' memory, and (with
-`--tokenizer`) the cost of engine-exact tokenization."""
+`--tokenizer`) the cost of engine-exact tokenization and what it does to the latency of other requests."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from picker.kvcache.bench import measure_index_memory, measure_tokenize
+    from picker.kvcache.bench import measure_index_memory, measure_loop_latency, measure_tokenize
     from picker.scheduling.bench import run_picker_benchmark
     from poolgate.bench.report import output_console, print_table, write_json
 
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(measure_index_memory())
         if args.tokenizer:
             rows.extend(measure_tokenize(args.tokenizer, size) for size in (1_000, 10_000, 100_000))
+            rows.extend(measure_loop_latency(args.tokenizer))
     out = output_console()
     print_table(
         "scheduling decisions",
@@ -55,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
     )
     memory = [r for r in rows if r["benchmark"] == "prefix-index-memory"]
     print_table("prefix index memory", memory, [k for k in memory[0] if k != "benchmark"] if memory else [], out)
-    for name, title in (("precise-index-memory", "precise prefix index memory"), ("tokenize", "tokenization")):
+    for name, title in (
+        ("precise-index-memory", "precise prefix index memory"),
+        ("tokenize", "tokenization"),
+        ("event-loop", "a small request's pick while large prompts are tokenized"),
+    ):
         found = [r for r in rows if r["benchmark"] == name]
         print_table(title, found, [k for k in found[0] if k != "benchmark"] if found else [], out)
     if args.json:

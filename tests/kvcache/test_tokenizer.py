@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -64,9 +65,17 @@ def test_requests_without_a_prompt_or_with_a_failing_template_are_not_tokenized(
         LocalTokenizer(tmp_path / "missing")
 
 
+@dataclass
+class TokenizeServer:
+    """A real HTTP server answering /tokenize as vLLM does ({"tokens": [...]}), tokenizing with the local files;
+    `seen` holds the requests it answered."""
+
+    url: str
+    seen: list[dict] = field(default_factory=list)
+
+
 @pytest.fixture
-def engine(model_dir) -> Iterator[str]:
-    """An HTTP server answering /tokenize as vLLM does ({"tokens": [...]}), tokenizing with the local files."""
+def engine(model_dir) -> Iterator[TokenizeServer]:
     local = LocalTokenizer(model_dir)
     seen: list[dict] = []
 
@@ -89,15 +98,17 @@ def engine(model_dir) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield TokenizeServer(f"http://127.0.0.1:{server.server_address[1]}", seen)
     server.shutdown()
     assert all(request["model"] == "tiny" for request in seen)
 
 
 def test_the_engine_tokenize_endpoint_is_the_fallback(engine, model_dir):
-    remote = EngineTokenizer(engine, model="tiny")
+    remote = EngineTokenizer(engine.url, model="tiny")
     body = {"model": "ignored", "messages": [{"role": "user", "content": "the quick fox"}]}
-    assert remote.tokenize(body) == list(LocalTokenizer(model_dir).tokenize(body) or ())
+    tokens = remote.tokenize(body)
+    assert tokens is not None and list(tokens) == list(LocalTokenizer(model_dir).tokenize(body) or ())
     assert remote.tokenize({"prompt": "reject"}) is None  # the engine answered 400
-    assert remote.tokenize(body) is None  # after a failure the engine is left alone for a while
+    assert remote.tokenize(body) is tokens  # a prompt already tokenized comes from the cache, engine or not
+    assert remote.tokenize({"prompt": "the lazy fox"}) is None  # after a failure the engine is left alone a while
     assert EngineTokenizer("http://127.0.0.1:9", timeout=0.2).tokenize({"prompt": "x"}) is None  # nobody there

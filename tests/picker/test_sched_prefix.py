@@ -15,7 +15,7 @@ from picker.scheduling import (
     load_config,
     prefix_hashes,
 )
-from picker.scheduling.tokens import EstimateBackend, TokenProducer
+from picker.scheduling.tokens import EstimateBackend, TokenProducer, VllmBackend
 
 
 def reference_hashes(data: bytes, seed_text: str, block: int, max_blocks: int) -> list[int]:
@@ -148,12 +148,17 @@ def test_blocks_are_auto_tuned_clamped_to_64_tokens_and_capped_in_tokens():
     assert PrefixIndex().max_blocks(64) == 131072 // 64
 
 
-def test_token_producer_estimate_backend_and_refused_tokenizer_backends():
+def test_token_producer_backends_estimate_vllm_and_the_refused_uds():
     producer = TokenProducer()
     assert producer.backend.tokenize(SchedulingRequest("m", PromptInput(b"abcdefg"))).ids == b"abcdefg\0"
     assert producer.backend.tokenize(SchedulingRequest("m", PromptInput(b"abcdefg"))).count == 2
     header = "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n"
     config = load_config(header + "- type: token-producer\n  parameters: {modelName: m}\n- type: prefix-cache-scorer\n")
     assert isinstance(config.profile().scorers[0][0].producer.tokens.backend, EstimateBackend)
-    with pytest.raises(ConfigError, match="'vllm' tokenizer backend is not implemented yet"):
-        load_config(header + "- type: token-producer\n  parameters: {modelName: m, vllm: {url: http://x:8000}}\n")
+    vllm = "- type: token-producer\n  parameters: {modelName: m, vllm: {url: http://x:8000}}\n"
+    engine = load_config(header + vllm + "- type: prefix-cache-scorer\n")
+    assert isinstance(engine.profile().scorers[0][0].producer.tokens.backend, VllmBackend)  # more in tests/kvcache
+    with pytest.raises(ConfigError, match=r"needs vllm\.url"):
+        load_config(header + "- type: token-producer\n  parameters: {backend: vllm}\n")
+    with pytest.raises(ConfigError, match="'uds' tokenizer backend is not implemented yet"):
+        load_config(header + "- type: token-producer\n  parameters: {udsTokenizerConfig: {socketFile: /tmp/t}}\n")

@@ -26,6 +26,7 @@ import orjson
 
 from picker.kvcache.events import EventBatch, decode_event
 from picker.kvcache.index import BlockIndex
+from picker.kvcache.tokenizer import OFF_LOOP_MIN_BYTES
 from picker.pool import EndpointSpec, PoolState
 from picker.scheduling import Outcome, PickerConfig, PromptInput, Scheduler, SchedulingRequest
 from picker.scheduling.precise_prefix import PrecisePrefixCacheProducer
@@ -64,6 +65,8 @@ class ServerPrompts:
 class ServerTokenizer:
     """Tokenizes a chat body as the simulated servers do (their chat rendering, `byte_token_ids`): what a precise
     prefix producer is given here in place of the engines' tokenizer."""
+
+    off_loop_min_bytes = OFF_LOOP_MIN_BYTES
 
     def tokenize(self, body: Mapping[str, Any]) -> Sequence[int] | None:
         """The servers' token ids for the body's messages."""

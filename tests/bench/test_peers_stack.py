@@ -1,5 +1,6 @@
-"""`poolgate bench peers` machinery on the real stack: a few seconds of seeded streaming load on a small fleet,
-through Envoy alone and through a poolgate profile; the Rust peers only when .venv-peers is installed."""
+"""`poolgate bench peers` on the real stack (here, since e2e tests do not import the benchmarks): a few seconds of
+seeded streaming load on a small fleet, through Envoy alone and through a poolgate profile; the Rust peers only when
+.venv-peers is installed."""
 
 from __future__ import annotations
 
