@@ -68,6 +68,7 @@ class Settings:
     generator: str = "python"
     address_block: int = 250  # loopback block 127.B.x.y of the gateway's processes
     response_path: str = "observed"
+    picker_tls: bool = True  # Envoy speaks TLS to the pickers, as `poolgate up` does by default
 
     def __post_init__(self) -> None:
         if self.response_path not in RESPONSE_PATHS:
@@ -484,6 +485,7 @@ def _start_gateway(settings: Settings, body_mode: str, workers: int, state: Path
         body_mode=body_mode,
         envoy_log_level="error",
         translate={"picker_edits_responses": settings.response_path == "inline"},
+        picker_tls=settings.picker_tls,
     )
     stack.start()
     gateway = _Gateway((listener, port), workers)
@@ -531,6 +533,7 @@ def _measure(
         "stream_tokens": settings.stream_tokens,
         "profile": settings.profile,
         "response_path": None if mode == "direct" else settings.response_path,
+        "picker_tls": None if mode == "direct" else settings.picker_tls,
         "load_1m": round(os.getloadavg()[0], 2),
     }  # the machine's load: other work shares the cores
 
@@ -678,6 +681,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the picker observes each response on a call Envoy does not wait for, or answers it inline on the "
         "picking call (default: %(default)s)",
     )
+    parser.add_argument(
+        "--picker-tls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Envoy calls the pickers over TLS, as `poolgate up` does by default (default: on)",
+    )
     parser.add_argument("--quick", action="store_true", help="one picker process, 3 s per row: under 2 minutes")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
     parser.add_argument(
@@ -708,6 +717,7 @@ def run(args: argparse.Namespace) -> int:
             generator=args.generator,
             address_block=args.address_block,
             response_path=args.response_path,
+            picker_tls=args.picker_tls,
         )
     except ValueError as error:
         print(f"poolgate bench overhead: {error}", file=sys.stderr)
