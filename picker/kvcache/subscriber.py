@@ -29,7 +29,7 @@ from picker.kvcache.index import BlockIndex
 log = logging.getLogger(__name__)
 
 _END_OF_REPLAY = -1
-POLL_INTERVAL_MS = 50
+POLL_INTERVAL_MS = 5_000  # a safety net only: commands and stop wake the poll at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,11 @@ class KVEventSubscriber:
         self._commands: queue.SimpleQueue[tuple[str, EventSource | str]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._ready = threading.Event()
+        # the thread sleeps in its poll until a message or a wake-up byte arrives: no periodic wake-ups (a picker's
+        # tests and a process with many pools would otherwise pay 20 GIL round trips a second per subscriber)
+        self._wake_address = f"inproc://kv-events-wake-{id(self)}"
+        self._waker: zmq.Socket | None = None
+        self._waker_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._bind_error: Exception | None = None
 
@@ -82,8 +87,13 @@ class KVEventSubscriber:
     def stop(self) -> None:
         """Close every socket and end the thread."""
         self._stop.set()
+        self._wake()
         if self._thread is not None:
             self._thread.join(5.0)
+        with self._waker_lock:
+            if self._waker is not None:
+                self._waker.close(0)
+                self._waker = None
 
     @property
     def running(self) -> bool:
@@ -94,10 +104,25 @@ class KVEventSubscriber:
         """Subscribe to one endpoint's stream (connect layout); the index trusts it from its first message at 0."""
         self.index.endpoint(source.endpoint)
         self._commands.put(("add", source))
+        self._wake()
 
     def remove(self, endpoint: str) -> None:
         """Unsubscribe from an endpoint and drop its index."""
         self._commands.put(("remove", endpoint))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Interrupt the thread's poll so that it reads its commands (or its stop)."""
+        with self._waker_lock:
+            if self._waker is None:
+                self._waker = self._context.socket(zmq.PAIR)
+                self._waker.setsockopt(zmq.LINGER, 0)
+                self._waker.setsockopt(zmq.SNDHWM, 1)
+                self._waker.connect(self._wake_address)
+            try:
+                self._waker.send(b"", zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # a wake-up is already pending
 
     # -- the thread -----------------------------------------------------------------------------------------------------
 
@@ -112,6 +137,10 @@ class KVEventSubscriber:
         poller = zmq.Poller()
         sockets: dict[zmq.Socket, EventSource | None] = {}
         by_endpoint: dict[str, zmq.Socket] = {}
+        wake = self._context.socket(zmq.PAIR)
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.bind(self._wake_address)
+        poller.register(wake, zmq.POLLIN)
         try:
             if self.bind is not None:
                 try:
@@ -126,6 +155,10 @@ class KVEventSubscriber:
             while not self._stop.is_set():
                 self._run_commands(poller, sockets, by_endpoint)
                 for socket, _ in poller.poll(POLL_INTERVAL_MS):
+                    if socket is wake:
+                        while _drained(wake):
+                            pass
+                        continue
                     while True:
                         try:
                             frames = socket.recv_multipart(zmq.NOBLOCK)
@@ -134,6 +167,7 @@ class KVEventSubscriber:
                         self._handle(sockets.get(socket), frames)
         finally:
             self._ready.set()
+            wake.close(0)
             for socket in sockets:
                 socket.close(0)
 
@@ -222,3 +256,12 @@ class KVEventSubscriber:
             return None
         finally:
             dealer.close(0)
+
+
+def _drained(socket: zmq.Socket) -> bool:
+    """Read one pending message off `socket` without waiting; False when none was pending."""
+    try:
+        socket.recv(zmq.NOBLOCK)
+    except zmq.Again:
+        return False
+    return True
