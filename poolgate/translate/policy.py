@@ -150,6 +150,17 @@ def decide(options: TranslateOptions) -> Policy:
             response_trailers=False,
         )
 
+    # a filter's own configuration sends nothing: each route overrides it with the pool's callout
+    filter_defaults = CalloutPolicy(
+        request_headers=False,
+        request_body="NONE",
+        request_trailers=False,
+        response_headers=False,
+        response_body="NONE",
+        response_trailers=False,
+        failure_mode_allow=False,
+        timeout_s=options.picker_timeout_s,
+    )
     return Policy(
         fail_open_picker=picker(failure_open=True),
         fail_close_picker=picker(failure_open=False),
@@ -165,27 +176,8 @@ def decide(options: TranslateOptions) -> Policy:
             timeout_s=options.picker_timeout_s,
             observe_only=True,
         ),
-        observer_filter=CalloutPolicy(
-            request_headers=False,
-            request_body="NONE",
-            request_trailers=False,
-            response_headers=False,
-            response_body="NONE",
-            response_trailers=False,
-            failure_mode_allow=True,
-            timeout_s=options.picker_timeout_s,
-            observe_only=True,
-        ),
-        picker_filter=CalloutPolicy(
-            request_headers=False,
-            request_body="NONE",
-            request_trailers=False,
-            response_headers=False,
-            response_body="NONE",
-            response_trailers=False,
-            failure_mode_allow=False,
-            timeout_s=options.picker_timeout_s,
-        ),
+        observer_filter=replace(filter_defaults, failure_mode_allow=True, observe_only=True),
+        picker_filter=filter_defaults,
         model_router=CalloutPolicy(
             request_headers=True,
             request_body="FULL_DUPLEX_STREAMED" if duplex else "BUFFERED",
