@@ -78,16 +78,17 @@ BASELINE_CONFIGS["llmd-precise"] = LLMD_PRECISE
 BUILTIN_PROFILES = {"llmd-default": "llmd-default", "poolgate": "poolgate-default"}
 
 
-def picker_rng(picker: str, seed: int) -> random.Random:
-    """The random source of one picker in one run (tie breaks, random picks)."""
-    return random.Random(f"picker/{picker}/{seed}")
+def picker_rng(picker: str, seed: int, replica: int = 0) -> random.Random:
+    """The random source of one picker (replica) in one run (tie breaks, random picks)."""
+    return random.Random(f"picker/{picker}/{seed}" + (f"/{replica}" if replica else ""))
 
 
-def build_picker(picker: str, seed: int, extra_configs: dict[str, str] | None = None) -> PickerConfig:
-    """A fresh config (own prefix index, own RNG) for a named picker; `extra_configs` maps more names to YAML."""
+def build_picker(picker: str, seed: int, extra_configs: dict[str, str] | None = None, replica: int = 0) -> PickerConfig:
+    """A fresh config (own prefix index, own RNG) for a named picker, or for its replica number `replica`;
+    `extra_configs` maps more names to YAML."""
     from picker.scheduling import builtin_config, load_config
 
-    rng = picker_rng(picker, seed)
+    rng = picker_rng(picker, seed, replica)
     if extra_configs and picker in extra_configs:
         return load_config(extra_configs[picker], rng)
     if picker in BASELINE_CONFIGS:
