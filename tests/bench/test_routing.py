@@ -14,8 +14,8 @@ from picker.scheduling import PickerConfig, Profile, PromptInput, Scorer, Utiliz
 from picker.scheduling.pickers import RandomPicker
 from poolgate.bench.routing import SCRAPE_INTERVAL
 from poolgate.bench.routing.fleet import RequestRecord, ServerPrompts, simulate
-from poolgate.bench.routing.oracle import fleet_capacity, oracle_run
-from poolgate.bench.routing.pickers import ORACLE, PICKERS, build_picker
+from poolgate.bench.routing.oracle import fleet_capacity, oracle_run, pooled_run
+from poolgate.bench.routing.pickers import BOUNDS, ORACLE, PICKERS, build_picker
 from poolgate.bench.routing.results import ROW_FIELDS, percentile, tokens_in_window
 from poolgate.bench.routing.runner import Settings, capacities, cases, run_case, run_cases
 from poolgate.bench.routing.workloads import WORKLOADS, Turn, WorkloadSpec, chat_body, ramped_time, text
@@ -23,7 +23,7 @@ from poolgate.cli import main
 from simulator import ServerConfig
 from simulator.request import weighted_percentile
 
-SIMULATED = [p for p in PICKERS if p != ORACLE]
+SIMULATED = [p for p in PICKERS if p not in BOUNDS]
 
 
 def small_settings(**overrides) -> Settings:
@@ -365,3 +365,20 @@ def test_kv_blocks_size_every_servers_cache():
     roomy = run_case(case, settings)
     cramped = run_case(case, dataclasses.replace(settings, kv_blocks=300))  # 4,800 tokens: a few histories at most
     assert roomy["prefix_hit_rate"] > 0.6 > 0.3 > cramped["prefix_hit_rate"]
+
+
+def test_the_pooled_bound_waits_for_a_free_batch_slot_only_when_the_fleets_slots_are_all_taken():
+    def fixed(rng):  # unique 100-token messages, 101 output tokens
+        while True:
+            yield (Turn(chat_body("m", [{"role": "user", "content": text(rng, 100)}], 101), 101),)
+
+    config = ServerConfig(model="m", max_num_seqs=2)
+    light = WorkloadSpec("fixed", "", fixed).build(1.0, 0, 30.0)  # a request per second holds a slot ~1.3 s
+    oracle = oracle_run(light, config).records
+    for pods, waited in ((4, False), (1, True)):
+        pooled = pooled_run(light, config, pods).records
+        assert [(r.session, r.arrival) for r in pooled] == [(r.session, r.arrival) for r in oracle]
+        assert all(p.ttft >= o.ttft - 1e-9 for p, o in zip(pooled, oracle, strict=True))
+        assert any(p.ttft > o.ttft + 1e-6 for p, o in zip(pooled, oracle, strict=True)) is waited
+        # the gaps follow the batch the busy slots make, spread over the pods
+        assert {r.itl_runs[0][0] for r in pooled} <= {config.decode_step_time(1), config.decode_step_time(2)}

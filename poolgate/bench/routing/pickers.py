@@ -9,6 +9,7 @@
 | `llmd-precise` | upstream's `epp-precise-prefix-cache-config.yaml` (llm-d router v0.10) | the llm-d router fed by the engines' KV events: precise prefix 2, KV 1, queue 1 |
 | `poolgate` | built-in `poolgate-default` | poolgate's default profile |
 | `oracle` | none: computed (see `oracle.py`) | a lower bound: no queueing, every reusable prefix cached |
+| `pooled` | none: computed (see `oracle.py`) | a fair bound: the oracle, but the fleet's batch slots shared as one first-come-first-served pool |
 
 Other profiles can join a run from EndpointPickerConfig files (`--config NAME=FILE`).
 
@@ -26,8 +27,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from picker.scheduling import PickerConfig
 
-ORACLE = "oracle"
-PICKERS = ("round-robin", "random", "least-request", "llmd-default", "llmd-precise", "poolgate", ORACLE)
+ORACLE, POOLED = "oracle", "pooled"
+BOUNDS = (ORACLE, POOLED)  # computed, not routed
+PICKERS = ("round-robin", "random", "least-request", "llmd-default", "llmd-precise", "poolgate", POOLED, ORACLE)
 
 _HEADER = "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"
 BASELINE_CONFIGS = {

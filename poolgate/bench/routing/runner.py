@@ -17,8 +17,8 @@ from functools import lru_cache
 
 from poolgate.bench.routing import DURATION, LOADS, SCRAPE_INTERVAL, WARMUP_FRACTION
 from poolgate.bench.routing.fleet import ServerPrompts, simulate
-from poolgate.bench.routing.oracle import fleet_capacity, oracle_run
-from poolgate.bench.routing.pickers import ORACLE, PICKERS, build_picker
+from poolgate.bench.routing.oracle import fleet_capacity, oracle_run, pooled_run
+from poolgate.bench.routing.pickers import BOUNDS, ORACLE, PICKERS, POOLED, build_picker
 from poolgate.bench.routing.results import summarize
 from poolgate.bench.routing.workloads import WORKLOADS, Workload, workload_spec
 from simulator import ServerConfig
@@ -116,12 +116,14 @@ def _workload(name: str, rate: float, seed: int, duration: float, ramp: float) -
 
 
 def run_case(case: Case, settings: Settings) -> dict:
-    """Simulate one case (or compute it, for the oracle) and return its row."""
+    """Simulate one case (or compute it, for the bounds) and return its row."""
     warmup = settings.warmup_fraction * case.duration
     workload, prompts = _workload(case.workload, case.rate, settings.seed, case.duration, warmup)
     config = ServerConfig() if settings.kv_blocks is None else ServerConfig(num_gpu_blocks=settings.kv_blocks)
     if case.picker == ORACLE:
         result = oracle_run(workload, config, prompts)
+    elif case.picker == POOLED:
+        result = pooled_run(workload, config, settings.pods, prompts)
     else:
         picker, *replicas = (
             build_picker(case.picker, settings.seed, settings.extra_configs, replica)
@@ -161,7 +163,7 @@ def run_cases(
     """Run the cases on `jobs` processes (default: one per CPU); rows come back in case order."""
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(all_cases)))
     # the heaviest cases (highest load: longest queues) first, so that the processes finish together
-    order = sorted(range(len(all_cases)), key=lambda i: (-all_cases[i].load, all_cases[i].picker == ORACLE, i))
+    order = sorted(range(len(all_cases)), key=lambda i: (-all_cases[i].load, all_cases[i].picker in BOUNDS, i))
     work = [(i, all_cases[i], settings) for i in order]
     rows: list[dict | None] = [None] * len(all_cases)
 
