@@ -1,7 +1,7 @@
 """Analytic bounds from the simulator's latency parameters: the `oracle` lower bound, the `pooled` bound and the
 fleet's capacity.
 
-Both take the prefix reuse the workload allows at best: a request's cached prefix is the longest run of its full
+All three take the prefix reuse the workload allows at best: a request's cached prefix is the longest run of its full
 prompt blocks (the simulator's block hashes, so adapters never share) that any earlier request already had, at
 most `prompt - 1` tokens (the last prompt token is always computed). `uncached` is the rest of the prompt.
 
@@ -13,16 +13,16 @@ arrives, with that prefix cached and its LoRA adapter resident:
 
 Follow-up turns of a session arrive `think` seconds after the oracle's response ended.
 
-The oracle is out of reach under load: it never waits for a place in a batch. **Pooled** (`pooled`, a fair bound
-rather than a strict one) adds the fleet's batch slots: the `pods x max_num_seqs` slots form one pool, shared by
-all servers, and a request takes the first free slot (first come, first served) with the oracle's cache, so
+The oracle is out of reach under load: it never waits for a place in a batch. **Pooled** (`pooled`) adds the
+fleet's batch slots: the `pods x max_num_seqs` slots form one pool shared by all servers, and a request takes the
+first free slot (first come, first served) with the oracle's cache, so
 
     TTFT = slot wait + prefill as above
     inter-token gap = decode_step(ceil(busy slots / pods)) (the busy slots spread evenly over the pods)
 
-and it holds its slot until its last token. No routing does better than one shared queue with perfect balance
-and every prefix everywhere; what it leaves out (prefills sharing an engine step with other requests, a request's
-gaps changing with later arrivals) only makes it lower.
+and it holds its slot until its last token: the oracle plus the fleet's slot limit, with perfect balance and every
+prefix everywhere. What it leaves out (prefills sharing an engine step with the requests running beside them, a
+request's gaps changing with later arrivals) only makes it lower.
 
 **Capacity** (requests per second the fleet sustains at full batches with that reuse): per request a server spends
 

@@ -9,7 +9,7 @@
 | `llmd-precise` | upstream's `epp-precise-prefix-cache-config.yaml` (llm-d router v0.10) | the llm-d router fed by the engines' KV events: precise prefix 2, KV 1, queue 1 |
 | `poolgate` | built-in `poolgate-default` | poolgate's default profile |
 | `oracle` | none: computed (see `oracle.py`) | a lower bound: no queueing, every reusable prefix cached |
-| `pooled` | none: computed (see `oracle.py`) | a fair bound: the oracle, but the fleet's batch slots shared as one first-come-first-served pool |
+| `pooled` | none: computed (see `oracle.py`) | the oracle with the fleet's batch-slot limit: its slots shared as one first-come-first-served pool |
 
 Other profiles can join a run from EndpointPickerConfig files (`--config NAME=FILE`).
 
