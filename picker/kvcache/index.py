@@ -17,6 +17,10 @@ reason kept; a sequence back to 0 (engine restart) clears the endpoint and trust
 index is rebuilt by replay when the subscriber can (`replay`), otherwise it stays unreliable until the engine clears
 or restarts; meanwhile scorers use the approximate index for it.
 
+Speculation (`speculate`): a pick's blocks are assumed on the chosen endpoint until the TTL passes or the endpoint's
+events store them, whichever comes first; so a block the engine stored and then evicted stops matching as soon as
+its BlockRemoved arrives, even within the TTL.
+
 Memory: one shared dict maps each key to a bitmask of the endpoints holding it; per endpoint one dict maps engine
 hash -> key (about 190 bytes per cached block, measured in tests/test_kvcache_index.py).
 """
@@ -195,7 +199,7 @@ class BlockIndex:
 
     def _apply(self, state: EndpointBlocks, events: Iterable[object]) -> None:
         bit = 1 << state.slot
-        owners = self._owners
+        owners, speculative = self._owners, self._speculative
         blocks = state.blocks
         for event in events:
             if isinstance(event, BlockStored):
@@ -216,6 +220,8 @@ class BlockIndex:
                     previous = block_key(previous, tokens[i * size : (i + 1) * size])
                     blocks[engine_hash] = previous
                     owners[previous] = owners.get(previous, 0) | bit
+                    if speculative.get(previous, 0) & bit:  # confirmed: from now on its removal counts at once
+                        self._drop_guess(previous, bit)
             elif isinstance(event, BlockRemoved):
                 if event.medium not in _INDEXED_MEDIA or event.group_idx:
                     continue
@@ -243,7 +249,8 @@ class BlockIndex:
     # -- speculation ------------------------------------------------------------------------------------------------
 
     def speculate(self, endpoint: str, keys: list[int], now: float) -> None:
-        """Assume `endpoint` caches `keys` until `now + speculative_ttl` (the events confirming it are on their way)."""
+        """Assume `endpoint` caches `keys` until `now + speculative_ttl` or until its events store them (the events
+        confirming it are on their way; once stored, a block's removal counts at once)."""
         if self.speculative_ttl <= 0 or not keys:
             return
         bit = 1 << self.endpoint(endpoint).slot
@@ -259,11 +266,14 @@ class BlockIndex:
         while queue and queue[0][0] <= now:
             _, bit, keys = queue.popleft()
             for key in keys:
-                mask = self._speculative.get(key, 0) & ~bit
-                if mask:
-                    self._speculative[key] = mask
-                else:
-                    self._speculative.pop(key, None)
+                self._drop_guess(key, bit)
+
+    def _drop_guess(self, key: int, bit: int) -> None:
+        mask = self._speculative.get(key, 0) & ~bit
+        if mask:
+            self._speculative[key] = mask
+        else:
+            self._speculative.pop(key, None)
 
     def _drop_speculative(self, bit: int) -> None:
         for key in [key for key, mask in self._speculative.items() if mask & bit]:

@@ -12,9 +12,10 @@ import pytest
 
 from picker.scheduling import PickerConfig, Profile, PromptInput, Scorer, UtilizationDetector, prefix_hashes
 from picker.scheduling.pickers import RandomPicker
-from poolgate.bench.routing.fleet import SCRAPE_INTERVAL, RequestRecord, ServerPrompts, simulate
-from poolgate.bench.routing.oracle import fleet_capacity, oracle_run
-from poolgate.bench.routing.pickers import ORACLE, PICKERS, build_picker
+from poolgate.bench.routing import SCRAPE_INTERVAL
+from poolgate.bench.routing.fleet import RequestRecord, ServerPrompts, simulate
+from poolgate.bench.routing.oracle import fleet_capacity, oracle_run, pooled_run
+from poolgate.bench.routing.pickers import BOUNDS, ORACLE, PICKERS, build_picker
 from poolgate.bench.routing.results import ROW_FIELDS, percentile, tokens_in_window
 from poolgate.bench.routing.runner import Settings, capacities, cases, run_case, run_cases
 from poolgate.bench.routing.workloads import WORKLOADS, Turn, WorkloadSpec, chat_body, ramped_time, text
@@ -22,7 +23,7 @@ from poolgate.cli import main
 from simulator import ServerConfig
 from simulator.request import weighted_percentile
 
-SIMULATED = [p for p in PICKERS if p != ORACLE]
+SIMULATED = [p for p in PICKERS if p not in BOUNDS]
 
 
 def small_settings(**overrides) -> Settings:
@@ -255,6 +256,9 @@ def test_cli_writes_rows_plots_and_accepts_extra_configs(tmp_path, capsys):
         (["--pickers", "nope"], "unknown picker"),
         (["--pods", "65"], "pods must be within"),
         (["--config", "broken"], "NAME=FILE"),
+        (["--picker-replicas", "0"], "picker replicas must be within"),
+        (["--scrape-interval", "-1"], "scrape interval must be >= 0"),
+        (["--kv-blocks", "0"], "kv blocks must be at least 1"),
     ],
 )
 def test_cli_refuses_bad_settings(arguments, message, capsys):
@@ -298,3 +302,83 @@ def test_cache_pressure_needs_more_kv_cache_than_the_fleet_has():
     systems = [turn.body["messages"][0]["content"] for turn in turns]
     counts = sorted((systems.count(s) for s in set(systems)), reverse=True)
     assert counts[0] > 10 * counts[len(counts) // 2]  # Zipf: a few hot groups, a long cold tail
+
+
+class RequestProbe(Scorer):
+    """Records the ids of the requests it scores (and scores nothing)."""
+
+    type_name = "request-probe"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_ids: list[str] = []
+
+    def score(self, cycle, endpoints):
+        self.request_ids.append(cycle.request.request_id)
+        return [0.0] * len(endpoints)
+
+
+def test_picker_replicas_take_the_requests_in_turn():
+    load = workload("no-prefix", 0.8, pods=2, duration=30.0)
+    probes = [RequestProbe(), RequestProbe()]
+    first, second = (
+        PickerConfig(
+            {"probe": Profile("probe", [], [(p, 1.0)], RandomPicker(rng=random.Random(0)))}, UtilizationDetector()
+        )
+        for p in probes
+    )
+    run = simulate(load, first, 2, replicas=[second])
+    ids = [f"{r.session}-{r.turn}" for r in sorted(run.records, key=lambda r: r.arrival)]
+    assert len(ids) > 20
+    assert probes[0].request_ids == ids[0::2] and probes[1].request_ids == ids[1::2]
+
+
+def test_every_picker_replica_is_fed_every_servers_kv_events():
+    from poolgate.bench.routing.fleet import _precise_producer
+
+    replicas = [build_picker("poolgate", 0, replica=r) for r in range(2)]
+    run = simulate(workload("prefix-heavy", 0.5, 2, 40.0), replicas[0], 2, replicas=replicas[1:])
+    indexes = [_precise_producer(config).index for config in replicas]
+    keys = {r.endpoint for r in run.records}
+    assert len(keys) == 2
+    for key in keys:
+        assert indexes[0].reliable(key) and indexes[1].reliable(key)
+        assert indexes[0].block_count(key) == indexes[1].block_count(key) > 0
+
+
+def test_perfect_state_scrapes_every_server_right_before_each_pick():
+    load = workload("no-prefix", 0.8, pods=4, duration=30.0)
+    probe = FreshnessProbe()
+    config = PickerConfig(
+        {"probe": Profile("probe", [], [(probe, 1.0)], RandomPicker(rng=random.Random(0)))}, UtilizationDetector()
+    )
+    result = simulate(load, config, 4, scrape_interval=0.0)
+    assert len(probe.ages) == 4 * len(result.records) > 40
+    assert max(probe.ages) == 0.0
+    with pytest.raises(ValueError, match="scrape interval"):
+        simulate(load, config, 4, scrape_interval=-1.0)
+
+
+def test_kv_blocks_size_every_servers_cache():
+    settings = small_settings(workloads=("multi-turn",), pickers=("llmd-default",), loads=(0.5,), duration=60.0)
+    case = cases(settings, capacities(settings))[0]
+    roomy = run_case(case, settings)
+    cramped = run_case(case, dataclasses.replace(settings, kv_blocks=300))  # 4,800 tokens: a few histories at most
+    assert roomy["prefix_hit_rate"] > 0.6 > 0.3 > cramped["prefix_hit_rate"]
+
+
+def test_the_pooled_bound_waits_for_a_free_batch_slot_only_when_the_fleets_slots_are_all_taken():
+    def fixed(rng):  # unique 100-token messages, 101 output tokens
+        while True:
+            yield (Turn(chat_body("m", [{"role": "user", "content": text(rng, 100)}], 101), 101),)
+
+    config = ServerConfig(model="m", max_num_seqs=2)
+    light = WorkloadSpec("fixed", "", fixed).build(1.0, 0, 30.0)  # a request per second holds a slot ~1.3 s
+    oracle = oracle_run(light, config).records
+    for pods, waited in ((4, False), (1, True)):
+        pooled = pooled_run(light, config, pods).records
+        assert [(r.session, r.arrival) for r in pooled] == [(r.session, r.arrival) for r in oracle]
+        assert all(p.ttft >= o.ttft - 1e-9 for p, o in zip(pooled, oracle, strict=True))
+        assert any(p.ttft > o.ttft + 1e-6 for p, o in zip(pooled, oracle, strict=True)) is waited
+        # the gaps follow the batch the busy slots make, spread over the pods
+        assert {r.itl_runs[0][0] for r in pooled} <= {config.decode_step_time(1), config.decode_step_time(2)}

@@ -82,6 +82,20 @@ def test_speculative_entries_expire_after_their_ttl():
     assert index.matched_blocks(keys, ["a"], now=12.0) == {"a": 0}
 
 
+def test_a_stored_block_ends_its_speculation_so_that_its_eviction_counts_within_the_ttl():
+    index = BlockIndex(speculative_ttl=30.0)
+    tokens = list(range(8))
+    keys = request_keys(tokens, BLOCK)
+    index.ingest("a", batch(0))
+    index.speculate("a", keys, now=0.0)
+    index.speculate("b", keys, now=0.0)
+    index.ingest("a", batch(1, stored([1, 2], tokens)))
+    assert index.matched_blocks(keys, ["a", "b"], now=1.0) == {"a": 2, "b": 2}
+    index.ingest("a", batch(2, BlockRemoved([2])))  # evicted 2 s after the pick, well within the TTL
+    assert index.matched_blocks(keys, ["a", "b"], now=2.0) == {"a": 1, "b": 2}  # b: still only guessed
+    assert index.matched_blocks(keys, ["a", "b"], now=31.0) == {"a": 1, "b": 0}
+
+
 def test_removed_endpoints_free_their_slot_and_blocks():
     index = BlockIndex()
     tokens = list(range(4))

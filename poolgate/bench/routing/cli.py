@@ -7,7 +7,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from poolgate.bench.routing import DURATION, LOADS, QUICK_DURATION, QUICK_LOADS, WARMUP_FRACTION
+from poolgate.bench.routing import (
+    DURATION,
+    LOADS,
+    QUICK_DURATION,
+    QUICK_LOADS,
+    SCRAPE_INTERVAL,
+    WARMUP_FRACTION,
+)
 from poolgate.bench.routing.pickers import PICKERS
 from poolgate.bench.routing.workloads import WORKLOADS, workload_spec
 
@@ -98,6 +105,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pickers", default=",".join(PICKERS), help="comma-separated pickers (default: %(default)s)")
     parser.add_argument("--pods", type=int, default=8, help="simulated pods, 1..64 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of workloads and pickers (default: %(default)s)")
+    parser.add_argument(
+        "--picker-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="picker replicas sharing the traffic in turn, each with its own state (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--kv-blocks",
+        type=int,
+        metavar="N",
+        help="KV-cache blocks of 16 tokens per simulated server (default: the simulator's, 28,000)",
+    )
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=SCRAPE_INTERVAL,
+        metavar="SECONDS",
+        help="seconds between metric scrapes; 0 scrapes every server right before each pick, perfect state "
+        "(default: %(default)s)",
+    )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
         "--duration",
@@ -135,6 +163,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-plots", action="store_true", help="do not write plots")
     parser.set_defaults(run=run)
+
+
+def _deployment(settings) -> str:
+    """What of the picker deployment differs from one replica scraping every 50 ms, for a table title."""
+    parts = [f", {settings.picker_replicas} picker replicas"] if settings.picker_replicas > 1 else []
+    if settings.scrape_interval != SCRAPE_INTERVAL:
+        interval = settings.scrape_interval
+        parts.append(f", scraped every {interval:g} s" if interval else ", scraped before each pick")
+    if settings.kv_blocks is not None:
+        parts.append(f", {settings.kv_blocks:,} KV blocks per pod")
+    return "".join(parts)
 
 
 def _extra_configs(specs: list[str]) -> dict[str, str]:
@@ -181,6 +220,9 @@ def run(args: argparse.Namespace) -> int:
             requests=args.requests,
             warmup_fraction=args.warmup,
             extra_configs=extra,
+            picker_replicas=args.picker_replicas,
+            scrape_interval=args.scrape_interval,
+            kv_blocks=args.kv_blocks,
         )
     except (OSError, ValueError) as error:
         errors.print(f"[red]error:[/red] {error}")
@@ -207,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_console()
     for workload in settings.workloads:
         print_table(
-            f"{workload}: capacity {capacity[workload]:.2f} requests/s ({settings.pods} pods)",
+            f"{workload}: capacity {capacity[workload]:.2f} requests/s ({settings.pods} pods{_deployment(settings)})",
             [row for row in rows if row["workload"] == workload],
             TABLE_COLUMNS,
             out,

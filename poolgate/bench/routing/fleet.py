@@ -6,7 +6,11 @@ What runs is what runs live, minus the network:
 - the picker is a `picker.scheduling.Scheduler` with a profile built from an EndpointPickerConfig, over a
   `picker.pool.PoolState` whose endpoints are the servers;
 - metrics reach the pool as they do from the live scraper: every 50 ms per server (staggered over the interval),
-  `pool.apply_samples(key, server.gauge_samples(), now, mark)` with the dispatch mark of the scrape;
+  `pool.apply_samples(key, server.gauge_samples(), now, mark)` with the dispatch mark of the scrape; with
+  `scrape_interval=0` every server is scraped right before each pick instead (perfect state: no scrape lag);
+- `replicas`: more picker replicas of the same profile share the traffic, as several picker processes behind
+  Envoy's ext_proc cluster do: requests go to them in turn, each replica has its own pool view (its own scrapes),
+  prefix index and learned state, and every replica's precise prefix index is fed every server's KV events;
 - each request is the OpenAI chat body a client sends: the picker reads it with `PromptInput.from_body`, the
   server with the simulator's own request parser (`simulator.protocol.parse_generation`), so prefix reuse on the
   server and in the picker's index come from the same bytes;
@@ -30,13 +34,13 @@ from picker.kvcache.tokenizer import OFF_LOOP_MIN_BYTES
 from picker.pool import EndpointSpec, PoolState
 from picker.scheduling import Outcome, PickerConfig, PromptInput, Scheduler, SchedulingRequest
 from picker.scheduling.precise_prefix import PrecisePrefixCacheProducer
+from poolgate.bench.routing import SCRAPE_INTERVAL
 from poolgate.bench.routing.workloads import CHAT_PATH, Session, Workload
 from simulator import Prompt, ServerConfig, ServerModel, VirtualClock
 from simulator.model import InvalidRequestError, UnknownModelError
 from simulator.protocol import parse_generation
 from simulator.tokens import byte_token_ids, render_chat
 
-SCRAPE_INTERVAL = 0.05  # seconds, as the live scraper
 ENGINE_LABELS = {"llm-d.ai/engine-type": "vllm"}
 
 
@@ -77,22 +81,23 @@ class ServerTokenizer:
 
 
 class IndexFeed:
-    """Delivers one server's KV-event batches straight into a precise prefix index, in order, as the subscriber
-    would from the server's ZMQ stream (sequence numbers from 0)."""
+    """Delivers one server's KV-event batches straight into precise prefix indexes (one per picker replica), in
+    order, as each replica's subscriber would from the server's ZMQ stream (sequence numbers from 0)."""
 
-    def __init__(self, index: BlockIndex, endpoint: str, clock: VirtualClock) -> None:
-        self.index = index
+    def __init__(self, indexes: Sequence[BlockIndex], endpoint: str, clock: VirtualClock) -> None:
+        self.indexes = indexes
         self.endpoint = endpoint
         self.clock = clock
         self.sequence = 0
 
     def publish(self, events: Sequence[dict[str, Any]], timestamp: float | None = None) -> None:
-        """Apply one batch to the index."""
+        """Apply one batch to every index."""
         if not events:
             return
         decoded = [decode_event(event) for event in events]
         batch = EventBatch(f"kv@{self.endpoint}", self.sequence, self.clock.now(), decoded)
-        self.index.ingest(self.endpoint, batch)
+        for index in self.indexes:
+            index.ingest(self.endpoint, batch)
         self.sequence += 1
 
     def close(self) -> None:
@@ -135,6 +140,14 @@ class RunResult:
     end: float  # virtual time when the last response ended
 
 
+@dataclass(slots=True)
+class _Replica:
+    """One picker replica: its own pool view (scraped on its own) and scheduler."""
+
+    pool: PoolState
+    scheduler: Scheduler
+
+
 def simulate(
     workload: Workload,
     config: PickerConfig,
@@ -142,43 +155,56 @@ def simulate(
     server_config: ServerConfig | None = None,
     keep_scrape_times: bool = False,
     prompts: ServerPrompts | None = None,
+    replicas: Sequence[PickerConfig] = (),
+    scrape_interval: float = SCRAPE_INTERVAL,
 ) -> RunResult:
-    """Run a workload through a fleet of `pods` simulated servers routed by `config`'s first profile."""
+    """Run a workload through a fleet of `pods` simulated servers routed by `config`'s first profile (and by the
+    `replicas`, more instances of it, in turn); `scrape_interval` 0 scrapes every server before each pick."""
+    if scrape_interval < 0:
+        raise ValueError("the scrape interval must be >= 0 (0: before every pick)")
     server_config = server_config or ServerConfig()
     prompts = prompts or ServerPrompts()
-    clock = VirtualClock(start=-SCRAPE_INTERVAL)  # every endpoint is scraped once before time 0
+    lead = scrape_interval or SCRAPE_INTERVAL
+    clock = VirtualClock(start=-lead)  # every endpoint is scraped once before time 0
     specs = endpoint_specs(pods)
     adapters = {name: f"/adapters/{name}" for name in workload.adapters}
-    pool = PoolState(clock=clock.now)
-    pool.set_endpoints(specs)
-    producer = _precise_producer(config)  # fed the servers' KV events directly, in order
-    if producer is not None:
-        producer.attach_fed(pool, ServerTokenizer())
+    pickers: list[_Replica] = []
+    indexes: list[BlockIndex] = []
+    for replica_config in (config, *replicas):
+        pool = PoolState(clock=clock.now)
+        pool.set_endpoints(specs)
+        producer = _precise_producer(replica_config)  # fed the servers' KV events directly, in order
+        if producer is not None:
+            producer.attach_fed(pool, ServerTokenizer())
+            indexes.append(producer.index)
+        scheduler = Scheduler(pool, replica_config.profile(), saturation=replica_config.saturation, fallbacks=2)
+        pickers.append(_Replica(pool, scheduler))
 
     def server(key: str) -> ServerModel:
-        feed = IndexFeed(producer.index, key, clock) if producer is not None else None
+        feed = IndexFeed(indexes, key, clock) if indexes else None
         return ServerModel(clock, server_config, adapters, name=key, kv_events=feed)
 
     servers = {spec.key: server(spec.key) for spec in specs}
-    scheduler = Scheduler(pool, config.profile(), saturation=config.saturation, fallbacks=2)
     records: list[RequestRecord] = []
     scrapes: dict[str, list[float]] = {key: [] for key in servers}
     open_sessions = len(workload.sessions)
     groups: dict[str, int] = {}  # system prompt -> its group number
+    sent = 0  # requests sent so far: the next goes to replica `sent % len(pickers)`
 
-    def scrape(key: str) -> None:
+    def scrape(replica: _Replica, key: str) -> None:
         now = clock.now()
-        pool.apply_samples(key, servers[key].gauge_samples(), now, mark=pool.scrape_mark())
-        if keep_scrape_times:
+        replica.pool.apply_samples(key, servers[key].gauge_samples(), now, mark=replica.pool.scrape_mark())
+        if keep_scrape_times and replica is pickers[0]:
             scrapes[key].append(now)
-        if open_sessions:
-            clock.call_at(now + SCRAPE_INTERVAL, scrape, key)
+        if open_sessions and scrape_interval:
+            clock.call_at(now + scrape_interval, scrape, replica, key)
 
     def session_done() -> None:
         nonlocal open_sessions
         open_sessions -= 1
 
     def send(index: int, session: Session, turn_index: int) -> None:
+        nonlocal sent
         turn = session.turns[turn_index]
         now = clock.now()
         record = RequestRecord(index, turn_index, now)
@@ -187,6 +213,12 @@ def simulate(
         first = body["messages"][0]
         if first["role"] == "system":
             record.group = groups.setdefault(first["content"], len(groups))
+        replica = pickers[sent % len(pickers)]
+        sent += 1
+        if not scrape_interval:
+            for polled in servers:
+                scrape(replica, polled)
+        scheduler = replica.scheduler
         request = SchedulingRequest(
             target_model=body["model"],
             prompt=PromptInput.from_body(body, CHAT_PATH),
@@ -236,8 +268,9 @@ def simulate(
             scheduler.on_complete(decision, now)
             session_done()
 
-    for offset, key in enumerate(servers):  # staggered over one interval, as independent pollers are
-        clock.call_at(-SCRAPE_INTERVAL + offset * SCRAPE_INTERVAL / len(servers), scrape, key)
+    pollers = [(replica, key) for replica in pickers for key in servers]
+    for offset, (replica, key) in enumerate(pollers):  # staggered over one interval, as independent pollers are
+        clock.call_at(-lead + offset * lead / len(pollers), scrape, replica, key)
     for index, session in enumerate(workload.sessions):
         clock.call_at(session.start, send, index, session, 0)
     clock.run_until_idle()

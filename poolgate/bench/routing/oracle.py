@@ -1,6 +1,7 @@
-"""Analytic bounds from the simulator's latency parameters: the `oracle` lower bound and the fleet's capacity.
+"""Analytic bounds from the simulator's latency parameters: the `oracle` lower bound, the `pooled` bound and the
+fleet's capacity.
 
-Both take the prefix reuse the workload allows at best: a request's cached prefix is the longest run of its full
+All three take the prefix reuse the workload allows at best: a request's cached prefix is the longest run of its full
 prompt blocks (the simulator's block hashes, so adapters never share) that any earlier request already had, at
 most `prompt - 1` tokens (the last prompt token is always computed). `uncached` is the rest of the prompt.
 
@@ -11,6 +12,17 @@ arrives, with that prefix cached and its LoRA adapter resident:
     inter-token gap = decode_step (a batch of one)
 
 Follow-up turns of a session arrive `think` seconds after the oracle's response ended.
+
+The oracle is out of reach under load: it never waits for a place in a batch. **Pooled** (`pooled`) adds the
+fleet's batch slots: the `pods x max_num_seqs` slots form one pool shared by all servers, and a request takes the
+first free slot (first come, first served) with the oracle's cache, so
+
+    TTFT = slot wait + prefill as above
+    inter-token gap = decode_step(ceil(busy slots / pods)) (the busy slots spread evenly over the pods)
+
+and it holds its slot until its last token: the oracle plus the fleet's slot limit, with perfect balance and every
+prefix everywhere. What it leaves out (prefills sharing an engine step with the requests running beside them, a
+request's gaps changing with later arrivals) only makes it lower.
 
 **Capacity** (requests per second the fleet sustains at full batches with that reuse): per request a server spends
 
@@ -67,8 +79,18 @@ def prefill_seconds(config: ServerConfig, uncached: int) -> float:
 
 def oracle_run(workload: Workload, config: ServerConfig, prompts: ServerPrompts | None = None) -> RunResult:
     """The oracle's records for a workload (see the module docstring)."""
+    return _bound_run(workload, config, prompts, pods=None)
+
+
+def pooled_run(workload: Workload, config: ServerConfig, pods: int, prompts: ServerPrompts | None = None) -> RunResult:
+    """The pooled bound's records for a workload on `pods` servers (see the module docstring)."""
+    return _bound_run(workload, config, prompts, pods)
+
+
+def _bound_run(workload: Workload, config: ServerConfig, prompts: ServerPrompts | None, pods: int | None) -> RunResult:
+    """The oracle (`pods` None: no slot limit, a batch of one) or the pooled bound (the fleet's slots in one pool)."""
     reuse = PrefixReuse(config, workload.adapters, prompts or ServerPrompts())
-    gap = config.decode_step_time(1)
+    slots = [0.0] * (pods * config.max_num_seqs) if pods else []  # when each batch slot is free next (a heap)
     pending = [(session.start, index, 0) for index, session in enumerate(workload.sessions)]
     heapq.heapify(pending)
     records = []
@@ -77,8 +99,16 @@ def oracle_run(workload: Workload, config: ServerConfig, prompts: ServerPrompts 
         turns = workload.sessions[index].turns
         turn = turns[turn_index]
         prompt_tokens, uncached = reuse.uncached(turn.body)
-        first = arrival + prefill_seconds(config, uncached)
+        if pods:
+            start = max(arrival, heapq.heappop(slots))
+            busy = 1 + sum(1 for free in slots if free > start)
+            gap = config.decode_step_time(min(config.max_num_seqs, math.ceil(busy / pods)))
+        else:
+            start, gap = arrival, config.decode_step_time(1)
+        first = start + prefill_seconds(config, uncached)
         finished = first + (turn.output_tokens - 1) * gap
+        if pods:
+            heapq.heappush(slots, finished)
         records.append(
             RequestRecord(
                 index,

@@ -9,6 +9,7 @@
 | `llmd-precise` | upstream's `epp-precise-prefix-cache-config.yaml` (llm-d router v0.10) | the llm-d router fed by the engines' KV events: precise prefix 2, KV 1, queue 1 |
 | `poolgate` | built-in `poolgate-default` | poolgate's default profile |
 | `oracle` | none: computed (see `oracle.py`) | a lower bound: no queueing, every reusable prefix cached |
+| `pooled` | none: computed (see `oracle.py`) | the oracle with the fleet's batch-slot limit: its slots shared as one first-come-first-served pool |
 
 Other profiles can join a run from EndpointPickerConfig files (`--config NAME=FILE`).
 
@@ -26,8 +27,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from picker.scheduling import PickerConfig
 
-ORACLE = "oracle"
-PICKERS = ("round-robin", "random", "least-request", "llmd-default", "llmd-precise", "poolgate", ORACLE)
+ORACLE, POOLED = "oracle", "pooled"
+BOUNDS = (ORACLE, POOLED)  # computed, not routed
+PICKERS = ("round-robin", "random", "least-request", "llmd-default", "llmd-precise", "poolgate", POOLED, ORACLE)
 
 _HEADER = "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"
 BASELINE_CONFIGS = {
@@ -78,16 +80,17 @@ BASELINE_CONFIGS["llmd-precise"] = LLMD_PRECISE
 BUILTIN_PROFILES = {"llmd-default": "llmd-default", "poolgate": "poolgate-default"}
 
 
-def picker_rng(picker: str, seed: int) -> random.Random:
-    """The random source of one picker in one run (tie breaks, random picks)."""
-    return random.Random(f"picker/{picker}/{seed}")
+def picker_rng(picker: str, seed: int, replica: int = 0) -> random.Random:
+    """The random source of one picker (replica) in one run (tie breaks, random picks)."""
+    return random.Random(f"picker/{picker}/{seed}" + (f"/{replica}" if replica else ""))
 
 
-def build_picker(picker: str, seed: int, extra_configs: dict[str, str] | None = None) -> PickerConfig:
-    """A fresh config (own prefix index, own RNG) for a named picker; `extra_configs` maps more names to YAML."""
+def build_picker(picker: str, seed: int, extra_configs: dict[str, str] | None = None, replica: int = 0) -> PickerConfig:
+    """A fresh config (own prefix index, own RNG) for a named picker, or for its replica number `replica`;
+    `extra_configs` maps more names to YAML."""
     from picker.scheduling import builtin_config, load_config
 
-    rng = picker_rng(picker, seed)
+    rng = picker_rng(picker, seed, replica)
     if extra_configs and picker in extra_configs:
         return load_config(extra_configs[picker], rng)
     if picker in BASELINE_CONFIGS:

@@ -6,6 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from poolgate.bench.routing.pickers import ORACLE, POOLED
+
+BOUND_STYLES = {ORACLE: {"linestyle": "--", "color": "black"}, POOLED: {"linestyle": ":", "color": "black"}}
+
 
 def write_plots(rows: Sequence[dict], directory: str | Path) -> list[Path]:
     """Write one `routing-<workload>.png` per workload into `directory`; returns the files written."""
@@ -19,7 +23,7 @@ def write_plots(rows: Sequence[dict], directory: str | Path) -> list[Path]:
             points = sorted(
                 (row["load"], row["ttft_p90_s"], row["output_tokens_per_s"]) for row in mine if row["picker"] == picker
             )
-            style = {"linestyle": "--", "color": "black"} if picker == "oracle" else {"marker": "o"}
+            style = BOUND_STYLES.get(picker, {"marker": "o"})
             latency.plot(
                 [p[0] for p in points if p[1] is not None],
                 [p[1] for p in points if p[1] is not None],

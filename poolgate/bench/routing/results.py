@@ -9,7 +9,7 @@
   requests (vLLM's `prefix_cache_hits / prefix_cache_queries`).
 - `servers_per_group`: over the prompt groups (requests starting with the same system prompt), the mean number of
   servers that served a group's measured completed requests; None for workloads without system prompts (and the
-  oracle, which has no servers). 1.0: every group stayed on one server.
+  computed bounds, which have no servers). 1.0: every group stayed on one server.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from poolgate.bench.routing import DURATION, LOADS, WARMUP_FRACTION
+from poolgate.bench.routing import DURATION, LOADS, SCRAPE_INTERVAL, WARMUP_FRACTION
 from poolgate.bench.routing.fleet import ServerPrompts, simulate
-from poolgate.bench.routing.oracle import fleet_capacity, oracle_run
-from poolgate.bench.routing.pickers import ORACLE, PICKERS, build_picker
+from poolgate.bench.routing.oracle import fleet_capacity, oracle_run, pooled_run
+from poolgate.bench.routing.pickers import BOUNDS, ORACLE, PICKERS, POOLED, build_picker
 from poolgate.bench.routing.results import summarize
 from poolgate.bench.routing.workloads import WORKLOADS, Workload, workload_spec
 from simulator import ServerConfig
@@ -37,6 +37,9 @@ class Settings:
     requests: int | None = None  # requests per case
     warmup_fraction: float = WARMUP_FRACTION
     extra_configs: dict[str, str] = field(default_factory=dict)  # picker name -> EndpointPickerConfig YAML
+    picker_replicas: int = 1  # picker replicas sharing each case's traffic (see fleet.simulate)
+    scrape_interval: float = SCRAPE_INTERVAL  # seconds between scrapes; 0: every server before each pick
+    kv_blocks: int | None = None  # KV-cache blocks per server (None: the simulator's default)
 
     def __post_init__(self) -> None:
         if (self.duration is None) == (self.requests is None):
@@ -49,6 +52,12 @@ class Settings:
                 f"unknown picker(s) {', '.join(unknown)}; choose from {', '.join(PICKERS)} "
                 "or add one with --config NAME=FILE"
             )
+        if not 1 <= self.picker_replicas <= 16:
+            raise ValueError("picker replicas must be within 1..16")
+        if self.scrape_interval < 0:
+            raise ValueError("the scrape interval must be >= 0 (0: before every pick)")
+        if self.kv_blocks is not None and self.kv_blocks < 1:
+            raise ValueError("kv blocks must be at least 1")
         if not 1 <= self.pods <= 64:
             raise ValueError("pods must be within 1..64")
         if not self.loads or min(self.loads) <= 0:
@@ -107,15 +116,28 @@ def _workload(name: str, rate: float, seed: int, duration: float, ramp: float) -
 
 
 def run_case(case: Case, settings: Settings) -> dict:
-    """Simulate one case (or compute it, for the oracle) and return its row."""
+    """Simulate one case (or compute it, for the bounds) and return its row."""
     warmup = settings.warmup_fraction * case.duration
     workload, prompts = _workload(case.workload, case.rate, settings.seed, case.duration, warmup)
-    config = ServerConfig()
+    config = ServerConfig() if settings.kv_blocks is None else ServerConfig(num_gpu_blocks=settings.kv_blocks)
     if case.picker == ORACLE:
         result = oracle_run(workload, config, prompts)
+    elif case.picker == POOLED:
+        result = pooled_run(workload, config, settings.pods, prompts)
     else:
-        picker = build_picker(case.picker, settings.seed, settings.extra_configs)
-        result = simulate(workload, picker, settings.pods, config, prompts=prompts)
+        picker, *replicas = (
+            build_picker(case.picker, settings.seed, settings.extra_configs, replica)
+            for replica in range(settings.picker_replicas)
+        )
+        result = simulate(
+            workload,
+            picker,
+            settings.pods,
+            config,
+            prompts=prompts,
+            replicas=replicas,
+            scrape_interval=settings.scrape_interval,
+        )
     return summarize(
         result.records,
         workload=case.workload,
@@ -141,7 +163,7 @@ def run_cases(
     """Run the cases on `jobs` processes (default: one per CPU); rows come back in case order."""
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(all_cases)))
     # the heaviest cases (highest load: longest queues) first, so that the processes finish together
-    order = sorted(range(len(all_cases)), key=lambda i: (-all_cases[i].load, all_cases[i].picker == ORACLE, i))
+    order = sorted(range(len(all_cases)), key=lambda i: (-all_cases[i].load, all_cases[i].picker in BOUNDS, i))
     work = [(i, all_cases[i], settings) for i in order]
     rows: list[dict | None] = [None] * len(all_cases)
 
