@@ -16,7 +16,7 @@ from poolgate.translate import ir, naming
 from poolgate.translate.answers import edge_errors
 from poolgate.translate.hostnames import covering_patterns, matches, specificity
 from poolgate.translate.options import TranslateOptions
-from poolgate.translate.policy import Policy, decide
+from poolgate.translate.policy import Policy, decide, observes_responses
 from poolgate.translate.resolve import (
     Attachment,
     Graph,
@@ -325,13 +325,12 @@ def _picker_call(
         tls=options.picker_tls,
         server_name=_service_host(service, options) if options.picker_tls else "",
     )
-    # Only a poolgate picker knows the observe-only response call, and a picker that edits the response (maps a
-    # rewritten model name back in the body, adds response headers) must have the response on the picking call. So
-    # must several replicas: Envoy balances each call on its own, and the observing call could reach a replica that
-    # does not hold the pick (its in-flight booking would wait out the unclaimed-pick hold).
     pool = target.pool
     edits = picker.maps_model_back or options.picker_edits_responses
-    observed = options.poolgate_pickers and not edits and len(picker.replicas) <= 1
+    if not options.poolgate_pickers and picker.managed and options.managed_picker_replicas is not None:
+        observed = observes_responses(True, edits, options.managed_picker_replicas)  # the hooks deploy it
+    else:
+        observed = observes_responses(options.poolgate_pickers, edits, len(picker.replicas))
     return ir.PickerCall(
         name,
         f"{pool.namespace}/{pool.name}",
