@@ -24,6 +24,7 @@ from tests.hooks import cases
 from tests.hooks.golden import hook_path, request_file
 from tests.hooks.related_sizes import related
 from tests.hooks.related_sizes import sync_request as related_sync_request
+from tests.support.hookenvoy import observed_pools
 
 SYNC_CASES = [c for c in sorted(cases.all_cases()) if "/sync/" in c and "malformed" not in c]
 
@@ -336,18 +337,6 @@ def test_reference_grants_are_asked_in_the_configured_version(case):
     assert [r for r in v1beta1 if r["resource"] != "referencegrants"] == [
         r for r in v1 if r["resource"] != "referencegrants"
     ]
-
-
-def observed_pools(answer: dict) -> dict[str, bool]:
-    """For each pool a Gateway's routes forward to, whether its responses go to the observe-only call."""
-    config_map = next(a for a in answer["attachments"] if a["kind"] == "ConfigMap")
-    listener = yaml.safe_load(config_map["data"]["lds.yaml"])["resources"][0]
-    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    out = {}
-    for route in manager["route_config"]["virtual_hosts"][0]["routes"]:
-        observer = route["typed_per_filter_config"].get("poolgate.response_observer", {})
-        out[route["metadata"]["filter_metadata"]["poolgate"]["pools"]] = "overrides" in observer
-    return out
 
 
 def test_rewrites_are_asked_in_exactly_the_versions_the_installed_crds_serve():
