@@ -327,10 +327,13 @@ def _picker_call(
     )
     pool = target.pool
     edits = picker.maps_model_back or options.picker_edits_responses
-    if not options.poolgate_pickers and picker.managed and options.managed_picker_replicas is not None:
-        observed = observes_responses(True, edits, options.managed_picker_replicas)  # the hooks deploy it
-    else:
-        observed = observes_responses(options.poolgate_pickers, edits, len(picker.replicas))
+    if options.poolgate_pickers:  # `poolgate up` runs every picker, with the replicas it started
+        poolgate, replicas = True, len(picker.replicas)
+    elif picker.managed and options.managed_picker_replicas is not None:  # the hooks deploy managed pickers
+        poolgate, replicas = True, options.managed_picker_replicas
+    else:  # a picker that may be upstream's
+        poolgate, replicas = False, len(picker.replicas)
+    observed = observes_responses(poolgate, edits, replicas)
     return ir.PickerCall(
         name,
         f"{pool.namespace}/{pool.name}",
