@@ -150,8 +150,10 @@ def test_an_invalid_backend_answers_json_naming_the_object_whose_status_says_why
 def test_models_list_through_the_gateway_shows_every_model_a_client_can_ask_for(quickstart, http):
     stack, url = quickstart
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
-    models = {m.id: m for m in client.models.list()}
+    listed = list(client.models.list())
+    models = {m.id: m for m in listed}
     assert set(models) == {LLAMA, "food-review-v1", "food-review-v2", "food-review", "Qwen/Qwen3-8B"}
+    assert len(listed) == len(models)  # each once, though every pod of a pool reports it
     assert models["food-review-v1"].parent == LLAMA and models[LLAMA].parent is None  # LoRA adapters name their base
     assert models["food-review"].owned_by == "poolgate"  # the InferenceModelRewrite's name
     for name in [n for n in stack.stack.supervisor.children if n.startswith("pod/default/qwen")]:

@@ -48,8 +48,11 @@ def labels(gateway: str) -> dict[str, str]:
 
 
 def options(settings: HookSettings) -> TranslateOptions:
-    """How Gateways are translated in Kubernetes: pool endpoints from each pool's headless Service (DNS)."""
-    return TranslateOptions(endpoints="dns", cluster_domain=settings.cluster_domain)
+    """How Gateways are translated in Kubernetes: pool endpoints from each pool's headless Service (DNS); managed
+    pools' pickers are poolgate's, with the installation's replica count (which decides where their responses go)."""
+    return TranslateOptions(
+        endpoints="dns", cluster_domain=settings.cluster_domain, managed_picker_replicas=settings.picker_replicas
+    )
 
 
 def bootstrap(settings: HookSettings, config_dir: str = CONFIG_DIR) -> dict:

@@ -22,6 +22,7 @@ from hooks.status import conditions, problems_message
 from hooks.timestamps import transition_time
 from poolgate.api import Gateway, GatewayClass, InvalidObjects, LabelSelector
 from poolgate.api.contract import CONTROLLER_NAME, GATEWAY_LABEL
+from poolgate.api.load import KINDS
 from poolgate.translate import StatusOptions, translate
 from poolgate.translate import conditions as c
 from poolgate.translate.conditions import Cond
@@ -31,10 +32,16 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 OUR_GATEWAY = {GATEWAY_LABEL: "true"}
 
 
+# The InferenceModelRewrite versions poolgate installs (crds/): a related rule naming a version the cluster does not
+# serve would fail every sync of the Gateways.
+MODEL_REWRITE_API_VERSIONS = KINDS["InferenceModelRewrite"][1]
+
+
 def customize(body: object, settings: HookSettings) -> dict:
     """What translating a Gateway needs: its class; the routes its listeners may admit (its own namespace, the
-    namespaces a selector picks, or all); the Namespaces such selectors test; and the pools, Services and
-    ReferenceGrants of every namespace, since admitted routes may point across namespaces. Never Pods: Envoy
+    namespaces a selector picks, or all); the Namespaces such selectors test; and the pools, Services,
+    ReferenceGrants and InferenceModelRewrites of every namespace, since admitted routes may point across
+    namespaces (a pool an InferenceModelRewrite names keeps its responses on the picking call). Never Pods: Envoy
     resolves pool endpoints through each pool's headless Service."""
     gateway = parse_customize(body, KIND)
     namespace = gateway["metadata"].get("namespace") or "default"
@@ -43,6 +50,7 @@ def customize(body: object, settings: HookSettings) -> dict:
         related_rule("inference.networking.k8s.io/v1", "inferencepools", label_selector={}),
         related_rule("v1", "services", label_selector={}),
         related_rule(settings.reference_grant_api, "referencegrants", label_selector={}),
+        *(related_rule(api, "inferencemodelrewrites", label_selector={}) for api in MODEL_REWRITE_API_VERSIONS),
     ]
     if isinstance(spec.get("gatewayClassName"), str):
         rules.append(related_rule(GATEWAY_API, "gatewayclasses", names=[spec["gatewayClassName"]]))

@@ -16,7 +16,7 @@ from poolgate.translate import ir, naming
 from poolgate.translate.answers import edge_errors
 from poolgate.translate.hostnames import covering_patterns, matches, specificity
 from poolgate.translate.options import TranslateOptions
-from poolgate.translate.policy import Policy, decide
+from poolgate.translate.policy import Policy, decide, observes_responses
 from poolgate.translate.resolve import (
     Attachment,
     Graph,
@@ -325,13 +325,15 @@ def _picker_call(
         tls=options.picker_tls,
         server_name=_service_host(service, options) if options.picker_tls else "",
     )
-    # Only a poolgate picker knows the observe-only response call, and a picker that edits the response (maps a
-    # rewritten model name back in the body, adds response headers) must have the response on the picking call. So
-    # must several replicas: Envoy balances each call on its own, and the observing call could reach a replica that
-    # does not hold the pick (its in-flight booking would wait out the unclaimed-pick hold).
     pool = target.pool
     edits = picker.maps_model_back or options.picker_edits_responses
-    observed = options.poolgate_pickers and not edits and len(picker.replicas) <= 1
+    if options.poolgate_pickers:  # `poolgate up` runs every picker, with the replicas it started
+        poolgate, replicas = True, len(picker.replicas)
+    elif picker.managed and options.managed_picker_replicas is not None:  # the hooks deploy managed pickers
+        poolgate, replicas = True, options.managed_picker_replicas
+    else:  # a picker that may be upstream's
+        poolgate, replicas = False, len(picker.replicas)
+    observed = observes_responses(poolgate, edits, replicas)
     return ir.PickerCall(
         name,
         f"{pool.namespace}/{pool.name}",

@@ -34,6 +34,10 @@ class TranslateOptions:
     # session-affinity-scorer's token, conformance steering's reports), so the response stays on the picking call.
     poolgate_pickers: bool = False
     picker_edits_responses: bool = False
+    # Kubernetes through the hooks: the pickers of managed pools (annotation poolgate.dev/managed-picker: "true") are
+    # poolgate's, deployed with this many replicas each, and observe responses by the same rule; other pools' pickers
+    # may be upstream's. None: the translation does not know who runs managed pickers (`poolgate translate`).
+    managed_picker_replicas: int | None = None
     retries: int = 2  # retries on the picker's fallback endpoints (connect failures / resets only)
     connect_timeout_s: float = 2.0
     # A client must send its request headers within `request_headers_timeout_s` and its whole request within

@@ -112,6 +112,15 @@ class Policy:
         return self.observed_picker[failure_open] if observed else self.picker(failure_open)
 
 
+def observes_responses(poolgate_picker: bool, edits_responses: bool, replicas: int) -> bool:
+    """Whether a pool's responses go to the observe-only call instead of the picking call. Only a poolgate picker
+    knows that call; a picker that edits responses (maps a rewritten model name back in the body, adds response
+    headers) must have them on the picking call; so must several replicas, since Envoy balances each call on its
+    own and the observing call could reach a replica that does not hold the pick (whose in-flight booking would then
+    wait out the unclaimed-pick hold)."""
+    return poolgate_picker and not edits_responses and replicas <= 1
+
+
 def decide(options: TranslateOptions) -> Policy:
     """Every reliability decision for a translation with these options (see docs/architecture.md, Policy).
 

@@ -70,6 +70,7 @@ class Picker:
     failure_open: bool
     maps_model_back: bool = False  # an InferenceModelRewrite names the pool: the picker edits its responses' bodies
     replicas: list[tuple[Pod, int]] = field(default_factory=list)
+    managed: bool = False  # poolgate deploys it (annotation poolgate.dev/managed-picker: "true"): a poolgate picker
 
 
 @dataclass
@@ -408,7 +409,8 @@ def _resolve_pool(snap: Snapshot, pool: InferencePool) -> PoolTarget:
             ),
         )
     rewritten = any((r.namespace, r.spec.pool_ref.name) == (pool.namespace, pool.name) for r in snap.rewrites.values())
-    picker = Picker(service, port, ref.failure_mode == "FailOpen", rewritten, snap.service_endpoints(service, port))
+    replicas = snap.service_endpoints(service, port)
+    picker = Picker(service, port, ref.failure_mode == "FailOpen", rewritten, replicas, managed=is_managed(pool))
     return PoolTarget(
         pool,
         endpoints,

@@ -202,6 +202,21 @@ def grant(ns: str, from_ns: str) -> dict:
     }
 
 
+def rewrite(name: str, pool_name: str, alias: str, target: str, group: str = "llm-d.ai", ns: str = "default") -> dict:
+    """An InferenceModelRewrite: requests for model `alias` to pool `pool_name` are served as `target`."""
+    return {
+        "apiVersion": f"{group}/v1alpha2",
+        "kind": "InferenceModelRewrite",
+        "metadata": meta("InferenceModelRewrite", name, ns),
+        "spec": {
+            "poolRef": {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": pool_name},
+            "rules": [
+                {"matches": [{"model": {"type": "Exact", "value": alias}}], "targets": [{"modelRewrite": target}]}
+            ],
+        },
+    }
+
+
 def condition(type_: str, status: str, reason: str, message: str, when: str = WRITTEN, generation: int = 1) -> dict:
     return {
         "type": type_,
@@ -473,6 +488,28 @@ def _observed_envoy(parent: dict, deployment_status: dict, service_status: dict)
     ]
 
 
+MANAGED = {"poolgate.dev/managed-picker": "true"}
+
+
+def managed_pickers_world() -> list[dict]:
+    """Gateway gw-m's route to four FailClose pools: `observed` (managed picker), `renamed` (managed, named by an
+    InferenceModelRewrite in llm-d.ai), `aliased` (managed, named by one in inference.networking.x-k8s.io) and
+    `own` (a picker Service of the user's, which may be upstream's)."""
+    rules = [
+        {"matches": [{"path": {"type": "PathPrefix", "value": f"/{name}"}}], "backendRefs": [pool_ref(name)]}
+        for name in ("observed", "renamed", "aliased", "own")
+    ]
+    return [
+        *classes(),
+        route("m-route", [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw-m"}], rules),
+        *(pool(name, [8000], None, annotations=MANAGED) for name in ("observed", "renamed", "aliased")),
+        pool("own", [8000], "own-epp"),
+        service("own-epp", cluster_ip="10.96.10.4"),
+        rewrite("renamed-canary", "renamed", "chat", "chat-v2"),
+        rewrite("aliased-names", "aliased", "alias", "served", group="inference.networking.x-k8s.io"),
+    ]
+
+
 def gateway_cases() -> dict[str, dict]:
     programmed_earlier = {
         "conditions": [
@@ -505,6 +542,9 @@ def gateway_cases() -> dict[str, dict]:
         ),
         "sync/two-gateways-b": sync_request("poolgate-gateways", gw_b(), _gateway_world(), (), GATEWAY_KINDS),
         "sync/other-class": sync_request("poolgate-gateways", gw_other(), [*classes()], (), GATEWAY_KINDS),
+        "sync/managed-pickers": sync_request(
+            "poolgate-gateways", gateway("gw-m", [listener("http", 8080)]), managed_pickers_world(), (), GATEWAY_KINDS
+        ),
         "sync/invalid-listeners": sync_request(
             "poolgate-gateways",
             invalid,

@@ -32,6 +32,7 @@ KINDS = {
     "services": "Service",
     "inferencepools": "InferencePool",
     "pods": "Pod",
+    "inferencemodelrewrites": "InferenceModelRewrite",
 }
 
 

@@ -11,6 +11,7 @@ import tarfile
 import pytest
 import yaml
 
+from hooks import gateway
 from hooks.app import HOOKS
 from hooks.settings import HookSettings, load_settings
 from hooks.uninstall import Resource, build_parser
@@ -172,6 +173,18 @@ def test_reference_grant_version_must_be_one_the_cluster_serves(tmp_path, refere
     )
     assert grant_crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == "v1.6.1"
     assert {v["name"] for v in grant_crd["spec"]["versions"] if v["served"]} == {"v1", "v1beta1"}
+
+
+def test_the_model_rewrite_versions_the_gateway_hook_reads_must_be_served():
+    """With InferencePools served but one of the InferenceModelRewrite versions the Gateway hook asks for missing
+    (`helm install --skip-crds`), the install fails naming it instead of every Gateway sync failing."""
+    pools = ("--api-versions", "inference.networking.k8s.io/v1/InferencePool")
+    versions = gateway.MODEL_REWRITE_API_VERSIONS
+    for missing in versions:
+        served = [arg for v in versions if v != missing for arg in ("--api-versions", f"{v}/InferenceModelRewrite")]
+        error = render_error(*pools, *served)
+        assert f"InferenceModelRewrite {missing}" in error and "crds/" in error
+    render(*pools, *(arg for v in versions for arg in ("--api-versions", f"{v}/InferenceModelRewrite")))
 
 
 def test_multi_document_crd_files_render_unchanged(tmp_path, reference_crds):

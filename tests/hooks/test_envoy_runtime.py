@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import grpc
 import yaml
@@ -21,6 +22,7 @@ from hooks.settings import HookSettings
 from poolgate.envoy import envoy_binary
 from poolgate.translate.output import swap_directory
 from tests.hooks import cases
+from tests.support.hookenvoy import local_files
 
 
 def free_port() -> int:
@@ -34,14 +36,7 @@ def config_files(listener_port: int, config_dir: str, admin_port: int, ready_por
     `config_dir` and admin/readiness moved to free ports (the only changes from the cluster's files)."""
     request = copy.deepcopy(cases.all_cases()["gateways/sync/two-gateways-b"])
     request["object"]["spec"]["listeners"][0]["port"] = listener_port
-    config_map = next(a for a in gateway.sync(request, HookSettings())["attachments"] if a["kind"] == "ConfigMap")
-    files = {name: yaml.safe_load(text) for name, text in config_map["data"].items()}
-    assert files["bootstrap.yaml"] == envoy.bootstrap(HookSettings())
-    bootstrap = envoy.bootstrap(HookSettings(), config_dir)
-    bootstrap["admin"]["address"]["socket_address"]["port_value"] = admin_port
-    bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = ready_port
-    files["bootstrap.yaml"] = bootstrap
-    return files
+    return local_files(gateway.sync(request, HookSettings()), Path(config_dir), admin_port, ready_port)
 
 
 def get(url: str) -> tuple[int, str]:

@@ -22,6 +22,9 @@ from hooks.timestamps import EPOCH, transition_time
 from tests.conftest import REPO
 from tests.hooks import cases
 from tests.hooks.golden import hook_path, request_file
+from tests.hooks.related_sizes import related
+from tests.hooks.related_sizes import sync_request as related_sync_request
+from tests.support.hookenvoy import observed_pools
 
 SYNC_CASES = [c for c in sorted(cases.all_cases()) if "/sync/" in c and "malformed" not in c]
 
@@ -334,3 +337,38 @@ def test_reference_grants_are_asked_in_the_configured_version(case):
     assert [r for r in v1beta1 if r["resource"] != "referencegrants"] == [
         r for r in v1 if r["resource"] != "referencegrants"
     ]
+
+
+def test_rewrites_are_asked_in_exactly_the_versions_the_installed_crds_serve():
+    """A related rule naming a version the cluster does not serve fails every sync: the Gateway hook asks
+    InferenceModelRewrites in every version that crds/ (the chart's crds/) serves, and in no other."""
+    served = set()
+    for crd in (REPO / "helm" / "poolgate" / "crds").glob("*_inferencemodelrewrites.yaml"):
+        spec = yaml.safe_load(crd.read_text())["spec"]
+        served |= {f"{spec['group']}/{v['name']}" for v in spec["versions"] if v["served"]}
+    rules = gateway.customize(cases.all_cases()["gateways/customize/all-namespaces"], HookSettings())
+    asked = [r for r in rules["relatedResources"] if r["resource"] == "inferencemodelrewrites"]
+    assert {r["apiVersion"] for r in asked} == served == {"inference.networking.x-k8s.io/v1alpha2", "llm-d.ai/v1alpha2"}
+    assert all(r["labelSelector"] == {} and "namespace" not in r for r in asked)  # pools of every namespace
+
+
+def test_only_managed_pickers_without_rewrites_or_replicas_observe_responses_apart_from_the_pick():
+    """The related objects Metacontroller selects with the Gateway's customize rules bring the InferenceModelRewrites
+    along; the observer is on for exactly the managed pools no rewrite names, and only with one picker replica."""
+    world = cases.managed_pickers_world()
+    parent = cases.gateway("gw-m", [cases.listener("http", 8080)])
+    objects = [*world, cases.pool("elsewhere", [8000], None), parent]  # an object the rules must not need
+
+    def answer(settings: HookSettings, cluster: list[dict]) -> dict[str, bool]:
+        found = related(gateway.customize, parent, cluster, settings)
+        return observed_pools(gateway.sync(related_sync_request("poolgate-gateways", parent, found), settings))
+
+    assert answer(HookSettings(), objects) == {
+        "default/observed": True,  # poolgate's picker, one replica, responses left alone
+        "default/renamed": False,  # an llm-d.ai rewrite: the picker maps the model name back in the body
+        "default/aliased": False,  # an inference.networking.x-k8s.io rewrite, likewise
+        "default/own": False,  # the user's picker may be upstream's, which knows no pick id
+    }
+    assert not any(answer(HookSettings(picker_replicas=2), objects).values())  # Envoy balances the calls apart
+    unnamed = [o for o in objects if o["metadata"]["name"] != "renamed-canary"]  # the canary is over
+    assert answer(HookSettings(), unnamed)["default/renamed"] is True

@@ -17,6 +17,7 @@ from poolgate.api.builders import (
     route,
     service,
 )
+from poolgate.api.contract import MANAGED_PICKER_ANNOTATION
 from poolgate.translate import TranslateOptions, translate, xds
 from poolgate.translate.output import swap_directory
 
@@ -521,6 +522,23 @@ def test_a_picker_that_edits_responses_keeps_them_on_the_picking_call(envoy_vali
         picking = routes(boot)[0]["typed_per_filter_config"]["poolgate.endpoint_picker"]["overrides"]
         assert picking["processing_mode"]["response_body_mode"] == "FULL_DUPLEX_STREAMED"
         assert [m["key"] for m in picking["grpc_service"]["initial_metadata"]] == ["x-poolgate-pool"]
+
+
+def test_managed_pickers_observe_responses_only_where_the_translation_knows_poolgate_deploys_them():
+    """The hooks deploy managed pools' pickers (`managed_picker_replicas`): those observe responses apart from the
+    pick while a single replica runs; `poolgate translate` cannot tell who runs them and keeps the response inline."""
+    managed = pool()
+    managed["metadata"]["annotations"] = {MANAGED_PICKER_ANNOTATION: "true"}
+    objects = build(gateway_class(), gateway(), route(), managed, pod("p0", "10.0.0.1"))
+
+    def filters(options: TranslateOptions) -> list[str]:
+        return [f["name"] for f in hcm(translate(objects, options).bootstrap())["http_filters"]]
+
+    inline = ["poolgate.endpoint_picker", "envoy.filters.http.router"]
+    assert filters(TranslateOptions(endpoints="dns")) == inline
+    assert "poolgate.response_observer" in filters(TranslateOptions(endpoints="dns", managed_picker_replicas=1))
+    assert filters(TranslateOptions(endpoints="dns", managed_picker_replicas=3)) == inline
+    assert filters(TranslateOptions(endpoints="dns", managed_picker_replicas=1, picker_edits_responses=True)) == inline
 
 
 def test_a_picker_service_resolves_to_every_ready_replica_it_selects(envoy_validate):
