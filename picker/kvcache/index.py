@@ -114,6 +114,10 @@ class BlockIndex:
         state = self._endpoints.get(key)
         return state is not None and not state.unreliable
 
+    def any_reliable(self) -> bool:
+        """Whether some endpoint's index is trusted."""
+        return any(not state.unreliable for state in list(self._endpoints.values()))
+
     def block_size(self, key: str) -> int:
         """The endpoint's engine block size as its events report it (0 when unknown)."""
         state = self._endpoints.get(key)

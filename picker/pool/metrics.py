@@ -281,10 +281,19 @@ def _adapters(csv: str | None) -> frozenset[str]:
     return frozenset(name.strip() for name in (csv or "").split(",") if name.strip())
 
 
+_LORA_STATES: dict[tuple[str | None, str | None, str | None], LoraState] = {}
+
+
 def _lora_state(sample: Sample) -> LoraState:
+    """The LoRA state of an info sample's labels; the same few label values come back scrape after scrape, so each
+    distinct triple is read once (like `_label_set`)."""
     labels = sample.labels
-    return LoraState(
-        max_lora=_positive_int(labels.get("max_lora")) or 0,
-        running=_adapters(labels.get("running_lora_adapters")),
-        waiting=_adapters(labels.get("waiting_lora_adapters")),
-    )
+    key = (labels.get("max_lora"), labels.get("running_lora_adapters"), labels.get("waiting_lora_adapters"))
+    state = _LORA_STATES.get(key)
+    if state is None:
+        if len(_LORA_STATES) >= _LABEL_SETS_KEPT:
+            _LORA_STATES.clear()
+        state = _LORA_STATES[key] = LoraState(
+            max_lora=_positive_int(key[0]) or 0, running=_adapters(key[1]), waiting=_adapters(key[2])
+        )
+    return state

@@ -2,8 +2,8 @@
 
 Every endpoint is scraped once per interval, at its own phase: the interval is cut into slots (5 ms each, at most 64)
 and each endpoint joins the emptiest slot (`ScrapeSlots`), so a pool's scrapes are spread evenly over the interval
-instead of fired together. One ticker
-task wakes at each slot and writes the slot's GETs; each endpoint has one keep-alive connection
+instead of fired together. One ticker task wakes at each slot that has endpoints (a slot that was empty when it went
+to sleep is served, late, at its next wake) and writes the slot's GETs; each endpoint has one keep-alive connection
 (`picker/pool/http.py`) and never more than one scrape in flight, so a slow or hung pod is asked once per timeout and
 holds up nobody else. The GET asks for only the metrics the engine's mapping reads (`?name[]=...`, which
 prometheus-client servers such as vLLM's honour, sparing them the rendering of every histogram); a server that
@@ -239,7 +239,7 @@ class MetricsScraper:
     # -- the schedule -----------------------------------------------------------------------------------------------
 
     async def _tick(self) -> None:
-        """Wake at every slot, begin its endpoints' scrapes, and time out scrapes in flight too long."""
+        """Wake at every slot that has endpoints, begin their scrapes, and time out scrapes in flight too long."""
         loop = asyncio.get_running_loop()
         slots = self.slots.members
         slot_length = self.interval / len(slots)
@@ -256,7 +256,8 @@ class MetricsScraper:
             except Exception:  # a bug must not end the scraping of the pool
                 log.exception("metrics scraper tick crashed")
             fired = current
-            next_slot = start + (current + 1) * slot_length
+            ahead = next((k for k in range(1, len(slots)) if slots[(current + k) % len(slots)]), len(slots))
+            next_slot = start + (current + ahead) * slot_length  # empty slots are slept through
             await asyncio.sleep(max(0.0, min(next_slot, now + self.timeout / 4) - loop.time()))
 
     def _expire(self, now: float) -> None:

@@ -120,6 +120,11 @@ class Plugin:
         is a network call; smaller bodies are prepared by the cycle itself); None when the plugin has none."""
         return None
 
+    def needs_preparation(self) -> bool:
+        """Whether `prepare` has work to do for a request arriving now (asked per request of a plugin that has
+        `prepare_min_bytes`; a plugin whose work depends on the pool's state says no while there is none)."""
+        return True
+
     def after_pick(self, cycle: CycleState, decision: Decision) -> None:
         """Called after a request was scheduled (outcome PICKED)."""
 

@@ -214,6 +214,12 @@ class PrecisePrefixCacheProducer(Plugin):
         """Every body when the engines tokenize (a network call), else the local tokenizer's threshold."""
         return self.tokenizer.off_loop_min_bytes if self.tokenizer is not None else 0
 
+    def needs_preparation(self) -> bool:
+        """With a tokenizer of its own, always. When the engines tokenize, only while some engine's event index is
+        trusted: requests are matched against the others by the approximate index, whose token producer then has
+        no tokenizer either (the config's one), so there is nothing to prepare."""
+        return self.tokenizer is not None or self.index.any_reliable()
+
     def tokenizer_for(self, engine: str) -> RequestTokenizer:
         """The tokenizer of requests matched against the engine at `engine`."""
         return self.tokenizer or self.engine_tokenizers.for_endpoint(engine)

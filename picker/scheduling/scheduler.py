@@ -88,10 +88,11 @@ class Scheduler:
         """Whether a plugin of the profile does slow per-request work that `prepare` runs ahead of the cycle."""
         return bool(self._prepare)
 
-    @property
-    def prepare_min_bytes(self) -> int:
-        """The smallest request body whose preparation goes to a worker thread (the least of the plugins')."""
-        return min(plugin.prepare_min_bytes or 0 for plugin in self._prepare) if self._prepare else 0
+    def preparation_threshold(self) -> int | None:
+        """The smallest body of a request arriving now whose preparation goes to a worker thread (the least of the
+        plugins' that have work now); None when none has (then a worker thread would only cost a round trip)."""
+        thresholds = [plugin.prepare_min_bytes or 0 for plugin in self._prepare if plugin.needs_preparation()]
+        return min(thresholds) if thresholds else None
 
     def prepare(self, body: Mapping[str, Any]) -> None:
         """The plugins' slow per-request work for a parsed request body (blocking: run it off the event loop)."""

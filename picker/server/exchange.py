@@ -357,9 +357,9 @@ class PickerExchange(Exchange):
         self.response_size = 0
 
     def preparation(self, request: p.ProcessingRequest) -> Callable[[], None] | None:
-        """When `request` completes a request body of at least the profile's `prepare_min_bytes` and it has slow
-        per-request work (tokenizing for the precise prefix cache), that work on the parsed body, to run on a worker
-        thread; `_answer` then finds its result in the plugins' caches. None otherwise."""
+        """When `request` completes a request body of at least the profile's preparation threshold and it has slow
+        per-request work now (tokenizing for the precise prefix cache), that work on the parsed body, to run on a
+        worker thread; `_answer` then finds its result in the plugins' caches. None otherwise."""
         pool = self.pool
         scheduler = pool.scheduler if pool is not None and self.failure is None and not self.answered else None
         if scheduler is None or not scheduler.prepares:
@@ -371,8 +371,9 @@ class PickerExchange(Exchange):
             chunks = self.chunks
         else:
             return None
-        if not scheduler.prepare_min_bytes <= sum(map(len, chunks)) <= self.settings.max_body_bytes:
-            return None  # small bodies are tokenized by the cycle itself, too large ones are refused
+        threshold = scheduler.preparation_threshold()
+        if threshold is None or not threshold <= sum(map(len, chunks)) <= self.settings.max_body_bytes:
+            return None  # nothing to prepare now; small bodies are tokenized by the cycle itself, too large refused
 
         def prepare() -> None:
             try:

@@ -389,6 +389,7 @@ class PickerMetrics:
         ):
             Gauge(name, help_text, ("commit", "build_ref"), registry=registry).labels("", build_ref).set(1)
         self._models: dict[RequestLabels, ModelMetrics] = {}
+        self._attempts: dict[tuple[str, ...], tuple[Counter, Counter]] = {}  # bound attempt counters, both families
 
     def model(self, labels: RequestLabels) -> ModelMetrics:
         """The bound per-request series of a label set."""
@@ -408,10 +409,17 @@ class PickerMetrics:
         """A scheduling attempt took `seconds`; `endpoint` is the picked (pod name, namespace, port), None if none."""
         for histogram in self.scheduler_latency:
             histogram.observe(seconds)
-        status = "failure" if endpoint is None else "success"
-        labels = (status, target, *(endpoint or ("", "", "")))
-        self.scheduler_attempts.labels(*labels).inc()
-        self.llmd_scheduler_attempts.labels(*labels).inc()
+        labels = ("failure", target, "", "", "") if endpoint is None else ("success", target, *endpoint)
+        bound = self._attempts.get(labels)
+        if bound is None:
+            if len(self._attempts) >= self.MODEL_CACHE_SIZE:
+                self._attempts.clear()
+            bound = self._attempts[labels] = (
+                self.scheduler_attempts.labels(*labels),
+                self.llmd_scheduler_attempts.labels(*labels),
+            )
+        for counter in bound:
+            counter.inc()
 
     def rewrite(self, rewrite_name: str, model: str, target: str) -> None:
         """Count a rewrite decision of an InferenceModelRewrite."""

@@ -14,10 +14,10 @@ import orjson
 import yaml
 import zmq
 
-from picker.kvcache.events import BlockStored
+from picker.kvcache.events import BlockStored, EventBatch
 from picker.kvcache.tokenizer import EngineTokenizer, LocalTokenizer, TokenizeQueue
 from picker.pool.state import EndpointSpec, PoolState
-from picker.scheduling import Scheduler, load_config
+from picker.scheduling import Scheduler, builtin_config, load_config
 from picker.scheduling.precise_prefix import PrecisePrefixCacheProducer
 from picker.scheduling.scorers import PrefixCacheScorer
 from picker.scheduling.tokens import EstimateBackend
@@ -199,7 +199,7 @@ def test_engine_tokenizing_always_goes_off_the_event_loop_and_local_tokenizing_f
     pool = PoolState()
     pool.upsert(EndpointSpec("127.0.0.2", 8000))
     by_engine = Scheduler(pool, load_config(upstream_precise_config(engine.url), random.Random(0)).profile())
-    assert by_engine.prepares and by_engine.prepare_min_bytes == 0
+    assert by_engine.prepares and by_engine.preparation_threshold() == 0
     local = f"""
 apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
@@ -216,8 +216,26 @@ schedulingProfiles:
   - pluginRef: max-score-picker
 """
     by_file = Scheduler(pool, load_config(local, random.Random(0)).profile())
-    assert by_file.prepares and by_file.prepare_min_bytes == LocalTokenizer.off_loop_min_bytes == 4096
+    assert by_file.prepares and by_file.preparation_threshold() == LocalTokenizer.off_loop_min_bytes == 4096
     estimate = Scheduler(
         pool, load_config(PRECISE_CONFIG.with_name("epp-config.yaml").read_text(), random.Random(0)).profile()
     )
     assert not estimate.prepares
+
+
+def test_engine_tokenizing_for_the_event_index_is_prepared_only_while_an_engines_index_is_trusted():
+    """poolgate-default has the engines tokenize (a network call) only requests matched against a trusted event
+    index: while none is trusted there is nothing to prepare, so no request pays a worker thread's round trip."""
+    pool = PoolState()
+    pool.upsert(EndpointSpec("127.0.0.2", 8000))
+    scheduler = Scheduler(pool, builtin_config("poolgate-default", random.Random(0)).profile())
+    try:
+        producer = next(p for p in scheduler.profile.plugins() if isinstance(p, PrecisePrefixCacheProducer))
+        assert producer.tokenizer is None and scheduler.prepares
+        assert scheduler.preparation_threshold() is None
+        producer.index.ingest("127.0.0.2:8000", EventBatch("kv@pod-0@tiny", 0, 0.0, []))  # a stream from its start
+        assert scheduler.preparation_threshold() == 0
+        producer.index.mark_unreliable("127.0.0.2:8000", "missed messages")
+        assert scheduler.preparation_threshold() is None
+    finally:
+        scheduler.close()

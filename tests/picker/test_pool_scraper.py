@@ -218,6 +218,27 @@ async def test_polling_follows_pool_membership(pods):
     assert not scraper.running and scraper.polled_endpoints() == set()
 
 
+async def test_the_ticker_sleeps_through_empty_slots(pods):
+    """Two endpoints in ten slots: the ticker wakes for their two slots per interval, not for all ten."""
+    a, b = await pods("127.0.0.29"), await pods("127.0.0.30")
+    pool = PoolState()
+    pool.set_endpoints([a.spec, b.spec])
+    async with MetricsScraper(pool, interval=0.05, timeout=1.0, registry=CollectorRegistry()) as scraper:
+        wakes = 0
+        expire = scraper._expire
+
+        def counted(now):
+            nonlocal wakes
+            wakes += 1
+            expire(now)
+
+        scraper._expire = counted
+        await asyncio.sleep(0.5)  # ten intervals
+        assert 0 < wakes <= 25  # 2 per interval (+ a few late ones), against 100 when every slot woke it
+        before = a.requests, b.requests
+        await until(lambda: a.requests > before[0] and b.requests > before[1])  # both still scraped
+
+
 def test_slots_balance_and_spread_few_endpoints_over_the_whole_interval():
     assert (slot_count(0.05), slot_count(0.001), slot_count(60.0)) == (10, 1, 64)
     slots = ScrapeSlots(10)
