@@ -64,14 +64,16 @@ peers-venv: $(PEERS_STAMP)
 run: $(STAMP)
 	$(BIN)/poolgate up -f examples/quickstart.yaml
 
-## Run every test (unit, e2e on real Envoy and real processes) after the lint and format checks.
-## Exit code 5 (no tests collected) counts as failure.
+## Run every test after the lint and format checks: unit, integration and end-to-end on real Envoy, pickers and
+## simulated pods, then the end-to-end suite on real vLLM engines (`test-vllm`, alone on the machine so that its
+## engines and the timing-sensitive tests do not share the cores). Exit code 5 (no tests collected) counts as failure.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --ignore=e2e/vllm $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-vllm
 
-## The e2e suite on real vLLM engines (opt-in for now; creates .venv-vllm on first use): see docs/vllm.md.
+## Only the end-to-end suite on real vLLM engines (creates .venv-vllm on first use): see docs/vllm.md.
 test-vllm: $(STAMP) $(VLLM_STAMP)
-	POOLGATE_VLLM=1 $(BIN)/python -m pytest -n 2 --dist loadgroup e2e/vllm $(PYTEST_ARGS)
+	$(BIN)/python -m pytest e2e/vllm $(PYTEST_ARGS)
 
 ## Lint, format and type checks (ruff, mypy on the product packages) the test command runs first.
 lint: $(STAMP)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import httpx
 import pytest
 
 from tests.support.stacks import RunningStack, running_stack
-
-# The real-vLLM suite runs with `make test-vllm` (POOLGATE_VLLM=1), not inside `make test`: see docs/vllm.md.
-collect_ignore_glob = [] if os.environ.get("POOLGATE_VLLM") == "1" else ["vllm/*"]
 
 
 @pytest.fixture

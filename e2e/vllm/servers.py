@@ -21,9 +21,10 @@ PORT = 8000
 HOSTS = ("127.250.0.1", "127.250.0.2")  # outside the blocks of tests/support/stacks.py
 NUM_GPU_BLOCKS = 48  # of 128 tokens: small enough that a prefix workload larger than one server's cache evicts
 TINY_MODEL_DIR = REPO / vllm.VENV / "tiny-model"
-# vLLM binds its KV-event socket on every interface (tcp://*:PORT) minutes after it starts: ports below the ephemeral
-# range (32768+), one per server, so that no connection made meanwhile can take them
-KV_EVENTS_BASE_PORT = 5557
+# vLLM binds its KV-event socket on every address (tcp://*:PORT), so one port per server; below the ephemeral range
+# (32768+), so that no connection made while vLLM starts can take them, and not vLLM's default 5557, which simulated
+# pods elsewhere bind on their own addresses
+KV_EVENTS_BASE_PORT = 5600
 
 
 def vllm_python() -> Path:
