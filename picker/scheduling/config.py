@@ -23,7 +23,9 @@
       sources:
       - pluginRef: metrics-data-source
         extractors: [{pluginRef: core-metrics-extractor}]
-    parser: {pluginRef: openai-parser}     # or requestHandler: {parsers: [{pluginRef: openai-parser}]}
+    requestHandler:                        # request parsers, first match by path suffix (picker.scheduling.parsers);
+      parsers:                             # default: openai-parser, then passthrough-parser (the fallback);
+      - pluginRef: openai-parser           # the deprecated `parser: {pluginRef: ...}` is read when this is absent
 
 Without `schedulingProfiles`, one profile `default` holds every declared filter, scorer (weight 1) and picker.
 The prefix-aware plugins of one config share one prefix index, configured by an `approx-prefix-cache-producer`
@@ -46,14 +48,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from picker.scheduling.datalayer import DataLayerSource, ParserPlugin
+from picker.scheduling.datalayer import DataLayerSource
 from picker.scheduling.framework import Admitter, Filter, Picker, Plugin, Profile, ProfileHandler, Scorer
+from picker.scheduling.parsers import ParserPlugin, RequestParsers, default_parsers
 from picker.scheduling.registry import BuildContext, ConfigError, plugin_class
 from picker.scheduling.saturation import SaturationDetector
 
@@ -126,12 +129,13 @@ class EndpointPickerConfig(BaseModel):
 @dataclass(slots=True)
 class PickerConfig:
     """A built config: its profiles by name, the pool saturation detector, the profile run by default (the
-    profile handler's primary, e.g. `decode`, or the first) and the feature gates it enables."""
+    profile handler's primary, e.g. `decode`, or the first), the feature gates it enables and its request parsers."""
 
     profiles: dict[str, Profile]
     saturation: SaturationDetector
     primary: str | None = None
     feature_gates: frozenset[str] = frozenset()
+    parsers: RequestParsers = field(default_factory=default_parsers)
 
     def profile(self, name: str | None = None) -> Profile:
         """Return the named profile, or the default one."""
@@ -179,6 +183,7 @@ def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
         ctx.plugins[spec.name or spec.type] = _instantiate(spec, ctx)
     plugins = {name: ctx.plugins[name] for name in specs}  # back to declaration order
     _check_sections(config, plugins)
+    parsers = _request_parsers(config, plugins)
     saturation = _saturation_detector(config, plugins, ctx)
 
     if not config.schedulingProfiles:
@@ -205,7 +210,7 @@ def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
         primary = handlers[0].bind(profiles)
         if primary is not None:
             profiles[primary].handler = handlers[0]
-    return PickerConfig(profiles, saturation, primary, gates)
+    return PickerConfig(profiles, saturation, primary, gates, parsers)
 
 
 def _feature_gates(config: EndpointPickerConfig) -> frozenset[str]:
@@ -218,15 +223,21 @@ def _feature_gates(config: EndpointPickerConfig) -> frozenset[str]:
     return frozenset(config.featureGates)
 
 
-def _check_sections(config: EndpointPickerConfig, plugins: Mapping[str, Plugin]) -> None:
-    """The `dataLayer`, `parser` and `requestHandler` sections refer to declared plugins of the right kind."""
+def _referenced(
+    plugins: Mapping[str, Plugin], section: str, name: str, accepts: Callable[[Plugin], bool], kind: str
+) -> Plugin:
+    """The declared plugin a section refers to; a ConfigError naming the section if it is undeclared or of the wrong
+    kind."""
+    plugin = plugins.get(name)
+    if plugin is None:
+        raise ConfigError(f"{section} refers to undeclared plugin {name!r}")
+    if not accepts(plugin):
+        raise ConfigError(f"{section} refers to plugin {name!r} of type {plugin.type_name!r}, not a {kind}")
+    return plugin
 
-    def referenced(section: str, name: str, accepts: Callable[[Plugin], bool], kind: str) -> None:
-        plugin = plugins.get(name)
-        if plugin is None:
-            raise ConfigError(f"{section} refers to undeclared plugin {name!r}")
-        if not accepts(plugin):
-            raise ConfigError(f"{section} refers to plugin {name!r} of type {plugin.type_name!r}, not a {kind}")
+
+def _check_sections(config: EndpointPickerConfig, plugins: Mapping[str, Plugin]) -> None:
+    """The `dataLayer` section refers to declared plugins of the right kind."""
 
     layer = config.dataLayer
     if layer is not None:
@@ -236,18 +247,36 @@ def _check_sections(config: EndpointPickerConfig, plugins: Mapping[str, Plugin])
                 "discovery plugins are not implemented"
             )
         for source in layer.sources:
-            referenced("dataLayer.sources", source.pluginRef, lambda p: isinstance(p, DataLayerSource), "data source")
+            _referenced(
+                plugins, "dataLayer.sources", source.pluginRef, lambda p: isinstance(p, DataLayerSource), "data source"
+            )
             for extractor in source.extractors:
-                referenced(
+                _referenced(
+                    plugins,
                     "dataLayer.sources.extractors",
                     extractor.pluginRef,
                     lambda p: p.type_name in EXTRACTORS,
                     "extractor",
                 )
-    if config.parser is not None:
-        referenced("parser", config.parser.pluginRef, lambda p: isinstance(p, ParserPlugin), "parser")
-    for parser in config.requestHandler.parsers if config.requestHandler is not None else ():
-        referenced("requestHandler.parsers", parser.pluginRef, lambda p: isinstance(p, ParserPlugin), "parser")
+
+
+def _request_parsers(config: EndpointPickerConfig, plugins: Mapping[str, Plugin]) -> RequestParsers:
+    """The parsers of `requestHandler.parsers`, else of the deprecated top-level `parser`, else the default list;
+    each reference must name a declared parser plugin."""
+
+    def parser(section: str, name: str) -> ParserPlugin:
+        return cast(ParserPlugin, _referenced(plugins, section, name, lambda p: isinstance(p, ParserPlugin), "parser"))
+
+    deprecated = parser("parser", config.parser.pluginRef) if config.parser is not None else None
+    listed = [
+        parser("requestHandler.parsers", reference.pluginRef)
+        for reference in (config.requestHandler.parsers if config.requestHandler is not None else ())
+    ]
+    if listed:
+        return RequestParsers.chain(listed)
+    if deprecated is not None:
+        return RequestParsers.chain([deprecated])
+    return default_parsers()
 
 
 def _saturation_detector(
