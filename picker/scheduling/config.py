@@ -37,8 +37,9 @@ apply to every profile. A `flowControl` section, a `dataLayer.discovery` and the
 profile or section.
 
 Built-in configs (`builtin_config(name)`): `llmd-default` is the reference picker's (llm-d router v0.10) default:
-queue 2, KV 2, prefix 3 (approximate prefix index over `estimate` tokens), max-score picker; `poolgate-default`
-filters stale endpoints and picks the lowest predicted TTFT plus the capacity a cache miss costs the pool
+queue 2, KV 2, prefix 3 (approximate prefix index over `estimate` tokens), max-score picker (one endpoint, as
+upstream); `poolgate-default` filters stale endpoints, picks three endpoints (the primary and two fallbacks) by the
+lowest predicted TTFT plus the capacity a cache miss costs the pool
 (`predicted-ttft-scorer`), with prefix matches from `precise-prefix-cache-producer`: the engines' KV events for
 each endpoint that publishes them (on port 5557, vLLM's default) and whose index is trusted, the approximate
 index for the others, so a pool without events is routed as with the approximate index alone.
@@ -390,6 +391,7 @@ plugins:
     learnOnline: true
     prefixMatchInfoProducerName: precise-prefix-cache-producer
 - type: max-score-picker
+  parameters: {maxNumOfEndpoints: 3}     # the primary and two fallbacks Envoy retries on
 schedulingProfiles:
 - name: poolgate-default
   plugins:

@@ -69,7 +69,7 @@ class PoolSettings:
     """How every pool runs: scheduling profiles, fallbacks and metrics scraping."""
 
     profiles: ProfileSource
-    fallbacks: int = 2
+    fallbacks: int | None = None  # None: as the profile's picker says (maxNumOfEndpoints)
     scrape_interval: float | None = 0.05  # None: no scraping (metrics fed through PoolState.apply_samples)
     scrape_timeout: float = 1.0
     clock: Callable[[], float] = time.monotonic

@@ -9,7 +9,16 @@ import pytest
 from prometheus_client.samples import Sample
 
 from picker.pool import EndpointSpec, PoolState
-from picker.scheduling import ConfigError, CycleState, Outcome, PromptInput, Scheduler, SchedulingRequest, load_config
+from picker.scheduling import (
+    ConfigError,
+    CycleState,
+    Outcome,
+    PromptInput,
+    Scheduler,
+    SchedulingRequest,
+    builtin_config,
+    load_config,
+)
 from picker.scheduling.datalayer import ProbabilisticAdmitter
 from picker.scheduling.disagg import DisaggProfileHandler
 from picker.scheduling.scorers import LoadAwareScorer
@@ -258,3 +267,29 @@ def test_flat_disagg_parameters_are_read_and_cannot_be_mixed_with_nested_ones():
     )
     with pytest.raises(ConfigError, match="not both"):
         load_config(HEADER + mixed)
+
+
+@pytest.mark.parametrize(
+    "picker, fallbacks, expected",
+    [
+        ("{type: max-score-picker}", None, 1),  # upstream's default: the primary alone
+        ("{type: max-score-picker, parameters: {maxNumOfEndpoints: 3}}", None, 3),
+        ("{type: max-score-picker, parameters: {maxNumOfEndpoints: 0}}", None, 1),  # below 1 reads as 1
+        ("{type: random-picker, parameters: {maxNumOfEndpoints: 2}}", None, 2),
+        ("{type: max-score-picker}", 2, 3),  # poolgate's --fallbacks wins over the picker's count
+        ("{type: max-score-picker, parameters: {maxNumOfEndpoints: 3}}", 0, 1),
+    ],
+)
+def test_max_num_of_endpoints_sets_the_endpoints_per_pick_unless_fallbacks_are_given(picker, fallbacks, expected):
+    config = load_config(HEADER + f"plugins: [{{type: queue-scorer}}, {picker}]\n", random.Random(0))
+    pool = pool_of(*((f"10.0.0.{i}", None) for i in range(1, 6)))
+    scheduler = Scheduler(pool, config.profile(), fallbacks=fallbacks)
+    assert len(scheduler.schedule(SchedulingRequest("m"), 0.0).endpoints) == expected
+
+
+def test_the_built_in_profiles_pick_as_their_pickers_say():
+    pool = pool_of(*((f"10.0.0.{i}", None) for i in range(1, 6)))
+    for name, expected in (("llmd-default", 1), ("poolgate-default", 3)):  # as upstream / primary + 2 fallbacks
+        scheduler = Scheduler(pool, builtin_config(name).profile())
+        assert len(scheduler.schedule(SchedulingRequest("m"), 0.0).endpoints) == expected, name
+        scheduler.close()
