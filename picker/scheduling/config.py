@@ -18,7 +18,7 @@
       - pluginRef: max-score-picker        # at most one picker; max-score-picker when none is listed
     saturationDetector:                    # optional: {pluginRef: <a declared utilization-detector>}, or its
       pluginRef: utilization-detector      # parameters inline; default: the first declared detector, else defaults
-    featureGates: [enableLegacyMetrics]    # dataLayer, enableLegacyMetrics; flowControl is refused
+    featureGates: [enableLegacyMetrics]    # dataLayer, enableLegacyMetrics (`name=false` too); flowControl refused
     dataLayer:                             # sources and their extractors must be declared plugins of those kinds
       sources:
       - pluginRef: metrics-data-source
@@ -27,14 +27,15 @@
       parsers:                             # default: openai-parser, then passthrough-parser (the fallback);
       - pluginRef: openai-parser           # the deprecated `parser: {pluginRef: ...}` is read when this is absent
 
-Without `schedulingProfiles`, one profile `default` holds every declared filter, scorer (weight 1) and picker.
-The prefix-aware plugins of one config share one prefix index, configured by an `approx-prefix-cache-producer`
-plugin or by the prefix parameters of `prefix-cache-scorer`, tokenized by the config's `token-producer`. With a
-profile handler (`disagg-profile-handler`) the scheduler runs the handler's primary profile (`decode`) and the
-handler runs the others; without one, the first profile (or the one named). Admitters (`probabilistic-admitter`)
-apply to every profile. A `flowControl` section, a `dataLayer.discovery` and the `flowControl` gate are refused
-(not implemented). Unknown plugin types, unknown parameters and dangling references are errors naming the plugin,
-profile or section.
+Without `schedulingProfiles`, one profile `default` holds every declared filter, scorer (weight 1) and picker. The
+prefix-aware plugins of one config share one prefix index, configured by an `approx-prefix-cache-producer` plugin or
+by the prefix parameters of `prefix-cache-scorer`, tokenized by the config's `token-producer`. With a profile
+handler (`disagg-profile-handler`) the scheduler runs the handler's primary profile (`decode`) and the handler runs
+the others; without one, the first profile (or the one named). Admitters (`probabilistic-admitter`) apply to every
+profile. `flowControl.saturationDetector` (which wins over the deprecated top-level section) is read and the other
+`flowControl` settings are ignored with a warning, as upstream does without its `flowControl` gate; that gate and a
+`dataLayer.discovery` are refused (not implemented). Unknown plugin types, unknown parameters and dangling
+references are errors naming the plugin, profile or section.
 
 Built-in configs (`builtin_config(name)`): `llmd-default` is the reference picker's (llm-d router v0.10) default:
 queue 2, KV 2, prefix 3 (approximate prefix index over `estimate` tokens), max-score picker (one endpoint, as
@@ -47,6 +48,7 @@ index for the others, so a pool without events is routed as with the approximate
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,10 +63,13 @@ from picker.scheduling.parsers import ParserPlugin, RequestParsers, default_pars
 from picker.scheduling.registry import BuildContext, ConfigError, plugin_class
 from picker.scheduling.saturation import SaturationDetector
 
+log = logging.getLogger("poolgate.picker")
+
 API_VERSIONS = ("llm-d.ai/v1alpha1", "llm-d.ai/v1", "inference.networking.x-k8s.io/v1alpha1")
 DEFAULT_PICKER = "max-score-picker"  # a profile without a picker ranks with this one
 SATURATION_DETECTOR = "utilization-detector"  # what the `saturationDetector` section configures, and the default
 FEATURE_GATES = frozenset({"dataLayer", "enableLegacyMetrics", "flowControl"})  # upstream's gates
+_BOOLEANS = {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}  # as Go's strconv.ParseBool
 EXTRACTORS = frozenset({"core-metrics-extractor", "precise-prefix-cache-producer"})  # may be listed as extractors
 
 
@@ -166,10 +171,12 @@ def load_config(source: str | Mapping[str, Any], rng: random.Random | None = Non
 
 def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
     gates = _feature_gates(config)
-    if config.flowControl:
-        raise ConfigError(
-            "flowControl: poolgate has no flow-control layer (request queueing and fairness) yet; remove the section "
-            "(admission under load is the saturationDetector's)"
+    ignored = sorted(set(config.flowControl or {}) - {"saturationDetector"})
+    if ignored:  # as upstream without the flowControl gate (which poolgate refuses): only the detector is read
+        log.warning(
+            "flowControl settings ignored: poolgate has no flow-control layer (only flowControl.saturationDetector "
+            "is read, as upstream reads it without the flowControl feature gate)",
+            extra={"settings": ignored},
         )
     specs: dict[str, PluginSpec] = {}
     for spec in config.plugins:
@@ -215,13 +222,23 @@ def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
 
 
 def _feature_gates(config: EndpointPickerConfig) -> frozenset[str]:
-    """The config's feature gates; an unknown one, or one poolgate cannot honour, is a ConfigError."""
-    for gate in config.featureGates:
-        if gate == "flowControl":
-            raise ConfigError("featureGates: 'flowControl' is not implemented by poolgate (no flow-control layer yet)")
+    """The gates the config turns on (`name`, `name=true`; `name=false` turns it off); an unknown gate, a value that
+    is not a boolean, or a gate poolgate cannot honour (`flowControl`) is a ConfigError."""
+    enabled: set[str] = set()
+    for entry in config.featureGates:
+        gate, equals, value = entry.partition("=")
         if gate not in FEATURE_GATES:
             raise ConfigError(f"featureGates: unknown gate {gate!r}; known gates: {', '.join(sorted(FEATURE_GATES))}")
-    return frozenset(config.featureGates)
+        on = value.strip().lower() if equals else "true"
+        if on not in _BOOLEANS:
+            raise ConfigError(f"featureGates: {value!r} is not a boolean value for gate {gate!r} (true or false)")
+        if _BOOLEANS[on]:
+            enabled.add(gate)
+        else:
+            enabled.discard(gate)
+    if "flowControl" in enabled:
+        raise ConfigError("featureGates: 'flowControl' is not implemented by poolgate (no flow-control layer yet)")
+    return frozenset(enabled)
 
 
 def _referenced(
@@ -283,9 +300,12 @@ def _request_parsers(config: EndpointPickerConfig, plugins: Mapping[str, Plugin]
 def _saturation_detector(
     config: EndpointPickerConfig, plugins: Mapping[str, Plugin], ctx: BuildContext
 ) -> SaturationDetector:
-    """The `saturationDetector` section's detector ({pluginRef} or inline parameters), else the first declared
-    detector, else a default utilization-detector."""
-    section = config.saturationDetector
+    """The detector of `flowControl.saturationDetector`, else of the deprecated top-level `saturationDetector`
+    ({pluginRef}, or the parameters of a utilization-detector inline), else the first declared detector, else a
+    default utilization-detector."""
+    section = (config.flowControl or {}).get("saturationDetector") or config.saturationDetector
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError("saturationDetector must be a mapping: {pluginRef: <a declared utilization-detector>}")
     if section is not None and set(section) == {"pluginRef"}:
         detector = plugins.get(section["pluginRef"])
         if detector is None:

@@ -66,7 +66,12 @@ def pool_of(*pods, metrics=None):
     [
         ("plugins: [{type: queue-scorer}]\nfeatureGates: [warpDrive]\n", "unknown gate 'warpDrive'; known gates"),
         ("plugins: [{type: queue-scorer}]\nfeatureGates: [flowControl]\n", "'flowControl' is not implemented"),
-        ("plugins: [{type: queue-scorer}]\nflowControl: {maxRequests: 10}\n", "flowControl: poolgate has no"),
+        ("plugins: [{type: queue-scorer}]\nfeatureGates: [flowControl=true]\n", "'flowControl' is not implemented"),
+        ("plugins: [{type: queue-scorer}]\nfeatureGates: [dataLayer=maybe]\n", "'maybe' is not a boolean value"),
+        (
+            "plugins: [{type: queue-scorer}]\nflowControl: {saturationDetector: {pluginRef: queue-scorer}}\n",
+            "not a saturation detector",
+        ),
         ("plugins: [{type: queue-scorer}]\nsaturationDetector: {pluginRef: ghost}\n", "undeclared plugin 'ghost'"),
         (
             "plugins: [{type: queue-scorer}]\nsaturationDetector: {pluginRef: queue-scorer}\n",
@@ -293,3 +298,19 @@ def test_the_built_in_profiles_pick_as_their_pickers_say():
         scheduler = Scheduler(pool, builtin_config(name).profile())
         assert len(scheduler.schedule(SchedulingRequest("m"), 0.0).endpoints) == expected, name
         scheduler.close()
+
+
+def test_flow_control_gives_the_saturation_detector_and_its_other_settings_are_ignored_without_the_gate(caplog):
+    plugins = "plugins: [{type: utilization-detector, name: new}, {type: utilization-detector, name: old}]\n"
+    with caplog.at_level("WARNING", logger="poolgate.picker"):
+        config = load_config(
+            HEADER
+            + plugins
+            + "featureGates: [flowControl=false, dataLayer]\n"
+            + "saturationDetector: {pluginRef: old}\n"  # deprecated: the flowControl field wins
+            + "flowControl: {saturationDetector: {pluginRef: new}, maxRequests: 10, defaultRequestTTL: 30s}\n"
+        )
+    assert config.saturation.name == "new" and config.feature_gates == {"dataLayer"}
+    (warning,) = [r for r in caplog.records if "flowControl settings ignored" in r.getMessage()]
+    assert warning.settings == ["defaultRequestTTL", "maxRequests"]
+    assert load_config(HEADER + plugins + "saturationDetector: {pluginRef: old}\n").saturation.name == "old"
