@@ -35,7 +35,7 @@ import orjson
 
 from picker.pool.objectives import objective_priority, pick_target
 from picker.scheduling.framework import Decision, Outcome
-from picker.scheduling.parsers import ParserPlugin, request_path
+from picker.scheduling.parsers import ParserPlugin, default_parsers, request_path
 from picker.scheduling.request import PromptInput, SchedulingRequest
 from picker.server import protocol as p
 from picker.server.errors import RequestError, bad_request, saturated
@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("poolgate.picker")
 
 MAX_STREAMED_CHUNK = 62_000  # bytes per streamed_response chunk (some proxies cap chunks at 64 KiB)
+ROUTER_PARSERS = default_parsers()  # the model router reads the bodies a picker without parser config reads
 _EMPTY: tuple[p.ProcessingResponse, ...] = ()
 
 
@@ -303,8 +304,9 @@ class ModelRouterExchange(Exchange):
         )
 
     def _answer(self, raw: bytes | None) -> Answer:
-        if raw is None:
-            return Answer({})
+        parser = ROUTER_PARSERS.resolve(request_path(self.headers))
+        if raw is None or parser is None or not parser.reads_body:
+            return Answer({})  # no body, or not an OpenAI path: forwarded unread, the route matches without the header
         body = parse_body(raw)
         if body.get("model") is None:
             return Answer({})  # no model: leave the route to match without the header

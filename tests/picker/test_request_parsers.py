@@ -144,6 +144,20 @@ async def test_openai_paths_are_still_parsed_and_refused_when_malformed():
         assert "not valid JSON" in orjson.loads(reply.immediate_response.body)["error"]["message"]
 
 
+async def test_the_model_router_leaves_a_request_on_another_path_unread():
+    async with PickerHarness(PickerView(), role="model-router") as picker:
+        for path, body, expected in (
+            ("/v1/chat/completions", b'{"model": "llama"}', {"x-gateway-model-name": "llama"}),
+            ("/tokenize", b'{"model": "llama"}', {}),  # not read: the route matches without the model header
+            ("/inference/v1/generate", NOT_JSON, {}),  # forwarded as it came, not refused
+        ):
+            stream = picker.stream(None)
+            await stream.send(request_headers({":path": path}), request_body(body))
+            headers, echo = await stream.read(2)
+            assert header_values(headers.request_headers.response.header_mutation) == expected
+            assert echo.request_body.response.body_mutation.streamed_response.body == body
+
+
 async def test_a_config_without_a_fallback_refuses_other_paths_with_a_400_naming_the_path():
     config = (UPSTREAM_CONFIGS / "llm-d-router-v0.10/integration-default.yaml").read_text()
     async with PickerHarness(two_pods(), config_text=config, profile=None) as picker:
