@@ -130,8 +130,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     scheduling.add_argument(
         "--fallbacks",
         type=int,
-        default=2,
-        help="fallback endpoints after the primary in x-gateway-destination-endpoint (default: 2)",
+        default=None,
+        help="fallback endpoints after the primary in x-gateway-destination-endpoint, for every profile (default: "
+        "the profile picker's maxNumOfEndpoints - 1: 2 for poolgate-default, 0 for llmd-default and for pickers "
+        "that do not set it, as upstream)",
     )
     requests = parser.add_argument_group("requests")
     requests.add_argument(
@@ -211,7 +213,7 @@ def options_from_args(args: argparse.Namespace):
         raise ValueError("name the pool to serve (--pool-name or --pool), or give --objects-file")
     if args.cert_path and not args.secure_serving:
         raise ValueError("--cert-path needs --secure-serving")
-    if args.fallbacks < 0:
+    if args.fallbacks is not None and args.fallbacks < 0:
         raise ValueError("--fallbacks must not be negative")
     if args.max_body_bytes <= 0:
         raise ValueError("--max-body-bytes must be positive")

@@ -68,7 +68,7 @@ UNUSED_FLAGS: tuple[UnusedFlag, ...] = (
     UnusedFlag("--tls-cipher-suites", "", "cipher suites are grpcio's defaults"),
     UnusedFlag("--metrics-cert-dir", "", "/metrics is served over plain HTTP"),
     UnusedFlag("--metrics-client-ca-file", "", "/metrics is served over plain HTTP"),
-    UnusedFlag("--drain-timeout", "", "streams in flight get 2 s at shutdown"),
+    UnusedFlag("--drain-timeout", "30s", "streams in flight get 2 s at shutdown"),
     UnusedFlag("--grpc-max-recv-msg-size", 0, "grpcio's limits; request bodies are capped by --max-body-bytes"),
     UnusedFlag("--grpc-max-send-msg-size", 0, "grpcio's limits"),
     UnusedFlag("--refresh-prometheus-metrics-interval", "5s", "pool gauges are computed when /metrics is scraped"),

@@ -147,7 +147,7 @@ def measure_decisions(profile: str, endpoints: int, decisions: int, seed: int) -
     for endpoint in pool.endpoints():
         pool.apply_samples(endpoint.key, _vllm_samples(rng), now)
     config = builtin_config(profile, random.Random(seed))
-    scheduler = Scheduler(pool, config.profile(), saturation=config.saturation)
+    scheduler = Scheduler(pool, config.profile(), saturation=config.saturation, fallbacks=2)
     system_prompts = [bytes(rng.getrandbits(8) for _ in range(4000)) for _ in range(16)]
 
     def request() -> SchedulingRequest:

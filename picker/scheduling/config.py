@@ -18,25 +18,29 @@
       - pluginRef: max-score-picker        # at most one picker; max-score-picker when none is listed
     saturationDetector:                    # optional: {pluginRef: <a declared utilization-detector>}, or its
       pluginRef: utilization-detector      # parameters inline; default: the first declared detector, else defaults
-    featureGates: [enableLegacyMetrics]    # dataLayer, enableLegacyMetrics; flowControl is refused
+    featureGates: [enableLegacyMetrics]    # dataLayer, enableLegacyMetrics (`name=false` too); flowControl refused
     dataLayer:                             # sources and their extractors must be declared plugins of those kinds
       sources:
       - pluginRef: metrics-data-source
         extractors: [{pluginRef: core-metrics-extractor}]
-    parser: {pluginRef: openai-parser}     # or requestHandler: {parsers: [{pluginRef: openai-parser}]}
+    requestHandler:                        # request parsers, first match by path suffix (picker.scheduling.parsers);
+      parsers:                             # default: openai-parser, then passthrough-parser (the fallback);
+      - pluginRef: openai-parser           # the deprecated `parser: {pluginRef: ...}` is read when this is absent
 
-Without `schedulingProfiles`, one profile `default` holds every declared filter, scorer (weight 1) and picker.
-The prefix-aware plugins of one config share one prefix index, configured by an `approx-prefix-cache-producer`
-plugin or by the prefix parameters of `prefix-cache-scorer`, tokenized by the config's `token-producer`. With a
-profile handler (`disagg-profile-handler`) the scheduler runs the handler's primary profile (`decode`) and the
-handler runs the others; without one, the first profile (or the one named). Admitters (`probabilistic-admitter`)
-apply to every profile. A `flowControl` section, a `dataLayer.discovery` and the `flowControl` gate are refused
-(not implemented). Unknown plugin types, unknown parameters and dangling references are errors naming the plugin,
-profile or section.
+Without `schedulingProfiles`, one profile `default` holds every declared filter, scorer (weight 1) and picker. The
+prefix-aware plugins of one config share one prefix index, configured by an `approx-prefix-cache-producer` plugin or
+by the prefix parameters of `prefix-cache-scorer`, tokenized by the config's `token-producer`. With a profile
+handler (`disagg-profile-handler`) the scheduler runs the handler's primary profile (`decode`) and the handler runs
+the others; without one, the first profile (or the one named). Admitters (`probabilistic-admitter`) apply to every
+profile. `flowControl.saturationDetector` (which wins over the deprecated top-level section) is read and the other
+`flowControl` settings are ignored with a warning, as upstream does without its `flowControl` gate; that gate and a
+`dataLayer.discovery` are refused (not implemented). Unknown plugin types, unknown parameters and dangling
+references are errors naming the plugin, profile or section.
 
 Built-in configs (`builtin_config(name)`): `llmd-default` is the reference picker's (llm-d router v0.10) default:
-queue 2, KV 2, prefix 3 (approximate prefix index over `estimate` tokens), max-score picker; `poolgate-default`
-filters stale endpoints and picks the lowest predicted TTFT plus the capacity a cache miss costs the pool
+queue 2, KV 2, prefix 3 (approximate prefix index over `estimate` tokens), max-score picker (one endpoint, as
+upstream); `poolgate-default` filters stale endpoints, picks three endpoints (the primary and two fallbacks) by the
+lowest predicted TTFT plus the capacity a cache miss costs the pool
 (`predicted-ttft-scorer`), with prefix matches from `precise-prefix-cache-producer`: the engines' KV events for
 each endpoint that publishes them (on port 5557, vLLM's default) and whose index is trusted, the approximate
 index for the others, so a pool without events is routed as with the approximate index alone.
@@ -44,23 +48,28 @@ index for the others, so a pool without events is routed as with the approximate
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from picker.scheduling.datalayer import DataLayerSource, ParserPlugin
+from picker.scheduling.datalayer import DataLayerSource
 from picker.scheduling.framework import Admitter, Filter, Picker, Plugin, Profile, ProfileHandler, Scorer
+from picker.scheduling.parsers import ParserPlugin, RequestParsers, default_parsers
 from picker.scheduling.registry import BuildContext, ConfigError, plugin_class
 from picker.scheduling.saturation import SaturationDetector
+
+log = logging.getLogger("poolgate.picker")
 
 API_VERSIONS = ("llm-d.ai/v1alpha1", "llm-d.ai/v1", "inference.networking.x-k8s.io/v1alpha1")
 DEFAULT_PICKER = "max-score-picker"  # a profile without a picker ranks with this one
 SATURATION_DETECTOR = "utilization-detector"  # what the `saturationDetector` section configures, and the default
 FEATURE_GATES = frozenset({"dataLayer", "enableLegacyMetrics", "flowControl"})  # upstream's gates
+_BOOLEANS = {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}  # as Go's strconv.ParseBool
 EXTRACTORS = frozenset({"core-metrics-extractor", "precise-prefix-cache-producer"})  # may be listed as extractors
 
 
@@ -126,12 +135,13 @@ class EndpointPickerConfig(BaseModel):
 @dataclass(slots=True)
 class PickerConfig:
     """A built config: its profiles by name, the pool saturation detector, the profile run by default (the
-    profile handler's primary, e.g. `decode`, or the first) and the feature gates it enables."""
+    profile handler's primary, e.g. `decode`, or the first), the feature gates it enables and its request parsers."""
 
     profiles: dict[str, Profile]
     saturation: SaturationDetector
     primary: str | None = None
     feature_gates: frozenset[str] = frozenset()
+    parsers: RequestParsers = field(default_factory=default_parsers)
 
     def profile(self, name: str | None = None) -> Profile:
         """Return the named profile, or the default one."""
@@ -161,10 +171,12 @@ def load_config(source: str | Mapping[str, Any], rng: random.Random | None = Non
 
 def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
     gates = _feature_gates(config)
-    if config.flowControl:
-        raise ConfigError(
-            "flowControl: poolgate has no flow-control layer (request queueing and fairness) yet; remove the section "
-            "(admission under load is the saturationDetector's)"
+    ignored = sorted(set(config.flowControl or {}) - {"saturationDetector"})
+    if ignored:  # as upstream without the flowControl gate (which poolgate refuses): only the detector is read
+        log.warning(
+            "flowControl settings ignored: poolgate has no flow-control layer (only flowControl.saturationDetector "
+            "is read, as upstream reads it without the flowControl feature gate)",
+            extra={"settings": ignored},
         )
     specs: dict[str, PluginSpec] = {}
     for spec in config.plugins:
@@ -179,6 +191,7 @@ def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
         ctx.plugins[spec.name or spec.type] = _instantiate(spec, ctx)
     plugins = {name: ctx.plugins[name] for name in specs}  # back to declaration order
     _check_sections(config, plugins)
+    parsers = _request_parsers(config, plugins)
     saturation = _saturation_detector(config, plugins, ctx)
 
     if not config.schedulingProfiles:
@@ -205,28 +218,44 @@ def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
         primary = handlers[0].bind(profiles)
         if primary is not None:
             profiles[primary].handler = handlers[0]
-    return PickerConfig(profiles, saturation, primary, gates)
+    return PickerConfig(profiles, saturation, primary, gates, parsers)
 
 
 def _feature_gates(config: EndpointPickerConfig) -> frozenset[str]:
-    """The config's feature gates; an unknown one, or one poolgate cannot honour, is a ConfigError."""
-    for gate in config.featureGates:
-        if gate == "flowControl":
-            raise ConfigError("featureGates: 'flowControl' is not implemented by poolgate (no flow-control layer yet)")
+    """The gates the config turns on (`name`, `name=true`; `name=false` turns it off); an unknown gate, a value that
+    is not a boolean, or a gate poolgate cannot honour (`flowControl`) is a ConfigError."""
+    enabled: set[str] = set()
+    for entry in config.featureGates:
+        gate, equals, value = entry.partition("=")
         if gate not in FEATURE_GATES:
             raise ConfigError(f"featureGates: unknown gate {gate!r}; known gates: {', '.join(sorted(FEATURE_GATES))}")
-    return frozenset(config.featureGates)
+        on = value.strip().lower() if equals else "true"
+        if on not in _BOOLEANS:
+            raise ConfigError(f"featureGates: {value!r} is not a boolean value for gate {gate!r} (true or false)")
+        if _BOOLEANS[on]:
+            enabled.add(gate)
+        else:
+            enabled.discard(gate)
+    if "flowControl" in enabled:
+        raise ConfigError("featureGates: 'flowControl' is not implemented by poolgate (no flow-control layer yet)")
+    return frozenset(enabled)
+
+
+def _referenced(
+    plugins: Mapping[str, Plugin], section: str, name: str, accepts: Callable[[Plugin], bool], kind: str
+) -> Plugin:
+    """The declared plugin a section refers to; a ConfigError naming the section if it is undeclared or of the wrong
+    kind."""
+    plugin = plugins.get(name)
+    if plugin is None:
+        raise ConfigError(f"{section} refers to undeclared plugin {name!r}")
+    if not accepts(plugin):
+        raise ConfigError(f"{section} refers to plugin {name!r} of type {plugin.type_name!r}, not a {kind}")
+    return plugin
 
 
 def _check_sections(config: EndpointPickerConfig, plugins: Mapping[str, Plugin]) -> None:
-    """The `dataLayer`, `parser` and `requestHandler` sections refer to declared plugins of the right kind."""
-
-    def referenced(section: str, name: str, accepts: Callable[[Plugin], bool], kind: str) -> None:
-        plugin = plugins.get(name)
-        if plugin is None:
-            raise ConfigError(f"{section} refers to undeclared plugin {name!r}")
-        if not accepts(plugin):
-            raise ConfigError(f"{section} refers to plugin {name!r} of type {plugin.type_name!r}, not a {kind}")
+    """The `dataLayer` section refers to declared plugins of the right kind."""
 
     layer = config.dataLayer
     if layer is not None:
@@ -236,26 +265,47 @@ def _check_sections(config: EndpointPickerConfig, plugins: Mapping[str, Plugin])
                 "discovery plugins are not implemented"
             )
         for source in layer.sources:
-            referenced("dataLayer.sources", source.pluginRef, lambda p: isinstance(p, DataLayerSource), "data source")
+            _referenced(
+                plugins, "dataLayer.sources", source.pluginRef, lambda p: isinstance(p, DataLayerSource), "data source"
+            )
             for extractor in source.extractors:
-                referenced(
+                _referenced(
+                    plugins,
                     "dataLayer.sources.extractors",
                     extractor.pluginRef,
                     lambda p: p.type_name in EXTRACTORS,
                     "extractor",
                 )
-    if config.parser is not None:
-        referenced("parser", config.parser.pluginRef, lambda p: isinstance(p, ParserPlugin), "parser")
-    for parser in config.requestHandler.parsers if config.requestHandler is not None else ():
-        referenced("requestHandler.parsers", parser.pluginRef, lambda p: isinstance(p, ParserPlugin), "parser")
+
+
+def _request_parsers(config: EndpointPickerConfig, plugins: Mapping[str, Plugin]) -> RequestParsers:
+    """The parsers of `requestHandler.parsers`, else of the deprecated top-level `parser`, else the default list;
+    each reference must name a declared parser plugin."""
+
+    def parser(section: str, name: str) -> ParserPlugin:
+        return cast(ParserPlugin, _referenced(plugins, section, name, lambda p: isinstance(p, ParserPlugin), "parser"))
+
+    deprecated = parser("parser", config.parser.pluginRef) if config.parser is not None else None
+    listed = [
+        parser("requestHandler.parsers", reference.pluginRef)
+        for reference in (config.requestHandler.parsers if config.requestHandler is not None else ())
+    ]
+    if listed:
+        return RequestParsers.chain(listed)
+    if deprecated is not None:
+        return RequestParsers.chain([deprecated])
+    return default_parsers()
 
 
 def _saturation_detector(
     config: EndpointPickerConfig, plugins: Mapping[str, Plugin], ctx: BuildContext
 ) -> SaturationDetector:
-    """The `saturationDetector` section's detector ({pluginRef} or inline parameters), else the first declared
-    detector, else a default utilization-detector."""
-    section = config.saturationDetector
+    """The detector of `flowControl.saturationDetector`, else of the deprecated top-level `saturationDetector`
+    ({pluginRef}, or the parameters of a utilization-detector inline), else the first declared detector, else a
+    default utilization-detector."""
+    section = (config.flowControl or {}).get("saturationDetector") or config.saturationDetector
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError("saturationDetector must be a mapping: {pluginRef: <a declared utilization-detector>}")
     if section is not None and set(section) == {"pluginRef"}:
         detector = plugins.get(section["pluginRef"])
         if detector is None:
@@ -361,6 +411,7 @@ plugins:
     learnOnline: true
     prefixMatchInfoProducerName: precise-prefix-cache-producer
 - type: max-score-picker
+  parameters: {maxNumOfEndpoints: 3}     # the primary and two fallbacks Envoy retries on
 schedulingProfiles:
 - name: poolgate-default
   plugins:

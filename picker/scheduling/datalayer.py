@@ -1,6 +1,6 @@
-"""Upstream plugin types for what poolgate does outside the scheduling profiles: data sources and extractors, request
-parsers, admission and test hooks. Each is accepted where poolgate does the same thing built in, and refused with a
-message naming the part where it would act differently.
+"""Upstream plugin types for what poolgate does outside the scheduling profiles: data sources and extractors,
+admission and test hooks (request parsers are `picker.scheduling.parsers`). Each is accepted where poolgate does the
+same thing built in, and refused with a message naming the part where it would act differently.
 
 - `metrics-data-source` (`scheme` http, `path` /metrics, `insecureSkipVerify`): the metrics scrape poolgate always
   runs (every `--refresh-metrics-interval`); another scheme or path is refused.
@@ -8,9 +8,6 @@ message naming the part where it would act differently.
   config metrics by engine; poolgate's engine label is `llm-d.ai/engine-type` and its engines are built in
   (`engineConfigs` with custom metric names is refused).
 - `endpoint-notification-source`: pod add/remove notifications; poolgate's pool state always has them.
-- `openai-parser`: parses OpenAI request bodies (chat, completions, responses, embeddings), as poolgate always does;
-  `passthrough-parser`: a request no parser claims is forwarded unparsed (poolgate does this for any body it cannot
-  read as a model request).
 - `probabilistic-admitter` (`queueDepthThreshold` 5, `kvCacheUtilThreshold` 0.8, `power` 5, `k` 300): a
   sheddable request (priority < 0) is refused (429) with probability min(saturation^power x k, 1), saturation being
   the mean over the pool of max(waiting / queueDepthThreshold, kv usage / kvCacheUtilThreshold), 1.0 for an endpoint
@@ -77,20 +74,6 @@ class CoreMetricsExtractor(Plugin):
                 f"with default {DEFAULT_ENGINE!r}; other values are not implemented"
             )
         return cls(name)
-
-
-class ParserPlugin(Plugin):
-    """A request parser (`parser.pluginRef`, `requestHandler.parsers[].pluginRef`)."""
-
-
-@plugin("openai-parser")
-class OpenAiParser(ParserPlugin):
-    """Parses OpenAI request bodies (poolgate's request parsing)."""
-
-
-@plugin("passthrough-parser")
-class PassthroughParser(ParserPlugin):
-    """Forwards requests no parser claims without parsing them."""
 
 
 @plugin("probabilistic-admitter")

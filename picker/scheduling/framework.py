@@ -167,7 +167,12 @@ class Scorer(Plugin):
 
 
 class Picker(Plugin):
-    """Ranks candidates by their summed scores; returns the indexes of the best `count`, best first."""
+    """Ranks candidates by their summed scores; returns the indexes of the best `count`, best first.
+    `max_endpoints` is the count the scheduler asks for unless it is given a number of fallbacks."""
+
+    def __init__(self, name: str = "", max_endpoints: int = 1) -> None:
+        super().__init__(name)
+        self.max_endpoints = max_endpoints
 
     def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
         raise NotImplementedError

@@ -8,8 +8,8 @@
 - `round-robin-picker`: cycles through the candidates in pool order, scores ignored.
 
 Every picker draws from the `random.Random` it was built with, so runs are reproducible with a seeded RNG.
-The upstream parameter `maxNumOfEndpoints` is accepted for compatibility and ignored: the scheduler asks for
-1 + its configured number of fallbacks.
+`maxNumOfEndpoints` (upstream's parameter, default 1; 0 or less means 1) is how many endpoints the picker returns,
+the primary first and then its fallbacks, unless the scheduler is given a number of fallbacks (`--fallbacks`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ from picker.scheduling.registry import BuildContext, PluginParameters, plugin
 
 
 class PickerParameters(PluginParameters):
-    maxNumOfEndpoints: int | None = Field(default=None, description="accepted for compatibility; ignored")
+    maxNumOfEndpoints: int = Field(default=1, description="endpoints returned, primary first; 0 or less: 1")
+
+    @property
+    def max_endpoints(self) -> int:
+        """`maxNumOfEndpoints`, with upstream's reading of a value below 1 as 1."""
+        return max(self.maxNumOfEndpoints, 1)
 
 
 class RandomizedPicker(Picker):
@@ -33,13 +38,13 @@ class RandomizedPicker(Picker):
 
     Parameters = PickerParameters
 
-    def __init__(self, name: str = "", *, rng: random.Random) -> None:
-        super().__init__(name)
+    def __init__(self, name: str = "", *, rng: random.Random, max_endpoints: int = 1) -> None:
+        super().__init__(name, max_endpoints)
         self.rng = rng
 
     @classmethod
     def create(cls, name: str, parameters: PickerParameters, context: BuildContext) -> RandomizedPicker:
-        return cls(name, rng=context.rng)
+        return cls(name, rng=context.rng, max_endpoints=parameters.max_endpoints)
 
 
 @plugin("max-score-picker")
@@ -89,9 +94,13 @@ class RoundRobinPicker(Picker):
 
     Parameters = PickerParameters
 
-    def __init__(self, name: str = "") -> None:
-        super().__init__(name)
+    def __init__(self, name: str = "", max_endpoints: int = 1) -> None:
+        super().__init__(name, max_endpoints)
         self._turn = 0
+
+    @classmethod
+    def create(cls, name: str, parameters: PickerParameters, context: BuildContext) -> RoundRobinPicker:
+        return cls(name, parameters.max_endpoints)
 
     def pick(self, cycle: CycleState, endpoints: Sequence[Endpoint], scores: list[float], count: int) -> list[int]:
         n = len(endpoints)

@@ -40,6 +40,7 @@ PLUGIN_MODULES = (
     "picker.scheduling.handlers",
     "picker.scheduling.tokens",
     "picker.scheduling.datalayer",
+    "picker.scheduling.parsers",
     "picker.scheduling.disagg",
     "picker.scheduling.precise_prefix",
 )

@@ -16,7 +16,8 @@ Order of a cycle: no endpoint in the pool -> NO_ENDPOINT; priority < 0 and pool 
 of the config (e.g. `probabilistic-admitter`) refuses -> SHED; the subset hint and conformance steering filters,
 then the reachability filter (endpoints whose scrape could not connect are left out while another is reachable),
 then the profile's filters (an empty result from the hint or steering -> NO_ENDPOINT, from a profile filter ->
-FILTERED_OUT, as upstream, whose scheduler error is a 429); the weighted scorers; the picker ranks 1 + `fallbacks` endpoints; the request is booked in flight on the primary; the
+FILTERED_OUT, as upstream, whose scheduler error is a 429); the weighted scorers; the picker ranks 1 + `fallbacks`
+endpoints (without `fallbacks`: its own `maxNumOfEndpoints`); the request is booked in flight on the primary; the
 profile handler (if any) runs further profiles, e.g. the prefill profile of a disaggregated request; the plugins'
 `after_pick` hooks run. `now` is always passed in: the scheduler never reads a clock.
 """
@@ -50,14 +51,20 @@ class Scheduler:
     """Schedules requests onto a pool with one profile (see the module docstring)."""
 
     def __init__(
-        self, pool: PoolState, profile: Profile, *, saturation: SaturationDetector | None = None, fallbacks: int = 2
+        self,
+        pool: PoolState,
+        profile: Profile,
+        *,
+        saturation: SaturationDetector | None = None,
+        fallbacks: int | None = None,
     ) -> None:
-        if fallbacks < 0:
+        if fallbacks is not None and fallbacks < 0:
             raise ValueError("fallbacks must not be negative")
         self.pool = pool
         self.profile = profile
         self.saturation = saturation if saturation is not None else UtilizationDetector()
-        self.fallbacks = fallbacks
+        # endpoints per pick: 1 + `fallbacks` when given, else what the profile's picker returns (maxNumOfEndpoints)
+        self.endpoints_per_pick = 1 + fallbacks if fallbacks is not None else profile.picker.max_endpoints
         self._filters = [SubsetFilter(), HeaderBasedTestingFilter(), ReachableFilter(), *profile.filters]
         self._scorers = [(scorer, float(weight)) for scorer, weight in profile.scorers if weight]
         plugins = profile.plugins()
@@ -116,7 +123,7 @@ class Scheduler:
             profile_filter = any(rejected_by is f for f in self.profile.filters)
             outcome = Outcome.FILTERED_OUT if profile_filter else Outcome.NO_ENDPOINT
             return Decision(outcome, request, profile, reason=f"no endpoint passed {rejected_by.name}", cycle=cycle)
-        ranked = self.profile.picker.pick(cycle, candidates, totals, 1 + self.fallbacks)
+        ranked = self.profile.picker.pick(cycle, candidates, totals, self.endpoints_per_pick)
         keys = tuple(candidates[i].key for i in ranked)
         ticket = self.pool.dispatch(keys[0], request.prompt.estimated_tokens, now)
         decision = Decision(Outcome.PICKED, request, profile, keys, ticket=ticket, cycle=cycle)

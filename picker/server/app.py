@@ -49,7 +49,7 @@ class PickerOptions:
     config_text: str | None = None  # the EndpointPickerConfig itself (instead of config_file)
     profile: str | None = None
     role: str = "endpoint-picker"
-    fallbacks: int = 2
+    fallbacks: int | None = None  # None: as the profile's picker says (maxNumOfEndpoints)
     max_body_bytes: int = 10 * 1024 * 1024
     refresh_metrics_interval: float = 0.05
     secure_serving: bool = True  # as upstream: TLS, self-signed unless cert_path

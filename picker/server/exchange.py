@@ -35,9 +35,10 @@ import orjson
 
 from picker.pool.objectives import objective_priority, pick_target
 from picker.scheduling.framework import Decision, Outcome
+from picker.scheduling.parsers import ParserPlugin, default_parsers, request_path
 from picker.scheduling.request import PromptInput, SchedulingRequest
 from picker.server import protocol as p
-from picker.server.errors import RequestError, saturated
+from picker.server.errors import RequestError, bad_request, saturated
 from picker.server.metrics import RequestLabels
 from picker.server.models import is_model_list_request
 from picker.server.requests import (
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("poolgate.picker")
 
 MAX_STREAMED_CHUNK = 62_000  # bytes per streamed_response chunk (some proxies cap chunks at 64 KiB)
+ROUTER_PARSERS = default_parsers()  # the model router reads the bodies a picker without parser config reads
 _EMPTY: tuple[p.ProcessingResponse, ...] = ()
 
 
@@ -302,8 +304,9 @@ class ModelRouterExchange(Exchange):
         )
 
     def _answer(self, raw: bytes | None) -> Answer:
-        if raw is None:
-            return Answer({})
+        parser = ROUTER_PARSERS.resolve(request_path(self.headers))
+        if raw is None or parser is None or not parser.reads_body:
+            return Answer({})  # no body, or not an OpenAI path: forwarded unread, the route matches without the header
         body = parse_body(raw)
         if body.get("model") is None:
             return Answer({})  # no model: leave the route to match without the header
@@ -364,6 +367,9 @@ class PickerExchange(Exchange):
         scheduler = pool.scheduler if pool is not None and self.failure is None and not self.answered else None
         if scheduler is None or not scheduler.prepares:
             return None
+        parser = pool.parsers.resolve(request_path(self.headers)) if pool is not None else None
+        if parser is None or not parser.reads_body:
+            return None  # refused, or forwarded unread: nothing to tokenize
         kind = request.WhichOneof("request")
         if kind == "request_body" and request.request_body.end_of_stream:
             chunks = [*self.chunks, request.request_body.body]
@@ -420,21 +426,31 @@ class PickerExchange(Exchange):
         return super()._request_headers(request)
 
     def _answer(self, raw: bytes | None) -> Answer:
-        """Parse once, resolve objective and rewrite, schedule, book the request."""
+        """Parse once (unless the path's parser forwards the body unread), resolve objective and rewrite, schedule,
+        book the request."""
         pool = self.pool
         assert pool is not None  # a stream without its pool was refused at its first message
         headers = self.headers
-        body: dict[str, Any] | None
-        if raw is None:
-            body, requested, prompt = None, "", PromptInput()
-        else:
-            body = parse_body(raw)
-            requested = body_model(body)
-            if pool.accepted_models is not None and requested not in pool.accepted_models:
-                raise RequestError(404, f"The model `{requested}` does not exist in InferencePool {pool.key}.", "model")
-            prompt = PromptInput.from_body(body, headers.get(":path", ""))
+        body: dict[str, Any] | None = None
+        requested, prompt = "", PromptInput()
+        if raw is not None:
+            path = request_path(headers)
+            if self._parser(pool, path).reads_body:
+                body = parse_body(raw)
+                requested = body_model(body)
+                if pool.accepted_models is not None and requested not in pool.accepted_models:
+                    message = f"The model `{requested}` does not exist in InferencePool {pool.key}."
+                    raise RequestError(404, message, "model")
+                prompt = PromptInput.from_body(body, path)
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("request forwarded unread", extra={"pool": pool.key, "path": path})
         self.model = requested
-        target = headers.get(LLM_D_MODEL_REWRITE_HEADER) or self._rewrite_target(pool, requested) or requested
+        # an InferenceModelRewrite needs a model name: a request without one keeps the header's target, if any
+        target = (
+            headers.get(LLM_D_MODEL_REWRITE_HEADER)
+            or (requested and self._rewrite_target(pool, requested))
+            or requested
+        )
         self.target = target
         new_body = None
         if body is not None and target != requested:
@@ -477,6 +493,17 @@ class PickerExchange(Exchange):
         headers = {p.DESTINATION_HEADER: destination, **decision.request_headers}  # e.g. x-prefiller-host-port
         pick_id = self.handoffs.hold(self) if self.handoffs is not None else None
         return Answer(headers, new_body, p.destination_metadata(destination, pick_id))
+
+    @staticmethod
+    def _parser(pool: PoolRuntime, path: str) -> ParserPlugin:
+        """The parser of a request path; a RequestError (400) when no parser of the pool's config takes it."""
+        parser = pool.parsers.resolve(path)
+        if parser is None:
+            raise bad_request(
+                f"No request parser of InferencePool {pool.key} claims the path `{path}`: the EndpointPickerConfig's "
+                "requestHandler.parsers has no fallback parser (passthrough-parser) for other paths."
+            )
+        return parser
 
     def _rewrite_target(self, pool: PoolRuntime, requested: str) -> str | None:
         rule = pool.rewrites.rule_for(requested)

@@ -20,6 +20,7 @@ from picker.pool.objectives import RewriteTable
 from picker.pool.scraper import MetricsScraper
 from picker.pool.state import PoolState
 from picker.scheduling.config import BUILTIN_CONFIGS, PickerConfig, builtin_config, load_config
+from picker.scheduling.parsers import RequestParsers, default_parsers
 from picker.scheduling.scheduler import Scheduler
 from picker.server.errors import RequestError
 
@@ -68,7 +69,7 @@ class PoolSettings:
     """How every pool runs: scheduling profiles, fallbacks and metrics scraping."""
 
     profiles: ProfileSource
-    fallbacks: int = 2
+    fallbacks: int | None = None  # None: as the profile's picker says (maxNumOfEndpoints)
     scrape_interval: float | None = 0.05  # None: no scraping (metrics fed through PoolState.apply_samples)
     scrape_timeout: float = 1.0
     clock: Callable[[], float] = time.monotonic
@@ -87,6 +88,7 @@ class PoolRuntime:
         self.profile = ""
         self.state = PoolState(settings.clock)
         self.scheduler: Scheduler | None = None
+        self.parsers: RequestParsers = default_parsers()  # which requests are read as OpenAI bodies, by path
         self.scraper: MetricsScraper | None = None
         self.priorities: dict[str, int | None] = {}
         self.rewrites = RewriteTable(())
@@ -118,6 +120,7 @@ class PoolRuntime:
         self.scheduler = Scheduler(
             self.state, config.profile(profile), saturation=config.saturation, fallbacks=settings.fallbacks
         )
+        self.parsers = config.parsers
         self.profile = profile
         self.scraper = None
         if old_scraper is not None:

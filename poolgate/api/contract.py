@@ -51,6 +51,20 @@ UPSTREAM_HEADER_ALIASES = (
     (LLM_D_SLO_TTFT_HEADER, DEPRECATED_SLO_TTFT_HEADER),
     (LLM_D_SLO_TPOT_HEADER, DEPRECATED_SLO_TPOT_HEADER),
 )
+# Where the picker reads a request's path (upstream's order: Envoy's pseudo-header, then the two a proxy may set)
+PATH_HEADERS = (":path", "x-original-path", "x-forwarded-path")
+# The path suffixes upstream's `openai-parser` claims (llm-d router v0.10): a request on one of them is read as an
+# OpenAI body; a request on any other path goes to the config's fallback parser (`passthrough-parser`), if any
+OPENAI_PATH_SUFFIXES = (
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "conversations",
+    "chat/completions/render",
+    "completions/render",
+    "images/generations",
+)
 DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason"  # response header on a request the picker rejected
 DROPPED_SATURATED = "rejected-saturated"  # DROPPED_REASON_HEADER value: every endpoint was filtered out (429)
 

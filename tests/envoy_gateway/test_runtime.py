@@ -205,6 +205,8 @@ class Stack:
                 "-1",
                 "--profile",
                 "llmd-default",
+                "--fallbacks",  # llmd-default sends one endpoint, as upstream; the fallback test needs the list
+                "2",
                 "--enable-conformance-steering",
                 "--secure-serving",  # the picker's default upstream; Envoy reaches it through a TLS Backend
                 "--log-level",

@@ -51,8 +51,8 @@ def set_metrics(pool, **by_host):
 E1, E2, E3 = "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"
 
 
-def llmd(pool, seed=0):
-    return Scheduler(pool, builtin_config("llmd-default", random.Random(seed)).profile())
+def llmd(pool, seed=0, fallbacks=None):
+    return Scheduler(pool, builtin_config("llmd-default", random.Random(seed)).profile(), fallbacks=fallbacks)
 
 
 def req(data=b"x" * 1024):  # 256 pseudo-tokens: 4 blocks of 64
@@ -64,7 +64,8 @@ def test_weighted_scores_for_three_endpoints():
     scheduler = llmd(pool)
     # queue: 1, 0.5, 0 (x2); kv: 0.9, 0.5, 0.1 (x2); prefix: 0 (x3)
     assert scheduler.explain(req(), 0.0) == pytest.approx({E1: 3.8, E2: 2.0, E3: 0.2})
-    assert scheduler.schedule(req(), 0.0).destination == f"{E1},{E2},{E3}"
+    assert scheduler.schedule(req(), 0.0).destination == E1  # one endpoint, as upstream's max-score-picker
+    assert llmd(pool, fallbacks=2).schedule(req(), 0.0).destination == f"{E1},{E2},{E3}"
 
 
 def test_prefix_credit_after_pick_draws_the_same_prompt_back():

@@ -74,7 +74,9 @@ def test_no_endpoint_outcomes():
 
 def test_primary_and_configurable_fallbacks():
     pool = make_pool((0, 0.0), (1, 0.0), (2, 0.0), (3, 0.0))
-    assert len(scheduler(pool).schedule(SchedulingRequest("m"), 0.0).endpoints) == 3
+    assert len(scheduler(pool).schedule(SchedulingRequest("m"), 0.0).endpoints) == 1  # llmd-default: as upstream
+    assert len(scheduler(pool, name="poolgate-default").schedule(SchedulingRequest("m"), 0.0).endpoints) == 3
+    assert len(scheduler(pool, fallbacks=2).schedule(SchedulingRequest("m"), 0.0).endpoints) == 3
     one = scheduler(pool, fallbacks=0).schedule(SchedulingRequest("m"), 0.0)
     assert one.endpoints == ("10.0.0.1:8000",) and one.destination == "10.0.0.1:8000"
     assert (
@@ -86,7 +88,7 @@ def test_primary_and_configurable_fallbacks():
 @pytest.mark.parametrize("profile", ["llmd-default", "poolgate-default"])
 def test_an_endpoint_that_refuses_scrapes_is_not_picked_until_scraped_again(profile):
     pool = make_pool((0, 0.0), (3, 0.5), (4, 0.6))  # 10.0.0.1 is the best by far
-    s = scheduler(pool, name=profile)
+    s = scheduler(pool, name=profile, fallbacks=2)
     assert s.schedule(SchedulingRequest("m"), 0.0).primary == "10.0.0.1:8000"
     pool.record_scrape_error("10.0.0.1:8000", "connection refused", unreachable=True)  # its server died
     dead = s.schedule(SchedulingRequest("m"), 0.1)

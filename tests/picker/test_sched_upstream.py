@@ -9,7 +9,16 @@ import pytest
 from prometheus_client.samples import Sample
 
 from picker.pool import EndpointSpec, PoolState
-from picker.scheduling import ConfigError, CycleState, Outcome, PromptInput, Scheduler, SchedulingRequest, load_config
+from picker.scheduling import (
+    ConfigError,
+    CycleState,
+    Outcome,
+    PromptInput,
+    Scheduler,
+    SchedulingRequest,
+    builtin_config,
+    load_config,
+)
 from picker.scheduling.datalayer import ProbabilisticAdmitter
 from picker.scheduling.disagg import DisaggProfileHandler
 from picker.scheduling.scorers import LoadAwareScorer
@@ -57,7 +66,12 @@ def pool_of(*pods, metrics=None):
     [
         ("plugins: [{type: queue-scorer}]\nfeatureGates: [warpDrive]\n", "unknown gate 'warpDrive'; known gates"),
         ("plugins: [{type: queue-scorer}]\nfeatureGates: [flowControl]\n", "'flowControl' is not implemented"),
-        ("plugins: [{type: queue-scorer}]\nflowControl: {maxRequests: 10}\n", "flowControl: poolgate has no"),
+        ("plugins: [{type: queue-scorer}]\nfeatureGates: [flowControl=true]\n", "'flowControl' is not implemented"),
+        ("plugins: [{type: queue-scorer}]\nfeatureGates: [dataLayer=maybe]\n", "'maybe' is not a boolean value"),
+        (
+            "plugins: [{type: queue-scorer}]\nflowControl: {saturationDetector: {pluginRef: queue-scorer}}\n",
+            "not a saturation detector",
+        ),
         ("plugins: [{type: queue-scorer}]\nsaturationDetector: {pluginRef: ghost}\n", "undeclared plugin 'ghost'"),
         (
             "plugins: [{type: queue-scorer}]\nsaturationDetector: {pluginRef: queue-scorer}\n",
@@ -258,3 +272,45 @@ def test_flat_disagg_parameters_are_read_and_cannot_be_mixed_with_nested_ones():
     )
     with pytest.raises(ConfigError, match="not both"):
         load_config(HEADER + mixed)
+
+
+@pytest.mark.parametrize(
+    "picker, fallbacks, expected",
+    [
+        ("{type: max-score-picker}", None, 1),  # upstream's default: the primary alone
+        ("{type: max-score-picker, parameters: {maxNumOfEndpoints: 3}}", None, 3),
+        ("{type: max-score-picker, parameters: {maxNumOfEndpoints: 0}}", None, 1),  # below 1 reads as 1
+        ("{type: random-picker, parameters: {maxNumOfEndpoints: 2}}", None, 2),
+        ("{type: max-score-picker}", 2, 3),  # poolgate's --fallbacks wins over the picker's count
+        ("{type: max-score-picker, parameters: {maxNumOfEndpoints: 3}}", 0, 1),
+    ],
+)
+def test_max_num_of_endpoints_sets_the_endpoints_per_pick_unless_fallbacks_are_given(picker, fallbacks, expected):
+    config = load_config(HEADER + f"plugins: [{{type: queue-scorer}}, {picker}]\n", random.Random(0))
+    pool = pool_of(*((f"10.0.0.{i}", None) for i in range(1, 6)))
+    scheduler = Scheduler(pool, config.profile(), fallbacks=fallbacks)
+    assert len(scheduler.schedule(SchedulingRequest("m"), 0.0).endpoints) == expected
+
+
+def test_the_built_in_profiles_pick_as_their_pickers_say():
+    pool = pool_of(*((f"10.0.0.{i}", None) for i in range(1, 6)))
+    for name, expected in (("llmd-default", 1), ("poolgate-default", 3)):  # as upstream / primary + 2 fallbacks
+        scheduler = Scheduler(pool, builtin_config(name).profile())
+        assert len(scheduler.schedule(SchedulingRequest("m"), 0.0).endpoints) == expected, name
+        scheduler.close()
+
+
+def test_flow_control_gives_the_saturation_detector_and_its_other_settings_are_ignored_without_the_gate(caplog):
+    plugins = "plugins: [{type: utilization-detector, name: new}, {type: utilization-detector, name: old}]\n"
+    with caplog.at_level("WARNING", logger="poolgate.picker"):
+        config = load_config(
+            HEADER
+            + plugins
+            + "featureGates: [flowControl=false, dataLayer]\n"
+            + "saturationDetector: {pluginRef: old}\n"  # deprecated: the flowControl field wins
+            + "flowControl: {saturationDetector: {pluginRef: new}, maxRequests: 10, defaultRequestTTL: 30s}\n"
+        )
+    assert config.saturation.name == "new" and config.feature_gates == {"dataLayer"}
+    (warning,) = [r for r in caplog.records if "flowControl settings ignored" in r.getMessage()]
+    assert warning.settings == ["defaultRequestTTL", "maxRequests"]
+    assert load_config(HEADER + plugins + "saturationDetector: {pluginRef: old}\n").saturation.name == "old"

@@ -57,6 +57,7 @@ async def test_objects_file_picker_serves_reloads_reports_health_and_metrics(tmp
                     metrics_port=0,
                     objects_file=str(path),
                     profile="llmd-default",
+                    fallbacks=2,  # every endpoint in the destination list
                     secure_serving=False,
                 )
             )

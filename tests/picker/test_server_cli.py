@@ -32,7 +32,8 @@ def test_upstream_flags_and_defaults():
     options = parse("--pool-name", "llama", "--pool-namespace", "team", "--refresh-metrics-interval", "200ms")
     assert (options.grpc_port, options.health_port, options.metrics_port) == (9002, 9003, 9090)
     assert options.pools == ["team/llama"] and options.refresh_metrics_interval == 0.2
-    assert (options.role, options.fallbacks, options.max_body_bytes) == ("endpoint-picker", 2, 10 * 1024 * 1024)
+    # no --fallbacks: each profile's picker says how many endpoints it sends (maxNumOfEndpoints)
+    assert (options.role, options.fallbacks, options.max_body_bytes) == ("endpoint-picker", None, 10 * 1024 * 1024)
     options = parse(
         "--pool",
         "a/one",

@@ -3,9 +3,9 @@ pflag syntax and defaults, flags accepted but not acted on, TLS by default, and 
 
 import asyncio
 import os
+import ssl
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import grpc
 import orjson
@@ -15,13 +15,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from picker.cli import log_settings, options_from_args
 from picker.flags import UNUSED_FLAGS, unused_flag_report
-from picker.scheduling.registry import plugin_types
 from picker.server.app import Picker, PickerOptions
 from poolgate.cli import build_parser
+from tests.support.extproc import ExtProcStream, header_values, request_body, request_headers
 from tests.support.kubeapi import FakeApiServer
 from tests.support.processes import POOLGATE, Processes, free_port, wait_for_port
+from tests.support.upstream import UPSTREAM_CONFIGS
 
-REFERENCE = Path("/work/shared/reference/epp-configs/gie-v1.5.0/chart-default.yaml")
+CHART_CONFIG = UPSTREAM_CONFIGS / "llm-d-router-v0.10/chart-default.yaml"  # the chart's default-plugins.yaml
 POOL = {
     "apiVersion": "inference.networking.k8s.io/v1",
     "kind": "InferencePool",
@@ -96,18 +97,6 @@ def test_flags_not_acted_on_are_reported_when_they_ask_for_something():
     assert set(unused_flag_report(parsed("--pool-name", "p", *argv))) == {u.flag for u in UNUSED_FLAGS}
 
 
-def chart_config(tmp_path: Path) -> str:
-    """The upstream chart's rendered default config, without the plugin entries of types this picker does not
-    register yet (the data-layer plugins, added with issue 16 point 3): the unchanged file once they exist."""
-    config = yaml.safe_load(REFERENCE.read_text())
-    known = set(plugin_types())
-    config["plugins"] = [plugin for plugin in config["plugins"] if plugin["type"] in known]
-    assert {p["type"] for p in config["plugins"]} >= {"queue-scorer", "kv-cache-utilization-scorer"}
-    path = tmp_path / "default-plugins.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
 async def health(target: str, service: str, credentials=None) -> int:
     channel = (
         grpc.aio.secure_channel(target, credentials, options=(("grpc.ssl_target_name_override", "localhost"),))
@@ -138,7 +127,7 @@ async def test_the_upstream_chart_argument_list_starts_poolgate_picker(tmp_path)
             "--zap-encoder",
             "json",
             "--config-file",
-            chart_config(tmp_path),
+            str(CHART_CONFIG),  # unchanged
             "--tracing=false",
             "--metrics-endpoint-auth=false",
             "--grpc-health-port",
@@ -161,6 +150,19 @@ async def test_the_upstream_chart_argument_list_starts_poolgate_picker(tmp_path)
             tls = grpc.ssl_channel_credentials()
             with pytest.raises(grpc.aio.AioRpcError, match=r"(?i)certificate|handshake|ssl"):
                 await health(f"{host}:{grpc_port}", "liveness", tls)  # self-signed: a verifying client refuses
+            # it serves: a client trusting the certificate it presents (as Envoy does with verification off) gets a
+            # pick, with no pool named in the call (the picker serves one pool, as upstream)
+            pem = await asyncio.to_thread(ssl.get_server_certificate, (host, grpc_port))
+            trusted = grpc.ssl_channel_credentials(root_certificates=pem.encode())
+            options = (("grpc.ssl_target_name_override", "localhost"),)
+            async with grpc.aio.secure_channel(f"{host}:{grpc_port}", trusted, options=options) as channel:
+                stream = ExtProcStream(channel)
+                body = b'{"model": "meta-llama/Llama-3.1-8B-Instruct", "prompt": "Say hello"}'
+                await stream.send(request_headers(), request_body(body))
+                reply, echoed = await stream.read(2, timeout=10)
+                mutation = reply.request_headers.response.header_mutation
+                assert header_values(mutation)["x-gateway-destination-endpoint"] == "127.0.0.90:8000"
+                assert echoed.request_body.response.body_mutation.streamed_response.body == body
             metrics_url = f"http://{host}:{metrics_port}/metrics"
             text = await asyncio.to_thread(lambda: urllib.request.urlopen(metrics_url, timeout=5).read().decode())
             assert 'llm_d_epp_ready_endpoints{name="vllm-llama3-8b-instruct"} 1.0' in text  # no token needed

@@ -81,7 +81,9 @@ async def test_no_endpoint_left_by_the_profile_filters_is_429_rejected_saturated
         runtime = picker.pools.pools[POOL]
         old = runtime.scheduler
         profile = replace(old.profile, filters=[*old.profile.filters, KeepsNone("keeps-none")])
-        runtime.scheduler = Scheduler(old.pool, profile, saturation=old.saturation, fallbacks=old.fallbacks)
+        runtime.scheduler = Scheduler(
+            old.pool, profile, saturation=old.saturation, fallbacks=old.endpoints_per_pick - 1
+        )
         status, headers, error = refusal((await answer(picker))[0])
         assert status == 429 and headers["x-llm-d-request-dropped-reason"] == "rejected-saturated"
         assert "keeps-none" in error["message"]

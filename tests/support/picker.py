@@ -43,13 +43,16 @@ def vllm_samples(waiting: int, kv_usage: float, running: int = 0) -> list[Sample
 
 
 class PickerHarness:
-    """A picker's gRPC servers on 127.0.0.1 (free ports) serving the pools of a view; see the module docstring."""
+    """A picker's gRPC servers on 127.0.0.1 (free ports) serving the pools of a view; see the module docstring.
+    `profile` names a built-in profile, or with `config_text` (an EndpointPickerConfig) one of its profiles (None:
+    its first)."""
 
     def __init__(
         self,
         view: PickerView,
         *,
-        profile: str = "llmd-default",
+        profile: str | None = "llmd-default",
+        config_text: str | None = None,
         fallbacks: int = 2,
         role: str = "endpoint-picker",
         max_body_bytes: int = 10 * 1024 * 1024,
@@ -61,7 +64,7 @@ class PickerHarness:
         self.view = view
         self.registry = CollectorRegistry()
         self.pools = PoolRegistry(
-            PoolSettings(ProfileSource(None, profile), fallbacks=fallbacks, scrape_interval=scrape_interval),
+            PoolSettings(ProfileSource(config_text, profile), fallbacks=fallbacks, scrape_interval=scrape_interval),
             self.registry,
         )
         self.metrics = PickerMetrics(self.registry)
