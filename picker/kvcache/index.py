@@ -27,10 +27,10 @@ hash -> key (about 190 bytes per cached block, measured in tests/test_kvcache_in
 
 from __future__ import annotations
 
+import heapq
 import struct
 import threading
 from array import array
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -90,7 +90,9 @@ class BlockIndex:
         self._slot_keys: list[str] = []
         self._free: list[int] = []
         self._speculative: dict[int, int] = {}  # key -> bitmask of slots it is assumed to be on
-        self._speculative_expiry: deque[tuple[float, int, list[int]]] = deque()  # (expiry, bit, keys)
+        self._speculative_expiry: list[tuple[float, int, int, list[int]]] = []  # heap of (expiry, seq, bit, keys)
+        self._speculations = 0
+        self._speculated_until: dict[tuple[int, int], float] = {}  # (key, bit) -> expiry of its latest speculation
 
     # -- endpoints ------------------------------------------------------------------------------------------------
 
@@ -252,24 +254,31 @@ class BlockIndex:
 
     # -- speculation ------------------------------------------------------------------------------------------------
 
-    def speculate(self, endpoint: str, keys: list[int], now: float) -> None:
-        """Assume `endpoint` caches `keys` until `now + speculative_ttl` or until its events store them (the events
-        confirming it are on their way; once stored, a block's removal counts at once)."""
+    def speculate(self, endpoint: str, keys: list[int], now: float, ttl: float | None = None) -> None:
+        """Assume `endpoint` caches `keys` until `now + ttl` (default `speculative_ttl`: the events confirming it are
+        on their way) or until its events store them (once stored, a block's removal counts at once); the latest
+        speculation of a block on an endpoint decides when it ends, earlier or later."""
         if self.speculative_ttl <= 0 or not keys:
             return
         bit = 1 << self.endpoint(endpoint).slot
+        expiry = now + (self.speculative_ttl if ttl is None else ttl)
         with self._lock:
             self._expire(now)
-            speculative = self._speculative
+            speculative, until = self._speculative, self._speculated_until
             for key in keys:
                 speculative[key] = speculative.get(key, 0) | bit
-            self._speculative_expiry.append((now + self.speculative_ttl, bit, keys))
+                until[key, bit] = expiry
+            self._speculations += 1
+            heapq.heappush(self._speculative_expiry, (expiry, self._speculations, bit, keys))
 
     def _expire(self, now: float) -> None:
-        queue = self._speculative_expiry
+        queue, until = self._speculative_expiry, self._speculated_until
         while queue and queue[0][0] <= now:
-            _, bit, keys = queue.popleft()
+            _, _, bit, keys = heapq.heappop(queue)
             for key in keys:
+                if until.get((key, bit), now) > now:  # speculated again since, until later
+                    continue
+                until.pop((key, bit), None)
                 self._drop_guess(key, bit)
 
     def _drop_guess(self, key: int, bit: int) -> None:
@@ -282,6 +291,7 @@ class BlockIndex:
     def _drop_speculative(self, bit: int) -> None:
         for key in [key for key, mask in self._speculative.items() if mask & bit]:
             self._speculative[key] &= ~bit
+            self._speculated_until.pop((key, bit), None)
             if not self._speculative[key]:
                 del self._speculative[key]
 

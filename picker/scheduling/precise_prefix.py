@@ -12,7 +12,11 @@ tokenizer's cache.
 Endpoints whose index is not trusted (no events yet, missed events: see `picker.kvcache.index`) get the approximate
 index's estimate instead, as does every endpoint when the request cannot be tokenized; so a pool whose engines do
 not publish events is scored exactly as with the approximate index. With `speculativeIndexing`, a pick credits the
-request's blocks to the chosen endpoint for `speculativeTTL` (default 2 s) until its events confirm them.
+request's blocks to the chosen endpoint until its events confirm them: while the request waits for its first token
+(the engine publishes a prompt's blocks only once it computes them; at most `PENDING_HOLD` seconds), then for
+`speculativeTTL` (default 2 s). A request that ends without a first token ends its speculation. Before, the credit
+lasted `speculativeTTL` from the pick, and the first of several picks of a prompt ended it for all of them: a prompt
+whose request queued longer than that looked uncached everywhere, and its next request was sent elsewhere.
 
 Upstream parameters accepted: `tokenProcessorConfig` (`blockSize`/`blockSizeTokens`, `hashSeed`; poolgate takes the
 block size from the events and never needs the engine's hash, so both only document the engine's settings),
@@ -42,6 +46,7 @@ from picker.scheduling.tokens import shared_token_producer
 log = logging.getLogger(__name__)
 
 DEFAULT_EVENTS_PORT = 5557
+PENDING_HOLD = 60.0  # seconds a pick's speculative credit is held at most while the request waits for its first token
 
 
 class TokenProcessorConfig(PluginParameters):
@@ -281,4 +286,22 @@ class PrecisePrefixCacheProducer(Plugin):
         self.approximate.after_pick(cycle, decision)  # crediting twice (if it is in the profile too) changes nothing
         keys = cycle.data.get(self.name)
         if keys and decision.primary is not None:
-            self.index.speculate(decision.primary, keys, cycle.now)
+            # held while the request waits for its prefill (its events come only then), up to a bound
+            self.index.speculate(decision.primary, keys, cycle.now, max(self.index.speculative_ttl, PENDING_HOLD))
+
+    def on_first_token(self, decision: Decision, ttft: float) -> None:
+        """The engine has computed the prompt, so its events are on their way: the speculation lasts
+        `speculativeTTL` from now."""
+        if decision.first_token_at is not None:
+            self._respeculate(decision, decision.first_token_at, None)
+
+    def on_complete(self, decision: Decision, now: float) -> None:
+        """A request that ended without a first token may never have computed its prompt: its speculation ends."""
+        if decision.first_token_at is None:
+            self._respeculate(decision, now, 0.0)
+
+    def _respeculate(self, decision: Decision, now: float, ttl: float | None) -> None:
+        keys = decision.cycle.data.get(self.name) if decision.cycle is not None else None
+        endpoint = decision.served or decision.primary
+        if keys and endpoint is not None:
+            self.index.speculate(endpoint, keys, now, ttl)

@@ -96,6 +96,20 @@ def test_a_stored_block_ends_its_speculation_so_that_its_eviction_counts_within_
     assert index.matched_blocks(keys, ["a", "b"], now=31.0) == {"a": 1, "b": 0}
 
 
+def test_the_latest_speculation_of_a_block_decides_when_it_ends():
+    index = BlockIndex(speculative_ttl=2.0)
+    index.endpoint("a")
+    index.endpoint("b")
+    keys = request_keys(list(range(12)), BLOCK)
+    index.speculate("a", keys, now=10.0)
+    index.speculate("a", keys, now=11.0)  # a second pick of the same prompt: its own 2 s
+    index.speculate("b", keys[:2], now=10.0, ttl=60.0)  # held (a request waiting for its first token)
+    assert index.matched_blocks(keys, ["a", "b"], now=12.5) == {"a": 3, "b": 2}  # the first expiry ends neither
+    assert index.matched_blocks(keys, ["a", "b"], now=13.0) == {"a": 0, "b": 2}
+    index.speculate("b", keys[:2], now=14.0, ttl=0.0)  # ended: shorter than the hold it replaces
+    assert index.matched_blocks(keys, ["a", "b"], now=14.0) == {"a": 0, "b": 0}
+
+
 def test_removed_endpoints_free_their_slot_and_blocks():
     index = BlockIndex()
     tokens = list(range(4))

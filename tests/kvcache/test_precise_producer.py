@@ -113,18 +113,29 @@ def test_requests_go_where_the_events_say_the_prefix_is_cached(fleet, model_dir)
     assert producer.predicted_cached_tokens(request(body), "127.0.0.2:8000", now=40.0) is None
 
 
-def test_speculation_holds_a_fresh_pick_until_its_ttl(fleet, model_dir):  # noqa: F811
+def test_speculation_holds_a_pick_until_its_first_token_then_for_the_ttl(fleet, model_dir):  # noqa: F811
     scheduler, producer, publishers = fleet
     scheduler.schedule(request({"prompt": "warm up"}), now=0.0)
     for key, publisher in publishers.items():
         publish_until_seen(publisher, producer, key, BlockStored([1], None, list(range(BLOCK)), BLOCK))
     body = {"prompt": TEXT[:900]}
-    first = scheduler.schedule(request(body), now=100.0).primary
+    decisions = [scheduler.schedule(request(body), now=100.0)]
+    first = decisions[0].primary
     other = next(key for key in publishers if key != first)
     tokens = LocalTokenizer(model_dir).tokenize(body)
     assert tokens is not None
     keys = producer.request_keys(request(body), tokens, BLOCK)
     assert producer.index.matched_blocks(keys, [first, other], 101.0) == {first: len(keys), other: 0}
-    assert all(scheduler.schedule(request(body), now=100.0 + t).primary == first for t in (0.5, 1.0, 1.5))
+    decisions += [scheduler.schedule(request(body), now=100.0 + t) for t in (0.5, 1.0, 1.5)]
+    assert all(decision.primary == first for decision in decisions)
     assert producer.predicted_cached_tokens(request(body), first, now=101.0) == 0  # events only: not confirmed
-    assert producer.index.matched_blocks(keys, [first, other], 103.6) == {first: 0, other: 0}  # TTL 2 s passed
+    # queued in the engine for longer than the TTL (2 s): no events yet, so the credit holds until the first token
+    assert producer.index.matched_blocks(keys, [first, other], 110.0) == {first: len(keys), other: 0}
+    scheduler.on_first_token(decisions[0], 110.0)  # computed: its events are on their way, given the TTL
+    assert producer.index.matched_blocks(keys, [first, other], 111.9) == {first: len(keys), other: 0}
+    assert producer.index.matched_blocks(keys, [first, other], 112.0) == {first: 0, other: 0}
+    # a request that ends without a first token (refused, the client went away) may never have computed its prompt
+    failed = scheduler.schedule(request(body), now=120.0)
+    assert producer.index.matched_blocks(keys, [failed.primary], 120.5) == {failed.primary: len(keys)}
+    scheduler.on_complete(failed, 121.0)
+    assert producer.index.matched_blocks(keys, [first, other], 121.0) == {first: 0, other: 0}
