@@ -328,12 +328,12 @@ def _picker_call(
     pool = target.pool
     edits = picker.maps_model_back or options.picker_edits_responses
     if options.poolgate_pickers:  # `poolgate up` runs every picker, with the replicas it started
-        poolgate, replicas = True, len(picker.replicas)
+        poolgate, replica_count = True, len(picker.replicas)
     elif picker.managed and options.managed_picker_replicas is not None:  # the hooks deploy managed pickers
-        poolgate, replicas = True, options.managed_picker_replicas
+        poolgate, replica_count = True, options.managed_picker_replicas
     else:  # a picker that may be upstream's
-        poolgate, replicas = False, len(picker.replicas)
-    observed = observes_responses(poolgate, edits, replicas)
+        poolgate, replica_count = False, len(picker.replicas)
+    observed = observes_responses(poolgate, edits, replica_count)
     return ir.PickerCall(
         name,
         f"{pool.namespace}/{pool.name}",
