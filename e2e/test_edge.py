@@ -19,6 +19,7 @@ from poolgate.api.contract import (
     LLM_D_MODEL_REWRITE_HEADER,
     MANAGED_PICKER_ANNOTATION,
     MODEL_REWRITE_HEADER,
+    SERVED_BY_HEADER,
     SERVED_MODEL_HEADER,
 )
 from poolgate.translate.policy import MAX_REQUEST_HEADERS_KB
@@ -72,6 +73,9 @@ def test_unknown_and_missing_models_get_openai_errors(quickstart, http):
     assert http.post(f"{url}/v1/chat/completions", json=chat(LLAMA)).status_code == 200
     bad = http.post(f"{url}/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
+    # a path no parser reads (vLLM's tokenizer) is routed by its JSON body's model too: a llama pod answers it
+    tokenize = http.post(f"{url}/v1/tokenize", json={"model": LLAMA, "prompt": "hi"})
+    assert SERVED_BY_HEADER in tokenize.headers, tokenize.text
 
 
 def test_a_fail_close_pool_whose_picker_is_down_answers_503_naming_the_pool(quickstart, http):

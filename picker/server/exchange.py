@@ -304,13 +304,19 @@ class ModelRouterExchange(Exchange):
         )
 
     def _answer(self, raw: bytes | None) -> Answer:
-        parser = ROUTER_PARSERS.resolve(request_path(self.headers))
-        if raw is None or parser is None or not parser.reads_body:
-            return Answer({})  # no body, or not an OpenAI path: forwarded unread, the route matches without the header
-        body = parse_body(raw)
-        if body.get("model") is None:
+        if raw is None:
+            return Answer({})
+        try:
+            body = parse_body(raw)
+            model = None if body.get("model") is None else body_model(body)
+        except RequestError:
+            parser = ROUTER_PARSERS.resolve(request_path(self.headers))
+            if parser is not None and parser.reads_body:
+                raise  # an OpenAI path: a malformed body is the client's error
+            return Answer({})  # another path (/tokenize, a binary body): forwarded unread, never refused
+        if model is None:
             return Answer({})  # no model: leave the route to match without the header
-        model = self.model = self.target = body_model(body)
+        self.model = self.target = model
         headers = {MODEL_NAME_HEADER: model}
         base = self.pools.adapter_bases.get(model)
         if base:

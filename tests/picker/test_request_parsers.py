@@ -144,11 +144,12 @@ async def test_openai_paths_are_still_parsed_and_refused_when_malformed():
         assert "not valid JSON" in orjson.loads(reply.immediate_response.body)["error"]["message"]
 
 
-async def test_the_model_router_leaves_a_request_on_another_path_unread():
+async def test_the_model_router_names_a_json_body_on_any_path_and_never_refuses_another_paths_body():
     async with PickerHarness(PickerView(), role="model-router") as picker:
         for path, body, expected in (
             ("/v1/chat/completions", b'{"model": "llama"}', {"x-gateway-model-name": "llama"}),
-            ("/tokenize", b'{"model": "llama"}', {}),  # not read: the route matches without the model header
+            ("/tokenize", b'{"model": "llama"}', {"x-gateway-model-name": "llama"}),  # routed by its model too
+            ("/tokenize", b'{"model": 7}', {}),  # a model that is no name: forwarded, the route decides
             ("/inference/v1/generate", NOT_JSON, {}),  # forwarded as it came, not refused
         ):
             stream = picker.stream(None)
