@@ -64,14 +64,12 @@ peers-venv: $(PEERS_STAMP)
 run: $(STAMP)
 	$(BIN)/poolgate up -f examples/quickstart.yaml
 
-## Run every test after the lint and format checks: unit, integration and end-to-end on real Envoy, pickers and
-## simulated pods, then the end-to-end suite on real vLLM engines (`test-vllm`, alone on the machine so that its
-## engines and the timing-sensitive tests do not share the cores). Exit code 5 (no tests collected) counts as failure.
+## Run every test (unit, integration, end-to-end on real Envoy, pickers and simulated pods) after the lint and format
+## checks. Exit code 5 (no tests collected) counts as failure. The suite on real vLLM engines is `make test-vllm`.
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --ignore=e2e/vllm $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory test-vllm
 
-## Only the end-to-end suite on real vLLM engines (creates .venv-vllm on first use): see docs/vllm.md.
+## The end-to-end suite on real vLLM engines (creates .venv-vllm on first use; opt-in for now): see docs/vllm.md.
 test-vllm: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest e2e/vllm $(PYTEST_ARGS)
 
