@@ -18,17 +18,23 @@ from tests.support.upstream import UPSTREAM_CONFIGS
 pytestmark = pytest.mark.xdist_group("e2e-upstream-configs")
 
 
-@pytest.mark.parametrize("config", ["llm-d-router-v0.10/chart-default.yaml", "gie-v1.5.0/chart-default.yaml"])
-def test_the_upstream_chart_default_config_serves_through_envoy(start_stack, http, config):
-    stack = start_stack(
+def two_pod_stack(start_stack, picker_args: tuple[str, ...], **deployment_options):
+    """A Gateway routing to one pool of two simulated pods (`sim_deployment` options), its picker started with
+    `picker_args`."""
+    return start_stack(
         gateway_class(),
         gateway(listeners=listener()),
         route(),
         pool(),
         service(),
-        sim_deployment("pool", replicas=2),
-        picker_args=("--config-file", str(UPSTREAM_CONFIGS / config), "--profile", "default"),
+        sim_deployment("pool", replicas=2, **deployment_options),
+        picker_args=picker_args,
     )
+
+
+@pytest.mark.parametrize("config", ["llm-d-router-v0.10/chart-default.yaml", "gie-v1.5.0/chart-default.yaml"])
+def test_the_upstream_chart_default_config_serves_through_envoy(start_stack, http, config):
+    stack = two_pod_stack(start_stack, ("--config-file", str(UPSTREAM_CONFIGS / config), "--profile", "default"))
     members = set(stack.endpoints("pool"))
     body = chat(content="Explain the printing press. " * 40)
     served = []
@@ -70,15 +76,7 @@ def keep_busy(endpoint: str, requests: int) -> None:
     ids=["upstream-chart-config", "poolgate-default"],
 )
 def test_a_request_no_parser_claims_is_passed_through_to_the_least_loaded_pod(start_stack, http, picker_args):
-    stack = start_stack(
-        gateway_class(),
-        gateway(listeners=listener()),
-        route(),
-        pool(),
-        service(),
-        sim_deployment("pool", replicas=2, args=("--max-num-seqs", "1", "--decode-ms", "40")),
-        picker_args=picker_args,
-    )
+    stack = two_pod_stack(start_stack, picker_args, args=("--max-num-seqs", "1", "--decode-ms", "40"))
     busy, idle = stack.endpoints("pool")
     keep_busy(busy, 3)  # one runs, two wait: ~16 s each at 40 ms per token
     deadline = time.monotonic() + 30

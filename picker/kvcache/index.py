@@ -246,11 +246,7 @@ class BlockIndex:
         state.blocks = {}
 
     def _drop_owner(self, key: int, bit: int) -> None:
-        mask = self._owners.get(key, 0) & ~bit
-        if mask:
-            self._owners[key] = mask
-        else:
-            self._owners.pop(key, None)
+        _clear_bit(self._owners, key, bit)
 
     # -- speculation ------------------------------------------------------------------------------------------------
 
@@ -282,18 +278,12 @@ class BlockIndex:
                 self._drop_guess(key, bit)
 
     def _drop_guess(self, key: int, bit: int) -> None:
-        mask = self._speculative.get(key, 0) & ~bit
-        if mask:
-            self._speculative[key] = mask
-        else:
-            self._speculative.pop(key, None)
+        _clear_bit(self._speculative, key, bit)
 
     def _drop_speculative(self, bit: int) -> None:
         for key in [key for key, mask in self._speculative.items() if mask & bit]:
-            self._speculative[key] &= ~bit
+            self._drop_guess(key, bit)
             self._speculated_until.pop((key, bit), None)
-            if not self._speculative[key]:
-                del self._speculative[key]
 
     # -- lookup -----------------------------------------------------------------------------------------------------
 
@@ -330,3 +320,12 @@ class BlockIndex:
                     counts[slots[low.bit_length() - 1]] = len(keys)
                     alive ^= low
         return counts
+
+
+def _clear_bit(masks: dict[int, int], key: int, bit: int) -> None:
+    """Clear `bit` in `masks[key]`, dropping the key when no bit is left."""
+    mask = masks.get(key, 0) & ~bit
+    if mask:
+        masks[key] = mask
+    else:
+        masks.pop(key, None)
