@@ -208,6 +208,10 @@ class Stack:
                 "--fallbacks",  # llmd-default sends one endpoint, as upstream; the fallback test needs the list
                 "2",
                 "--enable-conformance-steering",
+                # scraped once a second, not every 50 ms: a killed pod's refused scrape would otherwise drop it from
+                # the picks before the fallback test's request, which must find it still listed first
+                "--refresh-metrics-interval",
+                "1s",
                 "--secure-serving",  # the picker's default upstream; Envoy reaches it through a TLS Backend
                 "--log-level",
                 "debug",
