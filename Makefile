@@ -64,12 +64,14 @@ peers-venv: $(PEERS_STAMP)
 run: $(STAMP)
 	$(BIN)/poolgate up -f examples/quickstart.yaml
 
-## Run every test (unit, integration, end-to-end on real Envoy, pickers and simulated pods) after the lint and format
-## checks. Exit code 5 (no tests collected) counts as failure. The suite on real vLLM engines is `make test-vllm`.
+## Run every test after the lint and format checks: unit, integration and end-to-end on real Envoy, pickers and
+## simulated pods on 2 workers, then the suite on real vLLM engines alone (it creates .venv-vllm on first use).
+## Exit code 5 (no tests collected) counts as failure.
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --ignore=e2e/vllm $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-vllm
 
-## The end-to-end suite on real vLLM engines (creates .venv-vllm on first use; opt-in for now): see docs/vllm.md.
+## The end-to-end suite on real vLLM engines alone (creates .venv-vllm on first use): see docs/vllm.md.
 test-vllm: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest e2e/vllm $(PYTEST_ARGS)
 

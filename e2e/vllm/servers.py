@@ -42,7 +42,7 @@ def vllm_python() -> Path:
 class VllmServer:
     """One real vLLM OpenAI server process on host:PORT."""
 
-    def __init__(self, name: str, host: str, args: tuple[str, ...], cpu: int, log_dir: Path) -> None:
+    def __init__(self, name: str, host: str, args: tuple[str, ...], threads: int, log_dir: Path) -> None:
         self.name, self.host, self.port = name, host, PORT
         self.kv_events_port = KV_EVENTS_BASE_PORT + HOSTS.index(host)
         kv_events = {
@@ -54,7 +54,7 @@ class VllmServer:
         self.argv = vllm.server_argv(
             vllm_python(), host, PORT, (*args, "--kv-events-config", orjson.dumps(kv_events).decode())
         )
-        self.env = {**vllm.server_env(cpu), "VLLM_SERVER_DEV_MODE": "1"}  # dev mode: /reset_prefix_cache
+        self.env = {**vllm.server_env(threads), "VLLM_SERVER_DEV_MODE": "1"}  # dev mode: /reset_prefix_cache
         self.log_path = log_dir / f"{name}.log"
         self.process: Process | None = None
         self.start_seconds: list[float] = []

@@ -298,12 +298,12 @@ class Stack:
                     f"{names} run vLLM, which is not installed here: run `make vllm-venv` (creates {vllm.VENV}) "
                     f"or set {vllm.PYTHON_ENV} to a Python that has vllm"
                 )
-            cores = os.cpu_count() or 1
-            for index, engine in enumerate(plan.vllm_pods):
+            threads = (os.cpu_count() or 1) // len(plan.vllm_pods)  # the machine's cores shared by the engines
+            for engine in plan.vllm_pods:
                 children[f"pod/{engine.namespace}/{engine.name}"] = Spec(
                     vllm.server_argv(python, engine.ip, engine.port, engine.args),
                     (engine.ip, engine.port),
-                    env=tuple(sorted(vllm.server_env(cpu=index % cores).items())),
+                    env=tuple(sorted(vllm.server_env(threads).items())),
                     health_path=vllm.HEALTH_PATH,
                     ready_timeout=vllm.READY_TIMEOUT,
                 )

@@ -98,12 +98,14 @@ def server_argv(python: Path, host: str, port: int, args: Sequence[str]) -> tupl
     return (str(python), "-m", API_SERVER, "--host", host, "--port", str(port), *args)
 
 
-def server_env(cpu: int | None = None) -> dict[str, str]:
-    """The environment of a local vLLM; `cpu` pins its OpenMP threads to that core (VLLM_CPU_OMP_THREADS_BIND)."""
-    env = dict(BASE_ENV)
-    if cpu is not None:
-        env["VLLM_CPU_OMP_THREADS_BIND"] = str(cpu)
-    return env
+def server_env(threads: int = 1) -> dict[str, str]:
+    """The environment of a local vLLM whose engine computes on `threads` OpenMP threads, not pinned to cores.
+
+    vLLM's CPU worker polls for work with sched_yield() for a second after each step; pinned to a core
+    (VLLM_CPU_OMP_THREADS_BIND=N), that spinner starved a starting process held on the same core for minutes
+    (docs/vllm.md), so the engines float and the kernel balances them.
+    """
+    return {**BASE_ENV, "VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(max(1, threads))}
 
 
 def _image_name(image: str) -> str:

@@ -60,6 +60,14 @@ def test_a_vllm_container_without_a_model_is_refused_by_name():
         vllm.server_args(container(args=("--dtype", "bfloat16")))
 
 
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_local_engines_float_across_cores_on_at_least_one_thread(threads):
+    env = vllm.server_env(threads)
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"  # pinned, a worker's sched_yield spin starves a neighbour
+    assert env["OMP_NUM_THREADS"] == str(max(1, threads))
+    assert env["HF_HUB_OFFLINE"] == "1"  # nothing downloaded
+
+
 def vllm_deployment(args: tuple[str, ...], replicas: int = 2) -> dict:
     return {
         "apiVersion": "apps/v1",
