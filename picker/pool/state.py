@@ -90,6 +90,7 @@ class Endpoint:
         "key",
         "labels",
         "metrics",
+        "peer_inflight",
         "pod_name",
         "port",
         "unreflected",
@@ -100,6 +101,7 @@ class Endpoint:
         self.metrics = EndpointMetrics()
         self.inflight = 0  # requests dispatched here and not finished
         self.inflight_tokens = 0  # their prompt tokens
+        self.peer_inflight = 0  # requests peer replicas of the picker announced here and not finished
         self.unreflected = 0  # in-flight requests dispatched after the last good scrape began
         self._reflected_seq = 0  # pool dispatch number up to which the scraped metrics reflect dispatches
         self._open: dict[int, int] = {}  # pool dispatch number -> prompt tokens, of requests in flight here
@@ -268,6 +270,8 @@ class PoolState:
         if own:
             endpoint.inflight += 1
             endpoint.inflight_tokens += prompt_tokens
+        else:
+            endpoint.peer_inflight += 1
         endpoint.unreflected += 1
         return InflightTicket(key, seq, prompt_tokens, now, own)
 
@@ -282,5 +286,7 @@ class PoolState:
         if ticket.own:
             endpoint.inflight -= 1
             endpoint.inflight_tokens -= ticket.prompt_tokens
+        else:
+            endpoint.peer_inflight -= 1
         if ticket.seq > endpoint._reflected_seq:
             endpoint.unreflected -= 1
