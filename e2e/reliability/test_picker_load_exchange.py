@@ -19,10 +19,10 @@ from poolgate.up.stack import PICKER_METRICS_PORT
 
 pytestmark = pytest.mark.xdist_group("e2e-picker-load-exchange")
 
-TTL = 4.0  # seconds
+TTL = 6.0  # seconds
 STREAMS = 6
 SLOW_SIM = ("--decode-ms", "20", "--prefill-overhead-ms", "2", "--prefill-ms-per-token", "0")
-STREAM_TOKENS = 600  # 12 s at 20 ms per token: longer than the TTL
+STREAM_TOKENS = 900  # 18 s at 20 ms per token: longer than the TTL
 
 
 def objects() -> tuple[dict, ...]:
@@ -75,27 +75,27 @@ def test_replicas_hold_each_others_requests_until_they_end_or_the_ttl(start_stac
     wait_until(lambda: httpx.post(url, json=chat()).status_code == 200, timeout=10, message="the pool answering")
 
     # every stream is held by the replica that did not pick it, until it ends
-    threads, done = start_streams(url, tokens=100)  # 2 s each
+    threads, done = start_streams(url, tokens=250)  # 5 s each
     held: dict[str, float] = {}
 
     def all_held() -> bool:
         held.update({child: peer_requests(host) for child, host in hosts.items()})
         return sum(held.values()) == STREAMS
 
-    wait_until(all_held, timeout=5, message=f"the replicas holding the {STREAMS} streams for each other")
+    wait_until(all_held, timeout=10, message=f"the replicas holding the {STREAMS} streams for each other")
     for thread in threads:
         thread.join(timeout=30)
     assert done == [200] * STREAMS
     wait_until(
         lambda: all(peer_requests(host) == 0 for host in hosts.values()),
-        timeout=5,
+        timeout=10,
         message="the ends released every held request",
     )
     print(f"held while running: {held}")
 
     # a killed replica's requests are forgotten after the TTL, though they still run
     threads, done = start_streams(url, tokens=STREAM_TOKENS)
-    wait_until(all_held, timeout=5, message=f"the replicas holding the {STREAMS} streams for each other")
+    wait_until(all_held, timeout=10, message=f"the replicas holding the {STREAMS} streams for each other")
     survivor = max(held, key=lambda child: held[child])  # holds the most: the other replica picked those
     victim = next(child for child in hosts if child != survivor)
     assert held[survivor] > 0
