@@ -260,6 +260,7 @@ def test_cli_writes_rows_plots_and_accepts_extra_configs(tmp_path, capsys):
         (["--scrape-interval", "-1"], "scrape interval must be >= 0"),
         (["--kv-blocks", "0"], "kv blocks must be at least 1"),
         (["--peer-delay", "soon"], "neither seconds nor off"),
+        (["--peer-delay", "-1"], "peer delay must be >= 0"),
     ],
 )
 def test_cli_refuses_bad_settings(arguments, message, capsys):

@@ -115,8 +115,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--peer-delay",
-        type=_peer_delay,
-        default=PEER_DELAY,
+        default=str(PEER_DELAY),
         metavar="SECONDS",
         help="seconds a replica's load announcement takes to reach the other replicas; off: replicas share no "
         "load (default: %(default)s)",
@@ -189,15 +188,13 @@ def _deployment(settings) -> str:
 
 
 def _peer_delay(text: str) -> float | None:
+    """`--peer-delay`: seconds, or None for `off`."""
     if text == "off":
         return None
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither seconds nor off") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
+        raise ValueError(f"--peer-delay {text!r} is neither seconds nor off") from None
 
 
 def _extra_configs(specs: list[str]) -> dict[str, str]:
@@ -245,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
             warmup_fraction=args.warmup,
             extra_configs=extra,
             picker_replicas=args.picker_replicas,
-            peer_delay=args.peer_delay,
+            peer_delay=_peer_delay(args.peer_delay),
             scrape_interval=args.scrape_interval,
             kv_blocks=args.kv_blocks,
         )
