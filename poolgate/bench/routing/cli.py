@@ -111,7 +111,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="picker replicas sharing the traffic in turn, each with its own state (default: %(default)s)",
+        help="picker replicas sharing the traffic in turn, each with its own state, sharing their load "
+        "(--peer-delay) (default: %(default)s)",
     )
     parser.add_argument(
         "--peer-delay",
