@@ -16,6 +16,11 @@ CONFIG_DIR = "/etc/poolgate/picker"
 HEALTH_PORT = 9003
 METRICS_PORT = 9090
 OBJECTIVE_GROUPS = ["inference.networking.x-k8s.io", "llm-d.ai"]
+LOAD_EXCHANGE_CONTAINER_PORT = {
+    "name": "load-exchange",
+    "containerPort": contract.LOAD_EXCHANGE_PORT,
+    "protocol": "UDP",
+}
 
 
 def wants_managed_picker(pool: InferencePool) -> bool:
@@ -112,11 +117,13 @@ def _deployment(name: str, pool: InferencePool, config: str, settings: HookSetti
             # ext_proc is served over TLS (the default, as upstream), which the translator's picker clusters speak;
             # /metrics is open, as the upstream chart usually runs it (TokenReview would need cluster-wide RBAC)
             "--metrics-endpoint-auth=false",
+            *_load_exchange_args(name, pool, settings),
         ],
         "ports": [
             {"name": "grpc", "containerPort": naming.MANAGED_PICKER_PORT, "protocol": "TCP"},
             {"name": "grpc-health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+            *([LOAD_EXCHANGE_CONTAINER_PORT] if settings.picker_replicas > 1 else []),
         ],
         "readinessProbe": {"grpc": {"port": HEALTH_PORT, "service": "readiness"}, "periodSeconds": 5},
         "livenessProbe": {
@@ -160,9 +167,19 @@ def _deployment(name: str, pool: InferencePool, config: str, settings: HookSetti
     }
 
 
+def _load_exchange_args(name: str, pool: InferencePool, settings: HookSettings) -> list[str]:
+    """With several replicas, each announces its load to the others: every address of the picker's headless
+    Service (itself included, which it ignores), resolved again every few seconds."""
+    if settings.picker_replicas <= 1:
+        return []
+    peers = f"{name}.{pool.namespace}.svc.{settings.cluster_domain}:{contract.LOAD_EXCHANGE_PORT}"
+    return [contract.LOAD_EXCHANGE_PEERS_FLAG, peers]
+
+
 def _service(name: str, pool: InferencePool, port: int) -> dict:
     """The picker's Service, headless: its DNS name resolves to every ready replica, so that Envoy spreads its picker
-    calls over them and stops calling one that fails (a cluster IP would hide the replicas behind one address)."""
+    calls over them and stops calling one that fails (a cluster IP would hide the replicas behind one address), and
+    so that replicas find each other for the load exchange."""
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -8,6 +8,12 @@ import os
 
 from picker.flags import add_bool, add_unused_flags, unused_flag_report
 from poolgate import logs
+from poolgate.api.contract import (
+    LOAD_EXCHANGE_PEERS_FLAG,
+    LOAD_EXCHANGE_PORT,
+    LOAD_EXCHANGE_PORT_FLAG,
+    LOAD_EXCHANGE_TTL_FLAG,
+)
 
 ROLES = ("endpoint-picker", "model-router", "both")
 
@@ -135,6 +141,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "the profile picker's maxNumOfEndpoints - 1: 2 for poolgate-default, 0 for llmd-default and for pickers "
         "that do not set it, as upstream)",
     )
+    replicas = parser.add_argument_group(
+        "picker replicas (poolgate extension: replicas of one pool's picker share their load over UDP)"
+    )
+    replicas.add_argument(
+        LOAD_EXCHANGE_PEERS_FLAG,
+        metavar="HOST:PORT,...",
+        help="the other replicas' load exchange addresses; a host name counts every address it resolves to, again "
+        "every 5 s (e.g. a headless Service selecting the replicas; a replica ignores its own datagrams). "
+        "Default: no exchange, each replica counts only the requests it sent itself",
+    )
+    replicas.add_argument(
+        LOAD_EXCHANGE_PORT_FLAG,
+        type=int,
+        default=LOAD_EXCHANGE_PORT,
+        metavar="PORT",
+        help=f"UDP port on which this replica hears its peers; 0: any free port (default: {LOAD_EXCHANGE_PORT})",
+    )
+    replicas.add_argument(
+        LOAD_EXCHANGE_TTL_FLAG,
+        type=_duration,
+        default=60.0,
+        metavar="SECONDS",
+        help="a peer's request whose end was not heard within this time is forgotten, so a lost datagram or a dead "
+        "peer leaves no phantom load (default: 60s)",
+    )
     requests = parser.add_argument_group("requests")
     requests.add_argument(
         "--role",
@@ -192,6 +223,7 @@ def options_from_args(args: argparse.Namespace):
     """The PickerOptions the arguments describe; ValueError when they are inconsistent."""
     from picker.discovery.view import parse_pool_key
     from picker.server.app import PickerOptions
+    from picker.server.loadexchange import parse_peers
 
     if args.endpoint_selector or args.endpoint_target_ports:
         raise ValueError(
@@ -217,6 +249,9 @@ def options_from_args(args: argparse.Namespace):
         raise ValueError("--fallbacks must not be negative")
     if args.max_body_bytes <= 0:
         raise ValueError("--max-body-bytes must be positive")
+    if not 0 <= args.load_exchange_port < 65536:
+        raise ValueError(f"{LOAD_EXCHANGE_PORT_FLAG} must be within 0..65535")
+    peers = parse_peers(args.load_exchange_peers or "")
     return PickerOptions(
         host=args.grpc_host,
         grpc_port=args.grpc_port,
@@ -236,6 +271,9 @@ def options_from_args(args: argparse.Namespace):
         cert_path=args.cert_path,
         metrics_endpoint_auth=args.metrics_endpoint_auth,
         conformance_steering=args.enable_conformance_steering,
+        load_exchange_port=args.load_exchange_port,
+        load_exchange_peers=peers,
+        load_exchange_ttl=args.load_exchange_ttl,
     )
 
 

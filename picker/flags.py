@@ -55,7 +55,11 @@ _DEPRECATED_METRIC = (
 _DATA_LAYER = "deprecated upstream; poolgate scrapes each endpoint's /metrics over HTTP on its target port"
 
 UNUSED_FLAGS: tuple[UnusedFlag, ...] = (
-    UnusedFlag("--ha-enable-leader-election", False, "every replica serves; no leader election (state is per replica)"),
+    UnusedFlag(
+        "--ha-enable-leader-election",
+        False,
+        "every replica serves; no leader election (replicas share their load with --load-exchange-peers)",
+    ),
     UnusedFlag("--health-checking", False, "gRPC health is always served"),
     UnusedFlag("--enable-pprof", True, "no profiling endpoint (pprof is Go-only)"),
     UnusedFlag("--enable-grpc-stream-metrics", False, "no per-stream gRPC metrics"),

@@ -6,7 +6,8 @@ current with `set_endpoints` / `upsert` / `remove`; the scraper (or a simulator,
 
 Between two scrapes the scraped queue is blind to the requests the picker has just sent. Each endpoint therefore
 counts the requests dispatched since the last good scrape began that are still in flight (`unreflected`), which
-scorers add to the scraped queue.
+scorers add to the scraped queue. Requests that peer replicas of the picker sent (booked with `own=False` from
+their announcements) count there too, but not in the picker's own in-flight counts.
 
 Time is whatever the injected clock says (seconds): the wall clock for a live picker, a virtual clock in benchmarks.
 The state is not thread-safe; use it from one event loop (or one simulation thread).
@@ -89,6 +90,7 @@ class Endpoint:
         "key",
         "labels",
         "metrics",
+        "peer_inflight",
         "pod_name",
         "port",
         "unreflected",
@@ -99,6 +101,7 @@ class Endpoint:
         self.metrics = EndpointMetrics()
         self.inflight = 0  # requests dispatched here and not finished
         self.inflight_tokens = 0  # their prompt tokens
+        self.peer_inflight = 0  # requests peer replicas of the picker announced here and not finished
         self.unreflected = 0  # in-flight requests dispatched after the last good scrape began
         self._reflected_seq = 0  # pool dispatch number up to which the scraped metrics reflect dispatches
         self._open: dict[int, int] = {}  # pool dispatch number -> prompt tokens, of requests in flight here
@@ -128,13 +131,14 @@ class Endpoint:
 class InflightTicket:
     """A request booked on an endpoint by `dispatch`; hand it back to `release` when the response ends."""
 
-    __slots__ = ("dispatched_at", "endpoint_key", "prompt_tokens", "released", "seq")
+    __slots__ = ("dispatched_at", "endpoint_key", "own", "prompt_tokens", "released", "seq")
 
-    def __init__(self, endpoint_key: str, seq: int, prompt_tokens: int, dispatched_at: float) -> None:
+    def __init__(self, endpoint_key: str, seq: int, prompt_tokens: int, dispatched_at: float, own: bool = True) -> None:
         self.endpoint_key = endpoint_key
         self.seq = seq
         self.prompt_tokens = prompt_tokens
         self.dispatched_at = dispatched_at
+        self.own = own  # sent by this picker (False: by a peer replica, see picker.scheduling.loadbook)
         self.released = False
 
 
@@ -254,18 +258,22 @@ class PoolState:
 
     # -- in-flight accounting ---------------------------------------------------------------------------------
 
-    def dispatch(self, key: str, prompt_tokens: int, now: float) -> InflightTicket:
-        """Book a request on an endpoint (it counts as in flight and as not yet reflected in metrics)."""
+    def dispatch(self, key: str, prompt_tokens: int, now: float, own: bool = True) -> InflightTicket:
+        """Book a request on an endpoint: it counts as not yet reflected in metrics and, when this picker sent it
+        (`own`; a peer replica's request is not), as in flight."""
         endpoint = self._endpoints.get(key)
         if endpoint is None:
-            return InflightTicket(key, 0, prompt_tokens, now)
+            return InflightTicket(key, 0, prompt_tokens, now, own)
         self._dispatch_seq += 1
         seq = self._dispatch_seq
         endpoint._open[seq] = prompt_tokens
-        endpoint.inflight += 1
-        endpoint.inflight_tokens += prompt_tokens
+        if own:
+            endpoint.inflight += 1
+            endpoint.inflight_tokens += prompt_tokens
+        else:
+            endpoint.peer_inflight += 1
         endpoint.unreflected += 1
-        return InflightTicket(key, seq, prompt_tokens, now)
+        return InflightTicket(key, seq, prompt_tokens, now, own)
 
     def release(self, ticket: InflightTicket) -> None:
         """Finish a booked request (idempotent; a no-op if its endpoint left the pool)."""
@@ -275,7 +283,10 @@ class PoolState:
         endpoint = self._endpoints.get(ticket.endpoint_key)
         if endpoint is None or endpoint._open.pop(ticket.seq, None) is None:
             return
-        endpoint.inflight -= 1
-        endpoint.inflight_tokens -= ticket.prompt_tokens
+        if ticket.own:
+            endpoint.inflight -= 1
+            endpoint.inflight_tokens -= ticket.prompt_tokens
+        else:
+            endpoint.peer_inflight -= 1
         if ticket.seq > endpoint._reflected_seq:
             endpoint.unreflected -= 1

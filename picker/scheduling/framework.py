@@ -10,7 +10,8 @@ A profile runs filters, then weighted scorers, then one picker:
 Every plugin may also implement lifecycle hooks, called by the `Scheduler` only for plugins that override them:
 `after_pick` (right after a request is scheduled: prefix-index credit, LRU updates), `on_first_token`,
 `on_complete`, `response_headers` (headers to add to the client response, e.g. a session token),
-`endpoint_removed` and `close` (the scheduler is retired).
+`endpoint_removed` and `close` (the scheduler is retired); and, for the requests peer replicas of the picker sent
+(`PeerPick`, from the load exchange), `on_peer_pick`, `on_peer_first_token` and `on_peer_complete`.
 
 Plugins see candidates as sequences of `picker.pool.Endpoint` and return lists aligned with them. Each plugin
 class declares its parameters and registers its type name (see `picker.scheduling.registry`); the framework knows
@@ -76,6 +77,8 @@ class Decision:
     first_token_at: float | None = None
     prefill: str | None = None  # the prefill endpoint of a disaggregated request (`ip:port`)
     request_headers: dict[str, str] = field(default_factory=dict)  # to set on the request the model server gets
+    uncached_tokens: float | None = None  # prompt tokens the primary must compute, as a scorer predicted them
+    shared_as: int | None = None  # the number under which peer replicas know the request (load exchange)
 
     @property
     def primary(self) -> str | None:
@@ -86,6 +89,18 @@ class Decision:
     def destination(self) -> str:
         """The value of `x-gateway-destination-endpoint`: the ranked endpoints joined by commas."""
         return ",".join(self.endpoints)
+
+
+@dataclass(slots=True)
+class PeerPick:
+    """A request a peer replica of the picker sent to an endpoint of the pool, as this replica books it."""
+
+    endpoint: str
+    prompt_tokens: int
+    uncached_tokens: float  # the prompt tokens the endpoint must compute, as the peer predicted them
+    ticket: InflightTicket  # its booking in this replica's pool state (not among this picker's own in-flight)
+    first_token: bool = False  # the peer saw its first token: its prefill is done
+    data: dict[str, Any] = field(default_factory=dict)  # plugin name -> what the plugin keeps for this request
 
 
 class Plugin:
@@ -133,6 +148,15 @@ class Plugin:
 
     def on_complete(self, decision: Decision, now: float) -> None:
         """Called when the response of a scheduled request ended."""
+
+    def on_peer_pick(self, pick: PeerPick, now: float) -> None:
+        """Called when a peer replica announced a request it sent to an endpoint of the pool."""
+
+    def on_peer_first_token(self, pick: PeerPick, now: float) -> None:
+        """Called when a peer replica announced the first token of a request it sent."""
+
+    def on_peer_complete(self, pick: PeerPick, now: float) -> None:
+        """Called when a peer's request ended (announced, or forgotten after the load book's TTL)."""
 
     def response_headers(self, decision: Decision, served: str) -> dict[str, str]:
         """Headers to add to the client response once `served` is known to have served the request."""

@@ -20,14 +20,18 @@ FILTERED_OUT, as upstream, whose scheduler error is a 429); the weighted scorers
 endpoints (without `fallbacks`: its own `maxNumOfEndpoints`); the request is booked in flight on the primary; the
 profile handler (if any) runs further profiles, e.g. the prefill profile of a disaggregated request; the plugins'
 `after_pick` hooks run. `now` is always passed in: the scheduler never reads a clock.
+
+Replicas of one pool's picker share their load (`picker.scheduling.loadbook`): with an `outbox`, the scheduler
+announces each pick, first token and end of its own requests there; `peer_pick`, `peer_first_token` and
+`peer_complete` book the requests its peers announced (in the pool state and in the plugins' `on_peer_*` hooks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from picker.pool.state import Endpoint, PoolState
+from picker.pool.state import Endpoint, InflightTicket, PoolState
 from picker.scheduling.filters import HeaderBasedTestingFilter, ReachableFilter, SubsetFilter
 from picker.scheduling.framework import (
     Admitter,
@@ -35,10 +39,12 @@ from picker.scheduling.framework import (
     Decision,
     Filter,
     Outcome,
+    PeerPick,
     Plugin,
     Profile,
     score_candidates,
 )
+from picker.scheduling.loadbook import ENDED, FIRST_TOKEN, PICKED, LoadEvent
 from picker.scheduling.request import SchedulingRequest
 from picker.scheduling.saturation import SaturationDetector, UtilizationDetector
 
@@ -74,6 +80,11 @@ class Scheduler:
         self._complete = [p for p in plugins if _overrides(p, "on_complete")]
         self._headers = [p for p in plugins if _overrides(p, "response_headers")]
         self._removed = [p for p in plugins if _overrides(p, "endpoint_removed")]
+        self._peer_pick = [p for p in plugins if _overrides(p, "on_peer_pick")]
+        self._peer_first_token = [p for p in plugins if _overrides(p, "on_peer_first_token")]
+        self._peer_complete = [p for p in plugins if _overrides(p, "on_peer_complete")]
+        self.outbox: Callable[[LoadEvent], None] | None = None  # where this replica's load goes to its peers
+        self._shared = 0  # requests announced to the peers so far
         self._admitters = [p for p in plugins if isinstance(p, Admitter)]
         if self._removed:
             pool.subscribe(removed=self._endpoint_removed)
@@ -132,7 +143,20 @@ class Scheduler:
         for plugin in self._after_pick:
             plugin.after_pick(cycle, decision)
         cycle.end()
+        if self.outbox is not None:
+            self._shared += 1
+            decision.shared_as = self._shared
+            self._announce_pick(decision, ticket)
         return decision
+
+    def _announce_pick(self, decision: Decision, ticket: InflightTicket) -> None:
+        """Tell the peers where the request went (its prefill work: the predicted uncached tokens, else all)."""
+        uncached = decision.uncached_tokens
+        tokens = ticket.prompt_tokens
+        if self.outbox is not None and decision.shared_as is not None:
+            self.outbox(
+                (PICKED, decision.shared_as, ticket.endpoint_key, tokens, tokens if uncached is None else uncached)
+            )
 
     def explain(self, request: SchedulingRequest, now: float) -> dict[str, float]:
         """The summed weighted score of every candidate that passes the filters, without picking or booking."""
@@ -150,6 +174,8 @@ class Scheduler:
         if ticket is not None and not ticket.released and served != ticket.endpoint_key:
             self.pool.release(ticket)
             decision.ticket = self.pool.dispatch(served, ticket.prompt_tokens, ticket.dispatched_at)
+            if self.outbox is not None and decision.shared_as is not None:  # the peers move it too
+                self._announce_pick(decision, decision.ticket)
 
     def on_first_token(self, decision: Decision, now: float) -> None:
         """Record the arrival of the first response token (once); plugins learn from the TTFT."""
@@ -159,6 +185,8 @@ class Scheduler:
         ttft = now - decision.ticket.dispatched_at
         for plugin in self._first_token:
             plugin.on_first_token(decision, ttft)
+        if self.outbox is not None and decision.shared_as is not None:
+            self.outbox((FIRST_TOKEN, decision.shared_as))
 
     def on_complete(self, decision: Decision, now: float) -> None:
         """Release the request's in-flight booking when its response ended (or failed); idempotent."""
@@ -168,6 +196,34 @@ class Scheduler:
         self.pool.release(ticket)
         for plugin in self._complete:
             plugin.on_complete(decision, now)
+        if self.outbox is not None and decision.shared_as is not None:
+            self.outbox((ENDED, decision.shared_as))
+
+    def peer_pick(
+        self, endpoint: str, prompt_tokens: int, uncached_tokens: float, now: float, first_token: bool = False
+    ) -> PeerPick:
+        """Book a request a peer replica announced it sent to `endpoint` (`first_token`: its prefill is done)."""
+        ticket = self.pool.dispatch(endpoint, prompt_tokens, now, own=False)
+        pick = PeerPick(endpoint, prompt_tokens, uncached_tokens, ticket, first_token)
+        for plugin in self._peer_pick:
+            plugin.on_peer_pick(pick, now)
+        return pick
+
+    def peer_first_token(self, pick: PeerPick, now: float) -> None:
+        """A peer's request has its first token (once)."""
+        if pick.first_token:
+            return
+        pick.first_token = True
+        for plugin in self._peer_first_token:
+            plugin.on_peer_first_token(pick, now)
+
+    def peer_complete(self, pick: PeerPick, now: float) -> None:
+        """A peer's request ended, or is forgotten (idempotent)."""
+        if pick.ticket.released:
+            return
+        self.pool.release(pick.ticket)
+        for plugin in self._peer_complete:
+            plugin.on_peer_complete(pick, now)
 
     def response_headers(self, decision: Decision, served: str) -> dict[str, str]:
         """Headers the profile's plugins want on the client response (e.g. `x-session-token`)."""

@@ -15,11 +15,11 @@ For each candidate the scorer predicts, in seconds,
 - `uncached`: prompt tokens - the tokens of the prompt's leading blocks the prefix-match producer credits to the
   endpoint (`prefixMatchInfoProducerName`, as for `prefix-cache-scorer`; default the approximate prefix index;
   prompt tokens are estimated from the hashed prompt bytes at 4 characters per token);
-- prefill backlog: the prefill work this picker sent to the endpoint that is not done yet — each pick adds its
-  predicted prefill time, the backlog drains at one second per second, and a request's first token proves that at
-  most the work sent after it is left;
-- occupancy: the endpoint's requests = scraped running + scraped waiting + requests this picker sent since the
-  scrape (`unreflected`) - requests it sent before the scrape that have ended since (the scrape lags both ways);
+- prefill backlog: the prefill work this picker (and its peer replicas, see below) sent to the endpoint that is not
+  done yet — each pick adds its predicted prefill time, the backlog drains at one second per second, and a
+  request's first token proves that at most the work sent after it is left;
+- occupancy: the endpoint's requests = scraped running + scraped waiting + requests sent since the scrape
+  (`unreflected`) - requests sent before the scrape that have ended since (the scrape lags both ways);
 - slot wait: an engine runs at most `max_num_seqs` requests, which vLLM does not export. The scorer takes the most
   requests any endpoint of the pool was seen running (the pool's peak: once one endpoint has been full, the
   engines' limit). An endpoint is full when requests wait there and its occupancy reaches the peak (requests
@@ -61,6 +61,10 @@ The score is best_cost / cost (1.0 for the best endpoint).
 A request is a LoRA request when `base_model` says so or some endpoint of the pool has reported the model among
 its adapters.
 
+With several picker replicas for a pool, the requests the peers announce (`picker.scheduling.loadbook`) count in
+the backlog and the occupancy as the picker's own do: a peer's pick adds the uncached tokens the peer predicted
+(priced with this replica's coefficient), its first token and end arrive as announcements.
+
 The three linear coefficients (base, per running request, per 1,000 uncached tokens) start from the parameters
 and, with `learnOnline: true`, follow the TTFTs the server observes: recursive least squares on the primary's
 features at pick time, with exponential forgetting (`forgetting`, 0.999 = observations fade over ~1,000
@@ -76,8 +80,8 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from picker.pool.state import Endpoint
-from picker.scheduling.framework import CycleState, Decision, Plugin, Scorer
+from picker.pool.state import Endpoint, PoolState
+from picker.scheduling.framework import CycleState, Decision, PeerPick, Plugin, Scorer
 from picker.scheduling.prefix import PrefixMatchProducer, prefix_match_producer
 from picker.scheduling.registry import BuildContext, PluginParameters, Seconds, plugin
 
@@ -252,6 +256,7 @@ class PredictedTtftScorer(Scorer):
         # endpoint key -> end times of requests sent before a scrape and ended since (newest last)
         self.ended: dict[str, deque[float]] = {}
         self.peak_running = 0  # the most requests any endpoint of the pool has been seen running
+        self.pool: PoolState | None = None  # the pool of the scheduler running the scorer (`attach`)
 
     def shared_plugins(self) -> tuple[Plugin, ...]:
         return (self.index,) if isinstance(self.index, Plugin) else ()
@@ -338,32 +343,39 @@ class PredictedTtftScorer(Scorer):
             return [1.0] * len(costs)
         return [best / cost for cost in costs]
 
+    def attach(self, pool: PoolState) -> None:
+        self.pool = pool  # where peers' requests are booked
+
     def after_pick(self, cycle: CycleState, decision: Decision) -> None:
-        """Add the request's prefill to its endpoint's backlog."""
+        """Add the request's prefill to its endpoint's backlog; tell the decision how much prompt is uncached."""
         predictions = cycle.data.pop(self.name, None)
         primary = decision.primary
         if predictions is None or primary is None or primary not in predictions:
             return
         prediction = predictions[primary]
-        backlog = self.backlogs.get(primary)
-        if backlog is None:
-            backlog = self.backlogs[primary] = _Backlog()
-        backlog.add(cycle.now, prediction.uncached * self.coefficients[2] / TOKENS_SCALE, self.load_window_seconds)
-        cycle.data[self.name] = _Booking(primary, prediction, backlog.sent)
+        decision.uncached_tokens = prediction.uncached
+        sent_after = self._add_prefill(primary, prediction.uncached, cycle.now)
+        cycle.data[self.name] = _Booking(primary, prediction, sent_after)
+
+    def on_peer_pick(self, pick: PeerPick, now: float) -> None:
+        """A peer replica's request adds its prefill to the endpoint's backlog, as this picker's own do."""
+        pick.data[self.name] = self._add_prefill(pick.endpoint, 0.0 if pick.first_token else pick.uncached_tokens, now)
 
     def on_first_token(self, decision: Decision, ttft: float) -> None:
         """The request's prefill is done: at most what was sent after it is left; learn from its TTFT."""
         booking = self._booking(decision)
         if booking is None:
             return
-        backlog = self.backlogs.get(booking.endpoint)
-        if backlog is not None and decision.first_token_at is not None:
-            now = decision.first_token_at
-            backlog.seconds = min(backlog.at(now), backlog.sent - booking.sent_after)
-            backlog.updated_at = now
+        if decision.first_token_at is not None:
+            self._prefill_done(booking.endpoint, booking.sent_after, decision.first_token_at)
         if self.learn_online and decision.served in (None, decision.primary):
             prediction = booking.prediction
             self._learn(prediction.features, ttft - prediction.fixed)
+
+    def on_peer_first_token(self, pick: PeerPick, now: float) -> None:
+        sent_after = pick.data.get(self.name)
+        if sent_after is not None:
+            self._prefill_done(pick.endpoint, sent_after, now)
 
     def on_complete(self, decision: Decision, now: float) -> None:
         """Note the end (the scraped counts still hold the request until the next scrape); measure how long the
@@ -371,15 +383,39 @@ class PredictedTtftScorer(Scorer):
         booking = self._booking(decision)
         if booking is None:
             return
-        endpoint = decision.cycle.pool.get(booking.endpoint) if decision.cycle is not None else None
-        scraped_at = endpoint.metrics.updated_at if endpoint is not None else None
-        if scraped_at is not None and decision.ticket is not None and decision.ticket.dispatched_at < scraped_at:
-            self.ended.setdefault(booking.endpoint, deque()).append(now)
+        if decision.ticket is not None and decision.cycle is not None:
+            self._note_end(decision.cycle.pool, booking.endpoint, decision.ticket.dispatched_at, now)
         if decision.first_token_at is None or not self.slot_seconds_smoothing:
             return
         prefill = booking.prediction.uncached * self.coefficients[2] / TOKENS_SCALE
         held = now - decision.first_token_at + prefill
         self.slot_seconds += self.slot_seconds_smoothing * (held - self.slot_seconds)
+
+    def on_peer_complete(self, pick: PeerPick, now: float) -> None:
+        if self.pool is not None:
+            self._note_end(self.pool, pick.endpoint, pick.ticket.dispatched_at, now)
+
+    def _add_prefill(self, key: str, uncached: float, now: float) -> float:
+        """Send `uncached` prompt tokens' prefill to an endpoint; returns its `sent` total after them."""
+        backlog = self.backlogs.get(key)
+        if backlog is None:
+            backlog = self.backlogs[key] = _Backlog()
+        backlog.add(now, uncached * self.coefficients[2] / TOKENS_SCALE, self.load_window_seconds)
+        return backlog.sent
+
+    def _prefill_done(self, key: str, sent_after: float, now: float) -> None:
+        """A request's prefill is done at `now`: at most the work sent after it is left."""
+        backlog = self.backlogs.get(key)
+        if backlog is not None:
+            backlog.seconds = min(backlog.at(now), backlog.sent - sent_after)
+            backlog.updated_at = now
+
+    def _note_end(self, pool: PoolState, key: str, dispatched_at: float, now: float) -> None:
+        """A request sent before the endpoint's last scrape ended: the scraped counts hold it until the next."""
+        endpoint = pool.get(key)
+        scraped_at = endpoint.metrics.updated_at if endpoint is not None else None
+        if scraped_at is not None and dispatched_at < scraped_at:
+            self.ended.setdefault(key, deque()).append(now)
 
     def endpoint_removed(self, key: str) -> None:
         self.backlogs.pop(key, None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,10 +24,12 @@ from picker.discovery.files import ObjectsFile
 from picker.discovery.kube import KubeSource, api_client
 from picker.discovery.view import PickerView
 from picker.server.exchange import ExchangeSettings
+from picker.server.loadexchange import LoadExchange
 from picker.server.metrics import PickerMetrics, PoolCollector
 from picker.server.metrics_http import TokenReviewAuth, serve_metrics
 from picker.server.pools import PoolRegistry, PoolSettings, ProfileSource
 from picker.server.service import ExternalProcessor, Listen, PickerServer, load_key_pair, self_signed_key_pair
+from poolgate.api.contract import LOAD_EXCHANGE_PORT
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -56,6 +59,9 @@ class PickerOptions:
     cert_path: str | None = None
     metrics_endpoint_auth: bool = True  # as upstream; only acted on with Kubernetes (TokenReview)
     conformance_steering: bool = False
+    load_exchange_port: int = LOAD_EXCHANGE_PORT  # UDP port of the load exchange (0: any free port)
+    load_exchange_peers: list[tuple[str, int]] = field(default_factory=list)  # empty: no load exchange
+    load_exchange_ttl: float = 60.0  # seconds after which a peer's request not announced as ended is forgotten
     kube_client: object | None = field(default=None, repr=False)  # a kubernetes ApiClient (tests)
 
     @property
@@ -74,10 +80,21 @@ class Picker:
         self.options = options
         self.registry = registry or CollectorRegistry()
         config_text = Path(options.config_file).read_text() if options.config_file else options.config_text
+        self.load_exchange: LoadExchange | None = None
+        if options.load_exchange_peers and options.endpoint_picker:
+            self.load_exchange = LoadExchange(
+                lambda: self.pools.load_books(),
+                time.monotonic,
+                options.host,
+                options.load_exchange_port,
+                options.load_exchange_peers,
+            )
         settings = PoolSettings(
             ProfileSource(config_text, options.profile),
             fallbacks=options.fallbacks,
             scrape_interval=options.refresh_metrics_interval,
+            announce=self.load_exchange.announce if self.load_exchange is not None else None,
+            peer_ttl=options.load_exchange_ttl,
         )
         self.pools = PoolRegistry(settings, self.registry)
         self.metrics = PickerMetrics(self.registry)
@@ -104,7 +121,10 @@ class Picker:
     def ports(self) -> dict[str, int]:
         """The ports actually bound (useful when started with port 0)."""
         metrics = self._metrics_http.server_port if self._metrics_http is not None else 0
-        return {"grpc": self.server.grpc_port, "health": self.server.health_port, "metrics": metrics}
+        ports = {"grpc": self.server.grpc_port, "health": self.server.health_port, "metrics": metrics}
+        if self.load_exchange is not None:
+            ports["load_exchange"] = self.load_exchange.port
+        return ports
 
     async def publish(self, view: PickerView) -> None:
         """Apply a new view of the cluster and report readiness."""
@@ -117,6 +137,8 @@ class Picker:
         options = self.options
         pools = options.pools if options.endpoint_picker else []
         metrics_auth = None
+        if self.load_exchange is not None:
+            await self.load_exchange.start()
         if options.objects_file:
             source = ObjectsFile(options.objects_file, pools)
             first = source.first_view()
@@ -159,6 +181,8 @@ class Picker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.load_exchange is not None:
+            await self.load_exchange.stop()
         await self.pools.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()

@@ -9,7 +9,8 @@ Per request (labels `model_name` = the model the client asked for, `target_model
 Per pool (label `name`), computed when scraped: `inference_pool_average_kv_cache_utilization`,
 `inference_pool_average_queue_size`, `inference_pool_average_running_requests`, `inference_pool_ready_pods`; per
 endpoint (labels `name`, `endpoint`), poolgate's own staleness gauges `poolgate_pool_endpoint_metrics_age_seconds`
-and `poolgate_pool_endpoint_scrape_failures`.
+and `poolgate_pool_endpoint_scrape_failures`, and `poolgate_pool_endpoint_peer_requests` (the requests peer replicas
+announced there and that have not ended, see `picker.server.loadexchange`).
 Scheduling: `inference_extension_scheduler_e2e_duration_seconds`, `inference_extension_scheduler_attempts_total{status}`,
 `inference_extension_model_rewrite_decisions_total`; scraping: `inference_extension_metrics_scrape_errors_total`
 (registered by the scraper); build: `inference_extension_info{commit,build_ref}`.
@@ -473,6 +474,11 @@ class PoolCollector(Collector):
             "Seconds since the endpoint's last good metrics scrape (+Inf: never scraped).",
             ["name", "endpoint"],
         )
+        peers = gauge(
+            "poolgate_pool_endpoint_peer_requests",
+            "Requests that peer replicas of this picker announced on the endpoint and that have not ended.",
+            ["name", "endpoint"],
+        )
         errors = gauge(
             "poolgate_pool_endpoint_scrape_failures",
             "Consecutive failed metrics scrapes of the endpoint since its last good one.",
@@ -484,6 +490,7 @@ class PoolCollector(Collector):
             for endpoint in endpoints:
                 age.add_metric([name, endpoint.key], endpoint.metrics_age(now))
                 errors.add_metric([name, endpoint.key], endpoint.metrics.scrape_errors)
+                peers.add_metric([name, endpoint.key], endpoint.peer_inflight)
                 if endpoint.metrics.updated_at is not None:
                     per_endpoint_queue.add_metric([name, endpoint.key], endpoint.metrics.waiting)
             scraped = [e.metrics for e in endpoints if e.metrics.updated_at is not None]
@@ -502,7 +509,7 @@ class PoolCollector(Collector):
         for pair in averages.values():
             yield from pair
         yield from spread.values()
-        yield from (ready_pods, ready_endpoints, per_endpoint_queue, age, errors)
+        yield from (ready_pods, ready_endpoints, per_endpoint_queue, age, errors, peers)
 
     def describe(self):
         return []

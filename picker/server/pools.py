@@ -20,6 +20,7 @@ from picker.pool.objectives import RewriteTable
 from picker.pool.scraper import MetricsScraper
 from picker.pool.state import PoolState
 from picker.scheduling.config import BUILTIN_CONFIGS, PickerConfig, builtin_config, load_config
+from picker.scheduling.loadbook import LoadBook, LoadEvent
 from picker.scheduling.parsers import RequestParsers, default_parsers
 from picker.scheduling.scheduler import Scheduler
 from picker.server.errors import RequestError
@@ -73,6 +74,8 @@ class PoolSettings:
     scrape_interval: float | None = 0.05  # None: no scraping (metrics fed through PoolState.apply_samples)
     scrape_timeout: float = 1.0
     clock: Callable[[], float] = time.monotonic
+    announce: Callable[[str, LoadEvent], None] | None = None  # the load exchange: (pool key, event) to the peers
+    peer_ttl: float = 60.0  # seconds after which a peer's request not announced as ended is forgotten
 
 
 class PoolRuntime:
@@ -88,6 +91,7 @@ class PoolRuntime:
         self.profile = ""
         self.state = PoolState(settings.clock)
         self.scheduler: Scheduler | None = None
+        self.book: LoadBook | None = None  # the peer replicas' requests (with a load exchange)
         self.parsers: RequestParsers = default_parsers()  # which requests are read as OpenAI bodies, by path
         self.scraper: MetricsScraper | None = None
         self.priorities: dict[str, int | None] = {}
@@ -122,6 +126,11 @@ class PoolRuntime:
         )
         self.parsers = config.parsers
         self.profile = profile
+        announce = settings.announce
+        if announce is not None:
+            key = self.key
+            self.scheduler.outbox = lambda event: announce(key, event)
+            self.book = LoadBook(self.scheduler, settings.peer_ttl)
         self.scraper = None
         if old_scraper is not None:
             await old_scraper.stop()
@@ -200,6 +209,10 @@ class PoolRegistry:
         if runtime is None:
             raise RequestError(503, f"the picker does not serve InferencePool {key}")
         return runtime
+
+    def load_books(self) -> dict[str, LoadBook]:
+        """The load book of every pool (with a load exchange), by `namespace/name`."""
+        return {key: runtime.book for key, runtime in self.pools.items() if runtime.book is not None}
 
     def labelled_states(self) -> Iterator[tuple[str, PoolState]]:
         """(metric label, state) of every pool: the pool name, or namespace/name when two pools share a name."""

@@ -121,6 +121,14 @@ OBSERVE_RESPONSE = "observe-response"  # the observe-only call that follows the 
 PICK_ID_KEY = "x-poolgate-pick"  # envoy.lb metadata: the picker's id of a pick, which ties the two calls together
 MODEL_ROUTER_FILTER = "poolgate.model_router"  # Envoy filter name of the model-router callout
 
+# --- Picker replicas: the load exchange (a poolgate extension; the upstream picker has no equivalent) -------------------
+LOAD_EXCHANGE_PORT = 9005  # UDP: where a picker replica hears its peers announce their requests (default)
+LOAD_EXCHANGE_PORT_FLAG = "--load-exchange-port"  # poolgate picker: that port (0: any free port)
+LOAD_EXCHANGE_PEERS_FLAG = "--load-exchange-peers"  # poolgate picker: the peers, HOST:PORT,... (a name: every address)
+LOAD_EXCHANGE_TTL_FLAG = (
+    "--load-exchange-ttl"  # poolgate picker: seconds after which an unended peer request is dropped
+)
+
 # --- Controller identity, annotations and labels -----------------------------------------------------------------------
 CONTROLLER_NAME = "poolgate.dev/gateway-controller"  # GatewayClass controllerName poolgate implements
 MANAGED_PICKER_ANNOTATION = "poolgate.dev/managed-picker"  # on an InferencePool: "true": poolgate deploys its picker

@@ -18,7 +18,7 @@ from typing import Literal
 
 import yaml
 
-from poolgate.api import load_files
+from poolgate.api import contract, load_files
 from poolgate.envoy import envoy_binary
 from poolgate.translate import TranslateOptions, Translation, translate, xds
 from poolgate.translate.ir import Address
@@ -308,6 +308,12 @@ class Stack:
                     ready_timeout=vllm.READY_TIMEOUT,
                 )
         for picker in plan.pickers:
+            peers = [
+                f"{other.address.host}:{contract.LOAD_EXCHANGE_PORT}"
+                for other in plan.pickers
+                if (other.namespace, other.service) == (picker.namespace, picker.service) and other is not picker
+            ]
+            exchange = (contract.LOAD_EXCHANGE_PEERS_FLAG, ",".join(peers)) if peers else ()
             argv = (
                 *POOLGATE,
                 "picker",
@@ -324,6 +330,7 @@ class Stack:
                 "--metrics-port",
                 str(PICKER_METRICS_PORT),
                 *(arg for pool in picker.pools for arg in ("--pool", pool)),
+                *exchange,  # replicas of one picker share their load (on the default port of their own addresses)
                 *self._picker_tls_args(),
                 *self.options.picker_args,
             )

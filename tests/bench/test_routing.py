@@ -259,6 +259,8 @@ def test_cli_writes_rows_plots_and_accepts_extra_configs(tmp_path, capsys):
         (["--picker-replicas", "0"], "picker replicas must be within"),
         (["--scrape-interval", "-1"], "scrape interval must be >= 0"),
         (["--kv-blocks", "0"], "kv blocks must be at least 1"),
+        (["--peer-delay", "soon"], "neither seconds nor off"),
+        (["--peer-delay", "-1"], "peer delay must be >= 0"),
     ],
 )
 def test_cli_refuses_bad_settings(arguments, message, capsys):
@@ -331,6 +333,37 @@ def test_picker_replicas_take_the_requests_in_turn():
     ids = [f"{r.session}-{r.turn}" for r in sorted(run.records, key=lambda r: r.arrival)]
     assert len(ids) > 20
     assert probes[0].request_ids == ids[0::2] and probes[1].request_ids == ids[1::2]
+
+
+class PeerProbe(Scorer):
+    """Records how many requests of the other replicas the pool holds when it scores (and scores nothing)."""
+
+    type_name = "peer-probe"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[int] = []
+
+    def score(self, cycle, endpoints):
+        self.held.append(sum(e.peer_inflight for e in cycle.pool.endpoints()))
+        return [0.0] * len(endpoints)
+
+
+@pytest.mark.parametrize("peer_delay", [0.001, None])
+def test_picker_replicas_share_their_load_after_the_peer_delay(peer_delay):
+    load = workload("no-prefix", 0.8, pods=2, duration=30.0)
+    probes = [PeerProbe(), PeerProbe()]
+    first, second = (
+        PickerConfig(
+            {"probe": Profile("probe", [], [(p, 1.0)], RandomPicker(rng=random.Random(0)))}, UtilizationDetector()
+        )
+        for p in probes
+    )
+    simulate(load, first, 2, replicas=[second], peer_delay=peer_delay)
+    if peer_delay is None:
+        assert max(probes[0].held + probes[1].held) == 0
+    else:  # each replica holds the other's requests in flight: about half of them
+        assert max(probes[0].held) > 2 and max(probes[1].held) > 2
 
 
 def test_every_picker_replica_is_fed_every_servers_kv_events():

@@ -252,6 +252,27 @@ def test_managed_picker_config_names_the_default_profile_unless_the_pool_names_o
     assert kinds == ["Service"]  # the endpoints Service only: no picker without the annotation
 
 
+def test_managed_picker_replicas_find_each_other_through_their_headless_service():
+    request = cases.all_cases()["inferencepools/sync/managed-picker"]
+
+    def picker(settings: HookSettings) -> tuple[dict, dict]:
+        attachments = inferencepool.sync(request, settings)["attachments"]
+        deployment = next(a for a in attachments if a["kind"] == "Deployment")
+        name = deployment["metadata"]["name"]
+        service = next(a for a in attachments if a["kind"] == "Service" and a["metadata"]["name"] == name)
+        return deployment["spec"]["template"]["spec"]["containers"][0], service
+
+    container, service = picker(HookSettings(picker_replicas=3, cluster_domain="example.org"))
+    assert service["spec"]["clusterIP"] == "None"  # its name resolves to every ready replica
+    name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+    args = container["args"]
+    assert args[args.index("--load-exchange-peers") + 1] == f"{name}.{namespace}.svc.example.org:9005"
+    assert {"name": "load-exchange", "containerPort": 9005, "protocol": "UDP"} in container["ports"]
+    container, _ = picker(HookSettings(picker_replicas=1))
+    assert "--load-exchange-peers" not in container["args"]
+    assert all(port["protocol"] == "TCP" for port in container["ports"])
+
+
 def test_unused_pool_gets_no_endpoints_service():
     request = cases.all_cases()["inferencepools/sync/unreferenced-stale-entry"]
     assert inferencepool.sync(request, HookSettings())["attachments"] == []

@@ -14,3 +14,4 @@ DURATION, QUICK_DURATION = 600.0, 120.0  # seconds of arrivals per case
 LOADS, QUICK_LOADS = (0.3, 0.5, 0.7, 0.85, 1.0, 1.15), (0.5, 0.85, 1.15)  # fractions of the fleet's capacity
 WARMUP_FRACTION = 0.2  # of each case: the rate ramps up, nothing is measured
 SCRAPE_INTERVAL = 0.05  # seconds between scrapes of a server by a picker, as the live scraper
+PEER_DELAY = 0.001  # seconds a picker replica's load announcement takes to reach its peers (one datagram hop)

@@ -10,6 +10,7 @@ from pathlib import Path
 from poolgate.bench.routing import (
     DURATION,
     LOADS,
+    PEER_DELAY,
     QUICK_DURATION,
     QUICK_LOADS,
     SCRAPE_INTERVAL,
@@ -110,7 +111,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="picker replicas sharing the traffic in turn, each with its own state (default: %(default)s)",
+        help="picker replicas sharing the traffic in turn, each with its own state, sharing their load "
+        "(--peer-delay) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--peer-delay",
+        default=str(PEER_DELAY),
+        metavar="SECONDS",
+        help="seconds a replica's load announcement takes to reach the other replicas; off: replicas share no "
+        "load (default: %(default)s)",
     )
     parser.add_argument(
         "--kv-blocks",
@@ -168,12 +177,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _deployment(settings) -> str:
     """What of the picker deployment differs from one replica scraping every 50 ms, for a table title."""
     parts = [f", {settings.picker_replicas} picker replicas"] if settings.picker_replicas > 1 else []
+    if settings.picker_replicas > 1:
+        delay = settings.peer_delay
+        parts.append(" sharing no load" if delay is None else f" sharing their load after {delay * 1000:g} ms")
     if settings.scrape_interval != SCRAPE_INTERVAL:
         interval = settings.scrape_interval
         parts.append(f", scraped every {interval:g} s" if interval else ", scraped before each pick")
     if settings.kv_blocks is not None:
         parts.append(f", {settings.kv_blocks:,} KV blocks per pod")
     return "".join(parts)
+
+
+def _peer_delay(text: str) -> float | None:
+    """`--peer-delay`: seconds, or None for `off`."""
+    if text == "off":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--peer-delay {text!r} is neither seconds nor off") from None
 
 
 def _extra_configs(specs: list[str]) -> dict[str, str]:
@@ -221,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
             warmup_fraction=args.warmup,
             extra_configs=extra,
             picker_replicas=args.picker_replicas,
+            peer_delay=_peer_delay(args.peer_delay),
             scrape_interval=args.scrape_interval,
             kv_blocks=args.kv_blocks,
         )

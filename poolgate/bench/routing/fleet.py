@@ -11,6 +11,8 @@ What runs is what runs live, minus the network:
 - `replicas`: more picker replicas of the same profile share the traffic, as several picker processes behind
   Envoy's ext_proc cluster do: requests go to them in turn, each replica has its own pool view (its own scrapes),
   prefix index and learned state, and every replica's precise prefix index is fed every server's KV events;
+  the replicas exchange their load as live ones do (`picker.scheduling.loadbook`): each announcement reaches the
+  other replicas' load books `peer_delay` seconds later (None: they share nothing);
 - each request is the OpenAI chat body a client sends: the picker reads it with `PromptInput.from_body`, the
   server with the simulator's own request parser (`simulator.protocol.parse_generation`), so prefix reuse on the
   server and in the picker's index come from the same bytes;
@@ -33,8 +35,9 @@ from picker.kvcache.index import BlockIndex
 from picker.kvcache.tokenizer import OFF_LOOP_MIN_BYTES
 from picker.pool import EndpointSpec, PoolState
 from picker.scheduling import Outcome, PickerConfig, PromptInput, Scheduler, SchedulingRequest
+from picker.scheduling.loadbook import LoadBook, LoadEvent
 from picker.scheduling.precise_prefix import PrecisePrefixCacheProducer
-from poolgate.bench.routing import SCRAPE_INTERVAL
+from poolgate.bench.routing import PEER_DELAY, SCRAPE_INTERVAL
 from poolgate.bench.routing.workloads import CHAT_PATH, Session, Workload
 from simulator import Prompt, ServerConfig, ServerModel, VirtualClock
 from simulator.model import InvalidRequestError, UnknownModelError
@@ -42,6 +45,7 @@ from simulator.protocol import parse_generation
 from simulator.tokens import byte_token_ids, render_chat
 
 ENGINE_LABELS = {"llm-d.ai/engine-type": "vllm"}
+PEER_TTL = 3600.0  # seconds: nothing is lost on the virtual clock, so nothing needs forgetting
 
 
 def endpoint_specs(pods: int) -> list[EndpointSpec]:
@@ -146,6 +150,7 @@ class _Replica:
 
     pool: PoolState
     scheduler: Scheduler
+    book: LoadBook  # what the other replicas announced
 
 
 def simulate(
@@ -157,11 +162,15 @@ def simulate(
     prompts: ServerPrompts | None = None,
     replicas: Sequence[PickerConfig] = (),
     scrape_interval: float = SCRAPE_INTERVAL,
+    peer_delay: float | None = PEER_DELAY,
 ) -> RunResult:
     """Run a workload through a fleet of `pods` simulated servers routed by `config`'s first profile (and by the
-    `replicas`, more instances of it, in turn); `scrape_interval` 0 scrapes every server before each pick."""
+    `replicas`, more instances of it, in turn, exchanging their load with a `peer_delay`); `scrape_interval` 0
+    scrapes every server before each pick."""
     if scrape_interval < 0:
         raise ValueError("the scrape interval must be >= 0 (0: before every pick)")
+    if peer_delay is not None and peer_delay < 0:
+        raise ValueError("the peer delay must be >= 0")
     server_config = server_config or ServerConfig()
     prompts = prompts or ServerPrompts()
     lead = scrape_interval or SCRAPE_INTERVAL
@@ -178,7 +187,17 @@ def simulate(
             producer.attach_fed(pool, ServerTokenizer())
             indexes.append(producer.index)
         scheduler = Scheduler(pool, replica_config.profile(), saturation=replica_config.saturation, fallbacks=2)
-        pickers.append(_Replica(pool, scheduler))
+        pickers.append(_Replica(pool, scheduler, LoadBook(scheduler, ttl=PEER_TTL)))
+
+    def deliver(sender: int, events: list[LoadEvent]) -> None:
+        for receiver, replica in enumerate(pickers):
+            if receiver != sender:
+                replica.book.apply(str(sender), events, clock.now())
+
+    if replicas and peer_delay is not None:
+        delay = peer_delay
+        for number, replica in enumerate(pickers):
+            replica.scheduler.outbox = lambda event, n=number: clock.call_at(clock.now() + delay, deliver, n, [event])
 
     def server(key: str) -> ServerModel:
         feed = IndexFeed(indexes, key, clock) if indexes else None

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from poolgate.bench.routing import DURATION, LOADS, SCRAPE_INTERVAL, WARMUP_FRACTION
+from poolgate.bench.routing import DURATION, LOADS, PEER_DELAY, SCRAPE_INTERVAL, WARMUP_FRACTION
 from poolgate.bench.routing.fleet import ServerPrompts, simulate
 from poolgate.bench.routing.oracle import fleet_capacity, oracle_run, pooled_run
 from poolgate.bench.routing.pickers import BOUNDS, ORACLE, PICKERS, POOLED, build_picker
@@ -38,6 +38,7 @@ class Settings:
     warmup_fraction: float = WARMUP_FRACTION
     extra_configs: dict[str, str] = field(default_factory=dict)  # picker name -> EndpointPickerConfig YAML
     picker_replicas: int = 1  # picker replicas sharing each case's traffic (see fleet.simulate)
+    peer_delay: float | None = PEER_DELAY  # seconds for the replicas' load announcements (None: no exchange)
     scrape_interval: float = SCRAPE_INTERVAL  # seconds between scrapes; 0: every server before each pick
     kv_blocks: int | None = None  # KV-cache blocks per server (None: the simulator's default)
 
@@ -54,6 +55,8 @@ class Settings:
             )
         if not 1 <= self.picker_replicas <= 16:
             raise ValueError("picker replicas must be within 1..16")
+        if self.peer_delay is not None and self.peer_delay < 0:
+            raise ValueError("the peer delay must be >= 0 (or off)")
         if self.scrape_interval < 0:
             raise ValueError("the scrape interval must be >= 0 (0: before every pick)")
         if self.kv_blocks is not None and self.kv_blocks < 1:
@@ -137,6 +140,7 @@ def run_case(case: Case, settings: Settings) -> dict:
             prompts=prompts,
             replicas=replicas,
             scrape_interval=settings.scrape_interval,
+            peer_delay=settings.peer_delay,
         )
     return summarize(
         result.records,
