@@ -417,6 +417,8 @@ class MetricsScraper:
             self._succeeded(target.key)
         else:
             self._failed(target.key, failure)
+        if not target.waiters:
+            return
         waiters, target.waiters = target.waiters, []
         for waiter in waiters:
             if waiter.done():
