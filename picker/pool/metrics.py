@@ -181,7 +181,7 @@ def parse_metrics_text(names: EngineMetricNames, text: str) -> list[Sample]:
             sample = _SAMPLES.get(line)
             if sample is None:
                 sample = _parse_line(name, line.rstrip("\r"))
-                if len(_SAMPLES) >= _LINES_KEPT:
+                if len(_SAMPLES) >= _MEMO_SIZE:
                     _SAMPLES.clear()
                 _SAMPLES[line] = sample
             samples.append(sample)
@@ -191,10 +191,9 @@ def parse_metrics_text(names: EngineMetricNames, text: str) -> list[Sample]:
     return samples
 
 
-_SAMPLES: dict[
-    str, Sample
-] = {}  # a line -> its sample (the samples and their label dicts are shared: never change them)
-_LINES_KEPT = 4096
+# a line -> its sample (samples and their label dicts are shared: never change them)
+_SAMPLES: dict[str, Sample] = {}
+_MEMO_SIZE = 4096  # the entries each of this module's memos holds at most (then it starts over)
 
 
 def metrics_query(names: EngineMetricNames) -> str:
@@ -253,7 +252,7 @@ def _label_set(name: str, block: str) -> dict[str, str]:
     if labels is None:
         if _LABEL_BLOCK.fullmatch(block) is None:
             raise MetricsError(f"unparsable {name} labels: {block[:200]!r}")
-        if len(_LABEL_SETS) >= _LINES_KEPT:
+        if len(_LABEL_SETS) >= _MEMO_SIZE:
             _LABEL_SETS.clear()
         labels = _LABEL_SETS[block] = {
             label: _ESCAPE.sub(_unescape, value) if "\\" in value else value for label, value in _LABEL.findall(block)
@@ -315,7 +314,7 @@ def _lora_state(sample: Sample) -> LoraState:
     key = (labels.get("max_lora"), labels.get("running_lora_adapters"), labels.get("waiting_lora_adapters"))
     state = _LORA_STATES.get(key)
     if state is None:
-        if len(_LORA_STATES) >= _LINES_KEPT:
+        if len(_LORA_STATES) >= _MEMO_SIZE:
             _LORA_STATES.clear()
         state = _LORA_STATES[key] = LoraState(
             max_lora=_positive_int(key[0]) or 0, running=_adapters(key[1]), waiting=_adapters(key[2])
