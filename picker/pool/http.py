@@ -37,23 +37,32 @@ class ResponseReader:
 
     def feed(self, data: bytes) -> bool:
         """Take the next bytes of the answer; returns True once the response is complete (then read `body`)."""
+        if not self._buffer:  # the usual case, a whole answer in one read: read it where it is, unbuffered
+            if self._read(data):
+                return True
+            self._buffer += data
+            return False
         self._buffer += data
+        return self._read(self._buffer)
+
+    def _read(self, buffer: bytes | bytearray) -> bool:
+        """Read on in the answer's bytes so far; returns True once the response is complete."""
         if self._body_at < 0:
-            head_end = self._buffer.find(b"\r\n\r\n")
+            head_end = buffer.find(b"\r\n\r\n")
             if head_end < 0:
-                if len(self._buffer) > MAX_HEAD_BYTES:
+                if len(buffer) > MAX_HEAD_BYTES:
                     raise HttpError("response head too large")
                 return False
-            self._read_head(bytes(self._buffer[:head_end]))
+            self._read_head(bytes(buffer[:head_end]))
             self._body_at = self._chunk_at = head_end + 4
         if self._chunked:
-            return self._read_chunks()
+            return self._read_chunks(buffer)
         if self._length is not None:
-            if len(self._buffer) - self._body_at >= self._length:
-                self.body = bytes(self._buffer[self._body_at : self._body_at + self._length])
+            if len(buffer) - self._body_at >= self._length:
+                self.body = bytes(buffer[self._body_at : self._body_at + self._length])
                 return True
             return False
-        if len(self._buffer) - self._body_at > MAX_BODY_BYTES:
+        if len(buffer) - self._body_at > MAX_BODY_BYTES:
             raise HttpError("response body too large")
         return False
 
@@ -65,28 +74,14 @@ class ResponseReader:
         return True
 
     def _read_head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise HttpError(f"not an HTTP/1.x status line: {lines[0][:100]!r}")
-        self.status = int(parts[1])
-        self.keep_alive = parts[0] == "HTTP/1.1"
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name, value = name.strip().lower(), value.strip().lower()
-            if name == "content-length":
-                if not value.isdigit() or int(value) > MAX_BODY_BYTES:
-                    raise HttpError(f"bad Content-Length {value[:50]!r}")
-                self._length = int(value)
-            elif name == "transfer-encoding":
-                self._chunked = value.endswith("chunked")
-            elif name == "connection":
-                self.keep_alive = "close" not in value and (self.keep_alive or "keep-alive" in value)
-        if self._chunked:
-            self._length = None
+        known = _HEADS.get(head)
+        if known is None:
+            if len(_HEADS) >= _HEADS_KEPT:
+                _HEADS.clear()
+            known = _HEADS[head] = _parse_head(head)
+        self.status, self.keep_alive, self._length, self._chunked = known
 
-    def _read_chunks(self) -> bool:
-        buffer = self._buffer
+    def _read_chunks(self, buffer: bytes | bytearray) -> bool:
         while True:
             line_end = buffer.find(b"\r\n", self._chunk_at)
             if line_end < 0:
@@ -109,6 +104,35 @@ class ResponseReader:
                 return False
             self._chunks.append(bytes(buffer[line_end + 2 : data_end]))
             self._chunk_at = data_end + 2
+
+
+_HEADS: dict[bytes, tuple[int, bool, int | None, bool]] = {}  # a head -> what `_parse_head` read from it
+_HEADS_KEPT = 1024
+
+
+def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool]:
+    """An answer's status, whether the connection stays open, its Content-Length and whether it is chunked. A server
+    sends the same few heads again and again (the Date header changes once a second), so each is read once."""
+    text = head.decode("latin-1")
+    lines = text.lower().split("\r\n")  # header names and the values read are caseless
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("http/1.") or not parts[1].isdigit():
+        raise HttpError(f"not an HTTP/1.x status line: {text.split(chr(13))[0][:100]!r}")
+    keep_alive = parts[0] == "http/1.1"
+    length: int | None = None
+    chunked = False
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if name == "content-length":
+            if not value.isdigit() or int(value) > MAX_BODY_BYTES:
+                raise HttpError(f"bad Content-Length {value[:50]!r}")
+            length = int(value)
+        elif name == "transfer-encoding":
+            chunked = value.endswith("chunked")
+        elif name == "connection":
+            keep_alive = "close" not in value and (keep_alive or "keep-alive" in value)
+    return int(parts[1]), keep_alive, None if chunked else length, chunked
 
 
 class ScrapeConnection(asyncio.Protocol):

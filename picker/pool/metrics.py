@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import quote
 
 from prometheus_client.samples import Sample
@@ -104,9 +105,9 @@ class LoraState:
     waiting: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
-class EngineReading:
-    """One good reading of an engine's metrics; None means the engine did not report that signal."""
+class EngineReading(NamedTuple):
+    """One good reading of an engine's metrics; None means the engine did not report that signal. (A named tuple:
+    the scraper makes one per changed answer, thousands a second, and a frozen dataclass costs 4x more to make.)"""
 
     waiting: int
     running: int
@@ -135,11 +136,15 @@ def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineR
         elif name not in first:
             first[name] = sample
 
-    kv_name = next((name for name in names.kv_usage if name in first), None)
-    missing = [name for name in (names.waiting, names.running) if name not in first]
-    if kv_name is None:
-        missing.append(" or ".join(names.kv_usage))
-    if missing or kv_name is None:
+    kv_name = None
+    for name in names.kv_usage:
+        if name in first:
+            kv_name = name
+            break
+    if kv_name is None or names.waiting not in first or names.running not in first:
+        missing = [name for name in (names.waiting, names.running) if name not in first]
+        if kv_name is None:
+            missing.append(" or ".join(names.kv_usage))
         raise MetricsError(f"{names.engine} metrics missing: {', '.join(missing)}")
 
     block_size, num_blocks = _cache_geometry(names, first)
@@ -157,19 +162,38 @@ def parse_metrics_text(names: EngineMetricNames, text: str) -> list[Sample]:
     """Read the samples of the metrics an engine's mapping reads out of Prometheus text; raises MetricsError when one
     of their lines is malformed. Lines of other metrics are not looked at: for each mapped name, `str.find` gives its
     first sample line, then the lines that follow are read while they carry that name (the text format keeps all lines
-    of a metric together)."""
+    of a metric together). A fallback KV-usage name is not looked for once an earlier one was found. The same lines
+    come back scrape after scrape and endpoint after endpoint (info gauges, queues of 0), so each distinct line is
+    parsed once and remembered."""
     samples: list[Sample] = []
+    kv_found = False
     for name in names.names():
+        if kv_found and name in names.kv_usage:
+            continue
         start = _line_start(text, name)
+        if start >= 0 and name in names.kv_usage:
+            kv_found = True
         while start >= 0:
             end = text.find("\n", start)
             if end < 0:
                 end = len(text)
-            samples.append(_parse_line(name, text[start:end].rstrip("\r")))
+            line = text[start:end]
+            sample = _SAMPLES.get(line)
+            if sample is None:
+                sample = _parse_line(name, line.rstrip("\r"))
+                if len(_SAMPLES) >= _MEMO_SIZE:
+                    _SAMPLES.clear()
+                _SAMPLES[line] = sample
+            samples.append(sample)
             start = end + 1
             if not (text.startswith(name, start) and _name_ends(text, start + len(name))):
                 break
     return samples
+
+
+# a line -> its sample (samples and their label dicts are shared: never change them)
+_SAMPLES: dict[str, Sample] = {}
+_MEMO_SIZE = 4096  # the entries each of this module's memos holds at most (then it starts over)
 
 
 def metrics_query(names: EngineMetricNames) -> str:
@@ -219,7 +243,6 @@ def _parse_line(name: str, line: str) -> Sample:
 
 
 _LABEL_SETS: dict[str, dict[str, str]] = {}
-_LABEL_SETS_KEPT = 4096
 
 
 def _label_set(name: str, block: str) -> dict[str, str]:
@@ -229,7 +252,7 @@ def _label_set(name: str, block: str) -> dict[str, str]:
     if labels is None:
         if _LABEL_BLOCK.fullmatch(block) is None:
             raise MetricsError(f"unparsable {name} labels: {block[:200]!r}")
-        if len(_LABEL_SETS) >= _LABEL_SETS_KEPT:
+        if len(_LABEL_SETS) >= _MEMO_SIZE:
             _LABEL_SETS.clear()
         labels = _LABEL_SETS[block] = {
             label: _ESCAPE.sub(_unescape, value) if "\\" in value else value for label, value in _LABEL.findall(block)
@@ -291,7 +314,7 @@ def _lora_state(sample: Sample) -> LoraState:
     key = (labels.get("max_lora"), labels.get("running_lora_adapters"), labels.get("waiting_lora_adapters"))
     state = _LORA_STATES.get(key)
     if state is None:
-        if len(_LORA_STATES) >= _LABEL_SETS_KEPT:
+        if len(_LORA_STATES) >= _MEMO_SIZE:
             _LORA_STATES.clear()
         state = _LORA_STATES[key] = LoraState(
             max_lora=_positive_int(key[0]) or 0, running=_adapters(key[1]), waiting=_adapters(key[2])

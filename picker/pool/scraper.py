@@ -9,7 +9,9 @@ holds up nobody else. The GET asks for only the metrics the engine's mapping rea
 prometheus-client servers such as vLLM's honour, sparing them the rendering of every histogram); a server that
 answers such a request without a core metric is asked again for its whole page (at most once per 10 s, so a broken
 server is not asked twice per interval), and from then on if that reads.
-Either way only the lines of the mapped metrics are parsed (`parse_metrics_text`).
+Either way only the lines of the mapped metrics are parsed (`parse_metrics_text`), and only when the answer differs
+from the endpoint's previous one: an idle engine's selected series do not change between scrapes, so a byte-identical
+answer reuses the previous reading (the endpoint's metrics still count as fresh from this scrape).
 
 A scrape that fails (timeout, connection error, non-200 answer, unparsable text, missing core metric) keeps the last
 good values: the pool counts the consecutive failures and the endpoint's metrics age grows, which scheduling reads as
@@ -36,7 +38,14 @@ from functools import partial
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from picker.pool.http import ScrapeConnection
-from picker.pool.metrics import MetricsError, metrics_query, parse_metrics_text
+from picker.pool.metrics import (
+    EngineMetricNames,
+    EngineReading,
+    MetricsError,
+    metrics_query,
+    parse_metrics_text,
+    read_samples,
+)
 from picker.pool.state import Endpoint, PoolState
 
 log = logging.getLogger(__name__)
@@ -122,7 +131,21 @@ class _Query(enum.Enum):
 class _Target:
     """The scraping state of one endpoint."""
 
-    __slots__ = ("connecting", "connection", "key", "mark", "next_probe", "query", "sent_at", "waiters")
+    __slots__ = (
+        "body",
+        "connecting",
+        "connection",
+        "key",
+        "mark",
+        "names",
+        "next_probe",
+        "query",
+        "reading",
+        "request",
+        "request_for",
+        "sent_at",
+        "waiters",
+    )
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -133,6 +156,11 @@ class _Target:
         self.query = _Query.FILTERED
         self.next_probe = 0.0  # loop time before which a bad answer by name is not followed by a whole-page probe
         self.waiters: list[asyncio.Future[None]] = []  # `scrape_once` callers waiting for the scrape in flight
+        self.body: bytes | None = None  # the last answer read well, with the engine mapping it was read with
+        self.names: EngineMetricNames | None = None
+        self.reading: EngineReading | None = None  # ... and what was read from it
+        self.request = b""  # the GET for the query and engine mapping in `request_for`
+        self.request_for: tuple[_Query, EngineMetricNames] | None = None
 
 
 class MetricsScraper:
@@ -158,9 +186,9 @@ class MetricsScraper:
         self._targets: dict[str, _Target] = {}
         self._in_flight: dict[str, _Target] = {}
         self._failing: set[str] = set()
-        self._filtered_paths: dict[str, str] = {}  # engine -> the path asking for its mapped metrics only
         self._ticker: asyncio.Task[None] | None = None
         self.good_scrapes = 0  # scrapes read and applied since the scraper was made
+        self.unchanged_answers = 0  # good scrapes whose answer was the endpoint's previous one (its reading reused)
         pool.subscribe(added=self._endpoint_added, removed=self._endpoint_removed)
 
     @property
@@ -313,16 +341,19 @@ class MetricsScraper:
         connection.send(self._request(target))
 
     def _request(self, target: _Target) -> bytes:
-        return f"GET {self._path(target)} HTTP/1.1\r\nHost: {target.key}\r\nAccept: text/plain\r\n\r\n".encode()
-
-    def _path(self, target: _Target) -> str:
+        """The GET for the endpoint's query and engine mapping (made once per change of either)."""
         endpoint = self.pool.get(target.key)
-        if endpoint is None or target.query is not _Query.FILTERED:
-            return self.path
-        path = self._filtered_paths.get(endpoint.engine.engine)
-        if path is None:
-            path = self._filtered_paths[endpoint.engine.engine] = f"{self.path}?{metrics_query(endpoint.engine)}"
-        return path
+        if endpoint is None:
+            return self._get(self.path, target.key)
+        request_for = (target.query, endpoint.engine)
+        if target.request_for != request_for:
+            path = f"{self.path}?{metrics_query(endpoint.engine)}" if target.query is _Query.FILTERED else self.path
+            target.request, target.request_for = self._get(path, target.key), request_for
+        return target.request
+
+    @staticmethod
+    def _get(path: str, host: str) -> bytes:
+        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/plain\r\n\r\n".encode()
 
     def _url(self, target: _Target) -> str:
         return f"http://{target.key}{self.path}"
@@ -367,11 +398,16 @@ class MetricsScraper:
         endpoint = self.pool.get(target.key)
         if endpoint is None:
             return
-        try:
-            samples = parse_metrics_text(endpoint.engine, body.decode("utf-8", errors="replace"))
-            self.pool.apply_samples(target.key, samples, self.pool.clock(), target.mark)
-        except MetricsError as error:
-            raise ScrapeFailure("invalid_metrics", f"{self._url(target)}: {error}") from error
+        names = endpoint.engine
+        if body == target.body and names is target.names and target.reading is not None:
+            self.unchanged_answers += 1
+        else:
+            try:
+                reading = read_samples(names, parse_metrics_text(names, body.decode("utf-8", errors="replace")))
+            except MetricsError as error:
+                raise ScrapeFailure("invalid_metrics", f"{self._url(target)}: {error}") from error
+            target.body, target.names, target.reading = body, names, reading
+        self.pool.apply_reading(target.key, target.reading, self.pool.clock(), target.mark)
 
     def _finish(self, target: _Target, failure: ScrapeFailure | None) -> None:
         target.sent_at = None
@@ -381,6 +417,8 @@ class MetricsScraper:
             self._succeeded(target.key)
         else:
             self._failed(target.key, failure)
+        if not target.waiters:
+            return
         waiters, target.waiters = target.waiters, []
         for waiter in waiters:
             if waiter.done():

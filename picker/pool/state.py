@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.samples import Sample
 
-from picker.pool.metrics import ENGINES, EngineMetricNames, engine_name, read_samples
+from picker.pool.metrics import ENGINES, EngineMetricNames, EngineReading, engine_name, read_samples
 
 Clock = Callable[[], float]
 
@@ -220,9 +220,15 @@ class PoolState:
         Samples for an endpoint that left the pool are ignored.
         """
         endpoint = self._endpoints.get(key)
+        if endpoint is not None:
+            self.apply_reading(key, read_samples(endpoint.engine, samples), now, mark)
+
+    def apply_reading(self, key: str, reading: EngineReading, now: float, mark: int | None = None) -> None:
+        """Record a good scrape of an endpoint from a reading of its engine's metrics (as `apply_samples`, once the
+        samples are read); the scraper passes the previous reading again when an endpoint answers the same bytes."""
+        endpoint = self._endpoints.get(key)
         if endpoint is None:
             return
-        reading = read_samples(endpoint.engine, samples)
         m = endpoint.metrics
         m.waiting = reading.waiting
         m.running = reading.running
@@ -235,7 +241,7 @@ class PoolState:
             m.max_lora = reading.lora.max_lora
             m.running_adapters = reading.lora.running
             m.waiting_adapters = reading.lora.waiting
-            self.known_adapters |= reading.lora.running | reading.lora.waiting
+            self.known_adapters.update(reading.lora.running, reading.lora.waiting)
         m.updated_at = now
         m.scrape_errors = 0
         m.last_error = ""

@@ -4,13 +4,14 @@
 mostly histograms the picker does not read) and sets the queue, batch and KV values, plus LoRA info series as a vLLM
 serving adapters shows them. `PageServer` answers `GET /metrics` on many loopback addresses from one event loop with
 prepared bytes, honouring prometheus-client's `?name[]=` selection as vLLM's server does (or not, to stand for
-servers that ignore it), so that what it costs per scrape is the HTTP exchange alone.
+servers that ignore it), so that what it costs per scrape is the HTTP exchange alone. An address may answer several
+pages in turn, one per request, to stand for a busy engine whose values change between any two scrapes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import cast
@@ -76,19 +77,25 @@ def http_response(body: bytes) -> bytes:
 
 
 class PageServer:
-    """Serves one prepared page per address on `GET /metrics` (keep-alive), from the running event loop.
+    """Serves prepared pages on `GET /metrics` (keep-alive), from the running event loop.
 
-    `pages` maps an IP to its page; with `honour_names` a `?name[]=` selection is answered with only those samples.
-    `served` counts the answers; `hang` is a set of IPs that accept connections and never answer.
+    `pages` maps an IP to its page, or to the pages it answers in turn (the next one at each request, in a cycle);
+    with `honour_names` a `?name[]=` selection is answered with only those samples. `served` counts the answers;
+    `hang` is a set of IPs that accept connections and never answer. After `freeze()` every address keeps answering
+    the page it answered last.
     """
 
-    def __init__(self, pages: Mapping[str, str], *, honour_names: bool = True, hang: Iterable[str] = ()) -> None:
-        self.pages = dict(pages)
+    def __init__(
+        self, pages: Mapping[str, str | Sequence[str]], *, honour_names: bool = True, hang: Iterable[str] = ()
+    ) -> None:
+        self.pages = {address: [page] if isinstance(page, str) else list(page) for address, page in pages.items()}
         self.honour_names = honour_names
         self.hang = set(hang)
         self.served = 0
         self.ports: dict[str, int] = {}
-        self._answers: dict[tuple[str, str], bytes] = {}
+        self.turns = dict.fromkeys(self.pages, -1)  # the page each address answered last (-1: none yet)
+        self.frozen = False
+        self._answers: dict[tuple[str, str, int], bytes] = {}
         self._servers: list[asyncio.Server] = []
         self.connections: set[asyncio.Transport] = set()
 
@@ -111,16 +118,32 @@ class PageServer:
             await server.wait_closed()
         self._servers.clear()
 
+    def replace(self, address: str, pages: str | Sequence[str]) -> None:
+        """Answer other pages on an address from its next request on."""
+        self.pages[address] = [pages] if isinstance(pages, str) else list(pages)
+        self.turns[address] = -1
+        for key in [key for key in self._answers if key[0] == address]:
+            del self._answers[key]
+
+    def freeze(self) -> dict[str, int]:
+        """From now on, answer every address's last page again; returns which page each address answered last."""
+        self.frozen = True
+        return dict(self.turns)
+
     def answer(self, address: str, target: str) -> bytes | None:
         """The bytes that answer a request for `target` on `address` (None for an address that hangs)."""
         if address in self.hang:
             return None
-        answer = self._answers.get((address, target))
+        pages = self.pages[address]
+        turn = self.turns[address]
+        if not self.frozen or turn < 0:
+            turn = self.turns[address] = (turn + 1) % len(pages)
+        answer = self._answers.get((address, target, turn))
         if answer is None:
             selection = parse_qs(urlsplit(target).query).get("name[]", []) if self.honour_names else []
-            page = self.pages[address]
+            page = pages[turn]
             body = restrict_page(page, selection) if selection else page
-            answer = self._answers[(address, target)] = http_response(body.encode())
+            answer = self._answers[(address, target, turn)] = http_response(body.encode())
         return answer
 
 

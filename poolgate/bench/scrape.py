@@ -6,7 +6,9 @@ each endpoint with its own queue, batch, KV and LoRA values; `metrics_pages.py`)
 the staleness of the pool's metrics (their age when sampled at random moments), whether every endpoint's values were
 read right, and the servers' CPU per scrape. Two server behaviours: answering `?name[]=` with only the series asked
 for (prometheus-client servers such as vLLM's) and ignoring it (the scraper then parses the lines it needs out of the
-whole page). A last table is what producing the page costs the server, per scrape and at 20 scrapes/s: rendering a
+whole page). A share of the endpoints is busy: their values change between any two scrapes (each answers the next of
+four pages in turn), where an idle engine answers the same bytes every time, which the scraper reads once. A whole
+page is always busy: vLLM's counts its own requests (`http_requests_total`). A last table is what producing the page costs the server, per scrape and at 20 scrapes/s: rendering a
 vLLM-like registry and the simulator's page, and a real `poolgate sim` process scraped every 50 ms.
 """
 
@@ -30,21 +32,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per case (default: %(default)s)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (default: %(default)s)")
     parser.add_argument(
+        "--busy",
+        default="0,1",
+        help="shares of the endpoints whose values change at every scrape, comma-separated; the whole-page case is "
+        "always all busy (default: %(default)s)",
+    )
+    parser.add_argument(
         "--server-processes", type=int, default=2, help="processes serving the endpoints (default: %(default)s)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
     parser.set_defaults(run=run)
 
 
-def endpoint_values(index: int) -> dict[str, Any]:
-    """The values endpoint `index` shows: queue, batch, KV usage and LoRA adapters."""
+BUSY_TURNS = 4  # the pages a busy endpoint answers in turn
+
+
+def endpoint_values(index: int, turn: int = 0) -> dict[str, Any]:
+    """The values endpoint `index` shows on its `turn`th page (a busy endpoint's queue, batch and KV move from one
+    page to the next): queue, batch, KV usage and LoRA adapters."""
     return {
-        "waiting": index % 37,
-        "running": index % 11,
-        "kv_usage": round((index % 100) / 100, 2),
+        "waiting": index % 37 + turn,
+        "running": index % 11 + turn,
+        "kv_usage": round((index + 7 * turn) % 100 / 100, 2),
         "lora_running": f"adapter-{index % 5}",
         "lora_waiting": "" if index % 2 else f"adapter-{index % 3}",
     }
+
+
+def busy_indices(count: int, share: float) -> set[int]:
+    """Which of `count` endpoints are busy for a share (0..1), spread evenly over them."""
+    return {index for index in range(count) if int((index + 1) * share) > int(index * share)}
 
 
 def endpoint_addresses(count: int) -> list[str]:
@@ -58,10 +75,13 @@ def run(args: argparse.Namespace) -> int:
     if args.endpoints < 1 or args.server_processes < 1:
         raise SystemExit("--endpoints and --server-processes must be at least 1")
     intervals = [float(value) for value in args.intervals.split(",")]
+    shares = [float(value) for value in args.busy.split(",")]
+    if not all(0.0 <= share <= 1.0 for share in shares):
+        raise SystemExit("--busy shares must be between 0 and 1")
     rows: list[dict[str, Any]] = []
-    for honour_names in (True, False):
+    for honour_names, busy in [(True, share) for share in shares] + [(False, 1.0)]:
         for interval in intervals:
-            rows.append(measure_scraping(args.endpoints, interval, honour_names, args))
+            rows.append(measure_scraping(args.endpoints, interval, honour_names, busy, args))
     rows.extend(measure_rendering())
     rows.append(measure_simulator(args.duration))
     out = output_console()
@@ -70,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         [r for r in rows if r["benchmark"] == "scrape"],
         [
             "mode",
+            "busy_share",
             "interval_ms",
             "scrapes_per_s",
             "target_per_s",
@@ -78,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             "staleness_p50_ms",
             "staleness_p99_ms",
             "values_right",
+            "unchanged_share",
             "scrape_errors",
             "page_bytes",
             "server_us_per_scrape",
@@ -95,18 +117,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure_scraping(endpoints: int, interval: float, honour_names: bool, args: argparse.Namespace) -> dict[str, Any]:
-    """Serve `endpoints` pages from server processes and scrape them every `interval` for the measured window."""
+def measure_scraping(
+    endpoints: int, interval: float, honour_names: bool, busy: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Serve `endpoints` pages (a `busy` share of them changing at every scrape) from server processes and scrape
+    them every `interval` for the measured window."""
     from poolgate.bench.metrics_pages import captured_page
 
     captured_page()  # fail early, naming the file, if the page is missing
     addresses = endpoint_addresses(endpoints)
+    busy_addresses = {addresses[index] for index in busy_indices(endpoints, busy)}
     context = multiprocessing.get_context("spawn")
     shares = [addresses[i :: args.server_processes] for i in range(args.server_processes)]
     links, processes = [], []
     for share in shares:
         parent, child = context.Pipe()
-        process = context.Process(target=_serve, args=(share, honour_names, child), daemon=True)
+        busy_share = [address for address in share if address in busy_addresses]
+        process = context.Process(target=_serve, args=(share, busy_share, honour_names, child), daemon=True)
         process.start()
         links.append(parent)
         processes.append(process)
@@ -122,7 +149,11 @@ def measure_scraping(endpoints: int, interval: float, honour_names: bool, args: 
             link.send("exit")
         for process in processes:
             process.join(timeout=5)
-    row.update(mode="name[] honoured" if honour_names else "whole page", interval_ms=round(interval * 1000, 1))
+    row.update(
+        mode="name[] honoured" if honour_names else "whole page",
+        busy_share=busy,
+        interval_ms=round(interval * 1000, 1),
+    )
     return row
 
 
@@ -147,7 +178,8 @@ async def _scrape(
         await asyncio.sleep(warmup)
         for link in links:
             link.send("start")
-        cpu_start, scrapes_start, started = time.process_time(), scraper.good_scrapes, time.monotonic()
+        cpu_start, started = time.process_time(), time.monotonic()
+        scrapes_start, unchanged_start = scraper.good_scrapes, scraper.unchanged_answers
         while time.monotonic() - started < duration:
             await asyncio.sleep(rng.uniform(0.005, 0.045))  # sampled at random moments, not in step with the slots
             now = pool.clock()
@@ -155,6 +187,7 @@ async def _scrape(
         elapsed = time.monotonic() - started
         cpu = time.process_time() - cpu_start
         scrapes = scraper.good_scrapes - scrapes_start
+        unchanged = scraper.unchanged_answers - unchanged_start
         for link in links:
             link.send("stop")
         server_cpu = served = page_bytes = 0
@@ -163,13 +196,16 @@ async def _scrape(
             server_cpu += report["cpu"]
             served += report["served"]
             page_bytes = report["page_bytes"]
+        turns = await _freeze(pool, links)
     errors = {
         sample.labels["reason"]: int(sample.value)
         for metric in registry.collect()
         for sample in metric.samples
         if sample.name.endswith("_total") and sample.value
     }
-    right = sum(_reads_right(pool.get(f"{address}:{ports[address]}"), i) for i, address in enumerate(addresses))
+    right = sum(
+        _reads_right(pool.get(f"{address}:{ports[address]}"), i, turns[address]) for i, address in enumerate(addresses)
+    )
     ages.sort()
     return {
         "benchmark": "scrape",
@@ -181,14 +217,32 @@ async def _scrape(
         "staleness_p50_ms": round(_quantile(ages, 0.5) * 1000, 1),
         "staleness_p99_ms": round(_quantile(ages, 0.99) * 1000, 1),
         "values_right": f"{right}/{len(addresses)}",
+        "unchanged_share": round(unchanged / max(scrapes, 1), 3),
         "scrape_errors": ", ".join(f"{reason} {count}" for reason, count in sorted(errors.items())) or "0",
         "page_bytes": page_bytes,
         "server_us_per_scrape": round(server_cpu / max(served, 1) * 1e6, 1),
     }
 
 
-def _reads_right(endpoint: Any, index: int) -> bool:
-    expected = endpoint_values(index)
+async def _freeze(pool: Any, links: list[Connection], timeout: float = 10.0) -> dict[str, int]:
+    """Have the servers answer their last pages from now on and wait until every endpoint has been scraped since;
+    returns the page each address answered last (the values the pool must now hold)."""
+    turns: dict[str, int] = {}
+    for link in links:
+        link.send("freeze")
+    for link in links:
+        turns.update(link.recv())
+    since = {endpoint.key: endpoint.metrics.updated_at for endpoint in pool.endpoints()}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(endpoint.metrics.updated_at != since[endpoint.key] for endpoint in pool.endpoints()):
+            break
+        await asyncio.sleep(0.01)
+    return turns
+
+
+def _reads_right(endpoint: Any, index: int, turn: int) -> bool:
+    expected = endpoint_values(index, turn)
     m = endpoint.metrics
     return (
         (m.waiting, m.running, m.kv_usage) == (expected["waiting"], expected["running"], expected["kv_usage"])
@@ -202,15 +256,22 @@ def _quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-def _serve(addresses: list[str], honour_names: bool, link: Connection) -> None:
-    """A server process: serve the addresses' pages on uvloop; report CPU and answers between "start" and "stop"."""
+def _serve(addresses: list[str], busy: list[str], honour_names: bool, link: Connection) -> None:
+    """A server process: serve the addresses' pages on uvloop (the busy ones in turn); report CPU and answers between
+    "start" and "stop", and the page each address answered last at "freeze" (after which it answers that one)."""
     import uvloop
 
     from picker.pool.metrics import ENGINES, metrics_query
     from poolgate.bench.metrics_pages import PageServer, captured_page, vllm_page
 
     captured = captured_page()
-    pages = {address: vllm_page(captured, **endpoint_values(_index_of(address))) for address in addresses}
+    pages = {
+        address: [
+            vllm_page(captured, **endpoint_values(_index_of(address), turn))
+            for turn in range(BUSY_TURNS if address in busy else 1)
+        ]
+        for address in addresses
+    }
     server = PageServer(pages, honour_names=honour_names)
     page_bytes = len(server.answer(addresses[0], f"/metrics?{metrics_query(ENGINES['vllm'])}") or b"")
 
@@ -218,6 +279,9 @@ def _serve(addresses: list[str], honour_names: bool, link: Connection) -> None:
         loop = asyncio.get_running_loop()
         link.send(await server.start())
         stopped = loop.create_future()
+
+        async def freeze() -> dict[str, int]:
+            return server.freeze()
 
         def control() -> None:
             cpu = served = 0.0
@@ -228,6 +292,8 @@ def _serve(addresses: list[str], honour_names: bool, link: Connection) -> None:
                     link.send(
                         {"cpu": time.process_time() - cpu, "served": server.served - served, "page_bytes": page_bytes}
                     )
+                elif message == "freeze":  # on the loop's thread, between two answers
+                    link.send(asyncio.run_coroutine_threadsafe(freeze(), loop).result())
             loop.call_soon_threadsafe(stopped.set_result, None)
 
         threading.Thread(target=control, daemon=True).start()

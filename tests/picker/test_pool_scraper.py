@@ -337,3 +337,123 @@ async def test_the_simulator_answers_a_selection_by_name_and_the_scraper_reads_i
             await until(lambda: scraper.good_scrapes >= 5)
         assert pool.get(server.address).metrics.num_gpu_blocks == ServerConfig().num_gpu_blocks
         assert server.metrics_page.renders == 1  # an idle server's page is rendered once, then served from cache
+
+
+async def serving(pages, honour_names=True):
+    """A started PageServer and a pool holding its addresses' endpoints."""
+    server = PageServer(pages, honour_names=honour_names)
+    ports = await server.start()
+    pool = PoolState()
+    pool.set_endpoints(EndpointSpec(address, ports[address]) for address in pages)
+    return server, pool, {address: f"{address}:{port}" for address, port in ports.items()}
+
+
+def reads(endpoint, values):
+    m = endpoint.metrics
+    return (m.waiting, m.running, m.kv_usage) == (values["waiting"], values["running"], values["kv_usage"])
+
+
+async def test_an_unchanged_answer_is_read_once_and_keeps_the_endpoint_fresh():
+    """An idle engine answers the same bytes at every scrape: the scraper reuses its reading, yet each such scrape
+    counts as a good one (the metrics' age restarts, errors clear, requests sent before it count as reflected)."""
+    values = endpoint_values(3)
+    server, pool, keys = await serving({"127.0.9.50": vllm_page(captured_page(), **values)})
+    endpoint = pool.get(keys["127.0.9.50"])
+    try:
+        async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=CollectorRegistry()) as scraper:
+            await until(lambda: scraper.good_scrapes >= 3)
+            assert reads(endpoint, values) and scraper.unchanged_answers >= 2
+            seen = []
+            for _ in range(10):  # the age stays about one interval, scrape after unchanged scrape
+                await asyncio.sleep(0.03)
+                seen.append(endpoint.metrics.updated_at)
+                assert endpoint.metrics_age(pool.clock()) < 0.2
+            assert seen == sorted(seen) and len(set(seen)) >= 5
+
+            ticket = pool.dispatch(endpoint.key, 100, pool.clock())
+            assert endpoint.unreflected == 1
+            unchanged = scraper.unchanged_answers
+            await until(lambda: endpoint.unreflected == 0)  # reflected by a later scrape of the same bytes
+            assert scraper.unchanged_answers > unchanged and endpoint.inflight == 1
+            pool.release(ticket)
+    finally:
+        await server.stop()
+    assert reads(endpoint, values) and scraper.good_scrapes - scraper.unchanged_answers == 1  # parsed once
+
+
+async def test_a_busy_engine_is_read_again_at_every_scrape():
+    """An endpoint whose answer changes between any two scrapes (four pages in turn, each with other values) is
+    parsed every time; once it settles on one page, the pool holds exactly that page's values."""
+    address = "127.0.9.51"
+    captured = captured_page()
+    pages = [vllm_page(captured, **endpoint_values(8, turn)) for turn in range(4)]
+    server, pool, keys = await serving({address: pages})
+    endpoint = pool.get(keys[address])
+    try:
+        async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=CollectorRegistry()) as scraper:
+            waiting_seen = set()
+            while scraper.good_scrapes < 12:
+                await asyncio.sleep(0.005)
+                waiting_seen.add(endpoint.metrics.waiting)
+            assert scraper.unchanged_answers == 0
+            assert len(waiting_seen - {0}) >= 2  # the values moved with the pages
+            turn = server.freeze()[address]
+            scraped = scraper.good_scrapes
+            await until(lambda: scraper.good_scrapes >= scraped + 3)
+            assert reads(endpoint, endpoint_values(8, turn))
+            assert scraper.unchanged_answers >= 1  # settled: the same bytes again, read once
+    finally:
+        await server.stop()
+
+
+async def test_an_answer_that_changes_after_a_long_idle_spell_is_read():
+    """Idle for many scrapes, then the page changes (and later changes back): each change reaches the pool."""
+    address = "127.0.9.52"
+    captured = captured_page()
+    idle, busy = endpoint_values(4), endpoint_values(4, turn=2)
+    server, pool, keys = await serving({address: vllm_page(captured, **idle)})
+    endpoint = pool.get(keys[address])
+    try:
+        async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=CollectorRegistry()) as scraper:
+            await until(lambda: scraper.unchanged_answers >= 5)
+            assert reads(endpoint, idle)
+            for values in (busy, idle):
+                server.replace(address, vllm_page(captured, **values))
+                await until(lambda values=values: reads(endpoint, values))
+    finally:
+        await server.stop()
+
+
+async def test_the_same_bytes_are_read_again_when_the_endpoint_changes_engine():
+    """A reading holds for the engine mapping it was read with: an endpoint relabelled to another engine has its
+    unchanged answer read again (here a vLLM page read as SGLang: its core metrics are missing)."""
+    address = "127.0.9.53"
+    server, pool, keys = await serving({address: vllm_page(captured_page(), **endpoint_values(5))}, honour_names=False)
+    registry = CollectorRegistry()
+    try:
+        async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=registry) as scraper:
+            await until(lambda: scraper.unchanged_answers >= 2)
+            port = int(keys[address].rsplit(":", 1)[1])
+            pool.upsert(EndpointSpec(address, port, labels={"llm-d.ai/engine-type": "sglang"}))
+            await until(lambda: errors(registry, "invalid_metrics") >= 1)
+        assert "sglang metrics missing" in pool.get(keys[address]).metrics.last_error
+    finally:
+        await server.stop()
+
+
+async def test_an_unchanged_answer_after_failures_clears_them(pods):
+    """A pod that answered 500s and then the same page as before it failed: the reused reading is a good scrape."""
+    pod = await pods("127.0.0.31")
+    pod.waiting = 4
+    pool = PoolState()
+    pool.set_endpoints([pod.spec])
+    async with MetricsScraper(pool, interval=0.02, timeout=0.5, registry=CollectorRegistry()) as scraper:
+        endpoint = pool.get(pod.spec.key)
+        await until(lambda: scraper.good_scrapes >= 2)
+        pod.mode = "500"
+        await until(lambda: endpoint.metrics.scrape_errors >= 2)
+        failed_at, unchanged = endpoint.metrics.updated_at, scraper.unchanged_answers
+        pod.mode = "ok"
+        await until(lambda: endpoint.metrics.scrape_errors == 0)
+        assert endpoint.metrics.last_error == "" and endpoint.metrics.updated_at > failed_at
+        assert scraper.unchanged_answers > unchanged and endpoint.metrics.waiting == 4
