@@ -74,6 +74,8 @@ class LoadExchange(asyncio.DatagramProtocol):
         self.addresses: list[tuple[str, int]] = []  # the peers' resolved (address, port)
         self.received = 0  # datagrams booked
         self.rejected = 0  # datagrams that were not a load announcement
+        self.strangers = 0  # datagrams from an address that is not a peer's: ignored
+        self._peer_addresses: frozenset[tuple[str, int]] = frozenset()
         self._pending: dict[str, list[LoadEvent]] = {}
         self._flush_scheduled = False
         self._transport: asyncio.DatagramTransport | None = None
@@ -127,6 +129,9 @@ class LoadExchange(asyncio.DatagramProtocol):
                     transport.sendto(datagram, address)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if tuple(addr[:2]) not in self._peer_addresses:  # only the peers named by --load-exchange-peers add load
+            self.strangers += 1
+            return
         try:
             message = orjson.loads(data)
             peer, pools = message["from"], message["pools"]
@@ -164,6 +169,7 @@ class LoadExchange(asyncio.DatagramProtocol):
                 if address not in addresses:
                     addresses.append(address)
         self.addresses = addresses
+        self._peer_addresses = frozenset(addresses)
 
     def _expire(self) -> None:
         now = self.clock()

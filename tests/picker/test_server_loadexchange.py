@@ -5,11 +5,12 @@ import asyncio
 import random
 import socket
 
+import orjson
 import pytest
 
 from picker.pool import EndpointSpec, PoolState
 from picker.scheduling import PromptInput, Scheduler, SchedulingRequest, builtin_config
-from picker.scheduling.loadbook import LoadBook
+from picker.scheduling.loadbook import PICKED, LoadBook
 from picker.server.loadexchange import LoadExchange, parse_peers
 
 POOL = "default/pool"
@@ -24,6 +25,12 @@ def replica(peers):
     exchange = LoadExchange(lambda: {POOL: book}, lambda: 0.0, "127.0.0.1", 0, peers)
     scheduler.outbox = lambda event: exchange.announce(POOL, event)
     return scheduler, book, exchange
+
+
+def transport_payload() -> bytes:
+    """A well-formed announcement of one pick by a replica named 'intruder'."""
+    event = [PICKED, 1, EndpointSpec("10.0.0.1", 8000).key, 4000, 4000]
+    return orjson.dumps({"from": "intruder", "pools": {POOL: [event]}})
 
 
 async def settle(condition, timeout=5.0):
@@ -64,6 +71,12 @@ def test_two_replicas_book_each_others_requests_over_udp():
             transport.sendto(b"not json", ("127.0.0.1", second_exchange.port))
             transport.sendto(b'{"from": 1}', ("127.0.0.1", second_exchange.port))
             await settle(lambda: second_exchange.rejected == 2)
+
+            stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a valid announcement from a non-peer
+            stranger.sendto(transport_payload(), ("127.0.0.1", second_exchange.port))
+            stranger.close()
+            await settle(lambda: second_exchange.strangers == 1)
+            assert len(second_book) == 0 and second_exchange.received == 2
         finally:
             await first_exchange.stop()
             await second_exchange.stop()
