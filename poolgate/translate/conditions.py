@@ -10,6 +10,7 @@ PROGRAMMED = "Programmed"
 RESOLVED_REFS = "ResolvedRefs"
 CONFLICTED = "Conflicted"
 PARTIALLY_INVALID = "PartiallyInvalid"
+ABNORMAL_WHEN_TRUE = frozenset({CONFLICTED, PARTIALLY_INVALID})  # negative polarity: False is the healthy state
 
 # Gateway API reasons
 R_ACCEPTED = "Accepted"

@@ -11,6 +11,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from poolgate.translate.conditions import ABNORMAL_WHEN_TRUE
 from poolgate.up.stack import PICKER_METRICS_PORT, Stack, Status
 
 POOL_GAUGES = (
@@ -105,14 +106,16 @@ class Summary:
 
 
 def status_problems(statuses: list[dict]) -> list[str]:
-    """Every condition that is False in the computed status, naming the object whose status says so."""
+    """Every condition in the computed status that reports a problem (False, or True for a negative-polarity type
+    such as Conflicted), naming the object whose status says so."""
     out = []
 
     def walk(node: object, ref: str) -> None:
         if isinstance(node, dict):
             for condition in node.get("conditions", []) if isinstance(node.get("conditions"), list) else []:
-                if condition.get("status") == "False":
-                    line = f"{ref}: {condition['type']} False ({condition.get('reason')}): {condition.get('message')}"
+                kind, status = condition.get("type"), condition.get("status")
+                if status == ("True" if kind in ABNORMAL_WHEN_TRUE else "False"):
+                    line = f"{ref}: {kind} {status} ({condition.get('reason')}): {condition.get('message', '')}"
                     if line not in out:
                         out.append(line)
             for key, value in node.items():
