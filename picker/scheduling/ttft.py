@@ -6,7 +6,7 @@ For each candidate the scorer predicts, in seconds,
     ttft = baseSeconds
          + runningSecondsPerRequest x running       (decode steps of a bigger batch take longer)
          + prefillSecondsPerToken x uncached        (the prompt tokens the endpoint must compute)
-         + max(backlogScale x prefill backlog, slot wait)   (the work ahead of the request; backlogScale 1 to start)
+         + max(prefill backlog, slot wait)
          + kvPressureSeconds x max(0, (kv - kvKnee) / (1 - kvKnee))       (a nearly full KV cache queues/evicts)
          + kvFullSeconds when the uncached prompt needs more KV blocks than are free
          + loraLoadSeconds when a requested LoRA adapter must be loaded (waiting, or a free slot),
@@ -61,19 +61,10 @@ The score is best_cost / cost (1.0 for the best endpoint).
 A request is a LoRA request when `base_model` says so or some endpoint of the pool has reported the model among
 its adapters.
 
-The four linear coefficients (base, per running request, per 1,000 uncached tokens, and backlogScale, per second of
-prefill backlog) start from the parameters (backlogScale from 1) and, with `learnOnline: true`, follow the TTFTs the
-server observes: recursive least squares on the primary's features at pick time, with exponential forgetting
-(`forgetting`, 0.999 = observations fade over ~1,000 requests); predictions use the coefficients clipped at 0.
-backlogScale is learned with the rest because an engine takes longer than the picker's books say to work through a
-backlog (decode steps and per-step overheads between the prefill chunks: 1.5 s per predicted second on the
-simulator with 64-token answers); held at 1, that error was learned as a cost per running request (40x the
-parameter) and per prompt token (1.7x the engine's), which priced cache misses and busy batches wrong. Only the
-backlog is learned: when the slot wait decides the wait, the request teaches the other three coefficients, with its
-slot wait taken as given. The slot wait is the scorer's own guess from the pool's peak and the slot seconds, far off
-while an engine's limit has not been seen yet (a pool's first seconds: a 10-s wait predicted for a 1.5-s TTFT);
-learned as one feature with the backlog, a few such guesses set its weight near 0, and the scorer then sent
-requests behind long backlogs for hundreds of requests.
+The three linear coefficients (base, per running request, per 1,000 uncached tokens) start from the parameters
+and, with `learnOnline: true`, follow the TTFTs the server observes: recursive least squares on the primary's
+features at pick time, with exponential forgetting (`forgetting`, 0.999 = observations fade over ~1,000
+requests); predictions use the coefficients clipped at 0.
 """
 
 from __future__ import annotations
@@ -103,13 +94,12 @@ class Prediction:
     running: float  # requests in the batch (scraped, plus those sent since the scrape while a slot is free)
     queued: float  # requests waiting for a slot (scraped waiting + sent since the scrape, when the batch is full)
     uncached: float  # the request's own uncached prompt tokens on this endpoint
-    backlog: float  # seconds of prefill work ahead of the request, when they decide its wait (else 0)
-    fixed: float  # seconds: the slot wait when it decides the wait, KV and LoRA terms
+    fixed: float  # seconds: prefill backlog or slot wait, KV and LoRA terms
 
     @property
-    def features(self) -> tuple[float, float, float, float]:
-        """The features of the learned linear part: (1, running, uncached kilo-tokens, prefill backlog)."""
-        return 1.0, self.running, self.uncached / TOKENS_SCALE, self.backlog
+    def features(self) -> tuple[float, float, float]:
+        """The features of the learned linear part: (1, running, uncached kilo-tokens)."""
+        return 1.0, self.running, self.uncached / TOKENS_SCALE
 
 
 @dataclass(slots=True)
@@ -242,9 +232,8 @@ class PredictedTtftScorer(Scorer):
         if load_window_seconds <= 0:
             raise ValueError("loadWindowSeconds must be positive")
         self.index = index
-        # coefficients of the features (1, running, prefill kilo-tokens, prefill backlog): a predicted second of
-        # backlog counts one second until the observed TTFTs say otherwise
-        self._estimate = [base_seconds, running_seconds_per_request, prefill_seconds_per_token * TOKENS_SCALE, 1.0]
+        # coefficients of the features (1, running, prefill kilo-tokens)
+        self._estimate = [base_seconds, running_seconds_per_request, prefill_seconds_per_token * TOKENS_SCALE]
         self.coefficients = list(self._estimate)  # what predictions use: the estimate clipped at 0
         self._covariance = _identity(len(self._estimate), INITIAL_COVARIANCE)
         self.slot_seconds = slot_seconds
@@ -278,7 +267,7 @@ class PredictedTtftScorer(Scorer):
         tokens_per_block = float(match.block_tokens)
         prompt_tokens = request.prompt.estimated_tokens
         is_lora = (request.base_model is not None and request.base_model != model) or model in cycle.pool.known_adapters
-        base, per_running, per_kilo_token, backlog_scale = self.coefficients
+        base, per_running, per_kilo_token = self.coefficients
         per_token = per_kilo_token / TOKENS_SCALE
         knee = self.kv_knee
         pressure = self.kv_pressure_seconds / (1.0 - knee)
@@ -297,15 +286,13 @@ class PredictedTtftScorer(Scorer):
             if uncached < 0.0:
                 uncached = 0.0
             backlog = backlogs.get(key)
-            work_ahead = backlog.at(now) if backlog is not None else 0.0
-            fixed = 0.0
+            fixed = backlog.at(now) if backlog is not None else 0.0
             occupancy = max(0, m.running + m.waiting + e.unreflected - self._ended_since_scrape(key, m.updated_at))
             if m.waiting > 0 and 0 < peak <= occupancy:  # full: wait until queued + 1 requests have ended
                 running = peak
                 queued = occupancy - peak
                 slot_wait = (queued + 1) * self.slot_seconds / peak
-                if slot_wait > backlog_scale * work_ahead:
-                    work_ahead = 0.0
+                if slot_wait > fixed:
                     fixed = slot_wait
             else:  # a free slot (requests waiting for fewer than peak running are a step boundary away)
                 running = occupancy
@@ -320,9 +307,9 @@ class PredictedTtftScorer(Scorer):
                 fixed += (
                     self.lora_load_seconds if (room or model in m.waiting_adapters) else self.lora_unavailable_seconds
                 )
-            ttfts.append(base + per_running * running + per_token * uncached + backlog_scale * work_ahead + fixed)
+            ttfts.append(base + per_running * running + per_token * uncached + fixed)
             if details is not None:
-                details.append(Prediction(float(running), float(queued), uncached, work_ahead, fixed))
+                details.append(Prediction(float(running), float(queued), uncached, fixed))
         return ttfts
 
     def score(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> list[float]:
