@@ -106,23 +106,28 @@ def test_oracle_and_capacity_follow_the_latency_parameters():
         assert record.finished_at - record.first_token_at == pytest.approx(9 * 0.012)
 
 
-class FreshnessProbe(Scorer):
-    """Records how old the metrics it scores are (and scores nothing)."""
+class Probe(Scorer):
+    """Records what `observe(cycle, endpoints)` returns at each scoring cycle (and scores nothing)."""
 
-    type_name = "freshness-probe"
+    type_name = "probe"
 
-    def __init__(self) -> None:
+    def __init__(self, observe) -> None:
         super().__init__()
-        self.ages: list[float] = []
+        self.observe = observe
+        self.seen: list = []
 
     def score(self, cycle, endpoints):
-        self.ages.extend(cycle.now - e.metrics.updated_at for e in endpoints)
+        self.seen.append(self.observe(cycle, endpoints))
         return [0.0] * len(endpoints)
+
+
+def metrics_ages(cycle, endpoints) -> list[float]:
+    return [cycle.now - e.metrics.updated_at for e in endpoints]
 
 
 def test_scrape_loop_feeds_every_endpoint_every_50ms_staggered():
     load = workload("no-prefix", 0.8, pods=4, duration=30.0)
-    probe = FreshnessProbe()
+    probe = Probe(metrics_ages)
     config = PickerConfig(
         {"probe": Profile("probe", [], [(probe, 1.0)], RandomPicker(rng=random.Random(0)))}, UtilizationDetector()
     )
@@ -134,9 +139,10 @@ def test_scrape_loop_feeds_every_endpoint_every_50ms_staggered():
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) == pytest.approx(0.05) and max(gaps) == pytest.approx(0.05)
         assert times[-1] >= result.end - 0.05  # scraped until the last response ended
-    assert len(probe.ages) == 4 * len(result.records)
-    assert min(probe.ages) >= 0.0 and max(probe.ages) <= 0.05 + 1e-9  # the picker sees scrape-stale metrics
-    assert max(probe.ages) > 0.04
+    ages = [age for cycle_ages in probe.seen for age in cycle_ages]
+    assert len(ages) == 4 * len(result.records)
+    assert min(ages) >= 0.0 and max(ages) <= 0.05 + 1e-9  # the picker sees scrape-stale metrics
+    assert max(ages) > 0.04
 
 
 def test_picker_and_server_see_the_same_prefix_reuse():
@@ -306,23 +312,9 @@ def test_cache_pressure_needs_more_kv_cache_than_the_fleet_has():
     assert counts[0] > 10 * counts[len(counts) // 2]  # Zipf: a few hot groups, a long cold tail
 
 
-class RequestProbe(Scorer):
-    """Records the ids of the requests it scores (and scores nothing)."""
-
-    type_name = "request-probe"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.request_ids: list[str] = []
-
-    def score(self, cycle, endpoints):
-        self.request_ids.append(cycle.request.request_id)
-        return [0.0] * len(endpoints)
-
-
 def test_picker_replicas_take_the_requests_in_turn():
     load = workload("no-prefix", 0.8, pods=2, duration=30.0)
-    probes = [RequestProbe(), RequestProbe()]
+    probes = [Probe(lambda cycle, _: cycle.request.request_id) for _ in range(2)]
     first, second = (
         PickerConfig(
             {"probe": Profile("probe", [], [(p, 1.0)], RandomPicker(rng=random.Random(0)))}, UtilizationDetector()
@@ -332,27 +324,13 @@ def test_picker_replicas_take_the_requests_in_turn():
     run = simulate(load, first, 2, replicas=[second])
     ids = [f"{r.session}-{r.turn}" for r in sorted(run.records, key=lambda r: r.arrival)]
     assert len(ids) > 20
-    assert probes[0].request_ids == ids[0::2] and probes[1].request_ids == ids[1::2]
-
-
-class PeerProbe(Scorer):
-    """Records how many requests of the other replicas the pool holds when it scores (and scores nothing)."""
-
-    type_name = "peer-probe"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held: list[int] = []
-
-    def score(self, cycle, endpoints):
-        self.held.append(sum(e.peer_inflight for e in cycle.pool.endpoints()))
-        return [0.0] * len(endpoints)
+    assert probes[0].seen == ids[0::2] and probes[1].seen == ids[1::2]
 
 
 @pytest.mark.parametrize("peer_delay", [0.001, None])
 def test_picker_replicas_share_their_load_after_the_peer_delay(peer_delay):
     load = workload("no-prefix", 0.8, pods=2, duration=30.0)
-    probes = [PeerProbe(), PeerProbe()]
+    probes = [Probe(lambda cycle, _: sum(e.peer_inflight for e in cycle.pool.endpoints())) for _ in range(2)]
     first, second = (
         PickerConfig(
             {"probe": Profile("probe", [], [(p, 1.0)], RandomPicker(rng=random.Random(0)))}, UtilizationDetector()
@@ -361,9 +339,9 @@ def test_picker_replicas_share_their_load_after_the_peer_delay(peer_delay):
     )
     simulate(load, first, 2, replicas=[second], peer_delay=peer_delay)
     if peer_delay is None:
-        assert max(probes[0].held + probes[1].held) == 0
+        assert max(probes[0].seen + probes[1].seen) == 0
     else:  # each replica holds the other's requests in flight: about half of them
-        assert max(probes[0].held) > 2 and max(probes[1].held) > 2
+        assert max(probes[0].seen) > 2 and max(probes[1].seen) > 2
 
 
 def test_every_picker_replica_is_fed_every_servers_kv_events():
@@ -381,13 +359,14 @@ def test_every_picker_replica_is_fed_every_servers_kv_events():
 
 def test_perfect_state_scrapes_every_server_right_before_each_pick():
     load = workload("no-prefix", 0.8, pods=4, duration=30.0)
-    probe = FreshnessProbe()
+    probe = Probe(metrics_ages)
     config = PickerConfig(
         {"probe": Profile("probe", [], [(probe, 1.0)], RandomPicker(rng=random.Random(0)))}, UtilizationDetector()
     )
     result = simulate(load, config, 4, scrape_interval=0.0)
-    assert len(probe.ages) == 4 * len(result.records) > 40
-    assert max(probe.ages) == 0.0
+    ages = [age for cycle_ages in probe.seen for age in cycle_ages]
+    assert len(ages) == 4 * len(result.records) > 40
+    assert max(ages) == 0.0
     with pytest.raises(ValueError, match="scrape interval"):
         simulate(load, config, 4, scrape_interval=-1.0)
 

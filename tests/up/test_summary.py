@@ -1,19 +1,12 @@
 """`poolgate up`'s startup warnings: the conditions of the computed status that report a problem."""
 
-from poolgate.api.builders import build, gateway, gateway_class, listener, pool, pool_ref, route, service
+from poolgate.api.builders import basic, build, gateway, gateway_class, listener, pool_ref, route
 from poolgate.translate import translate
 from poolgate.up.summary import status_problems
 
 
 def test_a_healthy_gateway_warns_of_nothing_and_a_missing_backend_is_named():
-    healthy = build(
-        gateway_class(),
-        gateway(listeners=listener(8080)),
-        route(rules=[{"backendRefs": [pool_ref("p")]}]),
-        pool("p", app="p"),
-        service(),
-    )
-    assert status_problems(translate(healthy).status()) == []  # Conflicted False is the healthy state
+    assert status_problems(translate(basic()).status()) == []  # Conflicted False is the healthy state
 
     broken = build(gateway_class(), gateway(listeners=listener(8080)), route(rules=[{"backendRefs": [pool_ref("x")]}]))
     problems = status_problems(translate(broken).status())
