@@ -11,7 +11,8 @@ import openai
 import pytest
 import yaml
 
-from poolgate.api.builders import chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
+from poolgate.api.builders import MODEL, chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
+from poolgate.api.contract import SERVED_BY_HEADER
 from poolgate.up.processes import wait_until
 from tests.conftest import REPO
 
@@ -76,6 +77,47 @@ def test_lora_adapter_requests_are_served_by_the_adapter(quickstart):
     assert raw.parse().model == "food-review-v2" and raw.headers["x-poolgate-served-model"] == "food-review-v2"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_an_adapter_on_one_pod_is_served_there_however_busy_that_pod_is(start_stack):
+    """Only one pod lists the adapter; it is kept busy and the other idle. Load and affinity scores alone would send
+    the adapter's requests to the idle pod, which answers 404; the picker's served-model filter keeps them on the pod
+    that lists it (its /v1/models, polled)."""
+    slow = ("--max-num-seqs", "1", "--decode-ms", "40")
+    stack = start_stack(
+        gateway_class(),
+        gateway(listeners=listener()),
+        route(),
+        pool(),
+        service(),
+        sim_deployment("pool", replicas=1, name="with-adapter", args=(*slow, "--lora", "ad-only-here")),
+        sim_deployment("pool", replicas=1, name="plain", args=slow),
+    )
+    listed = {
+        key: {m["id"] for m in httpx.get(f"http://{key}/v1/models").json()["data"]} for key in stack.endpoints("pool")
+    }
+    [holder] = [key for key, models in listed.items() if "ad-only-here" in models]
+    stop = threading.Event()
+
+    def keep_busy() -> None:  # the holder's one slot decodes 40-token streams back to back, with one more queued
+        body = {"model": MODEL, "prompt": "busy", "max_tokens": 40, "stream": True}
+        while not stop.is_set():
+            with httpx.stream("POST", f"http://{holder}/v1/completions", json=body, timeout=60) as r:
+                for _ in r.iter_bytes():
+                    pass
+
+    threads = [threading.Thread(target=keep_busy, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    client = openai.OpenAI(base_url=f"{stack.url()}/v1", api_key="unused", max_retries=0)
+    try:
+        for _ in range(3):
+            raw = client.completions.with_raw_response.create(model="ad-only-here", prompt="hi", max_tokens=2)
+            assert raw.parse().model == "ad-only-here" and raw.headers[SERVED_BY_HEADER] == holder
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
 
 
 def test_a_sheddable_request_gets_429_when_the_pool_is_saturated(start_stack):

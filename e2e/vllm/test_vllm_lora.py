@@ -1,7 +1,8 @@
 """LoRA affinity on real vLLM: an adapter loaded at start on one server, another loaded at run time on the other
-(/v1/load_lora_adapter); while each runs on its server (vLLM's `vllm:lora_requests_info` shows it), every request
-for an adapter through the gateway goes to the server that has it (the other would answer 404), as the picker's
-served-endpoint header (conformance steering on) and the answer both show."""
+(/v1/load_lora_adapter); while both servers are busy with their adapter's streams, every request for an adapter
+through the gateway goes to the server that has it (the other would answer 404), as the picker's served-endpoint
+header (conformance steering on) and the answer both show. The picker knows where each adapter is from the servers'
+`/v1/models` lists (its served-model filter) and from `vllm:lora_requests_info` (affinity scoring)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def test_requests_for_an_adapter_go_to_the_server_that_has_it(vllm_pair, runtime
                         return
 
     # two streams per adapter, the second started once the first generates: while one restarts the other runs, so
-    # vLLM never stops listing the adapter as running (the picker's only sign of where an adapter is loaded)
+    # vLLM never stops listing the adapter as running
     background = []
     served: dict[str, list[str]] = {ADAPTER: [], RUNTIME_ADAPTER: []}
     try:

@@ -2,7 +2,8 @@
 
 One endpoint per ready pod x target port, keyed `"ip:port"`. Discovery (Kubernetes watch or files) keeps the set
 current with `set_endpoints` / `upsert` / `remove`; the scraper (or a simulator, directly) feeds metrics with
-`apply_samples`; the scheduler books requests with `dispatch` and `release`.
+`apply_samples`, and the models poller records each endpoint's model list with `apply_served_models`; the
+scheduler books requests with `dispatch` and `release`.
 
 Between two scrapes the scraped queue is blind to the requests the picker has just sent. Each endpoint therefore
 counts the requests dispatched since the last good scrape began that are still in flight (`unreflected`), which
@@ -71,6 +72,7 @@ class EndpointMetrics:
     max_lora: int = 0
     running_adapters: frozenset[str] = frozenset()
     waiting_adapters: frozenset[str] = frozenset()
+    served_models: frozenset[str] | None = None  # the ids its last good `/v1/models` answer listed; None until one
     updated_at: float | None = None
     scrape_errors: int = 0
     last_error: str = ""
@@ -250,6 +252,14 @@ class PoolState:
         if reflected > endpoint._reflected_seq:
             endpoint._reflected_seq = reflected
             endpoint.unreflected = sum(1 for seq in endpoint._open if seq > reflected)
+
+    def apply_served_models(self, key: str, models: Iterable[str], adapters: Iterable[str] = ()) -> None:
+        """Record an endpoint's model list (the ids of its `/v1/models` answer; `adapters` are those that are LoRA
+        adapters). Ignored for an endpoint that left the pool."""
+        endpoint = self._endpoints.get(key)
+        if endpoint is not None:
+            endpoint.metrics.served_models = frozenset(models)
+            self.known_adapters.update(adapters)
 
     def record_scrape_error(self, key: str, error: str, unreachable: bool = False) -> int:
         """Count a failed scrape of an endpoint (last good values stay), `unreachable` when it could not connect;

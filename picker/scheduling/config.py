@@ -57,7 +57,9 @@ from typing import Any, Literal, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from picker.scheduling.datalayer import DataLayerSource
+from picker.pool.served import DEFAULT_INTERVAL_S as DEFAULT_MODEL_LIST_INTERVAL_S
+from picker.pool.served import DEFAULT_PATH as DEFAULT_MODEL_LIST_PATH
+from picker.scheduling.datalayer import DataLayerSource, ModelsDataSource
 from picker.scheduling.framework import Admitter, Filter, Picker, Plugin, Profile, ProfileHandler, Scorer
 from picker.scheduling.parsers import ParserPlugin, RequestParsers, default_parsers
 from picker.scheduling.registry import BuildContext, ConfigError, plugin_class
@@ -70,7 +72,8 @@ DEFAULT_PICKER = "max-score-picker"  # a profile without a picker ranks with thi
 SATURATION_DETECTOR = "utilization-detector"  # what the `saturationDetector` section configures, and the default
 FEATURE_GATES = frozenset({"dataLayer", "enableLegacyMetrics", "flowControl"})  # upstream's gates
 _BOOLEANS = {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}  # as Go's strconv.ParseBool
-EXTRACTORS = frozenset({"core-metrics-extractor", "precise-prefix-cache-producer"})  # may be listed as extractors
+# may be listed as extractors
+EXTRACTORS = frozenset({"core-metrics-extractor", "models-data-extractor", "precise-prefix-cache-producer"})
 
 
 class PluginSpec(BaseModel):
@@ -135,13 +138,16 @@ class EndpointPickerConfig(BaseModel):
 @dataclass(slots=True)
 class PickerConfig:
     """A built config: its profiles by name, the pool saturation detector, the profile run by default (the
-    profile handler's primary, e.g. `decode`, or the first), the feature gates it enables and its request parsers."""
+    profile handler's primary, e.g. `decode`, or the first), the feature gates it enables, its request parsers and
+    how endpoints' model lists are polled (path, and interval in seconds: None = every metrics scrape)."""
 
     profiles: dict[str, Profile]
     saturation: SaturationDetector
     primary: str | None = None
     feature_gates: frozenset[str] = frozenset()
     parsers: RequestParsers = field(default_factory=default_parsers)
+    model_list_path: str = DEFAULT_MODEL_LIST_PATH
+    model_list_interval: float | None = DEFAULT_MODEL_LIST_INTERVAL_S
 
     def profile(self, name: str | None = None) -> Profile:
         """Return the named profile, or the default one."""
@@ -218,7 +224,17 @@ def _build(config: EndpointPickerConfig, ctx: BuildContext) -> PickerConfig:
         primary = handlers[0].bind(profiles)
         if primary is not None:
             profiles[primary].handler = handlers[0]
-    return PickerConfig(profiles, saturation, primary, gates, parsers)
+    return PickerConfig(profiles, saturation, primary, gates, parsers, *_model_list_poll(plugins))
+
+
+def _model_list_poll(plugins: Mapping[str, Plugin]) -> tuple[str, float | None]:
+    """The path and interval of the model-list poll: the declared `models-data-source`'s, else poolgate's default."""
+    sources = [p for p in plugins.values() if isinstance(p, ModelsDataSource)]
+    if len(sources) > 1:
+        raise ConfigError(f"the config declares {len(sources)} models-data-source plugins; at most one is allowed")
+    if sources:
+        return sources[0].path, sources[0].interval
+    return DEFAULT_MODEL_LIST_PATH, DEFAULT_MODEL_LIST_INTERVAL_S
 
 
 def _feature_gates(config: EndpointPickerConfig) -> frozenset[str]:

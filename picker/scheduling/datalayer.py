@@ -7,6 +7,11 @@ same thing built in, and refused with a message naming the part where it would a
 - `core-metrics-extractor` (`engineLabelKey`, `defaultEngine`): reads queue, running, KV usage, LoRA and cache
   config metrics by engine; poolgate's engine label is `llm-d.ai/engine-type` and its engines are built in
   (`engineConfigs` with custom metric names is refused).
+- `models-data-source` (`scheme` http, `path` /v1/models, `insecureSkipVerify`, `interval`) with
+  `models-data-extractor`: the poll of each endpoint's model list that poolgate always runs (`picker.pool.served`,
+  read by the built-in served-model filter). Declared, it polls `path` every `interval` (rounded to a multiple of
+  `--refresh-metrics-interval`), or every scrape when `interval` is omitted, as upstream; undeclared, poolgate polls
+  `/v1/models` every 5 s. Another scheme, or TLS parameters, are refused.
 - `endpoint-notification-source`: pod add/remove notifications; poolgate's pool state always has them.
 - `probabilistic-admitter` (`queueDepthThreshold` 5, `kvCacheUtilThreshold` 0.8, `power` 5, `k` 300): a
   sheddable request (priority < 0) is refused (429) with probability min(saturation^power x k, 1), saturation being
@@ -25,9 +30,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from picker.pool.metrics import DEFAULT_ENGINE, ENGINE_LABEL, ENGINES
+from picker.pool.served import DEFAULT_PATH as DEFAULT_MODEL_LIST_PATH
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import Admitter, Plugin
-from picker.scheduling.registry import BuildContext, ConfigError, PluginParameters, plugin
+from picker.scheduling.registry import BuildContext, ConfigError, Duration, PluginParameters, plugin
 from picker.scheduling.request import SchedulingRequest
 from picker.scheduling.saturation import mean_utilization
 
@@ -44,6 +50,32 @@ class MetricsDataSource(DataLayerSource):
         scheme: Literal["http"] = "http"
         path: Literal["/metrics"] = "/metrics"
         insecureSkipVerify: bool = True
+
+
+@plugin("models-data-source")
+class ModelsDataSource(DataLayerSource):
+    """Polls each endpoint's OpenAI model list over HTTP (poolgate's model-list poller)."""
+
+    class Parameters(PluginParameters):
+        scheme: Literal["http"] = "http"
+        path: str = Field(default=DEFAULT_MODEL_LIST_PATH, pattern="^/")
+        insecureSkipVerify: bool = True
+        interval: Duration | None = None
+
+    @classmethod
+    def create(cls, name: str, parameters: Parameters, context: BuildContext) -> ModelsDataSource:
+        return cls(name, path=parameters.path, interval=parameters.interval)
+
+    def __init__(self, name: str = "", *, path: str = DEFAULT_MODEL_LIST_PATH, interval: float | None = None) -> None:
+        super().__init__(name)
+        self.path = path
+        self.interval = interval  # seconds; None: every metrics scrape
+
+
+@plugin("models-data-extractor")
+class ModelsDataExtractor(Plugin):
+    """Records each endpoint's model list from `models-data-source` (built into poolgate's poller); listed in
+    `dataLayer.sources[].extractors`."""
 
 
 @plugin("endpoint-notification-source")

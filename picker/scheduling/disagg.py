@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from picker.pool.state import Endpoint
-from picker.scheduling.filters import ReachableFilter
+from picker.scheduling.filters import BUILT_IN_FILTERS
 from picker.scheduling.framework import CycleState, Decision, Filter, Plugin, Profile, ProfileHandler, score_candidates
 from picker.scheduling.prefix import PrefixIndex, shared_prefix_index
 from picker.scheduling.registry import BuildContext, ConfigError, PluginParameters, plugin
@@ -33,7 +33,6 @@ from poolgate.api.contract import PREFILLER_HOST_PORT_HEADER
 ROLE_LABEL = "llm-d.ai/role"
 DECODE_ROLES = frozenset({"decode", "prefill-decode", "both", "encode-prefill-decode"})
 PREFILL_ROLES = frozenset({"prefill", "encode-prefill", "prefill-decode", "both", "encode-prefill-decode"})
-REACHABLE = ReachableFilter()
 
 
 class _RoleFilter(Filter):
@@ -202,7 +201,7 @@ class DisaggProfileHandler(ProfileHandler):
         endpoints = cycle.pool.endpoints()
         if not decider.disaggregate(cycle, decode, endpoints):
             return
-        filters = [REACHABLE, *prefill.filters]  # as the scheduler does for the decode profile
+        filters = [*BUILT_IN_FILTERS, *prefill.filters]  # as the scheduler does for the decode profile
         candidates, totals, _ = score_candidates(cycle, filters, prefill.scorers, endpoints)
         if not candidates:
             return  # no prefill pod: the decode pod prefills itself

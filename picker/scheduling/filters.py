@@ -10,6 +10,11 @@
   pod's server refuses connections), unless that would drop every candidate. The scheduler always runs it third,
   whatever the profile, so a dead pod stops being picked within one scrape interval and not only once its metrics
   are older than a staleness limit (or, in a profile without one, until discovery removes it).
+- the served-model filter (built in, no plugin type): drops endpoints whose model list (their `/v1/models`, polled by
+  `picker.pool.served`) is known and lacks the request's target model, when some candidate lists it. A server
+  without the adapter would answer 404 however idle it is, so affinity scoring alone cannot be trusted with it.
+  Endpoints whose list is unknown stay, and a model no candidate lists (an adapter a LoRA resolver loads on demand,
+  or one loaded since the last poll) leaves every candidate. The scheduler runs it fourth.
 - `stale-metrics-filter`: drops endpoints whose last good scrape is older than `maxAge` (or that were never
   scraped), but only when at least one candidate is fresh, so a pool whose scraping fails keeps serving.
 """
@@ -76,6 +81,20 @@ class ReachableFilter(Filter):
             return endpoints
         reachable = [e for e in endpoints if not e.metrics.unreachable]
         return reachable if reachable else endpoints
+
+
+class ServedModelFilter(Filter):
+    """Drops endpoints known not to serve the request's model, when some candidate is known to serve it."""
+
+    def filter(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> Sequence[Endpoint]:
+        model = cycle.request.target_model
+        if not any(e.metrics.served_models is not None and model in e.metrics.served_models for e in endpoints):
+            return endpoints
+        return [e for e in endpoints if e.metrics.served_models is None or model in e.metrics.served_models]
+
+
+BUILT_IN_FILTERS: tuple[Filter, ...] = (ReachableFilter(), ServedModelFilter())
+"""What every profile runs after the routing hints' filters, before its own."""
 
 
 @plugin("stale-metrics-filter")

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from picker.pool.state import Endpoint, InflightTicket, PoolState
-from picker.scheduling.filters import HeaderBasedTestingFilter, ReachableFilter, SubsetFilter
+from picker.scheduling.filters import BUILT_IN_FILTERS, HeaderBasedTestingFilter, SubsetFilter
 from picker.scheduling.framework import (
     Admitter,
     CycleState,
@@ -71,7 +71,7 @@ class Scheduler:
         self.saturation = saturation if saturation is not None else UtilizationDetector()
         # endpoints per pick: 1 + `fallbacks` when given, else what the profile's picker returns (maxNumOfEndpoints)
         self.endpoints_per_pick = 1 + fallbacks if fallbacks is not None else profile.picker.max_endpoints
-        self._filters = [SubsetFilter(), HeaderBasedTestingFilter(), ReachableFilter(), *profile.filters]
+        self._filters = [SubsetFilter(), HeaderBasedTestingFilter(), *BUILT_IN_FILTERS, *profile.filters]
         self._scorers = [(scorer, float(weight)) for scorer, weight in profile.scorers if weight]
         plugins = profile.plugins()
         self._prepare = [p for p in plugins if p.prepare_min_bytes is not None]

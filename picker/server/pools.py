@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from picker.discovery.view import PickerView, PoolView
 from picker.pool.objectives import RewriteTable
 from picker.pool.scraper import MetricsScraper
+from picker.pool.served import ServedModelsPoller
 from picker.pool.state import PoolState
 from picker.scheduling.config import BUILTIN_CONFIGS, PickerConfig, builtin_config, load_config
 from picker.scheduling.loadbook import LoadBook, LoadEvent
@@ -67,11 +68,11 @@ class ProfileSource:
 
 @dataclass(frozen=True)
 class PoolSettings:
-    """How every pool runs: scheduling profiles, fallbacks and metrics scraping."""
+    """How every pool runs: scheduling profiles, fallbacks, metrics scraping and model-list polling (with it)."""
 
     profiles: ProfileSource
     fallbacks: int | None = None  # None: as the profile's picker says (maxNumOfEndpoints)
-    scrape_interval: float | None = 0.05  # None: no scraping (metrics fed through PoolState.apply_samples)
+    scrape_interval: float | None = 0.05  # None: no scraping or model-list polls (fed through PoolState directly)
     scrape_timeout: float = 1.0
     clock: Callable[[], float] = time.monotonic
     announce: Callable[[str, LoadEvent], None] | None = None  # the load exchange: (pool key, event) to the peers
@@ -94,6 +95,7 @@ class PoolRuntime:
         self.book: LoadBook | None = None  # the peer replicas' requests (with a load exchange)
         self.parsers: RequestParsers = default_parsers()  # which requests are read as OpenAI bodies, by path
         self.scraper: MetricsScraper | None = None
+        self.models_poller: ServedModelsPoller | None = None
         self.priorities: dict[str, int | None] = {}
         self.rewrites = RewriteTable(())
         self.rewrite_names: dict[int, str] = {}  # id(rule) -> name of the InferenceModelRewrite holding it
@@ -131,9 +133,10 @@ class PoolRuntime:
             key = self.key
             self.scheduler.outbox = lambda event: announce(key, event)
             self.book = LoadBook(self.scheduler, settings.peer_ttl)
-        self.scraper = None
-        if old_scraper is not None:
-            await old_scraper.stop()
+        old_poller, self.scraper, self.models_poller = self.models_poller, None, None
+        for old in (old_scraper, old_poller):
+            if old is not None:
+                await old.stop()
         if old_scheduler is not None:
             old_scheduler.close()
         if settings.scrape_interval is not None:
@@ -141,14 +144,29 @@ class PoolRuntime:
                 self.state, interval=settings.scrape_interval, timeout=settings.scrape_timeout, registry=self._registry
             )
             await self.scraper.start()
+            self.models_poller = ServedModelsPoller(
+                self.state,
+                interval=_model_list_interval(config, settings.scrape_interval),
+                path=config.model_list_path,
+            )
+            await self.models_poller.start()
         log.info("pool scheduling profile", extra={"pool": self.key, "profile": profile})
 
     async def close(self) -> None:
-        """Stop scraping and retire the scheduler."""
-        if self.scraper is not None:
-            await self.scraper.stop()
+        """Stop scraping and polling, and retire the scheduler."""
+        for poller in (self.scraper, self.models_poller):
+            if poller is not None:
+                await poller.stop()
         if self.scheduler is not None:
             self.scheduler.close()
+
+
+def _model_list_interval(config: PickerConfig, scrape_interval: float) -> float:
+    """Seconds between two model-list polls of an endpoint: the config's interval rounded to a multiple of the
+    metrics scrape interval (at least one), or the scrape interval when the config asks for every scrape."""
+    if config.model_list_interval is None:
+        return scrape_interval
+    return max(1, round(config.model_list_interval / scrape_interval)) * scrape_interval
 
 
 def _accepted_models(view: PoolView) -> frozenset[str] | None:

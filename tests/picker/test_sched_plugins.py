@@ -8,7 +8,13 @@ from prometheus_client.samples import Sample
 
 from picker.pool import EndpointSpec, PoolState
 from picker.scheduling import CycleState, PrefixIndex, PromptInput, SchedulingRequest, encode_session_token
-from picker.scheduling.filters import HeaderBasedTestingFilter, ReachableFilter, StaleMetricsFilter, SubsetFilter
+from picker.scheduling.filters import (
+    HeaderBasedTestingFilter,
+    ReachableFilter,
+    ServedModelFilter,
+    StaleMetricsFilter,
+    SubsetFilter,
+)
 from picker.scheduling.framework import Decision, Outcome
 from picker.scheduling.pickers import RandomPicker, RoundRobinPicker, WeightedRandomPicker
 from picker.scheduling.scorers import (
@@ -91,6 +97,21 @@ def test_reachable_filter_drops_endpoints_that_refused_their_last_scrape_only_if
     assert keys(reachable.filter(cycle(pool), eps)) == keys(eps)  # none reachable: keep them all
     pool.apply_samples("10.0.0.1:1", vllm(), now=1.0)
     assert keys(reachable.filter(cycle(pool), eps)) == ["10.0.0.1:1"]
+
+
+def test_served_model_filter_drops_endpoints_known_not_to_serve_the_model_when_one_does():
+    pool = pool_of(("10.0.0.1", 1), ("10.0.0.2", 1), ("10.0.0.3", 1))
+    served = ServedModelFilter()
+    eps = pool.endpoints()
+    assert served.filter(cycle(pool, model="ad1"), eps) is eps  # no list known yet
+    pool.apply_served_models("10.0.0.1:1", ["base", "ad1"], ["ad1"])
+    pool.apply_served_models("10.0.0.2:1", ["base"])
+    # 10.0.0.3 never answered its model list: it stays, it may serve the adapter
+    assert keys(served.filter(cycle(pool, model="ad1"), eps)) == ["10.0.0.1:1", "10.0.0.3:1"]
+    assert keys(served.filter(cycle(pool, model="base"), eps)) == keys(eps)
+    assert served.filter(cycle(pool, model="ad9"), eps) is eps  # listed nowhere (loaded on demand?): all stay
+    assert keys(served.filter(cycle(pool, model="ad1"), eps[1:])) == keys(eps[1:])  # the lister is not a candidate
+    assert "ad1" in pool.known_adapters
 
 
 def test_kv_running_and_active_request_scores():

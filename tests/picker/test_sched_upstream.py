@@ -90,6 +90,13 @@ def pool_of(*pods, metrics=None):
         ),
         ("plugins: [{type: queue-scorer}]\ndataLayer: {discovery: {pluginRef: x}}\n", "discovery plugins are not"),
         ("plugins:\n- type: metrics-data-source\n  parameters: {scheme: https}\n", "metrics-data-source"),
+        ("plugins:\n- type: models-data-source\n  parameters: {scheme: https}\n", "models-data-source"),
+        ("plugins:\n- type: models-data-source\n  parameters: {caCertPath: /ca.pem}\n", "caCertPath"),
+        ("plugins:\n- type: models-data-source\n  parameters: {path: v1/models}\n", "path"),
+        (
+            "plugins:\n- {type: models-data-source, name: a}\n- {type: models-data-source, name: b}\n",
+            "declares 2 models-data-source plugins",
+        ),
         (
             "plugins:\n- type: core-metrics-extractor\n  parameters: {engineConfigs: [{name: x}]}\n",
             "engineConfigs (custom metric names) are not implemented",
@@ -138,6 +145,26 @@ dataLayer:
     )
     assert config.saturation.name == "sat" and config.saturation.queue_depth_threshold == 7
     assert config.feature_gates == {"enableLegacyMetrics", "dataLayer"}
+    assert (config.model_list_path, config.model_list_interval) == ("/v1/models", 5.0)  # poolgate's own poll
+
+
+@pytest.mark.parametrize(
+    ("parameters", "path", "interval"),
+    [("{interval: 30s}", "/v1/models", 30.0), ("{path: /models}", "/models", None)],  # None: every scrape
+)
+def test_a_declared_models_data_source_sets_the_model_list_poll(parameters, path, interval):
+    config = load_config(
+        HEADER
+        + f"""
+plugins:
+- {{type: models-data-source, name: models, parameters: {parameters}}}
+- {{type: models-data-extractor}}
+- {{type: queue-scorer}}
+dataLayer:
+  sources: [{{pluginRef: models, extractors: [{{pluginRef: models-data-extractor}}]}}]
+"""
+    )
+    assert (config.model_list_path, config.model_list_interval) == (path, interval)
 
 
 def test_prefix_cache_scorer_reads_the_producer_it_names():
