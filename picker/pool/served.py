@@ -27,11 +27,11 @@ import aiohttp
 import orjson
 
 from picker.pool.state import Endpoint, PoolState
+from poolgate.api.contract import MODELS_PATH
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 5.0
-DEFAULT_PATH = "/v1/models"
 
 
 def read_model_list(body: bytes) -> tuple[list[str], list[str]]:
@@ -59,7 +59,7 @@ class ServedModelsPoller:
         *,
         interval: float = DEFAULT_INTERVAL_S,
         timeout: float = 2.0,
-        path: str = DEFAULT_PATH,
+        path: str = MODELS_PATH,
     ) -> None:
         if interval <= 0 or timeout <= 0:
             raise ValueError("model-list poll interval and timeout must be positive")

@@ -58,12 +58,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from picker.pool.served import DEFAULT_INTERVAL_S as DEFAULT_MODEL_LIST_INTERVAL_S
-from picker.pool.served import DEFAULT_PATH as DEFAULT_MODEL_LIST_PATH
 from picker.scheduling.datalayer import DataLayerSource, ModelsDataSource
 from picker.scheduling.framework import Admitter, Filter, Picker, Plugin, Profile, ProfileHandler, Scorer
 from picker.scheduling.parsers import ParserPlugin, RequestParsers, default_parsers
 from picker.scheduling.registry import BuildContext, ConfigError, plugin_class
 from picker.scheduling.saturation import SaturationDetector
+from poolgate.api.contract import MODELS_PATH
 
 log = logging.getLogger("poolgate.picker")
 
@@ -146,7 +146,7 @@ class PickerConfig:
     primary: str | None = None
     feature_gates: frozenset[str] = frozenset()
     parsers: RequestParsers = field(default_factory=default_parsers)
-    model_list_path: str = DEFAULT_MODEL_LIST_PATH
+    model_list_path: str = MODELS_PATH
     model_list_interval: float | None = DEFAULT_MODEL_LIST_INTERVAL_S
 
     def profile(self, name: str | None = None) -> Profile:
@@ -234,7 +234,7 @@ def _model_list_poll(plugins: Mapping[str, Plugin]) -> tuple[str, float | None]:
         raise ConfigError(f"the config declares {len(sources)} models-data-source plugins; at most one is allowed")
     if sources:
         return sources[0].path, sources[0].interval
-    return DEFAULT_MODEL_LIST_PATH, DEFAULT_MODEL_LIST_INTERVAL_S
+    return MODELS_PATH, DEFAULT_MODEL_LIST_INTERVAL_S
 
 
 def _feature_gates(config: EndpointPickerConfig) -> frozenset[str]:

@@ -30,12 +30,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from picker.pool.metrics import DEFAULT_ENGINE, ENGINE_LABEL, ENGINES
-from picker.pool.served import DEFAULT_PATH as DEFAULT_MODEL_LIST_PATH
 from picker.pool.state import Endpoint
 from picker.scheduling.framework import Admitter, Plugin
 from picker.scheduling.registry import BuildContext, ConfigError, Duration, PluginParameters, plugin
 from picker.scheduling.request import SchedulingRequest
 from picker.scheduling.saturation import mean_utilization
+from poolgate.api.contract import MODELS_PATH
 
 
 class DataLayerSource(Plugin):
@@ -58,7 +58,7 @@ class ModelsDataSource(DataLayerSource):
 
     class Parameters(PluginParameters):
         scheme: Literal["http"] = "http"
-        path: str = Field(default=DEFAULT_MODEL_LIST_PATH, pattern="^/")
+        path: str = Field(default=MODELS_PATH, pattern="^/")
         insecureSkipVerify: bool = True
         interval: Duration | None = None
 
@@ -66,7 +66,7 @@ class ModelsDataSource(DataLayerSource):
     def create(cls, name: str, parameters: Parameters, context: BuildContext) -> ModelsDataSource:
         return cls(name, path=parameters.path, interval=parameters.interval)
 
-    def __init__(self, name: str = "", *, path: str = DEFAULT_MODEL_LIST_PATH, interval: float | None = None) -> None:
+    def __init__(self, name: str = "", *, path: str = MODELS_PATH, interval: float | None = None) -> None:
         super().__init__(name)
         self.path = path
         self.interval = interval  # seconds; None: every metrics scrape
