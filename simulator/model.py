@@ -279,6 +279,81 @@ class ServerModel:
             waiting_adapters=tuple(sorted(self._waiting_adapters)),
         )
 
+    def first_token_forecast(self, prompt: Prompt, output_tokens: int, model: str | None = None) -> float:
+        """The clock time at which the first token of a request submitted now would come if nothing arrived after
+        it: the engine's steps replayed on copies of its batch and queue (admission order, token budget, sequence
+        slots, prefix blocks cached now or by the requests admitted before it). Not replayed: running out of KV
+        blocks, and LoRA slots (an adapter not in the batch costs one `lora_load` in the request's first step)."""
+        config = self.config
+        block_size = config.block_size
+        adapter = self.resolve(model)
+        # [prefill tokens left, output tokens, target tokens] of each request in the batch
+        entries = {id(r): [r.prefill_left, r.output_tokens, r.target_tokens] for r in self.running if not r.aborted}
+        now = self.clock.now()
+        span = self._span
+        if span is not None:  # finish the step under way (as submit would cut a decode span at a free slot)
+            steps = span.steps
+            if len(self.running) < config.max_num_seqs and steps > 1 and span.step_time > 0:
+                steps = min(steps, max(1, math.ceil((now - span.start) / span.step_time - 1e-9)))
+            now = span.start + steps * span.step_time
+            for request in span.decoders:
+                if id(request) in entries:
+                    entries[id(request)][1] += steps
+            for request, take in span.prefill:
+                entry = entries.get(id(request))
+                if entry is not None:
+                    entry[0] -= take
+                    entry[1] = 0 if entry[0] else 1
+        running = [entry for entry in entries.values() if entry[1] < entry[2]]
+        namespace = adapter or config.model
+        hashes = prompt.block_hashes(block_size, namespace) if config.prefix_caching else ()
+        queue = deque((r.prompt_tokens, r.block_hashes, r.target_tokens, r.remote_prefilled) for r in self.waiting)
+        queue.append((prompt.num_tokens, hashes, output_tokens, False))
+        mine = [0, 0, 0]  # the new request's entry, once admitted
+        stored: set[int] = set()  # blocks the requests admitted in the replay cache
+        load = config.lora_load if adapter is not None and adapter not in self._running_adapters else 0.0
+        while True:
+            budget = config.max_num_batched_tokens
+            decoders = [entry for entry in running if not entry[0]]
+            budget -= len(decoders)
+            takes: list[tuple[list[int], int]] = []
+            for entry in running:
+                if entry[0] and budget > 0:
+                    takes.append((entry, min(entry[0], budget)))
+                    budget -= takes[-1][1]
+            while queue and budget > 0 and len(running) < config.max_num_seqs:
+                tokens, blocks, target, remote = queue.popleft()
+                cached = 0
+                for block_hash in blocks[: (tokens - 1) // block_size]:
+                    if block_hash not in self.kv and block_hash not in stored:
+                        break
+                    cached += 1
+                stored.update(blocks)
+                cached_tokens = max(cached * block_size, tokens - 1 if remote else 0)
+                entry = [tokens - cached_tokens, 0, target]
+                if not queue:
+                    mine = entry
+                running.append(entry)
+                takes.append((entry, min(entry[0], budget)))
+                budget -= takes[-1][1]
+            step_time = config.decode_step_time(len(decoders)) if decoders else 0.0
+            if takes:
+                step_time += config.prefill_overhead + sum(take for _, take in takes) * config.prefill_per_token
+                step_time += load if any(entry is mine for entry, _ in takes) else 0.0
+                steps = 1
+            else:
+                steps = min(entry[2] - entry[1] for entry in decoders)
+            now += steps * step_time
+            for entry in decoders:
+                entry[1] += steps
+            for entry, take in takes:
+                entry[0] -= take
+                if not entry[0]:
+                    entry[1] = 1
+                    if entry is mine:
+                        return now
+            running = [entry for entry in running if entry[1] < entry[2]]
+
     def lora_info_series(self) -> list[tuple[str, str, float]]:
         """The `lora_requests_info` series, oldest first: (running adapters, waiting adapters, Unix time)."""
         return [(running, waiting, stamp) for (running, waiting), stamp in self._lora_info.items()]

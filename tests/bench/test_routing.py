@@ -13,14 +13,14 @@ import pytest
 from picker.scheduling import PickerConfig, Profile, PromptInput, Scorer, UtilizationDetector, prefix_hashes
 from picker.scheduling.pickers import RandomPicker
 from poolgate.bench.routing import SCRAPE_INTERVAL
-from poolgate.bench.routing.fleet import RequestRecord, ServerPrompts, simulate
+from poolgate.bench.routing.fleet import RequestRecord, ServerPrompts, SoonestFirstToken, simulate
 from poolgate.bench.routing.oracle import fleet_capacity, oracle_run, pooled_run
-from poolgate.bench.routing.pickers import BOUNDS, ORACLE, PICKERS, build_picker
+from poolgate.bench.routing.pickers import BOUNDS, ORACLE, PICKERS, build_picker, build_router
 from poolgate.bench.routing.results import ROW_FIELDS, percentile, tokens_in_window
 from poolgate.bench.routing.runner import Settings, capacities, cases, run_case, run_cases
 from poolgate.bench.routing.workloads import WORKLOADS, Turn, WorkloadSpec, chat_body, ramped_time, text
 from poolgate.cli import main
-from simulator import ServerConfig
+from simulator import Prompt, ServerConfig, ServerModel, VirtualClock
 from simulator.request import weighted_percentile
 
 SIMULATED = [p for p in PICKERS if p not in BOUNDS]
@@ -71,13 +71,30 @@ def test_the_oracle_is_a_lower_bound_of_every_request_under_every_picker(name):
     oracle = {(r.session, r.turn): r for r in oracle_run(load, ServerConfig()).records}
     prompts = ServerPrompts()
     for picker in SIMULATED:
-        records = simulate(load, build_picker(picker, 1), 2, prompts=prompts).records
+        records = simulate(load, build_router(picker, 1)[0], 2, prompts=prompts).records
         assert len(records) == len(oracle) > 20
         for record in records:
             bound = oracle[record.session, record.turn]
             assert record.ttft >= bound.ttft - 1e-9, (picker, record, bound)
             assert record.cached_tokens <= bound.cached_tokens
             assert record.finished_at >= bound.finished_at - 1e-9
+
+
+def test_soonest_follows_the_cached_prefix_until_a_cold_prefill_elsewhere_is_sooner():
+    clock = VirtualClock()
+    config = ServerConfig(max_num_seqs=2)
+    servers = {key: ServerModel(clock, config, name=key) for key in ("a", "b")}
+    shared = Prompt.from_segments([("system", 6000), ("question-0", 100)])
+    servers["a"].submit(shared, 1)
+    clock.run_until_idle()
+    asked = Prompt.from_segments([("system", 6000), ("question-1", 100)])
+    soonest = SoonestFirstToken()
+    assert soonest.pick(servers, asked, 50, config.model) == "a"  # 6,000 cached tokens: 0.06 s against 1.56 s
+    for n in range(2):  # a's batch fills with two long answers: its next place frees after about 2,000 x 24 ms
+        servers["a"].submit(Prompt.from_segments([(f"long-{n}", 100)]), 2000)
+    clock.run_until(clock.now() + 1.0)
+    assert soonest.pick(servers, asked, 50, config.model) == "b"
+    assert servers["b"].first_token_forecast(asked, 50) == pytest.approx(clock.now() + 0.030 + 6100 * 0.00025)
 
 
 def test_oracle_row_bounds_every_picker_row():

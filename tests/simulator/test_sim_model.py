@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator import InvalidRequestError, Prompt, ServerConfig, ServerModel, UnknownModelError, VirtualClock
+from simulator import InvalidRequestError, Prompt, Request, ServerConfig, ServerModel, UnknownModelError, VirtualClock
 
 
 def text_of_tokens(tokens: int, fill: str = "a") -> str:
@@ -315,3 +315,34 @@ def test_metrics_page_is_rendered_again_only_when_what_it_shows_changed():
     renders = page.renders
     clock.run_until_idle()
     assert page.render() == generate_latest(page.registry) and page.renders == renders + 1  # counters moved on
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_first_token_forecast_is_exact_until_the_next_arrival(stream):
+    clock = VirtualClock()
+    server = ServerModel(clock, ServerConfig(max_num_seqs=4, max_num_batched_tokens=512), name="sim")
+    forecasts: list[tuple[float, Request]] = []
+    arrivals = []
+
+    def arrive(i: int) -> None:
+        prompt = Prompt.from_segments([(f"system-{i % 3}", 900), (f"user-{i}", 50 + 61 * (i % 11))])
+        output = 5 + 29 * (i % 7)
+        forecast = server.first_token_forecast(prompt, output)
+        arrivals.append(clock.now())
+        request = server.submit(prompt, output, on_tokens=(lambda r: None) if stream else None)
+        forecasts.append((forecast, request))
+
+    for i in range(120):
+        clock.call_at(i * 0.7 + (i % 5) * 0.3, arrive, i)
+    clock.run_until_idle()
+    checked = 0
+    for (forecast, request), next_arrival in zip(forecasts, arrivals[1:] + [float("inf")]):
+        assert forecast <= request.first_token_at + 1e-9 or next_arrival < request.first_token_at
+        if request.first_token_at <= next_arrival:  # nothing arrived before its first token: the forecast holds
+            assert forecast == pytest.approx(request.first_token_at)
+            checked += 1
+    assert checked >= 100
+    # the replay saw slot waits, reused prefixes and prompts prefilled in chunks
+    assert sum(request.queue_time > 0.05 for _, request in forecasts) >= 20
+    assert sum(request.cached_tokens > 0 for _, request in forecasts) >= 100
+    assert sum(request.prompt_tokens - request.cached_tokens > 512 for _, request in forecasts) >= 20

@@ -2,8 +2,8 @@
 
 - `workloads`: what clients send and when (prefix-heavy, no-prefix, multi-turn, multi-lora, bursty);
 - `fleet`: one run — simulated servers, the picker's own scheduler and pool state, the 50 ms scrape loop;
-- `pickers`: the compared profiles (round-robin, random, least-request, llmd-default, llmd-precise, poolgate) and
-  the computed bounds (pooled, oracle);
+- `pickers`: the compared profiles (round-robin, random, least-request, llmd-default, llmd-precise, poolgate), the
+  `soonest` reference (exact server state, greedy) and the computed bounds (pooled, oracle);
 - `oracle`: the analytic bounds (oracle, pooled) and the fleet's capacity per workload;
 - `results`: a run's records -> one row; `plots`: PNGs; `runner`: cases and processes; `cli`: the command.
 

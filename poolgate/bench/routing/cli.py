@@ -16,7 +16,7 @@ from poolgate.bench.routing import (
     SCRAPE_INTERVAL,
     WARMUP_FRACTION,
 )
-from poolgate.bench.routing.pickers import PICKERS
+from poolgate.bench.routing.pickers import DEFAULT_PICKERS, PICKERS
 from poolgate.bench.routing.workloads import WORKLOADS, workload_spec
 
 TABLE_COLUMNS = (
@@ -103,7 +103,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="N,...",
         help="shape axis: output caps of the single-turn workloads, one run each (e.g. 64,256,1000)",
     )
-    parser.add_argument("--pickers", default=",".join(PICKERS), help="comma-separated pickers (default: %(default)s)")
+    parser.add_argument(
+        "--pickers",
+        default=",".join(DEFAULT_PICKERS),
+        help=f"comma-separated pickers among {', '.join(PICKERS)} (default: %(default)s)",
+    )
     parser.add_argument("--pods", type=int, default=8, help="simulated pods, 1..64 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of workloads and pickers (default: %(default)s)")
     parser.add_argument(

@@ -108,6 +108,18 @@ class IndexFeed:
         """Nothing to release."""
 
 
+class SoonestFirstToken:
+    """The `soonest` reference: not a picker profile but a router that reads every simulated server's exact state
+    (its batch, queue, prefix cache and the step under way) and sends each request, when it arrives and once, to
+    the server whose engine would give it its first token soonest if nothing else arrived
+    (`ServerModel.first_token_forecast`); ties go to the first server. It is greedy: it does not weigh what the
+    choice costs the requests after it."""
+
+    def pick(self, servers: Mapping[str, ServerModel], prompt: Prompt, output_tokens: int, model: str) -> str:
+        """The key of the server with the earliest forecast first token for this request."""
+        return min(servers, key=lambda key: servers[key].first_token_forecast(prompt, output_tokens, model))
+
+
 def _precise_producer(config: PickerConfig) -> PrecisePrefixCacheProducer | None:
     return next((p for p in config.profile().plugins() if isinstance(p, PrecisePrefixCacheProducer)), None)
 
@@ -155,7 +167,7 @@ class _Replica:
 
 def simulate(
     workload: Workload,
-    config: PickerConfig,
+    config: PickerConfig | SoonestFirstToken,
     pods: int,
     server_config: ServerConfig | None = None,
     keep_scrape_times: bool = False,
@@ -165,8 +177,8 @@ def simulate(
     peer_delay: float | None = PEER_DELAY,
 ) -> RunResult:
     """Run a workload through a fleet of `pods` simulated servers routed by `config`'s first profile (and by the
-    `replicas`, more instances of it, in turn, exchanging their load with a `peer_delay`); `scrape_interval` 0
-    scrapes every server before each pick."""
+    `replicas`, more instances of it, in turn, exchanging their load with a `peer_delay`), or by the
+    `SoonestFirstToken` reference; `scrape_interval` 0 scrapes every server before each pick."""
     if scrape_interval < 0:
         raise ValueError("the scrape interval must be >= 0 (0: before every pick)")
     if peer_delay is not None and peer_delay < 0:
@@ -177,9 +189,10 @@ def simulate(
     clock = VirtualClock(start=-lead)  # every endpoint is scraped once before time 0
     specs = endpoint_specs(pods)
     adapters = {name: f"/adapters/{name}" for name in workload.adapters}
+    reference = config if isinstance(config, SoonestFirstToken) else None
     pickers: list[_Replica] = []
     indexes: list[BlockIndex] = []
-    for replica_config in (config, *replicas):
+    for replica_config in [] if isinstance(config, SoonestFirstToken) else [config, *replicas]:
         pool = PoolState(clock=clock.now)
         pool.set_endpoints(specs)
         producer = _precise_producer(replica_config)  # fed the servers' KV events directly, in order
@@ -232,37 +245,43 @@ def simulate(
         first = body["messages"][0]
         if first["role"] == "system":
             record.group = groups.setdefault(first["content"], len(groups))
-        replica = pickers[sent % len(pickers)]
-        sent += 1
-        if not scrape_interval:
-            for polled in servers:
-                scrape(replica, polled)
-        scheduler = replica.scheduler
-        request = SchedulingRequest(
-            target_model=body["model"],
-            prompt=PromptInput.from_body(body, CHAT_PATH),
-            headers={"content-type": "application/json"},
-            request_id=f"{index}-{turn_index}",
-            body=body,
-        )
-        decision = scheduler.schedule(request, now)
-        if decision.outcome is not Outcome.PICKED:
-            record.outcome = "shed" if decision.outcome is Outcome.SHED else "error"
-            session_done()
-            return
-        key = decision.primary
-        assert key is not None  # a PICKED decision names its primary endpoint
+        if reference is not None:
+            key = reference.pick(servers, prompts(body), body["max_tokens"], body["model"])
+            scheduler, decision = None, None
+        else:
+            replica = pickers[sent % len(pickers)]
+            sent += 1
+            if not scrape_interval:
+                for polled in servers:
+                    scrape(replica, polled)
+            scheduler = replica.scheduler
+            request = SchedulingRequest(
+                target_model=body["model"],
+                prompt=PromptInput.from_body(body, CHAT_PATH),
+                headers={"content-type": "application/json"},
+                request_id=f"{index}-{turn_index}",
+                body=body,
+            )
+            decision = scheduler.schedule(request, now)
+            if decision.outcome is not Outcome.PICKED:
+                record.outcome = "shed" if decision.outcome is Outcome.SHED else "error"
+                session_done()
+                return
+            assert decision.primary is not None  # a PICKED decision names its primary endpoint
+            key = decision.primary
+            scheduler.on_served(decision, key)
         record.endpoint = key
-        scheduler.on_served(decision, key)
 
         def first_token(served) -> None:
-            scheduler.on_first_token(decision, clock.now())
+            if scheduler is not None and decision is not None:
+                scheduler.on_first_token(decision, clock.now())
             served.on_tokens = None  # the rest of the stream needs no per-token events
 
         def finished(served) -> None:
             now = clock.now()
-            scheduler.on_first_token(decision, served.first_token_at)  # no-op unless the first token was the last
-            scheduler.on_complete(decision, now)
+            if scheduler is not None and decision is not None:
+                scheduler.on_first_token(decision, served.first_token_at)  # no-op unless the first token was last
+                scheduler.on_complete(decision, now)
             record.prompt_tokens = served.prompt_tokens
             record.output_tokens = served.output_tokens
             record.cached_tokens = served.cached_tokens
@@ -284,7 +303,8 @@ def simulate(
             )
         except (InvalidRequestError, UnknownModelError):
             record.outcome = "error"
-            scheduler.on_complete(decision, now)
+            if scheduler is not None and decision is not None:
+                scheduler.on_complete(decision, now)
             session_done()
 
     pollers = [(replica, key) for replica in pickers for key in servers]

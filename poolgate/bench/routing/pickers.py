@@ -8,6 +8,7 @@
 | `llmd-default` | built-in `llmd-default` | the llm-d router's default profile (queue 2, KV 2, prefix 3) |
 | `llmd-precise` | upstream's `epp-precise-prefix-cache-config.yaml` (llm-d router v0.10) | the llm-d router fed by the engines' KV events: precise prefix 2, KV 1, queue 1 |
 | `poolgate` | built-in `poolgate-default` | poolgate's default profile |
+| `soonest` | none: `fleet.SoonestFirstToken` | an achievable reference: reads every server's exact state and sends each request where its first token comes soonest (asked for by name only) |
 | `oracle` | none: computed (see `oracle.py`) | a lower bound: no queueing, every reusable prefix cached |
 | `pooled` | none: computed (see `oracle.py`) | the oracle with the fleet's batch-slot limit: its slots shared as one first-come-first-served pool |
 
@@ -26,10 +27,24 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from picker.scheduling import PickerConfig
+    from poolgate.bench.routing.fleet import SoonestFirstToken
 
-ORACLE, POOLED = "oracle", "pooled"
+ORACLE, POOLED, SOONEST = "oracle", "pooled", "soonest"
 BOUNDS = (ORACLE, POOLED)  # computed, not routed
-PICKERS = ("round-robin", "random", "least-request", "llmd-default", "llmd-precise", "poolgate", POOLED, ORACLE)
+PICKERS = (
+    "round-robin",
+    "random",
+    "least-request",
+    "llmd-default",
+    "llmd-precise",
+    "poolgate",
+    SOONEST,
+    POOLED,
+    ORACLE,
+)
+# what a run compares unless told: all but `soonest`, whose forecasts replay every server's queue (a case at load
+# 1.15 costs it ~5x a profile's CPU)
+DEFAULT_PICKERS = tuple(picker for picker in PICKERS if picker != SOONEST)
 
 _HEADER = "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"
 BASELINE_CONFIGS = {
@@ -83,6 +98,19 @@ BUILTIN_PROFILES = {"llmd-default": "llmd-default", "poolgate": "poolgate-defaul
 def picker_rng(picker: str, seed: int, replica: int = 0) -> random.Random:
     """The random source of one picker (replica) in one run (tie breaks, random picks)."""
     return random.Random(f"picker/{picker}/{seed}" + (f"/{replica}" if replica else ""))
+
+
+def build_router(
+    picker: str, seed: int, extra_configs: dict[str, str] | None = None, replicas: int = 1
+) -> tuple[PickerConfig | SoonestFirstToken, list[PickerConfig]]:
+    """What routes a case: the named picker's config and those of its `replicas - 1` other replicas, or the
+    `soonest` reference (which has no replicas)."""
+    from poolgate.bench.routing.fleet import SoonestFirstToken
+
+    if picker == SOONEST:
+        return SoonestFirstToken(), []
+    configs = [build_picker(picker, seed, extra_configs, replica) for replica in range(replicas)]
+    return configs[0], configs[1:]
 
 
 def build_picker(picker: str, seed: int, extra_configs: dict[str, str] | None = None, replica: int = 0) -> PickerConfig:

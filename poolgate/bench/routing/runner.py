@@ -18,7 +18,7 @@ from functools import lru_cache
 from poolgate.bench.routing import DURATION, LOADS, PEER_DELAY, SCRAPE_INTERVAL, WARMUP_FRACTION
 from poolgate.bench.routing.fleet import ServerPrompts, simulate
 from poolgate.bench.routing.oracle import fleet_capacity, oracle_run, pooled_run
-from poolgate.bench.routing.pickers import BOUNDS, ORACLE, PICKERS, POOLED, build_picker
+from poolgate.bench.routing.pickers import BOUNDS, DEFAULT_PICKERS, ORACLE, PICKERS, POOLED, build_router
 from poolgate.bench.routing.results import summarize
 from poolgate.bench.routing.workloads import WORKLOADS, Workload, workload_spec
 from simulator import ServerConfig
@@ -29,7 +29,7 @@ class Settings:
     """What one benchmark run covers."""
 
     workloads: Sequence[str] = tuple(WORKLOADS)
-    pickers: Sequence[str] = PICKERS
+    pickers: Sequence[str] = DEFAULT_PICKERS
     loads: Sequence[float] = LOADS
     pods: int = 8
     seed: int = 0
@@ -128,10 +128,7 @@ def run_case(case: Case, settings: Settings) -> dict:
     elif case.picker == POOLED:
         result = pooled_run(workload, config, settings.pods, prompts)
     else:
-        picker, *replicas = (
-            build_picker(case.picker, settings.seed, settings.extra_configs, replica)
-            for replica in range(settings.picker_replicas)
-        )
+        picker, replicas = build_router(case.picker, settings.seed, settings.extra_configs, settings.picker_replicas)
         result = simulate(
             workload,
             picker,
