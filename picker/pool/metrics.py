@@ -47,16 +47,35 @@ class EngineMetricNames:
     lora_info: str | None = None
     all_names: frozenset[str] = field(init=False, repr=False, compare=False)
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    sample_lines: re.Pattern[bytes] = field(init=False, repr=False, compare=False)  # see `parse_metrics_text`
+    first_sample_line: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         optional = (self.cache_info, self.block_size_gauge, self.num_blocks_gauge, self.lora_info)
         names = (self.waiting, self.running, *self.kv_usage, *(name for name in optional if name))
         object.__setattr__(self, "_names", names)
         object.__setattr__(self, "all_names", frozenset(names))
+        sample_lines, first_sample_line = _sample_line_patterns(names)
+        object.__setattr__(self, "sample_lines", sample_lines)
+        object.__setattr__(self, "first_sample_line", first_sample_line)
 
     def names(self) -> tuple[str, ...]:
         """Every metric name this engine's mapping reads."""
         return self._names
+
+
+def _sample_line_patterns(names: tuple[str, ...]) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """The pattern of a sample line of one of `names` after a newline (labels or the value follow the name: a longer
+    name that begins alike is another metric), and of one at the start of the text. The names' common prefix (such
+    as `vllm:`) is written once, so that the pattern begins with a literal the regex engine searches for fast."""
+    encoded = [name.encode() for name in names]
+    prefix = encoded[0]
+    for name in encoded[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    rests = b"|".join(re.escape(name[len(prefix) :]) for name in sorted(encoded, key=len, reverse=True))
+    line = re.escape(prefix) + rb"(?:" + rests + rb")[{ \t][^\n]*"
+    return re.compile(rb"\n" + line), re.compile(line)
 
 
 ENGINES: dict[str, EngineMetricNames] = {
@@ -125,15 +144,13 @@ def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineR
     """
     first: dict[str, Sample] = {}
     lora_sample: Sample | None = None
-    wanted = names.all_names
+    wanted, lora_info = names.all_names, names.lora_info
     for sample in samples:
         name = sample.name
-        if name not in wanted:
-            continue
-        if name == names.lora_info:
+        if name == lora_info:
             if lora_sample is None or sample.value >= lora_sample.value:
                 lora_sample = sample
-        elif name not in first:
+        elif name not in first and name in wanted:
             first[name] = sample
 
     kv_name = None
@@ -148,51 +165,41 @@ def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineR
         raise MetricsError(f"{names.engine} metrics missing: {', '.join(missing)}")
 
     block_size, num_blocks = _cache_geometry(names, first)
-    return EngineReading(
-        waiting=_count(first[names.waiting]),
-        running=_count(first[names.running]),
-        kv_usage=_fraction(first[kv_name]),
-        block_size=block_size,
-        num_gpu_blocks=num_blocks,
-        lora=_lora_state(lora_sample) if lora_sample is not None else None,
+    return EngineReading(  # by position: a third cheaper than by keyword
+        _count(first[names.waiting]),
+        _count(first[names.running]),
+        _fraction(first[kv_name]),
+        block_size,
+        num_blocks,
+        None if lora_sample is None else _lora_state(lora_sample),
     )
 
 
-def parse_metrics_text(names: EngineMetricNames, text: str) -> list[Sample]:
-    """Read the samples of the metrics an engine's mapping reads out of Prometheus text; raises MetricsError when one
-    of their lines is malformed. Lines of other metrics are not looked at: for each mapped name, `str.find` gives its
-    first sample line, then the lines that follow are read while they carry that name (the text format keeps all lines
-    of a metric together). A fallback KV-usage name is not looked for once an earlier one was found. The same lines
-    come back scrape after scrape and endpoint after endpoint (info gauges, queues of 0), so each distinct line is
-    parsed once and remembered."""
-    samples: list[Sample] = []
-    kv_found = False
-    for name in names.names():
-        if kv_found and name in names.kv_usage:
-            continue
-        start = _line_start(text, name)
-        if start >= 0 and name in names.kv_usage:
-            kv_found = True
-        while start >= 0:
-            end = text.find("\n", start)
-            if end < 0:
-                end = len(text)
-            line = text[start:end]
-            sample = _SAMPLES.get(line)
-            if sample is None:
-                sample = _parse_line(name, line.rstrip("\r"))
-                if len(_SAMPLES) >= _MEMO_SIZE:
-                    _SAMPLES.clear()
-                _SAMPLES[line] = sample
-            samples.append(sample)
-            start = end + 1
-            if not (text.startswith(name, start) and _name_ends(text, start + len(name))):
-                break
+def parse_metrics_text(names: EngineMetricNames, text: str | bytes) -> list[Sample]:
+    """Read the samples of the metrics an engine's mapping reads out of Prometheus text (bytes as they came over HTTP,
+    or str); raises MetricsError when one of their lines is malformed. One precompiled pattern finds the sample lines
+    of the mapped names (a line that starts with one of them followed by labels or the value) in a single pass, in the
+    order of the text; lines of other metrics are not parsed. The same lines come back scrape after scrape and
+    endpoint after endpoint (info gauges, queues of 0), so each distinct line is parsed once and remembered."""
+    body = text.encode() if isinstance(text, str) else text
+    lines = names.sample_lines.findall(body)
+    first = names.first_sample_line.match(body)
+    if first is not None:
+        lines.insert(0, b"\n" + first.group())
+    samples = []
+    for line in lines:
+        sample = _SAMPLES.get(line)
+        if sample is None:
+            sample = _parse_line(names, line[1:].decode("utf-8", errors="replace").rstrip("\r"))
+            if len(_SAMPLES) >= _MEMO_SIZE:
+                _SAMPLES.clear()
+            _SAMPLES[line] = sample
+        samples.append(sample)
     return samples
 
 
-# a line -> its sample (samples and their label dicts are shared: never change them)
-_SAMPLES: dict[str, Sample] = {}
+# a line (with the newline before it) -> its sample (samples and their label dicts are shared: never change them)
+_SAMPLES: dict[bytes, Sample] = {}
 _MEMO_SIZE = 4096  # the entries each of this module's memos holds at most (then it starts over)
 
 
@@ -201,31 +208,14 @@ def metrics_query(names: EngineMetricNames) -> str:
     return "&".join(f"name%5B%5D={quote(name, safe='')}" for name in names.names())
 
 
-def _line_start(text: str, name: str) -> int:
-    """Where the first sample line of `name` starts (not a longer name that begins with it), or -1."""
-    if text.startswith(name) and _name_ends(text, len(name)):
-        return 0
-    needle = "\n" + name
-    at = text.find(needle)
-    while at >= 0:
-        if _name_ends(text, at + len(needle)):
-            return at + 1
-        at = text.find(needle, at + len(needle))
-    return -1
-
-
-def _name_ends(text: str, at: int) -> bool:
-    """Whether a metric name ends at `at`: labels or the value follow."""
-    return at < len(text) and text[at] in "{ \t"
-
-
 _LABEL_BLOCK = re.compile(r'\{(?:[ \t]*[a-zA-Z_]\w*[ \t]*=[ \t]*"(?:[^"\\\n]|\\.)*"[ \t]*,?)*[ \t]*\}')
 _LABEL = re.compile(r'([a-zA-Z_]\w*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"')
 _ESCAPE = re.compile(r"\\(.)")
 
 
-def _parse_line(name: str, line: str) -> Sample:
-    """One sample line: `name{label="value",...} value [timestamp]`."""
+def _parse_line(names: EngineMetricNames, line: str) -> Sample:
+    """One sample line of a mapped metric: `name{label="value",...} value [timestamp]`."""
+    name = next(name for name in names.names() if line.startswith(name) and line[len(name) : len(name) + 1] in "{ \t")
     at = len(name)
     labels: dict[str, str] = {}
     if line.startswith("{", at):
@@ -266,7 +256,7 @@ def _unescape(match: re.Match[str]) -> str:
 
 def _count(sample: Sample) -> int:
     value = float(sample.value)
-    if not math.isfinite(value) or value < 0:  # NaN, infinite or negative
+    if not 0.0 <= value < math.inf:  # NaN, infinite or negative
         raise MetricsError(f"{sample.name} has an invalid value {sample.value!r}")
     return int(value)
 
@@ -274,9 +264,11 @@ def _count(sample: Sample) -> int:
 def _fraction(sample: Sample) -> float:
     """A 0..1 utilisation (values outside are clamped); NaN is refused rather than read as an empty cache."""
     value = float(sample.value)
+    if 0.0 <= value <= 1.0:
+        return value
     if value != value:
         raise MetricsError(f"{sample.name} has an invalid value {sample.value!r}")
-    return min(1.0, max(0.0, value))
+    return 0.0 if value < 0.0 else 1.0
 
 
 def _positive_int(text: str | float | None) -> int | None:
@@ -289,15 +281,24 @@ def _positive_int(text: str | float | None) -> int | None:
 
 def _cache_geometry(names: EngineMetricNames, first: dict[str, Sample]) -> tuple[int | None, int | None]:
     block_size = num_blocks = None
-    if names.cache_info and names.cache_info in first:
-        labels = first[names.cache_info].labels
-        block_size = _positive_int(labels.get(names.block_size_label))
-        num_blocks = _positive_int(labels.get(names.num_blocks_label))
+    info = first.get(names.cache_info) if names.cache_info else None
+    if info is not None:
+        key = (info.labels.get(names.block_size_label), info.labels.get(names.num_blocks_label))
+        geometry = _GEOMETRIES.get(key)
+        if geometry is None:
+            if len(_GEOMETRIES) >= _MEMO_SIZE:
+                _GEOMETRIES.clear()
+            geometry = _GEOMETRIES[key] = (_positive_int(key[0]), _positive_int(key[1]))
+        block_size, num_blocks = geometry
     if block_size is None and names.block_size_gauge in first:
         block_size = _positive_int(first[names.block_size_gauge].value)
     if num_blocks is None and names.num_blocks_gauge in first:
         num_blocks = _positive_int(first[names.num_blocks_gauge].value)
     return block_size, num_blocks
+
+
+# the info gauge's block size and block count labels -> the geometry read from them (they do not change)
+_GEOMETRIES: dict[tuple[str | None, str | None], tuple[int | None, int | None]] = {}
 
 
 def _adapters(csv: str | None) -> frozenset[str]:

@@ -187,6 +187,7 @@ class MetricsScraper:
         self._in_flight: dict[str, _Target] = {}
         self._failing: set[str] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running loop, from `start` on
         self.good_scrapes = 0  # scrapes read and applied since the scraper was made
         self.unchanged_answers = 0  # good scrapes whose answer was the endpoint's previous one (its reading reused)
         pool.subscribe(added=self._endpoint_added, removed=self._endpoint_removed)
@@ -204,7 +205,8 @@ class MetricsScraper:
         """Start scraping every endpoint of the pool (and those that join later)."""
         if self._ticker is not None:
             return
-        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="metrics scraper")
+        self._loop = asyncio.get_running_loop()  # kept: asking for it costs a getpid() system call each time
+        self._ticker = self._loop.create_task(self._tick(), name="metrics scraper")
         for endpoint in self.pool.endpoints():
             self._endpoint_added(endpoint)
 
@@ -304,9 +306,10 @@ class MetricsScraper:
 
     def _begin(self, target: _Target) -> None:
         """Start a scrape of the endpoint unless one is in flight."""
-        if target.sent_at is not None or self._ticker is None:
+        loop = self._loop
+        if target.sent_at is not None or self._ticker is None or loop is None:
             return
-        target.sent_at = asyncio.get_running_loop().time()
+        target.sent_at = loop.time()
         target.mark = self.pool.scrape_mark()
         self._in_flight[target.key] = target
         connection = target.connection
@@ -314,7 +317,7 @@ class MetricsScraper:
             connection.send(self._request(target))
         else:
             target.connection = None
-            target.connecting = asyncio.get_running_loop().create_task(self._connect(target))
+            target.connecting = loop.create_task(self._connect(target))
 
     async def _connect(self, target: _Target) -> None:
         endpoint = self.pool.get(target.key)
@@ -403,7 +406,7 @@ class MetricsScraper:
             self.unchanged_answers += 1
         else:
             try:
-                reading = read_samples(names, parse_metrics_text(names, body.decode("utf-8", errors="replace")))
+                reading = read_samples(names, parse_metrics_text(names, body))
             except MetricsError as error:
                 raise ScrapeFailure("invalid_metrics", f"{self._url(target)}: {error}") from error
             target.body, target.names, target.reading = body, names, reading

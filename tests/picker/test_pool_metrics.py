@@ -187,15 +187,15 @@ def test_the_captured_vllm_page_yields_exactly_the_mapped_series_with_their_labe
         'vllm:num_requests_waiting{engine="0",model_name="tiny"} 7.0',
     )
     samples = parse_metrics_text(ENGINES["vllm"], page + LORA_SERIES)
-    assert [sample.name for sample in samples] == [
-        "vllm:num_requests_waiting",  # not vllm:num_requests_waiting_by_reason, whose name begins alike
+    assert [sample.name for sample in samples] == [  # in the page's order
         "vllm:num_requests_running",
+        "vllm:num_requests_waiting",  # not vllm:num_requests_waiting_by_reason, whose name begins alike
         "vllm:kv_cache_usage_perc",
         "vllm:cache_config_info",
         "vllm:lora_requests_info",
         "vllm:lora_requests_info",
     ]
-    waiting, _, _, cache, old_lora, new_lora = samples
+    _, waiting, _, cache, old_lora, new_lora = samples
     assert (waiting.labels, waiting.value) == ({"engine": "0", "model_name": "tiny"}, 7.0)
     assert cache.labels["block_size"] == "128" and cache.labels["num_gpu_blocks"] == "8192"
     assert len(cache.labels) == CAPTURED.split("vllm:cache_config_info{", 1)[1].split("}", 1)[0].count('="')
