@@ -9,7 +9,7 @@ holds up nobody else. The GET asks for only the metrics the engine's mapping rea
 prometheus-client servers such as vLLM's honour, sparing them the rendering of every histogram); a server that
 answers such a request without a core metric is asked again for its whole page (at most once per 10 s, so a broken
 server is not asked twice per interval), and from then on if that reads.
-Either way only the lines of the mapped metrics are parsed (`parse_metrics_text`), and only when the answer differs
+Either way only the lines of the mapped metrics are read (`read_metrics_text`), and only when the answer differs
 from the endpoint's previous one: an idle engine's selected series do not change between scrapes, so a byte-identical
 answer reuses the previous reading (the endpoint's metrics still count as fresh from this scrape).
 
@@ -43,8 +43,7 @@ from picker.pool.metrics import (
     EngineReading,
     MetricsError,
     metrics_query,
-    parse_metrics_text,
-    read_samples,
+    read_metrics_text,
 )
 from picker.pool.state import Endpoint, PoolState
 
@@ -406,7 +405,7 @@ class MetricsScraper:
             self.unchanged_answers += 1
         else:
             try:
-                reading = read_samples(names, parse_metrics_text(names, body))
+                reading = read_metrics_text(names, body)
             except MetricsError as error:
                 raise ScrapeFailure("invalid_metrics", f"{self._url(target)}: {error}") from error
             target.body, target.names, target.reading = body, names, reading
