@@ -15,6 +15,7 @@ from picker.pool.metrics import (
     MetricsError,
     engine_name,
     parse_metrics_text,
+    read_metrics_text,
     read_samples,
 )
 from picker.pool.objectives import (
@@ -57,6 +58,7 @@ __all__ = [
     "engine_name",
     "objective_priority",
     "parse_metrics_text",
+    "read_metrics_text",
     "read_samples",
     "rewrite_from_object",
     "scrape_error_counter",

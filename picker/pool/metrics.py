@@ -5,10 +5,11 @@ metrics extractor reads; its older Gateway API Inference Extension spelling `inf
 is read when the first is absent). Values are the upstream engine names `vllm`, `sglang` and `trtllm-serve`;
 a pod without the label, or with an engine name poolgate does not know, is read as vLLM.
 
-The exchange format is an iterable of `prometheus_client.samples.Sample` (name, labels, value): the scraper parses
-`/metrics` text into samples, the simulator hands its samples over directly. `read_samples` turns them into an
+The exchange format is an iterable of `prometheus_client.samples.Sample` (name, labels, value): the simulator hands
+its samples over directly, `parse_metrics_text` reads them out of `/metrics` text. `read_samples` turns them into an
 `EngineReading`; it needs the three core signals (waiting, running, KV-cache use) and treats cache geometry and LoRA
-state as optional.
+state as optional. The scraper reads `/metrics` bytes straight into a reading (`read_metrics_text`): the same mapping,
+with what each distinct line gives a reading remembered.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from prometheus_client.samples import Sample
@@ -29,6 +30,11 @@ DEFAULT_ENGINE = "vllm"
 
 class MetricsError(ValueError):
     """A metrics payload that cannot be read: unparsable text or a missing core metric."""
+
+
+# Where each mapped metric's value goes while a reading is put together (`EngineMetricNames.slot_of`): the core
+# signals, the cache geometry (info labels or plain gauges), LoRA, then the KV-usage names in their order of preference.
+_WAITING, _RUNNING, _CACHE_INFO, _BLOCK_SIZE, _NUM_BLOCKS, _LORA, _KV = range(7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +51,42 @@ class EngineMetricNames:
     block_size_gauge: str | None = None  # geometry as plain gauges instead of info labels
     num_blocks_gauge: str | None = None
     lora_info: str | None = None
-    all_names: frozenset[str] = field(init=False, repr=False, compare=False)
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    slot_of: dict[str, int] = field(init=False, repr=False, compare=False)  # a name -> its slot in a reading
+    sample_lines: re.Pattern[bytes] = field(init=False, repr=False, compare=False)  # see `_sample_lines`
+    first_sample_line: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
+    line_values: dict[bytes, tuple[int, Any]] = field(init=False, repr=False, compare=False)  # see `read_metrics_text`
 
     def __post_init__(self) -> None:
         optional = (self.cache_info, self.block_size_gauge, self.num_blocks_gauge, self.lora_info)
         names = (self.waiting, self.running, *self.kv_usage, *(name for name in optional if name))
         object.__setattr__(self, "_names", names)
-        object.__setattr__(self, "all_names", frozenset(names))
+        slots = {self.cache_info: _CACHE_INFO, self.block_size_gauge: _BLOCK_SIZE, self.num_blocks_gauge: _NUM_BLOCKS}
+        slots |= {self.lora_info: _LORA, self.waiting: _WAITING, self.running: _RUNNING}
+        slots |= {name: _KV + rank for rank, name in enumerate(self.kv_usage)}
+        object.__setattr__(self, "slot_of", {name: slot for name, slot in slots.items() if name})
+        sample_lines, first_sample_line = _sample_line_patterns(names)
+        object.__setattr__(self, "sample_lines", sample_lines)
+        object.__setattr__(self, "first_sample_line", first_sample_line)
+        object.__setattr__(self, "line_values", {})
 
     def names(self) -> tuple[str, ...]:
         """Every metric name this engine's mapping reads."""
         return self._names
+
+
+def _sample_line_patterns(names: tuple[str, ...]) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """The pattern of a sample line of one of `names` after a newline (labels or the value follow the name: a longer
+    name that begins alike is another metric), and of one at the start of the text. The names' common prefix (such
+    as `vllm:`) is written once, so that the pattern begins with a literal the regex engine searches for fast."""
+    encoded = [name.encode() for name in names]
+    prefix = encoded[0]
+    for name in encoded[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    rests = b"|".join(re.escape(name[len(prefix) :]) for name in sorted(encoded, key=len, reverse=True))
+    line = re.escape(prefix) + rb"(?:" + rests + rb")[{ \t].*"  # `.` is anything but a newline
+    return re.compile(rb"\n" + line), re.compile(line)
 
 
 ENGINES: dict[str, EngineMetricNames] = {
@@ -118,81 +148,108 @@ class EngineReading(NamedTuple):
 
 
 def read_samples(names: EngineMetricNames, samples: Iterable[Sample]) -> EngineReading:
-    """Map an engine's samples onto an `EngineReading`; raises MetricsError when a core metric is missing.
+    """Map an engine's samples onto an `EngineReading`; raises MetricsError when a core metric is missing or invalid.
 
     Gauges that appear more than once (several label sets) are read from their first series, except the vLLM
     LoRA info gauge whose value is a timestamp: its newest series wins.
     """
-    first: dict[str, Sample] = {}
-    lora_sample: Sample | None = None
-    wanted = names.all_names
-    for sample in samples:
-        name = sample.name
-        if name not in wanted:
-            continue
-        if name == names.lora_info:
-            if lora_sample is None or sample.value >= lora_sample.value:
-                lora_sample = sample
-        elif name not in first:
-            first[name] = sample
-
-    kv_name = None
-    for name in names.kv_usage:
-        if name in first:
-            kv_name = name
-            break
-    if kv_name is None or names.waiting not in first or names.running not in first:
-        missing = [name for name in (names.waiting, names.running) if name not in first]
-        if kv_name is None:
-            missing.append(" or ".join(names.kv_usage))
-        raise MetricsError(f"{names.engine} metrics missing: {', '.join(missing)}")
-
-    block_size, num_blocks = _cache_geometry(names, first)
-    return EngineReading(
-        waiting=_count(first[names.waiting]),
-        running=_count(first[names.running]),
-        kv_usage=_fraction(first[kv_name]),
-        block_size=block_size,
-        num_gpu_blocks=num_blocks,
-        lora=_lora_state(lora_sample) if lora_sample is not None else None,
+    slot_of = names.slot_of
+    return _reading(
+        names,
+        [
+            (slot, _slot_value(names, slot, sample))
+            for sample in samples
+            if (slot := slot_of.get(sample.name)) is not None
+        ],
     )
 
 
-def parse_metrics_text(names: EngineMetricNames, text: str) -> list[Sample]:
-    """Read the samples of the metrics an engine's mapping reads out of Prometheus text; raises MetricsError when one
-    of their lines is malformed. Lines of other metrics are not looked at: for each mapped name, `str.find` gives its
-    first sample line, then the lines that follow are read while they carry that name (the text format keeps all lines
-    of a metric together). A fallback KV-usage name is not looked for once an earlier one was found. The same lines
-    come back scrape after scrape and endpoint after endpoint (info gauges, queues of 0), so each distinct line is
-    parsed once and remembered."""
-    samples: list[Sample] = []
-    kv_found = False
-    for name in names.names():
-        if kv_found and name in names.kv_usage:
-            continue
-        start = _line_start(text, name)
-        if start >= 0 and name in names.kv_usage:
-            kv_found = True
-        while start >= 0:
-            end = text.find("\n", start)
-            if end < 0:
-                end = len(text)
-            line = text[start:end]
-            sample = _SAMPLES.get(line)
-            if sample is None:
-                sample = _parse_line(name, line.rstrip("\r"))
-                if len(_SAMPLES) >= _MEMO_SIZE:
-                    _SAMPLES.clear()
-                _SAMPLES[line] = sample
-            samples.append(sample)
-            start = end + 1
-            if not (text.startswith(name, start) and _name_ends(text, start + len(name))):
-                break
-    return samples
+def read_metrics_text(names: EngineMetricNames, text: bytes) -> EngineReading:
+    """What `read_samples(names, parse_metrics_text(names, text))` reads, for the scraper: the same lines come back
+    scrape after scrape and endpoint after endpoint (info gauges, queues of 0), so what each distinct line gives a
+    reading is worked out once and remembered (per engine mapping)."""
+    known = names.line_values
+    entries = []
+    for line in _sample_lines(names, text):
+        entry = known.get(line)
+        if entry is None:
+            sample = _parse_line(names, line)
+            slot = names.slot_of[sample.name]
+            if len(known) >= _MEMO_SIZE:
+                known.clear()
+            entry = known[line] = (slot, _slot_value(names, slot, sample))
+        entries.append(entry)
+    return _reading(names, entries)
 
 
-# a line -> its sample (samples and their label dicts are shared: never change them)
-_SAMPLES: dict[str, Sample] = {}
+def parse_metrics_text(names: EngineMetricNames, text: str | bytes) -> list[Sample]:
+    """Read the samples of the metrics an engine's mapping reads out of Prometheus text (str, or bytes as they came
+    over HTTP), in the text's order; raises MetricsError when one of their lines is malformed. Lines of other metrics
+    are not parsed."""
+    body = text.encode() if isinstance(text, str) else text
+    return [_parse_line(names, line) for line in _sample_lines(names, body)]
+
+
+def _sample_lines(names: EngineMetricNames, body: bytes) -> list[bytes]:
+    """The sample lines of the mapped metrics, each with the newline before it, in the text's order: one precompiled
+    pattern per engine finds them all in one pass (`_sample_line_patterns`)."""
+    lines = names.sample_lines.findall(body)
+    first = names.first_sample_line.match(body)
+    if first is not None:
+        lines.insert(0, b"\n" + first.group())
+    return lines
+
+
+class _Refused(NamedTuple):
+    """A value a reading cannot use (NaN, infinite, negative count): an error only if the reading picks its series."""
+
+    reason: str
+
+
+def _slot_value(names: EngineMetricNames, slot: int, sample: Sample) -> Any:
+    """What a sample gives a reading at its slot: a count or a 0..1 fraction (or why it is refused), a cache geometry,
+    a block size or count, or a LoRA state with its timestamp."""
+    if slot in (_WAITING, _RUNNING):
+        return _count(sample)
+    if slot >= _KV:
+        return _fraction(sample)
+    if slot == _CACHE_INFO:
+        labels = sample.labels
+        return _positive_int(labels.get(names.block_size_label)), _positive_int(labels.get(names.num_blocks_label))
+    if slot == _LORA:
+        return sample.value, _lora_state(sample)
+    return _positive_int(sample.value)
+
+
+def _reading(names: EngineMetricNames, entries: Iterable[tuple[int, Any]]) -> EngineReading:
+    """The reading of the values of an engine's series (slot, value), in their text order; raises MetricsError when
+    a core metric is missing or refused."""
+    values: list[Any] = [None] * (_KV + len(names.kv_usage))
+    for slot, value in entries:
+        if values[slot] is None or (slot == _LORA and value[0] >= values[_LORA][0]):  # the newest LoRA series wins
+            values[slot] = value
+    waiting, running, kv = values[_WAITING], values[_RUNNING], values[_KV]
+    if kv is None:  # the preferred KV-usage name is absent: the first other one present
+        kv = next((value for value in values[_KV + 1 :] if value is not None), None)
+    if waiting is None or running is None or kv is None:
+        missing = [name for name, value in ((names.waiting, waiting), (names.running, running)) if value is None]
+        if kv is None:
+            missing.append(" or ".join(names.kv_usage))
+        raise MetricsError(f"{names.engine} metrics missing: {', '.join(missing)}")
+    if _Refused in (type(waiting), type(running), type(kv)):
+        raise MetricsError(next(value.reason for value in (waiting, running, kv) if type(value) is _Refused))
+    block_size, num_blocks = values[_CACHE_INFO] or (None, None)
+    lora = values[_LORA]
+    return EngineReading(  # by position: a third cheaper than by keyword
+        waiting,
+        running,
+        kv,
+        values[_BLOCK_SIZE] if block_size is None else block_size,
+        values[_NUM_BLOCKS] if num_blocks is None else num_blocks,
+        None if lora is None else lora[1],
+    )
+
+
 _MEMO_SIZE = 4096  # the entries each of this module's memos holds at most (then it starts over)
 
 
@@ -201,31 +258,15 @@ def metrics_query(names: EngineMetricNames) -> str:
     return "&".join(f"name%5B%5D={quote(name, safe='')}" for name in names.names())
 
 
-def _line_start(text: str, name: str) -> int:
-    """Where the first sample line of `name` starts (not a longer name that begins with it), or -1."""
-    if text.startswith(name) and _name_ends(text, len(name)):
-        return 0
-    needle = "\n" + name
-    at = text.find(needle)
-    while at >= 0:
-        if _name_ends(text, at + len(needle)):
-            return at + 1
-        at = text.find(needle, at + len(needle))
-    return -1
-
-
-def _name_ends(text: str, at: int) -> bool:
-    """Whether a metric name ends at `at`: labels or the value follow."""
-    return at < len(text) and text[at] in "{ \t"
-
-
 _LABEL_BLOCK = re.compile(r'\{(?:[ \t]*[a-zA-Z_]\w*[ \t]*=[ \t]*"(?:[^"\\\n]|\\.)*"[ \t]*,?)*[ \t]*\}')
 _LABEL = re.compile(r'([a-zA-Z_]\w*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"')
 _ESCAPE = re.compile(r"\\(.)")
 
 
-def _parse_line(name: str, line: str) -> Sample:
-    """One sample line: `name{label="value",...} value [timestamp]`."""
+def _parse_line(names: EngineMetricNames, raw: bytes) -> Sample:
+    """One sample line of a mapped metric, with the newline before it: `name{label="value",...} value [timestamp]`."""
+    line = raw[1:].decode("utf-8", errors="replace").rstrip("\r")
+    name = next(name for name in names.names() if line.startswith(name) and line[len(name) : len(name) + 1] in "{ \t")
     at = len(name)
     labels: dict[str, str] = {}
     if line.startswith("{", at):
@@ -264,19 +305,21 @@ def _unescape(match: re.Match[str]) -> str:
     return "\n" if match.group(1) == "n" else match.group(1)
 
 
-def _count(sample: Sample) -> int:
+def _count(sample: Sample) -> int | _Refused:
     value = float(sample.value)
-    if not math.isfinite(value) or value < 0:  # NaN, infinite or negative
-        raise MetricsError(f"{sample.name} has an invalid value {sample.value!r}")
+    if not 0.0 <= value < math.inf:  # NaN, infinite or negative
+        return _Refused(f"{sample.name} has an invalid value {sample.value!r}")
     return int(value)
 
 
-def _fraction(sample: Sample) -> float:
+def _fraction(sample: Sample) -> float | _Refused:
     """A 0..1 utilisation (values outside are clamped); NaN is refused rather than read as an empty cache."""
     value = float(sample.value)
+    if 0.0 <= value <= 1.0:
+        return value
     if value != value:
-        raise MetricsError(f"{sample.name} has an invalid value {sample.value!r}")
-    return min(1.0, max(0.0, value))
+        return _Refused(f"{sample.name} has an invalid value {sample.value!r}")
+    return 0.0 if value < 0.0 else 1.0
 
 
 def _positive_int(text: str | float | None) -> int | None:
@@ -285,19 +328,6 @@ def _positive_int(text: str | float | None) -> int | None:
     except (TypeError, ValueError):
         return None
     return value if value > 0 else None
-
-
-def _cache_geometry(names: EngineMetricNames, first: dict[str, Sample]) -> tuple[int | None, int | None]:
-    block_size = num_blocks = None
-    if names.cache_info and names.cache_info in first:
-        labels = first[names.cache_info].labels
-        block_size = _positive_int(labels.get(names.block_size_label))
-        num_blocks = _positive_int(labels.get(names.num_blocks_label))
-    if block_size is None and names.block_size_gauge in first:
-        block_size = _positive_int(first[names.block_size_gauge].value)
-    if num_blocks is None and names.num_blocks_gauge in first:
-        num_blocks = _positive_int(first[names.num_blocks_gauge].value)
-    return block_size, num_blocks
 
 
 def _adapters(csv: str | None) -> frozenset[str]:

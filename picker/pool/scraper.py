@@ -9,7 +9,7 @@ holds up nobody else. The GET asks for only the metrics the engine's mapping rea
 prometheus-client servers such as vLLM's honour, sparing them the rendering of every histogram); a server that
 answers such a request without a core metric is asked again for its whole page (at most once per 10 s, so a broken
 server is not asked twice per interval), and from then on if that reads.
-Either way only the lines of the mapped metrics are parsed (`parse_metrics_text`), and only when the answer differs
+Either way only the lines of the mapped metrics are read (`read_metrics_text`), and only when the answer differs
 from the endpoint's previous one: an idle engine's selected series do not change between scrapes, so a byte-identical
 answer reuses the previous reading (the endpoint's metrics still count as fresh from this scrape).
 
@@ -43,8 +43,7 @@ from picker.pool.metrics import (
     EngineReading,
     MetricsError,
     metrics_query,
-    parse_metrics_text,
-    read_samples,
+    read_metrics_text,
 )
 from picker.pool.state import Endpoint, PoolState
 
@@ -187,6 +186,7 @@ class MetricsScraper:
         self._in_flight: dict[str, _Target] = {}
         self._failing: set[str] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running loop, from `start` on
         self.good_scrapes = 0  # scrapes read and applied since the scraper was made
         self.unchanged_answers = 0  # good scrapes whose answer was the endpoint's previous one (its reading reused)
         pool.subscribe(added=self._endpoint_added, removed=self._endpoint_removed)
@@ -204,7 +204,8 @@ class MetricsScraper:
         """Start scraping every endpoint of the pool (and those that join later)."""
         if self._ticker is not None:
             return
-        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="metrics scraper")
+        self._loop = asyncio.get_running_loop()  # kept: asking for it costs a getpid() system call each time
+        self._ticker = self._loop.create_task(self._tick(), name="metrics scraper")
         for endpoint in self.pool.endpoints():
             self._endpoint_added(endpoint)
 
@@ -304,9 +305,10 @@ class MetricsScraper:
 
     def _begin(self, target: _Target) -> None:
         """Start a scrape of the endpoint unless one is in flight."""
-        if target.sent_at is not None or self._ticker is None:
+        loop = self._loop
+        if target.sent_at is not None or self._ticker is None or loop is None:
             return
-        target.sent_at = asyncio.get_running_loop().time()
+        target.sent_at = loop.time()
         target.mark = self.pool.scrape_mark()
         self._in_flight[target.key] = target
         connection = target.connection
@@ -314,7 +316,7 @@ class MetricsScraper:
             connection.send(self._request(target))
         else:
             target.connection = None
-            target.connecting = asyncio.get_running_loop().create_task(self._connect(target))
+            target.connecting = loop.create_task(self._connect(target))
 
     async def _connect(self, target: _Target) -> None:
         endpoint = self.pool.get(target.key)
@@ -403,7 +405,7 @@ class MetricsScraper:
             self.unchanged_answers += 1
         else:
             try:
-                reading = read_samples(names, parse_metrics_text(names, body.decode("utf-8", errors="replace")))
+                reading = read_metrics_text(names, body)
             except MetricsError as error:
                 raise ScrapeFailure("invalid_metrics", f"{self._url(target)}: {error}") from error
             target.body, target.names, target.reading = body, names, reading

@@ -6,7 +6,15 @@ from urllib.parse import parse_qs
 import pytest
 from prometheus_client.samples import Sample
 
-from picker.pool.metrics import ENGINES, MetricsError, engine_name, metrics_query, parse_metrics_text, read_samples
+from picker.pool.metrics import (
+    ENGINES,
+    MetricsError,
+    engine_name,
+    metrics_query,
+    parse_metrics_text,
+    read_metrics_text,
+    read_samples,
+)
 
 
 def s(name, value, **labels):
@@ -187,15 +195,15 @@ def test_the_captured_vllm_page_yields_exactly_the_mapped_series_with_their_labe
         'vllm:num_requests_waiting{engine="0",model_name="tiny"} 7.0',
     )
     samples = parse_metrics_text(ENGINES["vllm"], page + LORA_SERIES)
-    assert [sample.name for sample in samples] == [
-        "vllm:num_requests_waiting",  # not vllm:num_requests_waiting_by_reason, whose name begins alike
+    assert [sample.name for sample in samples] == [  # in the page's order
         "vllm:num_requests_running",
+        "vllm:num_requests_waiting",  # not vllm:num_requests_waiting_by_reason, whose name begins alike
         "vllm:kv_cache_usage_perc",
         "vllm:cache_config_info",
         "vllm:lora_requests_info",
         "vllm:lora_requests_info",
     ]
-    waiting, _, _, cache, old_lora, new_lora = samples
+    _, waiting, _, cache, old_lora, new_lora = samples
     assert (waiting.labels, waiting.value) == ({"engine": "0", "model_name": "tiny"}, 7.0)
     assert cache.labels["block_size"] == "128" and cache.labels["num_gpu_blocks"] == "8192"
     assert len(cache.labels) == CAPTURED.split("vllm:cache_config_info{", 1)[1].split("}", 1)[0].count('="')
@@ -232,6 +240,47 @@ def test_malformed_mapped_lines_are_errors_and_other_lines_are_not_looked_at():
             parse_metrics_text(ENGINES["vllm"], line + "\n" + good)
     with pytest.raises(MetricsError, match="missing: vllm:num_requests_waiting"):  # a bare name is no sample
         read_samples(ENGINES["vllm"], parse_metrics_text(ENGINES["vllm"], "vllm:num_requests_waiting\n" + good))
+
+
+SGLANG_TEXT = (
+    'sglang:num_queue_reqs{model_name="m"} 2\nsglang:num_running_reqs 5\nsglang:token_usage 0.5\n'
+    'sglang:cache_config_info{num_pages="0",page_size="1"} 1\nsglang:page_size 16\nsglang:num_pages 9000\n'
+)
+TRTLLM_TEXT = (
+    "trtllm_num_requests_waiting 1\ntrtllm_num_requests_running 4\ntrtllm_kv_cache_utilization 1.5\n"
+    "trtllm_kv_cache_tokens_per_block 32\ntrtllm_kv_cache_max_blocks 5000\ntrtllm_num_requests_waiting_total 9\n"
+)
+
+
+def test_the_scrapers_reading_of_the_bytes_is_what_the_samples_read():
+    """`read_metrics_text` (the scraper's: each line's part worked out once) reads every engine's text as
+    `read_samples(parse_metrics_text(...))` does, from a fresh line and from a remembered one, errors included."""
+    good = "vllm:num_requests_running 1\nvllm:kv_cache_usage_perc 0.5\n"
+    cases = [
+        ("vllm", CAPTURED + LORA_SERIES),
+        ("vllm", VLLM_TEXT.replace("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")),  # the old KV name
+        ("vllm", "vllm:gpu_cache_usage_perc 0.9\nvllm:kv_cache_usage_perc 0.1\nvllm:num_requests_waiting 3\n" + good),
+        ("vllm", "vllm:num_requests_waiting 2\nvllm:num_requests_waiting NaN\n" + good),  # a later series: unused
+        ("vllm", "vllm:num_requests_waiting NaN\n" + good),
+        ("vllm", "vllm:num_requests_waiting -1\n" + good),
+        ("vllm", "vllm:num_requests_waiting 1\nvllm:kv_cache_usage_perc 0.5\n"),
+        ("sglang", SGLANG_TEXT),
+        ("trtllm-serve", TRTLLM_TEXT),
+    ]
+    for engine, text in cases:
+        names = ENGINES[engine]
+        try:
+            expected: object = read_samples(names, parse_metrics_text(names, text))
+        except MetricsError as error:
+            expected = str(error)
+        for _ in range(2):  # the second time from the remembered lines
+            try:
+                got: object = read_metrics_text(names, text.encode())
+            except MetricsError as error:
+                got = str(error)
+            assert got == expected, (engine, text[:80])
+    assert read_metrics_text(ENGINES["sglang"], SGLANG_TEXT.encode())[3:5] == (1, 9000)  # a 0 label: its gauge
+    assert read_metrics_text(ENGINES["trtllm-serve"], TRTLLM_TEXT.encode()).kv_usage == 1.0  # clamped
 
 
 def test_metrics_query_names_every_mapped_metric_url_encoded():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from picker.pool.metrics import ENGINES, EngineReading, parse_metrics_text, read_samples
+from picker.pool.metrics import ENGINES, EngineReading, read_metrics_text
 from simulator.kvevents import Event
 
 VLLM = ENGINES["vllm"]
@@ -51,7 +51,7 @@ def metrics_differences(simulator: str, vllm: str) -> list[str]:
 
 def picker_reading(text: str) -> EngineReading:
     """What the picker reads from a /metrics text."""
-    return read_samples(VLLM, parse_metrics_text(VLLM, text))
+    return read_metrics_text(VLLM, text.encode())
 
 
 def event_differences(simulator: Event, vllm: Event) -> list[str]:
