@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
         extra = _extra_configs(args.config)
         settings = Settings(
             workloads=shaped_workloads(_names(args.workloads), args.prefix_tokens, args.output_tokens),
-            pickers=_names(args.pickers) + list(extra),
+            pickers=list(dict.fromkeys(_names(args.pickers) + list(extra))),  # a --config picker may be listed too
             loads=loads,
             pods=args.pods,
             seed=args.seed,
