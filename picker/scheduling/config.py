@@ -425,6 +425,7 @@ plugins:
 - type: predicted-ttft-scorer
   parameters:
     learnOnline: true
+    backlogWeight: 1.5                   # measured: docs/benchmarks.md, the shapes over three seeds
     prefixMatchInfoProducerName: precise-prefix-cache-producer
 - type: max-score-picker
   parameters: {maxNumOfEndpoints: 3}     # the primary and two fallbacks Envoy retries on

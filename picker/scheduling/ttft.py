@@ -6,7 +6,7 @@ For each candidate the scorer predicts, in seconds,
     ttft = baseSeconds
          + runningSecondsPerRequest x running       (decode steps of a bigger batch take longer)
          + prefillSecondsPerToken x uncached        (the prompt tokens the endpoint must compute)
-         + max(prefill backlog, slot wait)
+         + max(backlogWeight x prefill backlog, slot wait)
          + kvPressureSeconds x max(0, (kv - kvKnee) / (1 - kvKnee))       (a nearly full KV cache queues/evicts)
          + kvFullSeconds when the uncached prompt needs more KV blocks than are free
          + loraLoadSeconds when a requested LoRA adapter must be loaded (waiting, or a free slot),
@@ -18,6 +18,11 @@ For each candidate the scorer predicts, in seconds,
 - prefill backlog: the prefill work this picker (and its peer replicas, see below) sent to the endpoint that is not
   done yet — each pick adds its predicted prefill time, the backlog drains at one second per second, and a
   request's first token proves that at most the work sent after it is left;
+- `backlogWeight` (1 by default): what a second of that backlog delays the first token by. An engine works through
+  queued prompts slower than one second per second (a step's overhead and the running requests' decode steps sit
+  between the prefill chunks, and an arrival waits for the step under way to end); the routing benchmark measured
+  ~1.5 (docs/benchmarks.md). It is a fixed weight, not learned: the learned coefficients are fitted to the TTFT
+  minus this wait;
 - occupancy: the endpoint's requests = scraped running + scraped waiting + requests sent since the scrape
   (`unreflected`) - requests sent before the scrape that have ended since (the scrape lags both ways);
 - slot wait: an engine runs at most `max_num_seqs` requests, which vLLM does not export. The scorer takes the most
@@ -166,6 +171,7 @@ class PredictedTtftScorer(Scorer):
         loraUnavailableSeconds: Seconds = 5.0
         prefillPenalty: float = Field(default=0.0, ge=0)
         prefillQueueCost: bool = False
+        backlogWeight: float = Field(default=1.0, ge=1)
         loadWindowSeconds: float = Field(default=30.0, gt=0)
         learnOnline: bool = False
         forgetting: float = Field(default=0.999, gt=0, le=1)
@@ -189,6 +195,7 @@ class PredictedTtftScorer(Scorer):
             lora_unavailable_seconds=p.loraUnavailableSeconds,
             prefill_penalty=p.prefillPenalty,
             prefill_queue_cost=p.prefillQueueCost,
+            backlog_weight=p.backlogWeight,
             load_window_seconds=p.loadWindowSeconds,
             learn_online=p.learnOnline,
             forgetting=p.forgetting,
@@ -211,6 +218,7 @@ class PredictedTtftScorer(Scorer):
         lora_unavailable_seconds: float = 5.0,
         prefill_penalty: float = 0.0,
         prefill_queue_cost: bool = False,
+        backlog_weight: float = 1.0,
         load_window_seconds: float = 30.0,
         learn_online: bool = False,
         forgetting: float = 0.999,
@@ -235,6 +243,8 @@ class PredictedTtftScorer(Scorer):
             )
         if load_window_seconds <= 0:
             raise ValueError("loadWindowSeconds must be positive")
+        if backlog_weight < 1.0:
+            raise ValueError("backlogWeight must be at least 1")
         self.index = index
         # coefficients of the features (1, running, prefill kilo-tokens)
         self._estimate = [base_seconds, running_seconds_per_request, prefill_seconds_per_token * TOKENS_SCALE]
@@ -249,6 +259,7 @@ class PredictedTtftScorer(Scorer):
         self.lora_unavailable_seconds = lora_unavailable_seconds
         self.prefill_penalty = prefill_penalty
         self.prefill_queue_cost = prefill_queue_cost
+        self.backlog_weight = backlog_weight
         self.load_window_seconds = load_window_seconds
         self.learn_online = learn_online
         self.forgetting = forgetting
@@ -276,7 +287,7 @@ class PredictedTtftScorer(Scorer):
         per_token = per_kilo_token / TOKENS_SCALE
         knee = self.kv_knee
         pressure = self.kv_pressure_seconds / (1.0 - knee)
-        backlogs = self.backlogs
+        backlogs, backlog_weight = self.backlogs, self.backlog_weight
         now = cycle.now
         peak = self.peak_running
         for e in endpoints:
@@ -291,7 +302,7 @@ class PredictedTtftScorer(Scorer):
             if uncached < 0.0:
                 uncached = 0.0
             backlog = backlogs.get(key)
-            fixed = backlog.at(now) if backlog is not None else 0.0
+            fixed = backlog.at(now) * backlog_weight if backlog is not None else 0.0
             occupancy = max(0, m.running + m.waiting + e.unreflected - self._ended_since_scrape(key, m.updated_at))
             if m.waiting > 0 and 0 < peak <= occupancy:  # full: wait until queued + 1 requests have ended
                 running = peak

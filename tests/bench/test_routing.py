@@ -16,7 +16,7 @@ from poolgate.bench.routing import SCRAPE_INTERVAL
 from poolgate.bench.routing.fleet import RequestRecord, ServerPrompts, SoonestFirstToken, simulate
 from poolgate.bench.routing.oracle import fleet_capacity, oracle_run, pooled_run
 from poolgate.bench.routing.pickers import BOUNDS, ORACLE, PICKERS, build_picker, build_router
-from poolgate.bench.routing.results import ROW_FIELDS, percentile, tokens_in_window
+from poolgate.bench.routing.results import ROW_FIELDS, over_seeds, percentile, tokens_in_window
 from poolgate.bench.routing.runner import Settings, capacities, cases, run_case, run_cases
 from poolgate.bench.routing.workloads import WORKLOADS, Turn, WorkloadSpec, chat_body, ramped_time, text
 from poolgate.cli import main
@@ -246,7 +246,7 @@ def test_cli_writes_rows_plots_and_accepts_extra_configs(tmp_path, capsys):
             "--workloads",
             "no-prefix",
             "--pickers",
-            "round-robin,poolgate,oracle",
+            "round-robin,poolgate,oracle,least-kv",
             "--pods",
             "2",
             "--duration",
@@ -265,7 +265,7 @@ def test_cli_writes_rows_plots_and_accepts_extra_configs(tmp_path, capsys):
     )
     assert code == 0
     rows = orjson.loads(out.read_bytes())
-    assert sorted({(r["load"], r["picker"]) for r in rows}) == sorted(
+    assert sorted((r["load"], r["picker"]) for r in rows) == sorted(  # least-kv listed and configured: run once
         (load, picker) for load in (0.5, 0.9) for picker in ("round-robin", "poolgate", "oracle", "least-kv")
     )
     assert (tmp_path / "plots" / "routing-no-prefix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -284,11 +284,39 @@ def test_cli_writes_rows_plots_and_accepts_extra_configs(tmp_path, capsys):
         (["--kv-blocks", "0"], "kv blocks must be at least 1"),
         (["--peer-delay", "soon"], "neither seconds nor off"),
         (["--peer-delay", "-1"], "peer delay must be >= 0"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--pickers", "poolgate,random", "--against", "llmd-default"], "not among the pickers run"),
     ],
 )
 def test_cli_refuses_bad_settings(arguments, message, capsys):
     assert main(["bench", "routing", "--no-plots", *arguments]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_runs_every_case_at_each_seed_and_divides_by_the_reference_seed_by_seed(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    arguments = ["--workloads", "prefix-heavy", "--pickers", "random,poolgate", "--pods", "2", "--duration", "20"]
+    arguments += ["--loads", "0.7", "--jobs", "2", "--no-plots", "--seed", "3", "--json", str(out)]
+    assert main(["bench", "routing", *arguments, "--seeds", "3", "--against", "random"]) == 0
+    rows = orjson.loads(out.read_bytes())
+    assert sorted((r["seed"], r["picker"]) for r in rows) == [(s, p) for s in (3, 4, 5) for p in ("poolgate", "random")]
+    p90 = {(r["seed"], r["picker"]): r["ttft_p90_s"] for r in rows}
+    assert len(set(p90.values())) == 6  # each seed is its own workload
+    assert main(["bench", "routing", *arguments, "--seed", "4", "--json", str(tmp_path / "one.json")]) == 0
+    assert [r for r in orjson.loads((tmp_path / "one.json").read_bytes()) if r["picker"] == "poolgate"] == [
+        r for r in rows if r["seed"] == 4 and r["picker"] == "poolgate"
+    ]  # a seed's rows do not depend on the other seeds run beside it
+    text = capsys.readouterr().out
+    assert "TTFT p90 over seeds 3..5" in text
+    summary = over_seeds(rows, "random")
+    ratios = [p90[seed, "poolgate"] / p90[seed, "random"] for seed in (3, 4, 5)]
+    mine = next(r for r in summary if r["picker"] == "poolgate")
+    assert mine["seeds"] == "3 / 4 / 5" and mine["against"] == "random"
+    assert mine["ttft_p90_s"] == " / ".join(f"{p90[seed, 'poolgate']:.3f}" for seed in (3, 4, 5))
+    assert mine["ratio"] == " / ".join(f"{ratio:.3f}" for ratio in ratios)
+    assert mine["ratio_median"] == pytest.approx(sorted(ratios)[1], abs=1e-4)
+    assert mine["ratio_mean"] == pytest.approx(sum(ratios) / 3, abs=1e-4)
+    assert over_seeds(rows, None)[0]["ratio_median"] is None
 
 
 def test_run_case_uses_the_case_rate():

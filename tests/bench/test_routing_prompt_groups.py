@@ -38,7 +38,9 @@ def workload():
 
 def run(workload, config):
     records = simulate(workload, config, PODS).records
-    row = summarize(records, workload="w", picker="p", rate=1.0, load=LOAD, warmup_end=WARMUP, window_end=DURATION)
+    row = summarize(
+        records, workload="w", picker="p", seed=0, rate=1.0, load=LOAD, warmup_end=WARMUP, window_end=DURATION
+    )
     servers: dict[int, set[str]] = {}
     for record in records:
         if record.arrival >= WARMUP and record.endpoint is not None:

@@ -79,10 +79,12 @@ def test_servers_per_group_counts_the_servers_of_each_system_prompt():
         RequestRecord(3, 0, 1.0, endpoint="a", group=1, first_token_at=2.0),
         RequestRecord(4, 0, 0.0, endpoint="c", group=1, first_token_at=2.0),  # in the warm-up: not measured
     ]
-    row = summarize(records, workload="w", picker="p", rate=1.0, load=0.5, warmup_end=0.5, window_end=10.0)
+    row = summarize(records, workload="w", picker="p", seed=0, rate=1.0, load=0.5, warmup_end=0.5, window_end=10.0)
     assert row["servers_per_group"] == 1.5
     ungrouped = [RequestRecord(0, 0, 1.0, endpoint="a", first_token_at=2.0)]
     assert (
-        summarize(ungrouped, workload="w", picker="p", rate=1, load=1, warmup_end=0, window_end=5)["servers_per_group"]
+        summarize(ungrouped, workload="w", picker="p", seed=0, rate=1, load=1, warmup_end=0, window_end=5)[
+            "servers_per_group"
+        ]
         is None
     )

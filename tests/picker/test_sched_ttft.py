@@ -8,6 +8,7 @@ from prometheus_client.samples import Sample
 
 from picker.pool import EndpointSpec, PoolState
 from picker.scheduling import (
+    ConfigError,
     CycleState,
     PrefixIndex,
     PromptInput,
@@ -242,6 +243,39 @@ def test_a_cache_miss_pays_for_the_queue_it_builds_where_prompts_fill_the_time()
     # off (the default): the miss costs its TTFT only
     scorer.prefill_queue_cost = False
     assert scorer.score(cycle, pool.endpoints()) == pytest.approx([0.22 / 0.32, 1.0])
+
+
+def test_a_second_of_backlog_delays_the_first_token_by_the_backlog_weight():
+    # Two idle endpoints; the first caches the prompt and has 0.15 s of prefill backlog, the second computes the
+    # whole prompt (0.2 s): predicted TTFTs 0.02 + weight x 0.15 and 0.02 + 0.2.
+    pool = make_pool((0, 0, 0.0), (0, 0, 0.0))
+    index = PrefixIndex()
+    request = SchedulingRequest("m", PROMPT)
+    index.credit("10.0.0.1:8000", index.match(request, pool.endpoints()).hashes)
+    cycle = CycleState(request, 10.0, pool)
+    scores = {}
+    for weight in (1.0, 2.0):
+        scorer = PredictedTtftScorer(index=index, backlog_weight=weight)
+        scorer.backlogs["10.0.0.1:8000"] = _Backlog(seconds=0.15, updated_at=10.0)
+        assert scorer.predict(cycle, pool.endpoints()) == pytest.approx([0.02 + weight * 0.15, 0.22])
+        scores[weight] = scorer.score(cycle, pool.endpoints())
+    assert scores[1.0] == pytest.approx([1.0, 0.17 / 0.22])  # queue behind the backlog
+    assert scores[2.0] == pytest.approx([0.22 / 0.32, 1.0])  # compute the prompt on the idle endpoint
+    with pytest.raises(ValueError, match="backlogWeight"):
+        PredictedTtftScorer(index=index, backlog_weight=0.5)
+    configured = load_config(BACKLOG_WEIGHT_CONFIG.format(weight=1.5)).profile().scorers[0][0]
+    assert isinstance(configured, PredictedTtftScorer) and configured.backlog_weight == 1.5
+    with pytest.raises(ConfigError, match="backlogWeight"):
+        load_config(BACKLOG_WEIGHT_CONFIG.format(weight=0.5))
+
+
+BACKLOG_WEIGHT_CONFIG = """
+apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: predicted-ttft-scorer
+  parameters: {{backlogWeight: {weight}}}
+"""
 
 
 def test_sending_a_request_adds_to_the_endpoint_rates():

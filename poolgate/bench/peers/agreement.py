@@ -27,6 +27,7 @@ def virtual_row(system: str, work: Workload, pods: int, seed: int, warmup: float
         result.records,
         workload=work.name,
         picker=picker,
+        seed=seed,
         rate=work.rate,
         load=0.0,
         warmup_end=warmup,

@@ -159,6 +159,7 @@ def row(
         records,
         workload=shape,
         picker=system,
+        seed=settings.seed,
         rate=work.rate,
         load=settings.load,
         warmup_end=settings.warmup,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import textwrap
 import time
 from pathlib import Path
@@ -111,6 +112,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pods", type=int, default=8, help="simulated pods, 1..64 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of workloads and pickers (default: %(default)s)")
     parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run every case at N seeds, --seed .. --seed + N - 1, and print each p90 over the seeds and its ratio "
+        "to --against's (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="PICKER",
+        help="the picker the table over seeds divides by (default: llmd-default when it runs)",
+    )
+    parser.add_argument(
         "--picker-replicas",
         type=int,
         default=1,
@@ -172,7 +186,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
     parser.add_argument(
-        "--plots", metavar="DIR", default="bench-results", help="directory for the PNG plots (default: %(default)s)"
+        "--plots",
+        metavar="DIR",
+        default="bench-results",
+        help="directory for the PNG plots, drawn from the first seed's rows (default: %(default)s)",
     )
     parser.add_argument("--no-plots", action="store_true", help="do not write plots")
     parser.set_defaults(run=run)
@@ -219,12 +236,22 @@ def _extra_configs(specs: list[str]) -> dict[str, str]:
     return configs
 
 
+def _against(picker: str | None, pickers: list[str]) -> str | None:
+    """The picker the table over seeds divides by: the one named, or llmd-default when it runs."""
+    if picker is None:
+        return "llmd-default" if "llmd-default" in pickers else None
+    if picker not in pickers:
+        raise ValueError(f"--against {picker!r} is not among the pickers run ({', '.join(pickers)})")
+    return picker
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from poolgate.bench.report import output_console, print_table, write_json
     from poolgate.bench.routing.plots import write_plots
+    from poolgate.bench.routing.results import SEED_FIELDS, over_seeds
     from poolgate.bench.routing.runner import Settings, capacities, cases, run_cases
 
     errors = Console(stderr=True)
@@ -238,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         extra = _extra_configs(args.config)
         settings = Settings(
             workloads=shaped_workloads(_names(args.workloads), args.prefix_tokens, args.output_tokens),
-            pickers=_names(args.pickers) + list(extra),
+            pickers=list(dict.fromkeys(_names(args.pickers) + list(extra))),  # a --config picker may be listed too
             loads=loads,
             pods=args.pods,
             seed=args.seed,
@@ -251,13 +278,17 @@ def run(args: argparse.Namespace) -> int:
             scrape_interval=args.scrape_interval,
             kv_blocks=args.kv_blocks,
         )
+        if args.seeds < 1:
+            raise ValueError("--seeds must be at least 1")
+        against = _against(args.against, list(settings.pickers))
     except (OSError, ValueError) as error:
         errors.print(f"[red]error:[/red] {error}")
         return 2
 
     started = time.monotonic()
-    capacity = capacities(settings)
-    todo = cases(settings, capacity)
+    seeds = range(settings.seed, settings.seed + args.seeds)
+    capacity = {seed: capacities(dataclasses.replace(settings, seed=seed)) for seed in seeds}
+    todo = [case for seed in seeds for case in cases(dataclasses.replace(settings, seed=seed), capacity[seed])]
     with Progress(
         TextColumn("[bold]routing"),
         BarColumn(),
@@ -274,17 +305,22 @@ def run(args: argparse.Namespace) -> int:
         rows = run_cases(todo, settings, jobs=args.jobs, done=done)
 
     out = output_console()
+    columns = TABLE_COLUMNS if len(seeds) == 1 else ("seed", *TABLE_COLUMNS)
     for workload in settings.workloads:
+        rates = " / ".join(f"{capacity[seed][workload]:.2f}" for seed in seeds)
+        at_seeds = "" if len(seeds) == 1 else f" at seeds {' / '.join(map(str, seeds))}"
         print_table(
-            f"{workload}: capacity {capacity[workload]:.2f} requests/s ({settings.pods} pods{_deployment(settings)})",
-            [row for row in rows if row["workload"] == workload],
-            TABLE_COLUMNS,
+            f"{workload}: capacity {rates} requests/s{at_seeds} ({settings.pods} pods{_deployment(settings)})",
+            sorted((row for row in rows if row["workload"] == workload), key=lambda row: (row["load"], row["seed"])),
+            columns,
             out,
         )
+    if len(seeds) > 1:
+        print_table(f"TTFT p90 over seeds {seeds[0]}..{seeds[-1]}", over_seeds(rows, against), SEED_FIELDS, out)
     if args.json:
         write_json(args.json, rows)
     if not args.no_plots:
-        for path in write_plots(rows, args.plots):
+        for path in write_plots([row for row in rows if row["seed"] == settings.seed], args.plots):
             errors.print(f"wrote {path}")
     errors.print(f"{len(todo)} cases in {time.monotonic() - started:.0f} s")
     return 0

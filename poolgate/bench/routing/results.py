@@ -1,4 +1,4 @@
-"""From a run's request records to one result row.
+"""From a run's request records to one result row, and from rows at several seeds to their spread.
 
 - Requests that arrive before the end of the warm-up window are not measured (they still load the fleet).
 - TTFT and inter-token latency percentiles are nearest-rank, over the measured requests that completed; the
@@ -10,11 +10,15 @@
 - `servers_per_group`: over the prompt groups (requests starting with the same system prompt), the mean number of
   servers that served a group's measured completed requests; None for workloads without system prompts (and the
   computed bounds, which have no servers). 1.0: every group stayed on one server.
+- `over_seeds`: one row per workload, load and picker run at several seeds: its TTFT p90 at each seed, their
+  median and mean, and its ratio to a reference picker's p90 at the same seed (each seed's ratio, their median and
+  mean). A model change is judged on these ratios, not on one seed's p90 (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 
 from poolgate.bench.routing.fleet import RequestRecord
@@ -25,6 +29,7 @@ ROW_FIELDS = (
     "rate",
     "load",
     "picker",
+    "seed",
     "ttft_p50_s",
     "ttft_p90_s",
     "ttft_p99_s",
@@ -71,6 +76,7 @@ def summarize(
     *,
     workload: str,
     picker: str,
+    seed: int,
     rate: float,
     load: float,
     warmup_end: float,
@@ -89,6 +95,7 @@ def summarize(
         "rate": round(rate, 3),
         "load": round(load, 3),
         "picker": picker,
+        "seed": seed,
         "ttft_p50_s": _round(percentile(ttfts, 50)),
         "ttft_p90_s": _round(percentile(ttfts, 90)),
         "ttft_p99_s": _round(percentile(ttfts, 99)),
@@ -101,6 +108,58 @@ def summarize(
         "prefix_hit_rate": round(sum(r.cached_tokens for r in done) / prompt_tokens, 4) if prompt_tokens else 0.0,
         "servers_per_group": _servers_per_group(done),
     }
+
+
+SEED_FIELDS = (
+    "workload",
+    "load",
+    "picker",
+    "seeds",
+    "ttft_p90_s",
+    "ttft_p90_median_s",
+    "ttft_p90_mean_s",
+    "against",
+    "ratio",
+    "ratio_median",
+    "ratio_mean",
+)
+
+
+def over_seeds(rows: Sequence[dict], against: str | None) -> list[dict]:
+    """Per workload, load and picker (in the rows' order), the TTFT p90 at each seed with its median and mean, and
+    the ratio to the `against` picker's p90 at the same workload, load and seed (fields `SEED_FIELDS`; the ratio
+    fields are None without such a row). Per-seed values are listed in seed order, `/`-separated."""
+    p90: dict[tuple[str, float, str], dict[int, float]] = {}
+    for row in rows:
+        if row["ttft_p90_s"] is not None:
+            p90.setdefault((row["workload"], row["load"], row["picker"]), {})[row["seed"]] = row["ttft_p90_s"]
+    out = []
+    for (workload, load, picker), by_seed in p90.items():
+        seeds = sorted(by_seed)
+        values = [by_seed[seed] for seed in seeds]
+        reference = p90.get((workload, load, against), {}) if against is not None else {}
+        ratios = [by_seed[seed] / reference[seed] for seed in seeds if reference.get(seed)]
+        compared = len(ratios) == len(seeds)
+        out.append(
+            {
+                "workload": workload,
+                "load": load,
+                "picker": picker,
+                "seeds": _listed(seeds, "{:d}"),
+                "ttft_p90_s": _listed(values, "{:.3f}"),
+                "ttft_p90_median_s": round(statistics.median(values), 4),
+                "ttft_p90_mean_s": round(statistics.fmean(values), 4),
+                "against": against if compared else None,
+                "ratio": _listed(ratios, "{:.3f}") if compared else None,
+                "ratio_median": round(statistics.median(ratios), 4) if compared else None,
+                "ratio_mean": round(statistics.fmean(ratios), 4) if compared else None,
+            }
+        )
+    return out
+
+
+def _listed(values: Sequence[float], form: str) -> str:
+    return " / ".join(form.format(value) for value in values)
 
 
 def _servers_per_group(records: Sequence[RequestRecord]) -> float | None:

@@ -78,6 +78,7 @@ class Case:
     rate: float  # requests per second
     duration: float  # seconds of arrivals
     picker: str
+    seed: int  # of the workload and the picker
 
 
 def capacities(settings: Settings) -> dict[str, float]:
@@ -99,7 +100,7 @@ def capacities(settings: Settings) -> dict[str, float]:
 
 
 def cases(settings: Settings, capacity: dict[str, float]) -> list[Case]:
-    """Every case of a run, in report order."""
+    """Every case of a run at the settings' seed, in report order."""
     out: list[Case] = []
     for name in settings.workloads:
         for load in settings.loads:
@@ -109,7 +110,7 @@ def cases(settings: Settings, capacity: dict[str, float]) -> list[Case]:
             else:
                 assert settings.requests is not None  # Settings checks that exactly one of the two is given
                 duration = settings.requests / rate / (1 - settings.warmup_fraction / 2)
-            out.extend(Case(name, load, rate, duration, picker) for picker in settings.pickers)
+            out.extend(Case(name, load, rate, duration, picker, settings.seed) for picker in settings.pickers)
     return out
 
 
@@ -119,16 +120,17 @@ def _workload(name: str, rate: float, seed: int, duration: float, ramp: float) -
 
 
 def run_case(case: Case, settings: Settings) -> dict:
-    """Simulate one case (or compute it, for the bounds) and return its row."""
+    """Simulate one case (or compute it, for the bounds) and return its row; the case's seed, not the settings',
+    decides the workload and the picker."""
     warmup = settings.warmup_fraction * case.duration
-    workload, prompts = _workload(case.workload, case.rate, settings.seed, case.duration, warmup)
+    workload, prompts = _workload(case.workload, case.rate, case.seed, case.duration, warmup)
     config = ServerConfig() if settings.kv_blocks is None else ServerConfig(num_gpu_blocks=settings.kv_blocks)
     if case.picker == ORACLE:
         result = oracle_run(workload, config, prompts)
     elif case.picker == POOLED:
         result = pooled_run(workload, config, settings.pods, prompts)
     else:
-        picker, replicas = build_router(case.picker, settings.seed, settings.extra_configs, settings.picker_replicas)
+        picker, replicas = build_router(case.picker, case.seed, settings.extra_configs, settings.picker_replicas)
         result = simulate(
             workload,
             picker,
@@ -143,6 +145,7 @@ def run_case(case: Case, settings: Settings) -> dict:
         result.records,
         workload=case.workload,
         picker=case.picker,
+        seed=case.seed,
         rate=case.rate,
         load=case.load,
         warmup_end=warmup,
