@@ -79,7 +79,7 @@ class ServedModelsPoller:
             return
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            connector=aiohttp.TCPConnector(limit_per_host=1, keepalive_timeout=2 * self.interval),
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=1, keepalive_timeout=2 * self.interval),
         )
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="model-list poller")
         for endpoint in self.pool.endpoints():
@@ -104,7 +104,7 @@ class ServedModelsPoller:
         """Ask one endpoint for its model list now (or wait for the ask in flight) and record the answer."""
         if self._ticker is None:
             return
-        task = self._in_flight.get(key) or self._begin(key)
+        task = self._begin(key)
         if task is not None:
             await asyncio.shield(task)
 
