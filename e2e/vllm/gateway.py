@@ -68,7 +68,10 @@ def vllm_gateway(
 def scraped_everything(stack: RunningStack) -> bool:
     """Whether the picker has read every endpoint's metrics at least once (its own metrics say so)."""
     picker = stack.stack.status.plan.pickers[0].address.host
-    text = httpx.get(f"http://{picker}:{PICKER_METRICS_PORT}/metrics", timeout=5).text
+    try:
+        text = httpx.get(f"http://{picker}:{PICKER_METRICS_PORT}/metrics", timeout=5).text
+    except httpx.TransportError:  # the picker binds its metrics port last, after its gRPC port is ready
+        return False
     ages = [
         sample.value
         for family in text_string_to_metric_families(text)
