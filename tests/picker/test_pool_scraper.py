@@ -14,6 +14,7 @@ from poolgate.bench.metrics_pages import PageServer, captured_page, vllm_page
 from poolgate.bench.scrape import endpoint_values
 from simulator.config import ServerConfig
 from simulator.server import SimulatedServers
+from tests.support.aio import until
 
 
 class FakePod:
@@ -87,14 +88,6 @@ async def pods():
     yield make
     for pod in started:
         await pod.stop()
-
-
-async def until(condition, timeout=3.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def errors(registry, reason):

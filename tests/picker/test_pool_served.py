@@ -10,14 +10,7 @@ from picker.pool import EndpointSpec, PoolState
 from picker.pool.served import ServedModelsPoller, read_model_list
 from simulator.config import ServerConfig
 from simulator.server import SimulatedServers
-
-
-async def until(condition, timeout=5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
+from tests.support.aio import until
 
 
 def pool_with(*addresses):

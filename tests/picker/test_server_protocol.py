@@ -4,7 +4,6 @@ Pool metrics are fed through the pool API (the subject here is the protocol); te
 simulated pods scraped for real.
 """
 
-import asyncio
 from datetime import UTC, datetime
 
 import orjson
@@ -12,6 +11,7 @@ import pytest
 
 from picker.discovery.view import PickerView
 from picker.pool.objectives import ModelRewrite, RewriteRule, RewriteTarget
+from tests.support.aio import until
 from tests.support.extproc import (
     BUFFERED,
     FULL_DUPLEX_STREAMED,
@@ -602,7 +602,7 @@ async def test_an_observer_call_claims_the_pick_follows_the_response_and_answers
         served = {"envoy.lb": {"x-gateway-destination-endpoint-served": B, "x-poolgate-pick": pick_id}}
         await observer.send(response_headers({"content-type": "text/event-stream"}, metadata=served))
         state = picker.state(POOL)
-        await wait_for(lambda: (state.get(A).inflight, state.get(B).inflight) == (0, 1))  # B took A's booking
+        await until(lambda: (state.get(A).inflight, state.get(B).inflight) == (0, 1))  # B took A's booking
         for i in range(0, len(SSE), 40):
             await observer.send(response_body(SSE[i : i + 40], end_of_stream=i + 40 >= len(SSE)))
         assert await observer.finished()  # the picker ends the call at the response's end
@@ -625,9 +625,9 @@ async def test_an_observer_call_that_ends_early_releases_the_pick_and_strangers_
         assert picker.sample(*RUNNING) == 1  # nobody else could claim the pick
         observer = picker.stream(POOL, callout="observe-response")
         await observer.send(request_headers(request_mode=None, metadata=observed(pick_id)))
-        await wait_for(lambda: len(picker.server.processor.handoffs) == 0)  # claimed
+        await until(lambda: len(picker.server.processor.handoffs) == 0)  # claimed
         observer.cancel()  # the client left before any response: Envoy resets the call
-        await wait_for(lambda: picker.sample(*RUNNING) == 0)
+        await until(lambda: picker.sample(*RUNNING) == 0)
 
 
 async def test_a_pick_no_observer_claims_is_released_after_the_hold():
@@ -638,10 +638,3 @@ async def test_a_pick_no_observer_claims_is_released_after_the_hold():
         await picked_for_an_observer(picker)  # each hold expires the older ones
         assert picker.sample(*RUNNING) == 1
         assert len(picker.server.processor.handoffs) == 1
-
-
-async def wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
