@@ -5,6 +5,11 @@ per GET, most of it per-request machinery a scrape does not need. `ScrapeConnect
 writes a prepared request, `ResponseReader` assembles the answer from what arrives (Content-Length, chunked, or until
 the server closes), and the owner is called back with the status and body, or with the reason the scrape failed. No
 task, future or timer per scrape: the owner runs its timeouts.
+
+A server closes a kept-alive connection it found idle too long (uvicorn, vLLM's server: after 5 s) whenever it likes,
+and its close can cross the next GET on the wire. Such a GET was never answered and a GET can be sent again, so, as
+HTTP clients do (RFC 9112 section 9.3.1; Go's net/http, urllib3), the failure tells the owner it may send the GET once
+more on a new connection: a connection that had answered before was lost before any byte of the next answer came.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ class ResponseReader:
         self._chunks: list[bytes] = []
         self._chunk_at = 0  # where the next chunk's size line starts
         self.body = b""
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the answer has arrived (and the answer is not complete yet)."""
+        return bool(self._buffer)
 
     def feed(self, data: bytes) -> bool:
         """Take the next bytes of the answer; returns True once the response is complete (then read `body`)."""
@@ -138,20 +148,23 @@ def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool]:
 class ScrapeConnection(asyncio.Protocol):
     """One keep-alive HTTP connection that carries one GET at a time for its owner.
 
-    `on_response(connection, status, body)` is called for each complete answer, `on_failure(connection, detail)` when
-    the connection breaks or answers garbage while a GET is pending (the connection is then closed).
+    `on_response(connection, status, body)` is called for each complete answer, `on_failure(connection, detail,
+    resend)` when the connection breaks or answers garbage while a GET is pending (the connection is then closed);
+    `resend` is True when the GET may be sent again on a new connection: this one had answered before and was lost
+    before any byte of the pending answer came (the server closed it, idle, as the GET crossed its close).
     """
 
     def __init__(
         self,
         on_response: Callable[[ScrapeConnection, int, bytes], None],
-        on_failure: Callable[[ScrapeConnection, str], None],
+        on_failure: Callable[[ScrapeConnection, str, bool], None],
     ) -> None:
         self._on_response = on_response
         self._on_failure = on_failure
         self._transport: asyncio.Transport | None = None
         self._reader: ResponseReader | None = None  # set while a GET is pending
         self.closed = False
+        self.reused = False  # whether an answer has come on this connection (the next GET reuses it)
 
     @property
     def idle(self) -> bool:
@@ -196,12 +209,15 @@ class ScrapeConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         was_closed, self.closed = self.closed, True
-        if self._reader is not None and not was_closed:
+        reader = self._reader
+        if reader is not None and not was_closed:
             self._reader = None
-            self._on_failure(self, f"connection lost: {exc or 'closed by the server'}")
+            resend = self.reused and not reader.started
+            self._on_failure(self, f"connection lost: {exc or 'closed by the server'}", resend)
 
     def _complete(self, reader: ResponseReader) -> None:
         self._reader = None
+        self.reused = True
         if not reader.keep_alive:
             self.close()
         self._on_response(self, reader.status, reader.body)
@@ -210,4 +226,4 @@ class ScrapeConnection(asyncio.Protocol):
         pending = self._reader is not None
         self.close()
         if pending:
-            self._on_failure(self, detail)
+            self._on_failure(self, detail, False)

@@ -15,10 +15,15 @@ answer reuses the previous reading (the endpoint's metrics still count as fresh 
 
 A scrape that fails (timeout, connection error, non-200 answer, unparsable text, missing core metric) keeps the last
 good values: the pool counts the consecutive failures and the endpoint's metrics age grows, which scheduling reads as
-staleness. A scrape that cannot connect at all (refused or no route: nothing listens, the pod's server died) also
-marks the endpoint unreachable until its next good scrape, which scheduling reads at once: a dead pod stops being
-picked one scrape interval after its death, not when its metrics are too old. Failures are counted in the Prometheus counter `inference_extension_metrics_scrape_errors_total{reason}`
-and logged once per transition (healthy -> failing and back), not once per failure.
+staleness. A scrape that cannot connect at all (refused or no route: nothing listens, the pod's server died) also marks
+the endpoint unreachable until its next good scrape, which scheduling reads at once: a dead pod stops being picked one
+scrape interval after its death, not when its metrics are too old. Failures are counted in the Prometheus counter
+`inference_extension_metrics_scrape_errors_total{reason}` and logged once per transition (healthy -> failing and back),
+not once per failure.
+
+A GET on a kept-alive connection that the server closes before any byte of the answer came (a server closes an idle
+connection when it likes: uvicorn after 5 s, and its close can cross the GET) is sent once more on a new connection,
+within the same timeout, as HTTP clients do; only a failure on that new connection counts.
 
 Usage, inside a running event loop:
 
@@ -189,6 +194,7 @@ class MetricsScraper:
         self._loop: asyncio.AbstractEventLoop | None = None  # the running loop, from `start` on
         self.good_scrapes = 0  # scrapes read and applied since the scraper was made
         self.unchanged_answers = 0  # good scrapes whose answer was the endpoint's previous one (its reading reused)
+        self.resent_scrapes = 0  # GETs sent again on a new connection after a kept-alive one closed under them
         pool.subscribe(added=self._endpoint_added, removed=self._endpoint_removed)
 
     @property
@@ -360,9 +366,13 @@ class MetricsScraper:
     def _url(self, target: _Target) -> str:
         return f"http://{target.key}{self.path}"
 
-    def _on_failure(self, target: _Target, connection: ScrapeConnection, detail: str) -> None:
+    def _on_failure(self, target: _Target, connection: ScrapeConnection, detail: str, resend: bool) -> None:
         if target.connection is connection and target.sent_at is not None:
             target.connection = None
+            if resend and self._loop is not None:  # a kept-alive connection closed as the GET crossed its close
+                self.resent_scrapes += 1
+                target.connecting = self._loop.create_task(self._connect(target))  # fresh: its failure is one
+                return
             self._finish(target, ScrapeFailure("connection", f"{self._url(target)}: {detail}"))
 
     def _on_response(self, target: _Target, connection: ScrapeConnection, status: int, body: bytes) -> None:

@@ -7,7 +7,10 @@ these lists so that a request for an adapter never goes to a server without it, 
 Each endpoint is asked once when it joins, then once per interval, the asks spread evenly over the interval, with
 at most one in flight per endpoint. An answer that is not a 200 with an OpenAI model list (a server without the
 endpoint, a timeout, a refused connection) leaves the endpoint's last list as it was: a dead pod is the metrics
-scraper's business, and a list that cannot be read is never guessed. Failures are logged once per transition.
+scraper's business, and a list that cannot be read is never guessed. Failures are logged once per transition. The
+interval is uvicorn's keep-alive timeout (5 s), so an ask often crosses the server's close of its idle connection;
+aiohttp sends such a GET once more on a new connection (it retries an idempotent request once after a disconnect),
+so that race is no failure.
 
 Usage, inside a running event loop:
 

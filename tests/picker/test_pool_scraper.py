@@ -1,6 +1,7 @@
 """The metrics scraper against real HTTP servers on loopback addresses (one address per simulated pod)."""
 
 import asyncio
+import contextlib
 import logging
 from urllib.parse import unquote
 
@@ -31,9 +32,11 @@ class FakePod:
         self.release = asyncio.Event()
         self.runner = None
         self.port = None
+        self.connections = set()  # the client ports asked from: one per connection
 
     async def metrics(self, request):
         self.requests += 1
+        self.connections.add(request.transport.get_extra_info("peername")[1])
         self.targets.append(request.path_qs)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -57,10 +60,11 @@ class FakePod:
         finally:
             self.in_flight -= 1
 
-    async def start(self, port=0):
+    async def start(self, port=0, keepalive_timeout=75.0):
         app = web.Application()
         app.router.add_get("/metrics", self.metrics)
-        self.runner = web.AppRunner(app, handler_cancellation=True)  # like a real server, notice disconnects
+        # like a real server, notice disconnects and close a kept-alive connection idle for `keepalive_timeout` s
+        self.runner = web.AppRunner(app, handler_cancellation=True, keepalive_timeout=keepalive_timeout)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.address, port)
         await site.start()
@@ -80,8 +84,8 @@ class FakePod:
 async def pods():
     started = []
 
-    async def make(address):
-        pod = await FakePod(address).start()
+    async def make(address, **server_options):
+        pod = await FakePod(address).start(**server_options)
         started.append(pod)
         return pod
 
@@ -180,6 +184,85 @@ async def test_a_pod_whose_server_dies_is_unreachable_until_it_answers_again(pod
         await pod.start(pod.port)  # restarted on the same address and port
         await until(lambda: not endpoint.metrics.unreachable)
         assert endpoint.metrics.scrape_errors == 0
+
+
+async def test_a_get_that_crosses_the_servers_close_of_its_idle_connection_is_sent_again_not_failed(pods, caplog):
+    """Servers close a kept-alive connection idle for their keep-alive timeout (uvicorn, vLLM's server: 5 s). With a
+    scrape interval just above it the close often crosses the next GET on the wire; that GET is sent again on a new
+    connection, and no scrape fails."""
+    servers = [await pods(f"127.0.0.{n}", keepalive_timeout=0.05) for n in (41, 42, 43, 44)]
+    pool = PoolState()
+    pool.set_endpoints([server.spec for server in servers])
+    registry = CollectorRegistry()
+    caplog.set_level(logging.INFO, logger="picker.pool.scraper")
+    async with MetricsScraper(pool, interval=0.051, timeout=0.5, registry=registry) as scraper:
+        # the servers closed their idle connections over and over: 40 new connections between them
+        await until(lambda: sum(len(server.connections) for server in servers) >= 40, timeout=20)
+    assert scrape_errors(registry) == {}
+    assert not [record for record in caplog.records if record.getMessage().startswith("metrics scrape failing")]
+    assert all(pool.get(server.spec.key).metrics.scrape_errors == 0 for server in servers)
+    assert scraper.resent_scrapes > 0  # the race was run into, and each time the GET was sent again
+    assert scraper.good_scrapes >= 40
+
+
+PAGE = b'vllm:num_requests_waiting{model_name="m"} 2\nvllm:num_requests_running{model_name="m"} 1\nvllm:kv_cache_usage_perc 0\n'
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(PAGE), PAGE)
+
+
+@pytest.mark.parametrize(
+    ("second_get", "resent", "failed"),
+    [
+        ("closed unanswered", True, False),  # a reused connection lost before any byte of the answer: sent again
+        ("half answered, then closed", False, True),  # part of the answer came: the GET may have been acted on
+    ],
+)
+async def test_only_a_get_on_a_reused_connection_lost_before_any_answer_is_sent_again(second_get, resent, failed):
+    """A server that answers the first GET of each connection and treats the second as the test says."""
+    gets = 0
+
+    async def serve(reader, writer):
+        nonlocal gets
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the scraper stopped
+            for number in (1, 2):
+                await reader.readuntil(b"\r\n\r\n")
+                gets += 1
+                if number == 1:
+                    writer.write(ANSWER)
+                elif second_get == "half answered, then closed":
+                    writer.write(ANSWER[:20])
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.45", 0)
+    pool = PoolState()
+    pool.set_endpoints([EndpointSpec("127.0.0.45", server.sockets[0].getsockname()[1])])
+    registry = CollectorRegistry()
+    async with server, MetricsScraper(pool, interval=0.02, timeout=0.5, registry=registry) as scraper:
+        await until(lambda: gets >= 12)
+        assert set(scrape_errors(registry)) == ({"connection"} if failed else set())
+        assert (scraper.resent_scrapes > 0) is resent
+        assert scraper.good_scrapes >= 4 and pool.endpoints()[0].metrics.waiting == 2
+
+
+async def test_a_connection_closed_before_its_first_answer_is_a_failed_scrape_not_sent_again():
+    """A GET on a new connection is sent once: a server that closes every connection unanswered fails every scrape."""
+    gets = 0
+
+    async def serve(reader, writer):
+        nonlocal gets
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the scraper stopped
+            await reader.readuntil(b"\r\n\r\n")
+            gets += 1
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.46", 0)
+    pool = PoolState()
+    pool.set_endpoints([EndpointSpec("127.0.0.46", server.sockets[0].getsockname()[1])])
+    registry = CollectorRegistry()
+    async with server, MetricsScraper(pool, interval=0.02, timeout=0.5, registry=registry) as scraper:
+        await until(lambda: errors(registry, "connection") >= 5)
+        assert scraper.resent_scrapes == 0 and scraper.good_scrapes == 0
+        assert gets <= errors(registry, "connection") + 1  # one GET per failed scrape (and perhaps one in flight)
 
 
 async def test_a_hanging_pod_is_stale_but_not_unreachable(pods):

@@ -2,6 +2,7 @@
 start and at run time) and pods whose `/v1/models` answer the test controls."""
 
 import asyncio
+import logging
 
 import pytest
 from aiohttp import web
@@ -48,21 +49,24 @@ async def test_the_poller_reads_each_servers_models_and_follows_runtime_loads():
 class ModelsPod:
     """An HTTP server whose `/v1/models` answer the test controls, counting the asks."""
 
-    def __init__(self, address):
+    def __init__(self, address, keepalive_timeout=75.0):
         self.address = address
+        self.keepalive_timeout = keepalive_timeout  # a connection idle this long is closed by the server
         self.answer = (200, '{"object": "list", "data": [{"id": "base"}, {"id": "ad1", "parent": "base"}]}')
         self.asks = 0
+        self.connections = set()  # the client ports asked from: one per connection
         self.runner = None
 
     async def models(self, request):
         self.asks += 1
+        self.connections.add(request.transport.get_extra_info("peername")[1])
         status, text = self.answer
         return web.Response(status=status, text=text, content_type="application/json")
 
     async def __aenter__(self):
         app = web.Application()
         app.router.add_get("/v1/models", self.models)
-        self.runner = web.AppRunner(app)
+        self.runner = web.AppRunner(app, keepalive_timeout=self.keepalive_timeout)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.address, 0)
         await site.start()
@@ -116,3 +120,20 @@ def test_a_model_list_is_read_with_its_adapters_and_anything_else_is_refused():
     for bad in (b"[]", b'{"data": {}}', b"not json"):
         with pytest.raises(ValueError):
             read_model_list(bad)
+
+
+async def test_an_ask_that_crosses_the_servers_close_of_its_idle_connection_is_not_a_failure(caplog):
+    """vLLM's server (uvicorn) closes a kept-alive connection idle for 5 s, the poller's interval: the close often
+    crosses the next ask on the wire. aiohttp sends such a GET again on a new connection (without that, about every
+    other ask failed here), so every ask is read."""
+    caplog.set_level(logging.INFO, logger="picker.pool.served")
+    async with ModelsPod("127.0.9.65", keepalive_timeout=0.05) as pod:
+        pool = pool_with(pod.key)
+        poller = ServedModelsPoller(pool, interval=0.051, timeout=0.5)
+        await poller.start()
+        try:
+            await until(lambda: len(pod.connections) >= 20, timeout=20)  # the server closed its connection 20 times
+        finally:
+            await poller.stop()
+    assert not [record for record in caplog.records if record.getMessage() == "model list unreadable"]
+    assert served(pool, pod.key) == {"base", "ad1"}
