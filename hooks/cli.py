@@ -21,6 +21,16 @@ Serve poolgate's Metacontroller webhooks (the DecoratorControllers in metacontro
   POST /inferencepools/sync
   GET  /healthz                           200 while the server runs
 
+Opt-in, for Gateways of Envoy Gateway's class (metacontroller/envoy-gateway/, docs/envoy-gateway.md): what
+`poolgate translate --target envoy-gateway` emits, as attachments, and its status:
+
+  POST /envoy-gateway/gateways/customize       the sibling Gateway and its policies
+  POST /envoy-gateway/gateways/sync
+  POST /envoy-gateway/httproutes/customize     the companion route and its policies; status.parents entries
+  POST /envoy-gateway/httproutes/sync
+  POST /envoy-gateway/inferencepools/customize the Service standing for the pool's pods; status.parents entries
+  POST /envoy-gateway/inferencepools/sync
+
 Every hook answers 200 with its response, or 400 with a JSON message when the request is not one it can answer."""
 
 

@@ -185,17 +185,31 @@ class KubernetesCluster:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m hooks.uninstall`."""
     parser = argparse.ArgumentParser(prog="python -m hooks.uninstall", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--controller", action="append", required=True, help="a DecoratorController to remove")
+    parser.add_argument(
+        "--controller", action="append", required=True, help="a DecoratorController to remove (repeatable)"
+    )
     parser.add_argument(
         "--resource",
         action="append",
         type=Resource.parse,
         default=[],
         metavar="GROUP/VERSION/PLURAL",
-        help="a resource whose objects may carry the controllers' finalizers",
+        help="a resource whose objects may carry the controllers' finalizers (repeatable)",
     )
-    parser.add_argument("--settle", type=float, default=10.0, metavar="SECONDS", help="quiet time before done")
-    parser.add_argument("--timeout", type=float, default=240.0, metavar="SECONDS", help="give up after this long")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="done once no finalizer came back for this long (default: 10)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=240.0,
+        metavar="SECONDS",
+        help="give up (exit 1) after this long (default: 240)",
+    )
     logs.add_arguments(parser)
     return parser
 

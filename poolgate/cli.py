@@ -13,7 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "up": ("poolgate.up.cli", "run the whole gateway on this machine: Envoy, pickers and model servers"),
     "bench": (
         "poolgate.bench.cli",
-        "benchmarks that print numbers: picker, routing, overhead, control-plane, faults, scrape",
+        "benchmarks that print numbers: picker, routing, overhead, control-plane, faults, scrape, peers",
     ),
     "sim": ("simulator.cli", "serve simulated vLLM-compatible model servers (no GPU) on loopback addresses"),
     "picker": ("picker.cli", "run the endpoint picker (Envoy ext_proc service)"),

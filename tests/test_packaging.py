@@ -144,3 +144,11 @@ def test_translate_runs_on_the_quickstart(tmp_path):
     assert written, "translate wrote nothing"
     for path in tmp_path.glob("*.json"):
         json.loads(path.read_text())  # each JSON file is complete
+
+
+def test_the_help_names_every_benchmark_and_every_hook():
+    from hooks.app import HOOKS
+    from hooks.cli import DESCRIPTION
+
+    assert [name for name in BENCHMARKS if name not in SUBCOMMANDS["bench"][1]] == []
+    assert [path for path in HOOKS if f"POST {path}\n" not in DESCRIPTION and f"POST {path} " not in DESCRIPTION] == []
