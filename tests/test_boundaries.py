@@ -3,12 +3,14 @@
 - the picker does not depend on the translator (both share `poolgate.api`, the contract and pool membership);
 - benchmarks are a leaf: no product module and no e2e test imports `poolgate.bench`;
 - the product does not import the test harness;
-- every name of `poolgate.api.contract` is defined there only (no module-level copy of its value elsewhere).
+- every name of `poolgate.api.contract` is defined there only (no module-level copy of its value elsewhere);
+- the newcomer's map (docs/architecture.md, "Where things live") names every package and module, and only those.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from poolgate.api import contract
@@ -90,3 +92,17 @@ def test_contract_names_are_defined_once():
             ):
                 copies.append(f"{path.relative_to(REPO)}:{node.lineno} copies {values[value.value]}")
     assert copies == []
+
+
+def test_the_map_names_every_package_and_module_and_only_those():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    where = text[text.index("## Where things live") :]
+    named = set(re.findall(r"`([\w/]+(?:\.py|/))`", where))
+    files = [path.relative_to(REPO) for path in python_files(*PRODUCT)]
+    packages = {f"{path.parent}/" for path in files if path.name == "__init__.py"}
+    unnamed_packages = [p for p in packages if not any(p == n or p.endswith(f"/{n}") for n in named)]
+    modules = {path.name for path in files if path.name != "__init__.py"}
+    named_modules = {n.rsplit("/", 1)[-1] for n in named if n.endswith(".py")}
+    assert sorted(unnamed_packages) == [] and sorted(modules - named_modules) == []
+    elsewhere = {path.name for path in python_files("examples", "tests", "e2e")}
+    assert sorted(named_modules - modules - elsewhere) == []
