@@ -18,24 +18,10 @@ from poolgate.bench.routing import (
     WARMUP_FRACTION,
 )
 from poolgate.bench.routing.pickers import DEFAULT_PICKERS, PICKERS
+from poolgate.bench.routing.results import MEASURES, SEED_FIELDS, over_seeds
 from poolgate.bench.routing.workloads import WORKLOADS, workload_spec
 
-TABLE_COLUMNS = (
-    "load",
-    "rate",
-    "picker",
-    "ttft_p50_s",
-    "ttft_p90_s",
-    "ttft_p99_s",
-    "itl_p50_s",
-    "itl_p99_s",
-    "output_tokens_per_s",
-    "completed",
-    "shed",
-    "errors",
-    "prefix_hit_rate",
-    "servers_per_group",
-)
+TABLE_COLUMNS = ("load", "rate", "picker", *MEASURES)
 
 
 def _names(text: str) -> list[str]:
@@ -251,7 +237,6 @@ def run(args: argparse.Namespace) -> int:
 
     from poolgate.bench.report import output_console, print_table, write_json
     from poolgate.bench.routing.plots import write_plots
-    from poolgate.bench.routing.results import SEED_FIELDS, over_seeds
     from poolgate.bench.routing.runner import Settings, capacities, cases, run_cases
 
     errors = Console(stderr=True)

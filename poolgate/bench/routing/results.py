@@ -24,12 +24,7 @@ from collections.abc import Sequence
 from poolgate.bench.routing.fleet import RequestRecord
 from simulator.request import weighted_percentile
 
-ROW_FIELDS = (
-    "workload",
-    "rate",
-    "load",
-    "picker",
-    "seed",
+MEASURES = (  # what a run measured, in the order rows and tables show it
     "ttft_p50_s",
     "ttft_p90_s",
     "ttft_p99_s",
@@ -42,6 +37,7 @@ ROW_FIELDS = (
     "prefix_hit_rate",
     "servers_per_group",
 )
+ROW_FIELDS = ("workload", "rate", "load", "picker", "seed", *MEASURES)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
