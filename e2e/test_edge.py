@@ -27,7 +27,7 @@ from poolgate.up.processes import POOLGATE, port_holder, port_open, wait_until
 from poolgate.up.stack import Stack
 from poolgate.up.summary import status_problems
 from tests.conftest import REPO
-from tests.support.stacks import next_block
+from tests.support.stacks import next_block, quickstart_objects
 
 pytestmark = pytest.mark.xdist_group("e2e-edge")
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
@@ -35,11 +35,7 @@ LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 
 @pytest.fixture
 def quickstart(start_stack):
-    objects = list(yaml.safe_load_all((REPO / "examples" / "quickstart.yaml").read_text()))
-    for obj in objects:
-        if obj["kind"] == "Gateway":
-            obj["spec"]["listeners"][0]["port"] = 0
-    stack = start_stack(*objects)
+    stack = start_stack(*quickstart_objects())
     return stack, stack.url("default/inference-gateway")
 
 

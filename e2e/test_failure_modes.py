@@ -13,12 +13,11 @@ from poolgate.api.builders import (
     listener,
     pod,
     pool,
-    pool_ref,
     route,
     service,
-    sim_deployment,
 )
 from poolgate.envoy import envoy_binary
+from poolgate.load import faults
 from poolgate.translate.output import write_yaml
 from poolgate.up.processes import POOLGATE, free_port, wait_for_port, wait_until
 from tests.support.processes import Processes
@@ -26,36 +25,8 @@ from tests.support.processes import Processes
 pytestmark = pytest.mark.xdist_group("e2e-failure")
 
 
-def two_pools():
-    return (
-        gateway_class(),
-        gateway(listeners=listener()),
-        route(
-            rules=[
-                {
-                    "matches": [{"path": {"value": "/open"}}],
-                    "backendRefs": [pool_ref("open")],
-                    "filters": [
-                        {
-                            "type": "URLRewrite",
-                            "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}},
-                        }
-                    ],
-                },
-                {"matches": [{"path": {"value": "/v1"}}], "backendRefs": [pool_ref("closed")]},
-            ]
-        ),
-        pool("open", picker="epp-open", failure_mode="FailOpen"),
-        pool("closed", picker="epp-closed"),
-        service("epp-open"),
-        service("epp-closed"),
-        sim_deployment("open", replicas=2),
-        sim_deployment("closed", replicas=2),
-    )
-
-
 def test_fail_open_keeps_answering_and_fail_close_refuses_fast_while_the_picker_is_down(start_stack, http):
-    stack = start_stack(*two_pools())
+    stack = start_stack(*faults.picker_fault_objects())  # /open/...: FailOpen pool, /v1/...: FailClose
     url = stack.url()
     assert http.post(f"{url}/open/chat/completions", json=chat()).status_code == 200
     assert http.post(f"{url}/v1/chat/completions", json=chat()).status_code == 200

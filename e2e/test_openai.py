@@ -9,12 +9,11 @@ from collections import Counter
 import httpx
 import openai
 import pytest
-import yaml
 
 from poolgate.api.builders import MODEL, chat, gateway, gateway_class, listener, pool, route, service, sim_deployment
 from poolgate.api.contract import SERVED_BY_HEADER
 from poolgate.up.processes import wait_until
-from tests.conftest import REPO
+from tests.support.stacks import quickstart_objects
 
 pytestmark = pytest.mark.xdist_group("e2e-openai")
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
@@ -22,12 +21,7 @@ LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 
 @pytest.fixture
 def quickstart(start_stack):
-    """examples/quickstart.yaml, with the Gateway on a free port of the stack's own address."""
-    objects = list(yaml.safe_load_all((REPO / "examples" / "quickstart.yaml").read_text()))
-    for obj in objects:
-        if obj["kind"] == "Gateway":
-            obj["spec"]["listeners"][0]["port"] = 0
-    stack = start_stack(*objects)
+    stack = start_stack(*quickstart_objects())
     return stack, openai.OpenAI(
         base_url=f"{stack.url('default/inference-gateway')}/v1", api_key="unused", max_retries=0
     )

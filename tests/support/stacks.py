@@ -9,9 +9,21 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
 from poolgate.up.stack import Stack
 
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
 _blocks = itertools.count()
+
+
+def quickstart_objects() -> list[dict]:
+    """The objects of examples/quickstart.yaml, with the Gateway on a free port (of the stack's own address)."""
+    objects = list(yaml.safe_load_all(QUICKSTART.read_text()))
+    for obj in objects:
+        if obj["kind"] == "Gateway":
+            obj["spec"]["listeners"][0]["port"] = 0
+    return objects
 
 
 def next_block() -> int:
