@@ -103,19 +103,6 @@ schedulingProfiles:
 - name: default
   plugins: [{{pluginRef: prefix-cache-scorer}}, {{pluginRef: max-score-picker}}]
 """
-LOOP_OBJECTS = """
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {{name: pool, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: pool}}}}
-  targetPorts: [{{number: {port}}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: p0, namespace: default, labels: {{app: pool}}}}
-status: {{podIP: "{host}", conditions: [{{type: Ready, status: "True"}}]}}
-"""
 
 
 def measure_loop_latency(
@@ -130,6 +117,7 @@ def measure_loop_latency(
 
     import grpc
     import orjson
+    import yaml
     from envoy.config.core.v3 import base_pb2
     from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
     from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
@@ -137,6 +125,7 @@ def measure_loop_latency(
     from picker.kvcache.events import AllBlocksCleared
     from picker.scheduling.precise_prefix import PrecisePrefixCacheProducer
     from picker.server.app import Picker, PickerOptions
+    from poolgate.api.builders import pod, pool
     from poolgate.api.contract import POOL_METADATA_KEY
     from simulator.config import ServerConfig
     from simulator.server import SimulatedServers
@@ -171,7 +160,7 @@ def measure_loop_latency(
         async with SimulatedServers([f"{host}:0"], ServerConfig().without_latency()) as servers:
             with tempfile.TemporaryDirectory() as directory:
                 objects = Path(directory) / "objects.yaml"
-                objects.write_text(LOOP_OBJECTS.format(port=servers[0].port, host=host))
+                objects.write_text(yaml.safe_dump_all([pool(ports=(servers[0].port,), picker=None), pod("p0", host)]))
                 options = PickerOptions(
                     host=host,
                     grpc_port=0,

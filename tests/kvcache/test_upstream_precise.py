@@ -22,6 +22,7 @@ from picker.scheduling.precise_prefix import PrecisePrefixCacheProducer
 from picker.scheduling.scorers import PrefixCacheScorer
 from picker.scheduling.tokens import EstimateBackend
 from picker.server.app import Picker, PickerOptions
+from poolgate.api.builders import pod, pool
 from simulator.config import ServerConfig
 from simulator.server import SimulatedServers
 from tests.kvcache.test_precise_producer import publish_until_seen, request
@@ -104,21 +105,6 @@ def test_the_upstream_precise_config_routes_by_the_engines_events(engine, model_
         context.term()
 
 
-OBJECTS = """
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {{name: pool, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: pool}}}}
-  targetPorts: [{{number: {port}}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: p0, namespace: default, labels: {{app: pool}}}}
-status: {{podIP: 127.0.0.42, conditions: [{{type: Ready, status: "True"}}]}}
-"""
-
-
 async def test_the_picker_tokenizes_on_worker_threads_and_its_cycle_reads_the_result(
     engine,  # noqa: F811
     tmp_path,
@@ -134,7 +120,7 @@ async def test_the_picker_tokenizes_on_worker_threads_and_its_cycle_reads_the_re
     monkeypatch.setattr(EngineTokenizer, "tokenize", recording_tokenize)
     async with SimulatedServers(["127.0.0.42:0"], ServerConfig().without_latency()) as servers:
         objects = tmp_path / "objects.yaml"
-        objects.write_text(OBJECTS.format(port=servers[0].port))
+        objects.write_text(yaml.safe_dump_all([pool(ports=(servers[0].port,), picker=None), pod("p0", "127.0.0.42")]))
         picker = Picker(
             PickerOptions(
                 host="127.0.0.1",

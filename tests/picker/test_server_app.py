@@ -6,30 +6,17 @@ import os
 import aiohttp
 import grpc
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from picker.discovery.view import PickerView
 from picker.server.app import Picker, PickerOptions
 from picker.server.service import self_signed_key_pair
+from poolgate.api.builders import pod, pool
 from simulator.config import ServerConfig
 from simulator.server import SimulatedServers
 from tests.support.extproc import ExtProcStream, header_values, request_body, request_headers
 from tests.support.picker import PickerHarness, pool_view
-
-OBJECTS = """
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {{name: pool, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: pool}}}}
-  targetPorts: [{{number: {port}}}]
-"""
-POD = """---
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: default, labels: {{app: pool}}}}
-status: {{podIP: {ip}, conditions: [{{type: Ready, status: "True"}}]}}
-"""
 
 
 async def health_status(target: str, service: str, credentials=None) -> int | str:
@@ -48,7 +35,7 @@ async def test_objects_file_picker_serves_reloads_reports_health_and_metrics(tmp
         port = first[0].port
         async with SimulatedServers([f"127.0.0.41:{port}"], ServerConfig().without_latency()):
             path = tmp_path / "objects.yaml"
-            path.write_text(OBJECTS.format(port=port) + POD.format(name="p0", ip="127.0.0.40"))
+            path.write_text(yaml.safe_dump_all([pool(ports=(port,), picker=None), pod("p0", "127.0.0.40")]))
             picker = Picker(
                 PickerOptions(
                     host="127.0.0.1",
@@ -84,7 +71,7 @@ async def test_objects_file_picker_serves_reloads_reports_health_and_metrics(tmp
 
                 assert await destinations() == f"127.0.0.40:{port}"
                 temporary = tmp_path / ".objects.new"
-                temporary.write_text(path.read_text() + POD.format(name="p1", ip="127.0.0.41"))
+                temporary.write_text(path.read_text() + "---\n" + yaml.safe_dump(pod("p1", "127.0.0.41")))
                 os.replace(temporary, path)
                 for _ in range(250):
                     if len(picker.pools.pools["default/pool"].state) == 2:
