@@ -182,7 +182,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--plot",
         metavar="PNG",
         default="bench-results/control-plane.png",
-        help="growth curve of the stage times (default: %(default)s)",
+        help="growth curve of the stage times (default: %(default)s; '' for none)",
     )
     parser.add_argument("--quick", action="store_true", help="only the three smallest cases")
     parser.set_defaults(run=run)
