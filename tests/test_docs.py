@@ -1,0 +1,61 @@
+"""The README and docs/ name only commands, flags and files that exist: every `poolgate <command> ... --flag` they
+show is accepted by that command's parser, and every repository path they name (from a top-level directory on) is
+in the tree."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from poolgate.cli import build_parser
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def command_options() -> dict[tuple[str, ...], set[str]]:
+    """Each command path (`("bench", "scrape")`) and the options its parser accepts."""
+    table: dict[tuple[str, ...], set[str]] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+        table[path] = {option for action in parser._actions for option in action.option_strings}
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, (*path, name))
+
+    walk(build_parser(), ())
+    return table
+
+
+def test_every_flag_shown_after_a_poolgate_command_is_one_it_accepts():
+    table, unknown, seen = command_options(), [], 0
+    for doc in DOCS:
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            for match in re.finditer(r"\bpoolgate((?: [a-z][a-z-]*){1,2})", line):
+                command: tuple[str, ...] = ()
+                for word in match.group(1).split():
+                    if (*command, word) in table:
+                        command = (*command, word)
+                if not command:
+                    continue
+                # the command's own words: up to the end of the code span, a pipe, another command or a comment
+                words = re.split(r"`|\||&&|;|\bpoolgate\b|\)|  #", line[match.end() :])[0]
+                for flag in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", words):
+                    seen += 1
+                    if flag not in table[command]:
+                        unknown.append(f"{doc.name}:{number}: poolgate {' '.join(command)} {flag}")
+    assert unknown == [] and seen > 100
+
+
+def test_every_repository_path_the_docs_name_exists():
+    tops = {path.name for path in REPO.iterdir() if path.is_dir() and not path.name.startswith(".")}
+    missing = []
+    for doc in DOCS:
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            for path in re.findall(r"`([\w.-]+/[\w./-]*\w/?)(?::\d+)?`", line):
+                file_or_folder = path.endswith("/") or "." in path.rsplit("/", 1)[-1]  # not `poolgate/pools` (a key)
+                if path.split("/")[0] in tops and file_or_folder and not (REPO / path).exists():
+                    missing.append(f"{doc.name}:{number}: {path}")
+    assert missing == []
