@@ -1,12 +1,14 @@
 """The README and docs/ name only commands, flags and files that exist: every `poolgate <command> ... --flag` they
 show is accepted by that command's parser, and every repository path they name (from a top-level directory on) is
-in the tree."""
+in the tree. And docs/kubernetes.md names every value of the Helm chart."""
 
 from __future__ import annotations
 
 import argparse
 import re
 from pathlib import Path
+
+import yaml
 
 from poolgate.cli import build_parser
 
@@ -59,3 +61,20 @@ def test_every_repository_path_the_docs_name_exists():
                 if path.split("/")[0] in tops and file_or_folder and not (REPO / path).exists():
                     missing.append(f"{doc.name}:{number}: {path}")
     assert missing == []
+
+
+def test_every_helm_value_is_in_the_values_table():
+    values = yaml.safe_load((REPO / "helm" / "poolgate" / "values.yaml").read_text())
+    named = set(re.findall(r"`([\w.]+)`", (REPO / "docs" / "kubernetes.md").read_text()))
+
+    def leaves(node: object, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+        if isinstance(node, dict) and node:
+            return [leaf for key, value in node.items() for leaf in leaves(value, (*path, key))]
+        return [path]
+
+    unnamed = [
+        ".".join(leaf)
+        for leaf in leaves(values, ())
+        if not any(".".join(leaf[:k]) in named for k in range(2 if len(leaf) > 1 else 1, len(leaf) + 1))
+    ]
+    assert unnamed == []
