@@ -12,9 +12,15 @@ import openai
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="http://127.0.0.1:8080/v1", help="the gateway's OpenAI base URL")
-    parser.add_argument("--model", default="meta-llama/Llama-3.1-8B-Instruct", help="model to ask")
-    parser.add_argument("--prompt", default="Write a haiku about load balancing.")
+    parser.add_argument(
+        "--url", default="http://127.0.0.1:8080/v1", help="the gateway's OpenAI base URL (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model", default="meta-llama/Llama-3.1-8B-Instruct", help="model to ask (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--prompt", default="Write a haiku about load balancing.", help="what to ask (default: a haiku)"
+    )
     args = parser.parse_args()
     client = openai.OpenAI(base_url=args.url, api_key="unused")
     response = client.chat.completions.with_raw_response.create(
