@@ -65,10 +65,12 @@ let later requests of the group choose between two servers (see docs/benchmarks.
 longest prefix any candidate caches is cached on fewer than N candidates and is shared, not continued (it holds no
 earlier request's whole prompt, as a conversation's next turn holds its last turn's: a system prompt), every
 candidate is ranked as a copy would be (the holders' cached tokens do not count in the cost; the prediction and
-the backlog keep them). The request then goes where a copy costs least, often an endpoint without the prefix, and
-the group's later requests choose between N endpoints by their backlogs. With short shared prompts, where requests
-wait behind other requests' prefill rather than for batch slots, a hit waits less often when its group has two
-endpoints to choose from; each copy is one request's extra prefill, made once (docs/benchmarks.md).
+the backlog keep them), as long as the copy's extra prefill is at most `spreadMaxSeconds` (0.5 s). The request then
+goes where a copy costs least, often an endpoint without the prefix, and the group's later requests choose between
+N endpoints by their backlogs. With short shared prompts, where requests wait behind other requests' prefill rather
+than for batch slots, a hit waits less often when its group has two endpoints to choose from; each copy is one
+request's extra prefill, made once. It is off by default: the routing benchmark measured it 10-28% better at p90
+with 1,500-token shared prompts and 4-13% worse on two 6,000-token shapes (docs/benchmarks.md).
 
 The score is best_cost / cost (1.0 for the best endpoint).
 
@@ -184,6 +186,7 @@ class PredictedTtftScorer(Scorer):
         backlogWeight: float = Field(default=1.0, ge=1)
         loadWindowSeconds: float = Field(default=30.0, gt=0)
         spreadCopies: int = Field(default=0, ge=0)
+        spreadMaxSeconds: Seconds = 0.5
         learnOnline: bool = False
         forgetting: float = Field(default=0.999, gt=0, le=1)
         prefixMatchInfoProducerName: str | None = Field(default=None, min_length=1)
@@ -209,6 +212,7 @@ class PredictedTtftScorer(Scorer):
             backlog_weight=p.backlogWeight,
             load_window_seconds=p.loadWindowSeconds,
             spread_copies=p.spreadCopies,
+            spread_max_seconds=p.spreadMaxSeconds,
             learn_online=p.learnOnline,
             forgetting=p.forgetting,
         )
@@ -233,6 +237,7 @@ class PredictedTtftScorer(Scorer):
         backlog_weight: float = 1.0,
         load_window_seconds: float = 30.0,
         spread_copies: int = 0,
+        spread_max_seconds: float = 0.5,
         learn_online: bool = False,
         forgetting: float = 0.999,
     ) -> None:
@@ -275,6 +280,7 @@ class PredictedTtftScorer(Scorer):
         self.backlog_weight = backlog_weight
         self.load_window_seconds = load_window_seconds
         self.spread_copies = spread_copies
+        self.spread_max_seconds = spread_max_seconds
         self.learn_online = learn_online
         self.forgetting = forgetting
         self.backlogs: dict[str, _Backlog] = {}  # endpoint key -> its prefill backlog
@@ -354,10 +360,13 @@ class PredictedTtftScorer(Scorer):
         per_running = busy / (1.0 - busy) / peak
         penalty = self.prefill_penalty
         now, window, backlogs = cycle.now, self.load_window_seconds, self.backlogs
-        spread = (
-            self.spread_copies > 1 and self._shared_prefix(cycle, endpoints) and _copies(details) < self.spread_copies
-        )
         most = max(d.uncached for d in details)
+        spread = (
+            self.spread_copies > 1
+            and self._shared_prefix(cycle, endpoints)
+            and _copies(details) < self.spread_copies
+            and per_token * (most - min(d.uncached for d in details)) <= self.spread_max_seconds
+        )
         for i, (e, d) in enumerate(zip(endpoints, details)):
             if spread and d.uncached < most:  # ranked as a copy would be
                 costs[i] += per_token * (most - d.uncached)

@@ -314,6 +314,10 @@ def test_a_shared_prefix_is_copied_until_it_has_spread_copies():
     # cached on fewer than 2 endpoints: every endpoint is ranked as a copy, and the holder's backlog counts
     assert scores(scorer, b"b") == pytest.approx([0.22 / 0.23, 1.0, 1.0])
     assert scores(follows, b"b") == pytest.approx([1.0, 0.1404 / 0.22, 0.1404 / 0.22])
+    # a copy whose extra prefill (0.0896 s) exceeds spreadMaxSeconds is not made
+    scorer.spread_max_seconds = 0.05
+    assert scores(scorer, b"d") == pytest.approx([1.0, 0.1404 / 0.22, 0.1404 / 0.22])
+    scorer.spread_max_seconds = 0.5
     # with a second copy the group follows its prefix again
     index.credit("10.0.0.2:8000", hashes[:7])
     assert scores(scorer, b"c") == pytest.approx([0.1304 / 0.1404, 1.0, 0.1304 / 0.22])
