@@ -61,6 +61,17 @@ requests after it several times its own TTFT, so a prompt group stays on the end
 (is computed once more elsewhere) when that endpoint's share of the work is clearly above the others'. It is off by
 default because the routing benchmark measured it worse: it also stops the few second copies of a busy group that
 let later requests of the group choose between two servers (see docs/benchmarks.md).
+`spreadCopies: N` (0, off, by default) makes copies of a shared prompt before its one endpoint queues: when the
+longest prefix any candidate caches is cached on fewer than N candidates and is shared, not continued (it holds no
+earlier request's whole prompt, as a conversation's next turn holds its last turn's: a system prompt), every
+candidate is ranked as a copy would be (the holders' cached tokens do not count in the cost; the prediction and
+the backlog keep them), as long as the copy's extra prefill is at most `spreadMaxSeconds` (0.5 s). The request then
+goes where a copy costs least, often an endpoint without the prefix, and the group's later requests choose between
+N endpoints by their backlogs. With short shared prompts, where requests wait behind other requests' prefill rather
+than for batch slots, a hit waits less often when its group has two endpoints to choose from; each copy is one
+request's extra prefill, made once. It is off by default: the routing benchmark measured it 10-28% better at p90
+with 1,500-token shared prompts and 4-13% worse on two 6,000-token shapes (docs/benchmarks.md).
+
 The score is best_cost / cost (1.0 for the best endpoint).
 
 A request is a LoRA request when `base_model` says so or some endpoint of the pool has reported the model among
@@ -93,6 +104,7 @@ from picker.scheduling.registry import BuildContext, PluginParameters, Seconds, 
 TOKENS_SCALE = 1000.0  # the prefill feature is in thousands of tokens, to keep the features of similar size
 INITIAL_COVARIANCE = 100.0  # RLS prior: loose, so that a few observations move the parameters
 MAX_COVARIANCE_TRACE = 1e6
+MAX_TRACKED_PROMPTS = 10_000  # recent prompts whose ends `spreadCopies` remembers (least recent dropped)
 MAX_UTILIZATION = 0.95  # caps the pool utilization in the capacity cost (busy / (1 - busy) <= 19)
 
 
@@ -173,6 +185,8 @@ class PredictedTtftScorer(Scorer):
         prefillQueueCost: bool = False
         backlogWeight: float = Field(default=1.0, ge=1)
         loadWindowSeconds: float = Field(default=30.0, gt=0)
+        spreadCopies: int = Field(default=0, ge=0)
+        spreadMaxSeconds: Seconds = 0.5
         learnOnline: bool = False
         forgetting: float = Field(default=0.999, gt=0, le=1)
         prefixMatchInfoProducerName: str | None = Field(default=None, min_length=1)
@@ -197,6 +211,8 @@ class PredictedTtftScorer(Scorer):
             prefill_queue_cost=p.prefillQueueCost,
             backlog_weight=p.backlogWeight,
             load_window_seconds=p.loadWindowSeconds,
+            spread_copies=p.spreadCopies,
+            spread_max_seconds=p.spreadMaxSeconds,
             learn_online=p.learnOnline,
             forgetting=p.forgetting,
         )
@@ -220,6 +236,8 @@ class PredictedTtftScorer(Scorer):
         prefill_queue_cost: bool = False,
         backlog_weight: float = 1.0,
         load_window_seconds: float = 30.0,
+        spread_copies: int = 0,
+        spread_max_seconds: float = 0.5,
         learn_online: bool = False,
         forgetting: float = 0.999,
     ) -> None:
@@ -261,11 +279,14 @@ class PredictedTtftScorer(Scorer):
         self.prefill_queue_cost = prefill_queue_cost
         self.backlog_weight = backlog_weight
         self.load_window_seconds = load_window_seconds
+        self.spread_copies = spread_copies
+        self.spread_max_seconds = spread_max_seconds
         self.learn_online = learn_online
         self.forgetting = forgetting
         self.backlogs: dict[str, _Backlog] = {}  # endpoint key -> its prefill backlog
         # endpoint key -> end times of requests sent before a scrape and ended since (newest last)
         self.ended: dict[str, deque[float]] = {}
+        self.prompt_ends: dict[int, None] = {}  # the last block hash of recent prompts (oldest first)
         self.peak_running = 0  # the most requests any endpoint of the pool has been seen running
         self.pool: PoolState | None = None  # the pool of the scheduler running the scorer (`attach`)
 
@@ -339,8 +360,17 @@ class PredictedTtftScorer(Scorer):
         per_running = busy / (1.0 - busy) / peak
         penalty = self.prefill_penalty
         now, window, backlogs = cycle.now, self.load_window_seconds, self.backlogs
+        most = max(d.uncached for d in details)
+        spread = (
+            self.spread_copies > 1
+            and self._shared_prefix(cycle, endpoints)
+            and _copies(details) < self.spread_copies
+            and per_token * (most - min(d.uncached for d in details)) <= self.spread_max_seconds
+        )
         for i, (e, d) in enumerate(zip(endpoints, details)):
-            prefill = per_token * d.uncached
+            if spread and d.uncached < most:  # ranked as a copy would be
+                costs[i] += per_token * (most - d.uncached)
+            prefill = per_token * (most if spread else d.uncached)
             if prefill <= 0.0:
                 continue
             price = penalty + per_running * d.running
@@ -353,6 +383,24 @@ class PredictedTtftScorer(Scorer):
         if best <= 0.0:  # all coefficients zero: no preference
             return [1.0] * len(costs)
         return [best / cost for cost in costs]
+
+    def _shared_prefix(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> bool:
+        """Whether the longest cached prefix of the request is shared rather than continued: it contains no earlier
+        request's whole prompt (a conversation's next turn contains its last turn's; requests of a group share a
+        system prompt and part at their questions). Remembers where this request's prompt ends (its last block
+        but one)."""
+        match = self.index.cycle_match(cycle, endpoints)
+        if not match.hashes:
+            return False
+        longest = max(match.matched.values(), default=0)
+        ends = self.prompt_ends
+        shared = longest > 0 and not any(h in ends for h in match.hashes[:longest])
+        last = match.hashes[-2:][0]  # the last block may be partial: the next turn's would differ
+        ends.pop(last, None)
+        ends[last] = None
+        if len(ends) > MAX_TRACKED_PROMPTS:
+            del ends[next(iter(ends))]
+        return shared
 
     def attach(self, pool: PoolState) -> None:
         self.pool = pool  # where peers' requests are booked
@@ -457,6 +505,14 @@ class PredictedTtftScorer(Scorer):
         if sum(self._covariance[i][i] for i in range(n)) > MAX_COVARIANCE_TRACE:  # no excitation: restart
             self._covariance = _identity(n, INITIAL_COVARIANCE)
         self.coefficients = [max(0.0, c) for c in self._estimate]
+
+
+def _copies(details: Sequence[Prediction]) -> int:
+    """How many candidates cache the longest part of the prompt any of them caches (0: none caches any)."""
+    least = min(d.uncached for d in details)
+    if least >= max(d.uncached for d in details):
+        return 0
+    return sum(1 for d in details if d.uncached == least)
 
 
 def _identity(n: int, scale: float) -> list[list[float]]:

@@ -286,3 +286,54 @@ def test_sending_a_request_adds_to_the_endpoint_rates():
     assert load == pytest.approx(0.04 * math.exp(-1) + 0.02)
     assert arrivals == pytest.approx(0.1 * math.exp(-1) + 0.1)
     assert backlog.at(10.0) == pytest.approx(0.2)  # the first 0.4 s drained by then
+
+
+SHARED = bytes(range(256)) * 7  # 1792 bytes: 7 blocks of 64 estimated tokens (448 tokens) shared by a group
+
+
+def group_request(question: bytes) -> SchedulingRequest:
+    """A request of the group: the shared prefix and a question of its own, 4000 bytes = 1000 tokens in all."""
+    return SchedulingRequest("m", PromptInput(SHARED + question.ljust(4000 - len(SHARED), b".")))
+
+
+def test_a_shared_prefix_is_copied_until_it_has_spread_copies():
+    # Three idle endpoints; the first caches the group's 448 tokens and has 0.01 s of prefill backlog: a request of
+    # the group predicts 0.02 + 0.01 + 0.0002 x 552 = 0.1404 s there, 0.02 + 0.2 = 0.22 s elsewhere.
+    pool = make_pool((0, 0, 0.0), (0, 0, 0.0), (0, 0, 0.0))
+    index = PrefixIndex()
+    scorer = PredictedTtftScorer(index=index, spread_copies=2)
+    follows = PredictedTtftScorer(index=index)  # the default: no spreading
+    hashes = index.match(group_request(b"a"), pool.endpoints()).hashes
+    index.credit("10.0.0.1:8000", hashes[:7])
+    for s in (scorer, follows):
+        s.backlogs["10.0.0.1:8000"] = _Backlog(seconds=0.01, updated_at=0.0)
+
+    def scores(s: PredictedTtftScorer, question: bytes) -> list[float]:
+        return s.score(CycleState(group_request(question), 0.0, pool), pool.endpoints())
+
+    # cached on fewer than 2 endpoints: every endpoint is ranked as a copy, and the holder's backlog counts
+    assert scores(scorer, b"b") == pytest.approx([0.22 / 0.23, 1.0, 1.0])
+    assert scores(follows, b"b") == pytest.approx([1.0, 0.1404 / 0.22, 0.1404 / 0.22])
+    # a copy whose extra prefill (0.0896 s) exceeds spreadMaxSeconds is not made
+    scorer.spread_max_seconds = 0.05
+    assert scores(scorer, b"d") == pytest.approx([1.0, 0.1404 / 0.22, 0.1404 / 0.22])
+    scorer.spread_max_seconds = 0.5
+    # with a second copy the group follows its prefix again
+    index.credit("10.0.0.2:8000", hashes[:7])
+    assert scores(scorer, b"c") == pytest.approx([0.1304 / 0.1404, 1.0, 0.1304 / 0.22])
+
+
+def test_a_conversation_history_is_not_copied():
+    # Each turn's prompt holds the last turn's whole prompt: a continued prefix, not a shared one, is not spread.
+    pool = make_pool((0, 0, 0.0), (0, 0, 0.0))
+    index = PrefixIndex()
+    scorer = PredictedTtftScorer(index=index, spread_copies=2)
+    history = bytes(range(200)) * 5
+    for turn in range(4):
+        request = SchedulingRequest("m", PromptInput(history))
+        cycle = CycleState(request, 0.0, pool)
+        scores = scorer.score(cycle, pool.endpoints())
+        if turn:
+            assert scores[0] == 1.0 and scores[1] < 1.0  # the endpoint holding the conversation
+        index.credit("10.0.0.1:8000", index.match(request, pool.endpoints()).hashes)
+        history += bytes([turn]) * 1000
