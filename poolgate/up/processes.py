@@ -254,6 +254,7 @@ class Spec:
     env: tuple[tuple[str, str], ...] = field(default=())
     health_path: str | None = None  # ready only once GET http://ready_at<health_path> answers 200
     ready_timeout: float | None = None  # seconds to wait for readiness, instead of the supervisor's default
+    wave: int = 0  # started once every child of a lower wave started with it is ready
 
 
 class Supervisor:
@@ -273,15 +274,17 @@ class Supervisor:
         return process
 
     def reconcile(self, desired: dict[str, Spec], ready_timeout: float = 30.0) -> list[str]:
-        """Stop children no longer desired or whose spec changed, start the missing ones and wait until they are
-        ready. Returns the names started."""
+        """Stop children no longer desired or whose spec changed, start the missing ones wave by wave (a wave once
+        the lower ones are ready) and wait until they are ready. Returns the names started."""
         for name in [n for n in self.children if desired.get(n) != self.specs[n]]:
             self.stop(name)
         started = [name for name in desired if name not in self.children]
-        for name in started:
-            self.start(name, desired[name])
-        for name in started:
-            self.wait_ready(name, ready_timeout)
+        for wave in sorted({desired[name].wave for name in started}):
+            batch = [name for name in started if desired[name].wave == wave]
+            for name in batch:
+                self.start(name, desired[name])
+            for name in batch:
+                self.wait_ready(name, ready_timeout)
         return started
 
     def wait_ready(self, name: str, timeout: float = 30.0) -> None:

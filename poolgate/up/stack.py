@@ -1,7 +1,8 @@
 """The standalone gateway: real Envoy, pickers and model servers on loopback, from Kubernetes-shaped YAML files.
 
-`Stack.start()` plans the processes (poolgate.up.plan), starts the simulated pods, the pickers and Envoy, and writes
-Envoy's listeners and clusters into a watched directory; `Stack.reload()` re-reads the files and applies the
+`Stack.start()` plans the processes (poolgate.up.plan), starts the model servers, then (once they answer, as a
+cluster lists only ready pods as endpoints) the pickers and Envoy, and writes Envoy's listeners and clusters into a
+watched directory; `Stack.reload()` re-reads the files and applies the
 difference without restarting what did not change (Envoy reloads its configuration in place); `Stack.stop()` stops
 every child process."""
 
@@ -39,6 +40,7 @@ from poolgate.up.processes import (
 log = logging.getLogger("poolgate.up")
 PICKER_HEALTH_PORT = 9003
 PICKER_METRICS_PORT = 9090
+SERVING_WAVE = 1  # pickers and Envoy start once the model servers answer: in a cluster, only ready pods are endpoints
 
 
 @dataclass
@@ -334,7 +336,7 @@ class Stack:
                 *self._picker_tls_args(),
                 *self.options.picker_args,
             )
-            children[picker.child] = Spec(argv, (picker.address.host, picker.address.port))
+            children[picker.child] = Spec(argv, (picker.address.host, picker.address.port), wave=SERVING_WAVE)
         if any(lst.model_router is not None for lst in translation.ir.listeners):
             argv = (
                 *POOLGATE,
@@ -351,7 +353,7 @@ class Stack:
                 "--metrics-port",
                 str(free_port(self.model_router.host)),
             )
-            children["model-router"] = Spec(argv, (self.model_router.host, self.model_router.port))
+            children["model-router"] = Spec(argv, (self.model_router.host, self.model_router.port), wave=SERVING_WAVE)
         bootstrap = self.state_dir / "bootstrap.yaml"
         write_yaml(bootstrap, xds.dynamic_bootstrap(str(self.xds_dir), translation.options))
         # When a reload replaces a listener, Envoy drains the old one's connections. Its default (gradual) strategy
@@ -369,5 +371,6 @@ class Stack:
                 "immediate",
             ),
             (self.admin.host, self.admin.port),
+            wave=SERVING_WAVE,
         )
         return children
