@@ -360,17 +360,12 @@ class PredictedTtftScorer(Scorer):
         per_running = busy / (1.0 - busy) / peak
         penalty = self.prefill_penalty
         now, window, backlogs = cycle.now, self.load_window_seconds, self.backlogs
-        most = max(d.uncached for d in details)
-        spread = (
-            self.spread_copies > 1
-            and self._shared_prefix(cycle, endpoints)
-            and _copies(details) < self.spread_copies
-            and per_token * (most - min(d.uncached for d in details)) <= self.spread_max_seconds
-        )
+        spread_to = self._spread_uncached(cycle, endpoints, details, per_token)
         for i, (e, d) in enumerate(zip(endpoints, details)):
-            if spread and d.uncached < most:  # ranked as a copy would be
-                costs[i] += per_token * (most - d.uncached)
-            prefill = per_token * (most if spread else d.uncached)
+            uncached = d.uncached if spread_to is None else spread_to
+            if uncached > d.uncached:  # ranked as a copy would be
+                costs[i] += per_token * (uncached - d.uncached)
+            prefill = per_token * uncached
             if prefill <= 0.0:
                 continue
             price = penalty + per_running * d.running
@@ -383,6 +378,19 @@ class PredictedTtftScorer(Scorer):
         if best <= 0.0:  # all coefficients zero: no preference
             return [1.0] * len(costs)
         return [best / cost for cost in costs]
+
+    def _spread_uncached(
+        self, cycle: CycleState, endpoints: Sequence[Endpoint], details: Sequence[Prediction], per_token: float
+    ) -> float | None:
+        """The uncached tokens every candidate is ranked at when `spreadCopies` copies this request's shared prefix
+        (the most any candidate must compute), or None: each candidate ranked on its own."""
+        if self.spread_copies < 2 or not self._shared_prefix(cycle, endpoints):
+            return None
+        least, most = min(d.uncached for d in details), max(d.uncached for d in details)
+        holders = sum(1 for d in details if d.uncached == least)  # the candidates caching the longest prefix
+        if holders >= self.spread_copies or per_token * (most - least) > self.spread_max_seconds:
+            return None
+        return most
 
     def _shared_prefix(self, cycle: CycleState, endpoints: Sequence[Endpoint]) -> bool:
         """Whether the longest cached prefix of the request is shared rather than continued: it contains no earlier
@@ -505,14 +513,6 @@ class PredictedTtftScorer(Scorer):
         if sum(self._covariance[i][i] for i in range(n)) > MAX_COVARIANCE_TRACE:  # no excitation: restart
             self._covariance = _identity(n, INITIAL_COVARIANCE)
         self.coefficients = [max(0.0, c) for c in self._estimate]
-
-
-def _copies(details: Sequence[Prediction]) -> int:
-    """How many candidates cache the longest part of the prompt any of them caches (0: none caches any)."""
-    least = min(d.uncached for d in details)
-    if least >= max(d.uncached for d in details):
-        return 0
-    return sum(1 for d in details if d.uncached == least)
 
 
 def _identity(n: int, scale: float) -> list[list[float]]:
