@@ -110,7 +110,10 @@ async def test_llm_d_epp_request_metrics_carry_fairness_id_and_priority_next_to_
         picker.feed(POOL, {A: (0, 0.1), B: (0, 0.1)})
         headers = {"x-llm-d-inference-objective": "chat", "x-gateway-inference-fairness-id": "tenant-a"}
         body = b'{"model": "llama", "prompt": "hi", "stream": true}'
-        _, stream = await answer(picker, headers, body)
+        picked, stream = await answer(picker, headers, body)
+        assert not picked.HasField("immediate_response"), picked
+        echoed = (await stream.read(1))[0]  # full duplex: the request body comes back after the headers' answer
+        assert echoed.request_body.response.body_mutation.streamed_response.end_of_stream
         await stream.send(response_headers())
         await stream.read(1)
         usage = b'data: {"usage": {"prompt_tokens": 3, "completion_tokens": 4}}\n\n'
