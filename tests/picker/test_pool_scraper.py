@@ -342,7 +342,8 @@ async def test_sixteen_real_vllm_pages_are_read_right_while_one_endpoint_hangs(h
     answer = server.answer
     server.answer = lambda address, target: requests_seen.append(target) or answer(address, target)
     try:
-        async with MetricsScraper(pool, interval=0.02, timeout=0.3, registry=registry) as scraper:
+        # a timeout well above a healthy answer's time on a loaded 2-core machine: only the hung endpoint times out
+        async with MetricsScraper(pool, interval=0.02, timeout=1.0, registry=registry) as scraper:
             healthy = [pool.get(f"{a}:{ports[a]}") for a in addresses if a != hung]
             await until(lambda: all(e.metrics.updated_at is not None for e in healthy), timeout=5)
             good_before = scraper.good_scrapes
@@ -351,7 +352,7 @@ async def test_sixteen_real_vllm_pages_are_read_right_while_one_endpoint_hangs(h
                     scrape_errors(registry).get("timeout", 0) >= 2
                     and scraper.good_scrapes - good_before >= 3 * len(healthy)
                 ),
-                timeout=10,
+                timeout=15,
             )
     finally:
         await server.stop()
@@ -363,7 +364,7 @@ async def test_sixteen_real_vllm_pages_are_read_right_while_one_endpoint_hangs(h
         assert m.waiting_adapters == frozenset(filter(None, [expected["lora_waiting"]]))
         assert (m.block_size, m.num_gpu_blocks, m.scrape_errors) == (128, 8192, 0)
     stuck = pool.get(f"{hung}:{ports[hung]}").metrics
-    assert stuck.updated_at is None and "did not answer within 0.3 s" in stuck.last_error
+    assert stuck.updated_at is None and "did not answer within 1.0 s" in stuck.last_error
     assert set(scrape_errors(registry)) == {"timeout"}
     assert all(("name%5B%5D=vllm%3Anum_requests_waiting" in target) for target in requests_seen)
 
