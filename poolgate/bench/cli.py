@@ -17,6 +17,14 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 }
 
 
+def add_plot_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The plot options every benchmark that draws takes: `--plots DIR` (where `what` is written) and `--no-plots`."""
+    parser.add_argument(
+        "--plots", metavar="DIR", default="bench-results", help=f"directory for {what} (default: %(default)s)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="write no plot")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "Benchmarks that print numbers (and with --json FILE write them as rows)."
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)

@@ -9,8 +9,10 @@ import gc
 import time
 import tracemalloc
 from dataclasses import dataclass
+from pathlib import Path
 
 from poolgate.api.contract import CONTROLLER_NAME
+from poolgate.bench.cli import add_plot_arguments
 
 # (routes, pools, pods) per case: the three grow together, the largest is the target case (< 1 s)
 CASES = ((10, 1, 10), (50, 5, 100), (100, 10, 1_000), (250, 25, 2_500), (500, 50, 5_000), (1_000, 100, 10_000))
@@ -178,12 +180,7 @@ def measure(case: Case, repeats: int = 3) -> dict:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
-    parser.add_argument(
-        "--plot",
-        metavar="PNG",
-        default="bench-results/control-plane.png",
-        help="growth curve of the stage times (default: %(default)s; '' for none)",
-    )
+    add_plot_arguments(parser, "control-plane.png (the growth curve of the stage times)")
     parser.add_argument("--quick", action="store_true", help="only the three smallest cases")
     parser.set_defaults(run=run)
 
@@ -217,15 +214,14 @@ def run(args: argparse.Namespace) -> int:
             "peak_mb",
         ],
     )
-    if args.plot:
-        plot(rows, args.plot)
-        print(f"plot: {args.plot}")
+    if not args.no_plots:
+        print(f"plot: {plot(rows, Path(args.plots) / 'control-plane.png')}")
     if args.json:
         write_json(args.json, rows)
     return 0
 
 
-def plot(rows: list[dict], path: str) -> None:
+def plot(rows: list[dict], path: Path) -> Path:
     """Stage times against the number of objects, log-log (a straight line of slope 1 = linear growth)."""
     from poolgate.bench.report import new_figure, save_figure
 
@@ -240,4 +236,4 @@ def plot(rows: list[dict], path: str) -> None:
     ax.set_title("poolgate control plane: translation and hook time")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    save_figure(fig, path)
+    return save_figure(fig, path)

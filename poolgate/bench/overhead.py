@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from poolgate.api.contract import CONTROLLER_NAME, PROFILE_ANNOTATION
+from poolgate.bench.cli import add_plot_arguments
 
 MODES = ("direct", "picker-duplex", "picker-buffered")
 CONCURRENCIES = (1, 8, 32, 64)
@@ -689,12 +690,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="one picker process, 3 s per row: under 2 minutes")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
-    parser.add_argument(
-        "--plot",
-        metavar="PNG",
-        default="bench-results/overhead.png",
-        help="requests/s and p50 against concurrency per mode (default: %(default)s; '' for none)",
-    )
+    add_plot_arguments(parser, "overhead.png (requests/s and p50 against concurrency per mode)")
     parser.set_defaults(run=run)
 
 
@@ -744,15 +740,14 @@ def run(args: argparse.Namespace) -> int:
         out,
     )
     print_table("CPU milliseconds per request", rows, CPU_COLUMNS, out)
-    if args.plot:
-        plot(rows, args.plot)
-        print(f"plot: {args.plot}")
+    if not args.no_plots:
+        print(f"plot: {plot(rows, Path(args.plots) / 'overhead.png')}")
     if args.json:
         write_json(args.json, rows)
     return 0
 
 
-def plot(rows: list[dict], path: str) -> None:
+def plot(rows: list[dict], path: Path) -> Path:
     """Requests/s and p50 latency against concurrency, one line per mode and picker process count."""
     from poolgate.bench.report import new_figure, save_figure
 
@@ -776,4 +771,4 @@ def plot(rows: list[dict], path: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     latency.legend()
     fig.suptitle("poolgate: Envoy direct vs Envoy + endpoint picker")
-    save_figure(fig, path)
+    return save_figure(fig, path)

@@ -8,6 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from poolgate.bench.cli import add_plot_arguments
 from poolgate.bench.peers.shapes import QUICK_SHAPES, SHAPES
 from poolgate.bench.peers.systems import PEERS, SYSTEMS, PeersMissing, peer_executable
 
@@ -68,10 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--address-block", type=int, default=230, help="loopback block 127.B.x.y (default: 230)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
-    parser.add_argument(
-        "--plots", metavar="DIR", default="bench-results", help="directory for peers.png (default: %(default)s)"
-    )
-    parser.add_argument("--no-plots", action="store_true", help="do not write the plot")
+    add_plot_arguments(parser, "peers.png")
     parser.set_defaults(run=run)
 
 

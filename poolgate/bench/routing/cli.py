@@ -8,6 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from poolgate.bench.cli import add_plot_arguments
 from poolgate.bench.routing import (
     DURATION,
     LOADS,
@@ -171,13 +172,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also compare the profile of an EndpointPickerConfig file as picker NAME (repeatable)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
-    parser.add_argument(
-        "--plots",
-        metavar="DIR",
-        default="bench-results",
-        help="directory for the PNG plots, drawn from the first seed's rows (default: %(default)s)",
-    )
-    parser.add_argument("--no-plots", action="store_true", help="do not write plots")
+    add_plot_arguments(parser, "the PNG plots, drawn from the first seed's rows")
     parser.set_defaults(run=run)
 
 
