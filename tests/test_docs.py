@@ -1,6 +1,6 @@
 """The README and docs/ name only commands, flags and files that exist: every `poolgate <command> ... --flag` they
 show is accepted by that command's parser, and every repository path they name (from a top-level directory on) is
-in the tree. And docs/kubernetes.md names every value of the Helm chart."""
+in the tree. They name every long option of every command, and docs/kubernetes.md every value of the Helm chart."""
 
 from __future__ import annotations
 
@@ -49,6 +49,17 @@ def test_every_flag_shown_after_a_poolgate_command_is_one_it_accepts():
                     if flag not in table[command]:
                         unknown.append(f"{doc.name}:{number}: poolgate {' '.join(command)} {flag}")
     assert unknown == [] and seen > 100
+
+
+def test_every_long_option_of_every_command_is_named_in_the_docs():
+    text = "\n".join(doc.read_text() for doc in DOCS)
+    undocumented = [
+        f"poolgate {' '.join(command)} {option}"
+        for command, options in command_options().items()
+        for option in options
+        if option.startswith("--") and option != "--help" and not re.search(rf"{re.escape(option)}(?![\w-])", text)
+    ]
+    assert undocumented == []
 
 
 def test_every_repository_path_the_docs_name_exists():
