@@ -6,10 +6,11 @@ from itertools import islice
 
 import pytest
 
+from picker.scheduling.config import BUILTIN_CONFIGS
 from poolgate.bench.routing.cli import shaped_workloads
 from poolgate.bench.routing.fleet import RequestRecord
 from poolgate.bench.routing.results import summarize
-from poolgate.bench.routing.runner import Settings
+from poolgate.bench.routing.runner import Settings, capacities, cases, run_case
 from poolgate.bench.routing.workloads import WORKLOADS, workload_spec
 
 
@@ -88,3 +89,33 @@ def test_servers_per_group_counts_the_servers_of_each_system_prompt():
         ]
         is None
     )
+
+
+def _variant(**parameters: object) -> str:
+    """poolgate-default's YAML with more `predicted-ttft-scorer` parameters."""
+    extra = "".join(f"\n    {name}: {value}" for name, value in parameters.items())
+    return BUILTIN_CONFIGS["poolgate-default"].replace("    learnOnline: true", "    learnOnline: true" + extra)
+
+
+@pytest.mark.parametrize(
+    ("workload", "parameters", "same"),
+    [
+        ("prefix-heavy-p6000-o64", {}, True),  # the same profile under another name: the same tie breaks
+        ("prefix-heavy-p6000-o64", {"spreadCopies": 2}, True),  # a 6,000-token copy exceeds spreadMaxSeconds
+        ("prefix-heavy-p1500-o64", {"spreadCopies": 2}, False),  # a 1,500-token one does not: copies are made
+    ],
+)
+def test_a_variant_differs_from_the_built_in_only_where_it_decides_otherwise(workload, parameters, same):
+    settings = Settings(
+        workloads=[workload],
+        pickers=("poolgate", "variant"),
+        loads=(0.8,),
+        pods=4,
+        seed=1,
+        duration=60.0,
+        extra_configs={"variant": _variant(**parameters)},
+    )
+    built_in, variant = (run_case(case, settings) for case in cases(settings, capacities(settings)))
+    measured = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "servers_per_group", "prefix_hit_rate")
+    assert built_in["completed"] > 50
+    assert ({k: built_in[k] for k in measured} == {k: variant[k] for k in measured}) is same
