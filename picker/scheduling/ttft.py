@@ -69,8 +69,9 @@ the backlog keep them), as long as the copy's extra prefill is at most `spreadMa
 goes where a copy costs least, often an endpoint without the prefix, and the group's later requests choose between
 N endpoints by their backlogs. With short shared prompts, where requests wait behind other requests' prefill rather
 than for batch slots, a hit waits less often when its group has two endpoints to choose from; each copy is one
-request's extra prefill, made once. It is off by default: the routing benchmark measured it 10-28% better at p90
-with 1,500-token shared prompts and 4-13% worse on two 6,000-token shapes (docs/benchmarks.md).
+request's extra prefill, made once. It is off by default: in the routing benchmark it cut p90 by 3-34% with
+1,500-token shared prompts and left every other row within 0.95-1.02x (6,000-token copies exceed the limit), but a
+copy takes cache room the rule does not see, and on small caches the copies evict each other (docs/benchmarks.md).
 
 The score is best_cost / cost (1.0 for the best endpoint).
 
