@@ -91,21 +91,22 @@ def test_servers_per_group_counts_the_servers_of_each_system_prompt():
     )
 
 
-def _variant(**parameters: object) -> str:
-    """poolgate-default's YAML with more `predicted-ttft-scorer` parameters."""
-    extra = "".join(f"\n    {name}: {value}" for name, value in parameters.items())
-    return BUILTIN_CONFIGS["poolgate-default"].replace("    learnOnline: true", "    learnOnline: true" + extra)
+def _variant(spread_copies: int) -> str:
+    """poolgate-default's YAML with another `spreadCopies`."""
+    default = BUILTIN_CONFIGS["poolgate-default"]
+    assert default.count("spreadCopies: 2 ") == 1
+    return default.replace("spreadCopies: 2 ", f"spreadCopies: {spread_copies} ")
 
 
 @pytest.mark.parametrize(
-    ("workload", "parameters", "same"),
+    ("workload", "spread_copies", "same"),
     [
-        ("prefix-heavy-p6000-o64", {}, True),  # the same profile under another name: the same tie breaks
-        ("prefix-heavy-p6000-o64", {"spreadCopies": 2}, True),  # a 6,000-token copy exceeds spreadMaxSeconds
-        ("prefix-heavy-p1500-o64", {"spreadCopies": 2}, False),  # a 1,500-token one does not: copies are made
+        ("prefix-heavy-p6000-o64", 2, True),  # poolgate-default under another name: the same tie breaks
+        ("prefix-heavy-p6000-o64", 0, True),  # no copies: a 6,000-token copy exceeds spreadMaxSeconds anyway
+        ("prefix-heavy-p1500-o64", 0, False),  # a 1,500-token one does not: the default copies
     ],
 )
-def test_a_variant_differs_from_the_built_in_only_where_it_decides_otherwise(workload, parameters, same):
+def test_a_variant_differs_from_the_built_in_only_where_it_decides_otherwise(workload, spread_copies, same):
     settings = Settings(
         workloads=[workload],
         pickers=("poolgate", "variant"),
@@ -113,7 +114,7 @@ def test_a_variant_differs_from_the_built_in_only_where_it_decides_otherwise(wor
         pods=4,
         seed=1,
         duration=60.0,
-        extra_configs={"variant": _variant(**parameters)},
+        extra_configs={"variant": _variant(spread_copies)},
     )
     built_in, variant = (run_case(case, settings) for case in cases(settings, capacities(settings)))
     measured = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "servers_per_group", "prefix_hit_rate")
