@@ -40,8 +40,9 @@ references are errors naming the plugin, profile or section.
 Built-in configs (`builtin_config(name)`): `llmd-default` is the reference picker's (llm-d router v0.10) default:
 queue 2, KV 2, prefix 3 (approximate prefix index over `estimate` tokens), max-score picker (one endpoint, as
 upstream); `poolgate-default` filters stale endpoints, picks three endpoints (the primary and two fallbacks) by the
-lowest predicted TTFT plus the capacity a cache miss costs the pool
-(`predicted-ttft-scorer`), with prefix matches from `precise-prefix-cache-producer`: the engines' KV events for
+lowest predicted TTFT plus the capacity a cache miss costs the pool (`predicted-ttft-scorer`, which copies a short
+shared prompt to a second endpoint while its one is busy), with prefix matches from
+`precise-prefix-cache-producer`: the engines' KV events for
 each endpoint that publishes them (on port 5557, vLLM's default) and whose index is trusted, the approximate
 index for the others, so a pool without events is routed as with the approximate index alone.
 """
@@ -426,6 +427,7 @@ plugins:
   parameters:
     learnOnline: true
     backlogWeight: 1.5                   # measured: docs/benchmarks.md, the shapes over three seeds
+    spreadCopies: 2                      # measured: docs/benchmarks.md, copies of short shared prompts
     prefixMatchInfoProducerName: precise-prefix-cache-producer
 - type: max-score-picker
   parameters: {maxNumOfEndpoints: 3}     # the primary and two fallbacks Envoy retries on

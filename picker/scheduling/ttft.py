@@ -61,16 +61,20 @@ requests after it several times its own TTFT, so a prompt group stays on the end
 (is computed once more elsewhere) when that endpoint's share of the work is clearly above the others'. It is off by
 default because the routing benchmark measured it worse: it also stops the few second copies of a busy group that
 let later requests of the group choose between two servers (see docs/benchmarks.md).
-`spreadCopies: N` (0, off, by default) makes copies of a shared prompt before its one endpoint queues: when the
-longest prefix any candidate caches is cached on fewer than N candidates and is shared, not continued (it holds no
-earlier request's whole prompt, as a conversation's next turn holds its last turn's: a system prompt), every
-candidate is ranked as a copy would be (the holders' cached tokens do not count in the cost; the prediction and
-the backlog keep them), as long as the copy's extra prefill is at most `spreadMaxSeconds` (0.5 s). The request then
-goes where a copy costs least, often an endpoint without the prefix, and the group's later requests choose between
-N endpoints by their backlogs. With short shared prompts, where requests wait behind other requests' prefill rather
-than for batch slots, a hit waits less often when its group has two endpoints to choose from; each copy is one
-request's extra prefill, made once. It is off by default: the routing benchmark measured it 10-28% better at p90
-with 1,500-token shared prompts and 4-13% worse on two 6,000-token shapes (docs/benchmarks.md).
+`spreadCopies: N` (0, off, by default for the plugin; 2 in `poolgate-default`) makes copies of a shared prompt
+while its endpoint is busy: when the longest prefix any candidate caches is cached on fewer than N candidates and is
+shared, not continued (it holds no earlier request's whole prompt, as a conversation's next turn holds its last
+turn's: a system prompt), every endpoint caching it has something ahead of the request (a prefill backlog, a slot
+wait: `Prediction.fixed` > 0), and the copy's extra prefill is at most `spreadMaxSeconds` (0.5 s), every candidate is
+ranked as a copy would be (the holders' cached tokens do not count in the cost; the prediction and the backlog keep
+them). The request then goes where a copy costs least, often an endpoint without the prefix, and the group's later
+requests choose between N endpoints by their backlogs. With short shared prompts, where requests wait behind other
+requests' prefill rather than for batch slots, a hit waits less often when its group has two endpoints to choose
+from; each copy is one request's extra prefill, made once. A copy also takes cache room the scorer cannot see (vLLM's
+KV usage counts running requests, not cached blocks), so none is made while a holder is idle: then it buys nothing,
+and on a small cache copies would evict each other. In the routing benchmark, with 1,500-token shared prompts, it
+lowered p90 at 13 of 15 shape-seeds (by up to 33%; level at one, 5% higher at one). The 6,000-token shapes were
+unchanged (their copies exceed the limit) and the other workloads stayed within 0.96-1.03x (docs/benchmarks.md).
 
 The score is best_cost / cost (1.0 for the best endpoint).
 
@@ -387,8 +391,10 @@ class PredictedTtftScorer(Scorer):
         if self.spread_copies < 2 or not self._shared_prefix(cycle, endpoints):
             return None
         least, most = min(d.uncached for d in details), max(d.uncached for d in details)
-        holders = sum(1 for d in details if d.uncached == least)  # the candidates caching the longest prefix
-        if holders >= self.spread_copies or per_token * (most - least) > self.spread_max_seconds:
+        holders = [d for d in details if d.uncached == least]  # the candidates caching the longest prefix
+        if len(holders) >= self.spread_copies or per_token * (most - least) > self.spread_max_seconds:
+            return None
+        if min(d.fixed for d in holders) <= 0.0:  # a holder has nothing ahead of this request: no need to copy
             return None
         return most
 

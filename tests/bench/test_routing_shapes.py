@@ -6,10 +6,11 @@ from itertools import islice
 
 import pytest
 
+from picker.scheduling.config import BUILTIN_CONFIGS
 from poolgate.bench.routing.cli import shaped_workloads
 from poolgate.bench.routing.fleet import RequestRecord
 from poolgate.bench.routing.results import summarize
-from poolgate.bench.routing.runner import Settings
+from poolgate.bench.routing.runner import Settings, capacities, cases, run_case
 from poolgate.bench.routing.workloads import WORKLOADS, workload_spec
 
 
@@ -88,3 +89,34 @@ def test_servers_per_group_counts_the_servers_of_each_system_prompt():
         ]
         is None
     )
+
+
+def _variant(spread_copies: int) -> str:
+    """poolgate-default's YAML with another `spreadCopies`."""
+    default = BUILTIN_CONFIGS["poolgate-default"]
+    assert default.count("spreadCopies: 2 ") == 1
+    return default.replace("spreadCopies: 2 ", f"spreadCopies: {spread_copies} ")
+
+
+@pytest.mark.parametrize(
+    ("workload", "spread_copies", "same"),
+    [
+        ("prefix-heavy-p6000-o64", 2, True),  # poolgate-default under another name: the same tie breaks
+        ("prefix-heavy-p6000-o64", 0, True),  # no copies: a 6,000-token copy exceeds spreadMaxSeconds anyway
+        ("prefix-heavy-p1500-o64", 0, False),  # a 1,500-token one does not: the default copies
+    ],
+)
+def test_a_variant_differs_from_the_built_in_only_where_it_decides_otherwise(workload, spread_copies, same):
+    settings = Settings(
+        workloads=[workload],
+        pickers=("poolgate", "variant"),
+        loads=(0.8,),
+        pods=4,
+        seed=1,
+        duration=60.0,
+        extra_configs={"variant": _variant(spread_copies)},
+    )
+    built_in, variant = (run_case(case, settings) for case in cases(settings, capacities(settings)))
+    measured = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "servers_per_group", "prefix_hit_rate")
+    assert built_in["completed"] > 50
+    assert ({k: built_in[k] for k in measured} == {k: variant[k] for k in measured}) is same

@@ -308,12 +308,14 @@ def test_a_shared_prefix_is_copied_until_it_has_spread_copies():
     for s in (scorer, follows):
         s.backlogs["10.0.0.1:8000"] = _Backlog(seconds=0.01, updated_at=0.0)
 
-    def scores(s: PredictedTtftScorer, question: bytes) -> list[float]:
-        return s.score(CycleState(group_request(question), 0.0, pool), pool.endpoints())
+    def scores(s: PredictedTtftScorer, question: bytes, now: float = 0.0) -> list[float]:
+        return s.score(CycleState(group_request(question), now, pool), pool.endpoints())
 
     # cached on fewer than 2 endpoints: every endpoint is ranked as a copy, and the holder's backlog counts
     assert scores(scorer, b"b") == pytest.approx([0.22 / 0.23, 1.0, 1.0])
     assert scores(follows, b"b") == pytest.approx([1.0, 0.1404 / 0.22, 0.1404 / 0.22])
+    # once the holder's backlog has drained nothing waits there: no copy (it would only take cache room)
+    assert scores(scorer, b"e", now=1.0) == pytest.approx([1.0, 0.1304 / 0.22, 0.1304 / 0.22])
     # a copy whose extra prefill (0.0896 s) exceeds spreadMaxSeconds is not made
     scorer.spread_max_seconds = 0.05
     assert scores(scorer, b"d") == pytest.approx([1.0, 0.1404 / 0.22, 0.1404 / 0.22])

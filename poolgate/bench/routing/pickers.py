@@ -95,9 +95,11 @@ BASELINE_CONFIGS["llmd-precise"] = LLMD_PRECISE
 BUILTIN_PROFILES = {"llmd-default": "llmd-default", "poolgate": "poolgate-default"}
 
 
-def picker_rng(picker: str, seed: int, replica: int = 0) -> random.Random:
-    """The random source of one picker (replica) in one run (tie breaks, random picks)."""
-    return random.Random(f"picker/{picker}/{seed}" + (f"/{replica}" if replica else ""))
+def picker_rng(seed: int, replica: int = 0) -> random.Random:
+    """The random source of a picker (replica) in a run at `seed` (tie breaks, random picks). Every picker of the
+    run draws from the same source (common random numbers), so that two profiles' rows at a seed differ only by
+    what the profiles decide: a `--config` variant that never decides otherwise gives the built-in's row."""
+    return random.Random(f"picker/{seed}" + (f"/{replica}" if replica else ""))
 
 
 def build_router(
@@ -118,7 +120,7 @@ def build_picker(picker: str, seed: int, extra_configs: dict[str, str] | None = 
     `extra_configs` maps more names to YAML."""
     from picker.scheduling import builtin_config, load_config
 
-    rng = picker_rng(picker, seed, replica)
+    rng = picker_rng(seed, replica)
     if extra_configs and picker in extra_configs:
         return load_config(extra_configs[picker], rng)
     if picker in BASELINE_CONFIGS:
