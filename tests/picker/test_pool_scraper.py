@@ -342,8 +342,10 @@ async def test_sixteen_real_vllm_pages_are_read_right_while_one_endpoint_hangs(h
     answer = server.answer
     server.answer = lambda address, target: requests_seen.append(target) or answer(address, target)
     try:
-        # a timeout well above a healthy answer's time on a loaded 2-core machine: only the hung endpoint times out
-        async with MetricsScraper(pool, interval=0.02, timeout=1.0, registry=registry) as scraper:
+        # a timeout well above a healthy answer's time on a loaded 2-core machine (the pages are served from this
+        # event loop too): only the hung endpoint times out; the default interval, so that 16 whole pages parsed
+        # every interval do not themselves slow the loop down to a timeout
+        async with MetricsScraper(pool, interval=0.05, timeout=1.0, registry=registry) as scraper:
             healthy = [pool.get(f"{a}:{ports[a]}") for a in addresses if a != hung]
             await until(lambda: all(e.metrics.updated_at is not None for e in healthy), timeout=5)
             good_before = scraper.good_scrapes
@@ -362,10 +364,10 @@ async def test_sixteen_real_vllm_pages_are_read_right_while_one_endpoint_hangs(h
         assert (m.waiting, m.running, m.kv_usage) == (expected["waiting"], expected["running"], expected["kv_usage"])
         assert m.running_adapters == frozenset({expected["lora_running"]})  # the newest LoRA series
         assert m.waiting_adapters == frozenset(filter(None, [expected["lora_waiting"]]))
-        assert (m.block_size, m.num_gpu_blocks, m.scrape_errors) == (128, 8192, 0)
+        assert (m.block_size, m.num_gpu_blocks, m.scrape_errors) == (128, 8192, 0), (endpoint.address, m.last_error)
     stuck = pool.get(f"{hung}:{ports[hung]}").metrics
     assert stuck.updated_at is None and "did not answer within 1.0 s" in stuck.last_error
-    assert set(scrape_errors(registry)) == {"timeout"}
+    assert set(scrape_errors(registry)) == {"timeout"}, scrape_errors(registry)
     assert all(("name%5B%5D=vllm%3Anum_requests_waiting" in target) for target in requests_seen)
 
 
